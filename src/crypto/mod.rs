@@ -1,0 +1,73 @@
+//! The pure crypto core: AEAD, the key hierarchy and Shamir sharing.
+//!
+//! Nothing in here does I/O, spawns tasks or knows about HTTP or storage; it may depend only
+//! on [`crate::secret`]. ring and vsss-rs types never leave this module.
+
+pub mod aead;
+pub mod envelope;
+pub mod shamir;
+
+pub use envelope::{DekContext, KeyCommitment, KeyId, ObjectKeys};
+pub use shamir::{Holder, KeyMetadata, ShareEnvelope};
+
+/// Errors of the crypto layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Authentication failed. Deliberately vague: a wrong key, a bad tag and tampered data look
+    /// the same to callers.
+    #[error("decryption failed")]
+    DecryptionFailed,
+    /// The recovered key does not match the tenant's key commitment.
+    #[error("the recovered key does not match the tenant's key commitment")]
+    CommitmentMismatch,
+    /// A tenant id outside `[a-z0-9-]{1,63}`.
+    #[error("invalid tenant id: use 1-63 characters of a-z, 0-9 and '-', not starting with '-'")]
+    InvalidTenant,
+    /// Threshold outside 2 ≤ k ≤ n ≤ 255.
+    #[error("invalid threshold {threshold}-of-{holders}: need 2 <= k <= n <= 255")]
+    InvalidThreshold {
+        /// k.
+        threshold: usize,
+        /// n.
+        holders: usize,
+    },
+    /// Public key metadata is inconsistent.
+    #[error("invalid key metadata: {0}")]
+    InvalidMetadata(&'static str),
+    /// Fewer shares than the threshold.
+    #[error("not enough shares: have {have}, need {need}")]
+    NotEnoughShares {
+        /// Shares given.
+        have: usize,
+        /// Threshold.
+        need: usize,
+    },
+    /// Two shares with the same x coordinate.
+    #[error("duplicate share for x = {x}")]
+    DuplicateShare {
+        /// The repeated x.
+        x: u8,
+    },
+    /// A share whose x is not registered for this tenant key.
+    #[error("no holder is registered with x = {x}")]
+    UnknownHolder {
+        /// The unknown x.
+        x: u8,
+    },
+    /// A share that does not match its holder's registered fingerprint.
+    #[error("the share of holder '{holder}' does not match its registered fingerprint")]
+    ShareMismatch {
+        /// The holder whose share is wrong.
+        holder: String,
+    },
+    /// A share in the wrong text or byte form.
+    #[error("malformed share: {0}")]
+    ShareEncoding(&'static str),
+    /// The operating system RNG failed.
+    #[error("the system random number generator failed")]
+    Random,
+    /// An internal invariant failed; never caused by input.
+    #[error("internal crypto error: {0}")]
+    Internal(&'static str),
+}

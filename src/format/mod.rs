@@ -1,0 +1,1 @@
+//! The encrypted object format v1 (work in progress).
