@@ -1,1 +1,65 @@
-//! The encrypted object format v1 (work in progress).
+//! The encrypted object format v1: an authenticated header, then one or more *runs* of
+//! STREAM-style AES-256-GCM segments, and for multipart objects an authenticated footer.
+//! `docs/format.md` is the normative specification; this module implements it.
+//!
+//! Pure and synchronous: callers push bytes in and take bytes out, with memory bounded by one
+//! segment, so the proxy can stream objects of any size. No I/O, no async.
+//!
+//! - [`header`]: the header byte layout, parsing and MAC.
+//! - [`stream`]: the incremental [`Encryptor`] and [`Decryptor`].
+//! - [`layout`]: run/segment arithmetic, plaintext length from ciphertext length, range
+//!   mapping, and the multipart footer.
+
+pub mod header;
+pub mod layout;
+pub mod stream;
+
+pub use header::{Header, Layout, MAX_HEADER_LEN, ObjectCipher, new_object, open_object};
+pub use layout::{
+    FOOTER_TAIL_LEN, ObjectLayout, PartInfo, footer_len_from_tail, run_ciphertext_len,
+};
+pub use stream::{Decryptor, Encryptor};
+
+/// Default plaintext segment size: 64 KiB.
+pub const DEFAULT_SEGMENT_SIZE: u32 = 1 << 16;
+
+/// Errors of the object-format layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The object could not be authenticated or decrypted: a flipped bit, truncation, trailing
+    /// bytes, reordered or moved data, a wrong key or version. Deliberately vague; the stage
+    /// that failed is logged at debug level only.
+    #[error("decryption failed")]
+    DecryptionFailed,
+    /// A requested plaintext range lies outside the object.
+    #[error("requested range is not satisfiable for an object of {plaintext_len} bytes")]
+    InvalidRange {
+        /// The object's plaintext length.
+        plaintext_len: u64,
+    },
+    /// Multipart part list rejected (empty, unsorted, duplicate, zero or > 10000 parts).
+    #[error("invalid multipart part list: {0}")]
+    InvalidParts(&'static str),
+    /// More input than the format allows (2^32 segments per run).
+    #[error("object too large for the format")]
+    TooLarge,
+    /// A crypto-layer failure that is not an authentication failure (RNG, internal).
+    #[error(transparent)]
+    Crypto(crate::crypto::Error),
+}
+
+impl From<crate::crypto::Error> for Error {
+    fn from(e: crate::crypto::Error) -> Self {
+        match e {
+            crate::crypto::Error::DecryptionFailed => Error::DecryptionFailed,
+            other => Error::Crypto(other),
+        }
+    }
+}
+
+/// Records which stage of decryption failed (debug log only) and returns the vague error.
+pub(crate) fn fail(stage: &'static str) -> Error {
+    tracing::debug!(stage, "object decryption failed");
+    Error::DecryptionFailed
+}
