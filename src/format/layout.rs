@@ -387,7 +387,11 @@ mod tests {
             let c = run_ciphertext_len(p, s);
             assert_eq!(run_plaintext_len(c, s), Some(p), "p = {p}");
         }
-        assert_eq!(run_ciphertext_len(65536, s), 65536 + 32, "a full run ends in an empty segment");
+        assert_eq!(
+            run_ciphertext_len(65536, s),
+            65536 + 32,
+            "a full run ends in an empty segment"
+        );
         // Shorter than a tag, or a final segment shorter than its tag.
         for c in [0u64, 15, 65552, 65552 + 1, 65552 + 15, 2 * 65552 + 3] {
             assert_eq!(run_plaintext_len(c, s), None, "c = {c}");

@@ -37,8 +37,19 @@ pub struct Encryptor<'a> {
 }
 
 impl<'a> Encryptor<'a> {
-    pub(crate) fn new(keys: &'a ObjectKeys, prefix: [u8; NONCE_PREFIX_LEN], segment_size: usize) -> Self {
-        Self { keys, prefix, segment_size, pending: Vec::new(), next_index: 0, plaintext_len: 0 }
+    pub(crate) fn new(
+        keys: &'a ObjectKeys,
+        prefix: [u8; NONCE_PREFIX_LEN],
+        segment_size: usize,
+    ) -> Self {
+        Self {
+            keys,
+            prefix,
+            segment_size,
+            pending: Vec::new(),
+            next_index: 0,
+            plaintext_len: 0,
+        }
     }
 
     /// Appends `data` (one segment of plaintext) sealed with its tag to `out`.
@@ -46,7 +57,11 @@ impl<'a> Encryptor<'a> {
         let start = out.len();
         out.reserve(data.len() + TAG_LEN);
         out.extend_from_slice(data);
-        let tag = self.keys.segment().seal_in_place(nonce(&self.prefix, self.next_index, last), &[], &mut out[start..])?;
+        let tag = self.keys.segment().seal_in_place(
+            nonce(&self.prefix, self.next_index, last),
+            &[],
+            &mut out[start..],
+        )?;
         out.extend_from_slice(&tag);
         self.next_index = self.next_index.checked_add(1).ok_or(Error::TooLarge)?;
         Ok(())
