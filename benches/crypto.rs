@@ -50,7 +50,7 @@ fn raw_ring_seal(c: &mut Criterion) {
                             chunk,
                         )
                         .unwrap();
-                    black_box(tag);
+                    let _ = black_box(tag);
                 }
             })
         });
