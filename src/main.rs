@@ -1,1 +1,37 @@
-fn main() {}
+//! The `treuhand` binary: parse arguments, set up logging, run one subcommand.
+
+use clap::{Parser, Subcommand};
+
+/// treuhand: a key-escrow proxy. Objects are encrypted before they reach storage, under a
+/// tenant key that exists only as Shamir shares held by the customer and independent trustees.
+#[derive(Debug, Parser)]
+#[command(name = "treuhand", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Benchmark harness for researchers: sweeps, percentiles, CSV/JSON, SVG plots.
+    #[command(subcommand)]
+    Bench(treuhand::bench::cli::BenchCommand),
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TREUHAND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    treuhand::tls::install_crypto_provider();
+    init_tracing();
+    match Cli::parse().command {
+        Command::Bench(command) => treuhand::bench::cli::run(command).await,
+    }
+}

@@ -6,6 +6,7 @@
 pub mod aead;
 pub mod envelope;
 pub mod shamir;
+pub mod sigv4;
 
 pub use envelope::{DekContext, KeyCommitment, KeyId, ObjectKeys};
 pub use shamir::{Holder, KeyMetadata, ShareEnvelope};
