@@ -650,7 +650,9 @@ async fn bad_requests_get_precise_4xx_answers() {
     let release = "/v1/tenants/acme/keys/1/release";
     let valid = br#"{"justification":"customer_access","reason":"","request_id":"r-1"}"#.to_vec();
 
-    let cases: Vec<(&str, &str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    // (method, path, content type, body, expected status, expected reason code)
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "POST",
             release,

@@ -536,7 +536,7 @@ impl Engine {
         if policy.suspended {
             return Err(Denial::TenantSuspended);
         }
-        if !policy.allowed_proxies.iter().any(|p| *p == caller.name) {
+        if !policy.allowed_proxies.contains(&caller.name) {
             return Err(Denial::ProxyNotAllowed);
         }
         if !policy.allowed_justifications.contains(&justification) {
