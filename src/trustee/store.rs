@@ -119,6 +119,40 @@ fn json_err(e: serde_json::Error) -> Error {
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
+    /// Dropping this stops the background checkpointer.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
+}
+
+/// How often the background thread copies WAL frames into the database file.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Runs passive WAL checkpoints on a second connection, so the writer thread never stalls on
+/// the database file's fsync. A passive checkpoint never blocks the writer; it copies what it
+/// can and the writer restarts the WAL once everything was copied.
+fn spawn_checkpointer(path: &Path) -> Option<std::sync::mpsc::Sender<()>> {
+    let conn = match Connection::open(path).and_then(|conn| {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(conn)
+    }) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(error = %e, "no background checkpointer; the writer checkpoints itself");
+            return None;
+        }
+    };
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("trustee-checkpoint".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(CHECKPOINT_INTERVAL)
+            {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!(error = %e, "passive checkpoint failed; will retry");
+                }
+            }
+        });
+    spawned.ok().map(|_| stop)
 }
 
 const SCHEMA: &str = "
@@ -160,7 +194,36 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
-        Ok(Self { conn })
+        let checkpointer = spawn_checkpointer(path);
+        if checkpointer.is_some() {
+            // Checkpoints run on the background thread instead of inside a commit.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(db_err)?;
+        }
+        Ok(Self {
+            conn,
+            _checkpointer: checkpointer,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// A TRUNCATE checkpoint, retried while the background checkpointer holds the lock
+    /// (SQLite then reports `busy = 1` instead of an error).
+    fn truncate_wal(&mut self) -> Result<(), Error> {
+        for _ in 0..50 {
+            let busy: i64 = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+                .map_err(db_err)?;
+            if busy == 0 {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(Error::Store(
+            "the WAL could not be truncated: checkpoint stayed busy".into(),
+        ))
     }
 }
 
