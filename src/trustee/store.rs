@@ -377,14 +377,9 @@ impl Store for SqliteStore {
         // Copy every WAL frame into the main file (where secure_delete already zeroed the old
         // cell) and truncate the WAL to zero bytes, so no old page with the sealed share is
         // left in either file. VACUUM also rebuilds the file without free pages.
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(db_err)?;
+        self.truncate_wal()?;
         self.conn.execute_batch("VACUUM").map_err(db_err)?;
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(db_err)?;
-        Ok(())
+        self.truncate_wal()
     }
 }
 
