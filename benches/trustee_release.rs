@@ -4,7 +4,9 @@
 //! Run: `cargo bench --bench trustee_release` (release profile). Knobs (environment):
 //! `TREUHAND_BENCH_CONCURRENCY` (default 32 in-flight requests, one pooled connection each),
 //! `TREUHAND_BENCH_SECS` (default 10 s measured, after 2 s warm-up),
-//! `TREUHAND_BENCH_DIR` (where the store lives; default a temp dir, i.e. /tmp).
+//! `TREUHAND_BENCH_DIR` (where the store lives; default a temp dir, i.e. /tmp),
+//! `TREUHAND_BENCH_MAX_BATCH` (most requests per group commit, default 1024; 1 = no group
+//! commit, one fsync per request).
 //! Server and clients share one tokio runtime with 2 worker threads (the machine has 2 cores)
 //! plus the trustee's writer thread.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a harness, not product code
@@ -81,7 +83,10 @@ async fn bench() {
             sealing_key: path.join("sealing.key"),
             signing_key: path.join("signing.key"),
         },
-        limits: Limits::default(),
+        limits: Limits {
+            max_batch: env_or("TREUHAND_BENCH_MAX_BATCH", 1024),
+            ..Limits::default()
+        },
     };
     let server = Server::from_config(&config, Arc::new(SystemClock)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -183,8 +188,9 @@ async fn bench() {
     all.sort_unstable();
     let rate = all.len() as f64 / measured.as_secs_f64();
     println!(
-        "trustee release: concurrency {concurrency}, {seconds} s measured: {} releases ({errors} errors) = {rate:.0}/s; \
+        "trustee release: concurrency {concurrency}, max_batch {}, {seconds} s measured: {} releases ({errors} errors) = {rate:.0}/s; \
          latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
+        config.limits.max_batch,
         all.len(),
         percentile(&all, 0.50),
         percentile(&all, 0.90),

@@ -80,8 +80,23 @@ pub enum Mutation {
     Append(AuditEntry),
 }
 
+/// A separate read path for audit downloads, so a long download never holds up the writer.
+pub trait AuditReader: Send + 'static {
+    /// All committed audit entries of a tenant, in order.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    fn audit_entries(&mut self, tenant: &str) -> Result<Vec<AuditEntry>, Error>;
+}
+
 /// Durable trustee storage.
 pub trait Store: Send + 'static {
+    /// Opens an independent reader that sees committed data only.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    fn reader(&self) -> Result<Box<dyn AuditReader>, Error>;
+
     /// Loads all state.
     ///
     /// # Errors
@@ -93,12 +108,6 @@ pub trait Store: Send + 'static {
     /// # Errors
     /// [`Error::Store`]; then nothing of the batch is applied.
     fn commit(&mut self, batch: &[Mutation]) -> Result<(), Error>;
-
-    /// All audit entries of a tenant, in order.
-    ///
-    /// # Errors
-    /// [`Error::Store`].
-    fn audit_entries(&mut self, tenant: &str) -> Result<Vec<AuditEntry>, Error>;
 
     /// Makes sure freed (shredded) content no longer sits in the store's files.
     ///
@@ -119,6 +128,7 @@ fn json_err(e: serde_json::Error) -> Error {
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
+    path: std::path::PathBuf,
     /// Dropping this stops the background checkpointer.
     _checkpointer: Option<std::sync::mpsc::Sender<()>>,
 }
@@ -183,6 +193,9 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, Error> {
         let conn = Connection::open(path)
             .map_err(|e| Error::Store(format!("cannot open the store {}: {e}", path.display())))?;
+        // The background checkpointer may hold the checkpoint lock for a moment.
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_err)?;
         // WAL + FULL: a commit is fsynced before it returns, and a crash loses no committed
         // transaction. secure_delete zeroes freed content (shredded shares).
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -202,6 +215,7 @@ impl SqliteStore {
         }
         Ok(Self {
             conn,
+            path: path.to_owned(),
             _checkpointer: checkpointer,
         })
     }
@@ -227,7 +241,42 @@ impl SqliteStore {
     }
 }
 
+fn read_entries(conn: &Connection, tenant: &str) -> Result<Vec<AuditEntry>, Error> {
+    let mut stmt = conn
+        .prepare_cached("SELECT entry FROM audit WHERE tenant = ?1 ORDER BY seq")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([tenant], |row| row.get::<_, String>(0))
+        .map_err(db_err)?;
+    let mut entries = Vec::new();
+    for row in rows {
+        entries.push(serde_json::from_str(&row.map_err(db_err)?).map_err(json_err)?);
+    }
+    Ok(entries)
+}
+
+/// A read-only SQLite connection for audit downloads (WAL readers never block the writer).
+#[derive(Debug)]
+struct SqliteReader {
+    conn: Connection,
+}
+
+impl AuditReader for SqliteReader {
+    fn audit_entries(&mut self, tenant: &str) -> Result<Vec<AuditEntry>, Error> {
+        read_entries(&self.conn, tenant)
+    }
+}
+
 impl Store for SqliteStore {
+    fn reader(&self) -> Result<Box<dyn AuditReader>, Error> {
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(db_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_err)?;
+        Ok(Box::new(SqliteReader { conn }))
+    }
+
     fn load(&mut self) -> Result<Snapshot, Error> {
         let mut snapshot = Snapshot::default();
         let mut stmt = self
@@ -356,21 +405,6 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(db_err)
-    }
-
-    fn audit_entries(&mut self, tenant: &str) -> Result<Vec<AuditEntry>, Error> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT entry FROM audit WHERE tenant = ?1 ORDER BY seq")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([tenant], |row| row.get::<_, String>(0))
-            .map_err(db_err)?;
-        let mut entries = Vec::new();
-        for row in rows {
-            entries.push(serde_json::from_str(&row.map_err(db_err)?).map_err(json_err)?);
-        }
-        Ok(entries)
     }
 
     fn erase_freed(&mut self) -> Result<(), Error> {
