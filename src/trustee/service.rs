@@ -583,6 +583,8 @@ impl Engine {
         request: ReleaseRequest,
     ) -> Result<ReleaseResponse, Error> {
         let Some(record) = self.keys.get(&(tenant.to_owned(), key_version)) else {
+            // No chain exists for an unknown tenant, so this goes to the service log only.
+            tracing::info!(tenant, key_version, caller = %caller, "release for an unknown tenant or key version");
             return Err(Error::UnknownTenant);
         };
         let sealed = record.sealed.clone();
