@@ -11,7 +11,8 @@
 //! | [`secret`] | secret newtypes (zeroize, redacted `Debug`, constant-time `Eq`) | anything |
 //! | [`crypto`] | pure crypto: AEAD, KEK/DEK hierarchy, key commitment, Shamir | I/O, async |
 //! | [`format`] | the encrypted object format v1 (header, segments, ranges, multipart) | I/O, async |
-//! | [`tls`] | rustls configs (ring only), mTLS identities, TEST-ONLY dev PKI | the S3 or trustee logic |
+//! | [`tls`] | rustls configs (ring only), mTLS caller identities, the test-only dev CA | storage |
+//! | [`trustee`] | the trustee service: custody, policy, emergency grants, audit log, client | proxy, format |
 //! | [`bench`] | `treuhand bench`: load generator, HDR percentiles, CSV/JSON/SVG/Markdown | product internals |
 //!
 //! Normative format spec: `docs/format.md`. Design decisions: `docs/decisions.md`.
@@ -23,3 +24,4 @@ pub mod crypto;
 pub mod format;
 pub mod secret;
 pub mod tls;
+pub mod trustee;
