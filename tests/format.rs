@@ -545,3 +545,57 @@ fn truncation_of_segment_multiple_objects_is_detected() {
         }
     }
 }
+
+#[test]
+fn in_place_paths_produce_the_same_format_as_push() {
+    let plain = data(3 * SEG + 123);
+    let id = key();
+    let ctx = DekContext {
+        key: &id,
+        bucket: "bucket",
+        object: "object",
+    };
+    let (cipher, mut stored) = format::new_object(&kek(), &ctx, Layout::Single).unwrap();
+    let mut enc = cipher.encryptor(0);
+    let mut segments: Vec<Vec<u8>> = plain.chunks(SEG).map(<[u8]>::to_vec).collect();
+    let mut last = segments.pop().unwrap();
+    for segment in &mut segments {
+        let tag = enc.seal_segment_in_place(segment).unwrap();
+        stored.extend_from_slice(segment);
+        stored.extend_from_slice(&tag);
+    }
+    // A whole segment is refused as the final one, a partial one as a middle one.
+    let mut wrong = vec![0u8; 10];
+    assert!(matches!(
+        enc.seal_segment_in_place(&mut wrong),
+        Err(format::Error::Misuse(_))
+    ));
+    let (tag, len) = enc.finish_in_place(&mut last).unwrap();
+    stored.extend_from_slice(&last);
+    stored.extend_from_slice(&tag);
+    assert_eq!(len, plain.len() as u64);
+    // Readable by the buffered decryptor ...
+    assert_eq!(decrypt(&stored).unwrap(), plain);
+    // ... and by the in-place decryptor, which also catches a flipped bit.
+    let (reader, _) = format::open_object(&kek(), &ctx, &stored).unwrap();
+    let layout = reader.single_layout(stored.len() as u64).unwrap();
+    let (range, mut dec) = layout.decryptor(10..plain.len() as u64).unwrap();
+    let mut pos = range.start as usize;
+    let mut out = Vec::new();
+    while let Some(n) = dec.next_segment_len() {
+        let mut segment = stored[pos..pos + n].to_vec();
+        let emit = dec.open_in_place(&mut segment).unwrap();
+        out.extend_from_slice(&segment[emit]);
+        pos += n;
+    }
+    dec.finish().unwrap();
+    assert_eq!(out, &plain[10..]);
+    let (range, mut dec) = layout.decryptor(0..plain.len() as u64).unwrap();
+    let n = dec.next_segment_len().unwrap();
+    let mut segment = stored[range.start as usize..range.start as usize + n].to_vec();
+    segment[100] ^= 1;
+    assert!(matches!(
+        dec.open_in_place(&mut segment),
+        Err(format::Error::DecryptionFailed)
+    ));
+}

@@ -41,6 +41,9 @@ pub enum Error {
     /// Multipart part list rejected (empty, unsorted, duplicate, zero or > 10000 parts).
     #[error("invalid multipart part list: {0}")]
     InvalidParts(&'static str),
+    /// An API used against its contract (e.g. a wrong buffer length for an in-place call).
+    #[error("format API misuse: {0}")]
+    Misuse(&'static str),
     /// More input than the format allows (2^32 segments per run).
     #[error("object too large for the format")]
     TooLarge,

@@ -100,6 +100,50 @@ impl<'a> Encryptor<'a> {
         Ok(())
     }
 
+    /// Zero-copy path for callers that own their buffers (the proxy assembles segments from
+    /// body frames anyway): seals `segment`, exactly one full segment of plaintext, in place and
+    /// returns its tag. The caller stores `segment ‖ tag`. A full segment is never the last one,
+    /// so this can be called as soon as the segment is complete.
+    ///
+    /// # Errors
+    /// [`Error::Misuse`] if `segment` is not exactly one segment long or bytes are pending from
+    /// [`push`](Self::push); [`Error::TooLarge`].
+    pub fn seal_segment_in_place(&mut self, segment: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
+        if segment.len() != self.segment_size || !self.pending.is_empty() {
+            return Err(Error::Misuse(
+                "seal_segment_in_place needs one whole segment and no pending bytes",
+            ));
+        }
+        let tag = self.keys.segment().seal_in_place(
+            nonce(&self.prefix, self.next_index, false),
+            &[],
+            segment,
+        )?;
+        self.next_index = self.next_index.checked_add(1).ok_or(Error::TooLarge)?;
+        self.plaintext_len += segment.len() as u64;
+        Ok(tag)
+    }
+
+    /// Zero-copy counterpart of [`finish`](Self::finish): seals the final segment (shorter than
+    /// a segment, possibly empty) in place; returns its tag and the run's plaintext length.
+    ///
+    /// # Errors
+    /// [`Error::Misuse`] if `last` is a whole segment or bytes are pending from `push`.
+    pub fn finish_in_place(mut self, last: &mut [u8]) -> Result<([u8; TAG_LEN], u64), Error> {
+        if last.len() >= self.segment_size || !self.pending.is_empty() {
+            return Err(Error::Misuse(
+                "finish_in_place needs a partial segment and no pending bytes",
+            ));
+        }
+        let tag = self.keys.segment().seal_in_place(
+            nonce(&self.prefix, self.next_index, true),
+            &[],
+            last,
+        )?;
+        self.plaintext_len += last.len() as u64;
+        Ok((tag, self.plaintext_len))
+    }
+
     /// Seals the final (partial or empty) segment and returns the run's plaintext length.
     ///
     /// # Errors
@@ -198,6 +242,50 @@ impl<'a> Decryptor<'a> {
             self.current = self.cursor.next();
         }
         Ok(())
+    }
+
+    /// The ciphertext length (segment ‖ tag) the next [`open_in_place`](Self::open_in_place)
+    /// expects, or `None` when the planned range is complete.
+    pub fn next_segment_len(&self) -> Option<usize> {
+        self.current.map(|plan| plan.plaintext_len + TAG_LEN)
+    }
+
+    /// Zero-copy path: opens the next planned segment (`segment ‖ tag`, exactly
+    /// [`next_segment_len`](Self::next_segment_len) bytes) in place and returns the range of
+    /// `segment` that holds the requested plaintext. Nothing in `segment` may be used on error.
+    ///
+    /// # Errors
+    /// [`Error::DecryptionFailed`]; [`Error::Misuse`] on a wrong length or when bytes are
+    /// pending from [`push`](Self::push).
+    pub fn open_in_place(&mut self, segment: &mut [u8]) -> Result<std::ops::Range<usize>, Error> {
+        if self.failed {
+            return Err(Error::DecryptionFailed);
+        }
+        let Some(plan) = self.current else {
+            self.failed = true;
+            return Err(fail("trailing ciphertext"));
+        };
+        if segment.len() != plan.plaintext_len + TAG_LEN || !self.buffer.is_empty() {
+            return Err(Error::Misuse(
+                "open_in_place needs exactly the next segment and no pending bytes",
+            ));
+        }
+        let (body, tag_bytes) = segment.split_at_mut(plan.plaintext_len);
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(tag_bytes);
+        let prefix = self.cipher.run_prefix(plan.run);
+        if self
+            .cipher
+            .keys()
+            .segment()
+            .open_in_place(nonce(&prefix, plan.index, plan.last), &[], body, &tag)
+            .is_err()
+        {
+            self.failed = true;
+            return Err(fail("segment tag"));
+        }
+        self.current = self.cursor.next();
+        Ok(plan.emit.0..plan.emit.1)
     }
 
     /// Confirms the whole planned range arrived and verified.
