@@ -17,6 +17,10 @@
 #![warn(missing_docs)]
 
 pub mod crypto;
+pub mod dev;
 pub mod format;
+pub mod proxy;
 pub mod secret;
+pub mod storage;
+pub mod tenant;
 pub mod tls;
