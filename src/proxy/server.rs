@@ -1,0 +1,129 @@
+//! The HTTPS accept loop and the Prometheus endpoint.
+//!
+//! The TLS handshake runs inside the spawned per-connection task with a timeout, so a slow
+//! client never blocks the accept loop. Shutdown is graceful: the loop stops accepting, and
+//! open connections finish their current requests.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// How long a client may take to finish the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `service` over TLS on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    service: s3s::service::S3Service,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = service.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            metrics::histogram!("treuhand_phase_seconds", "phase" => "tls_handshake")
+                .record(started.elapsed().as_secs_f64());
+            let builder = ConnBuilder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    // Give open requests a bounded time to finish.
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+static PROMETHEUS: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+    std::sync::OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once (metrics are process-global by design
+/// of the `metrics` crate) and returns its handle.
+pub fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    PROMETHEUS
+        .get_or_init(|| {
+            let builder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+                .ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .clone()
+}
+
+/// Serves `GET /metrics` (plain HTTP) on `listener` until `shutdown` resolves.
+pub async fn serve_metrics(listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let Some(handle) = prometheus() else {
+        tracing::warn!("another metrics recorder is installed; /metrics is disabled");
+        return;
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(_) => continue,
+            },
+            () = &mut shutdown => break,
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let handle = handle.clone();
+                async move {
+                    let response = if req.uri().path() == "/metrics" {
+                        http::Response::builder()
+                            .header("content-type", "text/plain; version=0.0.4")
+                            .body(http_body_util::Full::new(bytes::Bytes::from(handle.render())))
+                    } else {
+                        http::Response::builder()
+                            .status(404)
+                            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"not found\n")))
+                    };
+                    response
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
