@@ -107,7 +107,10 @@ impl Share {
 
 impl fmt::Debug for Share {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Share").field("x", &self.x).field("y", &"[REDACTED]").finish()
+        f.debug_struct("Share")
+            .field("x", &self.x)
+            .field("y", &"[REDACTED]")
+            .finish()
     }
 }
 

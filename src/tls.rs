@@ -60,7 +60,11 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// # Errors
 /// [`Error::Load`] if the file is missing, unreadable or holds no certificate.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let load = |reason: String| Error::Load { what: "certificates", path: path.to_owned(), reason };
+    let load = |reason: String| Error::Load {
+        what: "certificates",
+        path: path.to_owned(),
+        reason,
+    };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| load(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
@@ -87,7 +91,9 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
 fn root_store(ca: &Path) -> Result<RootCertStore, Error> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs(ca)? {
-        roots.add(cert).map_err(|e| Error::Config(format!("CA certificate in {}: {e}", ca.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| Error::Config(format!("CA certificate in {}: {e}", ca.display())))?;
     }
     Ok(roots)
 }
@@ -97,15 +103,20 @@ fn root_store(ca: &Path) -> Result<RootCertStore, Error> {
 ///
 /// # Errors
 /// [`Error::Load`] or [`Error::Config`].
-pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Arc<ServerConfig>, Error> {
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, Error> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(e.to_string()))?;
     let builder = match client_ca {
         Some(ca) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(ca)?), provider())
-                .build()
-                .map_err(|e| Error::Config(e.to_string()))?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(ca)?), provider())
+                    .build()
+                    .map_err(|e| Error::Config(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -121,7 +132,10 @@ pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Resul
 ///
 /// # Errors
 /// [`Error::Load`] or [`Error::Config`].
-pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Arc<ClientConfig>, Error> {
+pub fn client_config(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Arc<ClientConfig>, Error> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(e.to_string()))?
@@ -185,8 +199,12 @@ pub fn peer_identity(end_entity: &CertificateDer<'_>) -> Option<PeerIdentity> {
     let san = cert.subject_alternative_name().ok()??;
     for name in &san.value.general_names {
         if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
-            let Some(rest) = dns.strip_suffix(".treuhand") else { continue };
-            let Some((name, role)) = rest.rsplit_once('.') else { continue };
+            let Some(rest) = dns.strip_suffix(".treuhand") else {
+                continue;
+            };
+            let Some((name, role)) = rest.rsplit_once('.') else {
+                continue;
+            };
             let role = match role {
                 "proxy" => Role::Proxy,
                 "customer" => Role::Customer,
@@ -196,7 +214,10 @@ pub fn peer_identity(end_entity: &CertificateDer<'_>) -> Option<PeerIdentity> {
             if name.is_empty() {
                 continue;
             }
-            return Some(PeerIdentity { role, name: name.to_owned() });
+            return Some(PeerIdentity {
+                role,
+                name: name.to_owned(),
+            });
         }
     }
     None
@@ -212,7 +233,9 @@ pub struct IssuedCert {
 
 impl std::fmt::Debug for IssuedCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedCert").field("key_pem", &"[REDACTED]").finish_non_exhaustive()
+        f.debug_struct("IssuedCert")
+            .field("key_pem", &"[REDACTED]")
+            .finish_non_exhaustive()
     }
 }
 
@@ -243,12 +266,21 @@ impl DevCa {
     pub fn generate(common_name: &str) -> Result<Self, Error> {
         let key = rcgen::KeyPair::generate().map_err(gen_err)?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
-        params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
         let cert = params.self_signed(&key).map_err(gen_err)?;
         let key_pem = key.serialize_pem();
-        Ok(Self { cert_pem: cert.pem(), key_pem, issuer: rcgen::Issuer::new(params, key) })
+        Ok(Self {
+            cert_pem: cert.pem(),
+            key_pem,
+            issuer: rcgen::Issuer::new(params, key),
+        })
     }
 
     /// Loads a CA from PEM files written by [`DevCa::write`].
@@ -257,13 +289,21 @@ impl DevCa {
     /// [`Error::Load`] or [`Error::Generate`].
     pub fn load(cert: &Path, key: &Path) -> Result<Self, Error> {
         let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|e| Error::Load { what: "CA", path: p.to_owned(), reason: e.to_string() })
+            std::fs::read_to_string(p).map_err(|e| Error::Load {
+                what: "CA",
+                path: p.to_owned(),
+                reason: e.to_string(),
+            })
         };
         let cert_pem = read(cert)?;
         let key_pem = read(key)?;
         let key_pair = rcgen::KeyPair::from_pem(&key_pem).map_err(gen_err)?;
         let issuer = rcgen::Issuer::from_ca_cert_pem(&cert_pem, key_pair).map_err(gen_err)?;
-        Ok(Self { issuer, cert_pem, key_pem })
+        Ok(Self {
+            issuer,
+            cert_pem,
+            key_pem,
+        })
     }
 
     /// Writes `ca.pem` and `ca.key` into `dir`.
@@ -279,10 +319,18 @@ impl DevCa {
     ///
     /// # Errors
     /// [`Error::Generate`].
-    pub fn issue_server(&self, common_name: &str, extra_names: &[String]) -> Result<IssuedCert, Error> {
+    pub fn issue_server(
+        &self,
+        common_name: &str,
+        extra_names: &[String],
+    ) -> Result<IssuedCert, Error> {
         let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         names.extend_from_slice(extra_names);
-        self.issue(common_name, names, rcgen::ExtendedKeyUsagePurpose::ServerAuth)
+        self.issue(
+            common_name,
+            names,
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        )
     }
 
     /// Issues a client certificate carrying a [`PeerIdentity`].
@@ -290,17 +338,31 @@ impl DevCa {
     /// # Errors
     /// [`Error::Generate`].
     pub fn issue_client(&self, role: Role, name: &str) -> Result<IssuedCert, Error> {
-        self.issue(name, vec![identity_dns_name(role, name)], rcgen::ExtendedKeyUsagePurpose::ClientAuth)
+        self.issue(
+            name,
+            vec![identity_dns_name(role, name)],
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        )
     }
 
-    fn issue(&self, common_name: &str, names: Vec<String>, usage: rcgen::ExtendedKeyUsagePurpose) -> Result<IssuedCert, Error> {
+    fn issue(
+        &self,
+        common_name: &str,
+        names: Vec<String>,
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) -> Result<IssuedCert, Error> {
         let key = rcgen::KeyPair::generate().map_err(gen_err)?;
         let mut params = rcgen::CertificateParams::new(names).map_err(gen_err)?;
-        params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
         params.extended_key_usages = vec![usage];
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         let cert = params.signed_by(&key, &self.issuer).map_err(gen_err)?;
-        Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }
 
@@ -319,7 +381,10 @@ impl IssuedCert {
 }
 
 fn write_file(path: &Path, contents: &str) -> Result<(), Error> {
-    std::fs::write(path, contents).map_err(|source| Error::Write { path: path.to_owned(), source })
+    std::fs::write(path, contents).map_err(|source| Error::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Writes a file readable by its owner only (private keys, shares).
@@ -330,11 +395,19 @@ pub fn write_secret_file(path: &Path, contents: &str) -> Result<(), Error> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let write = || -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
         file.write_all(contents.as_bytes())?;
         file.sync_all()
     };
-    write().map_err(|source| Error::Write { path: path.to_owned(), source })
+    write().map_err(|source| Error::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -346,7 +419,13 @@ mod tests {
         let ca = DevCa::generate("test ca").unwrap();
         let issued = ca.issue_client(Role::Proxy, "proxy-1").unwrap();
         let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
-        assert_eq!(peer_identity(&der), Some(PeerIdentity { role: Role::Proxy, name: "proxy-1".into() }));
+        assert_eq!(
+            peer_identity(&der),
+            Some(PeerIdentity {
+                role: Role::Proxy,
+                name: "proxy-1".into()
+            })
+        );
         let server = ca.issue_server("srv", &[]).unwrap();
         let der = CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).unwrap();
         assert_eq!(peer_identity(&der), None);
@@ -358,7 +437,11 @@ mod tests {
         let ca = DevCa::generate("test ca").unwrap();
         ca.write(dir.path()).unwrap();
         let loaded = DevCa::load(&dir.path().join("ca.pem"), &dir.path().join("ca.key")).unwrap();
-        let (cert, key) = loaded.issue_server("srv", &[]).unwrap().write(dir.path(), "srv").unwrap();
+        let (cert, key) = loaded
+            .issue_server("srv", &[])
+            .unwrap()
+            .write(dir.path(), "srv")
+            .unwrap();
         install_crypto_provider();
         server_config(&cert, &key, Some(&dir.path().join("ca.pem"))).unwrap();
         client_config(&dir.path().join("ca.pem"), None).unwrap();

@@ -29,7 +29,8 @@ impl AeadKey {
     /// # Errors
     /// [`Error::Internal`] if ring rejects the key (it cannot for 32 bytes).
     pub fn new(key: &[u8; KEY_LEN]) -> Result<Self, Error> {
-        let unbound = UnboundKey::new(&AES_256_GCM, key).map_err(|_| Error::Internal("aead key"))?;
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, key).map_err(|_| Error::Internal("aead key"))?;
         Ok(Self(LessSafeKey::new(unbound)))
     }
 
@@ -85,7 +86,9 @@ mod tests {
     fn open_rejects_flipped_tag_bit() {
         let key = AeadKey::new(&[7; KEY_LEN]).unwrap();
         let mut buf = b"hello".to_vec();
-        let mut tag = key.seal_in_place([1; NONCE_BYTES], b"aad", &mut buf).unwrap();
+        let mut tag = key
+            .seal_in_place([1; NONCE_BYTES], b"aad", &mut buf)
+            .unwrap();
         tag[0] ^= 1;
         assert!(matches!(
             key.open_in_place([1; NONCE_BYTES], b"aad", &mut buf, &tag),
@@ -97,12 +100,21 @@ mod tests {
     fn open_rejects_wrong_aad_and_nonce() {
         let key = AeadKey::new(&[7; KEY_LEN]).unwrap();
         let mut buf = b"hello".to_vec();
-        let tag = key.seal_in_place([1; NONCE_BYTES], b"aad", &mut buf).unwrap();
+        let tag = key
+            .seal_in_place([1; NONCE_BYTES], b"aad", &mut buf)
+            .unwrap();
         let mut copy = buf.clone();
-        assert!(key.open_in_place([1; NONCE_BYTES], b"aaX", &mut copy, &tag).is_err());
+        assert!(
+            key.open_in_place([1; NONCE_BYTES], b"aaX", &mut copy, &tag)
+                .is_err()
+        );
         let mut copy = buf.clone();
-        assert!(key.open_in_place([2; NONCE_BYTES], b"aad", &mut copy, &tag).is_err());
-        key.open_in_place([1; NONCE_BYTES], b"aad", &mut buf, &tag).unwrap();
+        assert!(
+            key.open_in_place([2; NONCE_BYTES], b"aad", &mut copy, &tag)
+                .is_err()
+        );
+        key.open_in_place([1; NONCE_BYTES], b"aad", &mut buf, &tag)
+            .unwrap();
         assert_eq!(buf, b"hello");
     }
 }

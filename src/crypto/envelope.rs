@@ -40,7 +40,10 @@ impl KeyId {
     /// [`Error::InvalidTenant`] if the tenant id is not acceptable.
     pub fn new(tenant: &str, version: u32) -> Result<Self, Error> {
         validate_tenant_id(tenant)?;
-        Ok(Self { tenant: tenant.to_owned(), version })
+        Ok(Self {
+            tenant: tenant.to_owned(),
+            version,
+        })
     }
 
     /// Unambiguous, length-prefixed encoding used in every derivation context.
@@ -59,7 +62,9 @@ impl KeyId {
 /// # Errors
 /// [`Error::InvalidTenant`] with the reason.
 pub fn validate_tenant_id(tenant: &str) -> Result<(), Error> {
-    let ok_chars = tenant.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_chars = tenant
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if tenant.is_empty() || tenant.len() > 63 || !ok_chars || tenant.starts_with('-') {
         return Err(Error::InvalidTenant);
     }
@@ -111,12 +116,19 @@ impl hkdf::KeyType for OkmLen {
     }
 }
 
-fn hkdf_expand(ikm: &[u8; KEY_LEN], salt: &[u8], info: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, Error> {
+fn hkdf_expand(
+    ikm: &[u8; KEY_LEN],
+    salt: &[u8],
+    info: &[u8],
+) -> Result<Zeroizing<[u8; KEY_LEN]>, Error> {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
     let info = [info];
-    let okm = prk.expand(&info, OkmLen(KEY_LEN)).map_err(|_| Error::Internal("hkdf expand"))?;
+    let okm = prk
+        .expand(&info, OkmLen(KEY_LEN))
+        .map_err(|_| Error::Internal("hkdf expand"))?;
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
-    okm.fill(out.as_mut()).map_err(|_| Error::Internal("hkdf fill"))?;
+    okm.fill(out.as_mut())
+        .map_err(|_| Error::Internal("hkdf fill"))?;
     Ok(out)
 }
 
@@ -151,8 +163,12 @@ pub fn commit(tmk: &Tmk, key: &KeyId) -> Result<KeyCommitment, Error> {
 /// # Errors
 /// [`Error::CommitmentMismatch`] if the key is not the committed one.
 pub fn verify_commitment(tmk: &Tmk, key: &KeyId, commitment: &KeyCommitment) -> Result<(), Error> {
-    hmac::verify(&commitment_key(tmk)?, &key.context(COMMITMENT_INFO), &commitment.0)
-        .map_err(|_| Error::CommitmentMismatch)
+    hmac::verify(
+        &commitment_key(tmk)?,
+        &key.context(COMMITMENT_INFO),
+        &commitment.0,
+    )
+    .map_err(|_| Error::CommitmentMismatch)
 }
 
 /// Fills a fresh 32-byte secret from the system CSPRNG.
@@ -170,7 +186,9 @@ pub fn random_key() -> Result<Zeroizing<[u8; KEY_LEN]>, Error> {
 /// # Errors
 /// [`Error::Random`] if the operating system RNG fails.
 pub fn fill_random(buf: &mut [u8]) -> Result<(), Error> {
-    ring::rand::SystemRandom::new().fill(buf).map_err(|_| Error::Random)
+    ring::rand::SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| Error::Random)
 }
 
 /// A fresh random DEK.
@@ -193,7 +211,11 @@ pub fn generate_tmk() -> Result<Tmk, Error> {
 ///
 /// # Errors
 /// [`Error::Random`] or [`Error::Internal`].
-pub fn wrap_dek(kek: &Kek, dek: &Dek, context: &DekContext<'_>) -> Result<[u8; WRAPPED_DEK_LEN], Error> {
+pub fn wrap_dek(
+    kek: &Kek,
+    dek: &Dek,
+    context: &DekContext<'_>,
+) -> Result<[u8; WRAPPED_DEK_LEN], Error> {
     let mut nonce = [0u8; NONCE_BYTES];
     fill_random(&mut nonce)?;
     wrap_dek_with_nonce(kek, dek, context, nonce)
@@ -224,7 +246,11 @@ pub fn wrap_dek_with_nonce(
 ///
 /// # Errors
 /// [`Error::DecryptionFailed`].
-pub fn unwrap_dek(kek: &Kek, wrapped: &[u8; WRAPPED_DEK_LEN], context: &DekContext<'_>) -> Result<Dek, Error> {
+pub fn unwrap_dek(
+    kek: &Kek,
+    wrapped: &[u8; WRAPPED_DEK_LEN],
+    context: &DekContext<'_>,
+) -> Result<Dek, Error> {
     let key = AeadKey::new(kek.expose_secret())?;
     let mut nonce = [0u8; NONCE_BYTES];
     nonce.copy_from_slice(&wrapped[..NONCE_BYTES]);
@@ -316,20 +342,47 @@ mod tests {
         let kek = Kek::from_bytes([9; KEY_LEN]);
         let dek = generate_dek().unwrap();
         let id = key_id("acme", 1);
-        let ctx = DekContext { key: &id, bucket: "b", object: "o" };
+        let ctx = DekContext {
+            key: &id,
+            bucket: "b",
+            object: "o",
+        };
         let wrapped = wrap_dek(&kek, &dek, &ctx).unwrap();
         assert_eq!(unwrap_dek(&kek, &wrapped, &ctx).unwrap(), dek);
         let other_id = key_id("other", 1);
         let v2 = key_id("acme", 2);
         for bad in [
-            DekContext { key: &id, bucket: "b", object: "o2" },
-            DekContext { key: &id, bucket: "b2", object: "o" },
-            DekContext { key: &other_id, bucket: "b", object: "o" },
-            DekContext { key: &v2, bucket: "b", object: "o" },
+            DekContext {
+                key: &id,
+                bucket: "b",
+                object: "o2",
+            },
+            DekContext {
+                key: &id,
+                bucket: "b2",
+                object: "o",
+            },
+            DekContext {
+                key: &other_id,
+                bucket: "b",
+                object: "o",
+            },
+            DekContext {
+                key: &v2,
+                bucket: "b",
+                object: "o",
+            },
             // Length prefixes: moving a byte between bucket and key must not collide.
-            DekContext { key: &id, bucket: "bo", object: "" },
+            DekContext {
+                key: &id,
+                bucket: "bo",
+                object: "",
+            },
         ] {
-            assert!(matches!(unwrap_dek(&kek, &wrapped, &bad), Err(Error::DecryptionFailed)));
+            assert!(matches!(
+                unwrap_dek(&kek, &wrapped, &bad),
+                Err(Error::DecryptionFailed)
+            ));
         }
         assert!(unwrap_dek(&Kek::from_bytes([8; KEY_LEN]), &wrapped, &ctx).is_err());
     }

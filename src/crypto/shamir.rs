@@ -82,16 +82,24 @@ impl KeyMetadata {
         check_threshold(usize::from(self.threshold), self.holders.len())?;
         for (i, holder) in self.holders.iter().enumerate() {
             if holder.x == 0 {
-                return Err(Error::InvalidMetadata("holder x coordinate 0 is not allowed"));
+                return Err(Error::InvalidMetadata(
+                    "holder x coordinate 0 is not allowed",
+                ));
             }
             if holder.name.is_empty() || holder.name.len() > 64 {
                 return Err(Error::InvalidMetadata("holder names must be 1-64 bytes"));
             }
-            if self.holders[..i].iter().any(|h| h.x == holder.x || h.name == holder.name) {
-                return Err(Error::InvalidMetadata("duplicate holder name or x coordinate"));
+            if self.holders[..i]
+                .iter()
+                .any(|h| h.x == holder.x || h.name == holder.name)
+            {
+                return Err(Error::InvalidMetadata(
+                    "duplicate holder name or x coordinate",
+                ));
             }
-            decode_hex::<FINGERPRINT_LEN>(&holder.fingerprint)
-                .ok_or(Error::InvalidMetadata("holder fingerprint must be 32 hex digits"))?;
+            decode_hex::<FINGERPRINT_LEN>(&holder.fingerprint).ok_or(Error::InvalidMetadata(
+                "holder fingerprint must be 32 hex digits",
+            ))?;
         }
         self.commitment()?;
         Ok(())
@@ -115,7 +123,10 @@ fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 
 fn check_threshold(k: usize, n: usize) -> Result<(), Error> {
     if k < 2 || k > n || n > 255 {
-        return Err(Error::InvalidThreshold { threshold: k, holders: n });
+        return Err(Error::InvalidThreshold {
+            threshold: k,
+            holders: n,
+        });
     }
     Ok(())
 }
@@ -185,7 +196,10 @@ pub fn split(
 ) -> Result<(KeyMetadata, Vec<Share>), Error> {
     let n = holder_names.len();
     check_threshold(usize::from(threshold), n)?;
-    let mut rng = RingRng { rng: ring::rand::SystemRandom::new(), failed: false };
+    let mut rng = RingRng {
+        rng: ring::rand::SystemRandom::new(),
+        failed: false,
+    };
     let ids = (1..=n).map(|x| vsss_rs::IdentifierGf256(vsss_rs::Gf256(x as u8)));
     let raw = vsss_rs::Gf256::split_bytes_with_participant_ids_iter(
         usize::from(threshold),
@@ -236,12 +250,15 @@ pub fn check_share(metadata: &KeyMetadata, share: &Share) -> Result<(), Error> {
         .iter()
         .find(|h| h.x == share.x())
         .ok_or(Error::UnknownHolder { x: share.x() })?;
-    let expected = decode_hex::<FINGERPRINT_LEN>(&holder.fingerprint)
-        .ok_or(Error::InvalidMetadata("holder fingerprint must be 32 hex digits"))?;
+    let expected = decode_hex::<FINGERPRINT_LEN>(&holder.fingerprint).ok_or(
+        Error::InvalidMetadata("holder fingerprint must be 32 hex digits"),
+    )?;
     if bool::from(fingerprint(&key, share).ct_eq(&expected)) {
         Ok(())
     } else {
-        Err(Error::ShareMismatch { holder: holder.name.clone() })
+        Err(Error::ShareMismatch {
+            holder: holder.name.clone(),
+        })
     }
 }
 
@@ -262,7 +279,10 @@ pub fn combine(metadata: &KeyMetadata, shares: &[&Share]) -> Result<Tmk, Error> 
         check_share(metadata, share)?;
     }
     if shares.len() < need {
-        return Err(Error::NotEnoughShares { have: shares.len(), need });
+        return Err(Error::NotEnoughShares {
+            have: shares.len(),
+            need,
+        });
     }
     // Exactly k points determine the polynomial; using the first k keeps the work constant.
     let raw: Vec<Vec<u8>> = shares[..need]
@@ -276,7 +296,8 @@ pub fn combine(metadata: &KeyMetadata, shares: &[&Share]) -> Result<Tmk, Error> 
         .collect();
     let raw = Zeroizing::new(raw);
     let secret = Zeroizing::new(
-        vsss_rs::Gf256::combine_bytes(raw.as_slice()).map_err(|_| Error::Internal("shamir combine"))?,
+        vsss_rs::Gf256::combine_bytes(raw.as_slice())
+            .map_err(|_| Error::Internal("shamir combine"))?,
     );
     let tmk = Tmk::from_slice(&secret).ok_or(Error::Internal("combined length"))?;
     envelope::verify_commitment(&tmk, &key, &metadata.commitment()?)?;
@@ -318,35 +339,52 @@ impl ShareEnvelope {
         let text = text.trim();
         let Some(body) = text.strip_prefix(ENVELOPE_PREFIX) else {
             if text.starts_with("treuhand-share-v") {
-                return Err(Error::ShareEncoding("unsupported share envelope version (expected v1)"));
+                return Err(Error::ShareEncoding(
+                    "unsupported share envelope version (expected v1)",
+                ));
             }
-            return Err(Error::ShareEncoding("not a treuhand share: it must start with treuhand-share-v1:"));
+            return Err(Error::ShareEncoding(
+                "not a treuhand share: it must start with treuhand-share-v1:",
+            ));
         };
-        let payload = Zeroizing::new(
-            URL_SAFE_NO_PAD
-                .decode(body)
-                .map_err(|_| Error::ShareEncoding("share contains characters outside base64url; was it copied completely?"))?,
-        );
+        let payload = Zeroizing::new(URL_SAFE_NO_PAD.decode(body).map_err(|_| {
+            Error::ShareEncoding(
+                "share contains characters outside base64url; was it copied completely?",
+            )
+        })?);
         let min = 1 + 4 + 1 + 1 + KEY_LEN + CHECKSUM_LEN;
         if payload.len() < min {
-            return Err(Error::ShareEncoding("share is too short; was it copied completely?"));
+            return Err(Error::ShareEncoding(
+                "share is too short; was it copied completely?",
+            ));
         }
         let (data, sum) = payload.split_at(payload.len() - CHECKSUM_LEN);
         if !bool::from(checksum(data).ct_eq(sum)) {
-            return Err(Error::ShareEncoding("share checksum does not match: the text has a typo or was altered"));
+            return Err(Error::ShareEncoding(
+                "share checksum does not match: the text has a typo or was altered",
+            ));
         }
         let x = data[0];
         let version = u32::from_be_bytes([data[1], data[2], data[3], data[4]]);
         let tenant_len = usize::from(data[5]);
         if data.len() != 6 + tenant_len + KEY_LEN {
-            return Err(Error::ShareEncoding("share length does not match its tenant field"));
+            return Err(Error::ShareEncoding(
+                "share length does not match its tenant field",
+            ));
         }
-        let tenant = std::str::from_utf8(&data[6..6 + tenant_len]).map_err(|_| Error::InvalidTenant)?;
+        let tenant =
+            std::str::from_utf8(&data[6..6 + tenant_len]).map_err(|_| Error::InvalidTenant)?;
         if x == 0 {
-            return Err(Error::ShareEncoding("share has x coordinate 0, which is never valid"));
+            return Err(Error::ShareEncoding(
+                "share has x coordinate 0, which is never valid",
+            ));
         }
-        let value = ShareValue::from_slice(&data[6 + tenant_len..]).ok_or(Error::Internal("share length"))?;
-        Ok(Self { key: KeyId::new(tenant, version)?, share: Share::new(x, value) })
+        let value = ShareValue::from_slice(&data[6 + tenant_len..])
+            .ok_or(Error::Internal("share length"))?;
+        Ok(Self {
+            key: KeyId::new(tenant, version)?,
+            share: Share::new(x, value),
+        })
     }
 }
 
@@ -366,8 +404,11 @@ fn checksum(data: &[u8]) -> [u8; CHECKSUM_LEN] {
 /// [`Error::ShareEncoding`] if the length is not 32; [`Error::InvalidMetadata`] if the holder is
 /// not registered.
 pub fn share_from_raw(metadata: &KeyMetadata, holder: &str, raw: &[u8]) -> Result<Share, Error> {
-    let holder = metadata.holder(holder).ok_or(Error::InvalidMetadata("holder is not registered"))?;
-    let value = ShareValue::from_slice(raw).ok_or(Error::ShareEncoding("a raw share must be exactly 32 bytes"))?;
+    let holder = metadata
+        .holder(holder)
+        .ok_or(Error::InvalidMetadata("holder is not registered"))?;
+    let value = ShareValue::from_slice(raw)
+        .ok_or(Error::ShareEncoding("a raw share must be exactly 32 bytes"))?;
     Ok(Share::new(holder.x, value))
 }
 
@@ -393,8 +434,14 @@ mod tests {
     fn split_rejects_bad_thresholds() {
         let tmk = generate_tmk().unwrap();
         let id = KeyId::new("acme", 1).unwrap();
-        assert!(matches!(split(&tmk, &id, 1, &["a", "b"]), Err(Error::InvalidThreshold { .. })));
-        assert!(matches!(split(&tmk, &id, 3, &["a", "b"]), Err(Error::InvalidThreshold { .. })));
+        assert!(matches!(
+            split(&tmk, &id, 1, &["a", "b"]),
+            Err(Error::InvalidThreshold { .. })
+        ));
+        assert!(matches!(
+            split(&tmk, &id, 3, &["a", "b"]),
+            Err(Error::InvalidThreshold { .. })
+        ));
         let many: Vec<String> = (0..256).map(|i| i.to_string()).collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
         assert!(split(&tmk, &id, 2, &refs).is_err());
@@ -413,7 +460,10 @@ mod tests {
     fn duplicate_share_is_rejected_not_miscombined() {
         let (_, meta, shares) = setup(2, 3);
         let dup = copy(&shares[0]);
-        assert!(matches!(combine(&meta, &[&shares[0], &dup]), Err(Error::DuplicateShare { x: 1 })));
+        assert!(matches!(
+            combine(&meta, &[&shares[0], &dup]),
+            Err(Error::DuplicateShare { x: 1 })
+        ));
     }
 
     #[test]
@@ -422,16 +472,25 @@ mod tests {
         // Customer's y presented under the trustee's x.
         let swapped = Share::new(2, ShareValue::from_bytes(*shares[0].expose_secret()));
         let err = combine(&meta, &[&shares[0], &swapped]).unwrap_err();
-        assert!(matches!(err, Error::ShareMismatch { ref holder } if holder == "holder-1"), "{err:?}");
+        assert!(
+            matches!(err, Error::ShareMismatch { ref holder } if holder == "holder-1"),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn x_zero_and_unregistered_x_are_rejected() {
         let (_, meta, shares) = setup(2, 2);
         let zero = Share::new(0, ShareValue::from_bytes([1; KEY_LEN]));
-        assert!(matches!(combine(&meta, &[&shares[0], &zero]), Err(Error::UnknownHolder { x: 0 })));
+        assert!(matches!(
+            combine(&meta, &[&shares[0], &zero]),
+            Err(Error::UnknownHolder { x: 0 })
+        ));
         let nine = Share::new(9, ShareValue::from_bytes([1; KEY_LEN]));
-        assert!(matches!(combine(&meta, &[&shares[0], &nine]), Err(Error::UnknownHolder { x: 9 })));
+        assert!(matches!(
+            combine(&meta, &[&shares[0], &nine]),
+            Err(Error::UnknownHolder { x: 9 })
+        ));
     }
 
     #[test]
@@ -441,13 +500,19 @@ mod tests {
         let (_, mut meta, shares) = setup(2, 2);
         let forged = Share::new(2, ShareValue::from_bytes([0x42; KEY_LEN]));
         meta.holders[1].fingerprint = hex::encode(fingerprint(&meta.key_id().unwrap(), &forged));
-        assert!(matches!(combine(&meta, &[&shares[0], &forged]), Err(Error::CommitmentMismatch)));
+        assert!(matches!(
+            combine(&meta, &[&shares[0], &forged]),
+            Err(Error::CommitmentMismatch)
+        ));
     }
 
     #[test]
     fn envelope_round_trips_and_rejects_typos() {
         let (_, meta, shares) = setup(2, 2);
-        let env = ShareEnvelope { key: meta.key_id().unwrap(), share: copy(&shares[1]) };
+        let env = ShareEnvelope {
+            key: meta.key_id().unwrap(),
+            share: copy(&shares[1]),
+        };
         let text = env.encode();
         let back = ShareEnvelope::parse(&format!("  {}\n", text.as_str())).unwrap();
         assert_eq!(back.share, shares[1]);

@@ -8,9 +8,9 @@
 
 use std::ops::Range;
 
+use crate::crypto::DekContext;
 use crate::crypto::aead::TAG_LEN;
 use crate::crypto::envelope::{self, MAC_LEN, ObjectKeys, WRAPPED_DEK_LEN};
-use crate::crypto::DekContext;
 use crate::secret::Kek;
 
 /// Plaintext bytes per segment.
@@ -65,7 +65,11 @@ impl std::fmt::Debug for ObjectCipher {
 ///
 /// # Errors
 /// [`Error::Internal`].
-pub fn new_object(kek: &Kek, ctx: &DekContext<'_>, layout: Layout) -> Result<(ObjectCipher, Vec<u8>)> {
+pub fn new_object(
+    kek: &Kek,
+    ctx: &DekContext<'_>,
+    layout: Layout,
+) -> Result<(ObjectCipher, Vec<u8>)> {
     let dek = envelope::generate_dek().map_err(|_| Error::Internal)?;
     let wrapped = envelope::wrap_dek(kek, &dek, ctx).map_err(|_| Error::Internal)?;
     let mut prefix = [0u8; NONCE_PREFIX_LEN];
@@ -82,7 +86,12 @@ pub fn new_object(kek: &Kek, ctx: &DekContext<'_>, layout: Layout) -> Result<(Ob
     header.extend_from_slice(&prefix);
     let mac = keys.mac(&header);
     header.extend_from_slice(&mac);
-    let cipher = ObjectCipher { keys, header: header.clone(), prefix, layout };
+    let cipher = ObjectCipher {
+        keys,
+        header: header.clone(),
+        prefix,
+        layout,
+    };
     Ok((cipher, header))
 }
 
@@ -90,8 +99,14 @@ pub fn new_object(kek: &Kek, ctx: &DekContext<'_>, layout: Layout) -> Result<(Ob
 ///
 /// # Errors
 /// [`Error::DecryptionFailed`] for any problem.
-pub fn open_object(kek: &Kek, ctx: &DekContext<'_>, header_prefix: &[u8]) -> Result<(ObjectCipher, usize)> {
-    let header = header_prefix.get(..HEADER_LEN).ok_or(Error::DecryptionFailed)?;
+pub fn open_object(
+    kek: &Kek,
+    ctx: &DekContext<'_>,
+    header_prefix: &[u8],
+) -> Result<(ObjectCipher, usize)> {
+    let header = header_prefix
+        .get(..HEADER_LEN)
+        .ok_or(Error::DecryptionFailed)?;
     if &header[..4] != MAGIC {
         return Err(Error::DecryptionFailed);
     }
@@ -108,7 +123,15 @@ pub fn open_object(kek: &Kek, ctx: &DekContext<'_>, header_prefix: &[u8]) -> Res
         .map_err(|_| Error::DecryptionFailed)?;
     let mut prefix = [0u8; NONCE_PREFIX_LEN];
     prefix.copy_from_slice(&header[9 + WRAPPED_DEK_LEN..HEADER_BODY_LEN]);
-    Ok((ObjectCipher { keys, header: header.to_vec(), prefix, layout }, HEADER_LEN))
+    Ok((
+        ObjectCipher {
+            keys,
+            header: header.to_vec(),
+            prefix,
+            layout,
+        },
+        HEADER_LEN,
+    ))
 }
 
 fn nonce(prefix: &[u8; NONCE_PREFIX_LEN], run: u32, counter: u32, last: bool) -> [u8; 12] {
@@ -160,7 +183,13 @@ impl ObjectCipher {
 
     /// An incremental encryptor for run `run`.
     pub fn encryptor(&self, run: u32) -> Encryptor<'_> {
-        Encryptor { cipher: self, run, counter: 0, buf: Vec::with_capacity(SEGMENT_SIZE), total: 0 }
+        Encryptor {
+            cipher: self,
+            run,
+            counter: 0,
+            buf: Vec::with_capacity(SEGMENT_SIZE),
+            total: 0,
+        }
     }
 
     /// Layout of a single-PUT object of the given total ciphertext length.
@@ -168,9 +197,19 @@ impl ObjectCipher {
     /// # Errors
     /// [`Error::DecryptionFailed`] if the length is impossible.
     pub fn single_layout(&self, total_ciphertext_len: u64) -> Result<ObjectLayout<'_>> {
-        let body = total_ciphertext_len.checked_sub(HEADER_LEN as u64).ok_or(Error::DecryptionFailed)?;
+        let body = total_ciphertext_len
+            .checked_sub(HEADER_LEN as u64)
+            .ok_or(Error::DecryptionFailed)?;
         let pt = run_plaintext_len(body).ok_or(Error::DecryptionFailed)?;
-        Ok(ObjectLayout { cipher: self, runs: vec![RunInfo { run: 0, pt_start: 0, pt_len: pt, ct_start: HEADER_LEN as u64 }] })
+        Ok(ObjectLayout {
+            cipher: self,
+            runs: vec![RunInfo {
+                run: 0,
+                pt_start: 0,
+                pt_len: pt,
+                ct_start: HEADER_LEN as u64,
+            }],
+        })
     }
 
     /// The authenticated footer of a multipart object.
@@ -192,8 +231,15 @@ impl ObjectCipher {
     ///
     /// # Errors
     /// [`Error::DecryptionFailed`].
-    pub fn multipart_layout(&self, footer: &[u8], total_ciphertext_len: u64) -> Result<ObjectLayout<'_>> {
-        let body_len = footer.len().checked_sub(MAC_LEN + 4).ok_or(Error::DecryptionFailed)?;
+    pub fn multipart_layout(
+        &self,
+        footer: &[u8],
+        total_ciphertext_len: u64,
+    ) -> Result<ObjectLayout<'_>> {
+        let body_len = footer
+            .len()
+            .checked_sub(MAC_LEN + 4)
+            .ok_or(Error::DecryptionFailed)?;
         if body_len % FOOTER_ENTRY_LEN != 0 {
             return Err(Error::DecryptionFailed);
         }
@@ -210,9 +256,18 @@ impl ObjectCipher {
             let mut len = [0u8; 8];
             len.copy_from_slice(&entry[4..12]);
             let pt_len = u64::from_be_bytes(len);
-            runs.push(RunInfo { run, pt_start, pt_len, ct_start });
-            pt_start = pt_start.checked_add(pt_len).ok_or(Error::DecryptionFailed)?;
-            ct_start = ct_start.checked_add(run_ciphertext_len(pt_len)).ok_or(Error::DecryptionFailed)?;
+            runs.push(RunInfo {
+                run,
+                pt_start,
+                pt_len,
+                ct_start,
+            });
+            pt_start = pt_start
+                .checked_add(pt_len)
+                .ok_or(Error::DecryptionFailed)?;
+            ct_start = ct_start
+                .checked_add(run_ciphertext_len(pt_len))
+                .ok_or(Error::DecryptionFailed)?;
         }
         if ct_start + footer.len() as u64 != total_ciphertext_len {
             return Err(Error::DecryptionFailed);
@@ -356,7 +411,15 @@ impl<'a> ObjectLayout<'a> {
             }
         }
         let ct_range = ct_range.unwrap_or(0..0);
-        Ok((ct_range, Decryptor { cipher: self.cipher, plan, next: 0, buf: Vec::new() }))
+        Ok((
+            ct_range,
+            Decryptor {
+                cipher: self.cipher,
+                plan,
+                next: 0,
+                buf: Vec::new(),
+            },
+        ))
     }
 }
 
@@ -391,7 +454,11 @@ impl Decryptor<'_> {
                     .segment()
                     .open_in_place(n, &self.cipher.header, &mut self.buf[..body_len], &tag)
                     .map_err(|_| Error::DecryptionFailed)?;
-                out.extend_from_slice(self.buf.get(seg.emit.clone()).ok_or(Error::DecryptionFailed)?);
+                out.extend_from_slice(
+                    self.buf
+                        .get(seg.emit.clone())
+                        .ok_or(Error::DecryptionFailed)?,
+                );
                 self.buf.clear();
                 self.next += 1;
             }
@@ -404,7 +471,11 @@ impl Decryptor<'_> {
     /// # Errors
     /// [`Error::DecryptionFailed`].
     pub fn finish(self) -> Result<()> {
-        if self.next == self.plan.len() && self.buf.is_empty() { Ok(()) } else { Err(Error::DecryptionFailed) }
+        if self.next == self.plan.len() && self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::DecryptionFailed)
+        }
     }
 }
 
@@ -418,8 +489,18 @@ mod tests {
     fn single_and_multipart_round_trip_with_ranges() {
         let kek = Kek::from_bytes([9; 32]);
         let key = KeyId::new("acme", 1).unwrap();
-        let ctx = DekContext { key: &key, bucket: "b", object: "o" };
-        for len in [0usize, 1, SEGMENT_SIZE, SEGMENT_SIZE + 1, 3 * SEGMENT_SIZE + 7] {
+        let ctx = DekContext {
+            key: &key,
+            bucket: "b",
+            object: "o",
+        };
+        for len in [
+            0usize,
+            1,
+            SEGMENT_SIZE,
+            SEGMENT_SIZE + 1,
+            3 * SEGMENT_SIZE + 7,
+        ] {
             let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let (c, mut stored) = new_object(&kek, &ctx, Layout::Single).unwrap();
             let mut e = c.encryptor(0);
@@ -429,10 +510,14 @@ mod tests {
             let l = c2.single_layout(stored.len() as u64).unwrap();
             assert_eq!(l.plaintext_len(), len as u64);
             assert_eq!(plaintext_len_hint(stored.len() as u64), len as u64);
-            for r in [0..len as u64, (len as u64 / 3)..(len as u64 / 2 + 1).min(len as u64)] {
+            for r in [
+                0..len as u64,
+                (len as u64 / 3)..(len as u64 / 2 + 1).min(len as u64),
+            ] {
                 let (ct, mut d) = l.decryptor(r.clone()).unwrap();
                 let mut out = Vec::new();
-                d.push(&stored[ct.start as usize..ct.end as usize], &mut out).unwrap();
+                d.push(&stored[ct.start as usize..ct.end as usize], &mut out)
+                    .unwrap();
                 d.finish().unwrap();
                 assert_eq!(out, &data[r.start as usize..r.end as usize]);
             }
@@ -450,10 +535,13 @@ mod tests {
         stored.extend_from_slice(&c.footer(&parts));
         let (c2, _) = open_object(&kek, &ctx, &stored).unwrap();
         let flen = footer_len_from_tail(&stored[stored.len() - 4..]).unwrap();
-        let l = c2.multipart_layout(&stored[stored.len() - flen..], stored.len() as u64).unwrap();
+        let l = c2
+            .multipart_layout(&stored[stored.len() - flen..], stored.len() as u64)
+            .unwrap();
         let (ct, mut d) = l.decryptor(5..all.len() as u64).unwrap();
         let mut out = Vec::new();
-        d.push(&stored[ct.start as usize..ct.end as usize], &mut out).unwrap();
+        d.push(&stored[ct.start as usize..ct.end as usize], &mut out)
+            .unwrap();
         d.finish().unwrap();
         assert_eq!(out, &all[5..]);
     }

@@ -33,7 +33,13 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 None => None,
             };
             let sources = super::sources::TrusteeSources::new(&config)?;
-            super::run(config, super::Listeners { s3, metrics }, &sources, crate::shutdown_signal()).await?;
+            super::run(
+                config,
+                super::Listeners { s3, metrics },
+                &sources,
+                crate::shutdown_signal(),
+            )
+            .await?;
             Ok(())
         }
     }

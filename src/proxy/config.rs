@@ -89,7 +89,10 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { ttl_secs: 60, max_entries: 1024 }
+        Self {
+            ttl_secs: 60,
+            max_entries: 1024,
+        }
     }
 }
 
@@ -135,7 +138,9 @@ impl TenantConfig {
             .validate()
             .map_err(|e| ConfigError(format!("tenant {tenant}: invalid metadata: {e}")))?;
         if self.access_key_id.is_empty() || self.secret_access_key.len() < 8 {
-            return Err(ConfigError(format!("tenant {tenant}: access keys missing or too short")));
+            return Err(ConfigError(format!(
+                "tenant {tenant}: access keys missing or too short"
+            )));
         }
         if self.metadata.holder(&self.customer_holder).is_none() {
             return Err(ConfigError(format!(
@@ -144,7 +149,9 @@ impl TenantConfig {
             )));
         }
         for trustee in &self.trustees {
-            if self.metadata.holder(&trustee.holder).is_none() || trustee.holder == self.customer_holder {
+            if self.metadata.holder(&trustee.holder).is_none()
+                || trustee.holder == self.customer_holder
+            {
                 return Err(ConfigError(format!(
                     "tenant {tenant}: trustee holder '{}' is not a registered non-customer holder",
                     trustee.holder
@@ -189,7 +196,9 @@ impl ProxyConfig {
             resolve(base, root);
         }
         if config.cache.max_entries == 0 && config.cache.ttl_secs > 0 {
-            return Err(ConfigError("cache.max_entries must be at least 1 when ttl_secs > 0".into()));
+            return Err(ConfigError(
+                "cache.max_entries must be at least 1 when ttl_secs > 0".into(),
+            ));
         }
         Ok(config)
     }
@@ -211,11 +220,12 @@ impl ProxyConfig {
         for path in paths {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-            let tenant: TenantConfig =
-                toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            let tenant: TenantConfig = toml::from_str(&text)
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
             tenant.validate()?;
             if tenants.iter().any(|t| {
-                t.metadata.tenant == tenant.metadata.tenant || t.access_key_id == tenant.access_key_id
+                t.metadata.tenant == tenant.metadata.tenant
+                    || t.access_key_id == tenant.access_key_id
             }) {
                 return Err(ConfigError(format!(
                     "{}: duplicate tenant or access key id",

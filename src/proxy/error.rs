@@ -80,7 +80,9 @@ pub enum ProxyError {
 impl From<storage::Error> for ProxyError {
     fn from(e: storage::Error) -> Self {
         match e {
-            storage::Error::InvalidPath(msg) => ProxyError::InvalidRequest(format!("unsupported object key: {msg}")),
+            storage::Error::InvalidPath(msg) => {
+                ProxyError::InvalidRequest(format!("unsupported object key: {msg}"))
+            }
             other => ProxyError::Storage(other),
         }
     }
@@ -96,13 +98,24 @@ impl From<crate::format::Error> for ProxyError {
 pub fn to_s3_error(error: &ProxyError) -> S3Error {
     use http::StatusCode;
     let (code, status) = match error {
-        ProxyError::MissingShare | ProxyError::MalformedShare(_) | ProxyError::InvalidRequest(_) => {
-            (S3ErrorCode::InvalidRequest, StatusCode::BAD_REQUEST)
+        ProxyError::MissingShare
+        | ProxyError::MalformedShare(_)
+        | ProxyError::InvalidRequest(_) => (S3ErrorCode::InvalidRequest, StatusCode::BAD_REQUEST),
+        ProxyError::WrongShare | ProxyError::Denied(_) => {
+            (S3ErrorCode::AccessDenied, StatusCode::FORBIDDEN)
         }
-        ProxyError::WrongShare | ProxyError::Denied(_) => (S3ErrorCode::AccessDenied, StatusCode::FORBIDDEN),
-        ProxyError::Unavailable(_) => (S3ErrorCode::ServiceUnavailable, StatusCode::SERVICE_UNAVAILABLE),
-        ProxyError::BadGateway(_) => (S3ErrorCode::Custom("BadGateway".into()), StatusCode::BAD_GATEWAY),
-        ProxyError::Integrity => (S3ErrorCode::Custom("ObjectIntegrityError".into()), StatusCode::BAD_GATEWAY),
+        ProxyError::Unavailable(_) => (
+            S3ErrorCode::ServiceUnavailable,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        ProxyError::BadGateway(_) => (
+            S3ErrorCode::Custom("BadGateway".into()),
+            StatusCode::BAD_GATEWAY,
+        ),
+        ProxyError::Integrity => (
+            S3ErrorCode::Custom("ObjectIntegrityError".into()),
+            StatusCode::BAD_GATEWAY,
+        ),
         ProxyError::NoSuchBucket => (S3ErrorCode::NoSuchBucket, StatusCode::NOT_FOUND),
         ProxyError::NoSuchKey => (S3ErrorCode::NoSuchKey, StatusCode::NOT_FOUND),
         ProxyError::BucketExists => (S3ErrorCode::BucketAlreadyOwnedByYou, StatusCode::CONFLICT),
@@ -111,11 +124,20 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
         ProxyError::InvalidPart(_) => (S3ErrorCode::InvalidPart, StatusCode::BAD_REQUEST),
         ProxyError::InvalidPartOrder => (S3ErrorCode::InvalidPartOrder, StatusCode::BAD_REQUEST),
         ProxyError::InvalidRange => (S3ErrorCode::InvalidRange, StatusCode::RANGE_NOT_SATISFIABLE),
-        ProxyError::PreconditionFailed => (S3ErrorCode::PreconditionFailed, StatusCode::PRECONDITION_FAILED),
+        ProxyError::PreconditionFailed => (
+            S3ErrorCode::PreconditionFailed,
+            StatusCode::PRECONDITION_FAILED,
+        ),
         ProxyError::NotModified => (S3ErrorCode::NotModified, StatusCode::NOT_MODIFIED),
         ProxyError::NotImplemented(_) => (S3ErrorCode::NotImplemented, StatusCode::NOT_IMPLEMENTED),
-        ProxyError::Storage(_) => (S3ErrorCode::ServiceUnavailable, StatusCode::SERVICE_UNAVAILABLE),
-        ProxyError::Internal(_) => (S3ErrorCode::InternalError, StatusCode::INTERNAL_SERVER_ERROR),
+        ProxyError::Storage(_) => (
+            S3ErrorCode::ServiceUnavailable,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        ProxyError::Internal(_) => (
+            S3ErrorCode::InternalError,
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
     };
     let mut s3 = S3Error::with_message(code, error.to_string());
     s3.set_status_code(status);
@@ -125,10 +147,15 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
 impl From<ProxyError> for S3Error {
     fn from(e: ProxyError) -> Self {
         match &e {
-            ProxyError::Storage(_) | ProxyError::Internal(_) | ProxyError::Integrity | ProxyError::BadGateway(_) => {
+            ProxyError::Storage(_)
+            | ProxyError::Internal(_)
+            | ProxyError::Integrity
+            | ProxyError::BadGateway(_) => {
                 tracing::error!(error = ?e, "request failed");
             }
-            ProxyError::Unavailable(_) | ProxyError::Denied(_) => tracing::warn!(error = %e, "request failed"),
+            ProxyError::Unavailable(_) | ProxyError::Denied(_) => {
+                tracing::warn!(error = %e, "request failed")
+            }
             _ => tracing::debug!(error = %e, "request failed"),
         }
         to_s3_error(&e)

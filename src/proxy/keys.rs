@@ -61,7 +61,12 @@ pub enum ReleaseError {
 #[async_trait::async_trait]
 pub trait ShareSource: Send + Sync {
     /// Asks for the share of `tenant` / `key_version`.
-    async fn release(&self, tenant: &str, key_version: u32, context: &ReleaseContext) -> Result<Share, ReleaseError>;
+    async fn release(
+        &self,
+        tenant: &str,
+        key_version: u32,
+        context: &ReleaseContext,
+    ) -> Result<Share, ReleaseError>;
 }
 
 /// A named share source of one tenant.
@@ -120,7 +125,10 @@ pub struct KeyService {
 
 impl std::fmt::Debug for KeyService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyService").field("ttl", &self.ttl).field("max_entries", &self.max_entries).finish()
+        f.debug_struct("KeyService")
+            .field("ttl", &self.ttl)
+            .field("max_entries", &self.max_entries)
+            .finish()
     }
 }
 
@@ -129,7 +137,12 @@ type Released = (String, Result<Share, ReleaseError>);
 impl KeyService {
     /// A key service with the given cache bounds and per-holder timeout.
     pub fn new(ttl: Duration, max_entries: usize, timeout: Duration) -> Self {
-        Self { cache: Mutex::new(HashMap::new()), ttl, max_entries, timeout }
+        Self {
+            cache: Mutex::new(HashMap::new()),
+            ttl,
+            max_entries,
+            timeout,
+        }
     }
 
     /// Number of cached keys (for tests and metrics).
@@ -163,11 +176,16 @@ impl KeyService {
         if self.ttl.is_zero() || self.max_entries == 0 {
             return;
         }
-        let Ok(mut cache) = self.cache.lock() else { return };
+        let Ok(mut cache) = self.cache.lock() else {
+            return;
+        };
         let ttl = self.ttl;
         cache.retain(|_, e| e.inserted.elapsed() < ttl);
         while cache.len() >= self.max_entries {
-            let oldest = cache.iter().min_by_key(|(_, e)| e.inserted).map(|(k, _)| k.clone());
+            let oldest = cache
+                .iter()
+                .min_by_key(|(_, e)| e.inserted)
+                .map(|(k, _)| k.clone());
             match oldest {
                 Some(k) => {
                     cache.remove(&k);
@@ -175,7 +193,13 @@ impl KeyService {
                 None => break,
             }
         }
-        cache.insert(key, Entry { kek, inserted: Instant::now() });
+        cache.insert(
+            key,
+            Entry {
+                kek,
+                inserted: Instant::now(),
+            },
+        );
     }
 
     /// Releases the tenant's KEK for one request.
@@ -246,9 +270,12 @@ impl KeyService {
             let timeout = self.timeout;
             asks.push(async move {
                 let started = Instant::now();
-                let result = tokio::time::timeout(timeout, holder.source.release(&tenant_id, version, &context))
-                    .await
-                    .unwrap_or_else(|_| Err(ReleaseError::Unreachable("timed out".into())));
+                let result = tokio::time::timeout(
+                    timeout,
+                    holder.source.release(&tenant_id, version, &context),
+                )
+                .await
+                .unwrap_or_else(|_| Err(ReleaseError::Unreachable("timed out".into())));
                 metrics::histogram!("treuhand_phase_seconds", "phase" => "trustee_round_trip")
                     .record(started.elapsed().as_secs_f64());
                 (holder.name, result)
@@ -259,13 +286,20 @@ impl KeyService {
         let mut have_customer = !shares.is_empty();
         let mut failures: Vec<(String, ReleaseError)> = Vec::new();
         while !(have_customer && shares.len() >= need) {
-            let Some((name, result)): Option<Released> = asks.next().await else { break };
+            let Some((name, result)): Option<Released> = asks.next().await else {
+                break;
+            };
             match result {
                 Ok(share) => {
                     let registered = metadata.holder(&name).map(|h| h.x);
-                    if registered != Some(share.x()) || shamir::check_share(metadata, &share).is_err() {
+                    if registered != Some(share.x())
+                        || shamir::check_share(metadata, &share).is_err()
+                    {
                         tracing::error!(holder = %name, "holder released a share that does not match its fingerprint");
-                        failures.push((name, ReleaseError::Protocol("released share does not match".into())));
+                        failures.push((
+                            name,
+                            ReleaseError::Protocol("released share does not match".into()),
+                        ));
                         continue;
                     }
                     metrics::counter!("treuhand_releases_total", "holder" => name.clone(), "result" => "released")
@@ -295,14 +329,16 @@ impl KeyService {
             return Err(classify(&customer_name, &failures));
         }
         // The customer's share first, then trustees: combine uses the first k.
-        shares.sort_by_key(|s| u8::from(metadata.holder(&customer_name).map(|h| h.x) != Some(s.x())));
+        shares
+            .sort_by_key(|s| u8::from(metadata.holder(&customer_name).map(|h| h.x) != Some(s.x())));
         let started = Instant::now();
         let refs: Vec<&Share> = shares.iter().take(need).collect();
         let tmk = shamir::combine(metadata, &refs).map_err(|e| {
             tracing::error!(error = %e, "combining released shares failed");
             ProxyError::BadGateway("released shares do not combine to the committed key".into())
         })?;
-        let kek = envelope::derive_kek(&tmk, &tenant.key_id).map_err(|e| ProxyError::Internal(e.to_string()))?;
+        let kek = envelope::derive_kek(&tmk, &tenant.key_id)
+            .map_err(|e| ProxyError::Internal(e.to_string()))?;
         metrics::histogram!("treuhand_phase_seconds", "phase" => "combine_verify")
             .record(started.elapsed().as_secs_f64());
         Ok(kek)
@@ -320,16 +356,24 @@ fn classify(customer: &str, failures: &[(String, ReleaseError)]) -> ProxyError {
     let mut other = None;
     for (name, e) in ordered {
         match e {
-            ReleaseError::Denied { reason } => return ProxyError::Denied(format!("{name}: {reason}")),
+            ReleaseError::Denied { reason } => {
+                return ProxyError::Denied(format!("{name}: {reason}"));
+            }
             ReleaseError::Shredded => return ProxyError::Denied(format!("{name}: key_shredded")),
             ReleaseError::Unreachable(_) => {
-                unreachable.get_or_insert_with(|| ProxyError::Unavailable(format!("{name} is unreachable")));
+                unreachable.get_or_insert_with(|| {
+                    ProxyError::Unavailable(format!("{name} is unreachable"))
+                });
             }
             ReleaseError::UnknownTenant => {
-                other.get_or_insert_with(|| ProxyError::BadGateway(format!("{name} does not know this tenant key")));
+                other.get_or_insert_with(|| {
+                    ProxyError::BadGateway(format!("{name} does not know this tenant key"))
+                });
             }
             ReleaseError::Protocol(_) => {
-                other.get_or_insert_with(|| ProxyError::BadGateway(format!("{name} answered outside the protocol")));
+                other.get_or_insert_with(|| {
+                    ProxyError::BadGateway(format!("{name} answered outside the protocol"))
+                });
             }
         }
     }

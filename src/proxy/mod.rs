@@ -41,7 +41,9 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("access_keys", &self.secrets.len()).finish()
+        f.debug_struct("Auth")
+            .field("access_keys", &self.secrets.len())
+            .finish()
     }
 }
 
@@ -91,27 +93,48 @@ pub fn build(
     let mut built = Vec::new();
     for t in tenants {
         t.validate()?;
-        let key_id = t.metadata.key_id().map_err(|e| ConfigError(e.to_string()))?;
+        let key_id = t
+            .metadata
+            .key_id()
+            .map_err(|e| ConfigError(e.to_string()))?;
         let customer = match &t.customer_url {
-            None => CustomerShare::SseC { holder: t.customer_holder.clone() },
-            Some(url) => CustomerShare::Holder(Holder { name: t.customer_holder.clone(), source: sources.source(url)? }),
+            None => CustomerShare::SseC {
+                holder: t.customer_holder.clone(),
+            },
+            Some(url) => CustomerShare::Holder(Holder {
+                name: t.customer_holder.clone(),
+                source: sources.source(url)?,
+            }),
         };
         let trustees = t
             .trustees
             .iter()
-            .map(|tr| Ok(Holder { name: tr.holder.clone(), source: sources.source(&tr.url)? }))
+            .map(|tr| {
+                Ok(Holder {
+                    name: tr.holder.clone(),
+                    source: sources.source(&tr.url)?,
+                })
+            })
             .collect::<Result<Vec<_>, ConfigError>>()?;
         secrets.insert(t.access_key_id.clone(), t.secret_access_key.clone());
         built.push(Tenant {
             id: t.metadata.tenant.clone(),
             access_key_id: t.access_key_id.clone(),
-            keys: TenantKeys { metadata: t.metadata.clone(), key_id, customer, trustees },
+            keys: TenantKeys {
+                metadata: t.metadata.clone(),
+                key_id,
+                customer,
+                trustees,
+            },
         });
     }
     let proxy = Proxy::new(built, storage, keys.clone());
     let mut builder = S3ServiceBuilder::new(proxy);
     builder.set_auth(Auth { secrets });
-    Ok(Built { service: builder.build(), keys })
+    Ok(Built {
+        service: builder.build(),
+        keys,
+    })
 }
 
 /// Everything [`run`] needs besides the config.

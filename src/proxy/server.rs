@@ -78,7 +78,8 @@ pub fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
         .get_or_init(|| {
             let builder = metrics_exporter_prometheus::PrometheusBuilder::new()
                 .set_buckets(&[
-                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5, 5.0,
                 ])
                 .ok()?;
             let recorder = builder.build_recorder();
@@ -106,21 +107,26 @@ pub async fn serve_metrics(listener: TcpListener, shutdown: impl Future<Output =
         };
         let handle = handle.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let handle = handle.clone();
-                async move {
-                    let response = if req.uri().path() == "/metrics" {
-                        http::Response::builder()
-                            .header("content-type", "text/plain; version=0.0.4")
-                            .body(http_body_util::Full::new(bytes::Bytes::from(handle.render())))
-                    } else {
-                        http::Response::builder()
-                            .status(404)
-                            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"not found\n")))
-                    };
-                    response
-                }
-            });
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let handle = handle.clone();
+                    async move {
+                        let response = if req.uri().path() == "/metrics" {
+                            http::Response::builder()
+                                .header("content-type", "text/plain; version=0.0.4")
+                                .body(http_body_util::Full::new(bytes::Bytes::from(
+                                    handle.render(),
+                                )))
+                        } else {
+                            http::Response::builder()
+                                .status(404)
+                                .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                                    b"not found\n",
+                                )))
+                        };
+                        response
+                    }
+                });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;

@@ -57,7 +57,10 @@ pub struct Proxy {
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").field("tenants", &self.tenants.len()).field("storage", &self.storage).finish()
+        f.debug_struct("Proxy")
+            .field("tenants", &self.tenants.len())
+            .field("storage", &self.storage)
+            .finish()
     }
 }
 
@@ -67,7 +70,8 @@ fn md5_hex(data: &[u8]) -> String {
 
 fn random_hex(bytes: usize) -> Result<String, ProxyError> {
     let mut buf = vec![0u8; bytes];
-    crate::crypto::envelope::fill_random(&mut buf).map_err(|e| ProxyError::Internal(e.to_string()))?;
+    crate::crypto::envelope::fill_random(&mut buf)
+        .map_err(|e| ProxyError::Internal(e.to_string()))?;
     Ok(hex::encode(buf))
 }
 
@@ -79,15 +83,21 @@ fn sse_c(
 ) -> Result<Option<Zeroizing<Vec<u8>>>, ProxyError> {
     let Some(key) = key else {
         if algorithm.is_some() {
-            return Err(ProxyError::MalformedShare("SSE-C algorithm given without a key"));
+            return Err(ProxyError::MalformedShare(
+                "SSE-C algorithm given without a key",
+            ));
         }
         return Ok(None);
     };
     if algorithm != Some("AES256") {
-        return Err(ProxyError::MalformedShare("the SSE-C algorithm must be AES256"));
+        return Err(ProxyError::MalformedShare(
+            "the SSE-C algorithm must be AES256",
+        ));
     }
     let raw = Zeroizing::new(
-        STANDARD.decode(key.trim()).map_err(|_| ProxyError::MalformedShare("the SSE-C key is not base64"))?,
+        STANDARD
+            .decode(key.trim())
+            .map_err(|_| ProxyError::MalformedShare("the SSE-C key is not base64"))?,
     );
     if raw.len() != 32 {
         return Err(ProxyError::MalformedShare("the SSE-C key must be 32 bytes"));
@@ -95,7 +105,9 @@ fn sse_c(
     if let Some(md5) = key_md5 {
         let expected = STANDARD.encode(md5::Md5::digest(raw.as_slice()));
         if md5.trim() != expected {
-            return Err(ProxyError::MalformedShare("the SSE-C key MD5 does not match the key"));
+            return Err(ProxyError::MalformedShare(
+                "the SSE-C key MD5 does not match the key",
+            ));
         }
     }
     Ok(Some(raw))
@@ -110,7 +122,8 @@ fn request_id() -> String {
 }
 
 fn phase(name: &'static str, started: Instant) {
-    metrics::histogram!("treuhand_phase_seconds", "phase" => name).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("treuhand_phase_seconds", "phase" => name)
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// What an opened object looks like to the handlers.
@@ -125,14 +138,27 @@ struct Opened {
 impl Proxy {
     /// Builds the service state.
     pub fn new(tenants: Vec<Tenant>, storage: Storage, keys: Arc<KeyService>) -> Self {
-        let tenants = tenants.into_iter().map(|t| (t.access_key_id.clone(), Arc::new(t))).collect();
-        Self { tenants, storage, keys }
+        let tenants = tenants
+            .into_iter()
+            .map(|t| (t.access_key_id.clone(), Arc::new(t)))
+            .collect();
+        Self {
+            tenants,
+            storage,
+            keys,
+        }
     }
 
     fn tenant<T>(&self, req: &S3Request<T>) -> Result<Arc<Tenant>, ProxyError> {
         // s3s has already verified the signature; the access key maps to exactly one tenant.
-        let creds = req.credentials.as_ref().ok_or(ProxyError::Denied("anonymous requests are refused".into()))?;
-        self.tenants.get(&creds.access_key).cloned().ok_or(ProxyError::Denied("unknown access key".into()))
+        let creds = req
+            .credentials
+            .as_ref()
+            .ok_or(ProxyError::Denied("anonymous requests are refused".into()))?;
+        self.tenants
+            .get(&creds.access_key)
+            .cloned()
+            .ok_or(ProxyError::Denied("unknown access key".into()))
     }
 
     fn bucket_path(tenant: &Tenant, bucket: &str) -> String {
@@ -144,17 +170,28 @@ impl Proxy {
     }
 
     fn object_path(tenant: &Tenant, bucket: &str, key: &str) -> String {
-        format!("{}/{}", Self::objects_dir(tenant, bucket), storage::encode_key(key))
+        format!(
+            "{}/{}",
+            Self::objects_dir(tenant, bucket),
+            storage::encode_key(key)
+        )
     }
 
     fn upload_dir(tenant: &Tenant, bucket: &str, upload_id: &str) -> Result<String, ProxyError> {
         if upload_id.len() != 32 || !upload_id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ProxyError::NoSuchUpload);
         }
-        Ok(format!("tenants/{}/uploads/{bucket}/{upload_id}", tenant.id))
+        Ok(format!(
+            "tenants/{}/uploads/{bucket}/{upload_id}",
+            tenant.id
+        ))
     }
 
-    async fn require_bucket(&self, tenant: &Tenant, bucket: &str) -> Result<storage::Meta, ProxyError> {
+    async fn require_bucket(
+        &self,
+        tenant: &Tenant,
+        bucket: &str,
+    ) -> Result<storage::Meta, ProxyError> {
         let started = Instant::now();
         let result = self.storage.head(&Self::bucket_path(tenant, bucket)).await;
         phase("backend_io", started);
@@ -178,11 +215,19 @@ impl Proxy {
             object: Some((bucket.to_owned(), key.to_owned())),
             reason: reason.to_owned(),
         };
-        self.keys.kek(&tenant.keys, share.map(|s| s.as_slice()), &context).await
+        self.keys
+            .kek(&tenant.keys, share.map(|s| s.as_slice()), &context)
+            .await
     }
 
     /// Opens a stored object: header, layout, plaintext length. Fails closed.
-    async fn open(&self, tenant: &Tenant, kek: &Kek, bucket: &str, key: &str) -> Result<Opened, ProxyError> {
+    async fn open(
+        &self,
+        tenant: &Tenant,
+        kek: &Kek,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Opened, ProxyError> {
         let path = Self::object_path(tenant, bucket, key);
         let started = Instant::now();
         let meta = match self.storage.head(&path).await {
@@ -190,10 +235,17 @@ impl Proxy {
             Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey),
             Err(e) => return Err(e.into()),
         };
-        let prefix = self.storage.read_range(&path, 0..meta.size.min(format::MAX_HEADER_LEN as u64)).await?;
+        let prefix = self
+            .storage
+            .read_range(&path, 0..meta.size.min(format::MAX_HEADER_LEN as u64))
+            .await?;
         phase("backend_io", started);
         let crypto_started = Instant::now();
-        let ctx = DekContext { key: &tenant.keys.key_id, bucket, object: key };
+        let ctx = DekContext {
+            key: &tenant.keys.key_id,
+            bucket,
+            object: key,
+        };
         let (cipher, header_len) = format::open_object(kek, &ctx, &prefix)?;
         let etag = md5_hex(prefix.get(..header_len).ok_or(ProxyError::Integrity)?);
         phase("crypto", crypto_started);
@@ -201,7 +253,10 @@ impl Proxy {
             Layout::Single => (None, cipher.single_layout(meta.size)?.plaintext_len()),
             Layout::Multipart => {
                 let size = meta.size;
-                let tail = self.storage.read_range(&path, size.saturating_sub(4)..size).await?;
+                let tail = self
+                    .storage
+                    .read_range(&path, size.saturating_sub(4)..size)
+                    .await?;
                 let footer_len = format::footer_len_from_tail(&tail)? as u64;
                 let start = size.checked_sub(footer_len).ok_or(ProxyError::Integrity)?;
                 let footer = self.storage.read_range(&path, start..size).await?.to_vec();
@@ -209,7 +264,13 @@ impl Proxy {
                 (Some(footer), len)
             }
         };
-        Ok(Opened { cipher, footer, meta, plaintext_len, etag })
+        Ok(Opened {
+            cipher,
+            footer,
+            meta,
+            plaintext_len,
+            etag,
+        })
     }
 
     /// Streams the decrypted plaintext range of an opened object.
@@ -244,7 +305,11 @@ impl Proxy {
             .await;
             if let Err(e) = result {
                 tracing::error!(error = %e, "streaming decryption failed; aborting the response");
-                let _ = tx.send(Err(std::io::Error::other("stored object failed authentication"))).await;
+                let _ = tx
+                    .send(Err(std::io::Error::other(
+                        "stored object failed authentication",
+                    )))
+                    .await;
             }
         });
         StreamingBlob::new(Body { rx, remaining })
@@ -266,7 +331,9 @@ impl Proxy {
         let mut out = Vec::with_capacity(WRITE_CHUNK + format::SEGMENT_SIZE);
         let mut md5 = md5;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ProxyError::InvalidRequest(format!("reading the request body failed: {e}")))?;
+            let chunk = chunk.map_err(|e| {
+                ProxyError::InvalidRequest(format!("reading the request body failed: {e}"))
+            })?;
             if let Some(h) = md5.as_mut() {
                 h.update(&chunk);
             }
@@ -286,16 +353,29 @@ impl Proxy {
     }
 
     /// Lists the decoded keys (with stored metadata) of a bucket below `prefix`, sorted.
-    async fn list_keys(&self, tenant: &Tenant, bucket: &str, prefix: &str) -> Result<Vec<(String, storage::Meta)>, ProxyError> {
+    async fn list_keys(
+        &self,
+        tenant: &Tenant,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, storage::Meta)>, ProxyError> {
         let base = Self::objects_dir(tenant, bucket);
         let dir = storage::encode_prefix_dir(prefix);
-        let list_root = if dir.is_empty() { base.clone() } else { format!("{base}/{dir}") };
+        let list_root = if dir.is_empty() {
+            base.clone()
+        } else {
+            format!("{base}/{dir}")
+        };
         let mut stream = self.storage.list(&list_root);
         let mut keys = Vec::new();
         while let Some(item) = stream.next().await {
             let (path, meta) = item?;
-            let Some(rest) = path.strip_prefix(&base).and_then(|r| r.strip_prefix('/')) else { continue };
-            let Some(key) = storage::decode_key(rest) else { continue };
+            let Some(rest) = path.strip_prefix(&base).and_then(|r| r.strip_prefix('/')) else {
+                continue;
+            };
+            let Some(key) = storage::decode_key(rest) else {
+                continue;
+            };
             if key.starts_with(prefix) {
                 keys.push((key, meta));
             }
@@ -309,7 +389,9 @@ impl Proxy {
         let mut parts = Vec::new();
         while let Some(item) = stream.next().await {
             let (path, meta) = item?;
-            let Some(name) = path.rsplit('/').next() else { continue };
+            let Some(name) = path.rsplit('/').next() else {
+                continue;
+            };
             if let Some(part) = StagedPart::parse(name, &path, meta) {
                 parts.push(part);
             }
@@ -340,7 +422,13 @@ impl StagedPart {
         let number = it.next()?.parse().ok()?;
         let plaintext_len = it.next()?.parse().ok()?;
         let etag = it.next()?.to_owned();
-        Some(Self { number, plaintext_len, etag, path: path.to_owned(), meta })
+        Some(Self {
+            number,
+            plaintext_len,
+            etag,
+            path: path.to_owned(),
+            meta,
+        })
     }
 }
 
@@ -404,7 +492,11 @@ fn check_conditions(
         dto::ETagCondition::ETag(e) => e.value() == etag_value,
     };
     // Compare at whole seconds: HTTP dates have no sub-second precision.
-    let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
     if let Some(c) = if_match {
         if !matches(c) {
             return Err(ProxyError::PreconditionFailed);
@@ -457,7 +549,10 @@ impl S3 for Proxy {
         buckets.sort_by(|a, b| a.name.cmp(&b.name));
         let output = dto::ListBucketsOutput {
             buckets: Some(buckets),
-            owner: Some(dto::Owner { display_name: Some(tenant.id.clone()), id: Some(tenant.id.clone()) }),
+            owner: Some(dto::Owner {
+                display_name: Some(tenant.id.clone()),
+                id: Some(tenant.id.clone()),
+            }),
             ..Default::default()
         };
         Ok(S3Response::new(output))
@@ -475,13 +570,22 @@ impl S3 for Proxy {
             Err(ProxyError::NoSuchBucket) => {}
             Err(e) => return Err(e.into()),
         }
-        self.storage.put(&Self::bucket_path(&tenant, bucket), Bytes::new()).await.map_err(ProxyError::from)?;
-        let output = dto::CreateBucketOutput { location: Some(format!("/{bucket}")), ..Default::default() };
+        self.storage
+            .put(&Self::bucket_path(&tenant, bucket), Bytes::new())
+            .await
+            .map_err(ProxyError::from)?;
+        let output = dto::CreateBucketOutput {
+            location: Some(format!("/{bucket}")),
+            ..Default::default()
+        };
         Ok(S3Response::new(output))
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
-    async fn head_bucket(&self, req: S3Request<dto::HeadBucketInput>) -> S3Result<S3Response<dto::HeadBucketOutput>> {
+    async fn head_bucket(
+        &self,
+        req: S3Request<dto::HeadBucketInput>,
+    ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
         let tenant = self.tenant(&req)?;
         self.require_bucket(&tenant, &req.input.bucket).await?;
         Ok(S3Response::new(dto::HeadBucketOutput::default()))
@@ -499,12 +603,18 @@ impl S3 for Proxy {
         if objects.next().await.is_some() {
             return Err(ProxyError::BucketNotEmpty.into());
         }
-        self.storage.delete(&Self::bucket_path(&tenant, bucket)).await.map_err(ProxyError::from)?;
+        self.storage
+            .delete(&Self::bucket_path(&tenant, bucket))
+            .await
+            .map_err(ProxyError::from)?;
         Ok(S3Response::new(dto::DeleteBucketOutput::default()))
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn put_object(&self, req: S3Request<dto::PutObjectInput>) -> S3Result<S3Response<dto::PutObjectOutput>> {
+    async fn put_object(
+        &self,
+        req: S3Request<dto::PutObjectInput>,
+    ) -> S3Result<S3Response<dto::PutObjectOutput>> {
         let tenant = self.tenant(&req)?;
         let input = req.input;
         let share = sse_c(
@@ -513,17 +623,31 @@ impl S3 for Proxy {
             input.sse_customer_key_md5.as_deref(),
         )?;
         self.require_bucket(&tenant, &input.bucket).await?;
-        let kek = self.kek(&tenant, share.as_ref(), "PutObject", &input.bucket, &input.key).await?;
-        let ctx = DekContext { key: &tenant.keys.key_id, bucket: &input.bucket, object: &input.key };
-        let (cipher, header) = format::new_object(&kek, &ctx, Layout::Single).map_err(ProxyError::from)?;
+        let kek = self
+            .kek(
+                &tenant,
+                share.as_ref(),
+                "PutObject",
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
+        let ctx = DekContext {
+            key: &tenant.keys.key_id,
+            bucket: &input.bucket,
+            object: &input.key,
+        };
+        let (cipher, header) =
+            format::new_object(&kek, &ctx, Layout::Single).map_err(ProxyError::from)?;
         let etag_value = md5_hex(&header);
         let path = Self::object_path(&tenant, &input.bucket, &input.key);
         let mut writer = self.storage.writer(&path).map_err(ProxyError::from)?;
         writer.write(&header).await.map_err(ProxyError::from)?;
-        let body: futures::stream::BoxStream<'static, Result<Bytes, s3s::StdError>> = match input.body {
-            Some(body) => body.boxed(),
-            None => futures::stream::empty().boxed(),
-        };
+        let body: futures::stream::BoxStream<'static, Result<Bytes, s3s::StdError>> =
+            match input.body {
+                Some(body) => body.boxed(),
+                None => futures::stream::empty().boxed(),
+            };
         // On any error the writer is dropped, which aborts it: nothing becomes visible.
         let len = Self::encrypt_into(&cipher, 0, body, &mut writer, None).await?;
         let started = Instant::now();
@@ -540,7 +664,10 @@ impl S3 for Proxy {
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn get_object(&self, req: S3Request<dto::GetObjectInput>) -> S3Result<S3Response<dto::GetObjectOutput>> {
+    async fn get_object(
+        &self,
+        req: S3Request<dto::GetObjectInput>,
+    ) -> S3Result<S3Response<dto::GetObjectOutput>> {
         let tenant = self.tenant(&req)?;
         let input = req.input;
         let share = sse_c(
@@ -556,7 +683,15 @@ impl S3 for Proxy {
             Err(e) => return Err(ProxyError::from(e).into()),
             Ok(_) => {}
         }
-        let kek = self.kek(&tenant, share.as_ref(), "GetObject", &input.bucket, &input.key).await?;
+        let kek = self
+            .kek(
+                &tenant,
+                share.as_ref(),
+                "GetObject",
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
         let opened = self.open(&tenant, &kek, &input.bucket, &input.key).await?;
         check_conditions(
             &opened.etag,
@@ -568,13 +703,19 @@ impl S3 for Proxy {
         )?;
         let total = opened.plaintext_len;
         let range = resolve_range(input.range.as_ref(), total)?;
-        let content_range = range.as_ref().map(|r| format!("bytes {}-{}/{total}", r.start, r.end.saturating_sub(1)));
+        let content_range = range
+            .as_ref()
+            .map(|r| format!("bytes {}-{}/{total}", r.start, r.end.saturating_sub(1)));
         let range = range.unwrap_or(0..total);
         let output = dto::GetObjectOutput {
             accept_ranges: Some("bytes".to_owned()),
             content_length: Some(i64::try_from(range.end - range.start).unwrap_or(i64::MAX)),
             content_range,
-            content_type: Some("application/octet-stream".parse().map_err(|_| ProxyError::Internal("mime".into()))?),
+            content_type: Some(
+                "application/octet-stream"
+                    .parse()
+                    .map_err(|_| ProxyError::Internal("mime".into()))?,
+            ),
             e_tag: Some(etag(opened.etag.clone())),
             last_modified: Some(timestamp(opened.meta.last_modified)),
             sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
@@ -586,7 +727,10 @@ impl S3 for Proxy {
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn head_object(&self, req: S3Request<dto::HeadObjectInput>) -> S3Result<S3Response<dto::HeadObjectOutput>> {
+    async fn head_object(
+        &self,
+        req: S3Request<dto::HeadObjectInput>,
+    ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
         let tenant = self.tenant(&req)?;
         let input = req.input;
         let share = sse_c(
@@ -601,7 +745,15 @@ impl S3 for Proxy {
             Err(e) => return Err(ProxyError::from(e).into()),
             Ok(_) => {}
         }
-        let kek = self.kek(&tenant, share.as_ref(), "HeadObject", &input.bucket, &input.key).await?;
+        let kek = self
+            .kek(
+                &tenant,
+                share.as_ref(),
+                "HeadObject",
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
         let opened = self.open(&tenant, &kek, &input.bucket, &input.key).await?;
         check_conditions(
             &opened.etag,
@@ -617,8 +769,13 @@ impl S3 for Proxy {
         let output = dto::HeadObjectOutput {
             accept_ranges: Some("bytes".to_owned()),
             content_length: Some(i64::try_from(length).unwrap_or(i64::MAX)),
-            content_range: range.map(|r| format!("bytes {}-{}/{total}", r.start, r.end.saturating_sub(1))),
-            content_type: Some("application/octet-stream".parse().map_err(|_| ProxyError::Internal("mime".into()))?),
+            content_range: range
+                .map(|r| format!("bytes {}-{}/{total}", r.start, r.end.saturating_sub(1))),
+            content_type: Some(
+                "application/octet-stream"
+                    .parse()
+                    .map_err(|_| ProxyError::Internal("mime".into()))?,
+            ),
             e_tag: Some(etag(opened.etag)),
             last_modified: Some(timestamp(opened.meta.last_modified)),
             sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
@@ -656,7 +813,10 @@ impl S3 for Proxy {
             match self.storage.delete(&path).await {
                 Ok(()) => {
                     if !quiet {
-                        deleted.push(dto::DeletedObject { key: Some(object.key), ..Default::default() });
+                        deleted.push(dto::DeletedObject {
+                            key: Some(object.key),
+                            ..Default::default()
+                        });
                     }
                 }
                 Err(e) => {
@@ -670,7 +830,11 @@ impl S3 for Proxy {
                 }
             }
         }
-        let output = dto::DeleteObjectsOutput { deleted: Some(deleted), errors: Some(errors), ..Default::default() };
+        let output = dto::DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: Some(errors),
+            ..Default::default()
+        };
         Ok(S3Response::new(output))
     }
 
@@ -683,7 +847,8 @@ impl S3 for Proxy {
         let input = req.input;
         self.require_bucket(&tenant, &input.bucket).await?;
         let prefix = input.prefix.clone().unwrap_or_default();
-        let max_keys = usize::try_from(input.max_keys.unwrap_or(1000).clamp(0, 1000)).unwrap_or(1000);
+        let max_keys =
+            usize::try_from(input.max_keys.unwrap_or(1000).clamp(0, 1000)).unwrap_or(1000);
         let started = Instant::now();
         let keys = self.list_keys(&tenant, &input.bucket, &prefix).await?;
         phase("backend_io", started);
@@ -693,7 +858,9 @@ impl S3 for Proxy {
                 hex::decode(token)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| ProxyError::InvalidRequest("invalid continuation token".into()))?,
+                    .ok_or_else(|| {
+                        ProxyError::InvalidRequest("invalid continuation token".into())
+                    })?,
             ),
             None => input.start_after.clone(),
         };
@@ -707,10 +874,14 @@ impl S3 for Proxy {
                 continue;
             }
             let group = delimiter.as_ref().and_then(|d| {
-                key[prefix.len()..].find(d.as_str()).map(|i| key[..prefix.len() + i + d.len()].to_owned())
+                key[prefix.len()..]
+                    .find(d.as_str())
+                    .map(|i| key[..prefix.len() + i + d.len()].to_owned())
             });
             if let Some(group) = group {
-                if common.last() == Some(&group) || after.as_ref().is_some_and(|a| group.as_str() <= a.as_str()) {
+                if common.last() == Some(&group)
+                    || after.as_ref().is_some_and(|a| group.as_str() <= a.as_str())
+                {
                     continue;
                 }
                 if contents.len() + common.len() >= max_keys {
@@ -730,7 +901,9 @@ impl S3 for Proxy {
                 key: Some(key),
                 size: Some(i64::try_from(format::plaintext_len_hint(meta.size)).unwrap_or(0)),
                 last_modified: Some(timestamp(meta.last_modified)),
-                storage_class: Some(dto::ObjectStorageClass::from_static(dto::ObjectStorageClass::STANDARD)),
+                storage_class: Some(dto::ObjectStorageClass::from_static(
+                    dto::ObjectStorageClass::STANDARD,
+                )),
                 ..Default::default()
             });
         }
@@ -744,9 +917,18 @@ impl S3 for Proxy {
             continuation_token: input.continuation_token,
             start_after: input.start_after,
             is_truncated: Some(truncated),
-            next_continuation_token: if truncated { last_returned.map(|k| hex::encode(k.as_bytes())) } else { None },
+            next_continuation_token: if truncated {
+                last_returned.map(|k| hex::encode(k.as_bytes()))
+            } else {
+                None
+            },
             contents: Some(contents),
-            common_prefixes: Some(common.into_iter().map(|p| dto::CommonPrefix { prefix: Some(p) }).collect()),
+            common_prefixes: Some(
+                common
+                    .into_iter()
+                    .map(|p| dto::CommonPrefix { prefix: Some(p) })
+                    .collect(),
+            ),
             encoding_type: input.encoding_type,
             ..Default::default()
         };
@@ -754,12 +936,21 @@ impl S3 for Proxy {
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn copy_object(&self, req: S3Request<dto::CopyObjectInput>) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+    async fn copy_object(
+        &self,
+        req: S3Request<dto::CopyObjectInput>,
+    ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
         let tenant = self.tenant(&req)?;
         let input = req.input;
         let (src_bucket, src_key) = match &input.copy_source {
-            dto::CopySource::Bucket { bucket, key, version_id: None } => (bucket.to_string(), key.to_string()),
-            _ => return Err(ProxyError::NotImplemented("copy sources other than bucket/key").into()),
+            dto::CopySource::Bucket {
+                bucket,
+                key,
+                version_id: None,
+            } => (bucket.to_string(), key.to_string()),
+            _ => {
+                return Err(ProxyError::NotImplemented("copy sources other than bucket/key").into());
+            }
         };
         let dest_share = sse_c(
             input.sse_customer_algorithm.as_deref(),
@@ -775,8 +966,24 @@ impl S3 for Proxy {
         self.require_bucket(&tenant, &input.bucket).await?;
         // Both sides belong to the same tenant key, so both shares must be the customer's
         // share; each is checked by the key service.
-        let src_kek = self.kek(&tenant, src_share.as_ref(), "CopyObject source", &src_bucket, &src_key).await?;
-        let dest_kek = self.kek(&tenant, dest_share.as_ref(), "CopyObject", &input.bucket, &input.key).await?;
+        let src_kek = self
+            .kek(
+                &tenant,
+                src_share.as_ref(),
+                "CopyObject source",
+                &src_bucket,
+                &src_key,
+            )
+            .await?;
+        let dest_kek = self
+            .kek(
+                &tenant,
+                dest_share.as_ref(),
+                "CopyObject",
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
         let opened = self.open(&tenant, &src_kek, &src_bucket, &src_key).await?;
         check_conditions(
             &opened.etag,
@@ -793,18 +1000,25 @@ impl S3 for Proxy {
         let total = opened.plaintext_len;
         let src_path = Self::object_path(&tenant, &src_bucket, &src_key);
         let plaintext = self.decrypt_stream(src_path, opened, 0..total);
-        let ctx = DekContext { key: &tenant.keys.key_id, bucket: &input.bucket, object: &input.key };
-        let (cipher, header) = format::new_object(&dest_kek, &ctx, Layout::Single).map_err(ProxyError::from)?;
+        let ctx = DekContext {
+            key: &tenant.keys.key_id,
+            bucket: &input.bucket,
+            object: &input.key,
+        };
+        let (cipher, header) =
+            format::new_object(&dest_kek, &ctx, Layout::Single).map_err(ProxyError::from)?;
         let etag_value = md5_hex(&header);
         let mut writer = self
             .storage
             .writer(&Self::object_path(&tenant, &input.bucket, &input.key))
             .map_err(ProxyError::from)?;
         writer.write(&header).await.map_err(ProxyError::from)?;
-        Self::encrypt_into(&cipher, 0, plaintext, &mut writer, None).await.map_err(|e| match e {
-            ProxyError::InvalidRequest(_) => ProxyError::Integrity,
-            other => other,
-        })?;
+        Self::encrypt_into(&cipher, 0, plaintext, &mut writer, None)
+            .await
+            .map_err(|e| match e {
+                ProxyError::InvalidRequest(_) => ProxyError::Integrity,
+                other => other,
+            })?;
         writer.complete().await.map_err(ProxyError::from)?;
         let output = dto::CopyObjectOutput {
             copy_object_result: Some(dto::CopyObjectResult {
@@ -832,9 +1046,22 @@ impl S3 for Proxy {
             input.sse_customer_key_md5.as_deref(),
         )?;
         self.require_bucket(&tenant, &input.bucket).await?;
-        let kek = self.kek(&tenant, share.as_ref(), "CreateMultipartUpload", &input.bucket, &input.key).await?;
-        let ctx = DekContext { key: &tenant.keys.key_id, bucket: &input.bucket, object: &input.key };
-        let (_cipher, header) = format::new_object(&kek, &ctx, Layout::Multipart).map_err(ProxyError::from)?;
+        let kek = self
+            .kek(
+                &tenant,
+                share.as_ref(),
+                "CreateMultipartUpload",
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
+        let ctx = DekContext {
+            key: &tenant.keys.key_id,
+            bucket: &input.bucket,
+            object: &input.key,
+        };
+        let (_cipher, header) =
+            format::new_object(&kek, &ctx, Layout::Multipart).map_err(ProxyError::from)?;
         let upload_id = random_hex(16)?;
         let dir = Self::upload_dir(&tenant, &input.bucket, &upload_id)?;
         // The staged header records the object key too, so a part can never be completed
@@ -843,7 +1070,10 @@ impl S3 for Proxy {
         staged.extend_from_slice(&(header.len() as u32).to_be_bytes());
         staged.extend_from_slice(&header);
         staged.extend_from_slice(input.key.as_bytes());
-        self.storage.put(&format!("{dir}/header"), Bytes::from(staged)).await.map_err(ProxyError::from)?;
+        self.storage
+            .put(&format!("{dir}/header"), Bytes::from(staged))
+            .await
+            .map_err(ProxyError::from)?;
         let output = dto::CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
@@ -856,7 +1086,10 @@ impl S3 for Proxy {
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key, part = req.input.part_number))]
-    async fn upload_part(&self, req: S3Request<dto::UploadPartInput>) -> S3Result<S3Response<dto::UploadPartOutput>> {
+    async fn upload_part(
+        &self,
+        req: S3Request<dto::UploadPartInput>,
+    ) -> S3Result<S3Response<dto::UploadPartOutput>> {
         let tenant = self.tenant(&req)?;
         let input = req.input;
         let share = sse_c(
@@ -870,22 +1103,43 @@ impl S3 for Proxy {
             .ok_or_else(|| ProxyError::InvalidRequest("part numbers are 1 to 10000".into()))?;
         let dir = Self::upload_dir(&tenant, &input.bucket, &input.upload_id)?;
         let header = self.staged_header(&dir, &input.key).await?;
-        let kek = self.kek(&tenant, share.as_ref(), "UploadPart", &input.bucket, &input.key).await?;
-        let ctx = DekContext { key: &tenant.keys.key_id, bucket: &input.bucket, object: &input.key };
+        let kek = self
+            .kek(
+                &tenant,
+                share.as_ref(),
+                "UploadPart",
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
+        let ctx = DekContext {
+            key: &tenant.keys.key_id,
+            bucket: &input.bucket,
+            object: &input.key,
+        };
         let (cipher, _) = format::open_object(&kek, &ctx, &header).map_err(ProxyError::from)?;
         // Stage under a temporary name first; the final name carries length and ETag.
         let etag_value = random_hex(16)?;
         let tmp = format!("{dir}/tmp-{etag_value}");
         let mut writer = self.storage.writer(&tmp).map_err(ProxyError::from)?;
-        let body: futures::stream::BoxStream<'static, Result<Bytes, s3s::StdError>> = match input.body {
-            Some(body) => body.boxed(),
-            None => futures::stream::empty().boxed(),
-        };
+        let body: futures::stream::BoxStream<'static, Result<Bytes, s3s::StdError>> =
+            match input.body {
+                Some(body) => body.boxed(),
+                None => futures::stream::empty().boxed(),
+            };
         let len = Self::encrypt_into(&cipher, part, body, &mut writer, None).await?;
         writer.complete().await.map_err(ProxyError::from)?;
         // Replace any earlier upload of the same part number.
-        for old in self.staged_parts(&dir).await?.into_iter().filter(|p| p.number == part) {
-            self.storage.delete(&old.path).await.map_err(ProxyError::from)?;
+        for old in self
+            .staged_parts(&dir)
+            .await?
+            .into_iter()
+            .filter(|p| p.number == part)
+        {
+            self.storage
+                .delete(&old.path)
+                .await
+                .map_err(ProxyError::from)?;
         }
         let final_path = format!("{dir}/{}", StagedPart::name(part, len, &etag_value));
         let result = self.storage.copy(&tmp, &final_path).await;
@@ -914,48 +1168,84 @@ impl S3 for Proxy {
         )?;
         let dir = Self::upload_dir(&tenant, &input.bucket, &input.upload_id)?;
         let header = self.staged_header(&dir, &input.key).await?;
-        let kek = self.kek(&tenant, share.as_ref(), "CompleteMultipartUpload", &input.bucket, &input.key).await?;
-        let ctx = DekContext { key: &tenant.keys.key_id, bucket: &input.bucket, object: &input.key };
-        let (cipher, header_len) = format::open_object(&kek, &ctx, &header).map_err(ProxyError::from)?;
+        let kek = self
+            .kek(
+                &tenant,
+                share.as_ref(),
+                "CompleteMultipartUpload",
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
+        let ctx = DekContext {
+            key: &tenant.keys.key_id,
+            bucket: &input.bucket,
+            object: &input.key,
+        };
+        let (cipher, header_len) =
+            format::open_object(&kek, &ctx, &header).map_err(ProxyError::from)?;
         let staged = self.staged_parts(&dir).await?;
-        let requested = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
+        let requested = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default();
         if requested.is_empty() {
-            return Err(ProxyError::InvalidRequest("a multipart upload needs at least one part".into()).into());
+            return Err(ProxyError::InvalidRequest(
+                "a multipart upload needs at least one part".into(),
+            )
+            .into());
         }
         let mut chosen: Vec<&StagedPart> = Vec::with_capacity(requested.len());
         let mut previous = 0u32;
         for part in &requested {
-            let number = part.part_number.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+            let number = part
+                .part_number
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0);
             if number <= previous {
                 return Err(ProxyError::InvalidPartOrder.into());
             }
             previous = number;
-            let found = staged
-                .iter()
-                .find(|p| p.number == number)
-                .ok_or_else(|| ProxyError::InvalidPart(format!("part {number} was not uploaded")))?;
+            let found = staged.iter().find(|p| p.number == number).ok_or_else(|| {
+                ProxyError::InvalidPart(format!("part {number} was not uploaded"))
+            })?;
             if let Some(e) = &part.e_tag {
                 if e.value() != found.etag {
-                    return Err(ProxyError::InvalidPart(format!("part {number} has a different ETag")).into());
+                    return Err(ProxyError::InvalidPart(format!(
+                        "part {number} has a different ETag"
+                    ))
+                    .into());
                 }
             }
             chosen.push(found);
         }
         let path = Self::object_path(&tenant, &input.bucket, &input.key);
         let mut writer = self.storage.writer(&path).map_err(ProxyError::from)?;
-        writer.write(header.get(..header_len).ok_or(ProxyError::Integrity)?).await.map_err(ProxyError::from)?;
+        writer
+            .write(header.get(..header_len).ok_or(ProxyError::Integrity)?)
+            .await
+            .map_err(ProxyError::from)?;
         let mut md5_all = md5::Md5::new();
         let mut footer_parts = Vec::with_capacity(chosen.len());
         for part in &chosen {
-            let mut stream =
-                self.storage.stream_range(&part.path, 0..part.meta.size).await.map_err(ProxyError::from)?;
+            let mut stream = self
+                .storage
+                .stream_range(&part.path, 0..part.meta.size)
+                .await
+                .map_err(ProxyError::from)?;
             while let Some(chunk) = stream.next().await {
-                writer.write(&chunk.map_err(ProxyError::from)?).await.map_err(ProxyError::from)?;
+                writer
+                    .write(&chunk.map_err(ProxyError::from)?)
+                    .await
+                    .map_err(ProxyError::from)?;
             }
             md5_all.update(part.etag.as_bytes());
             footer_parts.push((part.number, part.plaintext_len));
         }
-        writer.write(&cipher.footer(&footer_parts)).await.map_err(ProxyError::from)?;
+        writer
+            .write(&cipher.footer(&footer_parts))
+            .await
+            .map_err(ProxyError::from)?;
         writer.complete().await.map_err(ProxyError::from)?;
         let etag_value = md5_hex(header.get(..header_len).ok_or(ProxyError::Integrity)?);
         // Clean up staging; a failure here only leaves garbage, never a wrong object.
@@ -992,7 +1282,10 @@ impl S3 for Proxy {
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn list_parts(&self, req: S3Request<dto::ListPartsInput>) -> S3Result<S3Response<dto::ListPartsOutput>> {
+    async fn list_parts(
+        &self,
+        req: S3Request<dto::ListPartsInput>,
+    ) -> S3Result<S3Response<dto::ListPartsOutput>> {
         let tenant = self.tenant(&req)?;
         let input = req.input;
         let dir = Self::upload_dir(&tenant, &input.bucket, &input.upload_id)?;
@@ -1000,8 +1293,10 @@ impl S3 for Proxy {
         let marker = input.part_number_marker.unwrap_or(0);
         let max = usize::try_from(input.max_parts.unwrap_or(1000).clamp(1, 1000)).unwrap_or(1000);
         let staged = self.staged_parts(&dir).await?;
-        let remaining: Vec<&StagedPart> =
-            staged.iter().filter(|p| i64::from(p.number) > i64::from(marker)).collect();
+        let remaining: Vec<&StagedPart> = staged
+            .iter()
+            .filter(|p| i64::from(p.number) > i64::from(marker))
+            .collect();
         let truncated = remaining.len() > max;
         let page: Vec<&StagedPart> = remaining.into_iter().take(max).collect();
         let next = page.last().map(|p| i32::try_from(p.number).unwrap_or(0));

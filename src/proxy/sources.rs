@@ -25,6 +25,8 @@ impl TrusteeSources {
 
 impl super::SourceFactory for TrusteeSources {
     fn source(&self, _url: &str) -> Result<Arc<dyn ShareSource>, ConfigError> {
-        Err(ConfigError("the trustee client is not available in this build".into()))
+        Err(ConfigError(
+            "the trustee client is not available in this build".into(),
+        ))
     }
 }

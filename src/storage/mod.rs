@@ -104,7 +104,10 @@ fn default_true() -> bool {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig::Fs { root: "storage".into(), fsync: false }
+        StorageConfig::Fs {
+            root: "storage".into(),
+            fsync: false,
+        }
     }
 }
 
@@ -173,12 +176,18 @@ impl Storage {
                 Arc::new(s3)
             }
         };
-        Ok(Self { store, chunk_size: DEFAULT_CHUNK_SIZE })
+        Ok(Self {
+            store,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        })
     }
 
     /// An in-memory backend.
     pub fn memory() -> Self {
-        Self { store: Arc::new(object_store::memory::InMemory::new()), chunk_size: DEFAULT_CHUNK_SIZE }
+        Self {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
     }
 
     fn path(path: &str) -> Result<Path> {
@@ -191,7 +200,10 @@ impl Storage {
     /// [`Error::NotFound`], [`Error::Backend`].
     pub async fn head(&self, path: &str) -> Result<Meta> {
         let meta = self.store.head(&Self::path(path)?).await?;
-        Ok(Meta { size: meta.size, last_modified: meta.last_modified.into() })
+        Ok(Meta {
+            size: meta.size,
+            last_modified: meta.last_modified.into(),
+        })
     }
 
     /// Reads a byte range completely (for headers and footers; keep ranges small).
@@ -209,11 +221,18 @@ impl Storage {
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Backend`].
-    pub async fn stream_range(&self, path: &str, range: Range<u64>) -> Result<BoxStream<'static, Result<Bytes>>> {
+    pub async fn stream_range(
+        &self,
+        path: &str,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
         if range.is_empty() {
             return Ok(futures::stream::empty().boxed());
         }
-        let options = object_store::GetOptions { range: Some(range.into()), ..Default::default() };
+        let options = object_store::GetOptions {
+            range: Some(range.into()),
+            ..Default::default()
+        };
         let result = self.store.get_opts(&Self::path(path)?, options).await?;
         Ok(result.into_stream().map_err(Error::from).boxed())
     }
@@ -223,7 +242,9 @@ impl Storage {
     /// # Errors
     /// [`Error::Backend`], [`Error::InvalidPath`].
     pub async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        self.store.put(&Self::path(path)?, PutPayload::from_bytes(data)).await?;
+        self.store
+            .put(&Self::path(path)?, PutPayload::from_bytes(data))
+            .await?;
         Ok(())
     }
 
@@ -265,7 +286,10 @@ impl Storage {
                 let meta = item?;
                 Ok((
                     meta.location.to_string(),
-                    Meta { size: meta.size, last_modified: meta.last_modified.into() },
+                    Meta {
+                        size: meta.size,
+                        last_modified: meta.last_modified.into(),
+                    },
                 ))
             })
             .boxed()
@@ -276,7 +300,9 @@ impl Storage {
     /// # Errors
     /// [`Error::NotFound`], [`Error::Backend`].
     pub async fn copy(&self, from: &str, to: &str) -> Result<()> {
-        self.store.copy(&Self::path(from)?, &Self::path(to)?).await?;
+        self.store
+            .copy(&Self::path(from)?, &Self::path(to)?)
+            .await?;
         Ok(())
     }
 }
@@ -329,7 +355,9 @@ impl Writer {
             }
             None => {
                 let data = Bytes::from(std::mem::take(&mut self.buffer));
-                self.store.put(&self.path, PutPayload::from_bytes(data)).await?;
+                self.store
+                    .put(&self.path, PutPayload::from_bytes(data))
+                    .await?;
             }
         }
         Ok(())
@@ -445,12 +473,24 @@ mod tests {
 
     #[test]
     fn key_encoding_round_trips_awkward_keys() {
-        for key in ["a", "a/b", "a//b", "dir/", "../x", ".", "ü ber/%41#?", "/lead"] {
+        for key in [
+            "a",
+            "a/b",
+            "a//b",
+            "dir/",
+            "../x",
+            ".",
+            "ü ber/%41#?",
+            "/lead",
+        ] {
             let enc = encode_key(key);
             assert!(Path::parse(&enc).is_ok(), "{enc}");
             assert_eq!(decode_key(&enc).as_deref(), Some(key));
         }
-        assert_ne!(encode_key("a"), encode_key("a/b").split('/').next().unwrap());
+        assert_ne!(
+            encode_key("a"),
+            encode_key("a/b").split('/').next().unwrap()
+        );
     }
 
     #[test]
@@ -463,7 +503,11 @@ mod tests {
     #[tokio::test]
     async fn aborted_and_dropped_writers_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::from_config(&StorageConfig::Fs { root: dir.path().into(), fsync: false }).unwrap();
+        let storage = Storage::from_config(&StorageConfig::Fs {
+            root: dir.path().into(),
+            fsync: false,
+        })
+        .unwrap();
         let mut storage_small = storage.clone();
         storage_small.chunk_size = 5 * 1024 * 1024;
         let mut w = storage_small.writer("t/x").unwrap();
