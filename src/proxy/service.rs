@@ -949,7 +949,9 @@ impl S3 for Proxy {
                 version_id: None,
             } => (bucket.to_string(), key.to_string()),
             _ => {
-                return Err(ProxyError::NotImplemented("copy sources other than bucket/key").into());
+                return Err(
+                    ProxyError::NotImplemented("copy sources other than bucket/key").into(),
+                );
             }
         };
         let dest_share = sse_c(
