@@ -89,8 +89,15 @@ impl From<storage::Error> for ProxyError {
 }
 
 impl From<crate::format::Error> for ProxyError {
-    fn from(_: crate::format::Error) -> Self {
-        ProxyError::Integrity
+    fn from(e: crate::format::Error) -> Self {
+        use crate::format::Error as F;
+        match e {
+            F::DecryptionFailed => ProxyError::Integrity,
+            F::InvalidRange { .. } => ProxyError::InvalidRange,
+            F::InvalidParts(msg) => ProxyError::InvalidPart(msg.to_owned()),
+            F::TooLarge => ProxyError::InvalidRequest("the object is too large".into()),
+            other => ProxyError::Internal(other.to_string()),
+        }
     }
 }
 

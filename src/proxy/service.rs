@@ -249,7 +249,7 @@ impl Proxy {
         let (cipher, header_len) = format::open_object(kek, &ctx, &prefix)?;
         let etag = md5_hex(prefix.get(..header_len).ok_or(ProxyError::Integrity)?);
         phase("crypto", crypto_started);
-        let (footer, plaintext_len) = match cipher.layout() {
+        let (footer, plaintext_len) = match cipher.header().layout {
             Layout::Single => (None, cipher.single_layout(meta.size)?.plaintext_len()),
             Layout::Multipart => {
                 let size = meta.size;
@@ -328,7 +328,7 @@ impl Proxy {
         E: std::fmt::Display,
     {
         let mut encryptor = cipher.encryptor(run);
-        let mut out = Vec::with_capacity(WRITE_CHUNK + format::SEGMENT_SIZE);
+        let mut out = Vec::with_capacity(WRITE_CHUNK + format::DEFAULT_SEGMENT_SIZE as usize);
         let mut md5 = md5;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
@@ -463,6 +463,22 @@ impl s3s::stream::ByteStream for Body {
         let n = usize::try_from(self.remaining).unwrap_or(usize::MAX);
         s3s::stream::RemainingLength::new_exact(n)
     }
+}
+
+/// Plaintext size of a stored single-PUT object from its stored size alone (listings have no
+/// key). Multipart objects are shown with this estimate too, which can be off by the footer and
+/// per-part tags; HEAD and GET always report the exact authenticated length.
+fn listing_size(stored: u64, tenant_len: usize) -> u64 {
+    let header = (format::MAX_HEADER_LEN - 63 + tenant_len) as u64;
+    let tag = 16u64;
+    let stride = u64::from(format::DEFAULT_SEGMENT_SIZE) + tag;
+    let Some(body) = stored.checked_sub(header) else {
+        return 0;
+    };
+    if body % stride < tag {
+        return 0;
+    }
+    body - tag * (body / stride + 1)
 }
 
 fn etag(value: String) -> ETag {
@@ -899,7 +915,7 @@ impl S3 for Proxy {
             last_returned = Some(key.clone());
             contents.push(dto::Object {
                 key: Some(key),
-                size: Some(i64::try_from(format::plaintext_len_hint(meta.size)).unwrap_or(0)),
+                size: Some(i64::try_from(listing_size(meta.size, tenant.id.len())).unwrap_or(0)),
                 last_modified: Some(timestamp(meta.last_modified)),
                 storage_class: Some(dto::ObjectStorageClass::from_static(
                     dto::ObjectStorageClass::STANDARD,
@@ -1242,12 +1258,13 @@ impl S3 for Proxy {
                     .map_err(ProxyError::from)?;
             }
             md5_all.update(part.etag.as_bytes());
-            footer_parts.push((part.number, part.plaintext_len));
+            footer_parts.push(format::PartInfo {
+                part_number: part.number,
+                plaintext_len: part.plaintext_len,
+            });
         }
-        writer
-            .write(&cipher.footer(&footer_parts))
-            .await
-            .map_err(ProxyError::from)?;
+        let footer = cipher.footer(&footer_parts).map_err(ProxyError::from)?;
+        writer.write(&footer).await.map_err(ProxyError::from)?;
         writer.complete().await.map_err(ProxyError::from)?;
         let etag_value = md5_hex(header.get(..header_len).ok_or(ProxyError::Integrity)?);
         // Clean up staging; a failure here only leaves garbage, never a wrong object.

@@ -1,0 +1,213 @@
+//! The incremental STREAM encryptor and decryptor.
+//!
+//! Nonce of segment i of a run: run prefix (7 bytes) ‖ i (u32, big endian) ‖ last flag (1 byte:
+//! 0x01 for the final segment of the run, else 0x00). The last flag is what makes truncation at a
+//! segment boundary detectable; the counter catches reordering, dropping and duplication.
+//!
+//! Both sides copy each byte once (input → output buffer) and then seal or open it in place;
+//! memory is bounded by one segment of buffered input.
+
+use crate::crypto::ObjectKeys;
+use crate::crypto::aead::{NONCE_BYTES, TAG_LEN};
+
+use super::header::{NONCE_PREFIX_LEN, ObjectCipher};
+use super::layout::{SegmentCursor, SegmentPlan};
+use super::{Error, fail};
+
+fn nonce(prefix: &[u8; NONCE_PREFIX_LEN], index: u32, last: bool) -> [u8; NONCE_BYTES] {
+    let mut nonce = [0u8; NONCE_BYTES];
+    nonce[..NONCE_PREFIX_LEN].copy_from_slice(prefix);
+    nonce[NONCE_PREFIX_LEN..NONCE_PREFIX_LEN + 4].copy_from_slice(&index.to_be_bytes());
+    nonce[NONCE_BYTES - 1] = u8::from(last);
+    nonce
+}
+
+/// Encrypts one run incrementally: [`push`](Self::push) plaintext, then [`finish`](Self::finish).
+///
+/// Full segments are sealed as soon as they are complete (the final segment is always a partial
+/// or empty one, see `layout`), so only a partial segment spanning two pushes is buffered.
+#[derive(Debug)]
+pub struct Encryptor<'a> {
+    keys: &'a ObjectKeys,
+    prefix: [u8; NONCE_PREFIX_LEN],
+    segment_size: usize,
+    pending: Vec<u8>,
+    next_index: u32,
+    plaintext_len: u64,
+}
+
+impl<'a> Encryptor<'a> {
+    pub(crate) fn new(
+        keys: &'a ObjectKeys,
+        prefix: [u8; NONCE_PREFIX_LEN],
+        segment_size: usize,
+    ) -> Self {
+        Self {
+            keys,
+            prefix,
+            segment_size,
+            pending: Vec::new(),
+            next_index: 0,
+            plaintext_len: 0,
+        }
+    }
+
+    /// Appends `data` (one segment of plaintext) sealed with its tag to `out`.
+    fn seal_into(&mut self, data: &[u8], last: bool, out: &mut Vec<u8>) -> Result<(), Error> {
+        let start = out.len();
+        out.reserve(data.len() + TAG_LEN);
+        out.extend_from_slice(data);
+        let tag = self.keys.segment().seal_in_place(
+            nonce(&self.prefix, self.next_index, last),
+            &[],
+            &mut out[start..],
+        )?;
+        out.extend_from_slice(&tag);
+        self.next_index = self.next_index.checked_add(1).ok_or(Error::TooLarge)?;
+        Ok(())
+    }
+
+    /// Encrypts `input`, appending every completed segment (ciphertext ‖ tag) to `out`.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] beyond 2^32 segments; [`Error::Crypto`] on internal failure.
+    pub fn push(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        self.plaintext_len += input.len() as u64;
+        if !self.pending.is_empty() {
+            let take = (self.segment_size - self.pending.len()).min(input.len());
+            self.pending.extend_from_slice(&input[..take]);
+            input = &input[take..];
+            if self.pending.len() < self.segment_size {
+                return Ok(());
+            }
+            let pending = std::mem::take(&mut self.pending);
+            self.seal_into(&pending, false, out)?;
+            self.pending = pending;
+            self.pending.clear();
+        }
+        // Whole segments go straight from the input to `out`: one copy, then sealed in place.
+        while input.len() >= self.segment_size {
+            let (segment, rest) = input.split_at(self.segment_size);
+            self.seal_into(segment, false, out)?;
+            input = rest;
+        }
+        if !input.is_empty() {
+            if self.pending.capacity() < self.segment_size {
+                self.pending.reserve_exact(self.segment_size);
+            }
+            self.pending.extend_from_slice(input);
+        }
+        Ok(())
+    }
+
+    /// Seals the final (partial or empty) segment and returns the run's plaintext length.
+    ///
+    /// # Errors
+    /// As [`push`](Self::push).
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<u64, Error> {
+        let pending = std::mem::take(&mut self.pending);
+        self.seal_into(&pending, true, out)?;
+        Ok(self.plaintext_len)
+    }
+}
+
+/// Decrypts the ciphertext range chosen by [`ObjectLayout::decryptor`](super::ObjectLayout):
+/// [`push`](Self::push) ciphertext in order, get exactly the requested plaintext out, then
+/// [`finish`](Self::finish) to confirm nothing is missing.
+///
+/// No plaintext from a segment is ever appended to `out` unless its tag verified.
+#[derive(Debug)]
+pub struct Decryptor<'a> {
+    cipher: &'a ObjectCipher,
+    cursor: SegmentCursor,
+    current: Option<SegmentPlan>,
+    buffer: Vec<u8>,
+    failed: bool,
+}
+
+impl<'a> Decryptor<'a> {
+    pub(crate) fn new(cipher: &'a ObjectCipher, mut cursor: SegmentCursor) -> Self {
+        let current = cursor.next();
+        Self {
+            cipher,
+            cursor,
+            current,
+            buffer: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// Opens one whole segment held in `out[start..]` in place and trims it to the emitted part.
+    fn open_at(&mut self, plan: SegmentPlan, out: &mut Vec<u8>, start: usize) -> Result<(), Error> {
+        let body_end = start + plan.plaintext_len;
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&out[body_end..body_end + TAG_LEN]);
+        let prefix = self.cipher.run_prefix(plan.run);
+        let opened = self.cipher.keys().segment().open_in_place(
+            nonce(&prefix, plan.index, plan.last),
+            &[],
+            &mut out[start..body_end],
+            &tag,
+        );
+        if opened.is_err() {
+            // Drop whatever ring left in the buffer: it is not authenticated.
+            out.truncate(start);
+            self.failed = true;
+            return Err(fail("segment tag"));
+        }
+        let (lo, hi) = plan.emit;
+        out.truncate(start + hi);
+        if lo > 0 {
+            out.drain(start..start + lo);
+        }
+        Ok(())
+    }
+
+    /// Feeds ciphertext; appends authenticated plaintext of every completed segment to `out`.
+    ///
+    /// # Errors
+    /// [`Error::DecryptionFailed`] on a bad segment, or on bytes beyond the planned range
+    /// (trailing data). After an error the decryptor refuses further input.
+    pub fn push(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        if self.failed {
+            return Err(Error::DecryptionFailed);
+        }
+        while !input.is_empty() {
+            let Some(plan) = self.current else {
+                self.failed = true;
+                return Err(fail("trailing ciphertext"));
+            };
+            let need = plan.plaintext_len + TAG_LEN;
+            if self.buffer.is_empty() && input.len() >= need {
+                let start = out.len();
+                out.extend_from_slice(&input[..need]);
+                self.open_at(plan, out, start)?;
+                input = &input[need..];
+            } else {
+                let take = (need - self.buffer.len()).min(input.len());
+                self.buffer.extend_from_slice(&input[..take]);
+                input = &input[take..];
+                if self.buffer.len() < need {
+                    break;
+                }
+                let start = out.len();
+                out.extend_from_slice(&self.buffer);
+                self.buffer.clear();
+                self.open_at(plan, out, start)?;
+            }
+            self.current = self.cursor.next();
+        }
+        Ok(())
+    }
+
+    /// Confirms the whole planned range arrived and verified.
+    ///
+    /// # Errors
+    /// [`Error::DecryptionFailed`] if ciphertext is missing (truncation) or an error occurred.
+    pub fn finish(self) -> Result<(), Error> {
+        if self.failed || self.current.is_some() || !self.buffer.is_empty() {
+            return Err(fail("ciphertext ended early"));
+        }
+        Ok(())
+    }
+}

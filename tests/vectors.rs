@@ -1,0 +1,144 @@
+//! Frozen test vectors: they pin the key hierarchy and the object format v1 byte for byte.
+//!
+//! Every input below is fixed (no randomness), so the outputs are deterministic. The files in
+//! `tests/data/` were written once with
+//!
+//! ```text
+//! TREUHAND_WRITE_VECTORS=1 cargo test --test vectors
+//! ```
+//!
+//! and are checked on every run. A change that alters any of them changes the wire format and
+//! needs a format version bump (docs/format.md), not a regenerated vector.
+// Tests assert with unwrap/expect/panic by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use treuhand::crypto::envelope::{commit, derive_kek, wrap_dek_with_nonce};
+use treuhand::crypto::{DekContext, KeyId, ShareEnvelope};
+use treuhand::format::{self, Layout, PartInfo, header::new_object_deterministic};
+use treuhand::secret::{Dek, Kek, Share, ShareValue, Tmk};
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+fn plaintext(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Compares `actual` with the frozen file, or writes it when regenerating.
+fn check(name: &str, actual: &[u8]) {
+    let path = data_dir().join(name);
+    if std::env::var_os("TREUHAND_WRITE_VECTORS").is_some() {
+        std::fs::create_dir_all(data_dir()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("missing vector {}: {e}", path.display()));
+    assert!(
+        expected == actual,
+        "vector {name} changed: the format changed without a version bump"
+    );
+}
+
+fn fixed_object(len: usize, layout_multipart: bool) -> Vec<u8> {
+    let kek = Kek::from_bytes([0x11; 32]);
+    let id = KeyId::new("vector-tenant", 7).unwrap();
+    let ctx = DekContext {
+        key: &id,
+        bucket: "vectors",
+        object: "dir/object.bin",
+    };
+    let layout = if layout_multipart {
+        Layout::Multipart
+    } else {
+        Layout::Single
+    };
+    let (cipher, mut out) = new_object_deterministic(
+        &kek,
+        &ctx,
+        layout,
+        Dek::from_bytes([0x22; 32]),
+        [0x33; 12],
+        [0x44; 7],
+    )
+    .unwrap();
+    let plain = plaintext(len);
+    if layout_multipart {
+        let (a, b) = plain.split_at(len / 2);
+        let mut infos = Vec::new();
+        for (number, part) in [(1u32, a), (3u32, b)] {
+            let mut enc = cipher.encryptor(number);
+            enc.push(part, &mut out).unwrap();
+            enc.finish(&mut out).unwrap();
+            infos.push(PartInfo {
+                part_number: number,
+                plaintext_len: part.len() as u64,
+            });
+        }
+        out.extend(cipher.footer(&infos).unwrap());
+    } else {
+        let mut enc = cipher.encryptor(0);
+        enc.push(&plain, &mut out).unwrap();
+        enc.finish(&mut out).unwrap();
+    }
+    // Every vector must also read back.
+    let (reader, _) =
+        format::open_object(&kek, &ctx, &out[..out.len().min(format::MAX_HEADER_LEN)]).unwrap();
+    let layout = if layout_multipart {
+        let footer_len = format::footer_len_from_tail(&out[out.len() - 4..]).unwrap();
+        reader
+            .multipart_layout(&out[out.len() - footer_len..], out.len() as u64)
+            .unwrap()
+    } else {
+        reader.single_layout(out.len() as u64).unwrap()
+    };
+    let (range, mut dec) = layout.decryptor(0..len as u64).unwrap();
+    let mut back = Vec::new();
+    dec.push(&out[range.start as usize..range.end as usize], &mut back)
+        .unwrap();
+    dec.finish().unwrap();
+    assert_eq!(back, plain);
+    out
+}
+
+#[test]
+fn object_format_v1_vectors_are_frozen() {
+    check("object-v1-empty.bin", &fixed_object(0, false));
+    check("object-v1-1byte.bin", &fixed_object(1, false));
+    check("object-v1-one-segment.bin", &fixed_object(65536, false));
+    check("object-v1-two-segments.bin", &fixed_object(65537, false));
+    check("object-v1-multipart.bin", &fixed_object(70000, true));
+}
+
+#[test]
+fn key_hierarchy_vectors_are_frozen() {
+    let tmk = Tmk::from_bytes([0x55; 32]);
+    let id = KeyId::new("vector-tenant", 7).unwrap();
+    let kek = derive_kek(&tmk, &id).unwrap();
+    let commitment = commit(&tmk, &id).unwrap();
+    let ctx = DekContext {
+        key: &id,
+        bucket: "vectors",
+        object: "dir/object.bin",
+    };
+    let wrapped =
+        wrap_dek_with_nonce(&kek, &Dek::from_bytes([0x22; 32]), &ctx, [0x33; 12]).unwrap();
+    let envelope = ShareEnvelope {
+        key: id.clone(),
+        share: Share::new(2, ShareValue::from_bytes([0x66; 32])),
+    };
+    let text = format!(
+        "kek {}\ncommitment {}\nwrapped_dek {}\nshare_envelope {}\n",
+        hex::encode(kek.expose_secret()),
+        hex::encode(commitment.0),
+        hex::encode(wrapped),
+        envelope.encode().as_str(),
+    );
+    check("key-hierarchy-v1.txt", text.as_bytes());
+    // The frozen envelope must parse back to the same share.
+    let parsed = ShareEnvelope::parse(envelope.encode().as_str()).unwrap();
+    assert_eq!(parsed.share.x(), 2);
+}
