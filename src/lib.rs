@@ -11,6 +11,8 @@
 //! | [`secret`] | secret newtypes (zeroize, redacted `Debug`, constant-time `Eq`) | anything |
 //! | [`crypto`] | pure crypto: AEAD, KEK/DEK hierarchy, key commitment, Shamir | I/O, async |
 //! | [`format`] | the encrypted object format v1 (header, segments, ranges, multipart) | I/O, async |
+//! | [`tls`] | rustls configs (ring only), mTLS caller identities, the test-only dev CA | storage |
+//! | [`trustee`] | the trustee service: custody, policy, emergency grants, audit log, client | proxy, format |
 //!
 //! Normative format spec: `docs/format.md`. Design decisions: `docs/decisions.md`.
 #![forbid(unsafe_code)]
@@ -24,6 +26,7 @@ pub mod secret;
 pub mod storage;
 pub mod tenant;
 pub mod tls;
+pub mod trustee;
 
 /// Resolves on Ctrl-C or SIGTERM (for the long-running subcommands).
 pub async fn shutdown_signal() {

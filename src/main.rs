@@ -19,6 +19,8 @@ enum Command {
     Tenant(treuhand::tenant::cli::Command),
     #[command(flatten)]
     Dev(treuhand::dev::Command),
+    #[command(flatten)]
+    Trustee(treuhand::trustee::cli::Command),
 }
 
 fn init_tracing() {
@@ -39,5 +41,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Proxy(command) => treuhand::proxy::cli::run(command).await,
         Command::Tenant(command) => treuhand::tenant::cli::run(command).await,
         Command::Dev(command) => treuhand::dev::run(command).await,
+        Command::Trustee(command) => treuhand::trustee::cli::run(command).await,
     }
 }

@@ -2,14 +2,14 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod proxy_support;
 
 use bytes::Bytes;
-use common::holders::Holders;
-use common::*;
 use futures::TryStreamExt;
 use object_store::path::Path as OsPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use proxy_support::holders::Holders;
+use proxy_support::*;
 
 const SEG: usize = 64 * 1024;
 
@@ -159,7 +159,7 @@ async fn holder_tenant_needs_no_sse_c() {
     let got = store.get(&path).await.unwrap().bytes().await.unwrap();
     assert_eq!(got.as_ref(), body.as_slice());
     assert!(
-        s.holders.releases("holder") >= 2,
+        s.holders.releases("holder", "demo-holder").await >= 2,
         "TTL 0 asks the holder every time"
     );
     s.proxy.stop().await;

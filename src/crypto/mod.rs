@@ -5,7 +5,9 @@
 
 pub mod aead;
 pub mod envelope;
+pub mod seal;
 pub mod shamir;
+pub mod sign;
 
 pub use envelope::{DekContext, KeyCommitment, KeyId, ObjectKeys};
 pub use shamir::{Holder, KeyMetadata, ShareEnvelope};
@@ -64,6 +66,9 @@ pub enum Error {
     /// A share in the wrong text or byte form.
     #[error("malformed share: {0}")]
     ShareEncoding(&'static str),
+    /// An Ed25519 signature does not verify.
+    #[error("signature does not verify")]
+    InvalidSignature,
     /// The operating system RNG failed.
     #[error("the system random number generator failed")]
     Random,

@@ -39,6 +39,10 @@ pub enum TenantCommand {
         /// The customer admin's client key.
         #[arg(long)]
         client_key: PathBuf,
+        /// Proxy identity allowed to ask for releases (`<name>` of `<name>.proxy.treuhand`);
+        /// repeat for several.
+        #[arg(long = "allow-proxy", required = true)]
+        allow_proxies: Vec<String>,
         /// S3 access key id issued by the operator.
         #[arg(long)]
         access_key_id: String,
@@ -78,6 +82,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             ca,
             client_cert,
             client_key,
+            allow_proxies,
             access_key_id,
             secret_access_key,
             registration_dir,
@@ -106,7 +111,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 registration_dir,
                 share_dir,
             };
-            let depositor = super::deposit::TrusteeDepositor::new(&ca, &client_cert, &client_key)?;
+            let depositor = super::deposit::TrusteeDepositor::new(
+                &ca,
+                &client_cert,
+                &client_key,
+                allow_proxies,
+            )?;
             let created = super::create(&params, &depositor).await?;
             println!("tenant {} created (key version 1)", created.metadata.tenant);
             println!(

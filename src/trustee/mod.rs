@@ -1,0 +1,88 @@
+//! The trustee service: share custody, release policy, emergency access and a verifiable audit
+//! log, served over HTTPS with mandatory mTLS.
+//!
+//! The same binary runs both as the independent trustee and as the customer-run share holder;
+//! only the configuration differs.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`wire`] | the versioned `/v1` JSON types shared with the proxy and the CLI |
+//! | [`policy`] | per-tenant policy, rate limits, emergency grants, the injectable clock |
+//! | [`audit`] | hash-chained entries, signed checkpoints and receipts, log verification |
+//! | [`store`] | the `Store` trait and its durable SQLite implementation |
+//! | [`service`] | the single-writer engine: decisions, group commit, fail-closed replies |
+//! | [`server`] | hyper 1 + tokio-rustls accept loop, routing, limits, graceful shutdown |
+//! | [`client`] | [`client::TrusteeClient`], used by the proxy and the CLI |
+//! | [`config`] | TOML configuration, validated at startup |
+//! | [`cli`] | `treuhand trustee` and `treuhand audit verify` |
+//!
+//! This module must not depend on the proxy or on the object format.
+
+pub mod audit;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod policy;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod wire;
+
+/// Errors of the trustee layer, on both the server and the client side.
+///
+/// No variant ever carries secret material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The trustee could not be reached in time (connect failure, timeout, reset, or the
+    /// trustee answered 503). The proxy answers 503.
+    #[error("trustee unreachable: {0}")]
+    Unreachable(String),
+    /// The release (or another action) was refused by policy; `reason` is a machine code such
+    /// as `proxy_not_allowed`, `tenant_suspended` or `no_emergency_grant`.
+    #[error("denied by the trustee: {reason}")]
+    Denied {
+        /// The machine-readable reason code.
+        reason: String,
+    },
+    /// The tenant's share for this key version was shredded; it will never be released again.
+    #[error("the tenant key was shredded")]
+    Shredded,
+    /// No such tenant or key version is enrolled.
+    #[error("unknown tenant or key version")]
+    UnknownTenant,
+    /// The other side answered something that does not follow the protocol.
+    #[error("trustee protocol error: {0}")]
+    Protocol(String),
+    /// The request is invalid (HTTP 400, 413, 415); the message says what is wrong.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The request conflicts with the current state (HTTP 409), e.g. a key version that is
+    /// already enrolled.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A named object (e.g. an emergency grant) does not exist (HTTP 404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The audit entry could not be written durably, so nothing was released (fail closed).
+    #[error("the audit log is unavailable; nothing was released")]
+    AuditUnavailable,
+    /// The durable store failed.
+    #[error("store error: {0}")]
+    Store(String),
+    /// Invalid configuration, with a message saying how to fix it.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::Error),
+    /// A crypto operation failed (never includes key material).
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::Error),
+    /// An I/O error outside the store.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// An internal invariant failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}

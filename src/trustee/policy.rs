@@ -1,0 +1,262 @@
+//! Per-tenant release policy, rate limiting, emergency grants and the injectable clock.
+//!
+//! Everything here is pure and synchronous; the [`super::service`] engine owns the state and
+//! calls in with the current time, so tests drive time with a [`ManualClock`] and never sleep.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::wire::{Grant, GrantState, Justification};
+
+/// A source of wall-clock time in Unix milliseconds.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, in milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that only moves when told to (tests).
+#[derive(Debug)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// Starts at `start_ms`.
+    pub fn new(start_ms: u64) -> Self {
+        Self(AtomicU64::new(start_ms))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A token-bucket rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained releases per second (1..=1,000,000).
+    pub per_second: u32,
+    /// Burst size (1..=10,000,000).
+    pub burst: u32,
+}
+
+/// A tenant's release policy, set by its customer admin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Proxy identities (the `<name>` of `<name>.proxy.treuhand`) that may ask for releases.
+    #[serde(default)]
+    pub allowed_proxies: Vec<String>,
+    /// Justifications that may be used. `operator_maintenance` additionally needs a live
+    /// emergency grant.
+    #[serde(default = "default_justifications")]
+    pub allowed_justifications: Vec<Justification>,
+    /// Rate limit on releases for this tenant (all proxies together).
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: RateLimit,
+    /// When true, every release is denied with `tenant_suspended`.
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+fn default_justifications() -> Vec<Justification> {
+    vec![
+        Justification::CustomerAccess,
+        Justification::OperatorMaintenance,
+    ]
+}
+
+fn default_rate_limit() -> RateLimit {
+    RateLimit {
+        per_second: 2_000,
+        burst: 4_000,
+    }
+}
+
+impl Default for Policy {
+    /// No proxy allowed; customer access and (grant-gated) maintenance; 2,000/s, burst 4,000.
+    fn default() -> Self {
+        Self {
+            allowed_proxies: Vec::new(),
+            allowed_justifications: default_justifications(),
+            rate_limit: default_rate_limit(),
+            suspended: false,
+        }
+    }
+}
+
+impl Policy {
+    /// Checks bounds.
+    ///
+    /// # Errors
+    /// A message naming the field that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.allowed_proxies.len() > 1024 {
+            return Err("allowed_proxies may list at most 1024 identities".into());
+        }
+        for name in &self.allowed_proxies {
+            if name.is_empty() || name.len() > 128 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!(
+                    "allowed_proxies entry {name:?} must be 1-128 printable characters (the <name> of <name>.proxy.treuhand)"
+                ));
+            }
+        }
+        if !(1..=1_000_000).contains(&self.rate_limit.per_second) {
+            return Err("rate_limit.per_second must be 1..=1000000".into());
+        }
+        if !(1..=10_000_000).contains(&self.rate_limit.burst) {
+            return Err("rate_limit.burst must be 1..=10000000".into());
+        }
+        Ok(())
+    }
+}
+
+/// The runtime state of one tenant's token bucket (not persisted: a restart refills it).
+#[derive(Debug, Clone, Copy)]
+pub struct RateBucket {
+    tokens: f64,
+    last_ms: u64,
+}
+
+impl RateBucket {
+    /// A full bucket.
+    pub fn full(limit: RateLimit, now_ms: u64) -> Self {
+        Self {
+            tokens: f64::from(limit.burst),
+            last_ms: now_ms,
+        }
+    }
+
+    /// Takes one token if available.
+    pub fn try_take(&mut self, limit: RateLimit, now_ms: u64) -> bool {
+        let elapsed = now_ms.saturating_sub(self.last_ms) as f64 / 1000.0;
+        self.last_ms = self.last_ms.max(now_ms);
+        self.tokens =
+            (self.tokens + elapsed * f64::from(limit.per_second)).min(f64::from(limit.burst));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Why a release is denied: the machine codes of the 403 body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// The caller is not a proxy.
+    WrongRole,
+    /// The proxy is not in `allowed_proxies`.
+    ProxyNotAllowed,
+    /// The tenant is suspended.
+    TenantSuspended,
+    /// The justification is not allowed by policy.
+    JustificationNotAllowed,
+    /// `operator_maintenance` without a live emergency grant.
+    NoEmergencyGrant,
+    /// The tenant's rate limit is exhausted.
+    RateLimited,
+    /// A customer admin acting on another tenant.
+    NotTenantAdmin,
+}
+
+impl Denial {
+    /// The machine code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Denial::WrongRole => "wrong_role",
+            Denial::ProxyNotAllowed => "proxy_not_allowed",
+            Denial::TenantSuspended => "tenant_suspended",
+            Denial::JustificationNotAllowed => "justification_not_allowed",
+            Denial::NoEmergencyGrant => "no_emergency_grant",
+            Denial::RateLimited => "rate_limited",
+            Denial::NotTenantAdmin => "not_tenant_admin",
+        }
+    }
+}
+
+/// Human text for a denial code (unknown codes get a generic text).
+pub fn denial_message(code: &str) -> &'static str {
+    match code {
+        "wrong_role" => "this action needs a client certificate of a different role",
+        "proxy_not_allowed" => "this proxy identity is not in the tenant's allowed_proxies",
+        "tenant_suspended" => "the tenant's customer admin has suspended all releases",
+        "justification_not_allowed" => "the tenant's policy does not allow this justification",
+        "no_emergency_grant" => {
+            "operator_maintenance needs an emergency grant approved by the customer admin that is live now"
+        }
+        "rate_limited" => "the tenant's release rate limit is exhausted; retry later",
+        "not_tenant_admin" => "only the tenant's own customer admin may do this",
+        "unknown_identity" => {
+            "the client certificate does not carry a <name>.<role>.treuhand identity"
+        }
+        _ => "denied by policy",
+    }
+}
+
+/// Whether `grant` is live at `now_ms` and covers `key_version`.
+pub fn grant_covers(grant: &Grant, key_version: u32, now_ms: u64) -> bool {
+    grant.state == GrantState::Approved
+        && grant.expires_ms.is_some_and(|expires| now_ms < expires)
+        && grant.scope.key_version.is_none_or(|v| v == key_version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_refills_with_time_and_caps_at_burst() {
+        let limit = RateLimit {
+            per_second: 10,
+            burst: 2,
+        };
+        let mut bucket = RateBucket::full(limit, 0);
+        assert!(bucket.try_take(limit, 0));
+        assert!(bucket.try_take(limit, 0));
+        assert!(!bucket.try_take(limit, 0));
+        assert!(bucket.try_take(limit, 100));
+        assert!(!bucket.try_take(limit, 100));
+        assert!(bucket.try_take(limit, 10_000));
+        assert!(bucket.try_take(limit, 10_000));
+        assert!(!bucket.try_take(limit, 10_000));
+    }
+
+    #[test]
+    fn policy_defaults_allow_no_proxy() {
+        let policy: Policy = serde_json::from_str("{}").unwrap_or_default();
+        assert!(policy.allowed_proxies.is_empty());
+        assert!(policy.validate().is_ok());
+        let bad = Policy {
+            rate_limit: RateLimit {
+                per_second: 0,
+                burst: 1,
+            },
+            ..Policy::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

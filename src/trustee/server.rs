@@ -1,0 +1,571 @@
+//! The trustee's HTTPS front: hyper 1 on tokio-rustls with mandatory mTLS.
+//!
+//! Shape as in mini-redis: [`run`] takes a bound listener, the server state and a shutdown
+//! future, so tests start it on `127.0.0.1:0`. The TLS handshake runs inside the spawned
+//! per-connection task under a timeout, so a slow or silent client never blocks the accept
+//! loop. The caller's identity comes from its verified client certificate
+//! ([`crate::tls::peer_identity`]); requests never name their caller themselves.
+//!
+//! Every error becomes a JSON body `{error, reason, message}` with a precise status; no input
+//! can panic a handler.
+
+// Handlers return `Result<Response, Response>` so `?` turns a bad parameter into its answer at
+// once; the Err side is built once per failed request, so boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use super::Error;
+use super::config::{Config, Limits, load_sealing_key, load_signing_key};
+use super::policy::{Clock, denial_message};
+use super::service::{Options, Trustee};
+use super::store::SqliteStore;
+use super::wire::{ErrorBody, HealthResponse};
+use crate::tls::{PeerIdentity, peer_identity};
+
+/// Everything [`run`] needs.
+#[derive(Clone)]
+pub struct Server {
+    tls: Arc<rustls::ServerConfig>,
+    trustee: Trustee,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("trustee", &self.trustee)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Assembles a server from parts.
+    pub fn new(tls: Arc<rustls::ServerConfig>, trustee: Trustee, limits: Limits) -> Self {
+        Self {
+            tls,
+            trustee,
+            limits,
+        }
+    }
+
+    /// Loads TLS files and keys, opens the store and starts the engine, as configured. Call it
+    /// inside a tokio runtime (the grant-expiry tick is spawned on it).
+    ///
+    /// # Errors
+    /// [`Error::Config`], [`Error::Tls`], [`Error::Store`].
+    pub fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        crate::tls::install_crypto_provider();
+        let tls = crate::tls::server_config(
+            &config.tls.cert,
+            &config.tls.key,
+            Some(&config.tls.client_ca),
+        )?;
+        let sealing = load_sealing_key(&config.keys.sealing_key)?;
+        let signing = load_signing_key(&config.keys.signing_key)?;
+        let store = SqliteStore::open(&config.store.path)?;
+        let options = Options {
+            max_batch: config.limits.max_batch,
+            max_grant_secs: config.limits.max_grant_secs,
+            ..Options::default()
+        };
+        let trustee = Trustee::start(Box::new(store), sealing, signing, clock, options)?;
+        Ok(Self::new(tls, trustee, config.limits))
+    }
+
+    /// The engine handle.
+    pub fn trustee(&self) -> &Trustee {
+        &self.trustee
+    }
+}
+
+/// Serves until `shutdown` completes, then stops accepting, lets open requests finish (up to
+/// 10 s) and returns.
+///
+/// # Errors
+/// None today; the `Result` leaves room for fatal listener errors.
+pub async fn run(
+    listener: TcpListener,
+    server: Server,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let acceptor = TlsAcceptor::from(server.tls.clone());
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(server.limits.max_connections));
+    let handshake_timeout = Duration::from_secs(server.limits.handshake_timeout_secs);
+    let server = Arc::new(server);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, "connection limit reached; closing");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let watcher = graceful.watcher();
+        let server = server.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let identity = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(peer_identity);
+            let service = service_fn(move |request| {
+                let server = server.clone();
+                let identity = identity.clone();
+                async move { Ok::<_, Infallible>(handle(&server, identity, request).await) }
+            });
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30));
+            let connection = builder
+                .serve_connection(TokioIo::new(tls), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10 s; closing them");
+    }
+    Ok(())
+}
+
+type Body = Full<Bytes>;
+
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn error_response(
+    status: StatusCode,
+    error: &str,
+    reason: &str,
+    message: impl Into<String>,
+) -> Response<Body> {
+    json_response(
+        status,
+        &ErrorBody {
+            error: error.into(),
+            reason: reason.into(),
+            message: message.into(),
+        },
+    )
+}
+
+/// Maps a trustee error to its HTTP answer. The cause of a 500 goes to the log only.
+fn error_to_response(error: &Error) -> Response<Body> {
+    match error {
+        Error::Denied { reason } => error_response(
+            StatusCode::FORBIDDEN,
+            "denied",
+            reason,
+            denial_message(reason),
+        ),
+        Error::UnknownTenant => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "unknown_tenant",
+            "no such tenant or key version is enrolled",
+        ),
+        Error::NotFound(message) => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "not_found",
+            message.clone(),
+        ),
+        Error::Shredded => error_response(
+            StatusCode::GONE,
+            "shredded",
+            "shredded",
+            "this tenant key was shredded; its share will never be released again",
+        ),
+        Error::Invalid(message) => error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_request",
+            message.clone(),
+        ),
+        Error::Conflict(message) => error_response(
+            StatusCode::CONFLICT,
+            "conflict",
+            "conflict",
+            message.clone(),
+        ),
+        Error::AuditUnavailable => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "audit_unavailable",
+            "the audit log cannot be written durably; nothing was released",
+        ),
+        other => {
+            tracing::error!(error = %other, "internal error");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal",
+                "internal error; see the trustee log",
+            )
+        }
+    }
+}
+
+enum Route<'a> {
+    Health,
+    Ready,
+    Enroll(&'a str),
+    Release(&'a str, &'a str),
+    Shred(&'a str, &'a str),
+    Policy(&'a str),
+    Grants(&'a str),
+    Approve(&'a str, &'a str),
+    Audit(&'a str),
+}
+
+impl Route<'_> {
+    fn allowed(&self) -> &'static [Method] {
+        match self {
+            Route::Health | Route::Ready | Route::Audit(_) => &[Method::GET],
+            Route::Policy(_) => &[Method::GET, Method::PUT],
+            Route::Grants(_) => &[Method::GET, Method::POST],
+            Route::Enroll(_) | Route::Release(..) | Route::Shred(..) | Route::Approve(..) => {
+                &[Method::POST]
+            }
+        }
+    }
+}
+
+fn route(path: &str) -> Option<Route<'_>> {
+    let rest = path.strip_prefix("/v1/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    Some(match parts.as_slice() {
+        ["health"] => Route::Health,
+        ["ready"] => Route::Ready,
+        ["tenants", tenant, "keys"] => Route::Enroll(tenant),
+        ["tenants", tenant, "keys", version, "release"] => Route::Release(tenant, version),
+        ["tenants", tenant, "keys", version, "shred"] => Route::Shred(tenant, version),
+        ["tenants", tenant, "policy"] => Route::Policy(tenant),
+        ["tenants", tenant, "grants"] => Route::Grants(tenant),
+        ["tenants", tenant, "grants", id, "approve"] => Route::Approve(tenant, id),
+        ["tenants", tenant, "audit"] => Route::Audit(tenant),
+        _ => return None,
+    })
+}
+
+fn bad_request(reason: &str, message: impl Into<String>) -> Response<Body> {
+    error_response(StatusCode::BAD_REQUEST, "bad_request", reason, message)
+}
+
+fn tenant_param(tenant: &str) -> Result<String, Response<Body>> {
+    crate::crypto::envelope::validate_tenant_id(tenant)
+        .map(|()| tenant.to_owned())
+        .map_err(|e| bad_request("invalid_tenant", e.to_string()))
+}
+
+fn version_param(version: &str) -> Result<u32, Response<Body>> {
+    version.parse::<u32>().map_err(|_| {
+        bad_request(
+            "invalid_key_version",
+            "the key version in the URL must be a decimal number (0..=4294967295)",
+        )
+    })
+}
+
+/// Reads and parses a JSON body with the size limit and a content type check. An empty body
+/// gives `None` when `optional`.
+async fn json_body<T: DeserializeOwned>(
+    request: Request<Incoming>,
+    limit: usize,
+    optional: bool,
+) -> Result<Option<T>, Response<Body>> {
+    let too_large = || {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "body_too_large",
+            format!("the request body exceeds the limit of {limit} bytes"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes().to_vec());
+    let body = match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Err(_) => {
+            return Err(bad_request(
+                "body_read_failed",
+                "the request body could not be read",
+            ));
+        }
+    };
+    if body.is_empty() && optional {
+        return Ok(None);
+    }
+    let is_json = content_type.as_deref().is_some_and(|ct| {
+        let media = ct.split(|b| *b == b';').next().unwrap_or_default();
+        media.trim_ascii().eq_ignore_ascii_case(b"application/json")
+    });
+    if !is_json {
+        return Err(error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "content_type_not_json",
+            "send the body as JSON with Content-Type: application/json",
+        ));
+    }
+    match serde_json::from_slice::<T>(&body) {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.is_data() => Err(bad_request(
+            "invalid_field",
+            format!("the JSON does not match the expected shape: {e}"),
+        )),
+        Err(e) => Err(bad_request(
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+fn require_body<T>(body: Option<T>) -> Result<T, Response<Body>> {
+    body.ok_or_else(|| bad_request("malformed_json", "the body is not valid JSON: it is empty"))
+}
+
+async fn handle(
+    server: &Server,
+    identity: Option<PeerIdentity>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    match dispatch(server, identity, request).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+fn answer<T: Serialize>(
+    status: StatusCode,
+    result: Result<T, Error>,
+) -> Result<Response<Body>, Response<Body>> {
+    match result {
+        Ok(value) => Ok(json_response(status, &value)),
+        Err(error) => Err(error_to_response(&error)),
+    }
+}
+
+async fn dispatch(
+    server: &Server,
+    identity: Option<PeerIdentity>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Response<Body>> {
+    let path = request.uri().path().to_owned();
+    let Some(route) = route(&path) else {
+        return Err(error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no_such_route",
+            format!("no API route {path}; see docs/trustee-api.md"),
+        ));
+    };
+    let method = request.method().clone();
+    if !route.allowed().contains(&method) {
+        let allow = route
+            .allowed()
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method_not_allowed",
+            format!("{method} is not allowed here; use {allow}"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+        return Err(response);
+    }
+    let trustee = &server.trustee;
+    let public_key = hex::encode(trustee.public_key());
+    match route {
+        Route::Health => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &HealthResponse {
+                    status: "ok".into(),
+                    trustee_key: public_key,
+                },
+            ));
+        }
+        Route::Ready => {
+            return Ok(if trustee.ready().await {
+                json_response(
+                    StatusCode::OK,
+                    &HealthResponse {
+                        status: "ok".into(),
+                        trustee_key: public_key,
+                    },
+                )
+            } else {
+                json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &HealthResponse {
+                        status: "unavailable".into(),
+                        trustee_key: public_key,
+                    },
+                )
+            });
+        }
+        _ => {}
+    }
+    let Some(caller) = identity else {
+        return Err(error_response(
+            StatusCode::FORBIDDEN,
+            "denied",
+            "unknown_identity",
+            denial_message("unknown_identity"),
+        ));
+    };
+    let limit = server.limits.max_body_bytes;
+    match route {
+        Route::Health | Route::Ready => Err(error_to_response(&Error::Internal(
+            "unreachable route".into(),
+        ))),
+        Route::Release(tenant, version) => {
+            let tenant = tenant_param(tenant)?;
+            let version = version_param(version)?;
+            let body: super::wire::ReleaseRequest =
+                require_body(json_body(request, limit, false).await?)?;
+            body.validate()
+                .map_err(|m| bad_request("invalid_field", m))?;
+            let result = trustee.release(caller, tenant, version, body).await;
+            answer(StatusCode::OK, result)
+        }
+        Route::Enroll(tenant) => {
+            let tenant = tenant_param(tenant)?;
+            let body: super::wire::EnrollRequest =
+                require_body(json_body(request, limit, false).await?)?;
+            answer(
+                StatusCode::CREATED,
+                trustee.enroll(caller, tenant, body).await,
+            )
+        }
+        Route::Shred(tenant, version) => {
+            let tenant = tenant_param(tenant)?;
+            let version = version_param(version)?;
+            let body: Option<super::wire::ShredRequest> = json_body(request, limit, true).await?;
+            answer(
+                StatusCode::OK,
+                trustee
+                    .shred(caller, tenant, version, body.unwrap_or_default())
+                    .await,
+            )
+        }
+        Route::Policy(tenant) => {
+            let tenant = tenant_param(tenant)?;
+            if method == Method::GET {
+                answer(StatusCode::OK, trustee.policy(caller, tenant).await)
+            } else {
+                let body: super::policy::Policy =
+                    require_body(json_body(request, limit, false).await?)?;
+                answer(
+                    StatusCode::OK,
+                    trustee.set_policy(caller, tenant, body).await,
+                )
+            }
+        }
+        Route::Grants(tenant) => {
+            let tenant = tenant_param(tenant)?;
+            if method == Method::GET {
+                answer(StatusCode::OK, trustee.grants(caller, tenant).await)
+            } else {
+                let body: super::wire::GrantRequest =
+                    require_body(json_body(request, limit, false).await?)?;
+                answer(
+                    StatusCode::CREATED,
+                    trustee.request_grant(caller, tenant, body).await,
+                )
+            }
+        }
+        Route::Approve(tenant, id) => {
+            let tenant = tenant_param(tenant)?;
+            let id = id.to_owned();
+            answer(
+                StatusCode::OK,
+                trustee.approve_grant(caller, tenant, id).await,
+            )
+        }
+        Route::Audit(tenant) => {
+            let tenant = tenant_param(tenant)?;
+            answer(StatusCode::OK, trustee.audit(caller, tenant).await)
+        }
+    }
+}

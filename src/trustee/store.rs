@@ -1,0 +1,345 @@
+//! Durable storage for the trustee: the [`Store`] trait and its embedded SQLite implementation.
+//!
+//! The engine ([`super::service`]) is the only writer. It hands the store one batch of
+//! [`Mutation`]s per group commit; [`Store::commit`] must make the whole batch durable
+//! atomically before returning `Ok`, because only then are the callers answered. A replicated
+//! database (PostgreSQL) can implement the same trait.
+//!
+//! SQLite runs in WAL mode with `synchronous = FULL`, so a commit has been fsynced when it
+//! returns; a crash at any moment leaves either the whole batch or none of it. `secure_delete`
+//! overwrites freed content with zeros, and [`Store::erase_freed`] checkpoints and truncates
+//! the WAL after a shred, so the sealed share bytes leave the files.
+//!
+//! Shares are stored only sealed (see [`crate::crypto::seal`]); this module never sees them in
+//! clear.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::Error;
+use super::audit::AuditEntry;
+use super::policy::Policy;
+use super::wire::Grant;
+use crate::crypto::shamir::KeyMetadata;
+
+/// One enrolled tenant key version.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    /// Tenant id.
+    pub tenant: String,
+    /// Key version.
+    pub key_version: u32,
+    /// The holder whose share this is.
+    pub holder: String,
+    /// Public metadata.
+    pub metadata: KeyMetadata,
+    /// The sealed share; `None` once shredded.
+    pub sealed: Option<Vec<u8>>,
+    /// When it was shredded (Unix ms).
+    pub shredded_ms: Option<u64>,
+}
+
+/// Everything the engine keeps in memory, loaded at start.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Enrolled keys.
+    pub keys: Vec<KeyRecord>,
+    /// Policies by tenant.
+    pub policies: Vec<(String, Policy)>,
+    /// All grants.
+    pub grants: Vec<Grant>,
+    /// The last entry of each tenant's chain.
+    pub heads: Vec<AuditEntry>,
+}
+
+/// One change, applied inside a group commit.
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    /// Enroll a key (new row).
+    InsertKey(KeyRecord),
+    /// Set a tenant's policy.
+    PutPolicy {
+        /// Tenant id.
+        tenant: String,
+        /// The policy.
+        policy: Policy,
+    },
+    /// Insert or update a grant.
+    PutGrant(Grant),
+    /// Destroy a share.
+    Shred {
+        /// Tenant id.
+        tenant: String,
+        /// Key version.
+        key_version: u32,
+        /// When.
+        time_ms: u64,
+    },
+    /// Append an audit entry.
+    Append(AuditEntry),
+}
+
+/// Durable trustee storage.
+pub trait Store: Send + 'static {
+    /// Loads all state.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    fn load(&mut self) -> Result<Snapshot, Error>;
+
+    /// Applies a batch atomically and durably.
+    ///
+    /// # Errors
+    /// [`Error::Store`]; then nothing of the batch is applied.
+    fn commit(&mut self, batch: &[Mutation]) -> Result<(), Error>;
+
+    /// All audit entries of a tenant, in order.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    fn audit_entries(&mut self, tenant: &str) -> Result<Vec<AuditEntry>, Error>;
+
+    /// Makes sure freed (shredded) content no longer sits in the store's files.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    fn erase_freed(&mut self) -> Result<(), Error>;
+}
+
+fn db_err(e: rusqlite::Error) -> Error {
+    Error::Store(e.to_string())
+}
+
+fn json_err(e: serde_json::Error) -> Error {
+    Error::Store(format!("corrupt JSON in store: {e}"))
+}
+
+/// The embedded SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS keys (
+    tenant TEXT NOT NULL,
+    key_version INTEGER NOT NULL,
+    holder TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    sealed BLOB,
+    shredded_ms INTEGER,
+    PRIMARY KEY (tenant, key_version)
+);
+CREATE TABLE IF NOT EXISTS policies (tenant TEXT PRIMARY KEY, policy TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS grants (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, grant_json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    tenant TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    entry TEXT NOT NULL,
+    PRIMARY KEY (tenant, seq)
+) WITHOUT ROWID;
+";
+
+impl SqliteStore {
+    /// Opens (or creates) the database file with durable settings.
+    ///
+    /// # Errors
+    /// [`Error::Store`] naming the file.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let conn = Connection::open(path)
+            .map_err(|e| Error::Store(format!("cannot open the store {}: {e}", path.display())))?;
+        // WAL + FULL: a commit is fsynced before it returns, and a crash loses no committed
+        // transaction. secure_delete zeroes freed content (shredded shares).
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(db_err)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        Ok(Self { conn })
+    }
+}
+
+impl Store for SqliteStore {
+    fn load(&mut self) -> Result<Snapshot, Error> {
+        let mut snapshot = Snapshot::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT tenant, key_version, holder, metadata, sealed, shredded_ms FROM keys")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, u32>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, Option<Vec<u8>>>(4)?,
+                    row.get::<_, Option<i64>>(5)?,
+                ))
+            })
+            .map_err(db_err)?;
+        for row in rows {
+            let (tenant, key_version, holder, metadata, sealed, shredded_ms) =
+                row.map_err(db_err)?;
+            snapshot.keys.push(KeyRecord {
+                tenant,
+                key_version,
+                holder,
+                metadata: serde_json::from_str(&metadata).map_err(json_err)?,
+                sealed,
+                shredded_ms: shredded_ms.map(|ms| u64::try_from(ms).unwrap_or(0)),
+            });
+        }
+        drop(stmt);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT tenant, policy FROM policies")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(db_err)?;
+        for row in rows {
+            let (tenant, policy) = row.map_err(db_err)?;
+            snapshot
+                .policies
+                .push((tenant, serde_json::from_str(&policy).map_err(json_err)?));
+        }
+        drop(stmt);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT grant_json FROM grants")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(db_err)?;
+        for row in rows {
+            snapshot
+                .grants
+                .push(serde_json::from_str(&row.map_err(db_err)?).map_err(json_err)?);
+        }
+        drop(stmt);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT a.entry FROM audit a WHERE a.seq = (SELECT MAX(b.seq) FROM audit b WHERE b.tenant = a.tenant)")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(db_err)?;
+        for row in rows {
+            snapshot
+                .heads
+                .push(serde_json::from_str(&row.map_err(db_err)?).map_err(json_err)?);
+        }
+        Ok(snapshot)
+    }
+
+    fn commit(&mut self, batch: &[Mutation]) -> Result<(), Error> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        for mutation in batch {
+            match mutation {
+                Mutation::InsertKey(record) => {
+                    let metadata = serde_json::to_string(&record.metadata).map_err(json_err)?;
+                    tx.execute(
+                        "INSERT INTO keys (tenant, key_version, holder, metadata, sealed, shredded_ms) VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+                        params![record.tenant, record.key_version, record.holder, metadata, record.sealed],
+                    )
+                    .map_err(db_err)?;
+                }
+                Mutation::PutPolicy { tenant, policy } => {
+                    let policy = serde_json::to_string(policy).map_err(json_err)?;
+                    tx.execute(
+                        "INSERT INTO policies (tenant, policy) VALUES (?1, ?2) ON CONFLICT(tenant) DO UPDATE SET policy = excluded.policy",
+                        params![tenant, policy],
+                    )
+                    .map_err(db_err)?;
+                }
+                Mutation::PutGrant(grant) => {
+                    let json = serde_json::to_string(grant).map_err(json_err)?;
+                    tx.execute(
+                        "INSERT INTO grants (id, tenant, grant_json) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET grant_json = excluded.grant_json",
+                        params![grant.id, grant.tenant, json],
+                    )
+                    .map_err(db_err)?;
+                }
+                Mutation::Shred {
+                    tenant,
+                    key_version,
+                    time_ms,
+                } => {
+                    let time_ms = i64::try_from(*time_ms).unwrap_or(i64::MAX);
+                    tx.execute(
+                        "UPDATE keys SET sealed = NULL, shredded_ms = ?3 WHERE tenant = ?1 AND key_version = ?2",
+                        params![tenant, key_version, time_ms],
+                    )
+                    .map_err(db_err)?;
+                }
+                Mutation::Append(entry) => {
+                    let json = serde_json::to_string(entry).map_err(json_err)?;
+                    let seq = i64::try_from(entry.seq)
+                        .map_err(|_| Error::Store("sequence overflow".into()))?;
+                    tx.execute(
+                        "INSERT INTO audit (tenant, seq, entry) VALUES (?1, ?2, ?3)",
+                        params![entry.tenant, seq, json],
+                    )
+                    .map_err(db_err)?;
+                }
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    fn audit_entries(&mut self, tenant: &str) -> Result<Vec<AuditEntry>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT entry FROM audit WHERE tenant = ?1 ORDER BY seq")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([tenant], |row| row.get::<_, String>(0))
+            .map_err(db_err)?;
+        let mut entries = Vec::new();
+        for row in rows {
+            entries.push(serde_json::from_str(&row.map_err(db_err)?).map_err(json_err)?);
+        }
+        Ok(entries)
+    }
+
+    fn erase_freed(&mut self) -> Result<(), Error> {
+        // Copy every WAL frame into the main file (where secure_delete already zeroed the old
+        // cell) and truncate the WAL to zero bytes, so no old page with the sealed share is
+        // left in either file. VACUUM also rebuilds the file without free pages.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(db_err)?;
+        self.conn.execute_batch("VACUUM").map_err(db_err)?;
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+/// Reads one key record directly (tests and tools).
+///
+/// # Errors
+/// [`Error::Store`].
+pub fn sealed_share(
+    conn: &Connection,
+    tenant: &str,
+    key_version: u32,
+) -> Result<Option<Vec<u8>>, Error> {
+    conn.query_row(
+        "SELECT sealed FROM keys WHERE tenant = ?1 AND key_version = ?2",
+        params![tenant, key_version],
+        |row| row.get::<_, Option<Vec<u8>>>(0),
+    )
+    .optional()
+    .map_err(db_err)
+    .map(Option::flatten)
+}

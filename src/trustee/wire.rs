@@ -1,0 +1,314 @@
+//! The versioned `/v1` JSON wire types shared by the trustee server, the proxy and the CLI.
+//!
+//! Secret material appears in exactly two places: the share envelope of an enrollment request
+//! and the share of a release response. Both types have a redacting `Debug`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::shamir::KeyMetadata;
+use crate::trustee::policy::Policy;
+
+/// Maximum length of the free-text reason of a release, in bytes.
+pub const MAX_REASON_BYTES: usize = 1024;
+/// Maximum length of a request id, in bytes.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+/// Maximum length of an object reference's bucket or key, in bytes.
+pub const MAX_OBJECT_REF_BYTES: usize = 1024;
+
+/// Why a share is requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Justification {
+    /// The customer reads or writes its own data through the proxy.
+    CustomerAccess,
+    /// The operator's staff needs the key for maintenance; only under a live emergency grant.
+    OperatorMaintenance,
+    /// A legal request (court order, authority).
+    LegalRequest,
+    /// Re-wrapping data keys under a new tenant key version.
+    KeyRotation,
+}
+
+impl Justification {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Justification::CustomerAccess => "customer_access",
+            Justification::OperatorMaintenance => "operator_maintenance",
+            Justification::LegalRequest => "legal_request",
+            Justification::KeyRotation => "key_rotation",
+        }
+    }
+}
+
+/// The object a release is for (optional, for the log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectRef {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+}
+
+/// Body of `POST /v1/tenants/{tenant}/keys/{version}/release`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// Why the share is needed.
+    pub justification: Justification,
+    /// Free text, at most [`MAX_REASON_BYTES`].
+    #[serde(default)]
+    pub reason: String,
+    /// The caller's request id, for correlating log entries (1..=128 bytes).
+    pub request_id: String,
+    /// The object concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectRef>,
+}
+
+impl ReleaseRequest {
+    /// Checks the length limits.
+    ///
+    /// # Errors
+    /// A message naming the field that is out of bounds.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.reason.len() > MAX_REASON_BYTES {
+            return Err(format!(
+                "reason is {} bytes; the limit is {MAX_REASON_BYTES}",
+                self.reason.len()
+            ));
+        }
+        validate_request_id(&self.request_id)?;
+        if let Some(object) = &self.object {
+            if object.bucket.is_empty() || object.bucket.len() > MAX_OBJECT_REF_BYTES {
+                return Err(format!(
+                    "object.bucket must be 1-{MAX_OBJECT_REF_BYTES} bytes"
+                ));
+            }
+            if object.key.len() > MAX_OBJECT_REF_BYTES {
+                return Err(format!(
+                    "object.key must be at most {MAX_OBJECT_REF_BYTES} bytes"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a request id: 1..=128 bytes of printable ASCII.
+///
+/// # Errors
+/// A message saying what is wrong.
+pub fn validate_request_id(request_id: &str) -> Result<(), String> {
+    if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID_BYTES {
+        return Err(format!("request_id must be 1-{MAX_REQUEST_ID_BYTES} bytes"));
+    }
+    if !request_id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("request_id must be printable ASCII without spaces".into());
+    }
+    Ok(())
+}
+
+/// Response of a successful release.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseResponse {
+    /// Tenant id.
+    pub tenant: String,
+    /// Key version.
+    pub key_version: u32,
+    /// The holder name this share was registered under.
+    pub holder: String,
+    /// The share's x coordinate.
+    pub x: u8,
+    /// Standard base64 of the 32-byte secret y value.
+    pub share: String,
+}
+
+impl std::fmt::Debug for ReleaseResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReleaseResponse")
+            .field("tenant", &self.tenant)
+            .field("key_version", &self.key_version)
+            .field("holder", &self.holder)
+            .field("x", &self.x)
+            .field("share", &"[REDACTED]")
+            .finish()
+    }
+}
+
+impl Drop for ReleaseResponse {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.share);
+    }
+}
+
+/// Body of `POST /v1/tenants/{tenant}/keys` (enrollment).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The tenant key's public metadata.
+    pub metadata: KeyMetadata,
+    /// Which holder of `metadata` this service keeps the share of.
+    pub holder: String,
+    /// The share as a `treuhand-share-v1:` text envelope.
+    pub share: String,
+    /// An initial policy for the tenant; if absent, an existing policy is kept or the default
+    /// (no proxy allowed) applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+impl std::fmt::Debug for EnrollRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollRequest")
+            .field("metadata", &self.metadata)
+            .field("holder", &self.holder)
+            .field("share", &"[REDACTED]")
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl Drop for EnrollRequest {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.share);
+    }
+}
+
+/// Response of a successful enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    /// Tenant id.
+    pub tenant: String,
+    /// Key version.
+    pub key_version: u32,
+    /// Holder name.
+    pub holder: String,
+    /// The holder's x coordinate.
+    pub x: u8,
+    /// Sequence number of the audit entry that records the deposit.
+    pub audit_seq: u64,
+}
+
+/// Scope of an emergency grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GrantScope {
+    /// The key version the grant covers; `None` covers every version of the tenant.
+    #[serde(default)]
+    pub key_version: Option<u32>,
+}
+
+/// Body of `POST /v1/tenants/{tenant}/grants` (operator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    /// The operator's ticket id (1..=128 printable bytes).
+    pub ticket: String,
+    /// What the grant covers.
+    #[serde(default)]
+    pub scope: GrantScope,
+    /// How long the grant lasts once approved, in seconds.
+    pub duration_secs: u64,
+    /// Free text, at most [`MAX_REASON_BYTES`].
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// State of an emergency grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantState {
+    /// Filed by the operator, waiting for the customer admin.
+    Pending,
+    /// Approved and live until `expires_ms`.
+    Approved,
+    /// Expired by itself.
+    Expired,
+}
+
+/// An emergency access grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Grant id (`g-` + 16 hex digits).
+    pub id: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// Operator ticket id.
+    pub ticket: String,
+    /// Scope.
+    pub scope: GrantScope,
+    /// Duration once approved, in seconds.
+    pub duration_secs: u64,
+    /// Free text given by the operator.
+    pub reason: String,
+    /// Who filed it (`operator:<name>`).
+    pub requested_by: String,
+    /// When it was filed (Unix ms).
+    pub requested_ms: u64,
+    /// Current state.
+    pub state: GrantState,
+    /// Who approved it (`customer:<tenant>`).
+    pub approved_by: Option<String>,
+    /// When it was approved (Unix ms).
+    pub approved_ms: Option<u64>,
+    /// When it expires (Unix ms).
+    pub expires_ms: Option<u64>,
+}
+
+/// Body of `POST /v1/tenants/{tenant}/keys/{version}/shred` (optional).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ShredRequest {
+    /// The caller's request id.
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+/// A deletion receipt signed by the trustee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShredReceipt {
+    /// Always `treuhand-shred-receipt-v1`.
+    pub kind: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// Key version.
+    pub key_version: u32,
+    /// Holder whose share was destroyed.
+    pub holder: String,
+    /// Public fingerprint of the destroyed share (from the metadata).
+    pub share_fingerprint: String,
+    /// When it was destroyed (Unix ms).
+    pub time_ms: u64,
+    /// Sequence number of the audit entry recording the shred.
+    pub audit_seq: u64,
+    /// Hash of that audit entry.
+    pub audit_hash: String,
+    /// Hex Ed25519 signature over the receipt with `signature` set to "" (see docs).
+    pub signature: String,
+}
+
+/// Error body of every non-2xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Error class: `denied`, `bad_request`, `not_found`, `shredded`, `conflict`,
+    /// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `unavailable`,
+    /// `internal`.
+    pub error: String,
+    /// Machine code, e.g. `proxy_not_allowed` or `malformed_json`.
+    pub reason: String,
+    /// Human text.
+    pub message: String,
+}
+
+/// Body of `GET /v1/health` and `GET /v1/ready`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    /// `ok` or `unavailable`.
+    pub status: String,
+    /// Hex Ed25519 public key of this trustee (verifies checkpoints and receipts).
+    pub trustee_key: String,
+}
