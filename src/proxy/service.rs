@@ -37,6 +37,11 @@ use crate::storage::{self, Storage};
 /// Plaintext is written to storage in pieces of about this size.
 const WRITE_CHUNK: usize = 1024 * 1024;
 
+/// Storage path of a bucket's marker object (used by `treuhand dev` to pre-create buckets).
+pub fn bucket_marker_path(tenant: &str, bucket: &str) -> String {
+    format!("tenants/{tenant}/buckets/{bucket}")
+}
+
 /// One registered tenant.
 pub struct Tenant {
     /// Tenant id.
@@ -162,7 +167,7 @@ impl Proxy {
     }
 
     fn bucket_path(tenant: &Tenant, bucket: &str) -> String {
-        format!("tenants/{}/buckets/{bucket}", tenant.id)
+        bucket_marker_path(&tenant.id, bucket)
     }
 
     fn objects_dir(tenant: &Tenant, bucket: &str) -> String {

@@ -25,7 +25,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,7 @@ impl From<object_store::Error> for Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Storage configuration (`[storage]` in the proxy config).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum StorageConfig {
     /// Local filesystem under `root` (created if absent).
