@@ -54,6 +54,9 @@ pub struct Tenant {
 
 /// The S3 service state.
 pub struct Proxy {
+    /// Ciphers of multipart uploads in progress, by upload directory (see
+    /// `complete_multipart_upload`).
+    uploads: std::sync::Mutex<HashMap<String, (Arc<format::ObjectCipher>, Instant)>>,
     /// Tenants by access key id.
     tenants: HashMap<String, Arc<Tenant>>,
     storage: Storage,
@@ -151,6 +154,7 @@ impl Proxy {
             tenants,
             storage,
             keys,
+            uploads: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -1083,10 +1087,11 @@ impl S3 for Proxy {
             bucket: &input.bucket,
             object: &input.key,
         };
-        let (_cipher, header) =
+        let (cipher, header) =
             format::new_object(&kek, &ctx, Layout::Multipart).map_err(ProxyError::from)?;
         let upload_id = random_hex(16)?;
         let dir = Self::upload_dir(&tenant, &input.bucket, &upload_id)?;
+        self.remember_upload(&dir, cipher);
         // The staged header records the object key too, so a part can never be completed
         // into another key.
         let mut staged = Vec::with_capacity(header.len() + input.key.len() + 4);
@@ -1191,22 +1196,39 @@ impl S3 for Proxy {
         )?;
         let dir = Self::upload_dir(&tenant, &input.bucket, &input.upload_id)?;
         let header = self.staged_header(&dir, &input.key).await?;
-        let kek = self
-            .kek(
-                &tenant,
-                share.as_ref(),
-                "CompleteMultipartUpload",
-                &input.bucket,
-                &input.key,
-            )
-            .await?;
-        let ctx = DekContext {
-            key: &tenant.keys.key_id,
-            bucket: &input.bucket,
-            object: &input.key,
+        // Stock clients (object_store, some SDKs) send no SSE-C headers on Complete, which S3
+        // allows. Then the cipher kept in memory since CreateMultipartUpload is used; without
+        // it (proxy restarted, another replica) the share is required.
+        let cached = if share.is_none() && self.needs_sse_c(&tenant) {
+            Some(self.cached_upload(&dir).ok_or(ProxyError::MissingShare)?)
+        } else {
+            None
         };
-        let (cipher, header_len) =
-            format::open_object(&kek, &ctx, &header).map_err(ProxyError::from)?;
+        let cipher: Arc<format::ObjectCipher> = match cached {
+            Some(c) => c,
+            None => {
+                let kek = self
+                    .kek(
+                        &tenant,
+                        share.as_ref(),
+                        "CompleteMultipartUpload",
+                        &input.bucket,
+                        &input.key,
+                    )
+                    .await?;
+                let ctx = DekContext {
+                    key: &tenant.keys.key_id,
+                    bucket: &input.bucket,
+                    object: &input.key,
+                };
+                Arc::new(
+                    format::open_object(&kek, &ctx, &header)
+                        .map_err(ProxyError::from)?
+                        .0,
+                )
+            }
+        };
+        let header_len = cipher.header_len();
         let staged = self.staged_parts(&dir).await?;
         let requested = input
             .multipart_upload
@@ -1277,6 +1299,7 @@ impl S3 for Proxy {
             let _ = self.storage.delete(&part.path).await;
         }
         let _ = self.storage.delete(&format!("{dir}/header")).await;
+        self.forget_upload(&dir);
         let output = dto::CompleteMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
@@ -1294,6 +1317,7 @@ impl S3 for Proxy {
         let tenant = self.tenant(&req)?;
         let dir = Self::upload_dir(&tenant, &req.input.bucket, &req.input.upload_id)?;
         self.staged_header(&dir, &req.input.key).await?;
+        self.forget_upload(&dir);
         let mut stream = self.storage.list(&dir);
         let mut paths = Vec::new();
         while let Some(item) = stream.next().await {
@@ -1349,7 +1373,42 @@ impl S3 for Proxy {
     }
 }
 
+/// How long an in-progress upload's cipher stays in memory.
+const UPLOAD_CIPHER_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+const MAX_UPLOAD_CIPHERS: usize = 10_000;
+
 impl Proxy {
+    fn needs_sse_c(&self, tenant: &Tenant) -> bool {
+        matches!(
+            tenant.keys.customer,
+            super::keys::CustomerShare::SseC { .. }
+        )
+    }
+
+    fn remember_upload(&self, dir: &str, cipher: format::ObjectCipher) {
+        let Ok(mut uploads) = self.uploads.lock() else {
+            return;
+        };
+        uploads.retain(|_, (_, t)| t.elapsed() < UPLOAD_CIPHER_TTL);
+        if uploads.len() < MAX_UPLOAD_CIPHERS {
+            uploads.insert(dir.to_owned(), (Arc::new(cipher), Instant::now()));
+        }
+    }
+
+    fn cached_upload(&self, dir: &str) -> Option<Arc<format::ObjectCipher>> {
+        let uploads = self.uploads.lock().ok()?;
+        uploads
+            .get(dir)
+            .filter(|(_, t)| t.elapsed() < UPLOAD_CIPHER_TTL)
+            .map(|(c, _)| c.clone())
+    }
+
+    fn forget_upload(&self, dir: &str) {
+        if let Ok(mut uploads) = self.uploads.lock() {
+            uploads.remove(dir);
+        }
+    }
+
     /// Reads a staged multipart header and checks it belongs to `key`.
     async fn staged_header(&self, dir: &str, key: &str) -> Result<Vec<u8>, ProxyError> {
         let path = format!("{dir}/header");
