@@ -111,7 +111,7 @@ pub async fn serve_metrics(listener: TcpListener, shutdown: impl Future<Output =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let handle = handle.clone();
                     async move {
-                        let response = if req.uri().path() == "/metrics" {
+                        if req.uri().path() == "/metrics" {
                             http::Response::builder()
                                 .header("content-type", "text/plain; version=0.0.4")
                                 .body(http_body_util::Full::new(bytes::Bytes::from(
@@ -123,8 +123,7 @@ pub async fn serve_metrics(listener: TcpListener, shutdown: impl Future<Output =
                                 .body(http_body_util::Full::new(bytes::Bytes::from_static(
                                     b"not found\n",
                                 )))
-                        };
-                        response
+                        }
                     }
                 });
             let _ = hyper::server::conn::http1::Builder::new()

@@ -526,19 +526,19 @@ fn check_conditions(
         if !matches(c) {
             return Err(ProxyError::PreconditionFailed);
         }
-    } else if let Some(t) = if_unmodified_since {
-        if secs(last_modified) > secs(system_time(t)) {
-            return Err(ProxyError::PreconditionFailed);
-        }
+    } else if let Some(t) = if_unmodified_since
+        && secs(last_modified) > secs(system_time(t))
+    {
+        return Err(ProxyError::PreconditionFailed);
     }
     if let Some(c) = if_none_match {
         if matches(c) {
             return Err(ProxyError::NotModified);
         }
-    } else if let Some(t) = if_modified_since {
-        if secs(last_modified) <= secs(system_time(t)) {
-            return Err(ProxyError::NotModified);
-        }
+    } else if let Some(t) = if_modified_since
+        && secs(last_modified) <= secs(system_time(t))
+    {
+        return Err(ProxyError::NotModified);
     }
     Ok(())
 }
@@ -601,7 +601,6 @@ impl S3 for Proxy {
             .map_err(ProxyError::from)?;
         let output = dto::CreateBucketOutput {
             location: Some(format!("/{bucket}")),
-            ..Default::default()
         };
         Ok(S3Response::new(output))
     }
@@ -1254,13 +1253,12 @@ impl S3 for Proxy {
             let found = staged.iter().find(|p| p.number == number).ok_or_else(|| {
                 ProxyError::InvalidPart(format!("part {number} was not uploaded"))
             })?;
-            if let Some(e) = &part.e_tag {
-                if e.value() != found.etag {
-                    return Err(ProxyError::InvalidPart(format!(
-                        "part {number} has a different ETag"
-                    ))
-                    .into());
-                }
+            if let Some(e) = &part.e_tag
+                && e.value() != found.etag
+            {
+                return Err(
+                    ProxyError::InvalidPart(format!("part {number} has a different ETag")).into(),
+                );
             }
             chosen.push(found);
         }

@@ -365,10 +365,10 @@ impl Writer {
 
     /// Abandons the write; nothing becomes visible.
     pub async fn abort(mut self) {
-        if let Some(upload) = self.upload.take() {
-            if let Err(e) = upload.abort().await {
-                tracing::warn!(error = %e, "aborting a backend multipart upload failed");
-            }
+        if let Some(upload) = self.upload.take()
+            && let Err(e) = upload.abort().await
+        {
+            tracing::warn!(error = %e, "aborting a backend multipart upload failed");
         }
     }
 }
@@ -377,12 +377,12 @@ impl Drop for Writer {
     fn drop(&mut self) {
         // A writer dropped mid-stream (client went away, handler error): abort in the
         // background so staged data is removed. The object was never published.
-        if let Some(upload) = self.upload.take() {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    let _ = upload.abort().await;
-                });
-            }
+        if let Some(upload) = self.upload.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(async move {
+                let _ = upload.abort().await;
+            });
         }
     }
 }
