@@ -157,6 +157,9 @@ pub async fn run(
 ) -> Result<(), ConfigError> {
     let tenants = config.load_tenants()?;
     let storage = Storage::from_config(&config.storage).map_err(|e| ConfigError(e.to_string()))?;
+    Storage::ensure_bucket(&config.storage)
+        .await
+        .map_err(|e| ConfigError(e.to_string()))?;
     let built = build(&config, &tenants, storage, sources)?;
     let tls = crate::tls::server_config(&config.tls.cert, &config.tls.key, None)
         .map_err(|e| ConfigError(format!("S3 endpoint TLS: {e}")))?;

@@ -91,6 +91,9 @@ pub enum StorageConfig {
         /// Allow plain `http://` endpoints.
         #[serde(default)]
         allow_http: bool,
+        /// Create `bucket` at startup if it does not exist.
+        #[serde(default)]
+        create_bucket: bool,
     },
 }
 
@@ -162,6 +165,7 @@ impl Storage {
                 secret_access_key,
                 path_style,
                 allow_http,
+                create_bucket: _,
             } => {
                 let s3 = object_store::aws::AmazonS3Builder::new()
                     .with_endpoint(endpoint)
@@ -180,6 +184,61 @@ impl Storage {
             store,
             chunk_size: DEFAULT_CHUNK_SIZE,
         })
+    }
+
+    /// Creates the backend bucket of an S3 configuration with `create_bucket = true` (an
+    /// existing bucket of the same owner is fine). Other backends: nothing to do.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] with the endpoint's answer.
+    pub async fn ensure_bucket(config: &StorageConfig) -> Result<()> {
+        let StorageConfig::S3 {
+            endpoint,
+            region,
+            bucket,
+            access_key_id,
+            secret_access_key,
+            create_bucket: true,
+            ..
+        } = config
+        else {
+            return Ok(());
+        };
+        let credential = object_store::aws::AwsCredential {
+            key_id: access_key_id.clone(),
+            secret_key: secret_access_key.clone(),
+            token: None,
+        };
+        let url = format!("{}/{bucket}", endpoint.trim_end_matches('/'));
+        let mut request = http::Request::builder()
+            .method(http::Method::PUT)
+            .uri(&url)
+            .body(object_store::client::HttpRequestBody::from(Vec::new()))
+            .map_err(|e| Error::Config(format!("bad endpoint {endpoint}: {e}")))?;
+        object_store::aws::AwsAuthorizer::new(&credential, "s3", region)
+            .try_authorize(&mut request, None)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        crate::tls::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .build()
+            .map_err(|e| Error::Backend(e.to_string()))?;
+        let mut builder = client.put(&url);
+        for (name, value) in request.headers() {
+            builder = builder.header(name, value);
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| Error::Backend(format!("{url}: {e}")))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() || body.contains("BucketAlreadyOwnedByYou") {
+            Ok(())
+        } else {
+            Err(Error::Backend(format!(
+                "creating bucket {bucket} at {endpoint}: {status} {body}"
+            )))
+        }
     }
 
     /// An in-memory backend.
