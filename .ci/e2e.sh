@@ -2,10 +2,12 @@
 # Run the end-to-end S3 client tests (tests/e2e) against a running treuhand dev stack, once per
 # checksum mode (AWS_REQUEST_CHECKSUM_CALCULATION=when_supported, then when_required).
 #
-#   .ci/e2e.sh DEV_DIR [extra pytest args...]
+#   .ci/e2e.sh [--backend RGW_ENV] DEV_DIR [extra pytest args...]
 #
 # DEV_DIR is the dir of `treuhand dev --dir DEV_DIR`; it must hold dev.env (SSE-C tenant) and
 # dev-holder.env (holder tenant). The venv comes from .ci/pyenv.sh (TREUHAND_PYENV to move it).
+# --backend CEPH_DIR/rgw.env (from .ci/ceph.sh) says the proxy stores into that rgw: then
+# test_backend_ciphertext.py also checks that rgw only ever receives ciphertext.
 # Exit status: 0 only if both runs passed and ran at least one test.
 set -euo pipefail
 
@@ -14,7 +16,14 @@ ROOT=$(cd "$HERE/.." && pwd)
 log() { printf '[e2e.sh] %s\n' "$*" >&2; }
 die() { printf '[e2e.sh] ERROR: %s\n' "$*" >&2; exit 1; }
 
-[[ $# -ge 1 ]] || die "usage: $0 DEV_DIR [pytest args...]"
+BACKEND_ENV=
+if [[ ${1:-} == --backend ]]; then
+    [[ $# -ge 2 ]] || die "--backend needs the path of an rgw.env"
+    BACKEND_ENV=$(realpath -- "$2") || die "no such file: $2"
+    [[ -s $BACKEND_ENV ]] || die "empty or missing backend env file $2"
+    shift 2
+fi
+[[ $# -ge 1 ]] || die "usage: $0 [--backend RGW_ENV] DEV_DIR [pytest args...]"
 DEV_DIR=$(realpath -- "$1") || die "no such dir: $1"
 shift
 if [[ -z ${TREUHAND_E2E_ENV_FILES:-} ]]; then
@@ -39,6 +48,7 @@ for mode in when_supported when_required; do
         for v in $(compgen -e | grep '^AWS_' || true); do unset "$v"; done
         export AWS_REQUEST_CHECKSUM_CALCULATION=$mode
         export TREUHAND_DEV_DIR="$DEV_DIR"
+        if [[ -n $BACKEND_ENV ]]; then export TREUHAND_E2E_BACKEND_ENV=$BACKEND_ENV; else unset TREUHAND_E2E_BACKEND_ENV; fi
         exec "$VENV/bin/python" -m pytest -v --junitxml="$OUT/junit-$mode.xml" "$@"
     ) || rc=$?
     log "mode $mode: pytest exit $rc after $(( $(date +%s) - t ))s"

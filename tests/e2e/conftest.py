@@ -104,9 +104,16 @@ def client(request, target, checksum_mode, tmp_path, _buckets_ready):
     return c
 
 
+@pytest.fixture(scope="session")
+def _cleaners():
+    return {}
+
+
 @pytest.fixture
-def keys(request, client):
-    """Make unique object keys for this test; every object is deleted again afterwards."""
+def keys(request, client, target, _cleaners):
+    """Make unique object keys for this test; every object is deleted again afterwards
+    (with boto3 whatever the client under test: cleanup is not what is tested, and an aws cli
+    process per key costs about a second)."""
     made: list[str] = []
     run_id = uuid.uuid4().hex[:12]
     test = request.node.originalname
@@ -119,8 +126,11 @@ def keys(request, client):
     make.prefix = f"e2e/{test}/{run_id}/"
     make.track = made.append  # clean up a key not made by make()
     yield make
+    cleaner = _cleaners.get(target.name)
+    if cleaner is None:
+        cleaner = _cleaners[target.name] = Boto3Client(target, "when_required")
     for k in made:
         try:
-            client.delete(k)
+            cleaner.delete(k)
         except Exception:  # best effort: the test may have deleted it already
             pass
