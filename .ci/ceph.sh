@@ -69,6 +69,8 @@ wait_for() {
     done
 }
 
+new_uuid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -92,8 +94,9 @@ EOF
 }
 
 ensure_packages() {
-    local missing=()
+    local missing=() pkgs=("${PACKAGES[@]}")
     for b in "${BINARIES[@]}"; do command -v "$b" >/dev/null || missing+=("$b"); done
+    command -v openssl >/dev/null || { missing+=(openssl); pkgs+=(openssl); }
     [[ ${#missing[@]} -eq 0 ]] && return 0
     [[ ${CEPH_NO_INSTALL:-} == 1 ]] && die "missing ${missing[*]} and CEPH_NO_INSTALL=1"
     [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; run as root so apt-get can install ${PACKAGES[*]}"
@@ -104,12 +107,12 @@ ensure_packages() {
         log "apt-get update"
         apt-get update -qq
     fi
-    log "installing ${PACKAGES[*]} (about a minute)"
-    if ! apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >"${TMPDIR:-/tmp}/ceph-apt.log" 2>&1; then
+    log "installing ${pkgs[*]} (about a minute)"
+    if ! apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >"${TMPDIR:-/tmp}/ceph-apt.log" 2>&1; then
         log "install failed; retrying after apt-get update"
         apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >"${TMPDIR:-/tmp}/ceph-apt.log" 2>&1 \
-            || { tail -n 30 "${TMPDIR:-/tmp}/ceph-apt.log" >&2; die "apt-get install ${PACKAGES[*]} failed"; }
+        apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >"${TMPDIR:-/tmp}/ceph-apt.log" 2>&1 \
+            || { tail -n 30 "${TMPDIR:-/tmp}/ceph-apt.log" >&2; die "apt-get install ${pkgs[*]} failed"; }
     fi
     log "installed $(ceph --version | cut -d' ' -f1-3) in $(( $(date +%s) - t ))s"
 }
@@ -189,7 +192,6 @@ make_cert() {
 
 start() {
     command -v python3 >/dev/null || die "python3 is required"
-    command -v openssl >/dev/null || die "openssl is required"
     ensure_packages
     mkdir -p "$DIR"/{run,log,mon,osd,rgw,crash}
     : >"$DIR/keyring"
@@ -200,7 +202,7 @@ start() {
             echo "MON_PORT=${CEPH_MON_PORT:-$(free_port)}"
             echo "RGW_PORT=${CEPH_RGW_PORT:-$(free_port)}"
             echo "RGW_TLS_PORT=${CEPH_RGW_TLS_PORT:-$(free_port)}"
-            echo "FSID=$(uuidgen)"
+            echo "FSID=$(new_uuid)"
         } >"$ports"
     fi
     # shellcheck disable=SC1090
@@ -216,14 +218,15 @@ start() {
         rm -rf "$DIR/mon/a"
         ceph-authtool --create-keyring "$DIR/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
         monmaptool --create --clobber --fsid "$FSID" --addv a "[v1:127.0.0.1:$MON_PORT]" "$DIR/monmap" >/dev/null
-        ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/mon.keyring"
+        ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/mon.keyring" \
+            || die "ceph-mon --mkfs failed (see $DIR/log/mon.a.log)"
         touch "$DIR/mon/a/done"
     fi
     if pid_alive "$DIR/run/mon.a.pid"; then
         log "monitor already running"
     else
         log "starting ceph-mon"
-        ceph-mon -c "$CONF" -i a
+        ceph-mon -c "$CONF" -i a 2>>"$DIR/log/mon.a.stderr"
     fi
     wait_for "the monitor to answer" ceph_cli mon stat
 
@@ -232,7 +235,7 @@ start() {
         log "creating OSD 0 (bluestore on a ${OSD_SIZE_GB} GiB sparse file)"
         local uuid id
         # keep the uuid: `osd new` with the same uuid is idempotent if this step is retried
-        [[ -s $DIR/osd.uuid ]] || uuidgen >"$DIR/osd.uuid"
+        [[ -s $DIR/osd.uuid ]] || new_uuid >"$DIR/osd.uuid"
         uuid=$(cat "$DIR/osd.uuid")
         id=$(ceph_cli osd new "$uuid")
         [[ $id == 0 ]] || die "expected OSD id 0, got '$id' (delete $DIR and start again)"
@@ -246,7 +249,8 @@ start() {
         log "OSD already running"
     else
         log "starting ceph-osd"
-        ceph-osd -c "$CONF" -i 0
+        ceph-osd -c "$CONF" -i 0 2>>"$DIR/log/osd.0.stderr" \
+            || { tail -n 20 "$DIR/log/osd.0.stderr" >&2; die "ceph-osd did not start (see $DIR/log/osd.0.log)"; }
     fi
     wait_for "OSD 0 to be up and in" osd_up
 
@@ -255,7 +259,8 @@ start() {
         log "radosgw already running"
     else
         log "starting radosgw"
-        radosgw -c "$CONF" -n client.rgw.a
+        radosgw -c "$CONF" -n client.rgw.a 2>>"$DIR/log/client.rgw.a.stderr" \
+            || { tail -n 20 "$DIR/log/client.rgw.a.stderr" >&2; die "radosgw did not start (see $DIR/log/client.rgw.a.log)"; }
     fi
     wait_for "radosgw on http://127.0.0.1:$RGW_PORT" http_up "http://127.0.0.1:$RGW_PORT/"
     wait_for "radosgw on https://127.0.0.1:$RGW_TLS_PORT" http_up "https://127.0.0.1:$RGW_TLS_PORT/" "$DIR/tls/rgw.crt"
