@@ -77,8 +77,12 @@ free_port() {
 
 ceph_cli() { timeout 20 ceph -c "$CONF" --connect-timeout 10 "$@"; }
 
-pid_alive() { # pid_alive PIDFILE
-    [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null
+ours() { # ours PID: a live process whose command line names this DIR's ceph.conf
+    kill -0 "$1" 2>/dev/null && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$CONF"
+}
+
+pid_alive() { # pid_alive PIDFILE: the daemon of that pid file runs (a stale or reused pid does not count)
+    [[ -s $1 ]] && ours "$(cat "$1")"
 }
 
 http_up() { # http_up URL [CAFILE]: rgw answers anything HTTP-ish (an anonymous ListBuckets)
@@ -195,6 +199,7 @@ start() {
     ensure_packages
     mkdir -p "$DIR"/{run,log,mon,osd,rgw,crash}
     : >"$DIR/keyring"
+    rm -f "$DIR/rgw.env"  # written again only once rgw answers and the user exists
 
     local ports="$DIR/ports.env"
     if [[ ! -s $ports ]]; then
@@ -303,7 +308,7 @@ stop() {
         pid=$(cat "$f")
         if kill -0 "$pid" 2>/dev/null; then
             # only kill what really is a ceph daemon started from this DIR
-            if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$CONF"; then
+            if ours "$pid"; then
                 log "stopping $name (pid $pid)"
                 kill -TERM "$pid" 2>/dev/null || true
                 for _ in $(seq 1 "$WAIT_SECS"); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
