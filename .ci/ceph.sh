@@ -104,7 +104,8 @@ ensure_packages() {
     [[ ${#missing[@]} -eq 0 ]] && return 0
     [[ ${CEPH_NO_INSTALL:-} == 1 ]] && die "missing ${missing[*]} and CEPH_NO_INSTALL=1"
     [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; run as root so apt-get can install ${PACKAGES[*]}"
-    local t=$(date +%s)
+    local t
+    t=$(date +%s)
     export DEBIAN_FRONTEND=noninteractive
     # Only refresh the package lists when apt does not know the packages yet.
     if ! apt-cache show radosgw >/dev/null 2>&1; then
@@ -210,8 +211,10 @@ start() {
             echo "FSID=$(new_uuid)"
         } >"$ports"
     fi
-    # shellcheck disable=SC1090
+    # shellcheck disable=SC1090  # sets MON_PORT RGW_PORT RGW_TLS_PORT FSID
     source "$ports"
+    # shellcheck disable=SC2153
+    : "${MON_PORT:?} ${RGW_PORT:?} ${RGW_TLS_PORT:?} ${FSID:?}"
     [[ $RGW_PORT != "$RGW_TLS_PORT" && $RGW_PORT != "$MON_PORT" ]] || die "port clash in $ports; delete DIR and retry"
     make_cert
     write_conf "$FSID" "$MON_PORT" "$RGW_PORT" "$RGW_TLS_PORT"
