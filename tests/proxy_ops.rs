@@ -296,6 +296,17 @@ async fn multipart_upload_complete_list_parts_abort() {
     let got = store.get(&path).await.unwrap().bytes().await.unwrap();
     assert_eq!(got.as_ref(), whole.as_slice());
     assert_eq!(store.head(&path).await.unwrap().size, whole.len() as u64);
+    let listed: Vec<_> = store
+        .list(Some(&OsPath::from("mp")))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].size,
+        whole.len() as u64,
+        "listings show the plaintext size"
+    );
     // Ranges across part (run) and segment boundaries.
     let edges = [
         SEG as u64 + 5..SEG as u64 + 20,

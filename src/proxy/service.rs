@@ -474,9 +474,56 @@ impl s3s::stream::ByteStream for Body {
     }
 }
 
+impl Proxy {
+    /// The plaintext size shown in listings, without a key. Single objects: from the stored
+    /// size. Multipart objects (header layout byte): the sum of the part lengths in the footer.
+    /// Both are unauthenticated display values; GET and HEAD authenticate the real length.
+    async fn listing_plaintext_size(&self, path: &str, stored: u64, tenant_len: usize) -> u64 {
+        let single = listing_size(stored, tenant_len);
+        let Ok(head) = self.storage.read_range(path, 0..8.min(stored)).await else {
+            return single;
+        };
+        if head.get(7) != Some(&1) {
+            return single;
+        }
+        let Ok(tail) = self
+            .storage
+            .read_range(path, stored.saturating_sub(4)..stored)
+            .await
+        else {
+            return single;
+        };
+        let Ok(footer_len) = format::footer_len_from_tail(&tail) else {
+            return single;
+        };
+        let Some(start) = stored.checked_sub(footer_len as u64) else {
+            return single;
+        };
+        let Ok(footer) = self.storage.read_range(path, start..stored).await else {
+            return single;
+        };
+        let Some(count) = footer
+            .get(4..8)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        else {
+            return single;
+        };
+        let mut total = 0u64;
+        for i in 0..count {
+            let at = 8 + i * 12 + 4;
+            let Some(len) = footer.get(at..at + 8) else {
+                return single;
+            };
+            let mut b = [0u8; 8];
+            b.copy_from_slice(len);
+            total = total.saturating_add(u64::from_be_bytes(b));
+        }
+        total
+    }
+}
+
 /// Plaintext size of a stored single-PUT object from its stored size alone (listings have no
-/// key). Multipart objects are shown with this estimate too, which can be off by the footer and
-/// per-part tags; HEAD and GET always report the exact authenticated length.
+/// key).
 fn listing_size(stored: u64, tenant_len: usize) -> u64 {
     let header = (format::MAX_HEADER_LEN - 63 + tenant_len) as u64;
     let tag = 16u64;
@@ -921,16 +968,34 @@ impl S3 for Proxy {
                 break;
             }
             last_returned = Some(key.clone());
-            contents.push(dto::Object {
-                key: Some(key),
-                size: Some(i64::try_from(listing_size(meta.size, tenant.id.len())).unwrap_or(0)),
-                last_modified: Some(timestamp(meta.last_modified)),
-                storage_class: Some(dto::ObjectStorageClass::from_static(
-                    dto::ObjectStorageClass::STANDARD,
-                )),
-                ..Default::default()
-            });
+            contents.push((key, meta));
         }
+        // Sizes: arithmetic for single objects, the footer's part lengths for multipart ones
+        // (a few small range reads per listed object, 16 at a time).
+        let started = Instant::now();
+        let contents: Vec<dto::Object> = futures::stream::iter(contents)
+            .map(|(key, meta)| {
+                let path = Self::object_path(&tenant, &input.bucket, &key);
+                let tenant_len = tenant.id.len();
+                async move {
+                    let size = self
+                        .listing_plaintext_size(&path, meta.size, tenant_len)
+                        .await;
+                    dto::Object {
+                        key: Some(key),
+                        size: Some(i64::try_from(size).unwrap_or(0)),
+                        last_modified: Some(timestamp(meta.last_modified)),
+                        storage_class: Some(dto::ObjectStorageClass::from_static(
+                            dto::ObjectStorageClass::STANDARD,
+                        )),
+                        ..Default::default()
+                    }
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        phase("backend_io", started);
         let key_count = i32::try_from(contents.len() + common.len()).unwrap_or(i32::MAX);
         let output = dto::ListObjectsV2Output {
             name: Some(input.bucket),
