@@ -46,6 +46,11 @@ pub struct DevArgs {
     /// Directory for certificates, configs, stores and storage.
     #[arg(long, default_value = "treuhand-dev")]
     pub dir: PathBuf,
+    /// Store ciphertext in an S3-compatible backend instead of DIR/storage: an env file with
+    /// RGW_ENDPOINT, RGW_ACCESS_KEY_ID, RGW_SECRET_ACCESS_KEY and RGW_REGION (as written by
+    /// `.ci/ceph.sh start`). Only used when DIR is set up.
+    #[arg(long, value_name = "FILE")]
+    pub backend_env: Option<PathBuf>,
     /// Only set up.
     #[command(subcommand)]
     pub command: Option<DevCommand>,
@@ -58,6 +63,9 @@ pub enum DevCommand {
     Init {
         /// The directory to set up.
         dir: PathBuf,
+        /// See `treuhand dev --backend-env`.
+        #[arg(long, value_name = "FILE")]
+        backend_env: Option<PathBuf>,
     },
 }
 
@@ -68,19 +76,57 @@ pub enum DevCommand {
 pub async fn run(command: Command) -> anyhow::Result<()> {
     let Command::Dev(args) = command;
     match args.command {
-        Some(DevCommand::Init { dir }) => {
+        Some(DevCommand::Init { dir, backend_env }) => {
             let dir = absolute(&dir)?;
-            init(&dir).await?;
+            init(&dir, backend(backend_env.as_deref())?).await?;
             println!("treuhand dev: set up {}", dir.display());
             println!("  run everything: treuhand dev --dir {}", dir.display());
             Ok(())
         }
         None => {
             let dir = absolute(&args.dir)?;
-            init(&dir).await?;
+            init(&dir, backend(args.backend_env.as_deref())?).await?;
             run_stack(&dir).await
         }
     }
+}
+
+/// Reads an `rgw.env`-style file of `export NAME=value` lines into an S3 storage config.
+fn backend(env_file: Option<&Path>) -> anyhow::Result<StorageConfig> {
+    let Some(path) = env_file else {
+        return Ok(StorageConfig::Fs {
+            root: "storage".into(),
+            fsync: false,
+        });
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut vars = std::collections::HashMap::new();
+    for line in text.lines() {
+        let line = line.trim().trim_start_matches("export ").trim();
+        if let Some((k, v)) = line.split_once('=') {
+            vars.insert(
+                k.trim().to_owned(),
+                v.trim().trim_matches('"').trim_matches('\'').to_owned(),
+            );
+        }
+    }
+    let get = |k: &str| {
+        vars.get(k)
+            .cloned()
+            .with_context(|| format!("{} has no {k}", path.display()))
+    };
+    let endpoint = get("RGW_ENDPOINT")?;
+    Ok(StorageConfig::S3 {
+        allow_http: endpoint.starts_with("http://"),
+        endpoint,
+        region: get("RGW_REGION").unwrap_or_else(|_| REGION.into()),
+        bucket: "treuhand-dev".into(),
+        access_key_id: get("RGW_ACCESS_KEY_ID")?,
+        secret_access_key: get("RGW_SECRET_ACCESS_KEY")?,
+        path_style: true,
+        create_bucket: true,
+    })
 }
 
 fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
@@ -135,7 +181,7 @@ struct ProxyToml {
 ///
 /// # Errors
 /// Any failing step, with the path involved.
-pub async fn init(dir: &Path) -> anyhow::Result<()> {
+pub async fn init(dir: &Path, storage_config: StorageConfig) -> anyhow::Result<()> {
     if dir.join("proxy.toml").exists() {
         return Ok(());
     }
@@ -198,15 +244,14 @@ pub async fn init(dir: &Path) -> anyhow::Result<()> {
             ttl_secs: 60,
             max_entries: 1024,
         },
-        storage: StorageConfig::Fs {
-            root: "storage".into(),
-            fsync: false,
-        },
+        storage: storage_config.clone(),
     };
-    let storage = crate::storage::Storage::from_config(&StorageConfig::Fs {
-        root: dir.join("storage"),
-        fsync: false,
-    })?;
+    let mut resolved = storage_config;
+    if let StorageConfig::Fs { root, .. } = &mut resolved {
+        *root = dir.join(&*root);
+    }
+    crate::storage::Storage::ensure_bucket(&resolved).await?;
+    let storage = crate::storage::Storage::from_config(&resolved)?;
     for tenant in &tenants {
         storage
             .put(
