@@ -570,3 +570,57 @@ async fn copy_delete_objects_conditionals_and_ranges() {
     assert_eq!(seen, vec!["a/", "b", "c", "d/"]);
     s.proxy.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_endpoint_reports_phases_cache_and_releases() {
+    let _ = treuhand::proxy::server::prometheus();
+    let s = setup(60).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(treuhand::proxy::server::serve_metrics(
+        listener,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let key = s.demo.share_b64().unwrap();
+    let h = sse_c_headers(&key);
+    assert_eq!(
+        s.raw
+            .send(Some(&s.demo), "PUT", "/data/m", &[], &h, b"m".to_vec())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s.raw
+            .send(Some(&s.demo), "GET", "/data/m", &[], &h, vec![])
+            .await
+            .status,
+        200
+    );
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "treuhand_phase_seconds_bucket{phase=\"tls_handshake\"",
+        "phase=\"trustee_round_trip\"",
+        "phase=\"combine_verify\"",
+        "phase=\"crypto\"",
+        "phase=\"backend_io\"",
+        "treuhand_key_cache_total{result=\"hit\"}",
+        "treuhand_key_cache_total{result=\"miss\"}",
+        "treuhand_releases_total{",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    // Never a secret in metrics: no share bytes.
+    assert!(!text.contains(&key));
+    let _ = tx.send(());
+    task.await.unwrap();
+    s.proxy.stop().await;
+}
