@@ -381,3 +381,130 @@ fn classify(customer: &str, failures: &[(String, ReleaseError)]) -> ProxyError {
         .or(other)
         .unwrap_or_else(|| ProxyError::Unavailable("not enough key holders answered".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::shamir;
+    use crate::secret::ShareValue;
+
+    struct Fixed(Result<[u8; 33], ReleaseError>);
+
+    #[async_trait::async_trait]
+    impl ShareSource for Fixed {
+        async fn release(
+            &self,
+            _: &str,
+            _: u32,
+            _: &ReleaseContext,
+        ) -> Result<Share, ReleaseError> {
+            let raw = self.0.clone()?;
+            let mut y = [0u8; 32];
+            y.copy_from_slice(&raw[1..]);
+            Ok(Share::new(raw[0], ShareValue::from_bytes(y)))
+        }
+    }
+
+    fn raw(share: &Share) -> [u8; 33] {
+        let mut out = [0u8; 33];
+        out[0] = share.x();
+        out[1..].copy_from_slice(share.expose_secret());
+        out
+    }
+
+    fn tenant(name: &str, trustees: Vec<Result<[u8; 33], ReleaseError>>) -> (TenantKeys, [u8; 32]) {
+        let tmk = envelope::generate_tmk().unwrap();
+        let key = KeyId::new(name, 1).unwrap();
+        let mut names = vec!["customer".to_owned()];
+        names.extend((0..trustees.len().max(1)).map(|i| format!("t{i}")));
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (metadata, shares) = shamir::split(&tmk, &key, 2, &refs).unwrap();
+        let holders = trustees
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| Holder {
+                name: format!("t{i}"),
+                source: Arc::new(Fixed(r.map(|_| raw(&shares[i + 1])))),
+            })
+            .collect();
+        let customer = *shares[0].expose_secret();
+        let keys = TenantKeys {
+            metadata,
+            key_id: key,
+            customer: CustomerShare::SseC {
+                holder: "customer".into(),
+            },
+            trustees: holders,
+        };
+        (keys, customer)
+    }
+
+    fn context() -> ReleaseContext {
+        ReleaseContext {
+            request_id: "r1".into(),
+            object: None,
+            reason: "test".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn cache_is_bounded_and_keyed_by_the_customer_share() {
+        let service = KeyService::new(Duration::from_secs(60), 2, Duration::from_secs(1));
+        let mut tenants = Vec::new();
+        for name in ["a", "b", "c"] {
+            tenants.push(tenant(name, vec![Ok([0; 33])]));
+        }
+        for (keys, share) in &tenants {
+            service.kek(keys, Some(share), &context()).await.unwrap();
+        }
+        assert_eq!(service.cached(), 2, "max_entries bounds the cache");
+        let (keys, _) = &tenants[2];
+        assert!(matches!(
+            service.kek(keys, Some(&[9; 32]), &context()).await,
+            Err(ProxyError::WrongShare)
+        ));
+        assert!(matches!(
+            service.kek(keys, None, &context()).await,
+            Err(ProxyError::MissingShare)
+        ));
+        assert!(matches!(
+            service.kek(keys, Some(&[9; 16]), &context()).await,
+            Err(ProxyError::MalformedShare(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn ttl_zero_never_caches_and_failures_are_classified() {
+        let service = KeyService::new(Duration::ZERO, 10, Duration::from_secs(1));
+        let (keys, share) = tenant("a", vec![Ok([0; 33])]);
+        service.kek(&keys, Some(&share), &context()).await.unwrap();
+        assert_eq!(service.cached(), 0);
+
+        let (keys, share) = tenant("b", vec![Err(ReleaseError::Unreachable("down".into()))]);
+        assert!(matches!(
+            service.kek(&keys, Some(&share), &context()).await,
+            Err(ProxyError::Unavailable(_))
+        ));
+        let (keys, share) = tenant(
+            "c",
+            vec![Err(ReleaseError::Denied {
+                reason: "tenant_suspended".into(),
+            })],
+        );
+        match service.kek(&keys, Some(&share), &context()).await {
+            Err(ProxyError::Denied(m)) => assert!(m.contains("tenant_suspended")),
+            other => panic!("{other:?}"),
+        }
+        let (keys, share) = tenant("d", vec![Err(ReleaseError::Protocol("x".into()))]);
+        assert!(matches!(
+            service.kek(&keys, Some(&share), &context()).await,
+            Err(ProxyError::BadGateway(_))
+        ));
+        // 2-of-3: one trustee down, the other answers.
+        let (keys, share) = tenant(
+            "e",
+            vec![Err(ReleaseError::Unreachable("down".into())), Ok([0; 33])],
+        );
+        service.kek(&keys, Some(&share), &context()).await.unwrap();
+    }
+}
