@@ -61,7 +61,7 @@ impl ShareSource for TrusteeSource {
         let object = context.object.as_ref().map(|(bucket, key)| ObjectRef {
             bucket: bucket.clone(),
             // The trustee limits object references to 1024 bytes; S3 keys can be that long.
-            key: key.chars().take(512).collect(),
+            key: truncate(key, crate::trustee::wire::MAX_OBJECT_REF_BYTES),
         });
         let request = ReleaseRequest {
             justification: Justification::CustomerAccess,
@@ -82,4 +82,13 @@ impl ShareSource for TrusteeSource {
                 other => ReleaseError::Protocol(other.to_string()),
             })
     }
+}
+
+/// The longest prefix of `text` of at most `max` bytes, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
