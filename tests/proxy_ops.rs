@@ -222,6 +222,11 @@ async fn bucket_operations_and_anonymous_refusal() {
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
     assert!(!hdr(&put, "etag").is_empty());
+    assert_eq!(
+        hdr(&put, "x-amz-request-id").len(),
+        16,
+        "every response carries a request id"
+    );
     let del = s
         .raw
         .send(Some(&s.demo), "DELETE", "/second", &[], &[], vec![])

@@ -58,6 +58,7 @@ pub async fn serve(
             metrics::histogram!("treuhand_phase_seconds", "phase" => "tls_handshake")
                 .record(started.elapsed().as_secs_f64());
             let builder = ConnBuilder::new(TokioExecutor::new());
+            let service = hyper::service::service_fn(move |req| with_request_id(&service, req));
             let conn = builder.serve_connection(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -66,6 +67,42 @@ pub async fn serve(
     }
     // Give open requests a bounded time to finish.
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+/// The id of one S3 request: in the logs (span `request`), in the `x-amz-request-id` response
+/// header, and in every release request the proxy sends to trustees for it, so the customer can
+/// match audit log entries to requests.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    fn generate() -> Self {
+        let mut bytes = [0u8; 8];
+        let id = match crate::crypto::envelope::fill_random(&mut bytes) {
+            Ok(()) => hex::encode(bytes).to_uppercase(),
+            Err(_) => "0000000000000000".to_owned(),
+        };
+        Self(id)
+    }
+}
+
+fn with_request_id(
+    service: &s3s::service::S3Service,
+    mut req: http::Request<hyper::body::Incoming>,
+) -> impl Future<Output = Result<s3s::HttpResponse, s3s::HttpError>> + use<> {
+    use tracing::Instrument as _;
+    let id = RequestId::generate();
+    let span = tracing::info_span!("request", id = %id.0, method = %req.method());
+    req.extensions_mut().insert(id.clone());
+    let call = hyper::service::Service::call(service, req);
+    async move {
+        let mut response = call.await?;
+        if let Ok(value) = http::HeaderValue::from_str(&id.0) {
+            response.headers_mut().insert("x-amz-request-id", value);
+        }
+        Ok(response)
+    }
+    .instrument(span)
 }
 
 static PROMETHEUS: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =

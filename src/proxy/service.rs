@@ -34,6 +34,9 @@ use crate::format::{self, Layout};
 use crate::secret::Kek;
 use crate::storage::{self, Storage};
 
+/// GET responses up to this size are decrypted before the response starts.
+const BUFFERED_GET_LIMIT: u64 = 1024 * 1024;
+
 /// Plaintext is written to storage in pieces of about this size.
 const WRITE_CHUNK: usize = 1024 * 1024;
 
@@ -125,7 +128,7 @@ fn key_md5_of(raw: Option<&Zeroizing<Vec<u8>>>) -> Option<String> {
     raw.map(|r| STANDARD.encode(md5::Md5::digest(r.as_slice())))
 }
 
-fn request_id() -> String {
+fn request_id_fallback() -> String {
     random_hex(8).unwrap_or_else(|_| "unknown".into())
 }
 
@@ -213,6 +216,7 @@ impl Proxy {
 
     async fn kek(
         &self,
+        request_id: Option<&super::server::RequestId>,
         tenant: &Tenant,
         share: Option<&Zeroizing<Vec<u8>>>,
         reason: &str,
@@ -220,7 +224,9 @@ impl Proxy {
         key: &str,
     ) -> Result<Arc<Kek>, ProxyError> {
         let context = ReleaseContext {
-            request_id: request_id(),
+            request_id: request_id
+                .map(|r| r.0.clone())
+                .unwrap_or_else(request_id_fallback),
             object: Some((bucket.to_owned(), key.to_owned())),
             reason: reason.to_owned(),
         };
@@ -280,6 +286,29 @@ impl Proxy {
             plaintext_len,
             etag,
         })
+    }
+
+    /// Decrypts a (small) plaintext range of an opened object into memory.
+    async fn decrypt_buffered(
+        &self,
+        path: &str,
+        opened: &Opened,
+        range: Range<u64>,
+    ) -> Result<Vec<u8>, ProxyError> {
+        let layout = match &opened.footer {
+            None => opened.cipher.single_layout(opened.meta.size)?,
+            Some(footer) => opened.cipher.multipart_layout(footer, opened.meta.size)?,
+        };
+        let (ct_range, mut decryptor) = layout.decryptor(range)?;
+        let started = Instant::now();
+        let ciphertext = self.storage.read_range(path, ct_range).await?;
+        phase("backend_io", started);
+        let started = Instant::now();
+        let mut out = Vec::with_capacity(ciphertext.len());
+        decryptor.push(&ciphertext, &mut out)?;
+        decryptor.finish()?;
+        phase("crypto", started);
+        Ok(out)
     }
 
     /// Streams the decrypted plaintext range of an opened object.
@@ -687,6 +716,7 @@ impl S3 for Proxy {
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
         let tenant = self.tenant(&req)?;
+        let rid = req.extensions.get::<super::server::RequestId>().cloned();
         let input = req.input;
         let share = sse_c(
             input.sse_customer_algorithm.as_deref(),
@@ -696,6 +726,7 @@ impl S3 for Proxy {
         self.require_bucket(&tenant, &input.bucket).await?;
         let kek = self
             .kek(
+                rid.as_ref(),
                 &tenant,
                 share.as_ref(),
                 "PutObject",
@@ -740,6 +771,7 @@ impl S3 for Proxy {
         req: S3Request<dto::GetObjectInput>,
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
         let tenant = self.tenant(&req)?;
+        let rid = req.extensions.get::<super::server::RequestId>().cloned();
         let input = req.input;
         let share = sse_c(
             input.sse_customer_algorithm.as_deref(),
@@ -756,6 +788,7 @@ impl S3 for Proxy {
         }
         let kek = self
             .kek(
+                rid.as_ref(),
                 &tenant,
                 share.as_ref(),
                 "GetObject",
@@ -778,6 +811,17 @@ impl S3 for Proxy {
             .as_ref()
             .map(|r| format!("bytes {}-{}/{total}", r.start, r.end.saturating_sub(1)));
         let range = range.unwrap_or(0..total);
+        // Small responses are decrypted completely before the status line goes out, so any
+        // tampering is a clean 502. Larger ones stream; a bad segment then aborts the body.
+        let length = range.end - range.start;
+        let etag_value = opened.etag.clone();
+        let last_modified = opened.meta.last_modified;
+        let body = if length <= BUFFERED_GET_LIMIT {
+            let plaintext = self.decrypt_buffered(&path, &opened, range.clone()).await?;
+            StreamingBlob::from(s3s::Body::from(Bytes::from(plaintext)))
+        } else {
+            self.decrypt_stream(path, opened, range.clone())
+        };
         let output = dto::GetObjectOutput {
             accept_ranges: Some("bytes".to_owned()),
             content_length: Some(i64::try_from(range.end - range.start).unwrap_or(i64::MAX)),
@@ -787,11 +831,11 @@ impl S3 for Proxy {
                     .parse()
                     .map_err(|_| ProxyError::Internal("mime".into()))?,
             ),
-            e_tag: Some(etag(opened.etag.clone())),
-            last_modified: Some(timestamp(opened.meta.last_modified)),
+            e_tag: Some(etag(etag_value)),
+            last_modified: Some(timestamp(last_modified)),
             sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
             sse_customer_key_md5: key_md5_of(share.as_ref()),
-            body: Some(self.decrypt_stream(path, opened, range)),
+            body: Some(body),
             ..Default::default()
         };
         Ok(S3Response::new(output))
@@ -803,6 +847,7 @@ impl S3 for Proxy {
         req: S3Request<dto::HeadObjectInput>,
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
         let tenant = self.tenant(&req)?;
+        let rid = req.extensions.get::<super::server::RequestId>().cloned();
         let input = req.input;
         let share = sse_c(
             input.sse_customer_algorithm.as_deref(),
@@ -818,6 +863,7 @@ impl S3 for Proxy {
         }
         let kek = self
             .kek(
+                rid.as_ref(),
                 &tenant,
                 share.as_ref(),
                 "HeadObject",
@@ -1030,6 +1076,7 @@ impl S3 for Proxy {
         req: S3Request<dto::CopyObjectInput>,
     ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
         let tenant = self.tenant(&req)?;
+        let rid = req.extensions.get::<super::server::RequestId>().cloned();
         let input = req.input;
         let (src_bucket, src_key) = match &input.copy_source {
             dto::CopySource::Bucket {
@@ -1059,6 +1106,7 @@ impl S3 for Proxy {
         // share; each is checked by the key service.
         let src_kek = self
             .kek(
+                rid.as_ref(),
                 &tenant,
                 src_share.as_ref(),
                 "CopyObject source",
@@ -1068,6 +1116,7 @@ impl S3 for Proxy {
             .await?;
         let dest_kek = self
             .kek(
+                rid.as_ref(),
                 &tenant,
                 dest_share.as_ref(),
                 "CopyObject",
@@ -1130,6 +1179,7 @@ impl S3 for Proxy {
         req: S3Request<dto::CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
         let tenant = self.tenant(&req)?;
+        let rid = req.extensions.get::<super::server::RequestId>().cloned();
         let input = req.input;
         let share = sse_c(
             input.sse_customer_algorithm.as_deref(),
@@ -1139,6 +1189,7 @@ impl S3 for Proxy {
         self.require_bucket(&tenant, &input.bucket).await?;
         let kek = self
             .kek(
+                rid.as_ref(),
                 &tenant,
                 share.as_ref(),
                 "CreateMultipartUpload",
@@ -1183,6 +1234,7 @@ impl S3 for Proxy {
         req: S3Request<dto::UploadPartInput>,
     ) -> S3Result<S3Response<dto::UploadPartOutput>> {
         let tenant = self.tenant(&req)?;
+        let rid = req.extensions.get::<super::server::RequestId>().cloned();
         let input = req.input;
         let share = sse_c(
             input.sse_customer_algorithm.as_deref(),
@@ -1197,6 +1249,7 @@ impl S3 for Proxy {
         let header = self.staged_header(&dir, &input.key).await?;
         let kek = self
             .kek(
+                rid.as_ref(),
                 &tenant,
                 share.as_ref(),
                 "UploadPart",
@@ -1252,6 +1305,7 @@ impl S3 for Proxy {
         req: S3Request<dto::CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
         let tenant = self.tenant(&req)?;
+        let rid = req.extensions.get::<super::server::RequestId>().cloned();
         let input = req.input;
         let share = sse_c(
             input.sse_customer_algorithm.as_deref(),
@@ -1273,6 +1327,7 @@ impl S3 for Proxy {
             None => {
                 let kek = self
                     .kek(
+                        rid.as_ref(),
                         &tenant,
                         share.as_ref(),
                         "CompleteMultipartUpload",

@@ -174,6 +174,17 @@ impl Holders {
             .count()
     }
 
+    /// Request ids of the releases a holder logged for a tenant.
+    pub async fn release_request_ids(&self, holder: &str, tenant: &str) -> Vec<String> {
+        let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
+        let log = client.audit(tenant).await.unwrap();
+        log.entries
+            .iter()
+            .filter(|e| e.event == treuhand::trustee::audit::AuditEvent::Release)
+            .filter_map(|e| e.request_id.clone())
+            .collect()
+    }
+
     pub fn factory(&self) -> treuhand::proxy::sources::TrusteeSources {
         treuhand::proxy::sources::TrusteeSources::from_tls(
             self.proxy_tls.clone(),
