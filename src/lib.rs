@@ -11,13 +11,19 @@
 //! | [`secret`] | secret newtypes (zeroize, redacted `Debug`, constant-time `Eq`) | anything |
 //! | [`crypto`] | pure crypto: AEAD, KEK/DEK hierarchy, key commitment, Shamir | I/O, async |
 //! | [`format`] | the encrypted object format v1 (header, segments, ranges, multipart) | I/O, async |
-//! | [`tls`] | rustls configs (ring only), mTLS caller identities, the test-only dev CA | storage |
+//! | [`tls`] | rustls configs (ring only), mTLS identities, TEST-ONLY dev PKI | the S3 or trustee logic |
 //! | [`trustee`] | the trustee service: custody, policy, emergency grants, audit log, client | proxy, format |
+//! | [`storage`] | the storage backend trait over object_store: filesystem, memory, S3 | proxy, format, trustee |
+//! | [`proxy`] | the S3 data path: TLS, SigV4, key release and cache, encrypt/decrypt, metrics | bench |
+//! | [`tenant`] | the customer's key ceremony (`treuhand tenant create`) | proxy internals |
+//! | [`dev`] | `treuhand dev`: the one-command local stack (TEST-ONLY) | |
+//! | [`bench`] | `treuhand bench`: load generator, HDR percentiles, CSV/JSON/SVG/Markdown | product internals |
 //!
 //! Normative format spec: `docs/format.md`. Design decisions: `docs/decisions.md`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod crypto;
 pub mod dev;
 pub mod format;

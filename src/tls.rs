@@ -150,6 +150,26 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// A client config with no trust anchors, for plain-HTTP endpoints (the connector never uses
+/// it for `http://` URLs, but the client type needs one).
+pub fn client_config_webpki_roots_free() -> Arc<ClientConfig> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_root_certificates(RootCertStore::empty())
+                .with_no_client_auth()
+        });
+    match config {
+        Ok(config) => Arc::new(config),
+        // ring's default provider always supports the safe default versions.
+        Err(_) => Arc::new(
+            ClientConfig::builder()
+                .with_root_certificates(RootCertStore::empty())
+                .with_no_client_auth(),
+        ),
+    }
+}
+
 /// The role a client certificate claims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod seal;
 pub mod shamir;
 pub mod sign;
+pub mod sigv4;
 
 pub use envelope::{DekContext, KeyCommitment, KeyId, ObjectKeys};
 pub use shamir::{Holder, KeyMetadata, ShareEnvelope};

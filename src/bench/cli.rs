@@ -1,0 +1,57 @@
+//! Command-line arguments of `treuhand bench`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+/// `treuhand bench`: measure what a trustee in the data path costs.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Run a sweep and write results.csv, results.json, manifest.json, summary.md and SVG plots.
+    Run(RunArgs),
+    /// Regenerate the plots and summary.md of an earlier run from its results.json.
+    Report {
+        /// The output folder of an earlier `bench run`.
+        dir: PathBuf,
+    },
+}
+
+/// Arguments of `treuhand bench run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Sweep file (TOML). Without it a default sweep runs; see docs/benchmarks.md for keys.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output folder (created if missing).
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
+    /// A small smoke sweep that finishes in well under a minute.
+    #[arg(long)]
+    pub quick: bool,
+    /// Measure an already running endpoint described by an env file such as DIR/dev.env
+    /// (written by `treuhand dev`), instead of starting an own stack.
+    #[arg(long)]
+    pub env: Option<PathBuf>,
+    /// Scenario label for --env runs.
+    #[arg(long, default_value = "treuhand")]
+    pub label: String,
+}
+
+/// Runs a bench subcommand.
+///
+/// # Errors
+/// Configuration or setup errors, with what to do.
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Run(args) => {
+            let config = match (&args.config, args.quick) {
+                (Some(path), _) => super::SweepConfig::load(path)?,
+                (None, true) => super::SweepConfig::quick(),
+                (None, false) => super::SweepConfig::default(),
+            };
+            super::run_sweep(&config, &args.out, args.env.as_deref(), &args.label).await?;
+            Ok(())
+        }
+        BenchCommand::Report { dir } => super::report_dir(&dir),
+    }
+}

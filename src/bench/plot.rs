@@ -1,0 +1,210 @@
+//! SVG plots of a results set (plotters, SVG backend only).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+
+use super::results::Row;
+
+fn op_name(row: &Row) -> String {
+    serde_json::to_value(row.op)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn size_label(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{}GiB", b >> 30),
+        b if b >= 1 << 20 => format!("{}MiB", b >> 20),
+        b if b >= 1 << 10 => format!("{}KiB", b >> 10),
+        b => format!("{b}B"),
+    }
+}
+
+type Series = Vec<(String, Vec<(f64, f64)>)>;
+
+fn line_chart(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &Series,
+    log_x: bool,
+) -> anyhow::Result<()> {
+    let points = series.iter().flat_map(|(_, p)| p.iter());
+    let (mut x_min, mut x_max, mut y_max) = (f64::MAX, f64::MIN, 0f64);
+    for &(x, y) in points {
+        x_min = x_min.min(x);
+        x_max = x_max.max(x);
+        y_max = y_max.max(y);
+    }
+    if x_min > x_max {
+        return Ok(());
+    }
+    if x_max <= x_min {
+        x_max = x_min + 1.0;
+    }
+    let y_max = if y_max <= 0.0 { 1.0 } else { y_max * 1.1 };
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70);
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart.map_err(|e| anyhow::anyhow!("{e}"))?;
+            chart
+                .configure_mesh()
+                .x_desc(x_desc)
+                .y_desc(y_desc)
+                .draw()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for (i, (name, pts)) in series.iter().enumerate() {
+                let color = Palette99::pick(i).to_rgba();
+                chart
+                    .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                    .label(name.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }};
+    }
+    if log_x {
+        draw!(builder.build_cartesian_2d((x_min.max(1e-3)..x_max).log_scale(), 0f64..y_max));
+    } else {
+        draw!(builder.build_cartesian_2d(x_min..x_max, 0f64..y_max));
+    }
+    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// Writes every plot the results support into `dir` and returns their paths:
+/// latency CDFs per (operation, size), throughput against object size, and escrow overhead
+/// (p50 and p99) against trustee round trip.
+///
+/// # Errors
+/// File or drawing errors.
+pub fn write_all(dir: &Path, rows: &[Row]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    // Latency CDFs: one chart per (op, size), one line per scenario.
+    let mut groups: BTreeMap<(String, u64), Series> = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.requests_ok > 0) {
+        let label = format!(
+            "{} c={} {} ttl={}",
+            row.scenario,
+            row.concurrency,
+            row.pacing,
+            row.cache_ttl_s.map_or("-".into(), |t| t.to_string())
+        );
+        let label = if row.trustee_rtt_ms > 0.0 {
+            format!("{label} rtt={}ms", row.trustee_rtt_ms)
+        } else {
+            label
+        };
+        let pts = row.cdf.iter().map(|&(q, ms)| (ms.max(1e-3), q)).collect();
+        groups
+            .entry((op_name(row), row.object_size))
+            .or_default()
+            .push((label, pts));
+    }
+    for ((op, size), series) in &groups {
+        let path = dir.join(format!("cdf-{op}-{}.svg", size_label(*size)));
+        line_chart(
+            &path,
+            &format!("latency CDF: {op} {}", size_label(*size)),
+            "latency (ms, log)",
+            "quantile",
+            series,
+            true,
+        )?;
+        written.push(path);
+    }
+    // Throughput against object size, per (scenario, op), closed loop only.
+    let mut tput: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for row in rows
+        .iter()
+        .filter(|r| r.pacing == "closed" && r.requests_ok > 0)
+    {
+        tput.entry(format!(
+            "{} {} c={}",
+            row.scenario,
+            op_name(row),
+            row.concurrency
+        ))
+        .or_default()
+        .push((row.object_size as f64, row.mib_per_s));
+    }
+    let series: Series = tput
+        .into_iter()
+        .filter(|(_, p)| p.len() > 1)
+        .map(|(k, mut p)| {
+            p.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (k, p)
+        })
+        .collect();
+    if !series.is_empty() {
+        let path = dir.join("throughput-vs-size.svg");
+        line_chart(
+            &path,
+            "throughput against object size",
+            "object size (bytes, log)",
+            "MiB/s",
+            &series,
+            true,
+        )?;
+        written.push(path);
+    }
+    // Escrow overhead against trustee RTT: p50/p99 of TTL-0 treuhand cells.
+    let mut rtt: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for row in rows
+        .iter()
+        .filter(|r| r.cache_ttl_s == Some(0.0) && r.requests_ok > 0)
+    {
+        let key = format!(
+            "{} {} {}",
+            op_name(row),
+            size_label(row.object_size),
+            row.threshold
+        );
+        rtt.entry(format!("{key} p50"))
+            .or_default()
+            .push((row.trustee_rtt_ms, row.p50_ms));
+        rtt.entry(format!("{key} p99"))
+            .or_default()
+            .push((row.trustee_rtt_ms, row.p99_ms));
+    }
+    let series: Series = rtt
+        .into_iter()
+        .filter(|(_, p)| p.len() > 1)
+        .map(|(k, mut p)| {
+            p.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (k, p)
+        })
+        .collect();
+    if !series.is_empty() {
+        let path = dir.join("overhead-vs-rtt.svg");
+        line_chart(
+            &path,
+            "escrow latency against trustee round trip (TTL 0)",
+            "trustee RTT (ms)",
+            "latency (ms)",
+            &series,
+            false,
+        )?;
+        written.push(path);
+    }
+    Ok(written)
+}
