@@ -87,7 +87,7 @@ pub enum AuditCommand {
     },
     /// Download a tenant's audit log (needs the tenant's customer admin certificate).
     Download {
-        /// Trustee URL, e.g. https://trustee.example:8443.
+        /// Trustee URL, e.g. `https://trustee.example:8443`.
         #[arg(long, value_name = "URL")]
         trustee: String,
         /// Tenant id.

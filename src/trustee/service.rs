@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 use super::Error;
 use super::audit::{AuditEntry, AuditEvent, AuditLog, Checkpoint, GENESIS};
 use super::policy::{Clock, Denial, Policy, RateBucket, grant_covers};
-use super::store::{KeyRecord, Mutation, Store};
+use super::store::{AuditReader, KeyRecord, Mutation, Store};
 use super::wire::{
     EnrollRequest, EnrollResponse, Grant, GrantRequest, GrantState, Justification, ReleaseRequest,
     ReleaseResponse, ShredReceipt, ShredRequest, validate_request_id,
@@ -55,7 +55,6 @@ impl Default for Options {
 }
 
 type Reply = Box<dyn FnOnce(bool) + Send>;
-type Read = Box<dyn FnOnce(&mut Engine) + Send>;
 type Job = Box<dyn FnOnce(&mut Engine, &mut Batch) + Send>;
 
 /// The work collected for one group commit.
@@ -63,7 +62,6 @@ struct Batch {
     now_ms: u64,
     mutations: Vec<Mutation>,
     replies: Vec<Reply>,
-    reads: Vec<Read>,
     erase: bool,
 }
 
@@ -72,6 +70,9 @@ struct Batch {
 pub struct Trustee {
     tx: mpsc::Sender<Job>,
     public_key: [u8; 32],
+    signing: Arc<SigningKey>,
+    clock: Arc<dyn Clock>,
+    reader: Arc<std::sync::Mutex<Box<dyn AuditReader>>>,
 }
 
 impl std::fmt::Debug for Trustee {
@@ -85,7 +86,7 @@ impl std::fmt::Debug for Trustee {
 struct Engine {
     store: Box<dyn Store>,
     sealing: SealingKey,
-    signing: SigningKey,
+    signing: Arc<SigningKey>,
     clock: Arc<dyn Clock>,
     options: Options,
     poisoned: bool,
@@ -133,11 +134,13 @@ impl Trustee {
         options: Options,
     ) -> Result<Self, Error> {
         let public_key = signing.public_key();
+        let signing = Arc::new(signing);
+        let reader = Arc::new(std::sync::Mutex::new(store.reader()?));
         let mut engine = Engine {
             store,
             sealing,
-            signing,
-            clock,
+            signing: signing.clone(),
+            clock: clock.clone(),
             options,
             poisoned: false,
             keys: HashMap::new(),
@@ -166,7 +169,13 @@ impl Trustee {
                 }
             });
         }
-        Ok(Self { tx, public_key })
+        Ok(Self {
+            tx,
+            public_key,
+            signing,
+            clock,
+            reader,
+        })
     }
 
     /// The trustee's Ed25519 public key (verifies checkpoints and receipts).
@@ -331,24 +340,28 @@ impl Trustee {
     /// # Errors
     /// [`Error::Denied`], [`Error::UnknownTenant`], [`Error::Store`].
     pub async fn audit(&self, caller: PeerIdentity, tenant: String) -> Result<AuditLog, Error> {
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let job: Job = Box::new(move |engine, batch| {
-            let check =
-                require_admin(&caller, &tenant).and_then(|()| engine.require_tenant(&tenant));
-            match check {
-                Err(e) => {
-                    let _ = reply_tx.send(Err(e));
-                }
-                Ok(()) => batch.reads.push(Box::new(move |engine| {
-                    let _ = reply_tx.send(engine.audit_log(&tenant));
-                })),
-            }
-        });
-        self.tx
-            .send(job)
-            .await
-            .map_err(|_| Error::AuditUnavailable)?;
-        reply_rx.await.map_err(|_| Error::AuditUnavailable)?
+        // The check runs in the engine, after every earlier request was committed; the read
+        // itself runs on a separate connection so a long download never holds up releases.
+        let checked = tenant.clone();
+        self.submit(move |engine, _| {
+            require_admin(&caller, &checked)?;
+            engine.require_tenant(&checked)
+        })
+        .await?;
+        let reader = self.reader.clone();
+        let signing = self.signing.clone();
+        let clock = self.clock.clone();
+        tokio::task::spawn_blocking(move || {
+            let entries = {
+                let mut reader = reader
+                    .lock()
+                    .map_err(|_| Error::Internal("audit reader lock poisoned".into()))?;
+                reader.audit_entries(&tenant)?
+            };
+            signed_log(&signing, &tenant, entries, clock.now_ms())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("audit task failed: {e}")))?
     }
 
     /// Whether the engine is running and its store usable.
@@ -386,7 +399,6 @@ impl Engine {
                 now_ms: self.clock.now_ms(),
                 mutations: Vec::new(),
                 replies: Vec::new(),
-                reads: Vec::new(),
                 erase: false,
             };
             if !self.poisoned {
@@ -430,9 +442,6 @@ impl Engine {
             metrics::histogram!("trustee_group_commit_jobs").record(jobs as f64);
             for reply in batch.replies {
                 reply(committed);
-            }
-            for read in batch.reads {
-                read(&mut self);
             }
         }
     }
@@ -574,6 +583,8 @@ impl Engine {
         request: ReleaseRequest,
     ) -> Result<ReleaseResponse, Error> {
         let Some(record) = self.keys.get(&(tenant.to_owned(), key_version)) else {
+            // No chain exists for an unknown tenant, so this goes to the service log only.
+            tracing::info!(tenant, key_version, caller = %caller, "release for an unknown tenant or key version");
             return Err(Error::UnknownTenant);
         };
         let sealed = record.sealed.clone();
@@ -947,43 +958,42 @@ impl Engine {
         super::audit::sign_receipt(&self.signing, &mut receipt);
         Ok(receipt)
     }
+}
 
-    fn audit_log(&mut self, tenant: &str) -> Result<AuditLog, Error> {
-        let entries = self.store.audit_entries(tenant)?;
-        let mut log = AuditLog {
-            tenant: tenant.to_owned(),
-            trustee_key: hex::encode(self.signing.public_key()),
-            entries,
-            checkpoint: None,
-        };
-        // Never vouch for a chain that does not hold: check every link before signing its head.
-        let mut prev = GENESIS.to_owned();
-        for (index, entry) in log.entries.iter().enumerate() {
-            if entry.seq != index as u64 + 1
-                || entry.prev != prev
-                || entry.compute_hash() != entry.hash
-            {
-                tracing::error!(
-                    tenant,
-                    seq = entry.seq,
-                    "the stored audit chain is broken; refusing to sign a checkpoint"
-                );
-                return Err(Error::Store(format!(
-                    "the stored audit chain of {tenant} is broken at seq {}",
-                    entry.seq
-                )));
-            }
-            prev = entry.hash.clone();
-        }
-        if let Some(last) = log.entries.last() {
-            log.checkpoint = Some(Checkpoint::sign(
-                &self.signing,
+/// Checks every stored link, then signs a checkpoint over the head.
+fn signed_log(
+    signing: &SigningKey,
+    tenant: &str,
+    entries: Vec<AuditEntry>,
+    now_ms: u64,
+) -> Result<AuditLog, Error> {
+    let mut log = AuditLog {
+        tenant: tenant.to_owned(),
+        trustee_key: hex::encode(signing.public_key()),
+        entries,
+        checkpoint: None,
+    };
+    // Never vouch for a chain that does not hold: check every link before signing its head.
+    let mut prev = GENESIS.to_owned();
+    for (index, entry) in log.entries.iter().enumerate() {
+        if entry.seq != index as u64 + 1 || entry.prev != prev || entry.compute_hash() != entry.hash
+        {
+            tracing::error!(
                 tenant,
-                last.seq,
-                &last.hash,
-                self.clock.now_ms(),
-            ));
+                seq = entry.seq,
+                "the stored audit chain is broken; refusing to sign a checkpoint"
+            );
+            return Err(Error::Store(format!(
+                "the stored audit chain of {tenant} is broken at seq {}",
+                entry.seq
+            )));
         }
-        Ok(log)
+        prev = entry.hash.clone();
     }
+    if let Some(last) = log.entries.last() {
+        log.checkpoint = Some(Checkpoint::sign(
+            signing, tenant, last.seq, &last.hash, now_ms,
+        ));
+    }
+    Ok(log)
 }

@@ -80,8 +80,23 @@ pub enum Mutation {
     Append(AuditEntry),
 }
 
+/// A separate read path for audit downloads, so a long download never holds up the writer.
+pub trait AuditReader: Send + 'static {
+    /// All committed audit entries of a tenant, in order.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    fn audit_entries(&mut self, tenant: &str) -> Result<Vec<AuditEntry>, Error>;
+}
+
 /// Durable trustee storage.
 pub trait Store: Send + 'static {
+    /// Opens an independent reader that sees committed data only.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    fn reader(&self) -> Result<Box<dyn AuditReader>, Error>;
+
     /// Loads all state.
     ///
     /// # Errors
@@ -93,12 +108,6 @@ pub trait Store: Send + 'static {
     /// # Errors
     /// [`Error::Store`]; then nothing of the batch is applied.
     fn commit(&mut self, batch: &[Mutation]) -> Result<(), Error>;
-
-    /// All audit entries of a tenant, in order.
-    ///
-    /// # Errors
-    /// [`Error::Store`].
-    fn audit_entries(&mut self, tenant: &str) -> Result<Vec<AuditEntry>, Error>;
 
     /// Makes sure freed (shredded) content no longer sits in the store's files.
     ///
@@ -119,6 +128,41 @@ fn json_err(e: serde_json::Error) -> Error {
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
+    path: std::path::PathBuf,
+    /// Dropping this stops the background checkpointer.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
+}
+
+/// How often the background thread copies WAL frames into the database file.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Runs passive WAL checkpoints on a second connection, so the writer thread never stalls on
+/// the database file's fsync. A passive checkpoint never blocks the writer; it copies what it
+/// can and the writer restarts the WAL once everything was copied.
+fn spawn_checkpointer(path: &Path) -> Option<std::sync::mpsc::Sender<()>> {
+    let conn = match Connection::open(path).and_then(|conn| {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(conn)
+    }) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(error = %e, "no background checkpointer; the writer checkpoints itself");
+            return None;
+        }
+    };
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("trustee-checkpoint".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(CHECKPOINT_INTERVAL)
+            {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!(error = %e, "passive checkpoint failed; will retry");
+                }
+            }
+        });
+    spawned.ok().map(|_| stop)
 }
 
 const SCHEMA: &str = "
@@ -149,6 +193,9 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, Error> {
         let conn = Connection::open(path)
             .map_err(|e| Error::Store(format!("cannot open the store {}: {e}", path.display())))?;
+        // The background checkpointer may hold the checkpoint lock for a moment.
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_err)?;
         // WAL + FULL: a commit is fsynced before it returns, and a crash loses no committed
         // transaction. secure_delete zeroes freed content (shredded shares).
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -160,11 +207,76 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
-        Ok(Self { conn })
+        let checkpointer = spawn_checkpointer(path);
+        if checkpointer.is_some() {
+            // Checkpoints run on the background thread instead of inside a commit.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(db_err)?;
+        }
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+            _checkpointer: checkpointer,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// A TRUNCATE checkpoint, retried while the background checkpointer holds the lock
+    /// (SQLite then reports `busy = 1` instead of an error).
+    fn truncate_wal(&mut self) -> Result<(), Error> {
+        for _ in 0..50 {
+            let busy: i64 = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+                .map_err(db_err)?;
+            if busy == 0 {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(Error::Store(
+            "the WAL could not be truncated: checkpoint stayed busy".into(),
+        ))
+    }
+}
+
+fn read_entries(conn: &Connection, tenant: &str) -> Result<Vec<AuditEntry>, Error> {
+    let mut stmt = conn
+        .prepare_cached("SELECT entry FROM audit WHERE tenant = ?1 ORDER BY seq")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([tenant], |row| row.get::<_, String>(0))
+        .map_err(db_err)?;
+    let mut entries = Vec::new();
+    for row in rows {
+        entries.push(serde_json::from_str(&row.map_err(db_err)?).map_err(json_err)?);
+    }
+    Ok(entries)
+}
+
+/// A read-only SQLite connection for audit downloads (WAL readers never block the writer).
+#[derive(Debug)]
+struct SqliteReader {
+    conn: Connection,
+}
+
+impl AuditReader for SqliteReader {
+    fn audit_entries(&mut self, tenant: &str) -> Result<Vec<AuditEntry>, Error> {
+        read_entries(&self.conn, tenant)
     }
 }
 
 impl Store for SqliteStore {
+    fn reader(&self) -> Result<Box<dyn AuditReader>, Error> {
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(db_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_err)?;
+        Ok(Box::new(SqliteReader { conn }))
+    }
+
     fn load(&mut self) -> Result<Snapshot, Error> {
         let mut snapshot = Snapshot::default();
         let mut stmt = self
@@ -295,33 +407,13 @@ impl Store for SqliteStore {
         tx.commit().map_err(db_err)
     }
 
-    fn audit_entries(&mut self, tenant: &str) -> Result<Vec<AuditEntry>, Error> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT entry FROM audit WHERE tenant = ?1 ORDER BY seq")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([tenant], |row| row.get::<_, String>(0))
-            .map_err(db_err)?;
-        let mut entries = Vec::new();
-        for row in rows {
-            entries.push(serde_json::from_str(&row.map_err(db_err)?).map_err(json_err)?);
-        }
-        Ok(entries)
-    }
-
     fn erase_freed(&mut self) -> Result<(), Error> {
         // Copy every WAL frame into the main file (where secure_delete already zeroed the old
         // cell) and truncate the WAL to zero bytes, so no old page with the sealed share is
         // left in either file. VACUUM also rebuilds the file without free pages.
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(db_err)?;
+        self.truncate_wal()?;
         self.conn.execute_batch("VACUUM").map_err(db_err)?;
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(db_err)?;
-        Ok(())
+        self.truncate_wal()
     }
 }
 

@@ -110,9 +110,8 @@ pub fn validate_request_id(request_id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Response of a successful release.
+/// Response of a successful release. Unknown fields are ignored (additive changes stay v1).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ReleaseResponse {
     /// Tenant id.
     pub tenant: String,
