@@ -8,6 +8,8 @@
 #   .ci/ceph.sh stop   DIR   stop every daemon started from DIR (data is kept)
 #   .ci/ceph.sh status DIR   exit 0 if rgw answers
 #   .ci/ceph.sh purge  DIR   stop, then delete DIR
+#   .ci/ceph.sh smoke  DIR   with the aws cli (AWS_CLI, else target/pyenv/bin/aws, else PATH):
+#                            create a bucket, put, get and compare, path-style, then clean up
 #
 # Everything (ceph.conf, data, run dir, sockets, logs, pid files) lives under DIR.
 # `start` is idempotent: a running cluster is reused, a stopped one is restarted with its data.
@@ -42,7 +44,7 @@ log() { printf '[ceph.sh +%3ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
 die() { printf '[ceph.sh] ERROR: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -299,6 +301,44 @@ osd_up() {
     ceph_cli osd dump 2>/dev/null | grep -Eq '^osd\.0 up +in '
 }
 
+# --- smoke test --------------------------------------------------------------
+
+smoke() {
+    [[ -s $DIR/rgw.env ]] || die "no $DIR/rgw.env: run $0 start $DIR"
+    local aws=${AWS_CLI:-}
+    if [[ -z $aws ]]; then
+        for c in "${TREUHAND_PYENV:-$PWD/target/pyenv}/bin/aws" "$(command -v aws || true)"; do
+            [[ -n $c && -x $c ]] && { aws=$c; break; }
+        done
+    fi
+    [[ -n $aws ]] || die "no aws cli found: run .ci/pyenv.sh or set AWS_CLI"
+    (
+        # only rgw's settings: no inherited AWS_* (e.g. a machine-wide AWS_CA_BUNDLE), no ~/.aws
+        for v in $(compgen -e | grep '^AWS_' || true); do unset "$v"; done
+        # shellcheck disable=SC1091
+        source "$DIR/rgw.env"
+        export AWS_ACCESS_KEY_ID=$RGW_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$RGW_SECRET_ACCESS_KEY \
+            AWS_DEFAULT_REGION=$RGW_REGION AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+        local bucket tmp debug
+        bucket="smoke-$$-$(date +%s)"
+        tmp=$(mktemp -d)
+        trap 'rm -rf "$tmp"' EXIT
+        head -c 100000 /dev/urandom >"$tmp/in"
+        run() { "$aws" --endpoint-url "$RGW_ENDPOINT" "$@"; }
+        run s3api create-bucket --bucket "$bucket" >/dev/null
+        run s3 cp --only-show-errors "$tmp/in" "s3://$bucket/obj"
+        run s3 cp --only-show-errors "s3://$bucket/obj" "$tmp/out"
+        cmp -s "$tmp/in" "$tmp/out" || die "object read back from rgw differs"
+        # the aws cli uses path-style URLs (http://127.0.0.1:PORT/bucket/key) for an IP endpoint
+        debug=$(run --debug s3api head-object --bucket "$bucket" --key obj 2>&1)
+        grep -q "\"HEAD /$bucket/obj HTTP/1.1\" 200" <<<"$debug" \
+            || die "path-style HEAD /$bucket/obj did not answer 200"
+        run s3 rm --only-show-errors "s3://$bucket/obj"
+        run s3api delete-bucket --bucket "$bucket"
+        log "smoke test passed: bucket create, put, get, path-style HEAD, delete against $RGW_ENDPOINT"
+    )
+}
+
 # --- stop --------------------------------------------------------------------
 
 stop() {
@@ -338,5 +378,6 @@ case $CMD in
         http_up "$RGW_ENDPOINT/" || die "rgw at $RGW_ENDPOINT does not answer"
         log "rgw answers at $RGW_ENDPOINT" ;;
     purge) stop; rm -rf -- "$DIR"; log "removed $DIR" ;;
+    smoke) smoke ;;
     *) usage ;;
 esac
