@@ -504,14 +504,39 @@ impl s3s::stream::ByteStream for Body {
 }
 
 impl Proxy {
-    /// The plaintext size shown in listings, without a key. Single objects: from the stored
-    /// size. Multipart objects (header layout byte): the sum of the part lengths in the footer.
-    /// Both are unauthenticated display values; GET and HEAD authenticate the real length.
-    async fn listing_plaintext_size(&self, path: &str, stored: u64, tenant_len: usize) -> u64 {
-        let single = listing_size(stored, tenant_len);
-        let Ok(head) = self.storage.read_range(path, 0..8.min(stored)).await else {
-            return single;
+    /// ETag and plaintext size shown in listings, without a key. The ETag is the one GET and
+    /// HEAD report (MD5 of the header bytes). Single objects: size from the stored size.
+    /// Multipart objects (header layout byte): the sum of the part lengths in the footer. Both
+    /// are unauthenticated display values; GET and HEAD authenticate what they serve.
+    async fn listing_view(
+        &self,
+        path: &str,
+        stored: u64,
+        tenant_len: usize,
+    ) -> (Option<String>, u64) {
+        let header_len = (format::MAX_HEADER_LEN - 63 + tenant_len) as u64;
+        let Ok(head) = self
+            .storage
+            .read_range(path, 0..header_len.min(stored))
+            .await
+        else {
+            return (None, listing_size(stored, tenant_len));
         };
+        let etag = (head.len() as u64 == header_len).then(|| md5_hex(&head));
+        let size = self
+            .listing_plaintext_size(path, &head, stored, tenant_len)
+            .await;
+        (etag, size)
+    }
+
+    async fn listing_plaintext_size(
+        &self,
+        path: &str,
+        head: &[u8],
+        stored: u64,
+        tenant_len: usize,
+    ) -> u64 {
+        let single = listing_size(stored, tenant_len);
         if head.get(7) != Some(&1) {
             return single;
         }
@@ -1024,11 +1049,10 @@ impl S3 for Proxy {
                 let path = Self::object_path(&tenant, &input.bucket, &key);
                 let tenant_len = tenant.id.len();
                 async move {
-                    let size = self
-                        .listing_plaintext_size(&path, meta.size, tenant_len)
-                        .await;
+                    let (etag_value, size) = self.listing_view(&path, meta.size, tenant_len).await;
                     dto::Object {
                         key: Some(key),
+                        e_tag: etag_value.map(etag),
                         size: Some(i64::try_from(size).unwrap_or(0)),
                         last_modified: Some(timestamp(meta.last_modified)),
                         storage_class: Some(dto::ObjectStorageClass::from_static(
