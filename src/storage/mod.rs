@@ -516,9 +516,12 @@ pub fn decode_key(encoded: &str) -> Option<String> {
                 let text = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(text, 16).ok()?);
                 rest = &tail[2..];
-            } else {
+            } else if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-') {
                 out.push(b);
                 rest = tail;
+            } else {
+                // Not produced by encode_key (e.g. a backend's staging file): not an object.
+                return None;
             }
         }
     }
