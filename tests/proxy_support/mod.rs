@@ -42,6 +42,20 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A handle for a proxy started elsewhere (no stop control).
+    pub fn attach(addr: std::net::SocketAddr) -> Self {
+        Self {
+            addr,
+            keys: Arc::new(treuhand::proxy::keys::KeyService::new(
+                Default::default(),
+                0,
+                Default::default(),
+            )),
+            stop: None,
+            task: None,
+        }
+    }
+
     pub fn endpoint(&self) -> String {
         format!("https://127.0.0.1:{}", self.addr.port())
     }
