@@ -33,7 +33,8 @@ pub struct ProxyConfig {
     pub trustee_client: ClientTls,
     /// Directory of tenant registration files (`*.toml`, see [`TenantConfig`]).
     pub tenants_dir: PathBuf,
-    /// Region the S3 endpoint signs with.
+    /// The region clients are told to use (the dev env files). Informational: SigV4 is verified
+    /// with whatever region the client signed for.
     #[serde(default = "default_region")]
     pub region: String,
     /// Key cache.

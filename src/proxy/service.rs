@@ -717,6 +717,20 @@ impl S3 for Proxy {
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<dto::GetBucketLocationInput>,
+    ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
+        let tenant = self.tenant(&req)?;
+        self.require_bucket(&tenant, &req.input.bucket).await?;
+        // An empty location constraint means us-east-1, which is what clients sign with by
+        // default; the proxy accepts any region in signatures.
+        Ok(S3Response::new(dto::GetBucketLocationOutput {
+            location_constraint: None,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
     async fn delete_bucket(
         &self,
         req: S3Request<dto::DeleteBucketInput>,
