@@ -11,8 +11,12 @@
 //! | [`secret`] | secret newtypes (zeroize, redacted `Debug`, constant-time `Eq`) | anything |
 //! | [`crypto`] | pure crypto: AEAD, KEK/DEK hierarchy, key commitment, Shamir | I/O, async |
 //! | [`format`] | the encrypted object format v1 (header, segments, ranges, multipart) | I/O, async |
-//! | [`tls`] | rustls configs (ring only), mTLS caller identities, the test-only dev CA | storage |
+//! | [`tls`] | rustls configs (ring only), mTLS identities, TEST-ONLY dev PKI | the S3 or trustee logic |
 //! | [`trustee`] | the trustee service: custody, policy, emergency grants, audit log, client | proxy, format |
+//! | [`storage`] | the storage backend trait over object_store: filesystem, memory, S3 | proxy, format, trustee |
+//! | [`proxy`] | the S3 data path: TLS, SigV4, key release and cache, encrypt/decrypt, metrics | bench |
+//! | [`tenant`] | the customer's key ceremony (`treuhand tenant create`) | proxy internals |
+//! | [`dev`] | `treuhand dev`: the one-command local stack (TEST-ONLY) | |
 //! | [`bench`] | `treuhand bench`: load generator, HDR percentiles, CSV/JSON/SVG/Markdown | product internals |
 //!
 //! Normative format spec: `docs/format.md`. Design decisions: `docs/decisions.md`.
@@ -21,7 +25,34 @@
 
 pub mod bench;
 pub mod crypto;
+pub mod dev;
 pub mod format;
+pub mod proxy;
 pub mod secret;
+pub mod storage;
+pub mod tenant;
 pub mod tls;
 pub mod trustee;
+
+/// Resolves on Ctrl-C or SIGTERM (for the long-running subcommands).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

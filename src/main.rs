@@ -1,9 +1,9 @@
-//! `treuhand`: one binary, one subcommand per process. Kept thin: parse, set up logging, run.
+//! The `treuhand` binary: parse arguments, set up logging, run one subcommand.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
-/// treuhand: an S3 key-escrow proxy whose tenant keys exist only as Shamir shares held by the
-/// customer and independent trustees.
+/// treuhand: a key-escrow proxy. Objects are encrypted before they reach storage, under a
+/// tenant key that exists only as Shamir shares held by the customer and independent trustees.
 #[derive(Debug, Parser)]
 #[command(name = "treuhand", version, about, long_about = None)]
 struct Cli {
@@ -11,8 +11,14 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Proxy(treuhand::proxy::cli::Command),
+    #[command(flatten)]
+    Tenant(treuhand::tenant::cli::Command),
+    #[command(flatten)]
+    Dev(treuhand::dev::Command),
     #[command(flatten)]
     Trustee(treuhand::trustee::cli::Command),
     /// Benchmark harness for researchers: sweeps, percentiles, CSV/JSON, SVG plots.
@@ -21,9 +27,11 @@ enum Command {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TREUHAND_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // try_init: a second initialisation (tests) is not an error worth dying for.
+    use tracing_subscriber::EnvFilter;
+    // TREUHAND_LOG first (the bench harness documents it), then RUST_LOG, then info.
+    let filter = EnvFilter::try_from_env("TREUHAND_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -32,10 +40,12 @@ fn init_tracing() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    init_tracing();
     treuhand::tls::install_crypto_provider();
-    match cli.command {
+    init_tracing();
+    match Cli::parse().command {
+        Command::Proxy(command) => treuhand::proxy::cli::run(command).await,
+        Command::Tenant(command) => treuhand::tenant::cli::run(command).await,
+        Command::Dev(command) => treuhand::dev::run(command).await,
         Command::Trustee(command) => treuhand::trustee::cli::run(command).await,
         Command::Bench(command) => treuhand::bench::cli::run(command).await,
     }

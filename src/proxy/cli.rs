@@ -1,0 +1,46 @@
+//! `treuhand proxy --config FILE`.
+
+use std::path::PathBuf;
+
+/// The proxy subcommand.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run the S3 proxy (operator side).
+    Proxy {
+        /// Path of proxy.toml.
+        #[arg(long, env = "TREUHAND_PROXY_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Runs the subcommand until Ctrl-C / SIGTERM.
+///
+/// # Errors
+/// Configuration, TLS or bind errors, with a message saying what to fix.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Proxy { config } => {
+            let config = super::config::ProxyConfig::load(&config)?;
+            let s3 = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+            let metrics = match config.metrics_listen {
+                Some(addr) => Some(
+                    tokio::net::TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
+                ),
+                None => None,
+            };
+            let sources = super::sources::TrusteeSources::new(&config)?;
+            super::run(
+                config,
+                super::Listeners { s3, metrics },
+                &sources,
+                crate::shutdown_signal(),
+            )
+            .await?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Proxy configuration (`proxy.toml`) and tenant registrations (`tenants/*.toml`).
+//!
+//! Relative paths in a config file are resolved against the file's directory. Every problem
+//! is a [`ConfigError`] at startup, never a panic.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::KeyMetadata;
+use crate::storage::StorageConfig;
+
+/// Configuration errors, with a message saying how to fix them.
+#[derive(Debug, thiserror::Error)]
+#[error("proxy configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+/// `proxy.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Address of the S3 HTTPS endpoint.
+    pub listen: SocketAddr,
+    /// Address of the Prometheus `/metrics` endpoint (plain HTTP; keep it on loopback or a
+    /// management network). Absent: no metrics endpoint.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Server certificate and key of the S3 endpoint.
+    pub tls: ServerTls,
+    /// The proxy's mTLS client identity towards trustees and customer holders, and the CA
+    /// that signs their server certificates.
+    pub trustee_client: ClientTls,
+    /// Directory of tenant registration files (`*.toml`, see [`TenantConfig`]).
+    pub tenants_dir: PathBuf,
+    /// The region clients are told to use (the dev env files). Informational: SigV4 is verified
+    /// with whatever region the client signed for.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Key cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Per-request timeout for a trustee or holder release, in milliseconds.
+    #[serde(default = "default_release_timeout")]
+    pub release_timeout_ms: u64,
+    /// Storage backend.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+
+fn default_release_timeout() -> u64 {
+    5000
+}
+
+/// Server TLS files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// mTLS client files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTls {
+    /// PEM CA that signs trustee and holder server certificates.
+    pub ca: PathBuf,
+    /// PEM client certificate of this proxy.
+    pub cert: PathBuf,
+    /// PEM client key of this proxy.
+    pub key: PathBuf,
+}
+
+/// Key cache bounds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Seconds a released key stays cached; 0 asks the trustees on every request.
+    pub ttl_secs: u64,
+    /// Maximum number of cached keys.
+    pub max_entries: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl_secs: 60,
+            max_entries: 1024,
+        }
+    }
+}
+
+/// One tenant registration: `tenants/<tenant>.toml`, written by `treuhand tenant create`
+/// (public metadata) and completed by the operator (access keys, trustee URLs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// S3 access key id of this tenant.
+    pub access_key_id: String,
+    /// S3 secret access key of this tenant (an operator-side credential, not key material).
+    pub secret_access_key: String,
+    /// Name of the customer's holder in the key metadata.
+    pub customer_holder: String,
+    /// URL of the customer-run share holder. Absent: the customer share travels in SSE-C
+    /// headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_url: Option<String>,
+    /// The trustees holding the other shares.
+    pub trustees: Vec<TrusteeRef>,
+    /// Public key metadata from the key ceremony.
+    pub metadata: KeyMetadata,
+}
+
+/// Where a trustee share is released.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrusteeRef {
+    /// Holder name in the key metadata.
+    pub holder: String,
+    /// Base URL of the trustee, e.g. `https://127.0.0.1:7443`.
+    pub url: String,
+}
+
+impl TenantConfig {
+    /// Checks consistency: metadata valid, holders registered, threshold reachable.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let tenant = &self.metadata.tenant;
+        self.metadata
+            .validate()
+            .map_err(|e| ConfigError(format!("tenant {tenant}: invalid metadata: {e}")))?;
+        if self.access_key_id.is_empty() || self.secret_access_key.len() < 8 {
+            return Err(ConfigError(format!(
+                "tenant {tenant}: access keys missing or too short"
+            )));
+        }
+        if self.metadata.holder(&self.customer_holder).is_none() {
+            return Err(ConfigError(format!(
+                "tenant {tenant}: customer_holder '{}' is not in the metadata",
+                self.customer_holder
+            )));
+        }
+        for trustee in &self.trustees {
+            if self.metadata.holder(&trustee.holder).is_none()
+                || trustee.holder == self.customer_holder
+            {
+                return Err(ConfigError(format!(
+                    "tenant {tenant}: trustee holder '{}' is not a registered non-customer holder",
+                    trustee.holder
+                )));
+            }
+        }
+        if self.trustees.len() + 1 < usize::from(self.metadata.threshold) {
+            return Err(ConfigError(format!(
+                "tenant {tenant}: {} trustees plus the customer cannot reach threshold {}",
+                self.trustees.len(),
+                self.metadata.threshold
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn resolve(base: &Path, path: &mut PathBuf) {
+    if path.is_relative() {
+        *path = base.join(&*path);
+    }
+}
+
+impl ProxyConfig {
+    /// Reads and validates `proxy.toml`, resolving relative paths.
+    ///
+    /// # Errors
+    /// [`ConfigError`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        let mut config: ProxyConfig =
+            toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        resolve(base, &mut config.tls.cert);
+        resolve(base, &mut config.tls.key);
+        resolve(base, &mut config.trustee_client.ca);
+        resolve(base, &mut config.trustee_client.cert);
+        resolve(base, &mut config.trustee_client.key);
+        resolve(base, &mut config.tenants_dir);
+        if let StorageConfig::Fs { root, .. } = &mut config.storage {
+            resolve(base, root);
+        }
+        if config.cache.max_entries == 0 && config.cache.ttl_secs > 0 {
+            return Err(ConfigError(
+                "cache.max_entries must be at least 1 when ttl_secs > 0".into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Loads every `*.toml` in `tenants_dir`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for unreadable or invalid files and duplicate tenants or access keys.
+    pub fn load_tenants(&self) -> Result<Vec<TenantConfig>, ConfigError> {
+        let dir = &self.tenants_dir;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| ConfigError(format!("cannot read tenants_dir {}: {e}", dir.display())))?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        let mut tenants: Vec<TenantConfig> = Vec::new();
+        for path in paths {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+            let tenant: TenantConfig = toml::from_str(&text)
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            tenant.validate()?;
+            if tenants.iter().any(|t| {
+                t.metadata.tenant == tenant.metadata.tenant
+                    || t.access_key_id == tenant.access_key_id
+            }) {
+                return Err(ConfigError(format!(
+                    "{}: duplicate tenant or access key id",
+                    path.display()
+                )));
+            }
+            tenants.push(tenant);
+        }
+        Ok(tenants)
+    }
+}

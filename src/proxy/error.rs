@@ -1,0 +1,170 @@
+//! Proxy errors and the one mapping from an error to an S3 status and code.
+//!
+//! Errors know where they came from (as in pingora): the client (4xx), a trustee or storage
+//! (502/503), or the proxy itself (500). Messages never carry secret material; the cause chain
+//! goes to the log, not to the client.
+
+use s3s::{S3Error, S3ErrorCode};
+
+use crate::storage;
+
+/// Everything that can go wrong while serving one request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// An SSE-C tenant sent no customer share.
+    #[error("this tenant's objects need the customer share in the SSE-C headers")]
+    MissingShare,
+    /// SSE-C headers that are not a well-formed 32-byte share.
+    #[error("malformed customer share: {0}")]
+    MalformedShare(&'static str),
+    /// The customer share does not belong to this tenant key.
+    #[error("the customer share does not match this tenant's key")]
+    WrongShare,
+    /// A trustee or holder could not be reached; nothing was served or stored.
+    #[error("key holder unreachable: {0}")]
+    Unavailable(String),
+    /// A trustee or the customer's holder refused the release.
+    #[error("key release denied: {0}")]
+    Denied(String),
+    /// A trustee or holder answered outside the protocol, or released an invalid share.
+    #[error("key holder protocol error: {0}")]
+    BadGateway(String),
+    /// The stored object failed authentication (tampered, truncated, moved).
+    #[error("the stored object failed authentication")]
+    Integrity,
+    /// No such bucket.
+    #[error("the bucket does not exist")]
+    NoSuchBucket,
+    /// No such object.
+    #[error("the object does not exist")]
+    NoSuchKey,
+    /// The bucket already exists.
+    #[error("the bucket already exists and is yours")]
+    BucketExists,
+    /// DeleteBucket on a non-empty bucket.
+    #[error("the bucket is not empty")]
+    BucketNotEmpty,
+    /// Unknown multipart upload.
+    #[error("the multipart upload does not exist")]
+    NoSuchUpload,
+    /// CompleteMultipartUpload with a missing or mismatching part.
+    #[error("invalid part: {0}")]
+    InvalidPart(String),
+    /// Parts not in ascending order.
+    #[error("parts must be listed in ascending order")]
+    InvalidPartOrder,
+    /// Range outside the object.
+    #[error("the requested range is not satisfiable")]
+    InvalidRange,
+    /// If-Match / If-Unmodified-Since failed.
+    #[error("a precondition failed")]
+    PreconditionFailed,
+    /// If-None-Match / If-Modified-Since: not modified.
+    #[error("not modified")]
+    NotModified,
+    /// The request is not acceptable for another reason.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// Not supported by this proxy.
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
+    /// The storage backend failed.
+    #[error("storage backend error")]
+    Storage(#[source] storage::Error),
+    /// An internal invariant failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<storage::Error> for ProxyError {
+    fn from(e: storage::Error) -> Self {
+        match e {
+            storage::Error::InvalidPath(msg) => {
+                ProxyError::InvalidRequest(format!("unsupported object key: {msg}"))
+            }
+            other => ProxyError::Storage(other),
+        }
+    }
+}
+
+impl From<crate::format::Error> for ProxyError {
+    fn from(e: crate::format::Error) -> Self {
+        use crate::format::Error as F;
+        match e {
+            F::DecryptionFailed => ProxyError::Integrity,
+            F::InvalidRange { .. } => ProxyError::InvalidRange,
+            F::InvalidParts(msg) => ProxyError::InvalidPart(msg.to_owned()),
+            F::TooLarge => ProxyError::InvalidRequest("the object is too large".into()),
+            other => ProxyError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The one mapping of proxy errors to S3 errors (status, code, message).
+pub fn to_s3_error(error: &ProxyError) -> S3Error {
+    use http::StatusCode;
+    let (code, status) = match error {
+        ProxyError::MissingShare
+        | ProxyError::MalformedShare(_)
+        | ProxyError::InvalidRequest(_) => (S3ErrorCode::InvalidRequest, StatusCode::BAD_REQUEST),
+        ProxyError::WrongShare | ProxyError::Denied(_) => {
+            (S3ErrorCode::AccessDenied, StatusCode::FORBIDDEN)
+        }
+        ProxyError::Unavailable(_) => (
+            S3ErrorCode::ServiceUnavailable,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        ProxyError::BadGateway(_) => (
+            S3ErrorCode::Custom("BadGateway".into()),
+            StatusCode::BAD_GATEWAY,
+        ),
+        ProxyError::Integrity => (
+            S3ErrorCode::Custom("ObjectIntegrityError".into()),
+            StatusCode::BAD_GATEWAY,
+        ),
+        ProxyError::NoSuchBucket => (S3ErrorCode::NoSuchBucket, StatusCode::NOT_FOUND),
+        ProxyError::NoSuchKey => (S3ErrorCode::NoSuchKey, StatusCode::NOT_FOUND),
+        ProxyError::BucketExists => (S3ErrorCode::BucketAlreadyOwnedByYou, StatusCode::CONFLICT),
+        ProxyError::BucketNotEmpty => (S3ErrorCode::BucketNotEmpty, StatusCode::CONFLICT),
+        ProxyError::NoSuchUpload => (S3ErrorCode::NoSuchUpload, StatusCode::NOT_FOUND),
+        ProxyError::InvalidPart(_) => (S3ErrorCode::InvalidPart, StatusCode::BAD_REQUEST),
+        ProxyError::InvalidPartOrder => (S3ErrorCode::InvalidPartOrder, StatusCode::BAD_REQUEST),
+        ProxyError::InvalidRange => (S3ErrorCode::InvalidRange, StatusCode::RANGE_NOT_SATISFIABLE),
+        ProxyError::PreconditionFailed => (
+            S3ErrorCode::PreconditionFailed,
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        ProxyError::NotModified => (S3ErrorCode::NotModified, StatusCode::NOT_MODIFIED),
+        ProxyError::NotImplemented(_) => (S3ErrorCode::NotImplemented, StatusCode::NOT_IMPLEMENTED),
+        ProxyError::Storage(_) => (
+            S3ErrorCode::ServiceUnavailable,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        ProxyError::Internal(_) => (
+            S3ErrorCode::InternalError,
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
+    };
+    let mut s3 = S3Error::with_message(code, error.to_string());
+    s3.set_status_code(status);
+    s3
+}
+
+impl From<ProxyError> for S3Error {
+    fn from(e: ProxyError) -> Self {
+        match &e {
+            ProxyError::Storage(_)
+            | ProxyError::Internal(_)
+            | ProxyError::Integrity
+            | ProxyError::BadGateway(_) => {
+                tracing::error!(error = ?e, "request failed");
+            }
+            ProxyError::Unavailable(_) | ProxyError::Denied(_) => {
+                tracing::warn!(error = %e, "request failed")
+            }
+            _ => tracing::debug!(error = %e, "request failed"),
+        }
+        to_s3_error(&e)
+    }
+}

@@ -1,0 +1,186 @@
+//! `treuhand proxy`: the operator-side S3 data path.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | `proxy.toml` and the tenant registration files |
+//! | [`keys`] | key release from trustees / the customer's holder, combine, bounded key cache |
+//! | [`service`] | the S3 operations (s3s), encrypting and decrypting with [`crate::format`] |
+//! | [`error`] | [`error::ProxyError`] and the one error → S3 status/code mapping |
+//! | [`server`] | TLS accept loop (handshake in the connection task), `/metrics` |
+//! | [`cli`] | `treuhand proxy --config FILE` |
+//!
+//! SigV4 is verified by s3s against per-tenant access keys ([`Auth`]); anonymous requests are
+//! refused by s3s' default access check, which runs because auth is always configured.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod server;
+pub mod service;
+pub mod sources;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::service::S3ServiceBuilder;
+
+use self::config::{ConfigError, ProxyConfig, TenantConfig};
+use self::keys::{CustomerShare, Holder, KeyService, ShareSource, TenantKeys};
+use self::service::{Proxy, Tenant};
+use crate::storage::Storage;
+
+/// Per-tenant SigV4 credentials.
+pub struct Auth {
+    secrets: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("access_keys", &self.secrets.len())
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Auth for Auth {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<SecretKey> {
+        match self.secrets.get(access_key) {
+            Some(secret) => Ok(SecretKey::from(secret.as_str())),
+            None => Err(s3s::s3_error!(InvalidAccessKeyId)),
+        }
+    }
+}
+
+/// Builds the share source for a trustee or holder URL.
+pub trait SourceFactory: Send + Sync {
+    /// A share source talking to `url`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if the URL or TLS setup is unusable.
+    fn source(&self, url: &str) -> Result<Arc<dyn ShareSource>, ConfigError>;
+}
+
+/// A built proxy: the S3 service plus handles tests and the CLI need.
+pub struct Built {
+    /// The S3 HTTP service.
+    pub service: s3s::service::S3Service,
+    /// The key service (cache inspection in tests).
+    pub keys: Arc<KeyService>,
+}
+
+/// Builds the S3 service from configuration and tenant registrations.
+///
+/// # Errors
+/// [`ConfigError`].
+pub fn build(
+    config: &ProxyConfig,
+    tenants: &[TenantConfig],
+    storage: Storage,
+    sources: &dyn SourceFactory,
+) -> Result<Built, ConfigError> {
+    let keys = Arc::new(KeyService::new(
+        Duration::from_secs(config.cache.ttl_secs),
+        config.cache.max_entries,
+        Duration::from_millis(config.release_timeout_ms),
+    ));
+    let mut secrets = HashMap::new();
+    let mut built = Vec::new();
+    for t in tenants {
+        t.validate()?;
+        let key_id = t
+            .metadata
+            .key_id()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        let customer = match &t.customer_url {
+            None => CustomerShare::SseC {
+                holder: t.customer_holder.clone(),
+            },
+            Some(url) => CustomerShare::Holder(Holder {
+                name: t.customer_holder.clone(),
+                source: sources.source(url)?,
+            }),
+        };
+        let trustees = t
+            .trustees
+            .iter()
+            .map(|tr| {
+                Ok(Holder {
+                    name: tr.holder.clone(),
+                    source: sources.source(&tr.url)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        secrets.insert(t.access_key_id.clone(), t.secret_access_key.clone());
+        built.push(Tenant {
+            id: t.metadata.tenant.clone(),
+            access_key_id: t.access_key_id.clone(),
+            keys: TenantKeys {
+                metadata: t.metadata.clone(),
+                key_id,
+                customer,
+                trustees,
+            },
+        });
+    }
+    let proxy = Proxy::new(built, storage, keys.clone());
+    let mut builder = S3ServiceBuilder::new(proxy);
+    builder.set_auth(Auth { secrets });
+    Ok(Built {
+        service: builder.build(),
+        keys,
+    })
+}
+
+/// Everything [`run`] needs besides the config.
+pub struct Listeners {
+    /// The S3 HTTPS listener.
+    pub s3: tokio::net::TcpListener,
+    /// The `/metrics` listener, if any.
+    pub metrics: Option<tokio::net::TcpListener>,
+}
+
+/// Runs the proxy until `shutdown` resolves.
+///
+/// # Errors
+/// [`ConfigError`] for bad configuration, TLS files or storage.
+pub async fn run(
+    config: ProxyConfig,
+    listeners: Listeners,
+    sources: &dyn SourceFactory,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ConfigError> {
+    let tenants = config.load_tenants()?;
+    let storage = Storage::from_config(&config.storage).map_err(|e| ConfigError(e.to_string()))?;
+    Storage::ensure_bucket(&config.storage)
+        .await
+        .map_err(|e| ConfigError(e.to_string()))?;
+    let built = build(&config, &tenants, storage, sources)?;
+    let tls = crate::tls::server_config(&config.tls.cert, &config.tls.key, None)
+        .map_err(|e| ConfigError(format!("S3 endpoint TLS: {e}")))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics_task = listeners.metrics.map(|listener| {
+        let mut rx = stop_rx.clone();
+        tokio::spawn(server::serve_metrics(listener, async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }))
+    });
+    // Make sure the recorder exists even without a metrics listener (cheap, idempotent).
+    let _ = server::prometheus();
+    let addr: Option<SocketAddr> = listeners.s3.local_addr().ok();
+    tracing::info!(?addr, tenants = tenants.len(), "proxy listening");
+    server::serve(listeners.s3, tls, built.service, async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    Ok(())
+}

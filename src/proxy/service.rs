@@ -1,0 +1,1585 @@
+//! The S3 operations: an `s3s::S3` implementation that encrypts on the way in and decrypts on
+//! the way out.
+//!
+//! Storage layout (all below the backend root):
+//!
+//! ```text
+//! tenants/<tenant>/buckets/<bucket>                     empty bucket marker
+//! tenants/<tenant>/objects/<bucket>/<encoded key>       header ‖ runs [‖ footer]
+//! tenants/<tenant>/uploads/<bucket>/<id>/header         multipart header (+ object key)
+//! tenants/<tenant>/uploads/<bucket>/<id>/p<part>-<len>-<etag>   one staged run per part
+//! ```
+//!
+//! The object key encoding is [`crate::storage::encode_key`]. Every response shows the
+//! plaintext view: Content-Length, ranges and listing sizes are plaintext sizes.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use md5::Digest as _;
+use s3s::dto::{self, ETag, StreamingBlob, Timestamp};
+use s3s::{S3, S3Request, S3Response, S3Result};
+use zeroize::Zeroizing;
+
+use super::error::ProxyError;
+use super::keys::{KeyService, ReleaseContext, TenantKeys};
+use crate::crypto::DekContext;
+use crate::format::{self, Layout};
+use crate::secret::Kek;
+use crate::storage::{self, Storage};
+
+/// GET responses up to this size are decrypted before the response starts.
+const BUFFERED_GET_LIMIT: u64 = 1024 * 1024;
+
+/// Plaintext is written to storage in pieces of about this size.
+const WRITE_CHUNK: usize = 1024 * 1024;
+
+/// Storage path of a bucket's marker object (used by `treuhand dev` to pre-create buckets).
+pub fn bucket_marker_path(tenant: &str, bucket: &str) -> String {
+    format!("tenants/{tenant}/buckets/{bucket}")
+}
+
+/// One registered tenant.
+pub struct Tenant {
+    /// Tenant id.
+    pub id: String,
+    /// The tenant's S3 access key id.
+    pub access_key_id: String,
+    /// Key release configuration.
+    pub keys: TenantKeys,
+}
+
+/// The S3 service state.
+pub struct Proxy {
+    /// Ciphers of multipart uploads in progress, by upload directory (see
+    /// `complete_multipart_upload`).
+    uploads: std::sync::Mutex<HashMap<String, (Arc<format::ObjectCipher>, Instant)>>,
+    /// Tenants by access key id.
+    tenants: HashMap<String, Arc<Tenant>>,
+    storage: Storage,
+    keys: Arc<KeyService>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("tenants", &self.tenants.len())
+            .field("storage", &self.storage)
+            .finish()
+    }
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    hex::encode(md5::Md5::digest(data))
+}
+
+fn random_hex(bytes: usize) -> Result<String, ProxyError> {
+    let mut buf = vec![0u8; bytes];
+    crate::crypto::envelope::fill_random(&mut buf)
+        .map_err(|e| ProxyError::Internal(e.to_string()))?;
+    Ok(hex::encode(buf))
+}
+
+/// Parses the SSE-C headers into the raw share bytes.
+fn sse_c(
+    algorithm: Option<&str>,
+    key: Option<&str>,
+    key_md5: Option<&str>,
+) -> Result<Option<Zeroizing<Vec<u8>>>, ProxyError> {
+    let Some(key) = key else {
+        if algorithm.is_some() {
+            return Err(ProxyError::MalformedShare(
+                "SSE-C algorithm given without a key",
+            ));
+        }
+        return Ok(None);
+    };
+    if algorithm != Some("AES256") {
+        return Err(ProxyError::MalformedShare(
+            "the SSE-C algorithm must be AES256",
+        ));
+    }
+    let raw = Zeroizing::new(
+        STANDARD
+            .decode(key.trim())
+            .map_err(|_| ProxyError::MalformedShare("the SSE-C key is not base64"))?,
+    );
+    if raw.len() != 32 {
+        return Err(ProxyError::MalformedShare("the SSE-C key must be 32 bytes"));
+    }
+    if let Some(md5) = key_md5 {
+        let expected = STANDARD.encode(md5::Md5::digest(raw.as_slice()));
+        if md5.trim() != expected {
+            return Err(ProxyError::MalformedShare(
+                "the SSE-C key MD5 does not match the key",
+            ));
+        }
+    }
+    Ok(Some(raw))
+}
+
+fn key_md5_of(raw: Option<&Zeroizing<Vec<u8>>>) -> Option<String> {
+    raw.map(|r| STANDARD.encode(md5::Md5::digest(r.as_slice())))
+}
+
+fn request_id_fallback() -> String {
+    random_hex(8).unwrap_or_else(|_| "unknown".into())
+}
+
+fn phase(name: &'static str, started: Instant) {
+    metrics::histogram!("treuhand_phase_seconds", "phase" => name)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// What an opened object looks like to the handlers.
+struct Opened {
+    cipher: format::ObjectCipher,
+    footer: Option<Vec<u8>>,
+    meta: storage::Meta,
+    plaintext_len: u64,
+    etag: String,
+}
+
+impl Proxy {
+    /// Builds the service state.
+    pub fn new(tenants: Vec<Tenant>, storage: Storage, keys: Arc<KeyService>) -> Self {
+        let tenants = tenants
+            .into_iter()
+            .map(|t| (t.access_key_id.clone(), Arc::new(t)))
+            .collect();
+        Self {
+            tenants,
+            storage,
+            keys,
+            uploads: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn tenant<T>(&self, req: &S3Request<T>) -> Result<Arc<Tenant>, ProxyError> {
+        // s3s has already verified the signature; the access key maps to exactly one tenant.
+        let creds = req
+            .credentials
+            .as_ref()
+            .ok_or(ProxyError::Denied("anonymous requests are refused".into()))?;
+        self.tenants
+            .get(&creds.access_key)
+            .cloned()
+            .ok_or(ProxyError::Denied("unknown access key".into()))
+    }
+
+    fn bucket_path(tenant: &Tenant, bucket: &str) -> String {
+        bucket_marker_path(&tenant.id, bucket)
+    }
+
+    fn objects_dir(tenant: &Tenant, bucket: &str) -> String {
+        format!("tenants/{}/objects/{bucket}", tenant.id)
+    }
+
+    fn object_path(tenant: &Tenant, bucket: &str, key: &str) -> String {
+        format!(
+            "{}/{}",
+            Self::objects_dir(tenant, bucket),
+            storage::encode_key(key)
+        )
+    }
+
+    fn upload_dir(tenant: &Tenant, bucket: &str, upload_id: &str) -> Result<String, ProxyError> {
+        if upload_id.len() != 32 || !upload_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ProxyError::NoSuchUpload);
+        }
+        Ok(format!(
+            "tenants/{}/uploads/{bucket}/{upload_id}",
+            tenant.id
+        ))
+    }
+
+    async fn require_bucket(
+        &self,
+        tenant: &Tenant,
+        bucket: &str,
+    ) -> Result<storage::Meta, ProxyError> {
+        let started = Instant::now();
+        let result = self.storage.head(&Self::bucket_path(tenant, bucket)).await;
+        phase("backend_io", started);
+        match result {
+            Ok(meta) => Ok(meta),
+            Err(storage::Error::NotFound) => Err(ProxyError::NoSuchBucket),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn kek(
+        &self,
+        request_id: Option<&super::server::RequestId>,
+        tenant: &Tenant,
+        share: Option<&Zeroizing<Vec<u8>>>,
+        reason: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Arc<Kek>, ProxyError> {
+        let context = ReleaseContext {
+            request_id: request_id
+                .map(|r| r.0.clone())
+                .unwrap_or_else(request_id_fallback),
+            object: Some((bucket.to_owned(), key.to_owned())),
+            reason: reason.to_owned(),
+        };
+        self.keys
+            .kek(&tenant.keys, share.map(|s| s.as_slice()), &context)
+            .await
+    }
+
+    /// Opens a stored object: header, layout, plaintext length. Fails closed.
+    async fn open(
+        &self,
+        tenant: &Tenant,
+        kek: &Kek,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Opened, ProxyError> {
+        let path = Self::object_path(tenant, bucket, key);
+        let started = Instant::now();
+        let meta = match self.storage.head(&path).await {
+            Ok(m) => m,
+            Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey),
+            Err(e) => return Err(e.into()),
+        };
+        let prefix = self
+            .storage
+            .read_range(&path, 0..meta.size.min(format::MAX_HEADER_LEN as u64))
+            .await?;
+        phase("backend_io", started);
+        let crypto_started = Instant::now();
+        let ctx = DekContext {
+            key: &tenant.keys.key_id,
+            bucket,
+            object: key,
+        };
+        let (cipher, header_len) = format::open_object(kek, &ctx, &prefix)?;
+        let etag = md5_hex(prefix.get(..header_len).ok_or(ProxyError::Integrity)?);
+        phase("crypto", crypto_started);
+        let (footer, plaintext_len) = match cipher.header().layout {
+            Layout::Single => (None, cipher.single_layout(meta.size)?.plaintext_len()),
+            Layout::Multipart => {
+                let size = meta.size;
+                let tail = self
+                    .storage
+                    .read_range(&path, size.saturating_sub(4)..size)
+                    .await?;
+                let footer_len = format::footer_len_from_tail(&tail)? as u64;
+                let start = size.checked_sub(footer_len).ok_or(ProxyError::Integrity)?;
+                let footer = self.storage.read_range(&path, start..size).await?.to_vec();
+                let len = cipher.multipart_layout(&footer, size)?.plaintext_len();
+                (Some(footer), len)
+            }
+        };
+        Ok(Opened {
+            cipher,
+            footer,
+            meta,
+            plaintext_len,
+            etag,
+        })
+    }
+
+    /// Decrypts a (small) plaintext range of an opened object into memory.
+    async fn decrypt_buffered(
+        &self,
+        path: &str,
+        opened: &Opened,
+        range: Range<u64>,
+    ) -> Result<Vec<u8>, ProxyError> {
+        let layout = match &opened.footer {
+            None => opened.cipher.single_layout(opened.meta.size)?,
+            Some(footer) => opened.cipher.multipart_layout(footer, opened.meta.size)?,
+        };
+        let (ct_range, mut decryptor) = layout.decryptor(range)?;
+        let started = Instant::now();
+        let ciphertext = self.storage.read_range(path, ct_range).await?;
+        phase("backend_io", started);
+        let started = Instant::now();
+        let mut out = Vec::with_capacity(ciphertext.len());
+        decryptor.push(&ciphertext, &mut out)?;
+        decryptor.finish()?;
+        phase("crypto", started);
+        Ok(out)
+    }
+
+    /// Streams the decrypted plaintext range of an opened object.
+    fn decrypt_stream(&self, path: String, opened: Opened, range: Range<u64>) -> StreamingBlob {
+        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let storage = self.storage.clone();
+        let remaining = range.end - range.start;
+        tokio::spawn(async move {
+            let result: Result<(), ProxyError> = async {
+                let layout = match &opened.footer {
+                    None => opened.cipher.single_layout(opened.meta.size)?,
+                    Some(footer) => opened.cipher.multipart_layout(footer, opened.meta.size)?,
+                };
+                let (ct_range, mut decryptor) = layout.decryptor(range)?;
+                let mut stream = storage.stream_range(&path, ct_range).await?;
+                let mut out = Vec::new();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    let started = Instant::now();
+                    decryptor.push(&chunk, &mut out)?;
+                    phase("crypto", started);
+                    if !out.is_empty() {
+                        let piece = Bytes::from(std::mem::take(&mut out));
+                        if tx.send(Ok(piece)).await.is_err() {
+                            return Ok(()); // client went away
+                        }
+                    }
+                }
+                decryptor.finish()?;
+                Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "streaming decryption failed; aborting the response");
+                let _ = tx
+                    .send(Err(std::io::Error::other(
+                        "stored object failed authentication",
+                    )))
+                    .await;
+            }
+        });
+        StreamingBlob::new(Body { rx, remaining })
+    }
+
+    /// Encrypts a body stream as run `run` of `cipher` into `writer` (after `prefix`).
+    async fn encrypt_into<S, E>(
+        cipher: &format::ObjectCipher,
+        run: u32,
+        mut body: S,
+        writer: &mut storage::Writer,
+        md5: Option<&mut md5::Md5>,
+    ) -> Result<u64, ProxyError>
+    where
+        S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut encryptor = cipher.encryptor(run);
+        let mut out = Vec::with_capacity(WRITE_CHUNK + format::DEFAULT_SEGMENT_SIZE as usize);
+        let mut md5 = md5;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                ProxyError::InvalidRequest(format!("reading the request body failed: {e}"))
+            })?;
+            if let Some(h) = md5.as_mut() {
+                h.update(&chunk);
+            }
+            let started = Instant::now();
+            encryptor.push(&chunk, &mut out)?;
+            phase("crypto", started);
+            if out.len() >= WRITE_CHUNK {
+                let started = Instant::now();
+                writer.write(&out).await?;
+                phase("backend_io", started);
+                out.clear();
+            }
+        }
+        let len = encryptor.finish(&mut out)?;
+        writer.write(&out).await?;
+        Ok(len)
+    }
+
+    /// Lists the decoded keys (with stored metadata) of a bucket below `prefix`, sorted.
+    async fn list_keys(
+        &self,
+        tenant: &Tenant,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, storage::Meta)>, ProxyError> {
+        let base = Self::objects_dir(tenant, bucket);
+        let dir = storage::encode_prefix_dir(prefix);
+        let list_root = if dir.is_empty() {
+            base.clone()
+        } else {
+            format!("{base}/{dir}")
+        };
+        let mut stream = self.storage.list(&list_root);
+        let mut keys = Vec::new();
+        while let Some(item) = stream.next().await {
+            let (path, meta) = item?;
+            let Some(rest) = path.strip_prefix(&base).and_then(|r| r.strip_prefix('/')) else {
+                continue;
+            };
+            let Some(key) = storage::decode_key(rest) else {
+                continue;
+            };
+            if key.starts_with(prefix) {
+                keys.push((key, meta));
+            }
+        }
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(keys)
+    }
+
+    async fn staged_parts(&self, dir: &str) -> Result<Vec<StagedPart>, ProxyError> {
+        let mut stream = self.storage.list(dir);
+        let mut parts = Vec::new();
+        while let Some(item) = stream.next().await {
+            let (path, meta) = item?;
+            let Some(name) = path.rsplit('/').next() else {
+                continue;
+            };
+            if let Some(part) = StagedPart::parse(name, &path, meta) {
+                parts.push(part);
+            }
+        }
+        parts.sort_by_key(|p| p.number);
+        Ok(parts)
+    }
+}
+
+/// A staged multipart part: `p<number>-<plaintext len>-<etag>`.
+#[derive(Debug, Clone)]
+struct StagedPart {
+    number: u32,
+    plaintext_len: u64,
+    etag: String,
+    path: String,
+    meta: storage::Meta,
+}
+
+impl StagedPart {
+    fn name(number: u32, plaintext_len: u64, etag: &str) -> String {
+        format!("p{number:05}-{plaintext_len}-{etag}")
+    }
+
+    fn parse(name: &str, path: &str, meta: storage::Meta) -> Option<Self> {
+        let rest = name.strip_prefix('p')?;
+        let mut it = rest.splitn(3, '-');
+        let number = it.next()?.parse().ok()?;
+        let plaintext_len = it.next()?.parse().ok()?;
+        let etag = it.next()?.to_owned();
+        Some(Self {
+            number,
+            plaintext_len,
+            etag,
+            path: path.to_owned(),
+            meta,
+        })
+    }
+}
+
+/// The response body of a GET: decrypted pieces from the decryption task, with an exact
+/// length so hyper frames it with Content-Length.
+struct Body {
+    rx: futures::channel::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    remaining: u64,
+}
+
+impl futures::Stream for Body {
+    type Item = Result<Bytes, s3s::StdError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        match self.rx.poll_next_unpin(cx) {
+            std::task::Poll::Ready(Some(Ok(b))) => {
+                self.remaining = self.remaining.saturating_sub(b.len() as u64);
+                std::task::Poll::Ready(Some(Ok(b)))
+            }
+            std::task::Poll::Ready(Some(Err(e))) => std::task::Poll::Ready(Some(Err(Box::new(e)))),
+            std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl s3s::stream::ByteStream for Body {
+    fn remaining_length(&self) -> s3s::stream::RemainingLength {
+        let n = usize::try_from(self.remaining).unwrap_or(usize::MAX);
+        s3s::stream::RemainingLength::new_exact(n)
+    }
+}
+
+impl Proxy {
+    /// ETag and plaintext size shown in listings, without a key. The ETag is the one GET and
+    /// HEAD report (MD5 of the header bytes). Single objects: size from the stored size.
+    /// Multipart objects (header layout byte): the sum of the part lengths in the footer. Both
+    /// are unauthenticated display values; GET and HEAD authenticate what they serve.
+    async fn listing_view(
+        &self,
+        path: &str,
+        stored: u64,
+        tenant_len: usize,
+    ) -> (Option<String>, u64) {
+        let header_len = (format::MAX_HEADER_LEN - 63 + tenant_len) as u64;
+        let Ok(head) = self
+            .storage
+            .read_range(path, 0..header_len.min(stored))
+            .await
+        else {
+            return (None, listing_size(stored, tenant_len));
+        };
+        let etag = (head.len() as u64 == header_len).then(|| md5_hex(&head));
+        let size = self
+            .listing_plaintext_size(path, &head, stored, tenant_len)
+            .await;
+        (etag, size)
+    }
+
+    async fn listing_plaintext_size(
+        &self,
+        path: &str,
+        head: &[u8],
+        stored: u64,
+        tenant_len: usize,
+    ) -> u64 {
+        let single = listing_size(stored, tenant_len);
+        if head.get(7) != Some(&1) {
+            return single;
+        }
+        let Ok(tail) = self
+            .storage
+            .read_range(path, stored.saturating_sub(4)..stored)
+            .await
+        else {
+            return single;
+        };
+        let Ok(footer_len) = format::footer_len_from_tail(&tail) else {
+            return single;
+        };
+        let Some(start) = stored.checked_sub(footer_len as u64) else {
+            return single;
+        };
+        let Ok(footer) = self.storage.read_range(path, start..stored).await else {
+            return single;
+        };
+        let Some(count) = footer
+            .get(4..8)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        else {
+            return single;
+        };
+        let mut total = 0u64;
+        for i in 0..count {
+            let at = 8 + i * 12 + 4;
+            let Some(len) = footer.get(at..at + 8) else {
+                return single;
+            };
+            let mut b = [0u8; 8];
+            b.copy_from_slice(len);
+            total = total.saturating_add(u64::from_be_bytes(b));
+        }
+        total
+    }
+}
+
+/// Plaintext size of a stored single-PUT object from its stored size alone (listings have no
+/// key).
+fn listing_size(stored: u64, tenant_len: usize) -> u64 {
+    let header = (format::MAX_HEADER_LEN - 63 + tenant_len) as u64;
+    let tag = 16u64;
+    let stride = u64::from(format::DEFAULT_SEGMENT_SIZE) + tag;
+    let Some(body) = stored.checked_sub(header) else {
+        return 0;
+    };
+    if body % stride < tag {
+        return 0;
+    }
+    body - tag * (body / stride + 1)
+}
+
+fn etag(value: String) -> ETag {
+    ETag::Strong(value)
+}
+
+fn timestamp(t: SystemTime) -> Timestamp {
+    Timestamp::from(t)
+}
+
+fn system_time(t: &Timestamp) -> SystemTime {
+    let odt: time::OffsetDateTime = t.clone().into();
+    SystemTime::from(odt)
+}
+
+/// Evaluates If-Match, If-None-Match, If-Modified-Since and If-Unmodified-Since (RFC 7232 §6).
+fn check_conditions(
+    etag_value: &str,
+    last_modified: SystemTime,
+    if_match: Option<&dto::ETagCondition>,
+    if_none_match: Option<&dto::ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> Result<(), ProxyError> {
+    let matches = |c: &dto::ETagCondition| match c {
+        dto::ETagCondition::Any => true,
+        dto::ETagCondition::ETag(e) => e.value() == etag_value,
+    };
+    // Compare at whole seconds: HTTP dates have no sub-second precision.
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    if let Some(c) = if_match {
+        if !matches(c) {
+            return Err(ProxyError::PreconditionFailed);
+        }
+    } else if let Some(t) = if_unmodified_since
+        && secs(last_modified) > secs(system_time(t))
+    {
+        return Err(ProxyError::PreconditionFailed);
+    }
+    if let Some(c) = if_none_match {
+        if matches(c) {
+            return Err(ProxyError::NotModified);
+        }
+    } else if let Some(t) = if_modified_since
+        && secs(last_modified) <= secs(system_time(t))
+    {
+        return Err(ProxyError::NotModified);
+    }
+    Ok(())
+}
+
+fn resolve_range(range: Option<&dto::Range>, len: u64) -> Result<Option<Range<u64>>, ProxyError> {
+    match range {
+        None => Ok(None),
+        Some(r) => r.check(len).map(Some).map_err(|_| ProxyError::InvalidRange),
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for Proxy {
+    #[tracing::instrument(skip_all)]
+    async fn list_buckets(
+        &self,
+        req: S3Request<dto::ListBucketsInput>,
+    ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
+        let tenant = self.tenant(&req)?;
+        let prefix = format!("tenants/{}/buckets", tenant.id);
+        let mut stream = self.storage.list(&prefix);
+        let mut buckets = Vec::new();
+        while let Some(item) = stream.next().await {
+            let (path, meta) = item.map_err(ProxyError::from)?;
+            if let Some(name) = path.strip_prefix(&prefix).and_then(|p| p.strip_prefix('/')) {
+                buckets.push(dto::Bucket {
+                    name: Some(name.to_owned()),
+                    creation_date: Some(timestamp(meta.last_modified)),
+                    bucket_region: None,
+                });
+            }
+        }
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        let output = dto::ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(dto::Owner {
+                display_name: Some(tenant.id.clone()),
+                id: Some(tenant.id.clone()),
+            }),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn create_bucket(
+        &self,
+        req: S3Request<dto::CreateBucketInput>,
+    ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
+        let tenant = self.tenant(&req)?;
+        let bucket = &req.input.bucket;
+        match self.require_bucket(&tenant, bucket).await {
+            Ok(_) => return Err(ProxyError::BucketExists.into()),
+            Err(ProxyError::NoSuchBucket) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.storage
+            .put(&Self::bucket_path(&tenant, bucket), Bytes::new())
+            .await
+            .map_err(ProxyError::from)?;
+        let output = dto::CreateBucketOutput {
+            location: Some(format!("/{bucket}")),
+        };
+        Ok(S3Response::new(output))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn head_bucket(
+        &self,
+        req: S3Request<dto::HeadBucketInput>,
+    ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
+        let tenant = self.tenant(&req)?;
+        self.require_bucket(&tenant, &req.input.bucket).await?;
+        Ok(S3Response::new(dto::HeadBucketOutput::default()))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<dto::GetBucketLocationInput>,
+    ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
+        let tenant = self.tenant(&req)?;
+        self.require_bucket(&tenant, &req.input.bucket).await?;
+        // An empty location constraint means us-east-1, which is what clients sign with by
+        // default; the proxy accepts any region in signatures.
+        Ok(S3Response::new(dto::GetBucketLocationOutput {
+            location_constraint: None,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn delete_bucket(
+        &self,
+        req: S3Request<dto::DeleteBucketInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
+        let tenant = self.tenant(&req)?;
+        let bucket = &req.input.bucket;
+        self.require_bucket(&tenant, bucket).await?;
+        let mut objects = self.storage.list(&Self::objects_dir(&tenant, bucket));
+        if objects.next().await.is_some() {
+            return Err(ProxyError::BucketNotEmpty.into());
+        }
+        self.storage
+            .delete(&Self::bucket_path(&tenant, bucket))
+            .await
+            .map_err(ProxyError::from)?;
+        Ok(S3Response::new(dto::DeleteBucketOutput::default()))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn put_object(
+        &self,
+        req: S3Request<dto::PutObjectInput>,
+    ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        let tenant = self.tenant(&req)?;
+        let rid = req.extensions.get::<super::server::RequestId>().cloned();
+        let input = req.input;
+        let share = sse_c(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        self.require_bucket(&tenant, &input.bucket).await?;
+        let kek = self
+            .kek(
+                rid.as_ref(),
+                &tenant,
+                share.as_ref(),
+                "PutObject",
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
+        let ctx = DekContext {
+            key: &tenant.keys.key_id,
+            bucket: &input.bucket,
+            object: &input.key,
+        };
+        let (cipher, header) =
+            format::new_object(&kek, &ctx, Layout::Single).map_err(ProxyError::from)?;
+        let etag_value = md5_hex(&header);
+        let path = Self::object_path(&tenant, &input.bucket, &input.key);
+        let mut writer = self.storage.writer(&path).map_err(ProxyError::from)?;
+        writer.write(&header).await.map_err(ProxyError::from)?;
+        let body: futures::stream::BoxStream<'static, Result<Bytes, s3s::StdError>> =
+            match input.body {
+                Some(body) => body.boxed(),
+                None => futures::stream::empty().boxed(),
+            };
+        // On any error the writer is dropped, which aborts it: nothing becomes visible.
+        let len = Self::encrypt_into(&cipher, 0, body, &mut writer, None).await?;
+        let started = Instant::now();
+        writer.complete().await.map_err(ProxyError::from)?;
+        phase("backend_io", started);
+        tracing::info!(plaintext_len = len, "object stored");
+        let output = dto::PutObjectOutput {
+            e_tag: Some(etag(etag_value)),
+            sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
+            sse_customer_key_md5: key_md5_of(share.as_ref()),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn get_object(
+        &self,
+        req: S3Request<dto::GetObjectInput>,
+    ) -> S3Result<S3Response<dto::GetObjectOutput>> {
+        let tenant = self.tenant(&req)?;
+        let rid = req.extensions.get::<super::server::RequestId>().cloned();
+        let input = req.input;
+        let share = sse_c(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        self.require_bucket(&tenant, &input.bucket).await?;
+        let path = Self::object_path(&tenant, &input.bucket, &input.key);
+        // Existence first, so a missing key is a 404 without bothering the trustee.
+        match self.storage.head(&path).await {
+            Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey.into()),
+            Err(e) => return Err(ProxyError::from(e).into()),
+            Ok(_) => {}
+        }
+        let kek = self
+            .kek(
+                rid.as_ref(),
+                &tenant,
+                share.as_ref(),
+                "GetObject",
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
+        let opened = self.open(&tenant, &kek, &input.bucket, &input.key).await?;
+        check_conditions(
+            &opened.etag,
+            opened.meta.last_modified,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let total = opened.plaintext_len;
+        let range = resolve_range(input.range.as_ref(), total)?;
+        let content_range = range
+            .as_ref()
+            .map(|r| format!("bytes {}-{}/{total}", r.start, r.end.saturating_sub(1)));
+        let range = range.unwrap_or(0..total);
+        // Small responses are decrypted completely before the status line goes out, so any
+        // tampering is a clean 502. Larger ones stream; a bad segment then aborts the body.
+        let length = range.end - range.start;
+        let etag_value = opened.etag.clone();
+        let last_modified = opened.meta.last_modified;
+        let body = if length <= BUFFERED_GET_LIMIT {
+            let plaintext = self.decrypt_buffered(&path, &opened, range.clone()).await?;
+            StreamingBlob::from(s3s::Body::from(Bytes::from(plaintext)))
+        } else {
+            self.decrypt_stream(path, opened, range.clone())
+        };
+        let output = dto::GetObjectOutput {
+            accept_ranges: Some("bytes".to_owned()),
+            content_length: Some(i64::try_from(range.end - range.start).unwrap_or(i64::MAX)),
+            content_range,
+            content_type: Some(
+                "application/octet-stream"
+                    .parse()
+                    .map_err(|_| ProxyError::Internal("mime".into()))?,
+            ),
+            e_tag: Some(etag(etag_value)),
+            last_modified: Some(timestamp(last_modified)),
+            sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
+            sse_customer_key_md5: key_md5_of(share.as_ref()),
+            body: Some(body),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn head_object(
+        &self,
+        req: S3Request<dto::HeadObjectInput>,
+    ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
+        let tenant = self.tenant(&req)?;
+        let rid = req.extensions.get::<super::server::RequestId>().cloned();
+        let input = req.input;
+        let share = sse_c(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        self.require_bucket(&tenant, &input.bucket).await?;
+        let path = Self::object_path(&tenant, &input.bucket, &input.key);
+        match self.storage.head(&path).await {
+            Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey.into()),
+            Err(e) => return Err(ProxyError::from(e).into()),
+            Ok(_) => {}
+        }
+        let kek = self
+            .kek(
+                rid.as_ref(),
+                &tenant,
+                share.as_ref(),
+                "HeadObject",
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
+        let opened = self.open(&tenant, &kek, &input.bucket, &input.key).await?;
+        check_conditions(
+            &opened.etag,
+            opened.meta.last_modified,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let total = opened.plaintext_len;
+        let range = resolve_range(input.range.as_ref(), total)?;
+        let length = range.as_ref().map_or(total, |r| r.end - r.start);
+        let output = dto::HeadObjectOutput {
+            accept_ranges: Some("bytes".to_owned()),
+            content_length: Some(i64::try_from(length).unwrap_or(i64::MAX)),
+            content_range: range
+                .map(|r| format!("bytes {}-{}/{total}", r.start, r.end.saturating_sub(1))),
+            content_type: Some(
+                "application/octet-stream"
+                    .parse()
+                    .map_err(|_| ProxyError::Internal("mime".into()))?,
+            ),
+            e_tag: Some(etag(opened.etag)),
+            last_modified: Some(timestamp(opened.meta.last_modified)),
+            sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
+            sse_customer_key_md5: key_md5_of(share.as_ref()),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn delete_object(
+        &self,
+        req: S3Request<dto::DeleteObjectInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
+        let tenant = self.tenant(&req)?;
+        self.require_bucket(&tenant, &req.input.bucket).await?;
+        let path = Self::object_path(&tenant, &req.input.bucket, &req.input.key);
+        self.storage.delete(&path).await.map_err(ProxyError::from)?;
+        Ok(S3Response::new(dto::DeleteObjectOutput::default()))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn delete_objects(
+        &self,
+        req: S3Request<dto::DeleteObjectsInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
+        let tenant = self.tenant(&req)?;
+        let input = req.input;
+        self.require_bucket(&tenant, &input.bucket).await?;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for object in input.delete.objects {
+            let path = Self::object_path(&tenant, &input.bucket, &object.key);
+            match self.storage.delete(&path).await {
+                Ok(()) => {
+                    if !quiet {
+                        deleted.push(dto::DeletedObject {
+                            key: Some(object.key),
+                            ..Default::default()
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "delete failed");
+                    errors.push(dto::Error {
+                        code: Some("InternalError".into()),
+                        key: Some(object.key),
+                        message: Some("the storage backend failed".into()),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        let output = dto::DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: Some(errors),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<dto::ListObjectsV2Input>,
+    ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
+        let tenant = self.tenant(&req)?;
+        let input = req.input;
+        self.require_bucket(&tenant, &input.bucket).await?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max_keys =
+            usize::try_from(input.max_keys.unwrap_or(1000).clamp(0, 1000)).unwrap_or(1000);
+        let started = Instant::now();
+        let keys = self.list_keys(&tenant, &input.bucket, &prefix).await?;
+        phase("backend_io", started);
+        // The continuation token is the hex of the last key (or common prefix) returned.
+        let after = match &input.continuation_token {
+            Some(token) => Some(
+                hex::decode(token)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        ProxyError::InvalidRequest("invalid continuation token".into())
+                    })?,
+            ),
+            None => input.start_after.clone(),
+        };
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let mut contents = Vec::new();
+        let mut common: Vec<String> = Vec::new();
+        let mut last_returned: Option<String> = None;
+        let mut truncated = false;
+        for (key, meta) in keys {
+            if after.as_ref().is_some_and(|a| key.as_str() <= a.as_str()) {
+                continue;
+            }
+            let group = delimiter.as_ref().and_then(|d| {
+                key[prefix.len()..]
+                    .find(d.as_str())
+                    .map(|i| key[..prefix.len() + i + d.len()].to_owned())
+            });
+            if let Some(group) = group {
+                if common.last() == Some(&group)
+                    || after.as_ref().is_some_and(|a| group.as_str() <= a.as_str())
+                {
+                    continue;
+                }
+                if contents.len() + common.len() >= max_keys {
+                    truncated = true;
+                    break;
+                }
+                last_returned = Some(group.clone());
+                common.push(group);
+                continue;
+            }
+            if contents.len() + common.len() >= max_keys {
+                truncated = true;
+                break;
+            }
+            last_returned = Some(key.clone());
+            contents.push((key, meta));
+        }
+        // Sizes: arithmetic for single objects, the footer's part lengths for multipart ones
+        // (a few small range reads per listed object, 16 at a time).
+        let started = Instant::now();
+        let contents: Vec<dto::Object> = futures::stream::iter(contents)
+            .map(|(key, meta)| {
+                let path = Self::object_path(&tenant, &input.bucket, &key);
+                let tenant_len = tenant.id.len();
+                async move {
+                    let (etag_value, size) = self.listing_view(&path, meta.size, tenant_len).await;
+                    dto::Object {
+                        key: Some(key),
+                        e_tag: etag_value.map(etag),
+                        size: Some(i64::try_from(size).unwrap_or(0)),
+                        last_modified: Some(timestamp(meta.last_modified)),
+                        storage_class: Some(dto::ObjectStorageClass::from_static(
+                            dto::ObjectStorageClass::STANDARD,
+                        )),
+                        ..Default::default()
+                    }
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        phase("backend_io", started);
+        let key_count = i32::try_from(contents.len() + common.len()).unwrap_or(i32::MAX);
+        let output = dto::ListObjectsV2Output {
+            name: Some(input.bucket),
+            prefix: input.prefix,
+            delimiter: input.delimiter,
+            max_keys: Some(i32::try_from(max_keys).unwrap_or(1000)),
+            key_count: Some(key_count),
+            continuation_token: input.continuation_token,
+            start_after: input.start_after,
+            is_truncated: Some(truncated),
+            next_continuation_token: if truncated {
+                last_returned.map(|k| hex::encode(k.as_bytes()))
+            } else {
+                None
+            },
+            contents: Some(contents),
+            common_prefixes: Some(
+                common
+                    .into_iter()
+                    .map(|p| dto::CommonPrefix { prefix: Some(p) })
+                    .collect(),
+            ),
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn copy_object(
+        &self,
+        req: S3Request<dto::CopyObjectInput>,
+    ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+        let tenant = self.tenant(&req)?;
+        let rid = req.extensions.get::<super::server::RequestId>().cloned();
+        let input = req.input;
+        let (src_bucket, src_key) = match &input.copy_source {
+            dto::CopySource::Bucket {
+                bucket,
+                key,
+                version_id: None,
+            } => (bucket.to_string(), key.to_string()),
+            _ => {
+                return Err(
+                    ProxyError::NotImplemented("copy sources other than bucket/key").into(),
+                );
+            }
+        };
+        let dest_share = sse_c(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        let src_share = sse_c(
+            input.copy_source_sse_customer_algorithm.as_deref(),
+            input.copy_source_sse_customer_key.as_deref(),
+            input.copy_source_sse_customer_key_md5.as_deref(),
+        )?;
+        self.require_bucket(&tenant, &src_bucket).await?;
+        self.require_bucket(&tenant, &input.bucket).await?;
+        // Both sides belong to the same tenant key, so both shares must be the customer's
+        // share; each is checked by the key service.
+        let src_kek = self
+            .kek(
+                rid.as_ref(),
+                &tenant,
+                src_share.as_ref(),
+                "CopyObject source",
+                &src_bucket,
+                &src_key,
+            )
+            .await?;
+        let dest_kek = self
+            .kek(
+                rid.as_ref(),
+                &tenant,
+                dest_share.as_ref(),
+                "CopyObject",
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
+        let opened = self.open(&tenant, &src_kek, &src_bucket, &src_key).await?;
+        check_conditions(
+            &opened.etag,
+            opened.meta.last_modified,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        )
+        .map_err(|e| match e {
+            ProxyError::NotModified => ProxyError::PreconditionFailed,
+            other => other,
+        })?;
+        let total = opened.plaintext_len;
+        let src_path = Self::object_path(&tenant, &src_bucket, &src_key);
+        let plaintext = self.decrypt_stream(src_path, opened, 0..total);
+        let ctx = DekContext {
+            key: &tenant.keys.key_id,
+            bucket: &input.bucket,
+            object: &input.key,
+        };
+        let (cipher, header) =
+            format::new_object(&dest_kek, &ctx, Layout::Single).map_err(ProxyError::from)?;
+        let etag_value = md5_hex(&header);
+        let mut writer = self
+            .storage
+            .writer(&Self::object_path(&tenant, &input.bucket, &input.key))
+            .map_err(ProxyError::from)?;
+        writer.write(&header).await.map_err(ProxyError::from)?;
+        Self::encrypt_into(&cipher, 0, plaintext, &mut writer, None)
+            .await
+            .map_err(|e| match e {
+                ProxyError::InvalidRequest(_) => ProxyError::Integrity,
+                other => other,
+            })?;
+        writer.complete().await.map_err(ProxyError::from)?;
+        let output = dto::CopyObjectOutput {
+            copy_object_result: Some(dto::CopyObjectResult {
+                e_tag: Some(etag(etag_value)),
+                last_modified: Some(timestamp(SystemTime::now())),
+                ..Default::default()
+            }),
+            sse_customer_algorithm: dest_share.as_ref().map(|_| "AES256".to_owned()),
+            sse_customer_key_md5: key_md5_of(dest_share.as_ref()),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<dto::CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
+        let tenant = self.tenant(&req)?;
+        let rid = req.extensions.get::<super::server::RequestId>().cloned();
+        let input = req.input;
+        let share = sse_c(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        self.require_bucket(&tenant, &input.bucket).await?;
+        let kek = self
+            .kek(
+                rid.as_ref(),
+                &tenant,
+                share.as_ref(),
+                "CreateMultipartUpload",
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
+        let ctx = DekContext {
+            key: &tenant.keys.key_id,
+            bucket: &input.bucket,
+            object: &input.key,
+        };
+        let (cipher, header) =
+            format::new_object(&kek, &ctx, Layout::Multipart).map_err(ProxyError::from)?;
+        let upload_id = random_hex(16)?;
+        let dir = Self::upload_dir(&tenant, &input.bucket, &upload_id)?;
+        self.remember_upload(&dir, cipher);
+        // The staged header records the object key too, so a part can never be completed
+        // into another key.
+        let mut staged = Vec::with_capacity(header.len() + input.key.len() + 4);
+        staged.extend_from_slice(&(header.len() as u32).to_be_bytes());
+        staged.extend_from_slice(&header);
+        staged.extend_from_slice(input.key.as_bytes());
+        self.storage
+            .put(&format!("{dir}/header"), Bytes::from(staged))
+            .await
+            .map_err(ProxyError::from)?;
+        let output = dto::CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload_id),
+            sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
+            sse_customer_key_md5: key_md5_of(share.as_ref()),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key, part = req.input.part_number))]
+    async fn upload_part(
+        &self,
+        req: S3Request<dto::UploadPartInput>,
+    ) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        let tenant = self.tenant(&req)?;
+        let rid = req.extensions.get::<super::server::RequestId>().cloned();
+        let input = req.input;
+        let share = sse_c(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        let part = u32::try_from(input.part_number)
+            .ok()
+            .filter(|p| (1..=10_000).contains(p))
+            .ok_or_else(|| ProxyError::InvalidRequest("part numbers are 1 to 10000".into()))?;
+        let dir = Self::upload_dir(&tenant, &input.bucket, &input.upload_id)?;
+        let header = self.staged_header(&dir, &input.key).await?;
+        let kek = self
+            .kek(
+                rid.as_ref(),
+                &tenant,
+                share.as_ref(),
+                "UploadPart",
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
+        let ctx = DekContext {
+            key: &tenant.keys.key_id,
+            bucket: &input.bucket,
+            object: &input.key,
+        };
+        let (cipher, _) = format::open_object(&kek, &ctx, &header).map_err(ProxyError::from)?;
+        // Stage under a temporary name first; the final name carries length and ETag.
+        let etag_value = random_hex(16)?;
+        let tmp = format!("{dir}/tmp-{etag_value}");
+        let mut writer = self.storage.writer(&tmp).map_err(ProxyError::from)?;
+        let body: futures::stream::BoxStream<'static, Result<Bytes, s3s::StdError>> =
+            match input.body {
+                Some(body) => body.boxed(),
+                None => futures::stream::empty().boxed(),
+            };
+        let len = Self::encrypt_into(&cipher, part, body, &mut writer, None).await?;
+        writer.complete().await.map_err(ProxyError::from)?;
+        // Replace any earlier upload of the same part number.
+        for old in self
+            .staged_parts(&dir)
+            .await?
+            .into_iter()
+            .filter(|p| p.number == part)
+        {
+            self.storage
+                .delete(&old.path)
+                .await
+                .map_err(ProxyError::from)?;
+        }
+        let final_path = format!("{dir}/{}", StagedPart::name(part, len, &etag_value));
+        let result = self.storage.copy(&tmp, &final_path).await;
+        self.storage.delete(&tmp).await.map_err(ProxyError::from)?;
+        result.map_err(ProxyError::from)?;
+        let output = dto::UploadPartOutput {
+            e_tag: Some(etag(etag_value)),
+            sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
+            sse_customer_key_md5: key_md5_of(share.as_ref()),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<dto::CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
+        let tenant = self.tenant(&req)?;
+        let rid = req.extensions.get::<super::server::RequestId>().cloned();
+        let input = req.input;
+        let share = sse_c(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        let dir = Self::upload_dir(&tenant, &input.bucket, &input.upload_id)?;
+        let header = self.staged_header(&dir, &input.key).await?;
+        // Stock clients (object_store, some SDKs) send no SSE-C headers on Complete, which S3
+        // allows. Then the cipher kept in memory since CreateMultipartUpload is used; without
+        // it (proxy restarted, another replica) the share is required.
+        let cached = if share.is_none() && self.needs_sse_c(&tenant) {
+            Some(self.cached_upload(&dir).ok_or(ProxyError::MissingShare)?)
+        } else {
+            None
+        };
+        let cipher: Arc<format::ObjectCipher> = match cached {
+            Some(c) => c,
+            None => {
+                let kek = self
+                    .kek(
+                        rid.as_ref(),
+                        &tenant,
+                        share.as_ref(),
+                        "CompleteMultipartUpload",
+                        &input.bucket,
+                        &input.key,
+                    )
+                    .await?;
+                let ctx = DekContext {
+                    key: &tenant.keys.key_id,
+                    bucket: &input.bucket,
+                    object: &input.key,
+                };
+                Arc::new(
+                    format::open_object(&kek, &ctx, &header)
+                        .map_err(ProxyError::from)?
+                        .0,
+                )
+            }
+        };
+        let header_len = cipher.header_len();
+        let staged = self.staged_parts(&dir).await?;
+        let requested = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default();
+        if requested.is_empty() {
+            return Err(ProxyError::InvalidRequest(
+                "a multipart upload needs at least one part".into(),
+            )
+            .into());
+        }
+        let mut chosen: Vec<&StagedPart> = Vec::with_capacity(requested.len());
+        let mut previous = 0u32;
+        for part in &requested {
+            let number = part
+                .part_number
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0);
+            if number <= previous {
+                return Err(ProxyError::InvalidPartOrder.into());
+            }
+            previous = number;
+            let found = staged.iter().find(|p| p.number == number).ok_or_else(|| {
+                ProxyError::InvalidPart(format!("part {number} was not uploaded"))
+            })?;
+            if let Some(e) = &part.e_tag
+                && e.value() != found.etag
+            {
+                return Err(
+                    ProxyError::InvalidPart(format!("part {number} has a different ETag")).into(),
+                );
+            }
+            chosen.push(found);
+        }
+        let path = Self::object_path(&tenant, &input.bucket, &input.key);
+        let mut writer = self.storage.writer(&path).map_err(ProxyError::from)?;
+        writer
+            .write(header.get(..header_len).ok_or(ProxyError::Integrity)?)
+            .await
+            .map_err(ProxyError::from)?;
+        let mut md5_all = md5::Md5::new();
+        let mut footer_parts = Vec::with_capacity(chosen.len());
+        for part in &chosen {
+            let mut stream = self
+                .storage
+                .stream_range(&part.path, 0..part.meta.size)
+                .await
+                .map_err(ProxyError::from)?;
+            while let Some(chunk) = stream.next().await {
+                writer
+                    .write(&chunk.map_err(ProxyError::from)?)
+                    .await
+                    .map_err(ProxyError::from)?;
+            }
+            md5_all.update(part.etag.as_bytes());
+            footer_parts.push(format::PartInfo {
+                part_number: part.number,
+                plaintext_len: part.plaintext_len,
+            });
+        }
+        let footer = cipher.footer(&footer_parts).map_err(ProxyError::from)?;
+        writer.write(&footer).await.map_err(ProxyError::from)?;
+        writer.complete().await.map_err(ProxyError::from)?;
+        let etag_value = md5_hex(header.get(..header_len).ok_or(ProxyError::Integrity)?);
+        // Clean up staging; a failure here only leaves garbage, never a wrong object.
+        for part in &staged {
+            let _ = self.storage.delete(&part.path).await;
+        }
+        let _ = self.storage.delete(&format!("{dir}/header")).await;
+        self.forget_upload(&dir);
+        let output = dto::CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            e_tag: Some(etag(etag_value)),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<dto::AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
+        let tenant = self.tenant(&req)?;
+        let dir = Self::upload_dir(&tenant, &req.input.bucket, &req.input.upload_id)?;
+        self.staged_header(&dir, &req.input.key).await?;
+        self.forget_upload(&dir);
+        let mut stream = self.storage.list(&dir);
+        let mut paths = Vec::new();
+        while let Some(item) = stream.next().await {
+            paths.push(item.map_err(ProxyError::from)?.0);
+        }
+        for path in paths {
+            self.storage.delete(&path).await.map_err(ProxyError::from)?;
+        }
+        Ok(S3Response::new(dto::AbortMultipartUploadOutput::default()))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn list_parts(
+        &self,
+        req: S3Request<dto::ListPartsInput>,
+    ) -> S3Result<S3Response<dto::ListPartsOutput>> {
+        let tenant = self.tenant(&req)?;
+        let input = req.input;
+        let dir = Self::upload_dir(&tenant, &input.bucket, &input.upload_id)?;
+        self.staged_header(&dir, &input.key).await?;
+        let marker = input.part_number_marker.unwrap_or(0);
+        let max = usize::try_from(input.max_parts.unwrap_or(1000).clamp(1, 1000)).unwrap_or(1000);
+        let staged = self.staged_parts(&dir).await?;
+        let remaining: Vec<&StagedPart> = staged
+            .iter()
+            .filter(|p| i64::from(p.number) > i64::from(marker))
+            .collect();
+        let truncated = remaining.len() > max;
+        let page: Vec<&StagedPart> = remaining.into_iter().take(max).collect();
+        let next = page.last().map(|p| i32::try_from(p.number).unwrap_or(0));
+        let parts = page
+            .iter()
+            .map(|p| dto::Part {
+                part_number: i32::try_from(p.number).ok(),
+                size: i64::try_from(p.plaintext_len).ok(),
+                e_tag: Some(etag(p.etag.clone())),
+                last_modified: Some(timestamp(p.meta.last_modified)),
+                ..Default::default()
+            })
+            .collect();
+        let output = dto::ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            parts: Some(parts),
+            is_truncated: Some(truncated),
+            max_parts: i32::try_from(max).ok(),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: next,
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+}
+
+/// How long an in-progress upload's cipher stays in memory.
+const UPLOAD_CIPHER_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+const MAX_UPLOAD_CIPHERS: usize = 10_000;
+
+impl Proxy {
+    fn needs_sse_c(&self, tenant: &Tenant) -> bool {
+        matches!(
+            tenant.keys.customer,
+            super::keys::CustomerShare::SseC { .. }
+        )
+    }
+
+    fn remember_upload(&self, dir: &str, cipher: format::ObjectCipher) {
+        let Ok(mut uploads) = self.uploads.lock() else {
+            return;
+        };
+        uploads.retain(|_, (_, t)| t.elapsed() < UPLOAD_CIPHER_TTL);
+        if uploads.len() < MAX_UPLOAD_CIPHERS {
+            uploads.insert(dir.to_owned(), (Arc::new(cipher), Instant::now()));
+        }
+    }
+
+    fn cached_upload(&self, dir: &str) -> Option<Arc<format::ObjectCipher>> {
+        let uploads = self.uploads.lock().ok()?;
+        uploads
+            .get(dir)
+            .filter(|(_, t)| t.elapsed() < UPLOAD_CIPHER_TTL)
+            .map(|(c, _)| c.clone())
+    }
+
+    fn forget_upload(&self, dir: &str) {
+        if let Ok(mut uploads) = self.uploads.lock() {
+            uploads.remove(dir);
+        }
+    }
+
+    /// Reads a staged multipart header and checks it belongs to `key`.
+    async fn staged_header(&self, dir: &str, key: &str) -> Result<Vec<u8>, ProxyError> {
+        let path = format!("{dir}/header");
+        let meta = match self.storage.head(&path).await {
+            Ok(m) => m,
+            Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchUpload),
+            Err(e) => return Err(e.into()),
+        };
+        let staged = self.storage.read_range(&path, 0..meta.size).await?;
+        let (len, rest) = staged.split_at_checked(4).ok_or(ProxyError::NoSuchUpload)?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let (header, staged_key) = rest.split_at_checked(len).ok_or(ProxyError::NoSuchUpload)?;
+        if staged_key != key.as_bytes() {
+            return Err(ProxyError::NoSuchUpload);
+        }
+        Ok(header.to_vec())
+    }
+}

@@ -1,0 +1,589 @@
+//! Storage backends: where ciphertext lives.
+//!
+//! One type, [`Storage`], over object_store's `ObjectStore` trait (the one backend trait), with
+//! three implementations chosen by configuration: the local filesystem (the default), memory
+//! (tests) and any S3-compatible endpoint (Ceph RGW, MinIO, Garage, AWS).
+//!
+//! Guarantees the proxy relies on:
+//!
+//! - **Atomic writes.** A [`Writer`] publishes its object only in [`Writer::complete`]. Small
+//!   objects are buffered and written with one `put` (the filesystem writes a staged file and
+//!   renames it); larger ones stream through a backend multipart upload (staged file on the
+//!   filesystem, S3 multipart upload on S3). A writer dropped or aborted before completion
+//!   leaves no visible object.
+//! - **Bounded memory.** A writer holds at most one buffer of `chunk_size` bytes plus the
+//!   parts in flight; reads are streams.
+//!
+//! This module sees only ciphertext and opaque paths; it must not depend on the proxy, the
+//! trustee or the object format.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use serde::{Deserialize, Serialize};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The object does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A path that cannot be stored (e.g. a key segment too long for the backend).
+    #[error("invalid storage path: {0}")]
+    InvalidPath(String),
+    /// The backend failed (I/O, network, remote error).
+    #[error("backend error: {0}")]
+    Backend(String),
+    /// Invalid storage configuration.
+    #[error("storage configuration error: {0}")]
+    Config(String),
+}
+
+impl From<object_store::Error> for Error {
+    fn from(e: object_store::Error) -> Self {
+        match e {
+            object_store::Error::NotFound { .. } => Error::NotFound,
+            object_store::Error::InvalidPath { source } => Error::InvalidPath(source.to_string()),
+            other => Error::Backend(other.to_string()),
+        }
+    }
+}
+
+/// Result alias of this module.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Storage configuration (`[storage]` in the proxy config).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StorageConfig {
+    /// Local filesystem under `root` (created if absent).
+    Fs {
+        /// Root directory.
+        root: std::path::PathBuf,
+        /// fsync files and directories before a write returns (slower, durable).
+        #[serde(default)]
+        fsync: bool,
+    },
+    /// In-memory (tests; lost on exit).
+    Memory,
+    /// An S3-compatible endpoint.
+    S3 {
+        /// Endpoint URL, e.g. `http://127.0.0.1:7480`.
+        endpoint: String,
+        /// Region to sign with.
+        #[serde(default = "default_region")]
+        region: String,
+        /// The backend bucket all tenants' ciphertext goes into.
+        bucket: String,
+        /// Access key id.
+        access_key_id: String,
+        /// Secret access key.
+        secret_access_key: String,
+        /// Path-style requests (`endpoint/bucket/key`); needed by most self-hosted stores.
+        #[serde(default = "default_true")]
+        path_style: bool,
+        /// Allow plain `http://` endpoints.
+        #[serde(default)]
+        allow_http: bool,
+        /// Create `bucket` at startup if it does not exist.
+        #[serde(default)]
+        create_bucket: bool,
+    },
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig::Fs {
+            root: "storage".into(),
+            fsync: false,
+        }
+    }
+}
+
+/// Size and modification time of a stored object.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// Stored (ciphertext) size in bytes.
+    pub size: u64,
+    /// Last modification time.
+    pub last_modified: std::time::SystemTime,
+}
+
+/// The storage backend.
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    chunk_size: usize,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Storage({})", self.store)
+    }
+}
+
+/// Objects up to this size are written with one `put`; larger ones use multipart (5 MiB is
+/// S3's minimum part size).
+pub const DEFAULT_CHUNK_SIZE: usize = 8 * 1024 * 1024;
+
+impl Storage {
+    /// Builds the backend from its configuration.
+    ///
+    /// # Errors
+    /// [`Error::Config`] with the reason.
+    pub fn from_config(config: &StorageConfig) -> Result<Self> {
+        let store: Arc<dyn ObjectStore> = match config {
+            StorageConfig::Fs { root, fsync } => {
+                std::fs::create_dir_all(root)
+                    .map_err(|e| Error::Config(format!("cannot create {}: {e}", root.display())))?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(root)
+                    .map_err(|e| Error::Config(e.to_string()))?
+                    .with_automatic_cleanup(true)
+                    .with_fsync(*fsync);
+                Arc::new(fs)
+            }
+            StorageConfig::Memory => Arc::new(object_store::memory::InMemory::new()),
+            StorageConfig::S3 {
+                endpoint,
+                region,
+                bucket,
+                access_key_id,
+                secret_access_key,
+                path_style,
+                allow_http,
+                create_bucket: _,
+            } => {
+                let s3 = object_store::aws::AmazonS3Builder::new()
+                    .with_endpoint(endpoint)
+                    .with_region(region)
+                    .with_bucket_name(bucket)
+                    .with_access_key_id(access_key_id)
+                    .with_secret_access_key(secret_access_key)
+                    .with_virtual_hosted_style_request(!*path_style)
+                    .with_allow_http(*allow_http)
+                    .build()
+                    .map_err(|e| Error::Config(e.to_string()))?;
+                Arc::new(s3)
+            }
+        };
+        Ok(Self {
+            store,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        })
+    }
+
+    /// Creates the backend bucket of an S3 configuration with `create_bucket = true` (an
+    /// existing bucket of the same owner is fine). Other backends: nothing to do.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] with the endpoint's answer.
+    pub async fn ensure_bucket(config: &StorageConfig) -> Result<()> {
+        let StorageConfig::S3 {
+            endpoint,
+            region,
+            bucket,
+            access_key_id,
+            secret_access_key,
+            create_bucket: true,
+            ..
+        } = config
+        else {
+            return Ok(());
+        };
+        let credential = object_store::aws::AwsCredential {
+            key_id: access_key_id.clone(),
+            secret_key: secret_access_key.clone(),
+            token: None,
+        };
+        let url = format!("{}/{bucket}", endpoint.trim_end_matches('/'));
+        let mut request = http::Request::builder()
+            .method(http::Method::PUT)
+            .uri(&url)
+            .body(object_store::client::HttpRequestBody::from(Vec::new()))
+            .map_err(|e| Error::Config(format!("bad endpoint {endpoint}: {e}")))?;
+        object_store::aws::AwsAuthorizer::new(&credential, "s3", region)
+            .try_authorize(&mut request, None)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        crate::tls::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .build()
+            .map_err(|e| Error::Backend(e.to_string()))?;
+        let mut builder = client.put(&url);
+        for (name, value) in request.headers() {
+            builder = builder.header(name, value);
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| Error::Backend(format!("{url}: {e}")))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() || body.contains("BucketAlreadyOwnedByYou") {
+            Ok(())
+        } else {
+            Err(Error::Backend(format!(
+                "creating bucket {bucket} at {endpoint}: {status} {body}"
+            )))
+        }
+    }
+
+    /// An in-memory backend.
+    pub fn memory() -> Self {
+        Self {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+
+    fn path(path: &str) -> Result<Path> {
+        Path::parse(path).map_err(|e| Error::InvalidPath(e.to_string()))
+    }
+
+    /// Size and modification time, or [`Error::NotFound`].
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Backend`].
+    pub async fn head(&self, path: &str) -> Result<Meta> {
+        let meta = self.store.head(&Self::path(path)?).await?;
+        Ok(Meta {
+            size: meta.size,
+            last_modified: meta.last_modified.into(),
+        })
+    }
+
+    /// Reads a byte range completely (for headers and footers; keep ranges small).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Backend`].
+    pub async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        Ok(self.store.get_range(&Self::path(path)?, range).await?)
+    }
+
+    /// Streams a byte range.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Backend`].
+    pub async fn stream_range(
+        &self,
+        path: &str,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
+        if range.is_empty() {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let options = object_store::GetOptions {
+            range: Some(range.into()),
+            ..Default::default()
+        };
+        let result = self.store.get_opts(&Self::path(path)?, options).await?;
+        Ok(result.into_stream().map_err(Error::from).boxed())
+    }
+
+    /// Writes a small object in one atomic put.
+    ///
+    /// # Errors
+    /// [`Error::Backend`], [`Error::InvalidPath`].
+    pub async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        self.store
+            .put(&Self::path(path)?, PutPayload::from_bytes(data))
+            .await?;
+        Ok(())
+    }
+
+    /// Starts an atomic streaming write.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPath`].
+    pub fn writer(&self, path: &str) -> Result<Writer> {
+        Ok(Writer {
+            store: self.store.clone(),
+            path: Self::path(path)?,
+            chunk_size: self.chunk_size,
+            buffer: Vec::new(),
+            upload: None,
+            written: 0,
+        })
+    }
+
+    /// Deletes an object; deleting a missing object succeeds.
+    ///
+    /// # Errors
+    /// [`Error::Backend`].
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        match self.store.delete(&Self::path(path)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lists every object under a directory prefix (recursively), as (path, meta).
+    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<(String, Meta)>> {
+        let prefix = match Self::path(prefix) {
+            Ok(p) => p,
+            Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+        };
+        self.store
+            .list(Some(&prefix))
+            .map(|item| {
+                let meta = item?;
+                Ok((
+                    meta.location.to_string(),
+                    Meta {
+                        size: meta.size,
+                        last_modified: meta.last_modified.into(),
+                    },
+                ))
+            })
+            .boxed()
+    }
+
+    /// Copies raw stored bytes.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Backend`].
+    pub async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        self.store
+            .copy(&Self::path(from)?, &Self::path(to)?)
+            .await?;
+        Ok(())
+    }
+}
+
+/// An atomic streaming write: nothing is visible until [`Writer::complete`] returns.
+pub struct Writer {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    chunk_size: usize,
+    buffer: Vec<u8>,
+    upload: Option<WriteMultipart>,
+    written: u64,
+}
+
+impl Writer {
+    /// Appends bytes; applies backpressure when parts are in flight.
+    ///
+    /// # Errors
+    /// [`Error::Backend`].
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.written += data.len() as u64;
+        if let Some(upload) = &mut self.upload {
+            upload.wait_for_capacity(2).await?;
+            upload.write(data);
+            return Ok(());
+        }
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= self.chunk_size {
+            let inner = self.store.put_multipart(&self.path).await?;
+            let mut upload = WriteMultipart::new_with_chunk_size(inner, self.chunk_size);
+            upload.write(&std::mem::take(&mut self.buffer));
+            self.upload = Some(upload);
+        }
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Publishes the object atomically.
+    ///
+    /// # Errors
+    /// [`Error::Backend`]; the object is then not visible.
+    pub async fn complete(mut self) -> Result<()> {
+        match self.upload.take() {
+            Some(upload) => {
+                upload.finish().await?;
+            }
+            None => {
+                let data = Bytes::from(std::mem::take(&mut self.buffer));
+                self.store
+                    .put(&self.path, PutPayload::from_bytes(data))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Abandons the write; nothing becomes visible.
+    pub async fn abort(mut self) {
+        if let Some(upload) = self.upload.take()
+            && let Err(e) = upload.abort().await
+        {
+            tracing::warn!(error = %e, "aborting a backend multipart upload failed");
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // A writer dropped mid-stream (client went away, handler error): abort in the
+        // background so staged data is removed. The object was never published.
+        if let Some(upload) = self.upload.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(async move {
+                let _ = upload.abort().await;
+            });
+        }
+    }
+}
+
+/// Reversible, backend-safe encoding of an S3 object key as a storage path below some prefix.
+///
+/// The key is split at `/`; every segment but the last becomes `d<escaped>`, the last one
+/// `f<escaped>`, where escaping keeps `[A-Za-z0-9._~-]` and percent-encodes every other byte.
+/// So keys never collide with each other on a filesystem (`a` is the file `fa`, `a/b` the file
+/// `fb` in the directory `da`), empty segments and `..` are harmless, and listing a key prefix
+/// only has to walk the directory of the prefix.
+pub fn encode_key(key: &str) -> String {
+    let segments: Vec<&str> = key.split('/').collect();
+    let last = segments.len() - 1;
+    let mut out = String::with_capacity(key.len() + segments.len() * 2);
+    for (i, segment) in segments.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push(if i == last { 'f' } else { 'd' });
+        escape_into(segment, &mut out);
+    }
+    out
+}
+
+/// The directory path (encoded) that contains every key starting with `prefix`.
+pub fn encode_prefix_dir(prefix: &str) -> String {
+    match prefix.rfind('/') {
+        None => String::new(),
+        Some(i) => {
+            let mut out = String::new();
+            for (n, segment) in prefix[..i].split('/').enumerate() {
+                if n > 0 {
+                    out.push('/');
+                }
+                out.push('d');
+                escape_into(segment, &mut out);
+            }
+            out
+        }
+    }
+}
+
+fn escape_into(segment: &str, out: &mut String) {
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+/// Inverse of [`encode_key`]; `None` for anything that is not an encoded key.
+pub fn decode_key(encoded: &str) -> Option<String> {
+    let segments: Vec<&str> = encoded.split('/').collect();
+    let last = segments.len() - 1;
+    let mut out = Vec::with_capacity(encoded.len());
+    for (i, segment) in segments.iter().enumerate() {
+        let expected = if i == last { b'f' } else { b'd' };
+        let bytes = segment.as_bytes();
+        if bytes.first() != Some(&expected) {
+            return None;
+        }
+        if i > 0 {
+            out.push(b'/');
+        }
+        let mut rest = &bytes[1..];
+        while let Some((&b, tail)) = rest.split_first() {
+            if b == b'%' {
+                let hex = tail.get(..2)?;
+                let text = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(text, 16).ok()?);
+                rest = &tail[2..];
+            } else if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-') {
+                out.push(b);
+                rest = tail;
+            } else {
+                // Not produced by encode_key (e.g. a backend's staging file): not an object.
+                return None;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests
+    use super::*;
+
+    #[test]
+    fn key_encoding_round_trips_awkward_keys() {
+        for key in [
+            "a",
+            "a/b",
+            "a//b",
+            "dir/",
+            "../x",
+            ".",
+            "ü ber/%41#?",
+            "/lead",
+        ] {
+            let enc = encode_key(key);
+            assert!(Path::parse(&enc).is_ok(), "{enc}");
+            assert_eq!(decode_key(&enc).as_deref(), Some(key));
+        }
+        assert_ne!(
+            encode_key("a"),
+            encode_key("a/b").split('/').next().unwrap()
+        );
+    }
+
+    #[test]
+    fn prefix_dir_contains_prefixed_keys() {
+        assert_eq!(encode_prefix_dir("abc"), "");
+        assert_eq!(encode_prefix_dir("a/b/c"), "da/db");
+        assert!(encode_key("a/b/cde").starts_with(&encode_prefix_dir("a/b/c")));
+    }
+
+    #[tokio::test]
+    async fn aborted_and_dropped_writers_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::from_config(&StorageConfig::Fs {
+            root: dir.path().into(),
+            fsync: false,
+        })
+        .unwrap();
+        let mut storage_small = storage.clone();
+        storage_small.chunk_size = 5 * 1024 * 1024;
+        let mut w = storage_small.writer("t/x").unwrap();
+        w.write(&vec![1u8; 6 * 1024 * 1024]).await.unwrap();
+        drop(w);
+        let mut w = storage.writer("t/y").unwrap();
+        w.write(b"abc").await.unwrap();
+        w.abort().await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let listed: Vec<_> = storage.list("t").collect().await;
+        assert!(listed.is_empty(), "{listed:?}");
+        let mut w = storage_small.writer("t/z").unwrap();
+        w.write(&vec![2u8; 6 * 1024 * 1024]).await.unwrap();
+        w.complete().await.unwrap();
+        assert_eq!(storage.head("t/z").await.unwrap().size, 6 * 1024 * 1024);
+    }
+}

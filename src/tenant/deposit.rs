@@ -1,0 +1,68 @@
+//! Deposits shares with trustees (and the customer's holder) through the trustee client.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::crypto::KeyMetadata;
+use crate::trustee::client::TrusteeClient;
+use crate::trustee::policy::Policy;
+use crate::trustee::wire::EnrollRequest;
+
+/// Deposits through [`TrusteeClient`] with the customer admin's mTLS identity.
+pub struct TrusteeDepositor {
+    tls: Arc<rustls::ClientConfig>,
+    allowed_proxies: Vec<String>,
+}
+
+impl TrusteeDepositor {
+    /// Loads the customer admin's mTLS identity; `allowed_proxies` go into the tenant policy.
+    ///
+    /// # Errors
+    /// TLS loading errors.
+    pub fn new(
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+        allowed_proxies: Vec<String>,
+    ) -> Result<Self, crate::tls::Error> {
+        Ok(Self::from_tls(
+            crate::tls::client_config(ca, Some((cert, key)))?,
+            allowed_proxies,
+        ))
+    }
+
+    /// From an existing client TLS config.
+    pub fn from_tls(tls: Arc<rustls::ClientConfig>, allowed_proxies: Vec<String>) -> Self {
+        Self {
+            tls,
+            allowed_proxies,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Depositor for TrusteeDepositor {
+    async fn deposit(
+        &self,
+        url: &str,
+        metadata: &KeyMetadata,
+        holder: &str,
+        envelope: &str,
+    ) -> Result<(), String> {
+        let client = TrusteeClient::new(url, self.tls.clone()).map_err(|e| e.to_string())?;
+        let request = EnrollRequest {
+            metadata: metadata.clone(),
+            holder: holder.to_owned(),
+            share: envelope.to_owned(),
+            policy: Some(Policy {
+                allowed_proxies: self.allowed_proxies.clone(),
+                ..Policy::default()
+            }),
+        };
+        client
+            .enroll(&metadata.tenant, &request)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}

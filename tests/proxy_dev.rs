@@ -1,0 +1,171 @@
+//! `treuhand dev init`: the set-up a newcomer gets, checked end to end. The configs it writes
+//! are loaded by the real loaders, the trustee, the holder and the proxy are started in-process
+//! from them, and both demo tenants round-trip an object with the credentials of their env
+//! files.
+// Tests may unwrap/expect/panic: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod proxy_support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use proxy_support::{Pki, Raw, TestTenant, sse_c_headers};
+use treuhand::proxy::config::ProxyConfig;
+use treuhand::storage::StorageConfig;
+
+fn env_file(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+async fn start_trustee(config: &Path) -> tokio::sync::oneshot::Sender<()> {
+    let config = treuhand::trustee::config::Config::load(config).unwrap();
+    let server = treuhand::trustee::server::Server::from_config(
+        &config,
+        Arc::new(treuhand::trustee::policy::SystemClock),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind(config.listen_addr().unwrap())
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = treuhand::trustee::server::run(listener, server, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    tx
+}
+
+#[tokio::test]
+async fn dev_init_writes_a_working_stack() {
+    treuhand::tls::install_crypto_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dev");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = std::fs::canonicalize(&dir).unwrap();
+    treuhand::dev::init(
+        &dir,
+        StorageConfig::Fs {
+            root: "storage".into(),
+            fsync: false,
+        },
+    )
+    .await
+    .unwrap();
+    for f in [
+        "certs/ca.pem",
+        "trustee.toml",
+        "holder.toml",
+        "proxy.toml",
+        "dev.env",
+        "dev-holder.env",
+        "customer.share",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(std::fs::read(dir.join("customer.share")).unwrap().len(), 32);
+    let demo = env_file(&dir.join("dev.env"));
+    let holder = env_file(&dir.join("dev-holder.env"));
+    for vars in [&demo, &holder] {
+        for k in [
+            "TREUHAND_ENDPOINT",
+            "AWS_CA_BUNDLE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+            "TREUHAND_BUCKET",
+        ] {
+            assert!(vars.contains_key(k), "{k} missing");
+        }
+    }
+    assert_eq!(
+        demo["TREUHAND_SHARE_FILE"],
+        dir.join("customer.share").display().to_string()
+    );
+    assert!(!holder.contains_key("TREUHAND_SHARE_FILE"));
+    // A second init leaves everything as it is.
+    let before = std::fs::read_to_string(dir.join("dev.env")).unwrap();
+    treuhand::dev::init(&dir, StorageConfig::Memory)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("dev.env")).unwrap(),
+        before
+    );
+
+    // Run the stack from the written configs.
+    let stop_trustee = start_trustee(&dir.join("trustee.toml")).await;
+    let stop_holder = start_trustee(&dir.join("holder.toml")).await;
+    let config = ProxyConfig::load(&dir.join("proxy.toml")).unwrap();
+    let sources = treuhand::proxy::sources::TrusteeSources::new(&config).unwrap();
+    let s3 = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let proxy = tokio::spawn(async move {
+        treuhand::proxy::run(
+            config,
+            treuhand::proxy::Listeners { s3, metrics: None },
+            &sources,
+            async {
+                let _ = rx.await;
+            },
+        )
+        .await
+        .unwrap();
+    });
+
+    let port: u16 = demo["TREUHAND_ENDPOINT"]
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let handle = proxy_support::Proxy::attach(format!("127.0.0.1:{port}").parse().unwrap());
+    let pki = Pki {
+        dir: dir.join("certs"),
+        ca: treuhand::tls::DevCa::load(&dir.join("certs/ca.pem"), &dir.join("certs/ca.key"))
+            .unwrap(),
+        ca_pem: dir.join("certs/ca.pem"),
+    };
+    let raw = Raw::new(&handle, &pki);
+    let share = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(dir.join("customer.share")).unwrap());
+    for (vars, sse) in [(&demo, Some(share)), (&holder, None)] {
+        let tenant = TestTenant {
+            id: vars["TREUHAND_BUCKET"].clone(),
+            access_key_id: vars["AWS_ACCESS_KEY_ID"].clone(),
+            secret_access_key: vars["AWS_SECRET_ACCESS_KEY"].clone(),
+            share: None,
+        };
+        let headers = sse.as_deref().map(sse_c_headers).unwrap_or_default();
+        let path = format!("/{}/hello.txt", vars["TREUHAND_BUCKET"]);
+        let put = raw
+            .send(
+                Some(&tenant),
+                "PUT",
+                &path,
+                &[],
+                &headers,
+                b"hello, trustee".to_vec(),
+            )
+            .await;
+        assert_eq!(put.status, 200, "{}", put.text());
+        let get = raw
+            .send(Some(&tenant), "GET", &path, &[], &headers, vec![])
+            .await;
+        assert_eq!(get.body, b"hello, trustee");
+    }
+    let _ = tx.send(());
+    proxy.await.unwrap();
+    let _ = stop_trustee.send(());
+    let _ = stop_holder.send(());
+}

@@ -1,0 +1,631 @@
+//! Every S3 operation through the proxy with real TLS, real SigV4 and the filesystem backend.
+// Tests may unwrap/expect/panic: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod proxy_support;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as OsPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use proxy_support::holders::Holders;
+use proxy_support::*;
+
+const SEG: usize = 64 * 1024;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    pki: Pki,
+    holders: Holders,
+    proxy: Proxy,
+    demo: TestTenant,
+    holder_tenant: TestTenant,
+    raw: Raw,
+}
+
+async fn setup(ttl: u64) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let pki = Pki::new(&root);
+    let holders = Holders::start(&pki, &["trustee", "holder"]).await;
+    let (demo_cfg, demo) = holders.enroll(&root, "demo", &["trustee"], 2, None).await;
+    let (holder_cfg, holder_tenant) = holders
+        .enroll(&root, "demo-holder", &["trustee"], 2, Some("holder"))
+        .await;
+    let config = proxy_config(&pki, &root, ttl);
+    let proxy = start_proxy(&config, &[demo_cfg, holder_cfg], &holders.factory()).await;
+    let raw = Raw::new(&proxy, &pki);
+    raw.create_bucket(&demo, BUCKET).await;
+    raw.create_bucket(&holder_tenant, BUCKET).await;
+    Setup {
+        _dir: dir,
+        root,
+        pki,
+        holders,
+        proxy,
+        demo,
+        holder_tenant,
+        raw,
+    }
+}
+
+#[tokio::test]
+async fn sse_c_put_get_range_head_list_delete_round_trip() {
+    let s = setup(60).await;
+    let key = s.demo.share_b64().unwrap();
+    let store = client(&s.proxy, &s.pki, &s.demo, Some(&key), BUCKET);
+    let body = data(3 * SEG + 123, 7);
+    let path = OsPath::from("dir/one.bin");
+    store
+        .put(&path, PutPayload::from(body.clone()))
+        .await
+        .unwrap();
+
+    let got = store.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got.as_ref(), body.as_slice());
+
+    for range in [
+        0..1u64,
+        SEG as u64 - 1..SEG as u64 + 1,
+        5..(3 * SEG + 123) as u64,
+        (2 * SEG) as u64..(3 * SEG) as u64,
+    ] {
+        let got = store.get_range(&path, range.clone()).await.unwrap();
+        assert_eq!(
+            got.as_ref(),
+            &body[range.start as usize..range.end as usize],
+            "range {range:?}"
+        );
+    }
+
+    let meta = store.head(&path).await.unwrap();
+    assert_eq!(meta.size, body.len() as u64);
+
+    store
+        .put(
+            &OsPath::from("dir/two.bin"),
+            PutPayload::from(Bytes::from_static(b"")),
+        )
+        .await
+        .unwrap();
+    store
+        .put(
+            &OsPath::from("top.txt"),
+            PutPayload::from(Bytes::from_static(b"hello")),
+        )
+        .await
+        .unwrap();
+    let listed: Vec<_> = store
+        .list(Some(&OsPath::from("dir")))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut names: Vec<(String, u64)> = listed
+        .iter()
+        .map(|m| (m.location.to_string(), m.size))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            ("dir/one.bin".into(), body.len() as u64),
+            ("dir/two.bin".into(), 0)
+        ]
+    );
+    let delimited = store.list_with_delimiter(None).await.unwrap();
+    assert_eq!(delimited.common_prefixes, vec![OsPath::from("dir")]);
+    assert_eq!(delimited.objects.len(), 1);
+    assert_eq!(
+        store
+            .get(&OsPath::from("dir/two.bin"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // The storage holds only ciphertext.
+    for (p, bytes) in stored_files(&s.root.join("storage")) {
+        assert!(
+            !contains(&bytes, &body[..64]),
+            "plaintext in {}",
+            p.display()
+        );
+        assert!(!contains(&bytes, b"hello"), "plaintext in {}", p.display());
+    }
+
+    store.delete(&path).await.unwrap();
+    assert!(matches!(
+        store.get(&path).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn holder_tenant_needs_no_sse_c() {
+    let s = setup(0).await;
+    let store = client(&s.proxy, &s.pki, &s.holder_tenant, None, BUCKET);
+    let body = data(SEG + 1, 3);
+    let path = OsPath::from("plain.bin");
+    store
+        .put(&path, PutPayload::from(body.clone()))
+        .await
+        .unwrap();
+    let got = store.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got.as_ref(), body.as_slice());
+    assert!(
+        s.holders.releases("holder", "demo-holder").await >= 2,
+        "TTL 0 asks the holder every time"
+    );
+    s.proxy.stop().await;
+}
+
+fn hdr<'a>(r: &'a RawResponse, name: &str) -> &'a str {
+    r.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn bucket_operations_and_anonymous_refusal() {
+    let s = setup(60).await;
+    let list = s
+        .raw
+        .send(Some(&s.demo), "GET", "/", &[], &[], vec![])
+        .await;
+    assert_eq!(list.status, 200);
+    assert!(list.text().contains("<Name>data</Name>"), "{}", list.text());
+    let again = s
+        .raw
+        .send(Some(&s.demo), "PUT", "/data", &[], &[], vec![])
+        .await;
+    assert_eq!(again.status, 409, "{}", again.text());
+    assert_eq!(
+        s.raw
+            .send(Some(&s.demo), "HEAD", "/data", &[], &[], vec![])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s.raw
+            .send(Some(&s.demo), "HEAD", "/nope", &[], &[], vec![])
+            .await
+            .status,
+        404
+    );
+    // Buckets are per tenant: the holder tenant's "data" is not the demo tenant's.
+    s.raw.create_bucket(&s.demo, "second").await;
+    let other = s
+        .raw
+        .send(Some(&s.holder_tenant), "HEAD", "/second", &[], &[], vec![])
+        .await;
+    assert_eq!(other.status, 404);
+
+    let key = s.demo.share_b64().unwrap();
+    let put = s
+        .raw
+        .send(
+            Some(&s.demo),
+            "PUT",
+            "/second/x",
+            &[],
+            &sse_c_headers(&key),
+            b"abc".to_vec(),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert!(!hdr(&put, "etag").is_empty());
+    assert_eq!(
+        hdr(&put, "x-amz-request-id").len(),
+        16,
+        "every response carries a request id"
+    );
+    let del = s
+        .raw
+        .send(Some(&s.demo), "DELETE", "/second", &[], &[], vec![])
+        .await;
+    assert_eq!(del.status, 409, "{}", del.text());
+    assert!(del.text().contains("BucketNotEmpty"));
+    assert_eq!(
+        s.raw
+            .send(Some(&s.demo), "DELETE", "/second/x", &[], &[], vec![])
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        s.raw
+            .send(Some(&s.demo), "DELETE", "/second", &[], &[], vec![])
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        s.raw
+            .send(Some(&s.demo), "HEAD", "/second", &[], &[], vec![])
+            .await
+            .status,
+        404
+    );
+
+    // Anonymous requests are refused, whatever they ask for.
+    for (method, path) in [
+        ("GET", "/"),
+        ("GET", "/data"),
+        ("PUT", "/data/anon"),
+        ("GET", "/data/dir/one.bin"),
+    ] {
+        let r = s
+            .raw
+            .send(None, method, path, &[], &[], b"x".to_vec())
+            .await;
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+    }
+    // A wrong secret key fails SigV4.
+    let impostor = TestTenant {
+        id: "demo".into(),
+        access_key_id: s.demo.access_key_id.clone(),
+        secret_access_key: "wrong-secret-0000".into(),
+        share: None,
+    };
+    assert_eq!(
+        s.raw
+            .send(Some(&impostor), "GET", "/", &[], &[], vec![])
+            .await
+            .status,
+        403
+    );
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn multipart_upload_complete_list_parts_abort() {
+    let s = setup(60).await;
+    let key = s.demo.share_b64().unwrap();
+    let store = client(&s.proxy, &s.pki, &s.demo, Some(&key), BUCKET);
+    let path = OsPath::from("mp/object.bin");
+    let parts = [data(SEG + 10, 1), data(2 * SEG, 2), data(7, 3)];
+    let mut upload = store.put_multipart(&path).await.unwrap();
+    for p in &parts {
+        upload.put_part(PutPayload::from(p.clone())).await.unwrap();
+    }
+    upload.complete().await.unwrap();
+    let whole: Vec<u8> = parts.concat();
+    let got = store.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got.as_ref(), whole.as_slice());
+    assert_eq!(store.head(&path).await.unwrap().size, whole.len() as u64);
+    let listed: Vec<_> = store
+        .list(Some(&OsPath::from("mp")))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].size,
+        whole.len() as u64,
+        "listings show the plaintext size"
+    );
+    // Ranges across part (run) and segment boundaries.
+    let edges = [
+        SEG as u64 + 5..SEG as u64 + 20,
+        SEG as u64..(3 * SEG + 12) as u64,
+        0..whole.len() as u64,
+    ];
+    for r in edges {
+        let got = store.get_range(&path, r.clone()).await.unwrap();
+        assert_eq!(
+            got.as_ref(),
+            &whole[r.start as usize..r.end as usize],
+            "{r:?}"
+        );
+    }
+
+    // ListParts and AbortMultipartUpload through raw requests.
+    let h = sse_c_headers(&key);
+    let create = s
+        .raw
+        .send(
+            Some(&s.demo),
+            "POST",
+            "/data/mp/aborted",
+            &[("uploads", "")],
+            &h,
+            vec![],
+        )
+        .await;
+    assert_eq!(create.status, 200, "{}", create.text());
+    let text = create.text();
+    let id = text
+        .split("<UploadId>")
+        .nth(1)
+        .unwrap()
+        .split("</UploadId>")
+        .next()
+        .unwrap()
+        .to_owned();
+    let part = s
+        .raw
+        .send(
+            Some(&s.demo),
+            "PUT",
+            "/data/mp/aborted",
+            &[("partNumber", "1"), ("uploadId", &id)],
+            &h,
+            data(1000, 9),
+        )
+        .await;
+    assert_eq!(part.status, 200, "{}", part.text());
+    let listed = s
+        .raw
+        .send(
+            Some(&s.demo),
+            "GET",
+            "/data/mp/aborted",
+            &[("uploadId", &id)],
+            &h,
+            vec![],
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    assert!(
+        listed.text().contains("<PartNumber>1</PartNumber>"),
+        "{}",
+        listed.text()
+    );
+    assert!(
+        listed.text().contains("<Size>1000</Size>"),
+        "{}",
+        listed.text()
+    );
+    let abort = s
+        .raw
+        .send(
+            Some(&s.demo),
+            "DELETE",
+            "/data/mp/aborted",
+            &[("uploadId", &id)],
+            &h,
+            vec![],
+        )
+        .await;
+    assert_eq!(abort.status, 204, "{}", abort.text());
+    let gone = s
+        .raw
+        .send(
+            Some(&s.demo),
+            "GET",
+            "/data/mp/aborted",
+            &[("uploadId", &id)],
+            &h,
+            vec![],
+        )
+        .await;
+    assert_eq!(gone.status, 404);
+    assert!(matches!(
+        store.get(&OsPath::from("mp/aborted")).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
+    let staged: Vec<_> = stored_files(&s.root.join("storage/tenants/demo/uploads"));
+    assert!(
+        staged.is_empty(),
+        "staging left behind: {:?}",
+        staged.iter().map(|x| &x.0).collect::<Vec<_>>()
+    );
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn copy_delete_objects_conditionals_and_ranges() {
+    let s = setup(60).await;
+    let key = s.demo.share_b64().unwrap();
+    let store = client(&s.proxy, &s.pki, &s.demo, Some(&key), BUCKET);
+    let body = data(SEG * 2 + 1, 5);
+    store
+        .put(&OsPath::from("src"), PutPayload::from(body.clone()))
+        .await
+        .unwrap();
+    store
+        .copy(&OsPath::from("src"), &OsPath::from("dst"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get(&OsPath::from("dst"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        body.as_slice()
+    );
+
+    let h = sse_c_headers(&key);
+    let get = s
+        .raw
+        .send(Some(&s.demo), "GET", "/data/src", &[], &h, vec![])
+        .await;
+    assert_eq!(get.status, 200);
+    assert_eq!(hdr(&get, "content-length"), body.len().to_string());
+    let etag = hdr(&get, "etag").to_owned();
+    assert!(!etag.is_empty());
+    let mut cond = h.clone();
+    cond.push(("if-none-match", etag.clone()));
+    assert_eq!(
+        s.raw
+            .send(Some(&s.demo), "GET", "/data/src", &[], &cond, vec![])
+            .await
+            .status,
+        304
+    );
+    let mut cond = h.clone();
+    cond.push(("if-match", "\"0123\"".into()));
+    assert_eq!(
+        s.raw
+            .send(Some(&s.demo), "GET", "/data/src", &[], &cond, vec![])
+            .await
+            .status,
+        412
+    );
+    let mut cond = h.clone();
+    cond.push(("if-match", etag.clone()));
+    assert_eq!(
+        s.raw
+            .send(Some(&s.demo), "GET", "/data/src", &[], &cond, vec![])
+            .await
+            .status,
+        200
+    );
+
+    let mut range = h.clone();
+    range.push(("range", "bytes=-10".into()));
+    let r = s
+        .raw
+        .send(Some(&s.demo), "GET", "/data/src", &[], &range, vec![])
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &body[body.len() - 10..]);
+    assert_eq!(
+        hdr(&r, "content-range"),
+        format!(
+            "bytes {}-{}/{}",
+            body.len() - 10,
+            body.len() - 1,
+            body.len()
+        )
+    );
+    let mut range = h.clone();
+    range.push(("range", format!("bytes={}-", body.len() + 5)));
+    assert_eq!(
+        s.raw
+            .send(Some(&s.demo), "GET", "/data/src", &[], &range, vec![])
+            .await
+            .status,
+        416
+    );
+
+    // DeleteObjects (bulk) through object_store.
+    let paths =
+        futures::stream::iter(vec![Ok(OsPath::from("src")), Ok(OsPath::from("dst"))]).boxed();
+    let deleted: Vec<_> = store.delete_stream(paths).try_collect().await.unwrap();
+    assert_eq!(deleted.len(), 2);
+    assert!(
+        store
+            .list(None)
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Pagination with a delimiter.
+    for k in ["a/1", "a/2", "b", "c", "d/1"] {
+        store
+            .put(&OsPath::from(k), PutPayload::from(Bytes::from_static(b"x")))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut q = vec![
+            ("list-type", "2".to_owned()),
+            ("max-keys", "2".to_owned()),
+            ("delimiter", "/".to_owned()),
+        ];
+        if let Some(t) = &token {
+            q.push(("continuation-token", t.clone()));
+        }
+        let qr: Vec<(&str, &str)> = q.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        let page = s
+            .raw
+            .send(Some(&s.demo), "GET", "/data", &qr, &[], vec![])
+            .await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let text = page.text();
+        for part in text.split("<Key>").skip(1) {
+            seen.push(part.split("</Key>").next().unwrap().to_owned());
+        }
+        for part in text.split("<Prefix>").skip(1) {
+            let p = part.split("</Prefix>").next().unwrap();
+            if !p.is_empty() {
+                seen.push(p.to_owned());
+            }
+        }
+        match text.split("<NextContinuationToken>").nth(1) {
+            Some(rest) => {
+                token = Some(
+                    rest.split("</NextContinuationToken>")
+                        .next()
+                        .unwrap()
+                        .to_owned(),
+                )
+            }
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, vec!["a/", "b", "c", "d/"]);
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_endpoint_reports_phases_cache_and_releases() {
+    let _ = treuhand::proxy::server::prometheus();
+    let s = setup(60).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(treuhand::proxy::server::serve_metrics(
+        listener,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let key = s.demo.share_b64().unwrap();
+    let h = sse_c_headers(&key);
+    assert_eq!(
+        s.raw
+            .send(Some(&s.demo), "PUT", "/data/m", &[], &h, b"m".to_vec())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s.raw
+            .send(Some(&s.demo), "GET", "/data/m", &[], &h, vec![])
+            .await
+            .status,
+        200
+    );
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "treuhand_phase_seconds_bucket{phase=\"tls_handshake\"",
+        "phase=\"trustee_round_trip\"",
+        "phase=\"combine_verify\"",
+        "phase=\"crypto\"",
+        "phase=\"backend_io\"",
+        "treuhand_key_cache_total{result=\"hit\"}",
+        "treuhand_key_cache_total{result=\"miss\"}",
+        "treuhand_releases_total{",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    // Never a secret in metrics: no share bytes.
+    assert!(!text.contains(&key));
+    let _ = tx.send(());
+    task.await.unwrap();
+    s.proxy.stop().await;
+}

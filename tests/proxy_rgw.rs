@@ -1,0 +1,176 @@
+//! The proxy with a real S3 server as its backend: Ceph RGW from `.ci/ceph.sh`.
+//!
+//! Runs when `RGW_ENDPOINT` is set (CI sources `DIR/rgw.env`); otherwise it is skipped with a
+//! loud message. Proves that what RGW stores is ciphertext and that objects round-trip.
+// Tests may unwrap/expect/panic: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod proxy_support;
+
+use futures::TryStreamExt;
+use object_store::path::Path as OsPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use proxy_support::holders::Holders;
+use proxy_support::*;
+use treuhand::storage::{Storage, StorageConfig};
+
+#[tokio::test]
+async fn rgw_backend_stores_only_ciphertext_and_round_trips() {
+    let Ok(endpoint) = std::env::var("RGW_ENDPOINT") else {
+        eprintln!();
+        eprintln!("************************************************************************");
+        eprintln!("* SKIPPED proxy_rgw: RGW_ENDPOINT is not set.                          *");
+        eprintln!("* Run `.ci/ceph.sh start DIR && source DIR/rgw.env` to test against    *");
+        eprintln!("* a real Ceph RGW backend (CI does).                                   *");
+        eprintln!("************************************************************************");
+        return;
+    };
+    let access = std::env::var("RGW_ACCESS_KEY_ID").expect("RGW_ACCESS_KEY_ID");
+    let secret = std::env::var("RGW_SECRET_ACCESS_KEY").expect("RGW_SECRET_ACCESS_KEY");
+    let region = std::env::var("RGW_REGION").unwrap_or_else(|_| "us-east-1".into());
+    let mut suffix = [0u8; 4];
+    treuhand::crypto::envelope::fill_random(&mut suffix).unwrap();
+    let backend_bucket = format!("treuhand-test-{}", hex::encode(suffix));
+    let storage_config = StorageConfig::S3 {
+        endpoint: endpoint.clone(),
+        region: region.clone(),
+        bucket: backend_bucket.clone(),
+        access_key_id: access.clone(),
+        secret_access_key: secret.clone(),
+        path_style: true,
+        allow_http: endpoint.starts_with("http://"),
+        create_bucket: true,
+    };
+    Storage::ensure_bucket(&storage_config).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let pki = Pki::new(&root);
+    let holders = Holders::start(&pki, &["trustee", "holder"]).await;
+    let (demo_cfg, demo) = holders.enroll(&root, "demo", &["trustee"], 2, None).await;
+    let (holder_cfg, holder_tenant) = holders
+        .enroll(&root, "demo-holder", &["trustee"], 2, Some("holder"))
+        .await;
+    let mut config = proxy_config(&pki, &root, 60);
+    config.storage = storage_config.clone();
+    let proxy = start_proxy(&config, &[demo_cfg, holder_cfg], &holders.factory()).await;
+    let raw = Raw::new(&proxy, &pki);
+    raw.create_bucket(&demo, BUCKET).await;
+    raw.create_bucket(&holder_tenant, BUCKET).await;
+
+    let key = demo.share_b64().unwrap();
+    let sse = client(&proxy, &pki, &demo, Some(&key), BUCKET);
+    let plain = client(&proxy, &pki, &holder_tenant, None, BUCKET);
+    let small = data(100_000, 1);
+    // 12 MiB: goes to RGW as a backend multipart upload with 8 MiB parts.
+    let large = data(12 * 1024 * 1024 + 3, 2);
+    sse.put(&OsPath::from("small"), PutPayload::from(small.clone()))
+        .await
+        .unwrap();
+    sse.put(&OsPath::from("large"), PutPayload::from(large.clone()))
+        .await
+        .unwrap();
+    plain
+        .put(&OsPath::from("held"), PutPayload::from(small.clone()))
+        .await
+        .unwrap();
+    // A client-side multipart upload as well.
+    let mut upload = sse.put_multipart(&OsPath::from("mp")).await.unwrap();
+    upload
+        .put_part(PutPayload::from(large[..6 * 1024 * 1024].to_vec()))
+        .await
+        .unwrap();
+    upload
+        .put_part(PutPayload::from(large[6 * 1024 * 1024..].to_vec()))
+        .await
+        .unwrap();
+    upload.complete().await.unwrap();
+
+    assert_eq!(
+        sse.get(&OsPath::from("small"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        small.as_slice()
+    );
+    assert_eq!(
+        sse.get(&OsPath::from("large"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        large.as_slice()
+    );
+    assert_eq!(
+        sse.get(&OsPath::from("mp"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        large.as_slice()
+    );
+    assert_eq!(
+        plain
+            .get(&OsPath::from("held"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        small.as_slice()
+    );
+    let r = 8 * 1024 * 1024 - 10..8 * 1024 * 1024 + 70_000;
+    assert_eq!(
+        sse.get_range(&OsPath::from("large"), r.clone())
+            .await
+            .unwrap()
+            .as_ref(),
+        &large[r.start as usize..r.end as usize]
+    );
+
+    // Read everything RGW holds in the backend bucket directly: only ciphertext.
+    let backend = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&endpoint)
+        .with_region(&region)
+        .with_bucket_name(&backend_bucket)
+        .with_access_key_id(&access)
+        .with_secret_access_key(&secret)
+        .with_allow_http(endpoint.starts_with("http://"))
+        .build()
+        .unwrap();
+    let listed: Vec<_> = backend.list(None).try_collect().await.unwrap();
+    assert!(listed.len() >= 4, "{listed:?}");
+    for meta in &listed {
+        let bytes = backend
+            .get(&meta.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        for needle in [
+            &small[..64],
+            &large[1024..1088],
+            &large[9 * 1024 * 1024..9 * 1024 * 1024 + 64],
+        ] {
+            assert!(
+                !contains(&bytes, needle),
+                "plaintext in rgw object {}",
+                meta.location
+            );
+        }
+    }
+    // Clean up the backend bucket's objects.
+    for meta in listed {
+        backend.delete(&meta.location).await.unwrap();
+    }
+    proxy.stop().await;
+}

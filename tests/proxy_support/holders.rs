@@ -1,0 +1,242 @@
+//! Real share holders for the proxy tests: in-process `treuhand trustee` servers on
+//! 127.0.0.1:0 with real mTLS and SQLite stores. A customer-run holder is the same server with
+//! its own config. Tenants are enrolled through the real `treuhand tenant create` ceremony.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use treuhand::proxy::config::TenantConfig;
+use treuhand::tls::Role;
+use treuhand::trustee::client::TrusteeClient;
+use treuhand::trustee::config::{Config, KeyFiles, Limits, StoreConfig, TlsFiles, generate_keys};
+use treuhand::trustee::policy::{Policy, SystemClock};
+use treuhand::trustee::server::{Server, run};
+
+use super::{Pki, TestTenant};
+
+/// The proxy identity the tests' proxies present.
+pub const PROXY_NAME: &str = "test-proxy";
+
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Holder {
+    config: Config,
+    addr: SocketAddr,
+    running: Option<Running>,
+}
+
+/// A set of named trustees / holders.
+#[derive(Clone)]
+pub struct Holders {
+    holders: Arc<Mutex<HashMap<String, Holder>>>,
+    ca_pem: PathBuf,
+    certs: PathBuf,
+    proxy_tls: Arc<rustls::ClientConfig>,
+    customer_tls: Arc<Mutex<HashMap<String, Arc<rustls::ClientConfig>>>>,
+    ca: Arc<treuhand::tls::DevCa>,
+}
+
+async fn spawn(config: &Config, addr: SocketAddr) -> Running {
+    let server = Server::from_config(config, Arc::new(SystemClock)).unwrap();
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        run(listener, server, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Running { stop, task }
+}
+
+impl Holders {
+    /// Starts one trustee server per name.
+    pub async fn start(pki: &Pki, names: &[&str]) -> Self {
+        let ca = treuhand::tls::DevCa::load(&pki.ca_pem, &pki.dir.join("ca.key")).unwrap();
+        let (pc, pk) = pki.client(Role::Proxy, PROXY_NAME, "holders-proxy-client");
+        let proxy_tls = treuhand::tls::client_config(&pki.ca_pem, Some((&pc, &pk))).unwrap();
+        let holders = Holders {
+            holders: Arc::new(Mutex::new(HashMap::new())),
+            ca_pem: pki.ca_pem.clone(),
+            certs: pki.dir.clone(),
+            proxy_tls,
+            customer_tls: Arc::new(Mutex::new(HashMap::new())),
+            ca: Arc::new(ca),
+        };
+        for name in names {
+            let dir = pki.dir.parent().unwrap().join(format!("holder-{name}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let (cert, key) = pki.server(&format!("holder-{name}"));
+            generate_keys(&dir).unwrap();
+            let config = Config {
+                listen: "127.0.0.1:0".into(),
+                tls: TlsFiles {
+                    cert,
+                    key,
+                    client_ca: pki.ca_pem.clone(),
+                },
+                store: StoreConfig {
+                    path: dir.join("store.db"),
+                },
+                keys: KeyFiles {
+                    sealing_key: dir.join("sealing.key"),
+                    signing_key: dir.join("signing.key"),
+                },
+                limits: Limits::default(),
+            };
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = probe.local_addr().unwrap();
+            drop(probe);
+            let running = spawn(&config, addr).await;
+            holders.holders.lock().unwrap().insert(
+                (*name).into(),
+                Holder {
+                    config,
+                    addr,
+                    running: Some(running),
+                },
+            );
+        }
+        holders
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        let addr = self.holders.lock().unwrap().get(name).unwrap().addr;
+        format!("https://127.0.0.1:{}", addr.port())
+    }
+
+    /// Stops (down = true) or restarts (false) a holder on the same address and store.
+    pub async fn set_down(&self, name: &str, down: bool) {
+        if down {
+            let running = self
+                .holders
+                .lock()
+                .unwrap()
+                .get_mut(name)
+                .unwrap()
+                .running
+                .take();
+            if let Some(r) = running {
+                let _ = r.stop.send(());
+                let _ = r.task.await;
+            }
+        } else {
+            let (config, addr) = {
+                let h = self.holders.lock().unwrap();
+                let h = h.get(name).unwrap();
+                (h.config.clone(), h.addr)
+            };
+            let running = spawn(&config, addr).await;
+            self.holders.lock().unwrap().get_mut(name).unwrap().running = Some(running);
+        }
+    }
+
+    fn customer_tls(&self, tenant: &str) -> Arc<rustls::ClientConfig> {
+        let mut map = self.customer_tls.lock().unwrap();
+        map.entry(tenant.to_owned())
+            .or_insert_with(|| {
+                let (c, k) = self
+                    .ca
+                    .issue_client(Role::Customer, tenant)
+                    .unwrap()
+                    .write(&self.certs, &format!("customer-{tenant}"))
+                    .unwrap();
+                treuhand::tls::client_config(&self.ca_pem, Some((&c, &k))).unwrap()
+            })
+            .clone()
+    }
+
+    /// Suspends (deny every release with `tenant_suspended`) or resumes a tenant at a holder.
+    pub async fn set_suspended(&self, holder: &str, tenant: &str, suspended: bool) {
+        let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
+        let policy = Policy {
+            allowed_proxies: vec![PROXY_NAME.into()],
+            suspended,
+            ..Policy::default()
+        };
+        client.set_policy(tenant, &policy).await.unwrap();
+    }
+
+    /// Number of releases a holder logged for a tenant (from its audit log).
+    pub async fn releases(&self, holder: &str, tenant: &str) -> usize {
+        let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
+        let log = client.audit(tenant).await.unwrap();
+        log.entries
+            .iter()
+            .filter(|e| e.event == treuhand::trustee::audit::AuditEvent::Release)
+            .count()
+    }
+
+    /// Request ids of the releases a holder logged for a tenant.
+    pub async fn release_request_ids(&self, holder: &str, tenant: &str) -> Vec<String> {
+        let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
+        let log = client.audit(tenant).await.unwrap();
+        log.entries
+            .iter()
+            .filter(|e| e.event == treuhand::trustee::audit::AuditEvent::Release)
+            .filter_map(|e| e.request_id.clone())
+            .collect()
+    }
+
+    pub fn factory(&self) -> treuhand::proxy::sources::TrusteeSources {
+        treuhand::proxy::sources::TrusteeSources::from_tls(
+            self.proxy_tls.clone(),
+            std::time::Duration::from_secs(2),
+        )
+    }
+
+    /// Runs the real key ceremony for a tenant and returns its registration and credentials.
+    pub async fn enroll(
+        &self,
+        dir: &Path,
+        tenant: &str,
+        trustees: &[&str],
+        threshold: u8,
+        customer_holder: Option<&str>,
+    ) -> (TenantConfig, TestTenant) {
+        let params = treuhand::tenant::CreateParams {
+            tenant: tenant.into(),
+            key_version: 1,
+            threshold,
+            trustees: trustees
+                .iter()
+                .map(|t| treuhand::tenant::TrusteeSpec {
+                    holder: (*t).into(),
+                    url: self.url(t),
+                })
+                .collect(),
+            customer_holder_url: customer_holder.map(|h| self.url(h)),
+            access_key_id: format!("AK{}", tenant.to_uppercase().replace('-', "")),
+            secret_access_key: format!("secret-{tenant}-0123456789"),
+            registration_dir: dir.join("tenants"),
+            share_dir: dir.join("shares"),
+        };
+        let depositor = treuhand::tenant::deposit::TrusteeDepositor::from_tls(
+            self.customer_tls(tenant),
+            vec![PROXY_NAME.into()],
+        );
+        let created = treuhand::tenant::create(&params, &depositor).await.unwrap();
+        let text = std::fs::read_to_string(&created.registration).unwrap();
+        let config: TenantConfig = toml::from_str(&text).unwrap();
+        let share = created.share_raw.as_ref().map(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            let mut out = [0u8; 32];
+            out.copy_from_slice(&bytes);
+            out
+        });
+        let test = TestTenant {
+            id: tenant.into(),
+            access_key_id: params.access_key_id.clone(),
+            secret_access_key: params.secret_access_key.clone(),
+            share,
+        };
+        (config, test)
+    }
+}
