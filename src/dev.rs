@@ -78,21 +78,25 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match args.command {
         Some(DevCommand::Init { dir, backend_env }) => {
             let dir = absolute(&dir)?;
-            init(&dir, backend(backend_env.as_deref())?).await?;
+            init(&dir, storage_from_env_file(backend_env.as_deref())?).await?;
             println!("treuhand dev: set up {}", dir.display());
             println!("  run everything: treuhand dev --dir {}", dir.display());
             Ok(())
         }
         None => {
             let dir = absolute(&args.dir)?;
-            init(&dir, backend(args.backend_env.as_deref())?).await?;
+            init(&dir, storage_from_env_file(args.backend_env.as_deref())?).await?;
             run_stack(&dir).await
         }
     }
 }
 
-/// Reads an `rgw.env`-style file of `export NAME=value` lines into an S3 storage config.
-fn backend(env_file: Option<&Path>) -> anyhow::Result<StorageConfig> {
+/// Reads an `rgw.env`-style file of `export NAME=value` lines into an S3 storage config;
+/// without a file, filesystem storage under `DIR/storage`.
+///
+/// # Errors
+/// An unreadable file or missing variables.
+pub fn storage_from_env_file(env_file: Option<&Path>) -> anyhow::Result<StorageConfig> {
     let Some(path) = env_file else {
         return Ok(StorageConfig::Fs {
             root: "storage".into(),

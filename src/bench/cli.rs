@@ -32,6 +32,11 @@ pub struct RunArgs {
     /// (written by `treuhand dev`), instead of starting an own stack.
     #[arg(long)]
     pub env: Option<PathBuf>,
+    /// Store on an S3 backend instead of the filesystem, and measure that backend directly as
+    /// the `direct` baseline: an env file with RGW_ENDPOINT, RGW_ACCESS_KEY_ID,
+    /// RGW_SECRET_ACCESS_KEY, RGW_REGION (as `.ci/ceph.sh start DIR` writes to DIR/rgw.env).
+    #[arg(long, value_name = "FILE")]
+    pub backend_env: Option<PathBuf>,
     /// Scenario label for --env runs.
     #[arg(long, default_value = "treuhand")]
     pub label: String,
@@ -49,7 +54,14 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 (None, true) => super::SweepConfig::quick(),
                 (None, false) => super::SweepConfig::default(),
             };
-            super::run_sweep(&config, &args.out, args.env.as_deref(), &args.label).await?;
+            super::run_sweep(
+                &config,
+                &args.out,
+                args.env.as_deref(),
+                args.backend_env.as_deref(),
+                &args.label,
+            )
+            .await?;
             Ok(())
         }
         BenchCommand::Report { dir } => super::report_dir(&dir),

@@ -107,8 +107,11 @@ impl S3Client {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
+        // hyper-rustls sets ALPN itself and refuses a config that already has it.
+        let mut tls = (*tls).clone();
+        tls.alpn_protocols.clear();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);

@@ -2,6 +2,7 @@
 //! by a `dev.env`-style file, or (per variant) a stack of local processes.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -61,6 +62,9 @@ pub fn endpoint_from_env(vars: &HashMap<String, String>) -> anyhow::Result<Endpo
         None => None,
     };
     let endpoint = get("TREUHAND_ENDPOINT")?;
+    if !endpoint.starts_with("https://") && !endpoint.starts_with("http://") {
+        anyhow::bail!("TREUHAND_ENDPOINT must be an http(s) URL, not {endpoint}");
+    }
     let tls = match vars.get("AWS_CA_BUNDLE") {
         Some(ca) => crate::tls::client_config(Path::new(ca), None)?,
         None if endpoint.starts_with("http://") => crate::tls::client_config_webpki_roots_free(),
@@ -95,6 +99,7 @@ pub async fn run_sweep(
     config: &SweepConfig,
     out: &Path,
     env: Option<&Path>,
+    backend_env: Option<&Path>,
     label: &str,
 ) -> anyhow::Result<Vec<Row>> {
     std::fs::create_dir_all(out)
@@ -118,14 +123,38 @@ pub async fn run_sweep(
         ProgressStyle::with_template("{bar:40} {pos}/{len} cells, {elapsed} elapsed, ~{eta} left")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    for variant in &variants {
-        let endpoint = match env {
-            Some(path) => endpoint_from_env(&parse_env_file(path)?)?,
-            None => anyhow::bail!(
-                "starting an own stack is not available in this build; start one with `treuhand dev` and pass --env DIR/dev.env"
-            ),
+    let stacks = out.join("stacks");
+    for (index, variant) in variants.iter().enumerate() {
+        let mut own = None;
+        let endpoint = match (env, variant.scenario.as_str()) {
+            (Some(path), _) => endpoint_from_env(&parse_env_file(path)?)?,
+            (None, "direct") => match backend_env {
+                Some(path) => direct_endpoint(&parse_env_file(path)?)?,
+                None => {
+                    overall.println(
+                        "skipping scenario direct: the default stack stores on the filesystem, which has no S3 endpoint of its own (pass --backend-env rgw.env to compare against an S3 backend)",
+                    );
+                    overall.inc(super::cells_per_variant(config) as u64);
+                    continue;
+                }
+            },
+            (None, _) => {
+                overall.println(format!(
+                    "starting stack {index}: {} ttl={:?} {} rtt={} ms",
+                    variant.scenario,
+                    variant.cache_ttl_s,
+                    variant.threshold,
+                    variant.trustee_rtt_ms
+                ));
+                let stack =
+                    start_own(variant, &stacks.join(index.to_string()), backend_env).await?;
+                let endpoint = stack.endpoint.clone();
+                own = Some(stack);
+                endpoint
+            }
         };
         super::run_variant(config, variant, &endpoint, &progress, &overall, &mut rows).await?;
+        drop(own);
     }
     overall.finish_and_clear();
     let plots = super::write_outputs(out, &rows, &manifest)?;
@@ -136,4 +165,180 @@ pub async fn run_sweep(
         plots.len()
     );
     Ok(rows)
+}
+
+/// A stack of child processes started for one variant; killed on drop.
+pub struct OwnStack {
+    children: Vec<tokio::process::Child>,
+    /// What the cells target.
+    pub endpoint: Endpoint,
+}
+
+impl Drop for OwnStack {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            // Best effort: kill_on_drop also covers this when the runtime shuts down.
+            let _ = child.start_kill();
+        }
+    }
+}
+
+fn edit_toml(
+    path: &Path,
+    edit: impl FnOnce(&mut toml::Table) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let mut table: toml::Table = toml::from_str(&text)?;
+    edit(&mut table)?;
+    std::fs::write(path, toml::to_string_pretty(&table)?)?;
+    Ok(())
+}
+
+fn spawn(exe: &Path, args: &[&str], log: &Path) -> anyhow::Result<tokio::process::Child> {
+    let log_file = std::fs::File::create(log)?;
+    let child = tokio::process::Command::new(exe)
+        .args(args)
+        .env("TREUHAND_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {} {}: {e}", exe.display(), args.join(" ")))?;
+    Ok(child)
+}
+
+async fn wait_for_port(addr: SocketAddr, what: &str, log: &Path) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let tail = std::fs::read_to_string(log).unwrap_or_default();
+    anyhow::bail!(
+        "{what} did not start listening on {addr} within 15 s; its log ({}):\n{tail}",
+        log.display()
+    )
+}
+
+fn listen_addr(table: &toml::Table, key: &str) -> anyhow::Result<SocketAddr> {
+    table
+        .get(key)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| anyhow::anyhow!("config has no {key}"))?
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad {key}: {e}"))
+}
+
+/// Starts trustee and proxy for one variant, from a fresh `treuhand dev init` set-up in `dir`
+/// (filesystem storage, tenant `demo` with its share in SSE-C), adjusted to the variant:
+/// cache TTL, a delaying relay in front of the trustee, or pass-through mode.
+///
+/// # Errors
+/// Set-up or start failures, with the child's log.
+pub async fn start_own(
+    variant: &Variant,
+    dir: &Path,
+    backend_env: Option<&Path>,
+) -> anyhow::Result<OwnStack> {
+    if variant.threshold != "-" && variant.threshold != "2-of-2" {
+        anyhow::bail!(
+            "threshold {} needs extra trustees, which the harness cannot start yet; use 2-of-2 or measure a stack you set up with `treuhand tenant create` via --env",
+            variant.threshold
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let dir = std::fs::canonicalize(dir)?;
+    crate::dev::init(&dir, crate::dev::storage_from_env_file(backend_env)?).await?;
+    let exe = std::env::current_exe()?;
+    let trustee_toml = dir.join("trustee.toml");
+    let trustee_table: toml::Table = toml::from_str(&std::fs::read_to_string(&trustee_toml)?)?;
+    let trustee_addr = listen_addr(&trustee_table, "listen")?;
+    let mut children = Vec::new();
+    let trustee_log = dir.join("trustee.log");
+    let trustee_config = trustee_toml.to_string_lossy().into_owned();
+    children.push(spawn(
+        &exe,
+        &["trustee", "--config", &trustee_config],
+        &trustee_log,
+    )?);
+    wait_for_port(trustee_addr, "the trustee", &trustee_log).await?;
+    if variant.trustee_rtt_ms > 0.0 {
+        let relay = super::relay::start(
+            trustee_addr,
+            std::time::Duration::from_secs_f64(variant.trustee_rtt_ms / 1000.0),
+        )
+        .await?;
+        edit_toml(&dir.join("tenants").join("demo.toml"), |t| {
+            if let Some(toml::Value::Array(trustees)) = t.get_mut("trustees") {
+                for trustee in trustees.iter_mut().filter_map(toml::Value::as_table_mut) {
+                    trustee.insert(
+                        "url".into(),
+                        toml::Value::String(format!("https://{relay}")),
+                    );
+                }
+            }
+            Ok(())
+        })?;
+    }
+    let proxy_toml = dir.join("proxy.toml");
+    edit_toml(&proxy_toml, |t| {
+        if let Some(toml::Value::Table(cache)) = t.get_mut("cache") {
+            let ttl = variant.cache_ttl_s.unwrap_or(0.0).round() as i64;
+            cache.insert("ttl_secs".into(), toml::Value::Integer(ttl));
+        }
+        if variant.scenario == "passthrough" {
+            t.insert(
+                "danger_passthrough_no_encryption".into(),
+                toml::Value::Boolean(true),
+            );
+        }
+        Ok(())
+    })?;
+    let proxy_table: toml::Table = toml::from_str(&std::fs::read_to_string(&proxy_toml)?)?;
+    let proxy_addr = listen_addr(&proxy_table, "listen")?;
+    let metrics_addr = listen_addr(&proxy_table, "metrics_listen").ok();
+    let proxy_log = dir.join("proxy.log");
+    let proxy_config = proxy_toml.to_string_lossy().into_owned();
+    let proxy = spawn(&exe, &["proxy", "--config", &proxy_config], &proxy_log)?;
+    let proxy_pid = proxy.id();
+    children.push(proxy);
+    wait_for_port(proxy_addr, "the proxy", &proxy_log).await?;
+    let mut vars = parse_env_file(&dir.join("dev.env"))?;
+    if let Some(pid) = proxy_pid {
+        vars.insert("TREUHAND_PROXY_PID".into(), pid.to_string());
+    }
+    if let Some(addr) = metrics_addr {
+        vars.insert("TREUHAND_METRICS".into(), format!("http://{addr}/metrics"));
+    }
+    let endpoint = endpoint_from_env(&vars)?;
+    Ok(OwnStack { children, endpoint })
+}
+
+/// The S3 backend itself (e.g. Ceph RGW from `.ci/ceph.sh`), measured without any proxy.
+fn direct_endpoint(vars: &HashMap<String, String>) -> anyhow::Result<Endpoint> {
+    let get = |k: &str| {
+        vars.get(k)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("{k} is not set in the backend env file"))
+    };
+    let endpoint = get("RGW_ENDPOINT")?;
+    Ok(Endpoint {
+        target: client::Target {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            bucket: "bench-direct".into(),
+            access_key: get("RGW_ACCESS_KEY_ID")?,
+            secret_key: get("RGW_SECRET_ACCESS_KEY")?,
+            region: vars
+                .get("RGW_REGION")
+                .cloned()
+                .unwrap_or_else(|| "us-east-1".into()),
+            sse_c: None,
+        },
+        tls: crate::tls::client_config_webpki_roots_free(),
+        proxy_pid: None,
+        metrics_url: None,
+    })
 }

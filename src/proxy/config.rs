@@ -46,6 +46,11 @@ pub struct ProxyConfig {
     /// Storage backend.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// DANGER, benchmark baseline only: PUT/GET/HEAD store and serve objects UNENCRYPTED and
+    /// ask no trustee ("TLS pass-through" in `treuhand bench`). Off by default; never enable it
+    /// for real data.
+    #[serde(default)]
+    pub danger_passthrough_no_encryption: bool,
 }
 
 fn default_region() -> String {

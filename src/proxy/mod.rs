@@ -128,7 +128,8 @@ pub fn build(
             },
         });
     }
-    let proxy = Proxy::new(built, storage, keys.clone());
+    let proxy = Proxy::new(built, storage, keys.clone())
+        .with_passthrough(config.danger_passthrough_no_encryption);
     let mut builder = S3ServiceBuilder::new(proxy);
     builder.set_auth(Auth { secrets });
     Ok(Built {

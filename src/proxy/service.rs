@@ -64,6 +64,9 @@ pub struct Proxy {
     tenants: HashMap<String, Arc<Tenant>>,
     storage: Storage,
     keys: Arc<KeyService>,
+    /// Benchmark baseline only (`danger_passthrough_no_encryption`): PUT/GET/HEAD move bytes
+    /// unencrypted and ask no trustee. Never on by default.
+    passthrough: bool,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -158,7 +161,67 @@ impl Proxy {
             storage,
             keys,
             uploads: std::sync::Mutex::new(HashMap::new()),
+            passthrough: false,
         }
+    }
+
+    /// Turns on the TLS pass-through benchmark baseline: no encryption, no escrow.
+    pub fn with_passthrough(mut self, on: bool) -> Self {
+        if on {
+            tracing::warn!(
+                "danger_passthrough_no_encryption is set: objects are stored UNENCRYPTED (benchmark baseline only)"
+            );
+        }
+        self.passthrough = on;
+        self
+    }
+
+    /// Pass-through PUT: the body goes to storage as it is.
+    async fn put_plain(
+        &self,
+        path: &str,
+        body: futures::stream::BoxStream<'static, Result<Bytes, s3s::StdError>>,
+    ) -> Result<String, ProxyError> {
+        let mut body = body;
+        let mut writer = self.storage.writer(path)?;
+        let mut len = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                ProxyError::InvalidRequest(format!("reading the request body failed: {e}"))
+            })?;
+            len += chunk.len() as u64;
+            let started = Instant::now();
+            writer.write(&chunk).await?;
+            phase("backend_io", started);
+        }
+        writer.complete().await?;
+        Ok(md5_hex(format!("{path}:{len}").as_bytes()))
+    }
+
+    /// Pass-through GET body: the stored bytes of `range`, streamed.
+    fn stream_plain(&self, path: String, range: Range<u64>) -> StreamingBlob {
+        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let storage = self.storage.clone();
+        let remaining = range.end - range.start;
+        tokio::spawn(async move {
+            let result: Result<(), ProxyError> = async {
+                let mut stream = storage.stream_range(&path, range).await?;
+                while let Some(chunk) = stream.next().await {
+                    if tx.send(Ok(chunk?)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "pass-through read failed");
+                let _ = tx
+                    .send(Err(std::io::Error::other("backend read failed")))
+                    .await;
+            }
+        });
+        StreamingBlob::new(Body { rx, remaining })
     }
 
     fn tenant<T>(&self, req: &S3Request<T>) -> Result<Arc<Tenant>, ProxyError> {
@@ -763,6 +826,20 @@ impl S3 for Proxy {
             input.sse_customer_key_md5.as_deref(),
         )?;
         self.require_bucket(&tenant, &input.bucket).await?;
+        if self.passthrough {
+            let path = Self::object_path(&tenant, &input.bucket, &input.key);
+            let body: futures::stream::BoxStream<'static, Result<Bytes, s3s::StdError>> =
+                match input.body {
+                    Some(body) => body.boxed(),
+                    None => futures::stream::empty().boxed(),
+                };
+            let etag_value = self.put_plain(&path, body).await?;
+            let output = dto::PutObjectOutput {
+                e_tag: Some(etag(etag_value)),
+                ..Default::default()
+            };
+            return Ok(S3Response::new(output));
+        }
         let kek = self
             .kek(
                 rid.as_ref(),
@@ -823,6 +900,24 @@ impl S3 for Proxy {
         match self.storage.head(&path).await {
             Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey.into()),
             Err(e) => return Err(ProxyError::from(e).into()),
+            Ok(meta) if self.passthrough => {
+                let total = meta.size;
+                let range = resolve_range(input.range.as_ref(), total)?;
+                let content_range = range
+                    .as_ref()
+                    .map(|r| format!("bytes {}-{}/{total}", r.start, r.end.saturating_sub(1)));
+                let range = range.unwrap_or(0..total);
+                let output = dto::GetObjectOutput {
+                    content_length: Some(
+                        i64::try_from(range.end - range.start).unwrap_or(i64::MAX),
+                    ),
+                    content_range,
+                    last_modified: Some(timestamp(meta.last_modified)),
+                    body: Some(self.stream_plain(path, range)),
+                    ..Default::default()
+                };
+                return Ok(S3Response::new(output));
+            }
             Ok(_) => {}
         }
         let kek = self
@@ -898,6 +993,14 @@ impl S3 for Proxy {
         match self.storage.head(&path).await {
             Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey.into()),
             Err(e) => return Err(ProxyError::from(e).into()),
+            Ok(meta) if self.passthrough => {
+                let output = dto::HeadObjectOutput {
+                    content_length: Some(i64::try_from(meta.size).unwrap_or(i64::MAX)),
+                    last_modified: Some(timestamp(meta.last_modified)),
+                    ..Default::default()
+                };
+                return Ok(S3Response::new(output));
+            }
             Ok(_) => {}
         }
         let kek = self

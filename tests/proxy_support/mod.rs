@@ -130,6 +130,7 @@ pub fn proxy_config(pki: &Pki, root: &Path, ttl_secs: u64) -> ProxyConfig {
             root: root.join("storage"),
             fsync: false,
         },
+        danger_passthrough_no_encryption: false,
     }
 }
 

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Checks that a `treuhand bench run` output folder is well formed.
+
+Usage: check-bench-output.py DIR
+Fails (exit 1) with a message if a file is missing, a row lacks a column, a number is not a
+number, no cell succeeded, or a plot is not an SVG.
+"""
+import csv
+import json
+import pathlib
+import sys
+
+REQUIRED = [
+    "scenario", "op", "object_size", "concurrency", "pacing", "cache_ttl_s", "threshold",
+    "trustee_rtt_ms", "requests_ok", "errors", "duration_s", "ops_per_s", "mib_per_s",
+    "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "proxy_cpu_s", "proxy_peak_rss_mib",
+]
+
+
+def fail(message):
+    print(f"check-bench-output: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def main():
+    if len(sys.argv) != 2:
+        fail("usage: check-bench-output.py DIR")
+    out = pathlib.Path(sys.argv[1])
+    for name in ["results.csv", "results.json", "manifest.json", "summary.md"]:
+        if not (out / name).is_file():
+            fail(f"{out / name} is missing")
+    rows = json.loads((out / "results.json").read_text())
+    if not isinstance(rows, list) or not rows:
+        fail("results.json has no rows")
+    with open(out / "results.csv", newline="") as f:
+        csv_rows = list(csv.DictReader(f))
+    if len(csv_rows) != len(rows):
+        fail(f"results.csv has {len(csv_rows)} rows, results.json {len(rows)}")
+    for i, row in enumerate(csv_rows):
+        for column in REQUIRED:
+            if column not in row:
+                fail(f"results.csv row {i} lacks column {column}")
+        for column in ["ops_per_s", "p50_ms", "p99_ms", "max_ms"]:
+            float(row[column])
+        if float(row["p50_ms"]) > float(row["max_ms"]) + 1e-9:
+            fail(f"row {i}: p50 above max")
+    ok = [r for r in rows if r["requests_ok"] > 0]
+    if not ok:
+        fail("no cell completed a single request")
+    scenarios = {r["scenario"] for r in ok}
+    for wanted in ["passthrough", "treuhand"]:
+        if wanted not in scenarios:
+            fail(f"no successful cell for scenario {wanted}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ["git_commit", "machine", "config", "seed"]:
+        if key not in manifest:
+            fail(f"manifest.json lacks {key}")
+    svgs = list(out.glob("*.svg"))
+    if not svgs:
+        fail("no SVG plots written")
+    for svg in svgs:
+        if "<svg" not in svg.read_text()[:2000]:
+            fail(f"{svg} is not an SVG")
+    errors = sum(r["errors"] for r in rows)
+    print(f"check-bench-output: ok: {len(rows)} rows, {len(ok)} with traffic, {errors} failed requests, "
+          f"{len(svgs)} plots, scenarios {sorted(scenarios)}")
+
+
+if __name__ == "__main__":
+    main()
