@@ -138,7 +138,11 @@ fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A currently free loopback port.
+///
+/// # Errors
+/// If binding fails.
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(listener.local_addr()?.port())
 }
@@ -149,7 +153,8 @@ fn random_token(len: usize) -> anyhow::Result<String> {
     Ok(hex::encode(buf))
 }
 
-fn trustee_config(name: &str, port: u16) -> TrusteeConfig {
+/// The trustee config the dev stack uses for `name` (paths relative to the stack directory).
+pub fn trustee_config(name: &str, port: u16) -> TrusteeConfig {
     TrusteeConfig {
         listen: format!("127.0.0.1:{port}"),
         tls: TlsFiles {

@@ -397,23 +397,36 @@ pub async fn run_variant(
             }
         }
         overall.inc(1);
-        overall.println(format!(
-            "{:>11} {:>9} {:>10}B c={:<4} {:<12} ok={:<6} err={:<3} {:>9.1} ops/s {:>8.1} MiB/s p50={:.3}ms p99={:.3}ms",
-            variant.scenario,
-            format!("{op:?}"),
-            size,
-            concurrency,
-            row.pacing,
-            row.requests_ok,
-            row.errors,
-            row.ops_per_s,
-            row.mib_per_s,
-            row.p50_ms,
-            row.p99_ms
-        ));
+        say(
+            overall,
+            format!(
+                "{:>11} {:>9} {:>10}B c={:<4} {:<12} ok={:<6} err={:<3} {:>9.1} ops/s {:>8.1} MiB/s p50={:.3}ms p99={:.3}ms",
+                variant.scenario,
+                format!("{op:?}"),
+                size,
+                concurrency,
+                row.pacing,
+                row.requests_ok,
+                row.errors,
+                row.ops_per_s,
+                row.mib_per_s,
+                row.p50_ms,
+                row.p99_ms
+            ),
+        );
         rows.push(row);
     }
     Ok(())
+}
+
+/// Prints a line above the progress bar, or plainly when output is not a terminal (CI logs),
+/// where indicatif hides its bars and their messages.
+pub fn say(bar: &ProgressBar, line: impl AsRef<str>) {
+    if bar.is_hidden() {
+        println!("{}", line.as_ref());
+    } else {
+        bar.println(line);
+    }
 }
 
 /// Cells per variant, for the overall progress bar.

@@ -131,7 +131,8 @@ pub async fn run_sweep(
             (None, "direct") => match backend_env {
                 Some(path) => direct_endpoint(&parse_env_file(path)?)?,
                 None => {
-                    overall.println(
+                    super::say(
+                        &overall,
                         "skipping scenario direct: the default stack stores on the filesystem, which has no S3 endpoint of its own (pass --backend-env rgw.env to compare against an S3 backend)",
                     );
                     overall.inc(super::cells_per_variant(config) as u64);
@@ -139,13 +140,16 @@ pub async fn run_sweep(
                 }
             },
             (None, _) => {
-                overall.println(format!(
-                    "starting stack {index}: {} ttl={:?} {} rtt={} ms",
-                    variant.scenario,
-                    variant.cache_ttl_s,
-                    variant.threshold,
-                    variant.trustee_rtt_ms
-                ));
+                super::say(
+                    &overall,
+                    format!(
+                        "starting stack {index}: {} ttl={:?} {} rtt={} ms",
+                        variant.scenario,
+                        variant.cache_ttl_s,
+                        variant.threshold,
+                        variant.trustee_rtt_ms
+                    ),
+                );
                 let stack =
                     start_own(variant, &stacks.join(index.to_string()), backend_env).await?;
                 let endpoint = stack.endpoint.clone();
@@ -242,47 +246,85 @@ pub async fn start_own(
     dir: &Path,
     backend_env: Option<&Path>,
 ) -> anyhow::Result<OwnStack> {
-    if variant.threshold != "-" && variant.threshold != "2-of-2" {
-        anyhow::bail!(
-            "threshold {} needs extra trustees, which the harness cannot start yet; use 2-of-2 or measure a stack you set up with `treuhand tenant create` via --env",
-            variant.threshold
-        );
-    }
+    let (threshold, holders) = if variant.threshold == "-" {
+        (2, 2)
+    } else {
+        super::parse_threshold(&variant.threshold)?
+    };
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let dir = std::fs::canonicalize(dir)?;
     crate::dev::init(&dir, crate::dev::storage_from_env_file(backend_env)?).await?;
     let exe = std::env::current_exe()?;
-    let trustee_toml = dir.join("trustee.toml");
-    let trustee_table: toml::Table = toml::from_str(&std::fs::read_to_string(&trustee_toml)?)?;
-    let trustee_addr = listen_addr(&trustee_table, "listen")?;
-    let mut children = Vec::new();
-    let trustee_log = dir.join("trustee.log");
-    let trustee_config = trustee_toml.to_string_lossy().into_owned();
-    children.push(spawn(
-        &exe,
-        &["trustee", "--config", &trustee_config],
-        &trustee_log,
-    )?);
-    wait_for_port(trustee_addr, "the trustee", &trustee_log).await?;
-    if variant.trustee_rtt_ms > 0.0 {
-        let relay = super::relay::start(
-            trustee_addr,
-            std::time::Duration::from_secs_f64(variant.trustee_rtt_ms / 1000.0),
-        )
-        .await?;
-        edit_toml(&dir.join("tenants").join("demo.toml"), |t| {
-            if let Some(toml::Value::Array(trustees)) = t.get_mut("trustees") {
-                for trustee in trustees.iter_mut().filter_map(toml::Value::as_table_mut) {
-                    trustee.insert(
-                        "url".into(),
-                        toml::Value::String(format!("https://{relay}")),
-                    );
-                }
-            }
-            Ok(())
-        })?;
+    let certs = dir.join("certs");
+    let ca = crate::tls::DevCa::load(&certs.join("ca.pem"), &certs.join("ca.key"))?;
+    // The dev set-up has one trustee; a k-of-n variant needs n - 1 (the customer is one holder).
+    let mut trustee_names = vec!["trustee".to_owned()];
+    for i in 2..holders {
+        let name = format!("trustee-{i}");
+        let sub = dir.join(&name);
+        std::fs::create_dir_all(&sub)?;
+        crate::trustee::config::generate_keys(&sub)?;
+        ca.issue_server(&name, &[])?.write(&certs, &name)?;
+        let config = crate::dev::trustee_config(&name, crate::dev::free_port()?);
+        std::fs::write(
+            dir.join(format!("{name}.toml")),
+            toml::to_string_pretty(&config)?,
+        )?;
+        trustee_names.push(name);
     }
+    let mut children = Vec::new();
+    let mut trustee_urls = Vec::new();
+    for name in &trustee_names {
+        let config_path = dir.join(format!("{name}.toml"));
+        let table: toml::Table = toml::from_str(&std::fs::read_to_string(&config_path)?)?;
+        let addr = listen_addr(&table, "listen")?;
+        let log = dir.join(format!("{name}.log"));
+        let config = config_path.to_string_lossy().into_owned();
+        children.push(spawn(&exe, &["trustee", "--config", &config], &log)?);
+        wait_for_port(addr, name, &log).await?;
+        let addr = if variant.trustee_rtt_ms > 0.0 {
+            super::relay::start(
+                addr,
+                std::time::Duration::from_secs_f64(variant.trustee_rtt_ms / 1000.0),
+            )
+            .await?
+        } else {
+            addr
+        };
+        trustee_urls.push(format!("https://{addr}"));
+    }
+    // A fresh tenant per variant, enrolled through the real ceremony with the variant's k-of-n.
+    let (cert, key) = ca
+        .issue_client(crate::tls::Role::Customer, "bench")?
+        .write(&certs, "customer-bench")?;
+    let tls = crate::tls::client_config(&certs.join("ca.pem"), Some((&cert, &key)))?;
+    let depositor =
+        crate::tenant::deposit::TrusteeDepositor::from_tls(tls, vec![crate::dev::DEV_PROXY.into()]);
+    let mut token = [0u8; 16];
+    crate::crypto::envelope::fill_random(&mut token)?;
+    let params = crate::tenant::CreateParams {
+        tenant: "bench".into(),
+        key_version: 1,
+        threshold,
+        trustees: trustee_names
+            .iter()
+            .zip(&trustee_urls)
+            .map(|(holder, url)| crate::tenant::TrusteeSpec {
+                holder: holder.clone(),
+                url: url.clone(),
+            })
+            .collect(),
+        customer_holder_url: None,
+        access_key_id: format!("THBENCH{}", hex::encode_upper(&token[..4])),
+        secret_access_key: hex::encode(&token[4..]),
+        registration_dir: dir.join("tenants"),
+        share_dir: dir.join("shares"),
+    };
+    let created = crate::tenant::create(&params, &depositor).await?;
+    let share_raw = created
+        .share_raw
+        .ok_or_else(|| anyhow::anyhow!("the ceremony wrote no raw share"))?;
     let proxy_toml = dir.join("proxy.toml");
     edit_toml(&proxy_toml, |t| {
         if let Some(toml::Value::Table(cache)) = t.get_mut("cache") {
@@ -307,6 +349,16 @@ pub async fn start_own(
     children.push(proxy);
     wait_for_port(proxy_addr, "the proxy", &proxy_log).await?;
     let mut vars = parse_env_file(&dir.join("dev.env"))?;
+    vars.insert("AWS_ACCESS_KEY_ID".into(), params.access_key_id.clone());
+    vars.insert(
+        "AWS_SECRET_ACCESS_KEY".into(),
+        params.secret_access_key.clone(),
+    );
+    vars.insert("TREUHAND_BUCKET".into(), "bench".into());
+    vars.insert(
+        "TREUHAND_SHARE_FILE".into(),
+        share_raw.to_string_lossy().into_owned(),
+    );
     if let Some(pid) = proxy_pid {
         vars.insert("TREUHAND_PROXY_PID".into(), pid.to_string());
     }
