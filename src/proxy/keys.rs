@@ -324,7 +324,13 @@ impl KeyService {
                 }
             }
         }
-        drop(asks);
+        if !asks.is_empty() {
+            // Let the slower holders' answers arrive in the background instead of cancelling
+            // them: a cancelled request tears down its pooled keep-alive connection, and the next
+            // release to that holder would pay a fresh mTLS handshake. Their shares are dropped
+            // (and zeroized) unused.
+            tokio::spawn(async move { while asks.next().await.is_some() {} });
+        }
         if !(have_customer && shares.len() >= need) {
             return Err(classify(&customer_name, &failures));
         }
