@@ -129,8 +129,8 @@ impl SweepConfig {
             "sizes must be non-empty and > 0"
         );
         anyhow::ensure!(
-            self.sizes.iter().all(|&s| s <= 1 << 30),
-            "sizes above 1 GiB are not supported"
+            self.sizes.iter().all(|&s| s <= 16 << 30),
+            "sizes above 16 GiB are not supported"
         );
         anyhow::ensure!(
             self.concurrency.iter().all(|&c| (1..=1024).contains(&c)),
