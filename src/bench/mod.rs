@@ -352,6 +352,16 @@ pub async fn run_variant(
         if op != Op::Put {
             load::prepare(&client, &spec, &chunk).await?;
         }
+        if size <= 1 << 20 {
+            // Warm-up (not recorded): opens the pooled connections and fills caches, so the
+            // first TLS handshakes do not land in a small-object cell's tail.
+            let warm = LoadSpec {
+                duration: spec.duration.min(Duration::from_secs(2)) / 2,
+                max_requests: 0,
+                ..spec.clone()
+            };
+            load::run(&client, &warm, chunk.clone(), || {}).await?;
+        }
         let before_metrics = endpoint.metrics_url.as_deref().and_then(scrape);
         let before_stats = endpoint.proxy_pid.and_then(results::process_stats);
         if let Some(pid) = endpoint.proxy_pid {

@@ -299,8 +299,14 @@ pub async fn start_own(
         .issue_client(crate::tls::Role::Customer, "bench")?
         .write(&certs, "customer-bench")?;
     let tls = crate::tls::client_config(&certs.join("ca.pem"), Some((&cert, &key)))?;
+    // The bench measures the cost of escrow, not the tenant's release limiter (2,000/s by
+    // default), so the bench tenant's policy allows the maximum rate.
     let depositor =
-        crate::tenant::deposit::TrusteeDepositor::from_tls(tls, vec![crate::dev::DEV_PROXY.into()]);
+        crate::tenant::deposit::TrusteeDepositor::from_tls(tls, vec![crate::dev::DEV_PROXY.into()])
+            .with_rate_limit(crate::trustee::policy::RateLimit {
+                per_second: 1_000_000,
+                burst: 10_000_000,
+            });
     let mut token = [0u8; 16];
     crate::crypto::envelope::fill_random(&mut token)?;
     let params = crate::tenant::CreateParams {

@@ -12,6 +12,7 @@ use crate::trustee::wire::EnrollRequest;
 pub struct TrusteeDepositor {
     tls: Arc<rustls::ClientConfig>,
     allowed_proxies: Vec<String>,
+    rate_limit: Option<crate::trustee::policy::RateLimit>,
 }
 
 impl TrusteeDepositor {
@@ -36,7 +37,14 @@ impl TrusteeDepositor {
         Self {
             tls,
             allowed_proxies,
+            rate_limit: None,
         }
+    }
+
+    /// Sets the initial release rate limit of the deposited policy (default: the trustee's).
+    pub fn with_rate_limit(mut self, rate_limit: crate::trustee::policy::RateLimit) -> Self {
+        self.rate_limit = Some(rate_limit);
+        self
     }
 }
 
@@ -56,6 +64,9 @@ impl super::Depositor for TrusteeDepositor {
             share: envelope.to_owned(),
             policy: Some(Policy {
                 allowed_proxies: self.allowed_proxies.clone(),
+                rate_limit: self
+                    .rate_limit
+                    .unwrap_or_else(|| Policy::default().rate_limit),
                 ..Policy::default()
             }),
         };
