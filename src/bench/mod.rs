@@ -61,6 +61,9 @@ pub struct SweepConfig {
     pub scenarios: Vec<String>,
     /// Objects per GET cell.
     pub keys: usize,
+    /// Open-loop cells: most requests in flight at once (arrivals beyond it wait, and the wait
+    /// counts as latency).
+    pub open_loop_max_in_flight: usize,
     /// Seed recorded in the manifest (the load shape is deterministic).
     pub seed: u64,
 }
@@ -85,6 +88,7 @@ impl Default for SweepConfig {
             trustee_rtt_ms: vec![0.0, 5.0, 35.0],
             scenarios: vec!["direct".into(), "passthrough".into(), "treuhand".into()],
             keys: 4,
+            open_loop_max_in_flight: 64,
             seed: 1,
         }
     }
@@ -105,6 +109,7 @@ impl SweepConfig {
             trustee_rtt_ms: vec![0.0, 5.0],
             scenarios: vec!["direct".into(), "passthrough".into(), "treuhand".into()],
             keys: 2,
+            open_loop_max_in_flight: 64,
             seed: 1,
         }
     }
@@ -319,7 +324,12 @@ pub async fn run_variant(
     }
     let smallest = config.sizes.iter().copied().min().unwrap_or(1024);
     for &rate in &config.open_loop_rates {
-        cells.push((Op::Get, smallest, 256, Pacing::Open { rate }));
+        cells.push((
+            Op::Get,
+            smallest,
+            config.open_loop_max_in_flight.max(1),
+            Pacing::Open { rate },
+        ));
     }
     for (index, (op, size, concurrency, pacing)) in cells.into_iter().enumerate() {
         let pacing_label = match pacing {
