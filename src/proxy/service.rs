@@ -298,6 +298,32 @@ impl Proxy {
             .await
     }
 
+    /// The shared preamble of GetObject and HeadObject: release the key, open the object and
+    /// apply the conditional headers.
+    async fn open_for_read(
+        &self,
+        request_id: Option<&super::server::RequestId>,
+        tenant: &Tenant,
+        share: Option<&Zeroizing<Vec<u8>>>,
+        operation: &str,
+        (bucket, key): (&str, &str),
+        conditions: Conditions<'_>,
+    ) -> Result<Opened, ProxyError> {
+        let kek = self
+            .kek(request_id, tenant, share, operation, bucket, key)
+            .await?;
+        let opened = self.open(tenant, &kek, bucket, key).await?;
+        check_conditions(
+            &opened.etag,
+            opened.meta.last_modified,
+            conditions.if_match,
+            conditions.if_none_match,
+            conditions.if_modified_since,
+            conditions.if_unmodified_since,
+        )?;
+        Ok(opened)
+    }
+
     /// Opens a stored object: header, layout, plaintext length. Fails closed.
     async fn open(
         &self,
@@ -668,6 +694,14 @@ fn system_time(t: &Timestamp) -> SystemTime {
 }
 
 /// Evaluates If-Match, If-None-Match, If-Modified-Since and If-Unmodified-Since (RFC 7232 §6).
+/// The conditional request headers of a read.
+struct Conditions<'a> {
+    if_match: Option<&'a dto::ETagCondition>,
+    if_none_match: Option<&'a dto::ETagCondition>,
+    if_modified_since: Option<&'a Timestamp>,
+    if_unmodified_since: Option<&'a Timestamp>,
+}
+
 fn check_conditions(
     etag_value: &str,
     last_modified: SystemTime,
@@ -920,25 +954,21 @@ impl S3 for Proxy {
             }
             Ok(_) => {}
         }
-        let kek = self
-            .kek(
+        let opened = self
+            .open_for_read(
                 rid.as_ref(),
                 &tenant,
                 share.as_ref(),
                 "GetObject",
-                &input.bucket,
-                &input.key,
+                (&input.bucket, &input.key),
+                Conditions {
+                    if_match: input.if_match.as_ref(),
+                    if_none_match: input.if_none_match.as_ref(),
+                    if_modified_since: input.if_modified_since.as_ref(),
+                    if_unmodified_since: input.if_unmodified_since.as_ref(),
+                },
             )
             .await?;
-        let opened = self.open(&tenant, &kek, &input.bucket, &input.key).await?;
-        check_conditions(
-            &opened.etag,
-            opened.meta.last_modified,
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-            input.if_modified_since.as_ref(),
-            input.if_unmodified_since.as_ref(),
-        )?;
         let total = opened.plaintext_len;
         let range = resolve_range(input.range.as_ref(), total)?;
         let content_range = range
@@ -1003,25 +1033,21 @@ impl S3 for Proxy {
             }
             Ok(_) => {}
         }
-        let kek = self
-            .kek(
+        let opened = self
+            .open_for_read(
                 rid.as_ref(),
                 &tenant,
                 share.as_ref(),
                 "HeadObject",
-                &input.bucket,
-                &input.key,
+                (&input.bucket, &input.key),
+                Conditions {
+                    if_match: input.if_match.as_ref(),
+                    if_none_match: input.if_none_match.as_ref(),
+                    if_modified_since: input.if_modified_since.as_ref(),
+                    if_unmodified_since: input.if_unmodified_since.as_ref(),
+                },
             )
             .await?;
-        let opened = self.open(&tenant, &kek, &input.bucket, &input.key).await?;
-        check_conditions(
-            &opened.etag,
-            opened.meta.last_modified,
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-            input.if_modified_since.as_ref(),
-            input.if_unmodified_since.as_ref(),
-        )?;
         let total = opened.plaintext_len;
         let range = resolve_range(input.range.as_ref(), total)?;
         let length = range.as_ref().map_or(total, |r| r.end - r.start);
