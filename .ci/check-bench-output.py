@@ -14,6 +14,7 @@ REQUIRED = [
     "scenario", "op", "object_size", "concurrency", "pacing", "cache_ttl_s", "threshold",
     "trustee_rtt_ms", "requests_ok", "errors", "duration_s", "ops_per_s", "mib_per_s",
     "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "proxy_cpu_s", "proxy_peak_rss_mib",
+    "gen_lag_p99_ms",
 ]
 
 

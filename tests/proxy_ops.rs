@@ -620,6 +620,8 @@ async fn metrics_endpoint_reports_phases_cache_and_releases() {
         "treuhand_key_cache_total{result=\"hit\"}",
         "treuhand_key_cache_total{result=\"miss\"}",
         "treuhand_releases_total{",
+        "treuhand_request_seconds_bucket{method=\"GET\"",
+        "treuhand_request_seconds_bucket{method=\"PUT\"",
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }

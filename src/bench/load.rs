@@ -73,6 +73,9 @@ pub struct LoadResult {
     pub elapsed: Duration,
     /// First error seen, for the report.
     pub first_error: Option<String>,
+    /// Open loop only: how late the generator started each request after its intended send
+    /// time, in microseconds (its own scheduling delay, included in `histogram`).
+    pub dispatch_lag: Option<Histogram<u64>>,
 }
 
 const RANGE_LEN: u64 = 4096;
@@ -175,6 +178,7 @@ pub async fn run(
     let tick = Arc::new(tick);
     let begin = Instant::now();
     let deadline = begin + spec.duration;
+    let mut dispatch_lag = None;
     let limit = if spec.max_requests == 0 {
         u64::MAX
     } else {
@@ -207,34 +211,66 @@ pub async fn run(
         Pacing::Open { rate } => {
             let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
             let in_flight = Arc::new(tokio::sync::Semaphore::new(spec.concurrency.max(1)));
-            let mut tasks = tokio::task::JoinSet::new();
-            let mut n = 0u64;
-            loop {
-                let intended = begin + interval.mul_f64(n as f64);
-                if intended >= deadline || n >= limit {
-                    break;
+            let lag = Arc::new(std::sync::Mutex::new(new_histogram()?));
+            let (client, spec, shared, tick, task_lag) = (
+                client.clone(),
+                spec.clone(),
+                shared.clone(),
+                tick.clone(),
+                lag.clone(),
+            );
+            // The pacer is an OS thread sleeping on the kernel's high-resolution timer, not a
+            // tokio sleep: tokio's timer wheel has 1 ms ticks and rounds every deadline up, which
+            // added 0.5-1 ms of generator-made latency to every open-loop request (measured:
+            // p50 1.55 ms at 300/s against 0.19 ms closed-loop through the same proxy).
+            let pacer = tokio::task::spawn_blocking(move || {
+                let runtime = tokio::runtime::Handle::current();
+                let mut tasks = Vec::new();
+                let mut n = 0u64;
+                loop {
+                    let intended = begin + interval.mul_f64(n as f64);
+                    if intended >= deadline || n >= limit {
+                        break;
+                    }
+                    let now = Instant::now();
+                    if intended > now {
+                        std::thread::sleep(intended - now);
+                    }
+                    let (client, spec, chunk, shared, tick, in_flight, lag) = (
+                        client.clone(),
+                        spec.clone(),
+                        chunk.clone(),
+                        shared.clone(),
+                        tick.clone(),
+                        in_flight.clone(),
+                        task_lag.clone(),
+                    );
+                    tasks.push(runtime.spawn(async move {
+                        // How late the generator itself is; reported so a reader can tell a
+                        // saturated load generator from a slow system under test.
+                        let late = intended.elapsed().as_micros().max(1) as u64;
+                        if let Ok(mut lag) = lag.lock() {
+                            lag.saturating_record(late);
+                        }
+                        // Waiting for a slot counts as latency: the clock started at `intended`.
+                        let Ok(_permit) = in_flight.acquire_owned().await else {
+                            return;
+                        };
+                        one_request(&client, &spec, n, &chunk, &shared, intended).await;
+                        tick();
+                    }));
+                    n += 1;
+                    if tasks.len() >= 4096 {
+                        tasks.retain(|task| !task.is_finished());
+                    }
                 }
-                tokio::time::sleep_until(intended.into()).await;
-                let (client, spec, chunk, shared, tick, in_flight) = (
-                    client.clone(),
-                    spec.clone(),
-                    chunk.clone(),
-                    shared.clone(),
-                    tick.clone(),
-                    in_flight.clone(),
-                );
-                tasks.spawn(async move {
-                    // Waiting for a slot counts as latency: the clock started at `intended`.
-                    let Ok(_permit) = in_flight.acquire_owned().await else {
-                        return;
-                    };
-                    one_request(&client, &spec, n, &chunk, &shared, intended).await;
-                    tick();
-                });
-                n += 1;
-                while tasks.try_join_next().is_some() {}
+                tasks
+            });
+            for task in pacer.await? {
+                // A panicked request task is a harness bug; the count of ok + errors shows it.
+                let _ = task.await;
             }
-            while tasks.join_next().await.is_some() {}
+            dispatch_lag = lag.lock().ok().map(|h| h.clone());
         }
     }
     let elapsed = begin.elapsed();
@@ -247,5 +283,6 @@ pub async fn run(
         bytes: shared.bytes.load(Ordering::Relaxed),
         elapsed,
         first_error,
+        dispatch_lag,
     })
 }

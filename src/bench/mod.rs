@@ -20,6 +20,7 @@ pub mod report;
 pub mod results;
 pub mod stack;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +80,7 @@ impl Default for SweepConfig {
                 1024 * 1024,
                 16 * 1024 * 1024,
                 64 * 1024 * 1024,
+                1024 * 1024 * 1024,
             ],
             concurrency: vec![1, 8],
             ops: vec![Op::Put, Op::Get, Op::RangeGet],
@@ -265,16 +267,63 @@ fn manifest(config: &SweepConfig, out: &Path) -> serde_json::Value {
         .ok()
         .map(|s| s.trim().to_owned());
     let started = client::amz_date(std::time::SystemTime::now());
+    // The toolchain on PATH; a binary built elsewhere may differ, hence the build profile too.
+    let rustc = std::process::Command::new("rustc")
+        .arg("-V")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
     serde_json::json!({
         "started": started,
         "git_commit": git,
         "treuhand_version": env!("CARGO_PKG_VERSION"),
         "machine": format!("{} x {}, {}", cores, cpu.unwrap_or_default(), mem.unwrap_or_default()),
         "kernel": kernel,
+        "rustc": rustc,
+        "build_profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "dependencies": locked_versions(),
         "config": config,
         "seed": config.seed,
         "out": out,
     })
+}
+
+/// The crates that shape the measured numbers, with the versions locked in the `Cargo.lock` this
+/// binary was built from.
+fn locked_versions() -> BTreeMap<&'static str, String> {
+    const CRATES: &[&str] = &[
+        "tokio",
+        "hyper",
+        "hyper-util",
+        "rustls",
+        "ring",
+        "s3s",
+        "object_store",
+        "vsss-rs",
+        "rusqlite",
+        "hdrhistogram",
+    ];
+    let lock = include_str!("../../Cargo.lock");
+    let mut versions = BTreeMap::new();
+    let mut name: Option<&str> = None;
+    for line in lock.lines() {
+        if let Some(n) = line.strip_prefix("name = ") {
+            name = Some(n.trim_matches('"'));
+        } else if let (Some(v), Some(n)) = (line.strip_prefix("version = "), name.take())
+            && let Some(wanted) = CRATES.iter().find(|c| **c == n)
+        {
+            // A crate locked twice (two major versions) lists both.
+            versions
+                .entry(*wanted)
+                .and_modify(|all: &mut String| {
+                    all.push_str(", ");
+                    all.push_str(v.trim_matches('"'));
+                })
+                .or_insert_with(|| v.trim_matches('"').to_owned());
+        }
+    }
+    versions
 }
 
 fn scrape(url: &str) -> Option<String> {
@@ -315,12 +364,8 @@ pub async fn run_variant(
     client.create_bucket().await?;
     let chunk = Bytes::from(vec![0xA5u8; 1 << 20]);
     let mut cells: Vec<(Op, u64, usize, Pacing)> = Vec::new();
-    for &op in &config.ops {
-        for &size in &config.sizes {
-            for &concurrency in &config.concurrency {
-                cells.push((op, size, concurrency, Pacing::Closed));
-            }
-        }
+    for (op, size, concurrency) in closed_cells(config) {
+        cells.push((op, size, concurrency, Pacing::Closed));
     }
     let smallest = config.sizes.iter().copied().min().unwrap_or(1024);
     for &rate in &config.open_loop_rates {
@@ -345,6 +390,8 @@ pub async fn run_variant(
             max_requests: config.max_requests,
             keys: if op == Op::Put {
                 concurrency.max(1)
+            } else if size > LARGE_OBJECT {
+                1
             } else {
                 config.keys.max(1)
             },
@@ -371,6 +418,19 @@ pub async fn run_variant(
                 ..spec.clone()
             };
             load::run(&client, &warm, chunk.clone(), || {}).await?;
+            if let Pacing::Open { .. } = pacing {
+                // Opens as many connections as the cell may keep in flight (and, through the
+                // proxy, as many trustee connections). Without this an open-loop burst made
+                // the generator open new TLS connections mid-cell, and the handshakes turned a
+                // short hiccup into a 50 ms tail (docs/benchmarks.md, "open-loop tail").
+                let fill = LoadSpec {
+                    pacing: Pacing::Closed,
+                    duration: Duration::from_secs(2),
+                    max_requests: concurrency as u64 * 4,
+                    ..spec.clone()
+                };
+                load::run(&client, &fill, chunk.clone(), || {}).await?;
+            }
         }
         let before_metrics = endpoint.metrics_url.as_deref().and_then(scrape);
         let before_stats = endpoint.proxy_pid.and_then(results::process_stats);
@@ -420,7 +480,7 @@ pub async fn run_variant(
         say(
             overall,
             format!(
-                "{:>11} {:>9} {:>10}B c={:<4} {:<12} ok={:<6} err={:<3} {:>9.1} ops/s {:>8.1} MiB/s p50={:.3}ms p99={:.3}ms",
+                "{:>11} {:>9} {:>10}B c={:<4} {:<12} ok={:<6} err={:<3} {:>9.1} ops/s {:>8.1} MiB/s p50={:.3}ms p99={:.3}ms{}",
                 variant.scenario,
                 format!("{op:?}"),
                 size,
@@ -431,7 +491,10 @@ pub async fn run_variant(
                 row.ops_per_s,
                 row.mib_per_s,
                 row.p50_ms,
-                row.p99_ms
+                row.p99_ms,
+                row.gen_lag_p99_ms
+                    .map(|lag| format!(" gen-lag p99={lag:.3}ms"))
+                    .unwrap_or_default()
             ),
         );
         rows.push(row);
@@ -451,7 +514,30 @@ pub fn say(bar: &ProgressBar, line: impl AsRef<str>) {
 
 /// Cells per variant, for the overall progress bar.
 pub fn cells_per_variant(config: &SweepConfig) -> usize {
-    config.ops.len() * config.sizes.len() * config.concurrency.len() + config.open_loop_rates.len()
+    closed_cells(config).len() + config.open_loop_rates.len()
+}
+
+/// Objects above this size are measured at one concurrency level (the lowest configured) with
+/// one key: a 1 GiB cell at concurrency 8 would write 8 GiB per variant and take minutes,
+/// without saying more about streaming throughput than concurrency 1 does.
+pub const LARGE_OBJECT: u64 = 64 * 1024 * 1024;
+
+/// The closed-loop cells of one variant: every (op, size, concurrency), with large objects at
+/// the lowest concurrency only.
+fn closed_cells(config: &SweepConfig) -> Vec<(Op, u64, usize)> {
+    let lowest = config.concurrency.iter().copied().min().unwrap_or(1);
+    let mut cells = Vec::new();
+    for &op in &config.ops {
+        for &size in &config.sizes {
+            for &concurrency in &config.concurrency {
+                if size > LARGE_OBJECT && concurrency != lowest {
+                    continue;
+                }
+                cells.push((op, size, concurrency));
+            }
+        }
+    }
+    cells
 }
 
 /// Writes results, manifest, plots and summary into `out`.

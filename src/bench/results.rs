@@ -53,6 +53,10 @@ pub struct Row {
     pub proxy_cpu_s: Option<f64>,
     /// Peak resident set size of the proxy during the cell, MiB.
     pub proxy_peak_rss_mib: Option<f64>,
+    /// Open loop only: p99 of the generator's own lateness in starting a request, ms. Large
+    /// values mean the load generator, not the system under test, was saturated.
+    #[serde(default)]
+    pub gen_lag_p99_ms: Option<f64>,
     /// Latency CDF points (quantile, milliseconds), for plots.
     pub cdf: Vec<(f64, f64)>,
     /// The first error seen, if any.
@@ -117,6 +121,7 @@ impl Row {
             phases_ms: BTreeMap::new(),
             proxy_cpu_s: None,
             proxy_peak_rss_mib: None,
+            gen_lag_p99_ms: load.dispatch_lag.as_ref().map(|lag| ms(lag, 0.99)),
             cdf,
             first_error: load.first_error.clone(),
         }
@@ -144,7 +149,7 @@ pub fn write(dir: &Path, rows: &[Row]) -> anyhow::Result<()> {
     let phases: BTreeSet<&String> = rows.iter().flat_map(|r| r.phases_ms.keys()).collect();
     let mut csv = String::from(
         "scenario,op,object_size,concurrency,pacing,cache_ttl_s,threshold,trustee_rtt_ms,requests_ok,errors,\
-         duration_s,ops_per_s,mib_per_s,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,proxy_cpu_s,proxy_peak_rss_mib",
+         duration_s,ops_per_s,mib_per_s,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,proxy_cpu_s,proxy_peak_rss_mib,gen_lag_p99_ms",
     );
     for phase in &phases {
         csv.push_str(&format!(",phase_{phase}_ms"));
@@ -156,7 +161,7 @@ pub fn write(dir: &Path, rows: &[Row]) -> anyhow::Result<()> {
             .unwrap_or_default()
             .to_owned();
         csv.push_str(&format!(
-            "{},{op},{},{},{},{},{},{},{},{},{:.3},{:.2},{:.3},{:.4},{:.4},{:.4},{:.4},{:.4},{},{}",
+            "{},{op},{},{},{},{},{},{},{},{},{:.3},{:.2},{:.3},{:.4},{:.4},{:.4},{:.4},{:.4},{},{},{}",
             csv_field(&r.scenario),
             r.object_size,
             r.concurrency,
@@ -176,6 +181,7 @@ pub fn write(dir: &Path, rows: &[Row]) -> anyhow::Result<()> {
             r.max_ms,
             opt(r.proxy_cpu_s),
             opt(r.proxy_peak_rss_mib),
+            opt(r.gen_lag_p99_ms),
         ));
         for phase in &phases {
             csv.push_str(&format!(",{}", opt(r.phases_ms.get(*phase).copied())));

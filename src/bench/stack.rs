@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -158,7 +158,20 @@ pub async fn run_sweep(
             }
         };
         super::run_variant(config, variant, &endpoint, &progress, &overall, &mut rows).await?;
-        drop(own);
+        if let Some(stack) = own.take() {
+            let storage = stack.dir.join("storage");
+            drop(stack);
+            // The stored objects are only load (up to GiBs per variant with large sizes); the
+            // configs, certificates and logs stay for inspection.
+            if storage.is_dir()
+                && let Err(e) = std::fs::remove_dir_all(&storage)
+            {
+                super::say(
+                    &overall,
+                    format!("could not remove {}: {e}", storage.display()),
+                );
+            }
+        }
     }
     overall.finish_and_clear();
     let plots = super::write_outputs(out, &rows, &manifest)?;
@@ -176,6 +189,8 @@ pub struct OwnStack {
     children: Vec<tokio::process::Child>,
     /// What the cells target.
     pub endpoint: Endpoint,
+    /// The stack's folder (configs, certificates, logs, filesystem storage).
+    pub dir: PathBuf,
 }
 
 impl Drop for OwnStack {
@@ -372,7 +387,11 @@ pub async fn start_own(
         vars.insert("TREUHAND_METRICS".into(), format!("http://{addr}/metrics"));
     }
     let endpoint = endpoint_from_env(&vars)?;
-    Ok(OwnStack { children, endpoint })
+    Ok(OwnStack {
+        children,
+        endpoint,
+        dir: dir.to_owned(),
+    })
 }
 
 /// The S3 backend itself (e.g. Ceph RGW from `.ci/ceph.sh`), measured without any proxy.

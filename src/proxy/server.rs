@@ -102,9 +102,15 @@ fn with_request_id(
     let id = RequestId::generate();
     let span = tracing::info_span!("request", id = %id.0, method = %req.method());
     req.extensions_mut().insert(id.clone());
+    let method = req.method().clone();
     let call = hyper::service::Service::call(service, req);
+    let started = Instant::now();
     async move {
         let mut response = call.await?;
+        // Until the response head is ready (streamed bodies continue afterwards). Compared
+        // with a client's latency it shows how much time is spent outside the proxy's handler.
+        metrics::histogram!("treuhand_request_seconds", "method" => method.to_string())
+            .record(started.elapsed().as_secs_f64());
         if let Ok(value) = http::HeaderValue::from_str(&id.0) {
             response.headers_mut().insert("x-amz-request-id", value);
         }

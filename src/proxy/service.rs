@@ -37,6 +37,12 @@ use crate::storage::{self, Storage};
 /// GET responses up to this size are decrypted before the response starts.
 const BUFFERED_GET_LIMIT: u64 = 1024 * 1024;
 
+/// A GET of a stored object up to this size reads it whole in the same backend call that reads
+/// the header, so a small GET costs two backend calls (existence, read) instead of four. Each
+/// call is an HTTP request on S3 and a blocking-pool hand-off on the filesystem; profiling the
+/// TTL-0 open-loop cell showed those hand-offs as the proxy's main cost (docs/benchmarks.md).
+const READ_AHEAD: u64 = 256 * 1024;
+
 /// Plaintext is written to storage in pieces of about this size.
 const WRITE_CHUNK: usize = 1024 * 1024;
 
@@ -143,6 +149,9 @@ fn phase(name: &'static str, started: Instant) {
 /// What an opened object looks like to the handlers.
 struct Opened {
     cipher: format::ObjectCipher,
+    /// The stored bytes from offset 0 that `open` read: the header at least, the whole object
+    /// when it was small enough for the read-ahead.
+    prefix: Bytes,
     footer: Option<Vec<u8>>,
     meta: storage::Meta,
     plaintext_len: u64,
@@ -300,6 +309,7 @@ impl Proxy {
 
     /// The shared preamble of GetObject and HeadObject: release the key, open the object and
     /// apply the conditional headers.
+    #[allow(clippy::too_many_arguments)] // One call site per operation; a struct adds nothing.
     async fn open_for_read(
         &self,
         request_id: Option<&super::server::RequestId>,
@@ -308,11 +318,14 @@ impl Proxy {
         operation: &str,
         (bucket, key): (&str, &str),
         conditions: Conditions<'_>,
+        (meta, read_ahead): (storage::Meta, u64),
     ) -> Result<Opened, ProxyError> {
         let kek = self
             .kek(request_id, tenant, share, operation, bucket, key)
             .await?;
-        let opened = self.open(tenant, &kek, bucket, key).await?;
+        let opened = self
+            .open(tenant, &kek, bucket, key, Some(meta), read_ahead)
+            .await?;
         check_conditions(
             &opened.etag,
             opened.meta.last_modified,
@@ -324,25 +337,37 @@ impl Proxy {
         Ok(opened)
     }
 
-    /// Opens a stored object: header, layout, plaintext length. Fails closed.
+    /// Opens a stored object: header, layout, plaintext length. Fails closed. `meta` saves the
+    /// HEAD when the caller already has it; an object of at most `read_ahead` bytes is read
+    /// whole (see [`READ_AHEAD`]).
     async fn open(
         &self,
         tenant: &Tenant,
         kek: &Kek,
         bucket: &str,
         key: &str,
+        meta: Option<storage::Meta>,
+        read_ahead: u64,
     ) -> Result<Opened, ProxyError> {
         let path = Self::object_path(tenant, bucket, key);
         let started = Instant::now();
-        let meta = match self.storage.head(&path).await {
-            Ok(m) => m,
-            Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey),
-            Err(e) => return Err(e.into()),
+        let meta = match meta {
+            Some(meta) => meta,
+            None => match self.storage.head(&path).await {
+                Ok(m) => m,
+                Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey),
+                Err(e) => return Err(e.into()),
+            },
         };
-        let prefix = self
-            .storage
-            .read_range(&path, 0..meta.size.min(format::MAX_HEADER_LEN as u64))
-            .await?;
+        let first = if meta.size <= read_ahead {
+            meta.size
+        } else {
+            meta.size.min(format::MAX_HEADER_LEN as u64)
+        };
+        let prefix = match self.storage.read_range(&path, 0..first).await {
+            Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey),
+            other => other?,
+        };
         phase("backend_io", started);
         let crypto_started = Instant::now();
         let ctx = DekContext {
@@ -370,6 +395,7 @@ impl Proxy {
         };
         Ok(Opened {
             cipher,
+            prefix,
             footer,
             meta,
             plaintext_len,
@@ -389,9 +415,20 @@ impl Proxy {
             Some(footer) => opened.cipher.multipart_layout(footer, opened.meta.size)?,
         };
         let (ct_range, mut decryptor) = layout.decryptor(range)?;
-        let started = Instant::now();
-        let ciphertext = self.storage.read_range(path, ct_range).await?;
-        phase("backend_io", started);
+        let ciphertext = match usize::try_from(ct_range.start)
+            .ok()
+            .zip(usize::try_from(ct_range.end).ok())
+            .and_then(|(start, end)| opened.prefix.get(start..end))
+        {
+            // Read ahead by `open`: no second backend call.
+            Some(bytes) => Bytes::copy_from_slice(bytes),
+            None => {
+                let started = Instant::now();
+                let ciphertext = self.storage.read_range(path, ct_range).await?;
+                phase("backend_io", started);
+                ciphertext
+            }
+        };
         let started = Instant::now();
         let mut out = Vec::with_capacity(ciphertext.len());
         decryptor.push(&ciphertext, &mut out)?;
@@ -931,7 +968,7 @@ impl S3 for Proxy {
         self.require_bucket(&tenant, &input.bucket).await?;
         let path = Self::object_path(&tenant, &input.bucket, &input.key);
         // Existence first, so a missing key is a 404 without bothering the trustee.
-        match self.storage.head(&path).await {
+        let meta = match self.storage.head(&path).await {
             Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey.into()),
             Err(e) => return Err(ProxyError::from(e).into()),
             Ok(meta) if self.passthrough => {
@@ -952,8 +989,8 @@ impl S3 for Proxy {
                 };
                 return Ok(S3Response::new(output));
             }
-            Ok(_) => {}
-        }
+            Ok(meta) => meta,
+        };
         let opened = self
             .open_for_read(
                 rid.as_ref(),
@@ -967,6 +1004,7 @@ impl S3 for Proxy {
                     if_modified_since: input.if_modified_since.as_ref(),
                     if_unmodified_since: input.if_unmodified_since.as_ref(),
                 },
+                (meta, READ_AHEAD),
             )
             .await?;
         let total = opened.plaintext_len;
@@ -1020,7 +1058,7 @@ impl S3 for Proxy {
         )?;
         self.require_bucket(&tenant, &input.bucket).await?;
         let path = Self::object_path(&tenant, &input.bucket, &input.key);
-        match self.storage.head(&path).await {
+        let meta = match self.storage.head(&path).await {
             Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey.into()),
             Err(e) => return Err(ProxyError::from(e).into()),
             Ok(meta) if self.passthrough => {
@@ -1031,8 +1069,8 @@ impl S3 for Proxy {
                 };
                 return Ok(S3Response::new(output));
             }
-            Ok(_) => {}
-        }
+            Ok(meta) => meta,
+        };
         let opened = self
             .open_for_read(
                 rid.as_ref(),
@@ -1046,6 +1084,8 @@ impl S3 for Proxy {
                     if_modified_since: input.if_modified_since.as_ref(),
                     if_unmodified_since: input.if_unmodified_since.as_ref(),
                 },
+                // HEAD needs the header only.
+                (meta, 0),
             )
             .await?;
         let total = opened.plaintext_len;
@@ -1291,7 +1331,9 @@ impl S3 for Proxy {
                 &input.key,
             )
             .await?;
-        let opened = self.open(&tenant, &src_kek, &src_bucket, &src_key).await?;
+        let opened = self
+            .open(&tenant, &src_kek, &src_bucket, &src_key, None, 0)
+            .await?;
         check_conditions(
             &opened.etag,
             opened.meta.last_modified,
