@@ -286,6 +286,37 @@ async fn bucket_operations_and_anonymous_refusal() {
 }
 
 #[tokio::test]
+async fn missing_key_and_missing_bucket_get_distinct_404_codes() {
+    // GET and HEAD look the bucket up only when the object is missing; the error must still
+    // name the right thing.
+    let s = setup(60).await;
+    let key = s.demo.share_b64().unwrap();
+    let h = sse_c_headers(&key);
+    let no_key = s
+        .raw
+        .send(Some(&s.demo), "GET", "/data/absent", &[], &h, vec![])
+        .await;
+    assert_eq!(no_key.status, 404);
+    assert!(no_key.text().contains("NoSuchKey"), "{}", no_key.text());
+    let no_bucket = s
+        .raw
+        .send(Some(&s.demo), "GET", "/absent-bucket/k", &[], &h, vec![])
+        .await;
+    assert_eq!(no_bucket.status, 404);
+    assert!(
+        no_bucket.text().contains("NoSuchBucket"),
+        "{}",
+        no_bucket.text()
+    );
+    let head = s
+        .raw
+        .send(Some(&s.demo), "HEAD", "/absent-bucket/k", &[], &h, vec![])
+        .await;
+    assert_eq!(head.status, 404);
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
 async fn multipart_upload_complete_list_parts_abort() {
     let s = setup(60).await;
     let key = s.demo.share_b64().unwrap();

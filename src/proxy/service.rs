@@ -271,6 +271,29 @@ impl Proxy {
         ))
     }
 
+    /// Size and time of a stored object, or `NoSuchKey` / `NoSuchBucket`. The bucket marker is
+    /// only looked up when the object is missing: an object can only exist in an existing
+    /// bucket (DeleteBucket refuses non-empty buckets), and skipping that lookup saves a
+    /// backend call on every GET and HEAD.
+    async fn stat_object(
+        &self,
+        tenant: &Tenant,
+        bucket: &str,
+        path: &str,
+    ) -> Result<storage::Meta, ProxyError> {
+        let started = Instant::now();
+        let result = self.storage.head(path).await;
+        phase("backend_io", started);
+        match result {
+            Ok(meta) => Ok(meta),
+            Err(storage::Error::NotFound) => {
+                self.require_bucket(tenant, bucket).await?;
+                Err(ProxyError::NoSuchKey)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn require_bucket(
         &self,
         tenant: &Tenant,
@@ -965,12 +988,10 @@ impl S3 for Proxy {
             input.sse_customer_key.as_deref(),
             input.sse_customer_key_md5.as_deref(),
         )?;
-        self.require_bucket(&tenant, &input.bucket).await?;
         let path = Self::object_path(&tenant, &input.bucket, &input.key);
         // Existence first, so a missing key is a 404 without bothering the trustee.
-        let meta = match self.storage.head(&path).await {
-            Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey.into()),
-            Err(e) => return Err(ProxyError::from(e).into()),
+        let meta = match self.stat_object(&tenant, &input.bucket, &path).await {
+            Err(e) => return Err(e.into()),
             Ok(meta) if self.passthrough => {
                 let total = meta.size;
                 let range = resolve_range(input.range.as_ref(), total)?;
@@ -1056,11 +1077,9 @@ impl S3 for Proxy {
             input.sse_customer_key.as_deref(),
             input.sse_customer_key_md5.as_deref(),
         )?;
-        self.require_bucket(&tenant, &input.bucket).await?;
         let path = Self::object_path(&tenant, &input.bucket, &input.key);
-        let meta = match self.storage.head(&path).await {
-            Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey.into()),
-            Err(e) => return Err(ProxyError::from(e).into()),
+        let meta = match self.stat_object(&tenant, &input.bucket, &path).await {
+            Err(e) => return Err(e.into()),
             Ok(meta) if self.passthrough => {
                 let output = dto::HeadObjectOutput {
                     content_length: Some(i64::try_from(meta.size).unwrap_or(i64::MAX)),
