@@ -53,7 +53,7 @@ def main():
         if wanted not in scenarios:
             fail(f"no successful cell for scenario {wanted}")
     manifest = json.loads((out / "manifest.json").read_text())
-    for key in ["git_commit", "machine", "config", "seed"]:
+    for key in ["git_commit", "machine", "config", "seed", "rustc", "dependencies", "cpu_stability"]:
         if key not in manifest:
             fail(f"manifest.json lacks {key}")
     svgs = list(out.glob("*.svg"))

@@ -65,6 +65,8 @@ pub struct SweepConfig {
     /// Open-loop cells: most requests in flight at once (arrivals beyond it wait, and the wait
     /// counts as latency).
     pub open_loop_max_in_flight: usize,
+    /// Skip the 3 s CPU steadiness probe recorded in the manifest (`cpu_stability`).
+    pub skip_cpu_probe: bool,
     /// Seed recorded in the manifest (the load shape is deterministic).
     pub seed: u64,
 }
@@ -91,6 +93,7 @@ impl Default for SweepConfig {
             scenarios: vec!["direct".into(), "passthrough".into(), "treuhand".into()],
             keys: 4,
             open_loop_max_in_flight: 64,
+            skip_cpu_probe: false,
             seed: 1,
         }
     }
@@ -112,6 +115,7 @@ impl SweepConfig {
             scenarios: vec!["direct".into(), "passthrough".into(), "treuhand".into()],
             keys: 2,
             open_loop_max_in_flight: 64,
+            skip_cpu_probe: false,
             seed: 1,
         }
     }

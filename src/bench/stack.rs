@@ -104,7 +104,17 @@ pub async fn run_sweep(
 ) -> anyhow::Result<Vec<Row>> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
-    let manifest = super::manifest_for(config, out);
+    let mut manifest = super::manifest_for(config, out);
+    if !config.skip_cpu_probe {
+        println!("probing CPU steadiness for 3 s (see manifest.json, cpu_stability)");
+        let probe = tokio::task::spawn_blocking(|| {
+            super::results::cpu_stability(std::time::Duration::from_secs(3))
+        })
+        .await?;
+        if let Some(m) = manifest.as_object_mut() {
+            m.insert("cpu_stability".into(), probe);
+        }
+    }
     let progress = MultiProgress::new();
     let mut rows = Vec::new();
     let variants: Vec<Variant> = match env {

@@ -353,31 +353,27 @@ impl Store for SqliteStore {
     }
 
     fn commit(&mut self, batch: &[Mutation]) -> Result<(), Error> {
+        // Cached statements: parsing the SQL on every commit was 11% of the writer thread's
+        // CPU under a release per request (perf, docs/benchmarks.md).
         let tx = self.conn.transaction().map_err(db_err)?;
         for mutation in batch {
             match mutation {
                 Mutation::InsertKey(record) => {
                     let metadata = serde_json::to_string(&record.metadata).map_err(json_err)?;
-                    tx.execute(
-                        "INSERT INTO keys (tenant, key_version, holder, metadata, sealed, shredded_ms) VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-                        params![record.tenant, record.key_version, record.holder, metadata, record.sealed],
-                    )
+                    tx.prepare_cached("INSERT INTO keys (tenant, key_version, holder, metadata, sealed, shredded_ms) VALUES (?1, ?2, ?3, ?4, ?5, NULL)")
+                    .and_then(|mut statement| statement.execute(params![record.tenant, record.key_version, record.holder, metadata, record.sealed]))
                     .map_err(db_err)?;
                 }
                 Mutation::PutPolicy { tenant, policy } => {
                     let policy = serde_json::to_string(policy).map_err(json_err)?;
-                    tx.execute(
-                        "INSERT INTO policies (tenant, policy) VALUES (?1, ?2) ON CONFLICT(tenant) DO UPDATE SET policy = excluded.policy",
-                        params![tenant, policy],
-                    )
+                    tx.prepare_cached("INSERT INTO policies (tenant, policy) VALUES (?1, ?2) ON CONFLICT(tenant) DO UPDATE SET policy = excluded.policy")
+                    .and_then(|mut statement| statement.execute(params![tenant, policy]))
                     .map_err(db_err)?;
                 }
                 Mutation::PutGrant(grant) => {
                     let json = serde_json::to_string(grant).map_err(json_err)?;
-                    tx.execute(
-                        "INSERT INTO grants (id, tenant, grant_json) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET grant_json = excluded.grant_json",
-                        params![grant.id, grant.tenant, json],
-                    )
+                    tx.prepare_cached("INSERT INTO grants (id, tenant, grant_json) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET grant_json = excluded.grant_json")
+                    .and_then(|mut statement| statement.execute(params![grant.id, grant.tenant, json]))
                     .map_err(db_err)?;
                 }
                 Mutation::Shred {
@@ -386,21 +382,19 @@ impl Store for SqliteStore {
                     time_ms,
                 } => {
                     let time_ms = i64::try_from(*time_ms).unwrap_or(i64::MAX);
-                    tx.execute(
-                        "UPDATE keys SET sealed = NULL, shredded_ms = ?3 WHERE tenant = ?1 AND key_version = ?2",
-                        params![tenant, key_version, time_ms],
-                    )
+                    tx.prepare_cached("UPDATE keys SET sealed = NULL, shredded_ms = ?3 WHERE tenant = ?1 AND key_version = ?2")
+                    .and_then(|mut statement| statement.execute(params![tenant, key_version, time_ms]))
                     .map_err(db_err)?;
                 }
                 Mutation::Append(entry) => {
                     let json = serde_json::to_string(entry).map_err(json_err)?;
                     let seq = i64::try_from(entry.seq)
                         .map_err(|_| Error::Store("sequence overflow".into()))?;
-                    tx.execute(
-                        "INSERT INTO audit (tenant, seq, entry) VALUES (?1, ?2, ?3)",
-                        params![entry.tenant, seq, json],
-                    )
-                    .map_err(db_err)?;
+                    tx.prepare_cached("INSERT INTO audit (tenant, seq, entry) VALUES (?1, ?2, ?3)")
+                        .and_then(|mut statement| {
+                            statement.execute(params![entry.tenant, seq, json])
+                        })
+                        .map_err(db_err)?;
                 }
             }
         }
