@@ -285,7 +285,7 @@ pub fn cpu_stability(duration: std::time::Duration) -> serde_json::Value {
     let mut sink = 0u64;
     while Instant::now() < end {
         let started = Instant::now();
-        for i in 0..20_000u64 {
+        for i in 0..100_000u64 {
             sink = sink.wrapping_add(std::hint::black_box(i.wrapping_mul(i)));
         }
         chunks_us.push(started.elapsed().as_secs_f64() * 1e6);
