@@ -441,10 +441,10 @@ impl Proxy {
         let ciphertext = match usize::try_from(ct_range.start)
             .ok()
             .zip(usize::try_from(ct_range.end).ok())
-            .and_then(|(start, end)| opened.prefix.get(start..end))
+            .filter(|(start, end)| start <= end && *end <= opened.prefix.len())
         {
-            // Read ahead by `open`: no second backend call.
-            Some(bytes) => Bytes::copy_from_slice(bytes),
+            // Read ahead by `open`: no second backend call, and no copy.
+            Some((start, end)) => opened.prefix.slice(start..end),
             None => {
                 let started = Instant::now();
                 let ciphertext = self.storage.read_range(path, ct_range).await?;
