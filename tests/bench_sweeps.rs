@@ -58,3 +58,21 @@ fn rtt_varies_only_without_a_cache() {
             .all(|x| x.trustee_rtt_ms == 0.0)
     );
 }
+
+#[test]
+fn objects_above_64_mib_run_at_the_lowest_concurrency_only() {
+    let config = SweepConfig {
+        sizes: vec![4096, 1 << 30],
+        concurrency: vec![1, 8],
+        ops: vec![
+            treuhand::bench::load::Op::Put,
+            treuhand::bench::load::Op::Get,
+        ],
+        open_loop_rates: vec![1800.0],
+        ..SweepConfig::default()
+    };
+    // 2 ops × (4 KiB at c=1 and c=8, 1 GiB at c=1) + 1 open-loop cell.
+    assert_eq!(treuhand::bench::cells_per_variant(&config), 7);
+    // The default sweep reaches 1 GiB.
+    assert!(SweepConfig::default().sizes.contains(&(1 << 30)));
+}
