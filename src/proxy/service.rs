@@ -347,7 +347,7 @@ impl Proxy {
             .kek(request_id, tenant, share, operation, bucket, key)
             .await?;
         let opened = self
-            .open(tenant, &kek, bucket, key, Some(meta), read_ahead)
+            .open(tenant, &kek, bucket, key, meta, read_ahead)
             .await?;
         check_conditions(
             &opened.etag,
@@ -360,8 +360,8 @@ impl Proxy {
         Ok(opened)
     }
 
-    /// Opens a stored object: header, layout, plaintext length. Fails closed. `meta` saves the
-    /// HEAD when the caller already has it; an object of at most `read_ahead` bytes is read
+    /// Opens a stored object whose `meta` the caller has from [`Self::stat_object`]: header,
+    /// layout, plaintext length. Fails closed. An object of at most `read_ahead` bytes is read
     /// whole (see [`READ_AHEAD`]).
     async fn open(
         &self,
@@ -369,19 +369,11 @@ impl Proxy {
         kek: &Kek,
         bucket: &str,
         key: &str,
-        meta: Option<storage::Meta>,
+        meta: storage::Meta,
         read_ahead: u64,
     ) -> Result<Opened, ProxyError> {
         let path = Self::object_path(tenant, bucket, key);
         let started = Instant::now();
-        let meta = match meta {
-            Some(meta) => meta,
-            None => match self.storage.head(&path).await {
-                Ok(m) => m,
-                Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey),
-                Err(e) => return Err(e.into()),
-            },
-        };
         let first = if meta.size <= read_ahead {
             meta.size
         } else {
@@ -1326,7 +1318,14 @@ impl S3 for Proxy {
             input.copy_source_sse_customer_key.as_deref(),
             input.copy_source_sse_customer_key_md5.as_deref(),
         )?;
-        self.require_bucket(&tenant, &src_bucket).await?;
+        // Source existence first (NoSuchKey / NoSuchBucket), before bothering the trustee.
+        let src_meta = self
+            .stat_object(
+                &tenant,
+                &src_bucket,
+                &Self::object_path(&tenant, &src_bucket, &src_key),
+            )
+            .await?;
         self.require_bucket(&tenant, &input.bucket).await?;
         // Both sides belong to the same tenant key, so both shares must be the customer's
         // share; each is checked by the key service.
@@ -1351,7 +1350,7 @@ impl S3 for Proxy {
             )
             .await?;
         let opened = self
-            .open(&tenant, &src_kek, &src_bucket, &src_key, None, 0)
+            .open(&tenant, &src_kek, &src_bucket, &src_key, src_meta, 0)
             .await?;
         check_conditions(
             &opened.etag,
