@@ -23,6 +23,7 @@
 # Environment knobs (all optional):
 #   CEPH_OSD_SIZE_GB   size of the sparse bluestore file (default 20; only written blocks use disk)
 #   CEPH_WAIT_SECS     timeout of each wait step (default 90)
+#   CEPH_MIN_FREE_GB   refuse to start with less free disk than this under DIR (default 2)
 #   CEPH_MON_PORT / CEPH_RGW_PORT / CEPH_RGW_TLS_PORT   fixed ports instead of free ones
 #   CEPH_NO_INSTALL=1  never call apt-get (fail if the binaries are missing)
 
@@ -36,6 +37,7 @@ readonly DEV_UID="treuhand-dev"
 readonly DEV_REGION="us-east-1"
 readonly WAIT_SECS="${CEPH_WAIT_SECS:-90}"
 readonly OSD_SIZE_GB="${CEPH_OSD_SIZE_GB:-20}"
+readonly MIN_FREE_GB="${CEPH_MIN_FREE_GB:-2}"
 readonly PACKAGES=(radosgw ceph-mon ceph-osd ceph-common)
 readonly BINARIES=(ceph ceph-mon ceph-osd radosgw radosgw-admin ceph-authtool monmaptool)
 
@@ -156,6 +158,12 @@ osd crush chooseleaf type = 0
 mon allow pool size one = true
 mon allow pool delete = true
 mon warn on pool no redundancy = false
+# The mon refuses to start (exit 28, ENOSPC) once its filesystem has less than
+# 'mon data avail crit' percent free (default 5). This throwaway cluster shares the disk with
+# cargo's target dirs, so a percentage of a large shared disk says nothing about whether the
+# cluster fits; ceph.sh checks an absolute floor (MIN_FREE_GB) itself before it starts.
+mon data avail crit = 0
+mon data avail warn = 0
 
 [mon]
 mon data = $DIR/mon/\$id
@@ -195,12 +203,21 @@ make_cert() {
         || die "openssl could not create $DIR/tls/rgw.crt"
 }
 
+check_free_space() {
+    local free_gb
+    free_gb=$(df -Pk -- "$DIR" | awk 'NR==2 { print int($4 / 1048576) }')
+    log "free disk under $DIR: ${free_gb} GiB"
+    (( free_gb >= MIN_FREE_GB )) \
+        || die "only ${free_gb} GiB free under $DIR; the cluster needs ${MIN_FREE_GB} GiB. Free some space (old target/ dirs, /tmp) or set CEPH_MIN_FREE_GB"
+}
+
 # --- start -------------------------------------------------------------------
 
 start() {
     command -v python3 >/dev/null || die "python3 is required"
     ensure_packages
     mkdir -p "$DIR"/{run,log,mon,osd,rgw,crash}
+    check_free_space
     : >"$DIR/keyring"
     rm -f "$DIR/rgw.env"  # written again only once rgw answers and the user exists
 
@@ -236,7 +253,9 @@ start() {
         log "monitor already running"
     else
         log "starting ceph-mon"
-        ceph-mon -c "$CONF" -i a 2>>"$DIR/log/mon.a.stderr"
+        ceph-mon -c "$CONF" -i a 2>>"$DIR/log/mon.a.stderr" \
+            || { local rc=$?; tail -n 5 "$DIR/log/mon.a.stderr" >&2
+                 die "ceph-mon exited with $rc (see $DIR/log/mon.a.log)"; }
     fi
     wait_for "the monitor to answer" ceph_cli mon stat
 
