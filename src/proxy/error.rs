@@ -66,6 +66,9 @@ pub enum ProxyError {
     /// The request is not acceptable for another reason.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A request parameter has a value S3 does not accept.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// Not supported by this proxy.
     #[error("not implemented: {0}")]
     NotImplemented(&'static str),
@@ -108,6 +111,7 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
         ProxyError::MissingShare
         | ProxyError::MalformedShare(_)
         | ProxyError::InvalidRequest(_) => (S3ErrorCode::InvalidRequest, StatusCode::BAD_REQUEST),
+        ProxyError::InvalidArgument(_) => (S3ErrorCode::InvalidArgument, StatusCode::BAD_REQUEST),
         ProxyError::WrongShare | ProxyError::Denied(_) => {
             (S3ErrorCode::AccessDenied, StatusCode::FORBIDDEN)
         }

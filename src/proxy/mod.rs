@@ -5,6 +5,7 @@
 //! | [`config`] | `proxy.toml` and the tenant registration files |
 //! | [`keys`] | key release from trustees / the customer's holder, combine, bounded key cache |
 //! | [`service`] | the S3 operations (s3s), encrypting and decrypting with [`crate::format`] |
+//! | [`listing`] | one page of a bucket listing (markers, delimiter, `encoding-type=url`), pure |
 //! | [`error`] | [`error::ProxyError`] and the one error → S3 status/code mapping |
 //! | [`server`] | TLS accept loop (handshake in the connection task), `/metrics` |
 //! | [`cli`] | `treuhand proxy --config FILE` |
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod listing;
 pub mod server;
 pub mod service;
 pub mod sources;

@@ -29,6 +29,7 @@ use zeroize::Zeroizing;
 
 use super::error::ProxyError;
 use super::keys::{KeyService, ReleaseContext, TenantKeys};
+use super::listing;
 use crate::crypto::DekContext;
 use crate::format::{self, Layout};
 use crate::secret::Kek;
@@ -670,6 +671,58 @@ impl Proxy {
         (etag, size)
     }
 
+    /// One listing page as S3 objects and common prefixes, names URL-encoded if `encode`.
+    async fn list_page(
+        &self,
+        tenant: &Tenant,
+        bucket: &str,
+        req: &listing::PageRequest<'_>,
+        encode: bool,
+    ) -> Result<ListPage, ProxyError> {
+        self.require_bucket(tenant, bucket).await?;
+        let started = Instant::now();
+        let keys = self.list_keys(tenant, bucket, req.prefix).await?;
+        phase("backend_io", started);
+        let page = listing::page(keys, req);
+        // Sizes: arithmetic for single objects, the footer's part lengths for multipart ones
+        // (a few small range reads per listed object, 16 at a time).
+        let started = Instant::now();
+        let objects: Vec<dto::Object> = futures::stream::iter(page.contents)
+            .map(|(key, meta)| {
+                let path = Self::object_path(tenant, bucket, &key);
+                let tenant_len = tenant.id.len();
+                async move {
+                    let (etag_value, size) = self.listing_view(&path, meta.size, tenant_len).await;
+                    dto::Object {
+                        key: Some(listing::encode_if(encode, key)),
+                        e_tag: etag_value.map(etag),
+                        size: Some(i64::try_from(size).unwrap_or(0)),
+                        last_modified: Some(timestamp(meta.last_modified)),
+                        storage_class: Some(dto::ObjectStorageClass::from_static(
+                            dto::ObjectStorageClass::STANDARD,
+                        )),
+                        ..Default::default()
+                    }
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        phase("backend_io", started);
+        Ok(ListPage {
+            objects,
+            common_prefixes: page
+                .common_prefixes
+                .into_iter()
+                .map(|p| dto::CommonPrefix {
+                    prefix: Some(listing::encode_if(encode, p)),
+                })
+                .collect(),
+            truncated: page.truncated,
+            last: page.last,
+        })
+    }
+
     async fn listing_plaintext_size(
         &self,
         path: &str,
@@ -715,6 +768,15 @@ impl Proxy {
         }
         total
     }
+}
+
+/// A listing page as ListObjects and ListObjectsV2 return it.
+struct ListPage {
+    objects: Vec<dto::Object>,
+    common_prefixes: Vec<dto::CommonPrefix>,
+    truncated: bool,
+    /// The last key or common prefix returned (unencoded): where the next page resumes.
+    last: Option<String>,
 }
 
 /// Plaintext size of a stored single-PUT object from its stored size alone (listings have no
@@ -1175,19 +1237,57 @@ impl S3 for Proxy {
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn list_objects(
+        &self,
+        req: S3Request<dto::ListObjectsInput>,
+    ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
+        let tenant = self.tenant(&req)?;
+        let input = req.input;
+        let encode = listing::url_encoding(input.encoding_type.as_ref().map(|e| e.as_str()))?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max_keys = listing::max_keys(input.max_keys);
+        let page = self
+            .list_page(
+                &tenant,
+                &input.bucket,
+                &listing::PageRequest {
+                    prefix: &prefix,
+                    delimiter: input.delimiter.as_deref(),
+                    after: input.marker.as_deref(),
+                    max_keys,
+                },
+                encode,
+            )
+            .await?;
+        let enc = |s: Option<String>| s.map(|s| listing::encode_if(encode, s));
+        let output = dto::ListObjectsOutput {
+            name: Some(input.bucket),
+            prefix: enc(input.prefix),
+            delimiter: enc(input.delimiter),
+            marker: enc(input.marker),
+            max_keys: Some(i32::try_from(max_keys).unwrap_or(1000)),
+            is_truncated: Some(page.truncated),
+            // S3 sends NextMarker only with a delimiter (clients otherwise resume after the
+            // last key); sending it whenever the page is truncated serves both kinds of client.
+            next_marker: if page.truncated { enc(page.last) } else { None },
+            contents: Some(page.objects),
+            common_prefixes: Some(page.common_prefixes),
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
     async fn list_objects_v2(
         &self,
         req: S3Request<dto::ListObjectsV2Input>,
     ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
         let tenant = self.tenant(&req)?;
         let input = req.input;
-        self.require_bucket(&tenant, &input.bucket).await?;
+        let encode = listing::url_encoding(input.encoding_type.as_ref().map(|e| e.as_str()))?;
         let prefix = input.prefix.clone().unwrap_or_default();
-        let max_keys =
-            usize::try_from(input.max_keys.unwrap_or(1000).clamp(0, 1000)).unwrap_or(1000);
-        let started = Instant::now();
-        let keys = self.list_keys(&tenant, &input.bucket, &prefix).await?;
-        phase("backend_io", started);
+        let max_keys = listing::max_keys(input.max_keys);
         // The continuation token is the hex of the last key (or common prefix) returned.
         let after = match &input.continuation_token {
             Some(token) => Some(
@@ -1195,93 +1295,43 @@ impl S3 for Proxy {
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
                     .ok_or_else(|| {
-                        ProxyError::InvalidRequest("invalid continuation token".into())
+                        ProxyError::InvalidArgument("invalid continuation token".into())
                     })?,
             ),
             None => input.start_after.clone(),
         };
-        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
-        let mut contents = Vec::new();
-        let mut common: Vec<String> = Vec::new();
-        let mut last_returned: Option<String> = None;
-        let mut truncated = false;
-        for (key, meta) in keys {
-            if after.as_ref().is_some_and(|a| key.as_str() <= a.as_str()) {
-                continue;
-            }
-            let group = delimiter.as_ref().and_then(|d| {
-                key[prefix.len()..]
-                    .find(d.as_str())
-                    .map(|i| key[..prefix.len() + i + d.len()].to_owned())
-            });
-            if let Some(group) = group {
-                if common.last() == Some(&group)
-                    || after.as_ref().is_some_and(|a| group.as_str() <= a.as_str())
-                {
-                    continue;
-                }
-                if contents.len() + common.len() >= max_keys {
-                    truncated = true;
-                    break;
-                }
-                last_returned = Some(group.clone());
-                common.push(group);
-                continue;
-            }
-            if contents.len() + common.len() >= max_keys {
-                truncated = true;
-                break;
-            }
-            last_returned = Some(key.clone());
-            contents.push((key, meta));
-        }
-        // Sizes: arithmetic for single objects, the footer's part lengths for multipart ones
-        // (a few small range reads per listed object, 16 at a time).
-        let started = Instant::now();
-        let contents: Vec<dto::Object> = futures::stream::iter(contents)
-            .map(|(key, meta)| {
-                let path = Self::object_path(&tenant, &input.bucket, &key);
-                let tenant_len = tenant.id.len();
-                async move {
-                    let (etag_value, size) = self.listing_view(&path, meta.size, tenant_len).await;
-                    dto::Object {
-                        key: Some(key),
-                        e_tag: etag_value.map(etag),
-                        size: Some(i64::try_from(size).unwrap_or(0)),
-                        last_modified: Some(timestamp(meta.last_modified)),
-                        storage_class: Some(dto::ObjectStorageClass::from_static(
-                            dto::ObjectStorageClass::STANDARD,
-                        )),
-                        ..Default::default()
-                    }
-                }
-            })
-            .buffered(16)
-            .collect()
-            .await;
-        phase("backend_io", started);
-        let key_count = i32::try_from(contents.len() + common.len()).unwrap_or(i32::MAX);
+        let page = self
+            .list_page(
+                &tenant,
+                &input.bucket,
+                &listing::PageRequest {
+                    prefix: &prefix,
+                    delimiter: input.delimiter.as_deref(),
+                    after: after.as_deref(),
+                    max_keys,
+                },
+                encode,
+            )
+            .await?;
+        let enc = |s: Option<String>| s.map(|s| listing::encode_if(encode, s));
+        let key_count =
+            i32::try_from(page.objects.len() + page.common_prefixes.len()).unwrap_or(i32::MAX);
         let output = dto::ListObjectsV2Output {
             name: Some(input.bucket),
-            prefix: input.prefix,
-            delimiter: input.delimiter,
+            prefix: enc(input.prefix),
+            delimiter: enc(input.delimiter),
             max_keys: Some(i32::try_from(max_keys).unwrap_or(1000)),
             key_count: Some(key_count),
             continuation_token: input.continuation_token,
-            start_after: input.start_after,
-            is_truncated: Some(truncated),
-            next_continuation_token: if truncated {
-                last_returned.map(|k| hex::encode(k.as_bytes()))
+            start_after: enc(input.start_after),
+            is_truncated: Some(page.truncated),
+            next_continuation_token: if page.truncated {
+                page.last.map(|k| hex::encode(k.as_bytes()))
             } else {
                 None
             },
-            contents: Some(contents),
-            common_prefixes: Some(
-                common
-                    .into_iter()
-                    .map(|p| dto::CommonPrefix { prefix: Some(p) })
-                    .collect(),
-            ),
+            contents: Some(page.objects),
+            common_prefixes: Some(page.common_prefixes),
             encoding_type: input.encoding_type,
             ..Default::default()
         };

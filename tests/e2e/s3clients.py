@@ -216,12 +216,14 @@ class Boto3Client:
             raise self._fail(e) from e
         return {"size": r["ContentLength"], "etag": r.get("ETag")}
 
-    def list(self, prefix: str, delimiter: str | None = None, page_size: int | None = None):
-        """ListObjectsV2 over all pages: ({key: (size, etag)}, [common prefixes], pages)."""
+    def list(self, prefix: str, delimiter: str | None = None, page_size: int | None = None,
+             api: str = "v2"):
+        """ListObjectsV2 (or ListObjects with api="v1") over all pages:
+        ({key: (size, etag)}, [common prefixes], pages)."""
         kwargs = {"Bucket": self.target.bucket, "Prefix": prefix}
         if delimiter:
             kwargs["Delimiter"] = delimiter
-        pag = self.s3.get_paginator("list_objects_v2")
+        pag = self.s3.get_paginator("list_objects_v2" if api == "v2" else "list_objects")
         objects, prefixes, pages = {}, [], 0
         for page in pag.paginate(**kwargs, PaginationConfig={"PageSize": page_size} if page_size else {}):
             pages += 1
@@ -369,14 +371,17 @@ class AwsCliClient:
         r = json.loads(p.stdout)
         return {"size": r["ContentLength"], "etag": r.get("ETag")}
 
-    def list(self, prefix: str, delimiter: str | None = None, page_size: int | None = None):
-        args = ["s3api", "list-objects-v2", "--bucket", self.target.bucket, "--prefix", prefix]
+    def list(self, prefix: str, delimiter: str | None = None, page_size: int | None = None,
+             api: str = "v2"):
+        op = "list-objects-v2" if api == "v2" else "list-objects"
+        args = ["s3api", op, "--bucket", self.target.bucket, "--prefix", prefix]
         if delimiter:
             args += ["--delimiter", delimiter]
         if page_size:
             args += ["--page-size", str(page_size)]
         p = self.run(*args, debug=bool(page_size))
-        pages = len(re.findall(r'"GET /[^"]*list-type=2[^"]*HTTP/1\.1" 200', p.stderr.decode(errors="replace")))
+        # every listing GET goes to the bucket with a prefix= query (v2 adds list-type=2)
+        pages = len(re.findall(r'"GET /[^/"?]*\?[^"]*prefix=[^"]*HTTP/1\.1" 200', p.stderr.decode(errors="replace")))
         r = json.loads(p.stdout) if p.stdout.strip() else {}
         objects = {o["Key"]: (o["Size"], o.get("ETag")) for o in r.get("Contents", [])}
         prefixes = [c["Prefix"] for c in r.get("CommonPrefixes", [])]
