@@ -775,3 +775,34 @@ async fn list_objects_v1_pages_by_marker_and_url_encoding_keeps_plus_and_percent
     assert!(bad.text().contains("InvalidArgument"), "{}", bad.text());
     s.proxy.stop().await;
 }
+
+#[tokio::test]
+async fn head_over_http2_sends_no_body_even_for_errors() {
+    // Go clients (rclone) and curl negotiate HTTP/2 and treat a DATA frame on a HEAD response
+    // as a protocol error; an S3 error document must not be sent as one.
+    let s = setup(60).await;
+    let h2 = Raw::new_h2(&s.proxy, &s.pki);
+    let key = s.demo.share_b64().unwrap();
+    let h = sse_c_headers(&key);
+    let put = h2
+        .send(Some(&s.demo), "PUT", "/data/h2", &[], &h, data(70_000, 3))
+        .await;
+    assert_eq!(put.version, reqwest::Version::HTTP_2);
+    assert_eq!(put.status, 200, "{}", put.text());
+    for (path, status) in [("/data/h2", 200), ("/data/absent", 404), ("/absent/k", 404)] {
+        let head = h2.send(Some(&s.demo), "HEAD", path, &[], &h, vec![]).await;
+        assert_eq!(head.version, reqwest::Version::HTTP_2);
+        assert_eq!(head.status, status, "{path}");
+        assert_eq!(head.body_error, None, "{path}");
+        assert!(head.body.is_empty(), "{path}");
+    }
+    let head = h2
+        .send(Some(&s.demo), "HEAD", "/data/h2", &[], &h, vec![])
+        .await;
+    assert_eq!(hdr(&head, "content-length"), "70000");
+    let get = h2
+        .send(Some(&s.demo), "GET", "/data/h2", &[], &h, vec![])
+        .await;
+    assert_eq!(get.body, data(70_000, 3));
+    s.proxy.stop().await;
+}

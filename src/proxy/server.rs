@@ -114,6 +114,13 @@ fn with_request_id(
         if let Ok(value) = http::HeaderValue::from_str(&id.0) {
             response.headers_mut().insert("x-amz-request-id", value);
         }
+        // A response to HEAD has no body. hyper drops it on HTTP/1.1 but sends it on HTTP/2,
+        // where the DATA frame is a protocol error: Go clients (rclone) and curl failed every
+        // HEAD that answered with an S3 error document, such as the 404 that rclone's copy
+        // expects for each new key. Content-Length stays, as HEAD semantics want.
+        if method == http::Method::HEAD {
+            *response.body_mut() = s3s::Body::empty();
+        }
         Ok(response)
     }
     .instrument(span)

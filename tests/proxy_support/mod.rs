@@ -199,8 +199,11 @@ pub struct Raw {
 
 pub struct RawResponse {
     pub status: u16,
+    pub version: reqwest::Version,
     pub headers: reqwest::header::HeaderMap,
     pub body: Vec<u8>,
+    /// Reading the body failed (for example an HTTP/2 protocol error).
+    pub body_error: Option<String>,
 }
 
 impl RawResponse {
@@ -234,10 +237,21 @@ fn uri_encode(s: &str, keep_slash: bool) -> String {
 }
 
 impl Raw {
+    /// An HTTP/1.1 client (what boto3 and the aws cli speak).
     pub fn new(proxy: &Proxy, pki: &Pki) -> Self {
-        let tls = treuhand::tls::client_config(&pki.ca_pem, None).unwrap();
+        Self::with_alpn(proxy, pki, &[b"http/1.1"])
+    }
+
+    /// An HTTP/2 client (what Go clients such as rclone negotiate).
+    pub fn new_h2(proxy: &Proxy, pki: &Pki) -> Self {
+        Self::with_alpn(proxy, pki, &[b"h2"])
+    }
+
+    fn with_alpn(proxy: &Proxy, pki: &Pki, alpn: &[&[u8]]) -> Self {
+        let mut tls = (*treuhand::tls::client_config(&pki.ca_pem, None).unwrap()).clone();
+        tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let http = reqwest::Client::builder()
-            .tls_backend_preconfigured((*tls).clone())
+            .tls_backend_preconfigured(tls)
             .build()
             .unwrap();
         Self {
@@ -334,16 +348,18 @@ impl Raw {
         }
         let response = request.body(body).send().await.unwrap();
         let status = response.status().as_u16();
+        let version = response.version();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map(|b| b.to_vec())
-            .unwrap_or_default();
+        let (body, body_error) = match response.bytes().await {
+            Ok(b) => (b.to_vec(), None),
+            Err(e) => (Vec::new(), Some(format!("{e:?}"))),
+        };
         RawResponse {
             status,
+            version,
             headers,
             body,
+            body_error,
         }
     }
 
