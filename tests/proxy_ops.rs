@@ -777,7 +777,7 @@ async fn list_objects_v1_pages_by_marker_and_url_encoding_keeps_plus_and_percent
 }
 
 #[tokio::test]
-async fn head_over_http2_sends_no_body_even_for_errors() {
+async fn head_and_304_over_http2_send_no_body_even_for_errors() {
     // Go clients (rclone) and curl negotiate HTTP/2 and treat a DATA frame on a HEAD response
     // as a protocol error; an S3 error document must not be sent as one.
     let s = setup(60).await;
@@ -804,5 +804,14 @@ async fn head_over_http2_sends_no_body_even_for_errors() {
         .send(Some(&s.demo), "GET", "/data/h2", &[], &h, vec![])
         .await;
     assert_eq!(get.body, data(70_000, 3));
+    // A conditional GET answered 304 carries no body either.
+    let mut conditional = h.clone();
+    conditional.push(("if-none-match", hdr(&get, "etag").to_owned()));
+    let not_modified = h2
+        .send(Some(&s.demo), "GET", "/data/h2", &[], &conditional, vec![])
+        .await;
+    assert_eq!(not_modified.status, 304);
+    assert_eq!(not_modified.body_error, None);
+    assert!(not_modified.body.is_empty());
     s.proxy.stop().await;
 }

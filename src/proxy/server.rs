@@ -114,16 +114,23 @@ fn with_request_id(
         if let Ok(value) = http::HeaderValue::from_str(&id.0) {
             response.headers_mut().insert("x-amz-request-id", value);
         }
-        // A response to HEAD has no body. hyper drops it on HTTP/1.1 but sends it on HTTP/2,
-        // where the DATA frame is a protocol error: Go clients (rclone) and curl failed every
-        // HEAD that answered with an S3 error document, such as the 404 that rclone's copy
-        // expects for each new key. Content-Length stays, as HEAD semantics want.
-        if method == http::Method::HEAD {
+        if !may_have_body(&method, response.status()) {
             *response.body_mut() = s3s::Body::empty();
         }
         Ok(response)
     }
     .instrument(span)
+}
+
+/// Responses to HEAD, and 204 and 304 responses, have no body (RFC 9110 §6.4.1). s3s
+/// attaches an S3 error document to some of them (a HEAD 404, the 304 of a conditional GET).
+/// hyper drops it on HTTP/1.1 but sends it on HTTP/2, where the DATA frame is a protocol
+/// error: Go clients (rclone) and curl failed those requests. Headers such as Content-Length
+/// stay, as HEAD semantics want.
+fn may_have_body(method: &http::Method, status: http::StatusCode) -> bool {
+    method != http::Method::HEAD
+        && status != http::StatusCode::NO_CONTENT
+        && status != http::StatusCode::NOT_MODIFIED
 }
 
 static PROMETHEUS: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
