@@ -3,7 +3,8 @@
 
 Usage: check-bench-output.py DIR
 Fails (exit 1) with a message if a file is missing, a row lacks a column, a number is not a
-number, no cell succeeded, or a plot is not an SVG.
+number, a row's repetition is outside 1..=repeats of the manifest (or a repetition has a
+different number of rows than the first), no cell succeeded, or a plot is not an SVG.
 """
 import csv
 import json
@@ -12,7 +13,7 @@ import sys
 
 REQUIRED = [
     "scenario", "op", "object_size", "concurrency", "pacing", "cache_ttl_s", "threshold",
-    "trustee_rtt_ms", "requests_ok", "errors", "duration_s", "ops_per_s", "mib_per_s",
+    "trustee_rtt_ms", "repeat", "requests_ok", "errors", "duration_s", "ops_per_s", "mib_per_s",
     "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "proxy_cpu_s", "proxy_peak_rss_mib",
     "gen_lag_p99_ms",
 ]
@@ -45,6 +46,25 @@ def main():
             float(row[column])
         if float(row["p50_ms"]) > float(row["max_ms"]) + 1e-9:
             fail(f"row {i}: p50 above max")
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ["git_commit", "machine", "config", "seed", "repeats", "rustc", "dependencies",
+                "cpu_stability"]:
+        if key not in manifest:
+            fail(f"manifest.json lacks {key}")
+    repeats = manifest["repeats"]
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        fail(f"manifest.json: repeats must be a positive integer, not {repeats!r}")
+    for i, (row, csv_row) in enumerate(zip(rows, csv_rows)):
+        if "repeat" not in row:
+            fail(f"results.json row {i} lacks repeat")
+        if str(row["repeat"]) != csv_row["repeat"]:
+            fail(f"row {i}: repeat {row['repeat']} in results.json, {csv_row['repeat']} in results.csv")
+        if not isinstance(row["repeat"], int) or not 1 <= row["repeat"] <= repeats:
+            fail(f"row {i}: repeat {row['repeat']!r} is outside 1..={repeats}")
+    # Every repetition runs the same variants and cells, so each has as many rows.
+    per_repeat = [sum(1 for r in rows if r["repeat"] == n) for n in range(1, repeats + 1)]
+    if len(set(per_repeat)) != 1:
+        fail(f"rows per repetition differ: {per_repeat}")
     ok = [r for r in rows if r["requests_ok"] > 0]
     if not ok:
         fail("no cell completed a single request")
@@ -52,10 +72,6 @@ def main():
     for wanted in ["passthrough", "treuhand"]:
         if wanted not in scenarios:
             fail(f"no successful cell for scenario {wanted}")
-    manifest = json.loads((out / "manifest.json").read_text())
-    for key in ["git_commit", "machine", "config", "seed", "rustc", "dependencies", "cpu_stability"]:
-        if key not in manifest:
-            fail(f"manifest.json lacks {key}")
     svgs = list(out.glob("*.svg"))
     if not svgs:
         fail("no SVG plots written")
@@ -63,7 +79,8 @@ def main():
         if "<svg" not in svg.read_text()[:2000]:
             fail(f"{svg} is not an SVG")
     errors = sum(r["errors"] for r in rows)
-    print(f"check-bench-output: ok: {len(rows)} rows, {len(ok)} with traffic, {errors} failed requests, "
+    print(f"check-bench-output: ok: {len(rows)} rows ({repeats} repetition(s) of {per_repeat[0]}), "
+          f"{len(ok)} with traffic, {errors} failed requests, "
           f"{len(svgs)} plots, scenarios {sorted(scenarios)}")
 
 

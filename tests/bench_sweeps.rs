@@ -1,7 +1,10 @@
-//! The committed sweep files stay loadable, and bad sweeps are refused with a reason.
+//! The committed sweep files stay loadable, bad sweeps are refused with a reason, and a tiny
+//! repeated sweep runs its repetitions interleaved.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use treuhand::bench::{SweepConfig, parse_threshold, variants};
+use std::process::Command;
+
+use treuhand::bench::{SweepConfig, aggregate, parse_threshold, results, variants};
 
 #[test]
 fn committed_sweep_files_load() {
@@ -31,6 +34,8 @@ fn bad_sweeps_are_refused_with_a_reason() {
         ("thresholds = [\"1-of-2\"]", "must look like"),
         ("sizes = []", "sizes"),
         ("colour = 1", "unknown field"),
+        ("repeats = 0", "repeats must be 1..=100"),
+        ("repeats = 101", "repeats must be 1..=100"),
     ] {
         let path = dir.path().join("s.toml");
         std::fs::write(&path, text).unwrap();
@@ -75,4 +80,123 @@ fn objects_above_64_mib_run_at_the_lowest_concurrency_only() {
     assert_eq!(treuhand::bench::cells_per_variant(&config), 7);
     // The default sweep reaches 1 GiB.
     assert!(SweepConfig::default().sizes.contains(&(1 << 30)));
+}
+
+fn treuhand(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_treuhand"))
+        .args(args)
+        .env("TREUHAND_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn repeats_0_on_the_command_line_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let output = treuhand(&[
+        "bench",
+        "run",
+        "--quick",
+        "--repeats",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("--repeats: repeats must be 1..=100 (got 0)"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing should have run");
+}
+
+/// Runs the real harness (a stack per variant, child processes of the treuhand binary) on a
+/// sweep of 2 variants × 2 cells, a few requests each, with `--repeats 2`.
+#[test]
+fn a_repeated_sweep_writes_every_row_per_repetition_interleaved() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("tiny.toml");
+    std::fs::write(
+        &sweep,
+        r#"
+duration_s = 0.2
+max_requests = 10
+sizes = [4096]
+concurrency = [1]
+ops = ["put", "get"]
+open_loop_rates = []
+cache_ttl_s = [300.0]
+thresholds = ["2-of-2"]
+trustee_rtt_ms = [0.0]
+scenarios = ["passthrough", "treuhand"]
+keys = 1
+skip_cpu_probe = true
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let output = treuhand(&[
+        "bench",
+        "run",
+        "--config",
+        sweep.to_str().unwrap(),
+        "--repeats",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows = results::read(&out).unwrap();
+    // 2 variants × 2 cells, twice.
+    assert_eq!(rows.len(), 8, "{rows:#?}");
+    let (first, second) = rows.split_at(4);
+    assert!(first.iter().all(|r| r.repeat == 1));
+    assert!(second.iter().all(|r| r.repeat == 2));
+    // Interleaved: repetition 2 repeats the whole variant sequence of repetition 1, in order
+    // (passthrough, treuhand, passthrough, treuhand), not each variant twice in a row.
+    let scenarios: Vec<&str> = rows.iter().map(|r| r.scenario.as_str()).collect();
+    assert_eq!(
+        scenarios,
+        [
+            "passthrough",
+            "passthrough",
+            "treuhand",
+            "treuhand",
+            "passthrough",
+            "passthrough",
+            "treuhand",
+            "treuhand"
+        ]
+    );
+    for (a, b) in first.iter().zip(second) {
+        assert!(aggregate::same_cell(a, b), "{a:?} vs {b:?}");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["repeats"], 2);
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let repeat_column = csv
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == "repeat")
+        .unwrap();
+    let repeats: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(repeat_column).unwrap())
+        .collect();
+    assert_eq!(repeats, ["1", "1", "1", "1", "2", "2", "2", "2"]);
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("Repetitions: 2, interleaved"), "{summary}");
+    // Each repetition kept its own stack folder.
+    assert!(out.join("stacks/rep1/0").is_dir() && out.join("stacks/rep2/1").is_dir());
 }

@@ -28,6 +28,10 @@ pub struct RunArgs {
     /// A small smoke sweep that finishes in well under a minute.
     #[arg(long)]
     pub quick: bool,
+    /// Run the whole variant sequence N times, interleaved (overrides `repeats` of the sweep
+    /// file); the summary shows medians with their range.
+    #[arg(long, value_name = "N")]
+    pub repeats: Option<usize>,
     /// Measure an already running endpoint described by an env file such as DIR/dev.env
     /// (written by `treuhand dev`), instead of starting an own stack.
     #[arg(long)]
@@ -49,11 +53,18 @@ pub struct RunArgs {
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Run(args) => {
-            let config = match (&args.config, args.quick) {
+            let mut config = match (&args.config, args.quick) {
                 (Some(path), _) => super::SweepConfig::load(path)?,
                 (None, true) => super::SweepConfig::quick(),
                 (None, false) => super::SweepConfig::default(),
             };
+            if let Some(repeats) = args.repeats {
+                config.repeats = repeats;
+                // The sweep file was valid on its own; the override is checked like the key.
+                config
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("--repeats: {e}"))?;
+            }
             super::run_sweep(
                 &config,
                 &args.out,

@@ -7,10 +7,12 @@
 //! - [`client`]: the signed S3 client (hyper + rustls, SigV4, SSE-C headers).
 //! - [`load`]: closed/open-loop load with HDR histograms.
 //! - [`results`]: rows, CSV/JSON, /proc probes, Prometheus phase parsing.
+//! - [`aggregate`]: folds the repetitions of a cell into medians and ranges.
 //! - [`plot`], [`report`]: SVG plots and the Markdown summary.
 //! - [`relay`]: a delaying TCP relay that emulates a distant trustee.
 //! - [`stack`]: starts the processes a sweep measures.
 
+pub mod aggregate;
 pub mod cli;
 pub mod client;
 pub mod load;
@@ -69,6 +71,10 @@ pub struct SweepConfig {
     pub skip_cpu_probe: bool,
     /// Seed recorded in the manifest (the load shape is deterministic).
     pub seed: u64,
+    /// How often the whole variant sequence runs. Repetitions are interleaved (every variant
+    /// once, then every variant again), so slow drift of the host hits all variants alike; the
+    /// report shows medians with their range.
+    pub repeats: usize,
 }
 
 impl Default for SweepConfig {
@@ -95,6 +101,7 @@ impl Default for SweepConfig {
             open_loop_max_in_flight: 64,
             skip_cpu_probe: false,
             seed: 1,
+            repeats: 1,
         }
     }
 }
@@ -117,6 +124,7 @@ impl SweepConfig {
             open_loop_max_in_flight: 64,
             skip_cpu_probe: false,
             seed: 1,
+            repeats: 1,
         }
     }
 
@@ -133,8 +141,19 @@ impl SweepConfig {
         Ok(config)
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Checks value ranges; [`SweepConfig::load`] calls it, and so does `bench run` after
+    /// command-line overrides such as `--repeats`.
+    ///
+    /// # Errors
+    /// The first out-of-range value, with the allowed range.
+    pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.duration_s > 0.0, "duration_s must be positive");
+        anyhow::ensure!(
+            (1..=MAX_REPEATS).contains(&self.repeats),
+            "repeats must be 1..={MAX_REPEATS} (got {}): it is how often the whole sweep runs; \
+             use 1 for a single pass, 3-5 for medians on a noisy machine",
+            self.repeats
+        );
         anyhow::ensure!(
             !self.sizes.is_empty() && self.sizes.iter().all(|&s| s > 0),
             "sizes must be non-empty and > 0"
@@ -159,6 +178,10 @@ impl SweepConfig {
         Ok(())
     }
 }
+
+/// The most repetitions a sweep may ask for: more is almost surely a typo (a sweep already
+/// takes minutes per pass).
+pub const MAX_REPEATS: usize = 100;
 
 /// Parses `k-of-n`.
 ///
@@ -248,6 +271,22 @@ pub fn variants(config: &SweepConfig) -> Vec<Variant> {
     out
 }
 
+/// The order in which a sweep runs its variants: `(repeat, variant index, variant)`, repeat
+/// 1-based.
+/// Interleaved (1: every variant, 2: every variant again, ...) rather than each variant
+/// `repeats` times in a row, so slow drift of a shared host (another tenant's job starting, a
+/// thermal limit) spreads over all variants instead of landing on a few of them.
+pub fn schedule<T>(variants: &[T], repeats: usize) -> Vec<(usize, usize, &T)> {
+    (1..=repeats)
+        .flat_map(|repeat| {
+            variants
+                .iter()
+                .enumerate()
+                .map(move |(index, variant)| (repeat, index, variant))
+        })
+        .collect()
+}
+
 fn manifest(config: &SweepConfig, out: &Path) -> serde_json::Value {
     let git = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
@@ -289,6 +328,7 @@ fn manifest(config: &SweepConfig, out: &Path) -> serde_json::Value {
         "dependencies": locked_versions(),
         "config": config,
         "seed": config.seed,
+        "repeats": config.repeats,
         "out": out,
     })
 }
@@ -352,13 +392,15 @@ fn scrape(url: &str) -> Option<String> {
 /// The Prometheus histogram with per-phase labels that the proxy exports.
 pub const PHASE_METRIC: &str = "treuhand_phase_seconds";
 
-/// Runs every cell of `config` against `endpoint` for one variant, appending rows.
+/// Runs every cell of `config` against `endpoint` for one variant in repetition `repeat`
+/// (1-based), appending rows.
 ///
 /// # Errors
 /// If preparing objects fails (the endpoint is down or refuses the credentials).
 pub async fn run_variant(
     config: &SweepConfig,
     variant: &Variant,
+    repeat: usize,
     endpoint: &Endpoint,
     progress: &MultiProgress,
     overall: &ProgressBar,
@@ -407,8 +449,13 @@ pub async fn run_variant(
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.set_message(format!(
-            "{} {:?} {}B c={} {}",
-            variant.scenario, op, size, concurrency, pacing_label
+            "{} {:?} {}B c={} {}{}",
+            variant.scenario,
+            op,
+            size,
+            concurrency,
+            pacing_label,
+            repeat_label(repeat, config.repeats)
         ));
         if op != Op::Put {
             load::prepare(&client, &spec, &chunk).await?;
@@ -454,6 +501,7 @@ pub async fn run_variant(
                 cache_ttl_s: variant.cache_ttl_s,
                 threshold: variant.threshold.clone(),
                 trustee_rtt_ms: variant.trustee_rtt_ms,
+                repeat,
             },
             &load,
         );
@@ -484,7 +532,7 @@ pub async fn run_variant(
         say(
             overall,
             format!(
-                "{:>11} {:>9} {:>10}B c={:<4} {:<12} ok={:<6} err={:<3} {:>9.1} ops/s {:>8.1} MiB/s p50={:.3}ms p99={:.3}ms{}",
+                "{:>11} {:>9} {:>10}B c={:<4} {:<12} ok={:<6} err={:<3} {:>9.1} ops/s {:>8.1} MiB/s p50={:.3}ms p99={:.3}ms{}{}",
                 variant.scenario,
                 format!("{op:?}"),
                 size,
@@ -498,12 +546,22 @@ pub async fn run_variant(
                 row.p99_ms,
                 row.gen_lag_p99_ms
                     .map(|lag| format!(" gen-lag p99={lag:.3}ms"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                repeat_label(repeat, config.repeats)
             ),
         );
         rows.push(row);
     }
     Ok(())
+}
+
+/// ` rep=2/3` in progress lines, and nothing for a single pass (so its output stays as it was).
+pub fn repeat_label(repeat: usize, repeats: usize) -> String {
+    if repeats > 1 {
+        format!(" rep={repeat}/{repeats}")
+    } else {
+        String::new()
+    }
 }
 
 /// Prints a line above the progress bar, or plainly when output is not a terminal (CI logs),
@@ -590,4 +648,60 @@ pub use stack::run_sweep;
 #[doc(hidden)]
 pub fn manifest_for(config: &SweepConfig, out: &Path) -> serde_json::Value {
     manifest(config, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_outside_1_to_100_are_rejected_with_the_allowed_range() {
+        for bad in [0, MAX_REPEATS + 1, usize::MAX] {
+            let config = SweepConfig {
+                repeats: bad,
+                ..SweepConfig::quick()
+            };
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("repeats must be 1..=100"), "{bad}: {err}");
+        }
+        for good in [1, 3, MAX_REPEATS] {
+            let config = SweepConfig {
+                repeats: good,
+                ..SweepConfig::quick()
+            };
+            config.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn the_built_in_sweeps_run_once() {
+        assert_eq!(SweepConfig::default().repeats, 1);
+        assert_eq!(SweepConfig::quick().repeats, 1);
+    }
+
+    #[test]
+    fn schedule_interleaves_repetitions_abab() {
+        let order: Vec<(usize, usize, char)> = schedule(&['a', 'b', 'c'], 2)
+            .into_iter()
+            .map(|(repeat, index, v)| (repeat, index, *v))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (1, 0, 'a'),
+                (1, 1, 'b'),
+                (1, 2, 'c'),
+                (2, 0, 'a'),
+                (2, 1, 'b'),
+                (2, 2, 'c')
+            ]
+        );
+        assert_eq!(schedule(&['a'], 1), [(1, 0, &'a')]);
+    }
+
+    #[test]
+    fn progress_lines_mention_the_repetition_only_when_there_are_several() {
+        assert_eq!(repeat_label(1, 1), "");
+        assert_eq!(repeat_label(2, 3), " rep=2/3");
+    }
 }

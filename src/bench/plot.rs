@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
+use super::aggregate;
 use super::results::Row;
 
 fn op_name(row: &Row) -> String {
@@ -95,13 +96,20 @@ fn line_chart(
 /// latency CDFs per (operation, size), throughput against object size, and escrow overhead
 /// (p50 and p99) against trustee round trip.
 ///
+/// Repeated cells are drawn once: throughput and overhead at the median over repetitions, a
+/// CDF as measured by the repetition with the median p99 ([`aggregate::Cell::median_p99_row`]).
+///
 /// # Errors
 /// File or drawing errors.
 pub fn write_all(dir: &Path, rows: &[Row]) -> anyhow::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
+    // Repetitions without a completed request have no latencies to draw; they are left out of
+    // the medians here (the summary still counts their errors).
+    let cells = aggregate::cells(rows.iter().filter(|r| r.requests_ok > 0));
     // Latency CDFs: one chart per (op, size), one line per scenario.
     let mut groups: BTreeMap<(String, u64), Series> = BTreeMap::new();
-    for row in rows.iter().filter(|r| r.requests_ok > 0) {
+    for cell in &cells {
+        let row = cell.median_p99_row();
         let label = format!(
             "{} c={} {} ttl={}",
             row.scenario,
@@ -134,10 +142,8 @@ pub fn write_all(dir: &Path, rows: &[Row]) -> anyhow::Result<Vec<PathBuf>> {
     }
     // Throughput against object size, per (scenario, op), closed loop only.
     let mut tput: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for row in rows
-        .iter()
-        .filter(|r| r.pacing == "closed" && r.requests_ok > 0)
-    {
+    for cell in cells.iter().filter(|c| c.params.pacing == "closed") {
+        let row = cell.params;
         tput.entry(format!(
             "{} {} c={}",
             row.scenario,
@@ -145,7 +151,7 @@ pub fn write_all(dir: &Path, rows: &[Row]) -> anyhow::Result<Vec<PathBuf>> {
             row.concurrency
         ))
         .or_default()
-        .push((row.object_size as f64, row.mib_per_s));
+        .push((row.object_size as f64, cell.spread(|r| r.mib_per_s).median));
     }
     let series: Series = tput
         .into_iter()
@@ -169,10 +175,8 @@ pub fn write_all(dir: &Path, rows: &[Row]) -> anyhow::Result<Vec<PathBuf>> {
     }
     // Escrow overhead against trustee RTT: p50/p99 of TTL-0 treuhand cells.
     let mut rtt: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for row in rows
-        .iter()
-        .filter(|r| r.cache_ttl_s == Some(0.0) && r.requests_ok > 0)
-    {
+    for cell in cells.iter().filter(|c| c.params.cache_ttl_s == Some(0.0)) {
+        let row = cell.params;
         let key = format!(
             "{} {} {}",
             op_name(row),
@@ -181,10 +185,10 @@ pub fn write_all(dir: &Path, rows: &[Row]) -> anyhow::Result<Vec<PathBuf>> {
         );
         rtt.entry(format!("{key} p50"))
             .or_default()
-            .push((row.trustee_rtt_ms, row.p50_ms));
+            .push((row.trustee_rtt_ms, cell.spread(|r| r.p50_ms).median));
         rtt.entry(format!("{key} p99"))
             .or_default()
-            .push((row.trustee_rtt_ms, row.p99_ms));
+            .push((row.trustee_rtt_ms, cell.spread(|r| r.p99_ms).median));
     }
     let series: Series = rtt
         .into_iter()

@@ -1,7 +1,10 @@
 //! The Markdown summary of a results set, with ratios against the baselines of the same run.
+//! Repetitions of a cell are shown as medians with their range.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use super::aggregate::{self, Cell, Spread};
 use super::results::Row;
 
 fn op(row: &Row) -> String {
@@ -11,9 +14,15 @@ fn op(row: &Row) -> String {
         .unwrap_or_default()
 }
 
-/// The baseline row for `row`: same op, size, concurrency and pacing, given scenario.
-fn baseline<'a>(rows: &'a [Row], row: &Row, scenario: &str) -> Option<&'a Row> {
-    rows.iter().find(|b| {
+/// The baseline cell for `cell`: same op, size, concurrency and pacing, given scenario.
+fn baseline<'a, 'r>(
+    cells: &'a [Cell<'r>],
+    cell: &Cell<'_>,
+    scenario: &str,
+) -> Option<&'a Cell<'r>> {
+    let row = cell.params;
+    cells.iter().find(|b| {
+        let b = b.params;
         b.scenario == scenario
             && b.op == row.op
             && b.object_size == row.object_size
@@ -30,9 +39,29 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+/// A measured number with `decimals`: the median, and its min–max range when the cell was
+/// measured more than once (a single pass prints exactly what it printed before repetitions).
+fn figure(spread: Spread, repeats: usize, decimals: usize) -> String {
+    if repeats > 1 {
+        format!(
+            "{:.d$} ({:.d$}–{:.d$})",
+            spread.median,
+            spread.min,
+            spread.max,
+            d = decimals
+        )
+    } else {
+        format!("{:.d$}", spread.median, d = decimals)
+    }
+}
+
 /// Renders `summary.md`: one table of all cells, with throughput ratio and added p50 latency
 /// against TLS pass-through and the direct backend where those baselines were measured.
+/// Repetitions of a cell are folded into medians with their range (see [`aggregate`]); ratios
+/// compare medians.
 pub fn markdown(rows: &[Row], manifest: &serde_json::Value) -> String {
+    let cells = aggregate::cells(rows);
+    let repeated = aggregate::repeated(&cells);
     let mut out = String::from("# treuhand bench summary\n\n");
     let _ = writeln!(
         out,
@@ -50,16 +79,44 @@ pub fn markdown(rows: &[Row], manifest: &serde_json::Value) -> String {
             .and_then(|v| v.as_str())
             .unwrap_or("?")
     );
-    out.push_str(
-        "| scenario | op | size | conc | pacing | ttl s | k-of-n | rtt ms | ok | err | ops/s | MiB/s | p50 ms | p99 ms | p99.9 ms | ×passthrough tput | +p50 ms vs passthrough | ×direct tput | proxy RSS MiB |\n",
-    );
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    for row in rows {
-        let pass = baseline(rows, row, "passthrough");
-        let direct = baseline(rows, row, "direct");
+    if repeated {
+        let most = cells.iter().map(Cell::repeats).max().unwrap_or(1);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {} |",
+            "Repetitions: {most}, interleaved (every variant once, then every variant again). \
+             Each figure is the median over the repetitions with the min–max range in \
+             parentheses; `ok` is the median, `err` the total of all repetitions; the ratios \
+             compare medians.\n"
+        );
+        out.push_str(
+            "| scenario | op | size | conc | pacing | ttl s | k-of-n | rtt ms | reps | ok | err | ops/s | MiB/s | p50 ms | p99 ms | p99.9 ms | ×passthrough tput | +p50 ms vs passthrough | ×direct tput | proxy RSS MiB |\n",
+        );
+        out.push_str(
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        );
+    } else {
+        out.push_str(
+            "| scenario | op | size | conc | pacing | ttl s | k-of-n | rtt ms | ok | err | ops/s | MiB/s | p50 ms | p99 ms | p99.9 ms | ×passthrough tput | +p50 ms vs passthrough | ×direct tput | proxy RSS MiB |\n",
+        );
+        out.push_str(
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        );
+    }
+    for cell in &cells {
+        let row = cell.params;
+        let n = cell.repeats();
+        let ops = cell.spread(|r| r.ops_per_s);
+        let p50 = cell.spread(|r| r.p50_ms);
+        let pass = baseline(&cells, cell, "passthrough");
+        let direct = baseline(&cells, cell, "direct");
+        let reps = if repeated {
+            format!(" {n} |")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |{reps} {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.scenario,
             op(row),
             row.object_size,
@@ -68,43 +125,72 @@ pub fn markdown(rows: &[Row], manifest: &serde_json::Value) -> String {
             row.cache_ttl_s.map_or("-".into(), |t| t.to_string()),
             row.threshold,
             row.trustee_rtt_ms,
-            row.requests_ok,
-            row.errors,
-            row.ops_per_s,
-            row.mib_per_s,
-            row.p50_ms,
-            row.p99_ms,
-            row.p999_ms,
-            pass.map_or("-".into(), |b| ratio(row.ops_per_s, b.ops_per_s)),
-            pass.map_or("-".into(), |b| format!("{:+.3}", row.p50_ms - b.p50_ms)),
-            direct.map_or("-".into(), |b| ratio(row.ops_per_s, b.ops_per_s)),
-            row.proxy_peak_rss_mib
-                .map_or("-".into(), |v| format!("{v:.1}")),
+            cell.spread(|r| r.requests_ok as f64).median,
+            cell.errors(),
+            figure(ops, n, 1),
+            figure(cell.spread(|r| r.mib_per_s), n, 1),
+            figure(p50, n, 3),
+            figure(cell.spread(|r| r.p99_ms), n, 3),
+            figure(cell.spread(|r| r.p999_ms), n, 3),
+            pass.map_or("-".into(), |b| ratio(
+                ops.median,
+                b.spread(|r| r.ops_per_s).median
+            )),
+            pass.map_or("-".into(), |b| format!(
+                "{:+.3}",
+                p50.median - b.spread(|r| r.p50_ms).median
+            )),
+            direct.map_or("-".into(), |b| ratio(
+                ops.median,
+                b.spread(|r| r.ops_per_s).median
+            )),
+            cell.spread_opt(|r| r.proxy_peak_rss_mib)
+                .map_or("-".into(), |v| figure(v, n, 1)),
         );
     }
+    // Errors per repetition: which one failed matters when the others did not.
     let errors: Vec<&Row> = rows.iter().filter(|r| r.errors > 0).collect();
     if !errors.is_empty() {
         out.push_str("\n## Errors\n\n");
         for row in errors {
             let _ = writeln!(
                 out,
-                "- {} {} {}: {} errors, first: {}",
+                "- {} {} {}{}: {} errors, first: {}",
                 row.scenario,
                 op(row),
                 row.object_size,
+                if repeated {
+                    format!(" (repetition {})", row.repeat)
+                } else {
+                    String::new()
+                },
                 row.errors,
                 row.first_error.as_deref().unwrap_or("?")
             );
         }
     }
-    let phases: Vec<&Row> = rows.iter().filter(|r| !r.phases_ms.is_empty()).collect();
+    let phases: Vec<&Cell<'_>> = cells
+        .iter()
+        .filter(|c| c.rows.iter().any(|r| !r.phases_ms.is_empty()))
+        .collect();
     if !phases.is_empty() {
-        out.push_str("\n## Mean time per request by proxy phase (ms)\n\n");
-        for row in phases {
-            let parts: Vec<String> = row
-                .phases_ms
-                .iter()
-                .map(|(k, v)| format!("{k} {v:.3}"))
+        if repeated {
+            out.push_str(
+                "\n## Mean time per request by proxy phase (ms, median over repetitions)\n\n",
+            );
+        } else {
+            out.push_str("\n## Mean time per request by proxy phase (ms)\n\n");
+        }
+        for cell in phases {
+            let row = cell.params;
+            let names: BTreeSet<&String> =
+                cell.rows.iter().flat_map(|r| r.phases_ms.keys()).collect();
+            let parts: Vec<String> = names
+                .into_iter()
+                .filter_map(|name| {
+                    cell.spread_opt(|r| r.phases_ms.get(name).copied())
+                        .map(|s| format!("{name} {:.3}", s.median))
+                })
                 .collect();
             let _ = writeln!(
                 out,
@@ -118,4 +204,88 @@ pub fn markdown(rows: &[Row], manifest: &serde_json::Value) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::aggregate::tests::row;
+
+    fn table_line<'a>(summary: &'a str, scenario: &str) -> &'a str {
+        summary
+            .lines()
+            .find(|l| l.starts_with(&format!("| {scenario} |")))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_single_pass_renders_as_before_repetitions_existed() {
+        let rows = vec![
+            row("passthrough", 1, 100.0, 1.0, 2.0),
+            row("treuhand", 1, 50.0, 2.0, 4.0),
+        ];
+        let summary = markdown(&rows, &serde_json::json!({}));
+        assert!(summary.contains(
+            "| scenario | op | size | conc | pacing | ttl s | k-of-n | rtt ms | ok | err | ops/s | MiB/s | p50 ms | p99 ms | p99.9 ms | ×passthrough tput | +p50 ms vs passthrough | ×direct tput | proxy RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        ));
+        assert_eq!(
+            table_line(&summary, "treuhand"),
+            "| treuhand | get | 4096 | 8 | closed | 0 | 2-of-2 | 0 | 250 | 0 | 50.0 | 0.2 | 2.000 | 4.000 | 8.000 | 0.50 | +1.000 | - | - |"
+        );
+        assert!(!summary.contains("Repetitions"), "{summary}");
+        assert!(
+            !summary.contains('–'),
+            "a range in a single pass: {summary}"
+        );
+    }
+
+    #[test]
+    fn repeated_cells_show_median_and_range_and_ratios_from_medians() {
+        // Throughput ratios per repetition are 1.0, 0.2 and 0.75 (median 0.75) and the means
+        // give 0.52; only the ratio of the medians, 100 / 200, is 0.50.
+        let rows = vec![
+            row("passthrough", 1, 100.0, 1.0, 2.0),
+            row("treuhand", 1, 100.0, 2.0, 4.0),
+            row("passthrough", 2, 300.0, 1.2, 2.0),
+            row("treuhand", 2, 60.0, 3.0, 9.0),
+            row("passthrough", 3, 200.0, 1.1, 2.0),
+            row("treuhand", 3, 150.0, 2.5, 5.0),
+        ];
+        let summary = markdown(&rows, &serde_json::json!({}));
+        assert!(summary.contains("Repetitions: 3, interleaved"), "{summary}");
+        assert!(
+            summary.contains("| rtt ms | reps | ok | err |"),
+            "{summary}"
+        );
+        let line = table_line(&summary, "treuhand");
+        let cols: Vec<&str> = line.split(" | ").collect();
+        assert_eq!(cols[8], "3", "reps: {line}");
+        assert_eq!(cols[11], "100.0 (60.0–150.0)", "ops/s: {line}");
+        assert_eq!(cols[13], "2.500 (2.000–3.000)", "p50: {line}");
+        assert_eq!(cols[14], "5.000 (4.000–9.000)", "p99: {line}");
+        assert_eq!(cols[16], "0.50", "×passthrough from medians: {line}");
+        assert_eq!(cols[17], "+1.400", "+p50 from medians (2.5 - 1.1): {line}");
+        assert_eq!(
+            summary.matches("| treuhand |").count(),
+            1,
+            "one line per cell: {summary}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_repetition_that_failed() {
+        let mut failed = row("treuhand", 2, 50.0, 2.0, 4.0);
+        failed.errors = 7;
+        failed.first_error = Some("503".into());
+        let rows = vec![row("treuhand", 1, 50.0, 2.0, 4.0), failed];
+        let summary = markdown(&rows, &serde_json::json!({}));
+        assert!(
+            summary.contains("- treuhand get 4096 (repetition 2): 7 errors, first: 503"),
+            "{summary}"
+        );
+        assert_eq!(
+            table_line(&summary, "treuhand").split(" | ").nth(10),
+            Some("7")
+        );
+    }
 }

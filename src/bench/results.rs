@@ -27,6 +27,10 @@ pub struct Row {
     pub threshold: String,
     /// Injected trustee round-trip delay in milliseconds.
     pub trustee_rtt_ms: f64,
+    /// Which repetition of the sweep measured this row, 1-based. Results written before
+    /// repetitions existed have none and read as 1.
+    #[serde(default = "first_repeat")]
+    pub repeat: usize,
     /// Successful requests.
     pub requests_ok: u64,
     /// Failed requests.
@@ -63,6 +67,10 @@ pub struct Row {
     pub first_error: Option<String>,
 }
 
+fn first_repeat() -> usize {
+    1
+}
+
 fn ms(histogram: &Histogram<u64>, q: f64) -> f64 {
     histogram.value_at_quantile(q) as f64 / 1000.0
 }
@@ -86,6 +94,8 @@ pub struct Params {
     pub threshold: String,
     /// See [`Row::trustee_rtt_ms`].
     pub trustee_rtt_ms: f64,
+    /// See [`Row::repeat`].
+    pub repeat: usize,
 }
 
 impl Row {
@@ -108,6 +118,7 @@ impl Row {
             cache_ttl_s: params.cache_ttl_s,
             threshold: params.threshold,
             trustee_rtt_ms: params.trustee_rtt_ms,
+            repeat: params.repeat,
             requests_ok: load.ok,
             errors: load.errors,
             duration_s: secs,
@@ -148,7 +159,7 @@ pub fn write(dir: &Path, rows: &[Row]) -> anyhow::Result<()> {
     std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(rows)?)?;
     let phases: BTreeSet<&String> = rows.iter().flat_map(|r| r.phases_ms.keys()).collect();
     let mut csv = String::from(
-        "scenario,op,object_size,concurrency,pacing,cache_ttl_s,threshold,trustee_rtt_ms,requests_ok,errors,\
+        "scenario,op,object_size,concurrency,pacing,cache_ttl_s,threshold,trustee_rtt_ms,repeat,requests_ok,errors,\
          duration_s,ops_per_s,mib_per_s,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,proxy_cpu_s,proxy_peak_rss_mib,gen_lag_p99_ms",
     );
     for phase in &phases {
@@ -161,7 +172,7 @@ pub fn write(dir: &Path, rows: &[Row]) -> anyhow::Result<()> {
             .unwrap_or_default()
             .to_owned();
         csv.push_str(&format!(
-            "{},{op},{},{},{},{},{},{},{},{},{:.3},{:.2},{:.3},{:.4},{:.4},{:.4},{:.4},{:.4},{},{},{}",
+            "{},{op},{},{},{},{},{},{},{},{},{},{:.3},{:.2},{:.3},{:.4},{:.4},{:.4},{:.4},{:.4},{},{},{}",
             csv_field(&r.scenario),
             r.object_size,
             r.concurrency,
@@ -169,6 +180,7 @@ pub fn write(dir: &Path, rows: &[Row]) -> anyhow::Result<()> {
             opt(r.cache_ttl_s),
             csv_field(&r.threshold),
             r.trustee_rtt_ms,
+            r.repeat,
             r.requests_ok,
             r.errors,
             r.duration_s,
@@ -321,6 +333,32 @@ mod tests {
         let sums = phase_sums(text, "x");
         assert_eq!(sums["crypto"], (0.25, 5.0));
         assert_eq!(sums["backend"], (1.0, 2.0));
+    }
+
+    #[test]
+    fn csv_and_json_carry_the_repeat_after_the_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        let row = crate::bench::aggregate::tests::row("treuhand", 2, 50.0, 2.0, 4.0);
+        write(dir.path(), &[row]).unwrap();
+        let csv = std::fs::read_to_string(dir.path().join("results.csv")).unwrap();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let values: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let at = header.iter().position(|c| *c == "repeat").unwrap();
+        assert_eq!(header[at - 1], "trustee_rtt_ms");
+        assert_eq!(header[at + 1], "requests_ok");
+        assert_eq!(values[at], "2");
+        assert_eq!(read(dir.path()).unwrap()[0].repeat, 2);
+    }
+
+    #[test]
+    fn results_written_before_repetitions_read_as_repetition_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let row = crate::bench::aggregate::tests::row("treuhand", 1, 50.0, 2.0, 4.0);
+        let mut json = serde_json::to_value([row]).unwrap();
+        json[0].as_object_mut().unwrap().remove("repeat").unwrap();
+        std::fs::write(dir.path().join("results.json"), json.to_string()).unwrap();
+        assert_eq!(read(dir.path()).unwrap()[0].repeat, 1);
     }
 
     #[test]

@@ -127,24 +127,26 @@ pub async fn run_sweep(
         None => super::variants(config),
     };
     let overall = progress.add(ProgressBar::new(
-        (variants.len() * super::cells_per_variant(config)) as u64,
+        (config.repeats * variants.len() * super::cells_per_variant(config)) as u64,
     ));
     overall.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} cells, {elapsed} elapsed, ~{eta} left")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let stacks = out.join("stacks");
-    for (index, variant) in variants.iter().enumerate() {
+    for (repeat, index, variant) in super::schedule(&variants, config.repeats) {
         let mut own = None;
         let endpoint = match (env, variant.scenario.as_str()) {
             (Some(path), _) => endpoint_from_env(&parse_env_file(path)?)?,
             (None, "direct") => match backend_env {
                 Some(path) => direct_endpoint(&parse_env_file(path)?)?,
                 None => {
-                    super::say(
-                        &overall,
-                        "skipping scenario direct: the default stack stores on the filesystem, which has no S3 endpoint of its own (pass --backend-env rgw.env to compare against an S3 backend)",
-                    );
+                    if repeat == 1 {
+                        super::say(
+                            &overall,
+                            "skipping scenario direct: the default stack stores on the filesystem, which has no S3 endpoint of its own (pass --backend-env rgw.env to compare against an S3 backend)",
+                        );
+                    }
                     overall.inc(super::cells_per_variant(config) as u64);
                     continue;
                 }
@@ -153,21 +155,29 @@ pub async fn run_sweep(
                 super::say(
                     &overall,
                     format!(
-                        "starting stack {index}: {} ttl={:?} {} rtt={} ms",
+                        "starting stack {index}: {} ttl={:?} {} rtt={} ms{}",
                         variant.scenario,
                         variant.cache_ttl_s,
                         variant.threshold,
-                        variant.trustee_rtt_ms
+                        variant.trustee_rtt_ms,
+                        super::repeat_label(repeat, config.repeats)
                     ),
                 );
-                let stack =
-                    start_own(variant, &stacks.join(index.to_string()), backend_env).await?;
+                let stack = start_own(
+                    variant,
+                    &stack_dir(&stacks, index, repeat, config.repeats),
+                    backend_env,
+                )
+                .await?;
                 let endpoint = stack.endpoint.clone();
                 own = Some(stack);
                 endpoint
             }
         };
-        super::run_variant(config, variant, &endpoint, &progress, &overall, &mut rows).await?;
+        super::run_variant(
+            config, variant, repeat, &endpoint, &progress, &overall, &mut rows,
+        )
+        .await?;
         if let Some(stack) = own.take() {
             let storage = stack.dir.join("storage");
             drop(stack);
@@ -192,6 +202,17 @@ pub async fn run_sweep(
         plots.len()
     );
     Ok(rows)
+}
+
+/// Where variant `index` of repetition `repeat` keeps its stack: `stacks/N` for a single
+/// pass (as before repetitions existed), `stacks/repR/N` otherwise, so every repetition's logs
+/// stay for inspection.
+fn stack_dir(stacks: &Path, index: usize, repeat: usize, repeats: usize) -> PathBuf {
+    if repeats > 1 {
+        stacks.join(format!("rep{repeat}")).join(index.to_string())
+    } else {
+        stacks.join(index.to_string())
+    }
 }
 
 /// A stack of child processes started for one variant; killed on drop.
