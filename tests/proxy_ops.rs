@@ -815,3 +815,43 @@ async fn head_and_304_over_http2_send_no_body_even_for_errors() {
     assert!(not_modified.body.is_empty());
     s.proxy.stop().await;
 }
+
+#[tokio::test]
+async fn holder_tenant_responses_say_aws_kms_and_sse_c_ones_do_not() {
+    // Clients skip their "ETag == MD5 of what I sent" check on SSE-KMS responses (s3cmd, the
+    // AWS SDK for Java); treuhand's ETag is not the plaintext MD5.
+    let s = setup(60).await;
+    let put = s
+        .raw
+        .send(
+            Some(&s.holder_tenant),
+            "PUT",
+            "/data/kms",
+            &[],
+            &[],
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(hdr(&put, "x-amz-server-side-encryption"), "aws:kms");
+    for method in ["GET", "HEAD"] {
+        let r = s
+            .raw
+            .send(Some(&s.holder_tenant), method, "/data/kms", &[], &[], vec![])
+            .await;
+        assert_eq!(hdr(&r, "x-amz-server-side-encryption"), "aws:kms", "{method}");
+    }
+    let key = s.demo.share_b64().unwrap();
+    let h = sse_c_headers(&key);
+    let put = s
+        .raw
+        .send(Some(&s.demo), "PUT", "/data/ssec", &[], &h, b"x".to_vec())
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert!(put.headers.get("x-amz-server-side-encryption").is_none());
+    assert_eq!(
+        hdr(&put, "x-amz-server-side-encryption-customer-algorithm"),
+        "AES256"
+    );
+    s.proxy.stop().await;
+}

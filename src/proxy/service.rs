@@ -276,6 +276,17 @@ impl Proxy {
     /// only looked up when the object is missing: an object can only exist in an existing
     /// bucket (DeleteBucket refuses non-empty buckets), and skipping that lookup saves a
     /// backend call on every GET and HEAD.
+    /// `x-amz-server-side-encryption: aws:kms` on the responses of a tenant whose share comes
+    /// from its holder (no SSE-C). It tells clients what S3 tells them for SSE-KMS objects: the
+    /// object is encrypted under a managed key and its ETag is not the MD5 of the plaintext.
+    /// s3cmd and the AWS SDK for Java skip their upload MD5 check on it; without it, s3cmd
+    /// retried every upload and gave up ("MD5 sums of sent and received files don't match").
+    /// SSE-C tenants get the SSE-C headers instead, as on S3.
+    fn escrow_sse(&self, tenant: &Tenant) -> Option<dto::ServerSideEncryption> {
+        (!self.needs_sse_c(tenant))
+            .then(|| dto::ServerSideEncryption::from_static(dto::ServerSideEncryption::AWS_KMS))
+    }
+
     async fn stat_object(
         &self,
         tenant: &Tenant,
@@ -1024,6 +1035,7 @@ impl S3 for Proxy {
             e_tag: Some(etag(etag_value)),
             sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
             sse_customer_key_md5: key_md5_of(share.as_ref()),
+            server_side_encryption: self.escrow_sse(&tenant),
             ..Default::default()
         };
         Ok(S3Response::new(output))
@@ -1112,6 +1124,7 @@ impl S3 for Proxy {
             last_modified: Some(timestamp(last_modified)),
             sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
             sse_customer_key_md5: key_md5_of(share.as_ref()),
+            server_side_encryption: self.escrow_sse(&tenant),
             body: Some(body),
             ..Default::default()
         };
@@ -1178,6 +1191,7 @@ impl S3 for Proxy {
             last_modified: Some(timestamp(opened.meta.last_modified)),
             sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
             sse_customer_key_md5: key_md5_of(share.as_ref()),
+            server_side_encryption: self.escrow_sse(&tenant),
             ..Default::default()
         };
         Ok(S3Response::new(output))
@@ -1445,6 +1459,7 @@ impl S3 for Proxy {
             }),
             sse_customer_algorithm: dest_share.as_ref().map(|_| "AES256".to_owned()),
             sse_customer_key_md5: key_md5_of(dest_share.as_ref()),
+            server_side_encryption: self.escrow_sse(&tenant),
             ..Default::default()
         };
         Ok(S3Response::new(output))
@@ -1500,6 +1515,7 @@ impl S3 for Proxy {
             upload_id: Some(upload_id),
             sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
             sse_customer_key_md5: key_md5_of(share.as_ref()),
+            server_side_encryption: self.escrow_sse(&tenant),
             ..Default::default()
         };
         Ok(S3Response::new(output))
@@ -1571,6 +1587,7 @@ impl S3 for Proxy {
             e_tag: Some(etag(etag_value)),
             sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
             sse_customer_key_md5: key_md5_of(share.as_ref()),
+            server_side_encryption: self.escrow_sse(&tenant),
             ..Default::default()
         };
         Ok(S3Response::new(output))
@@ -1699,6 +1716,7 @@ impl S3 for Proxy {
             bucket: Some(input.bucket),
             key: Some(input.key),
             e_tag: Some(etag(etag_value)),
+            server_side_encryption: self.escrow_sse(&tenant),
             ..Default::default()
         };
         Ok(S3Response::new(output))
