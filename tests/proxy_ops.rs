@@ -837,9 +837,20 @@ async fn holder_tenant_responses_say_aws_kms_and_sse_c_ones_do_not() {
     for method in ["GET", "HEAD"] {
         let r = s
             .raw
-            .send(Some(&s.holder_tenant), method, "/data/kms", &[], &[], vec![])
+            .send(
+                Some(&s.holder_tenant),
+                method,
+                "/data/kms",
+                &[],
+                &[],
+                vec![],
+            )
             .await;
-        assert_eq!(hdr(&r, "x-amz-server-side-encryption"), "aws:kms", "{method}");
+        assert_eq!(
+            hdr(&r, "x-amz-server-side-encryption"),
+            "aws:kms",
+            "{method}"
+        );
     }
     let key = s.demo.share_b64().unwrap();
     let h = sse_c_headers(&key);
