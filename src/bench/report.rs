@@ -192,13 +192,20 @@ pub fn markdown(rows: &[Row], manifest: &serde_json::Value) -> String {
                         .map(|s| format!("{name} {:.3}", s.median))
                 })
                 .collect();
+            // The variant belongs in the label: cells of different TTLs, thresholds or trustee
+            // RTTs would otherwise print identical lines.
+            let variant = match row.cache_ttl_s {
+                Some(ttl) => format!(" ttl={ttl} {} rtt={}ms", row.threshold, row.trustee_rtt_ms),
+                None => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "- {} {} {} c={}: {}",
+                "- {} {} {} c={} {}{variant}: {}",
                 row.scenario,
                 op(row),
                 row.object_size,
                 row.concurrency,
+                row.pacing,
                 parts.join(", ")
             );
         }
@@ -270,6 +277,25 @@ mod tests {
             1,
             "one line per cell: {summary}"
         );
+    }
+
+    #[test]
+    fn phase_lines_name_the_variant_so_ttls_and_rtts_stay_apart() {
+        let mut cold = row("treuhand", 1, 50.0, 2.0, 4.0);
+        cold.phases_ms.insert("key_release".into(), 1.5);
+        let mut warm = cold.clone();
+        warm.cache_ttl_s = Some(300.0);
+        warm.phases_ms.insert("key_release".into(), 0.0);
+        let mut far = cold.clone();
+        far.trustee_rtt_ms = 35.0;
+        let summary = markdown(&[cold, warm, far], &serde_json::json!({}));
+        for label in [
+            "- treuhand get 4096 c=8 closed ttl=0 2-of-2 rtt=0ms: ",
+            "- treuhand get 4096 c=8 closed ttl=300 2-of-2 rtt=0ms: ",
+            "- treuhand get 4096 c=8 closed ttl=0 2-of-2 rtt=35ms: ",
+        ] {
+            assert_eq!(summary.matches(label).count(), 1, "{label}\n{summary}");
+        }
     }
 
     #[test]
