@@ -866,3 +866,80 @@ async fn holder_tenant_responses_say_aws_kms_and_sse_c_ones_do_not() {
     );
     s.proxy.stop().await;
 }
+
+#[tokio::test]
+async fn tenant_reload_adds_and_removes_tenants_all_or_nothing_and_drops_cached_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let pki = Pki::new(&root);
+    let holders = Holders::start(&pki, &["trustee", "holder"]).await;
+    let (demo_cfg, demo) = holders.enroll(&root, "demo", &["trustee"], 2, None).await;
+    let (holder_cfg, holder_tenant) = holders
+        .enroll(&root, "demo-holder", &["trustee"], 2, Some("holder"))
+        .await;
+    // A registration's Debug output never shows its SigV4 secret.
+    assert!(!format!("{demo_cfg:?}").contains(&demo.secret_access_key));
+    let config = proxy_config(&pki, &root, 60);
+    let proxy = start_proxy(&config, std::slice::from_ref(&demo_cfg), &holders.factory()).await;
+    let registry = proxy.tenants.clone().unwrap();
+    let raw = Raw::new(&proxy, &pki);
+    raw.create_bucket(&demo, BUCKET).await;
+    let key = demo.share_b64().unwrap();
+    let h = sse_c_headers(&key);
+    let put = raw
+        .send(Some(&demo), "PUT", "/data/kept", &[], &h, b"kept".to_vec())
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert!(proxy.keys.cached() >= 1);
+
+    // Not registered yet: the signature cannot even be checked.
+    let unknown = raw
+        .send(Some(&holder_tenant), "PUT", "/data", &[], &[], vec![])
+        .await;
+    assert_eq!(unknown.status, 403, "{}", unknown.text());
+    assert!(
+        unknown.text().contains("InvalidAccessKeyId"),
+        "{}",
+        unknown.text()
+    );
+
+    // Add it.
+    let both = [demo_cfg.clone(), holder_cfg.clone()];
+    let summary =
+        treuhand::proxy::reload(&registry, &proxy.keys, &both, &holders.factory()).unwrap();
+    assert_eq!(summary.added, ["demo-holder"]);
+    assert!(summary.removed.is_empty());
+    assert_eq!(summary.kept, 1);
+    assert_eq!(proxy.keys.cached(), 0, "a reload drops cached tenant keys");
+    raw.create_bucket(&holder_tenant, BUCKET).await;
+
+    // A broken set (the same tenant twice) is refused as a whole: both tenants keep working.
+    let broken = [demo_cfg.clone(), holder_cfg.clone(), demo_cfg.clone()];
+    assert!(treuhand::proxy::reload(&registry, &proxy.keys, &broken, &holders.factory()).is_err());
+    assert_eq!(registry.len(), 2);
+    let head = raw
+        .send(Some(&holder_tenant), "HEAD", "/data", &[], &[], vec![])
+        .await;
+    assert_eq!(head.status, 200);
+
+    // Remove demo: its requests are refused, its objects stay, and re-adding it serves them.
+    let summary = treuhand::proxy::reload(
+        &registry,
+        &proxy.keys,
+        std::slice::from_ref(&holder_cfg),
+        &holders.factory(),
+    )
+    .unwrap();
+    assert_eq!(summary.removed, ["demo"]);
+    let gone = raw
+        .send(Some(&demo), "GET", "/data/kept", &[], &h, vec![])
+        .await;
+    assert_eq!(gone.status, 403);
+    treuhand::proxy::reload(&registry, &proxy.keys, &both, &holders.factory()).unwrap();
+    let back = raw
+        .send(Some(&demo), "GET", "/data/kept", &[], &h, vec![])
+        .await;
+    assert_eq!(back.status, 200, "{}", back.text());
+    assert_eq!(back.body, b"kept");
+    proxy.stop().await;
+}

@@ -6,6 +6,10 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Run the S3 proxy (operator side).
+    ///
+    /// Stops gracefully on Ctrl-C or SIGTERM. On SIGHUP it re-reads the tenant registrations
+    /// in `tenants_dir` (add, change or remove a tenant without a restart): all of them or, if
+    /// one is broken, none, with the reason in the log. Cached tenant keys are dropped.
     Proxy {
         /// Path of proxy.toml.
         #[arg(long, env = "TREUHAND_PROXY_CONFIG")]

@@ -104,7 +104,7 @@ impl Default for CacheConfig {
 
 /// One tenant registration: `tenants/<tenant>.toml`, written by `treuhand tenant create`
 /// (public metadata) and completed by the operator (access keys, trustee URLs).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     /// S3 access key id of this tenant.
@@ -121,6 +121,20 @@ pub struct TenantConfig {
     pub trustees: Vec<TrusteeRef>,
     /// Public key metadata from the key ceremony.
     pub metadata: KeyMetadata,
+}
+
+// Hand-written so the SigV4 secret never reaches a log or panic message through `{:?}`.
+impl std::fmt::Debug for TenantConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantConfig")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("customer_holder", &self.customer_holder)
+            .field("customer_url", &self.customer_url)
+            .field("trustees", &self.trustees)
+            .field("metadata", &self.metadata)
+            .finish()
+    }
 }
 
 /// Where a trustee share is released.

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`config`] | `proxy.toml` and the tenant registration files |
 //! | [`keys`] | key release from trustees / the customer's holder, combine, bounded key cache |
+//! | [`registry`] | the tenant set, swapped as a whole on `SIGHUP` |
 //! | [`service`] | the S3 operations (s3s), encrypting and decrypting with [`crate::format`] |
 //! | [`listing`] | one page of a bucket listing (markers, delimiter, `encoding-type=url`), pure |
 //! | [`error`] | [`error::ProxyError`] and the one error → S3 status/code mapping |
@@ -18,11 +19,11 @@ pub mod config;
 pub mod error;
 pub mod keys;
 pub mod listing;
+pub mod registry;
 pub mod server;
 pub mod service;
 pub mod sources;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,18 +34,19 @@ use s3s::service::S3ServiceBuilder;
 
 use self::config::{ConfigError, ProxyConfig, TenantConfig};
 use self::keys::{CustomerShare, Holder, KeyService, ShareSource, TenantKeys};
+use self::registry::{Registry, ReloadSummary};
 use self::service::{Proxy, Tenant};
 use crate::storage::Storage;
 
-/// Per-tenant SigV4 credentials.
+/// Per-tenant SigV4 credentials, read from the current tenant set on every request.
 pub struct Auth {
-    secrets: HashMap<String, String>,
+    tenants: Arc<Registry>,
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth")
-            .field("access_keys", &self.secrets.len())
+            .field("access_keys", &self.tenants.len())
             .finish()
     }
 }
@@ -52,7 +54,7 @@ impl std::fmt::Debug for Auth {
 #[async_trait::async_trait]
 impl S3Auth for Auth {
     async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<SecretKey> {
-        match self.secrets.get(access_key) {
+        match self.tenants.secret(access_key) {
             Some(secret) => Ok(SecretKey::from(secret.as_str())),
             None => Err(s3s::s3_error!(InvalidAccessKeyId)),
         }
@@ -74,6 +76,8 @@ pub struct Built {
     pub service: s3s::service::S3Service,
     /// The key service (cache inspection in tests).
     pub keys: Arc<KeyService>,
+    /// The tenant set, for [`reload`].
+    pub tenants: Arc<Registry>,
 }
 
 /// Builds the S3 service from configuration and tenant registrations.
@@ -91,10 +95,53 @@ pub fn build(
         config.cache.max_entries,
         Duration::from_millis(config.release_timeout_ms),
     ));
-    let mut secrets = HashMap::new();
+    let registry = Arc::new(Registry::new(build_tenants(tenants, sources)?));
+    let proxy = Proxy::new(registry.clone(), storage, keys.clone())
+        .with_passthrough(config.danger_passthrough_no_encryption);
+    let mut builder = S3ServiceBuilder::new(proxy);
+    builder.set_auth(Auth {
+        tenants: registry.clone(),
+    });
+    Ok(Built {
+        service: builder.build(),
+        keys,
+        tenants: registry,
+    })
+}
+
+/// Replaces the running tenant set with `tenants`, all or nothing, and drops every cached
+/// tenant key, so a removed or re-registered tenant's key does not outlive its registration.
+///
+/// # Errors
+/// [`ConfigError`] if any registration is unusable; the running set is then unchanged.
+pub fn reload(
+    registry: &Registry,
+    keys: &KeyService,
+    tenants: &[TenantConfig],
+    sources: &dyn SourceFactory,
+) -> Result<ReloadSummary, ConfigError> {
+    let next = build_tenants(tenants, sources)?;
+    let summary = registry.replace(next);
+    keys.clear();
+    Ok(summary)
+}
+
+/// The service-side tenants (with their SigV4 secrets) for the registrations.
+fn build_tenants(
+    tenants: &[TenantConfig],
+    sources: &dyn SourceFactory,
+) -> Result<Vec<(Tenant, String)>, ConfigError> {
     let mut built = Vec::new();
     for t in tenants {
         t.validate()?;
+        if built.iter().any(|(b, _): &(Tenant, String)| {
+            b.id == t.metadata.tenant || b.access_key_id == t.access_key_id
+        }) {
+            return Err(ConfigError(format!(
+                "tenant {}: duplicate tenant or access key id",
+                t.metadata.tenant
+            )));
+        }
         let key_id = t
             .metadata
             .key_id()
@@ -118,8 +165,7 @@ pub fn build(
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
-        secrets.insert(t.access_key_id.clone(), t.secret_access_key.clone());
-        built.push(Tenant {
+        let tenant = Tenant {
             id: t.metadata.tenant.clone(),
             access_key_id: t.access_key_id.clone(),
             keys: TenantKeys {
@@ -128,16 +174,38 @@ pub fn build(
                 customer,
                 trustees,
             },
-        });
+        };
+        built.push((tenant, t.secret_access_key.clone()));
     }
-    let proxy = Proxy::new(built, storage, keys.clone())
-        .with_passthrough(config.danger_passthrough_no_encryption);
-    let mut builder = S3ServiceBuilder::new(proxy);
-    builder.set_auth(Auth { secrets });
-    Ok(Built {
-        service: builder.build(),
-        keys,
-    })
+    Ok(built)
+}
+
+/// Reloads the tenant registrations on every `SIGHUP`, logging what changed or why nothing
+/// did. Pends forever (also where signals are unavailable).
+async fn reload_on_sighup(config: &ProxyConfig, built: &Built, sources: &dyn SourceFactory) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; tenant reload is off");
+        return std::future::pending().await;
+    };
+    while hangups.recv().await.is_some() {
+        let result = config
+            .load_tenants()
+            .and_then(|tenants| reload(&built.tenants, &built.keys, &tenants, sources));
+        match result {
+            Ok(summary) => tracing::info!(
+                added = ?summary.added,
+                removed = ?summary.removed,
+                kept = summary.kept,
+                "SIGHUP: tenants reloaded; cached tenant keys dropped"
+            ),
+            Err(e) => tracing::error!(
+                error = %e,
+                "SIGHUP: tenant reload failed; the running tenants are unchanged"
+            ),
+        }
+    }
+    std::future::pending().await
 }
 
 /// Everything [`run`] needs besides the config.
@@ -177,11 +245,16 @@ pub async fn run(
     let _ = server::prometheus();
     let addr: Option<SocketAddr> = listeners.s3.local_addr().ok();
     tracing::info!(?addr, tenants = tenants.len(), "proxy listening");
-    server::serve(listeners.s3, tls, built.service, async move {
+    let serve = server::serve(listeners.s3, tls, built.service.clone(), async move {
         shutdown.await;
         let _ = stop_tx.send(true);
-    })
-    .await;
+    });
+    // SIGHUP re-reads tenants_dir. The reload loop never ends on its own, so the select ends
+    // when serving ends (after shutdown).
+    tokio::select! {
+        () = serve => {}
+        () = reload_on_sighup(&config, &built, sources) => {}
+    }
     if let Some(task) = metrics_task {
         let _ = task.await;
     }

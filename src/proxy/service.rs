@@ -30,6 +30,7 @@ use zeroize::Zeroizing;
 use super::error::ProxyError;
 use super::keys::{KeyService, ReleaseContext, TenantKeys};
 use super::listing;
+use super::registry::Registry;
 use crate::crypto::DekContext;
 use crate::format::{self, Layout};
 use crate::secret::Kek;
@@ -67,8 +68,8 @@ pub struct Proxy {
     /// Ciphers of multipart uploads in progress, by upload directory (see
     /// `complete_multipart_upload`).
     uploads: std::sync::Mutex<HashMap<String, (Arc<format::ObjectCipher>, Instant)>>,
-    /// Tenants by access key id.
-    tenants: HashMap<String, Arc<Tenant>>,
+    /// Tenants by access key id (reloadable, shared with the SigV4 check).
+    tenants: Arc<Registry>,
     storage: Storage,
     keys: Arc<KeyService>,
     /// Benchmark baseline only (`danger_passthrough_no_encryption`): PUT/GET/HEAD move bytes
@@ -161,11 +162,7 @@ struct Opened {
 
 impl Proxy {
     /// Builds the service state.
-    pub fn new(tenants: Vec<Tenant>, storage: Storage, keys: Arc<KeyService>) -> Self {
-        let tenants = tenants
-            .into_iter()
-            .map(|t| (t.access_key_id.clone(), Arc::new(t)))
-            .collect();
+    pub fn new(tenants: Arc<Registry>, storage: Storage, keys: Arc<KeyService>) -> Self {
         Self {
             tenants,
             storage,
@@ -241,8 +238,7 @@ impl Proxy {
             .as_ref()
             .ok_or(ProxyError::Denied("anonymous requests are refused".into()))?;
         self.tenants
-            .get(&creds.access_key)
-            .cloned()
+            .tenant(&creds.access_key)
             .ok_or(ProxyError::Denied("unknown access key".into()))
     }
 

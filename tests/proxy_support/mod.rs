@@ -37,6 +37,8 @@ impl TestTenant {
 pub struct Proxy {
     pub addr: std::net::SocketAddr,
     pub keys: Arc<treuhand::proxy::keys::KeyService>,
+    /// The running tenant set (`None` for an attached proxy).
+    pub tenants: Option<Arc<treuhand::proxy::registry::Registry>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -51,6 +53,7 @@ impl Proxy {
                 0,
                 Default::default(),
             )),
+            tenants: None,
             stop: None,
             task: None,
         }
@@ -157,6 +160,7 @@ pub async fn start_proxy(
     Proxy {
         addr,
         keys: built.keys,
+        tenants: Some(built.tenants),
         stop: Some(tx),
         task: Some(task),
     }

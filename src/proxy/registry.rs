@@ -1,0 +1,117 @@
+//! The tenants that can sign requests, swappable while the proxy runs.
+//!
+//! Operators add and remove tenants by editing `tenants_dir` and sending the proxy `SIGHUP`
+//! (see [`super::run`]). A reload builds a complete new set first and swaps it in one step,
+//! so a request sees either the old set or the new one, never a mix, and a reload that fails
+//! to parse leaves the running set untouched.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+use super::service::Tenant;
+
+/// One consistent set of tenants.
+struct Snapshot {
+    /// Tenants by access key id.
+    tenants: HashMap<String, Arc<Tenant>>,
+    /// SigV4 secret access keys by access key id.
+    secrets: HashMap<String, String>,
+}
+
+/// The current tenant set; cheap to read on every request.
+pub struct Registry {
+    current: RwLock<Arc<Snapshot>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("tenants", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a reload changed, by tenant id.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Tenants that are new.
+    pub added: Vec<String>,
+    /// Tenants that are gone.
+    pub removed: Vec<String>,
+    /// Tenants in both sets (their registration may have changed).
+    pub kept: usize,
+}
+
+impl Registry {
+    /// A registry holding `tenants`, each with its SigV4 secret.
+    pub fn new(tenants: Vec<(Tenant, String)>) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(snapshot(tenants))),
+        }
+    }
+
+    fn read(&self) -> Arc<Snapshot> {
+        // A poisoned lock only means a writer panicked between two whole-Arc assignments;
+        // the Arc inside is always a complete set.
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The tenant that owns `access_key`.
+    pub fn tenant(&self, access_key: &str) -> Option<Arc<Tenant>> {
+        self.read().tenants.get(access_key).cloned()
+    }
+
+    /// The SigV4 secret of `access_key`.
+    pub fn secret(&self, access_key: &str) -> Option<String> {
+        self.read().secrets.get(access_key).cloned()
+    }
+
+    /// Number of tenants.
+    pub fn len(&self) -> usize {
+        self.read().tenants.len()
+    }
+
+    /// True without tenants.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Replaces the whole set at once and reports the difference.
+    pub fn replace(&self, tenants: Vec<(Tenant, String)>) -> ReloadSummary {
+        let next = Arc::new(snapshot(tenants));
+        let ids = |s: &Snapshot| -> BTreeSet<String> {
+            s.tenants.values().map(|t| t.id.clone()).collect()
+        };
+        let after = ids(&next);
+        let before = {
+            let mut guard = match self.current.write() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let before = ids(&guard);
+            *guard = next;
+            before
+        };
+        ReloadSummary {
+            added: after.difference(&before).cloned().collect(),
+            removed: before.difference(&after).cloned().collect(),
+            kept: after.intersection(&before).count(),
+        }
+    }
+}
+
+fn snapshot(tenants: Vec<(Tenant, String)>) -> Snapshot {
+    let mut by_key = HashMap::new();
+    let mut secrets = HashMap::new();
+    for (tenant, secret) in tenants {
+        secrets.insert(tenant.access_key_id.clone(), secret);
+        by_key.insert(tenant.access_key_id.clone(), Arc::new(tenant));
+    }
+    Snapshot {
+        tenants: by_key,
+        secrets,
+    }
+}
