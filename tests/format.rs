@@ -1,4 +1,5 @@
-//! Round trips, range reads and every tamper class of the object format v1.
+//! Round trips, range reads and every tamper class of the object format (v1, and v2 with
+//! sealed metadata).
 // Tests assert with unwrap/expect/panic by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -6,7 +7,7 @@ use std::ops::Range;
 
 use proptest::prelude::*;
 use treuhand::crypto::{DekContext, KeyId};
-use treuhand::format::{self, Layout, MAX_HEADER_LEN, PartInfo};
+use treuhand::format::{self, Layout, MAX_HEADER_LEN, MAX_METADATA, Metadata, PartInfo};
 use treuhand::secret::Kek;
 
 const SEG: usize = 65536;
@@ -196,7 +197,8 @@ fn flipped_bit_anywhere_is_detected() {
     let plain = data(2 * SEG + 10);
     let stored = encrypt(&plain);
     // Every header byte, then a sample of body and tag bytes of each segment.
-    let mut positions: Vec<usize> = (0..MAX_HEADER_LEN.min(stored.len())).collect();
+    let header_len = format::Header::parse(&stored).unwrap().2;
+    let mut positions: Vec<usize> = (0..header_len).collect();
     positions.extend((0..stored.len()).step_by(4099));
     positions.extend([
         stored.len() - 1,
@@ -598,4 +600,224 @@ fn in_place_paths_produce_the_same_format_as_push() {
         dec.open_in_place(&mut segment),
         Err(format::Error::DecryptionFailed)
     ));
+}
+
+fn sample_metadata() -> Metadata {
+    let mut m = Metadata::new();
+    m.insert("content-type", "text/html; charset=utf-8");
+    m.insert("cache-control", "max-age=60");
+    m.insert("x-amz-meta-mtime", "1700000000.123456789");
+    m.insert("x-amz-meta-Secret-Note", "größer als ein Geheimnis");
+    m
+}
+
+/// Encrypts `plain` as a single-run object with `metadata`.
+fn encrypt_with_metadata(plain: &[u8], metadata: &Metadata) -> Vec<u8> {
+    let id = key();
+    let ctx = DekContext {
+        key: &id,
+        bucket: "bucket",
+        object: "object",
+    };
+    let (cipher, mut out) =
+        format::new_object_with_metadata(&kek(), &ctx, Layout::Single, metadata).unwrap();
+    assert_eq!(cipher.metadata(), metadata);
+    let mut enc = cipher.encryptor(0);
+    enc.push(plain, &mut out).unwrap();
+    enc.finish(&mut out).unwrap();
+    out
+}
+
+fn open_metadata(stored: &[u8]) -> Result<Metadata, format::Error> {
+    let id = key();
+    let ctx = DekContext {
+        key: &id,
+        bucket: "bucket",
+        object: "object",
+    };
+    let head = &stored[..stored.len().min(MAX_HEADER_LEN)];
+    let (cipher, _) = format::open_object(&kek(), &ctx, head)?;
+    Ok(cipher.metadata().clone())
+}
+
+#[test]
+fn v2_round_trip_carries_metadata_and_the_body() {
+    let metadata = sample_metadata();
+    for len in [0, 1, SEG, SEG + 1] {
+        let plain = data(len);
+        let stored = encrypt_with_metadata(&plain, &metadata);
+        assert_eq!(stored[4], 2, "objects with metadata are format v2");
+        let (header, _, header_len) = format::Header::parse(&stored).unwrap();
+        let m = u32::from_be_bytes(stored[80 + 4..84 + 4].try_into().unwrap()) as usize;
+        assert_eq!(header_len, 112 + "acme".len() + 4 + m);
+        assert_eq!(m, metadata.encode().unwrap().len() + 16);
+        assert_eq!(header.format_version(), 2);
+        assert_eq!(
+            format::header_len_hint(&stored[..format::HEADER_PROBE_LEN.min(stored.len())]),
+            Some(header_len)
+        );
+        assert_eq!(decrypt(&stored).unwrap(), plain);
+        let got = open_metadata(&stored).unwrap();
+        assert_eq!(got, metadata);
+        assert_eq!(
+            got.get("x-amz-meta-secret-note"),
+            Some("größer als ein Geheimnis")
+        );
+    }
+}
+
+#[test]
+fn metadata_is_not_stored_in_plaintext() {
+    let stored = encrypt_with_metadata(b"body", &sample_metadata());
+    for needle in [
+        &b"text/html"[..],
+        b"max-age",
+        b"mtime",
+        b"Geheimnis",
+        b"content-type",
+    ] {
+        assert!(
+            !stored.windows(needle.len()).any(|w| w == needle),
+            "{} visible in the stored bytes",
+            String::from_utf8_lossy(needle)
+        );
+    }
+}
+
+#[test]
+fn objects_without_metadata_stay_v1_and_open_with_empty_metadata() {
+    let plain = data(100);
+    let stored = encrypt(&plain);
+    assert_eq!(stored[4], 1);
+    assert_eq!(
+        format::Header::parse(&stored).unwrap().2,
+        112 + "acme".len()
+    );
+    assert_eq!(
+        format::header_len_hint(&stored[..format::HEADER_PROBE_LEN]),
+        Some(116)
+    );
+    assert!(open_metadata(&stored).unwrap().is_empty());
+    let explicit = encrypt_with_metadata(&plain, &Metadata::new());
+    assert_eq!(explicit[4], 1);
+    assert_eq!(decrypt(&explicit).unwrap(), plain);
+}
+
+#[test]
+fn every_single_byte_tamper_of_a_v2_header_fails() {
+    let plain = data(300);
+    let stored = encrypt_with_metadata(&plain, &sample_metadata());
+    let header_len = format::Header::parse(&stored).unwrap().2;
+    // Every byte: fixed fields, tenant, wrapped DEK, nonce prefix, M, sealed block, MAC.
+    for pos in 0..header_len {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut bad = stored.clone();
+            bad[pos] ^= flip;
+            assert_fails(decrypt(&bad), &format!("xor {flip:#x} at {pos}"));
+            assert!(
+                matches!(open_metadata(&bad), Err(format::Error::DecryptionFailed)),
+                "metadata opened after xor {flip:#x} at {pos}"
+            );
+        }
+    }
+    // Turning a v2 header into a v1 one (version byte 1, M and the block cut out) fails too.
+    let m_at = 80 + "acme".len();
+    let mut downgraded = stored[..m_at].to_vec();
+    downgraded[4] = 1;
+    downgraded.extend_from_slice(&stored[header_len - 32..]);
+    assert_fails(decrypt(&downgraded), "v2 downgraded to v1");
+}
+
+#[test]
+fn sealed_metadata_cannot_be_moved_between_objects() {
+    let a = encrypt_with_metadata(b"a", &sample_metadata());
+    let b = encrypt_with_metadata(b"b", &sample_metadata());
+    let len = format::Header::parse(&a).unwrap().2;
+    let m_at = 84 + "acme".len();
+    // Same length (same metadata), different DEK: the block of a in b's header must fail.
+    let mut mixed = b.clone();
+    mixed[m_at..len - 32].copy_from_slice(&a[m_at..len - 32]);
+    assert_fails(decrypt(&mixed), "sealed block moved between objects");
+}
+
+#[test]
+fn metadata_too_large_is_a_typed_error() {
+    let id = key();
+    let ctx = DekContext {
+        key: &id,
+        bucket: "bucket",
+        object: "object",
+    };
+    let mut big = Metadata::new();
+    big.insert("x-amz-meta-big", &"x".repeat(MAX_METADATA));
+    for layout in [Layout::Single, Layout::Multipart] {
+        assert!(matches!(
+            format::new_object_with_metadata(&kek(), &ctx, layout, &big),
+            Err(format::Error::MetadataTooLarge {
+                max: MAX_METADATA,
+                ..
+            })
+        ));
+    }
+    // The largest allowed block still fits in MAX_HEADER_LEN with the longest tenant id.
+    let mut largest = Metadata::new();
+    largest.insert("a", &"x".repeat(MAX_METADATA - 7));
+    let long = KeyId::new(&"t".repeat(63), 1).unwrap();
+    let ctx = DekContext {
+        key: &long,
+        bucket: "bucket",
+        object: "object",
+    };
+    let (cipher, header) =
+        format::new_object_with_metadata(&kek(), &ctx, Layout::Single, &largest).unwrap();
+    assert_eq!(header.len(), MAX_HEADER_LEN);
+    assert_eq!(cipher.header_len(), MAX_HEADER_LEN);
+}
+
+#[test]
+fn v2_multipart_objects_carry_metadata_in_the_header() {
+    let id = key();
+    let ctx = DekContext {
+        key: &id,
+        bucket: "bucket",
+        object: "big",
+    };
+    let metadata = sample_metadata();
+    let (cipher, mut stored) =
+        format::new_object_with_metadata(&kek(), &ctx, Layout::Multipart, &metadata).unwrap();
+    let plain = data(SEG + 5);
+    let mut enc = cipher.encryptor(2);
+    enc.push(&plain, &mut stored).unwrap();
+    enc.finish(&mut stored).unwrap();
+    stored.extend(
+        cipher
+            .footer(&[PartInfo {
+                part_number: 2,
+                plaintext_len: plain.len() as u64,
+            }])
+            .unwrap(),
+    );
+    assert_eq!(decrypt_multipart(&stored, None).unwrap(), plain);
+    let (opened, _) = format::open_object(&kek(), &ctx, &stored).unwrap();
+    assert_eq!(opened.metadata(), &metadata);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn any_metadata_round_trips_through_a_v2_header(
+        entries in proptest::collection::btree_map("[a-zA-Z0-9-]{1,20}", "\\PC{0,40}", 0..12),
+        len in 0usize..(SEG + 10),
+    ) {
+        let mut metadata = Metadata::new();
+        for (k, v) in &entries {
+            metadata.insert(k, v);
+        }
+        let plain = data(len);
+        let stored = encrypt_with_metadata(&plain, &metadata);
+        prop_assert_eq!(stored[4], if metadata.is_empty() { 1 } else { 2 });
+        prop_assert_eq!(decrypt(&stored).unwrap(), plain);
+        prop_assert_eq!(open_metadata(&stored).unwrap(), metadata);
+    }
 }

@@ -1,4 +1,5 @@
-//! Frozen test vectors: they pin the key hierarchy and the object format v1 byte for byte.
+//! Frozen test vectors: they pin the key hierarchy and the object formats v1 and v2 byte for
+//! byte.
 //!
 //! Every input below is fixed (no randomness), so the outputs are deterministic. The files in
 //! `tests/data/` were written once with
@@ -7,7 +8,8 @@
 //! TREUHAND_WRITE_VECTORS=1 cargo test --test vectors
 //! ```
 //!
-//! and are checked on every run. A change that alters any of them changes the wire format and
+//! (the v2 files later, with `TREUHAND_WRITE_VECTORS=1 cargo test --test vectors
+//! object_format_v2`, which writes only those) and are checked on every run. A change that alters any of them changes the wire format and
 //! needs a format version bump (docs/format.md), not a regenerated vector.
 // Tests assert with unwrap/expect/panic by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -16,7 +18,8 @@ use std::path::PathBuf;
 
 use treuhand::crypto::envelope::{commit, derive_kek, wrap_dek_with_nonce};
 use treuhand::crypto::{DekContext, KeyId, ShareEnvelope};
-use treuhand::format::{self, Layout, PartInfo, header::new_object_deterministic};
+use treuhand::format::header::{new_object_deterministic, new_object_deterministic_with_metadata};
+use treuhand::format::{self, Layout, Metadata, PartInfo};
 use treuhand::secret::{Dek, Kek, Share, ShareValue, Tmk};
 
 fn data_dir() -> PathBuf {
@@ -44,6 +47,12 @@ fn check(name: &str, actual: &[u8]) {
 }
 
 fn fixed_object(len: usize, layout_multipart: bool) -> Vec<u8> {
+    fixed_object_with(len, layout_multipart, None)
+}
+
+/// The fixed object, written as v2 with `metadata` when given (through the v2 entry point even
+/// for v1, so the v1 vectors also pin that an empty metadata set still writes v1).
+fn fixed_object_with(len: usize, layout_multipart: bool, metadata: Option<&Metadata>) -> Vec<u8> {
     let kek = Kek::from_bytes([0x11; 32]);
     let id = KeyId::new("vector-tenant", 7).unwrap();
     let ctx = DekContext {
@@ -56,15 +65,16 @@ fn fixed_object(len: usize, layout_multipart: bool) -> Vec<u8> {
     } else {
         Layout::Single
     };
-    let (cipher, mut out) = new_object_deterministic(
-        &kek,
-        &ctx,
-        layout,
-        Dek::from_bytes([0x22; 32]),
-        [0x33; 12],
-        [0x44; 7],
-    )
-    .unwrap();
+    let randomness = (Dek::from_bytes([0x22; 32]), [0x33; 12], [0x44; 7]);
+    let (cipher, mut out) = match metadata {
+        None => {
+            let (dek, wrap, prefix) = randomness;
+            new_object_deterministic(&kek, &ctx, layout, dek, wrap, prefix).unwrap()
+        }
+        Some(m) => {
+            new_object_deterministic_with_metadata(&kek, &ctx, layout, randomness, m).unwrap()
+        }
+    };
     let plain = plaintext(len);
     if layout_multipart {
         let (a, b) = plain.split_at(len / 2);
@@ -101,7 +111,16 @@ fn fixed_object(len: usize, layout_multipart: bool) -> Vec<u8> {
         .unwrap();
     dec.finish().unwrap();
     assert_eq!(back, plain);
+    assert_eq!(reader.metadata(), metadata.unwrap_or(&Metadata::new()));
     out
+}
+
+fn fixed_metadata() -> Metadata {
+    let mut m = Metadata::new();
+    m.insert("content-type", "application/json");
+    m.insert("cache-control", "no-cache");
+    m.insert("x-amz-meta-mtime", "1700000000.5");
+    m
 }
 
 #[test]
@@ -111,6 +130,36 @@ fn object_format_v1_vectors_are_frozen() {
     check("object-v1-one-segment.bin", &fixed_object(65536, false));
     check("object-v1-two-segments.bin", &fixed_object(65537, false));
     check("object-v1-multipart.bin", &fixed_object(70000, true));
+}
+
+#[test]
+fn object_format_v1_vectors_come_from_empty_metadata_too() {
+    let empty = Metadata::new();
+    assert_eq!(
+        fixed_object_with(1, false, Some(&empty)),
+        fixed_object(1, false)
+    );
+}
+
+#[test]
+fn object_format_v2_vectors_are_frozen() {
+    let m = fixed_metadata();
+    check(
+        "object-v2-empty.bin",
+        &fixed_object_with(0, false, Some(&m)),
+    );
+    check(
+        "object-v2-1byte.bin",
+        &fixed_object_with(1, false, Some(&m)),
+    );
+    check(
+        "object-v2-two-segments.bin",
+        &fixed_object_with(65537, false, Some(&m)),
+    );
+    check(
+        "object-v2-multipart.bin",
+        &fixed_object_with(70000, true, Some(&m)),
+    );
 }
 
 #[test]

@@ -23,6 +23,7 @@ const COMMITMENT_INFO: &[u8] = b"treuhand key commitment";
 const SEGMENT_INFO: &[u8] = b"treuhand v1 segment key";
 const MAC_INFO: &[u8] = b"treuhand v1 header mac key";
 const WRAP_AAD_LABEL: &[u8] = b"treuhand v1 dek wrap";
+const METADATA_INFO: &[u8] = b"treuhand v2 metadata key";
 
 /// Identifies one tenant key: the tenant id and its key version. Public metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -260,6 +261,18 @@ pub fn unwrap_dek(
     tag.copy_from_slice(&wrapped[NONCE_BYTES + KEY_LEN..]);
     key.open_in_place(nonce, &context.aad(), body.as_mut(), &tag)?;
     Ok(Dek::from_bytes(*body))
+}
+
+/// K_meta = HKDF-SHA256(IKM = DEK, info = "treuhand v2 metadata key"): the AES-256-GCM key of
+/// a format v2 object's sealed metadata block. Not part of [`ObjectKeys`], because only v2
+/// headers need it and the v1 fast path should not pay for a third derivation; the raw key
+/// bytes are zeroized when this returns (ring keeps only its key schedule).
+///
+/// # Errors
+/// Only [`Error::Internal`].
+pub fn derive_metadata_key(dek: &Dek) -> Result<AeadKey, Error> {
+    let key = hkdf_expand(dek.expose_secret(), &[], METADATA_INFO)?;
+    AeadKey::new(&key)
 }
 
 /// The per-object keys derived from a DEK: the segment AEAD key and the header/footer MAC key.

@@ -1,10 +1,11 @@
-//! The v1 object header: byte layout, parsing, the header MAC, and [`ObjectCipher`], the
-//! per-object key state from which encryptors, decryptors and footers are made.
+//! The object header (format v1 and v2): byte layout, parsing, the header MAC, and
+//! [`ObjectCipher`], the per-object key state from which encryptors, decryptors and footers are
+//! made.
 //!
 //! ```text
 //! off      len  field
 //! 0        4    magic "TRHD"
-//! 4        1    format version = 1
+//! 4        1    format version: 1, or 2 when the object has metadata
 //! 5        1    AEAD id = 1 (AES-256-GCM)
 //! 6        1    log2(segment size), 12..=24 (16 = 64 KiB)
 //! 7        1    layout: 0 = single run, 1 = multipart (runs + footer)
@@ -13,26 +14,49 @@
 //! 13       T    tenant id
 //! 13+T     60   wrapped DEK: nonce(12) ‖ AES-256-GCM(KEK, DEK)(32) ‖ tag(16)
 //! 73+T     7    nonce prefix (random)
-//! 80+T     32   HMAC-SHA256(K_mac, bytes 0 .. 80+T)
+//! v1:
+//! 80+T     32   HMAC-SHA256(K_mac, "treuhand v1 header" ‖ bytes 0 .. 80+T)
+//! v2:
+//! 80+T     4    M, length of the sealed metadata block, 16..=16+MAX_METADATA
+//! 84+T     M    AES-256-GCM(K_meta, nonce 0, "treuhand v2 metadata", encoding) ‖ tag
+//! 84+T+M   32   HMAC-SHA256(K_mac, "treuhand v2 header" ‖ bytes 0 .. 84+T+M)
 //! ```
 
+use crate::crypto::aead::{NONCE_BYTES, TAG_LEN};
 use crate::crypto::envelope::{self, MAC_LEN, WRAPPED_DEK_LEN};
 use crate::crypto::{DekContext, KeyId, ObjectKeys};
 use crate::secret::{Dek, Kek};
 
 use super::layout::{self, ObjectLayout, PartInfo};
+use super::metadata::{MAX_METADATA, Metadata};
 use super::stream::Encryptor;
 use super::{DEFAULT_SEGMENT_SIZE, Error, fail};
 
 const MAGIC: &[u8; 4] = b"TRHD";
-const VERSION: u8 = 1;
+const VERSION_1: u8 = 1;
+const VERSION_2: u8 = 2;
 const AEAD_AES_256_GCM: u8 = 1;
 /// Length of the random nonce prefix.
 pub const NONCE_PREFIX_LEN: usize = 7;
 const FIXED_LEN: usize = 4 + 1 + 1 + 1 + 1 + 4 + 1 + WRAPPED_DEK_LEN + NONCE_PREFIX_LEN + MAC_LEN;
-/// Longest possible header (63-byte tenant id). Read this many bytes, or the whole object if
-/// it is shorter, before calling [`open_object`].
-pub const MAX_HEADER_LEN: usize = FIXED_LEN + 63;
+/// Offset of the v2 metadata length field M, less the tenant length.
+const META_LEN_AT: usize = 13 + WRAPPED_DEK_LEN + NONCE_PREFIX_LEN;
+const META_LEN_FIELD: usize = 4;
+const MIN_SEALED_LEN: usize = TAG_LEN;
+const MAX_SEALED_LEN: usize = TAG_LEN + MAX_METADATA;
+/// Longest possible v1 header (63-byte tenant id). A prefix of this many bytes (or the whole
+/// object, if shorter) always holds the fields [`header_len_hint`] needs.
+pub const HEADER_PROBE_LEN: usize = FIXED_LEN + 63;
+/// Longest possible header of any version (v2, 63-byte tenant id, largest metadata block).
+/// Read this many bytes, or the whole object if it is shorter, before calling [`open_object`].
+pub const MAX_HEADER_LEN: usize = FIXED_LEN + 63 + META_LEN_FIELD + MAX_SEALED_LEN;
+// Distinct labels: a v1 MAC can never verify as a v2 MAC or the other way round.
+const HEADER_MAC_V1: &[u8] = b"treuhand v1 header";
+const HEADER_MAC_V2: &[u8] = b"treuhand v2 header";
+const METADATA_AAD: &[u8] = b"treuhand v2 metadata";
+/// K_meta seals exactly one block per DEK (the header is written once per object; rewrapping
+/// on key rotation keeps the sealed block as it is), so a fixed nonce never repeats under it.
+const METADATA_NONCE: [u8; NONCE_BYTES] = [0; NONCE_BYTES];
 
 /// How the body is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +80,31 @@ pub struct Header {
     pub wrapped_dek: [u8; WRAPPED_DEK_LEN],
     /// Random nonce prefix.
     pub nonce_prefix: [u8; NONCE_PREFIX_LEN],
+    /// Format v2 only: the sealed metadata block (ciphertext ‖ tag). `None` means format v1.
+    pub sealed_metadata: Option<Vec<u8>>,
+}
+
+/// The stated length of the header at the start of `prefix`, from its structure alone (version,
+/// tenant length and, for v2, M); `None` if the prefix is not a treuhand header or too short
+/// to tell. Unauthenticated: for display values (listings, which have no key) only. A prefix of
+/// [`HEADER_PROBE_LEN`] bytes is always long enough.
+pub fn header_len_hint(prefix: &[u8]) -> Option<usize> {
+    if prefix.get(..4)? != MAGIC {
+        return None;
+    }
+    let tenant_len = usize::from(*prefix.get(12)?);
+    match *prefix.get(4)? {
+        VERSION_1 => Some(FIXED_LEN + tenant_len),
+        VERSION_2 => {
+            let at = META_LEN_AT + tenant_len;
+            let m = prefix.get(at..at + META_LEN_FIELD)?;
+            let m = u32::from_be_bytes(m.try_into().ok()?) as usize;
+            (MIN_SEALED_LEN..=MAX_SEALED_LEN)
+                .contains(&m)
+                .then_some(FIXED_LEN + tenant_len + META_LEN_FIELD + m)
+        }
+        _ => None,
+    }
 }
 
 impl Header {
@@ -63,7 +112,7 @@ impl Header {
     /// the header, its MAC and its encoded length. Only the structure is checked here.
     ///
     /// # Errors
-    /// [`Error::DecryptionFailed`] for anything that is not a v1 treuhand header.
+    /// [`Error::DecryptionFailed`] for anything that is not a v1 or v2 treuhand header.
     pub fn parse(bytes: &[u8]) -> Result<(Header, [u8; MAC_LEN], usize), Error> {
         let fixed = bytes
             .get(..13)
@@ -71,8 +120,13 @@ impl Header {
         if &fixed[..4] != MAGIC {
             return Err(fail("header magic"));
         }
-        if fixed[4] != VERSION || fixed[5] != AEAD_AES_256_GCM {
-            return Err(fail("header version or aead id"));
+        let v2 = match fixed[4] {
+            VERSION_1 => false,
+            VERSION_2 => true,
+            _ => return Err(fail("header version")),
+        };
+        if fixed[5] != AEAD_AES_256_GCM {
+            return Err(fail("header aead id"));
         }
         let log2 = fixed[6];
         if !(12..=24).contains(&log2) {
@@ -85,41 +139,66 @@ impl Header {
         };
         let version = u32::from_be_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]);
         let tenant_len = usize::from(fixed[12]);
-        let total = FIXED_LEN + tenant_len;
-        let all = bytes.get(..total).ok_or_else(|| fail("header truncated"))?;
-        let mut pos = 13;
-        let tenant = std::str::from_utf8(&all[pos..pos + tenant_len])
-            .map_err(|_| fail("header tenant utf-8"))?;
+        let mut rest = bytes.get(13..).ok_or_else(|| fail("header truncated"))?;
+        let tenant = take(&mut rest, tenant_len)?;
+        let tenant = std::str::from_utf8(tenant).map_err(|_| fail("header tenant utf-8"))?;
         let key = KeyId::new(tenant, version).map_err(|_| fail("header tenant id"))?;
-        pos += tenant_len;
-        let mut wrapped_dek = [0u8; WRAPPED_DEK_LEN];
-        wrapped_dek.copy_from_slice(&all[pos..pos + WRAPPED_DEK_LEN]);
-        pos += WRAPPED_DEK_LEN;
-        let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
-        nonce_prefix.copy_from_slice(&all[pos..pos + NONCE_PREFIX_LEN]);
-        pos += NONCE_PREFIX_LEN;
-        let mut mac = [0u8; MAC_LEN];
-        mac.copy_from_slice(&all[pos..pos + MAC_LEN]);
+        let wrapped_dek: [u8; WRAPPED_DEK_LEN] = take_array(&mut rest)?;
+        let nonce_prefix: [u8; NONCE_PREFIX_LEN] = take_array(&mut rest)?;
+        let sealed_metadata = if v2 {
+            let m = u32::from_be_bytes(take_array(&mut rest)?) as usize;
+            if !(MIN_SEALED_LEN..=MAX_SEALED_LEN).contains(&m) {
+                return Err(fail("header metadata length"));
+            }
+            Some(take(&mut rest, m)?.to_vec())
+        } else {
+            None
+        };
+        let mac: [u8; MAC_LEN] = take_array(&mut rest)?;
         let header = Header {
             key,
             segment_size: 1 << log2,
             layout,
             wrapped_dek,
             nonce_prefix,
+            sealed_metadata,
         };
+        let total = header.encoded_len();
         Ok((header, mac, total))
     }
 
     /// The encoded length of this header.
     pub fn encoded_len(&self) -> usize {
-        FIXED_LEN + self.key.tenant.len()
+        let metadata = self
+            .sealed_metadata
+            .as_ref()
+            .map_or(0, |sealed| META_LEN_FIELD + sealed.len());
+        FIXED_LEN + self.key.tenant.len() + metadata
+    }
+
+    /// The format version this header is written in.
+    pub fn format_version(&self) -> u8 {
+        if self.sealed_metadata.is_some() {
+            VERSION_2
+        } else {
+            VERSION_1
+        }
+    }
+
+    /// The MAC label of this header's version.
+    fn mac_label(&self) -> &'static [u8] {
+        if self.sealed_metadata.is_some() {
+            HEADER_MAC_V2
+        } else {
+            HEADER_MAC_V1
+        }
     }
 
     /// The bytes covered by the MAC (everything but the MAC itself).
     fn mac_input(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
         out.extend_from_slice(MAGIC);
-        out.push(VERSION);
+        out.push(self.format_version());
         out.push(AEAD_AES_256_GCM);
         out.push(self.segment_size.trailing_zeros() as u8);
         out.push(match self.layout {
@@ -131,8 +210,35 @@ impl Header {
         out.extend_from_slice(self.key.tenant.as_bytes());
         out.extend_from_slice(&self.wrapped_dek);
         out.extend_from_slice(&self.nonce_prefix);
+        if let Some(sealed) = &self.sealed_metadata {
+            // MAX_SEALED_LEN < 2^32: the length cannot truncate.
+            out.extend_from_slice(&(sealed.len() as u32).to_be_bytes());
+            out.extend_from_slice(sealed);
+        }
         out
     }
+
+    /// The MAC input: the version's label, then every header byte before the MAC.
+    fn labelled_mac_input(&self) -> Vec<u8> {
+        [self.mac_label(), &self.mac_input()].concat()
+    }
+}
+
+/// Splits `n` bytes off the front of `rest`.
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], Error> {
+    let (head, tail) = rest
+        .split_at_checked(n)
+        .ok_or_else(|| fail("header truncated"))?;
+    *rest = tail;
+    Ok(head)
+}
+
+fn take_array<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], Error> {
+    let (head, tail) = rest
+        .split_first_chunk::<N>()
+        .ok_or_else(|| fail("header truncated"))?;
+    *rest = tail;
+    Ok(*head)
 }
 
 /// The per-object key state: the header and the DEK-derived keys. Made by [`new_object`] for
@@ -142,6 +248,8 @@ impl Header {
 pub struct ObjectCipher {
     header: Header,
     keys: ObjectKeys,
+    /// The authenticated, decrypted metadata (empty for v1).
+    metadata: Metadata,
 }
 
 /// Starts a new object: draws a DEK and nonce prefix, wraps the DEK under the KEK bound to
@@ -154,12 +262,33 @@ pub fn new_object(
     context: &DekContext<'_>,
     layout: Layout,
 ) -> Result<(ObjectCipher, Vec<u8>), Error> {
+    new_object_with_metadata(kek, context, layout, &Metadata::new())
+}
+
+/// [`new_object`] for an object with metadata: writes a v2 header with the metadata sealed in
+/// it, or a v1 header if `metadata` is empty.
+///
+/// # Errors
+/// [`Error::MetadataTooLarge`]; [`Error::Crypto`] if the RNG fails.
+pub fn new_object_with_metadata(
+    kek: &Kek,
+    context: &DekContext<'_>,
+    layout: Layout,
+    metadata: &Metadata,
+) -> Result<(ObjectCipher, Vec<u8>), Error> {
+    metadata.check_size()?;
     let dek = envelope::generate_dek()?;
     let mut wrap_nonce = [0u8; 12];
     envelope::fill_random(&mut wrap_nonce)?;
     let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
     envelope::fill_random(&mut nonce_prefix)?;
-    new_object_deterministic(kek, context, layout, dek, wrap_nonce, nonce_prefix)
+    new_object_deterministic_with_metadata(
+        kek,
+        context,
+        layout,
+        (dek, wrap_nonce, nonce_prefix),
+        metadata,
+    )
 }
 
 /// [`new_object`] with caller-chosen randomness. Only for frozen test vectors and benchmarks:
@@ -176,19 +305,60 @@ pub fn new_object_deterministic(
     wrap_nonce: [u8; 12],
     nonce_prefix: [u8; NONCE_PREFIX_LEN],
 ) -> Result<(ObjectCipher, Vec<u8>), Error> {
+    new_object_deterministic_with_metadata(
+        kek,
+        context,
+        layout,
+        (dek, wrap_nonce, nonce_prefix),
+        &Metadata::new(),
+    )
+}
+
+/// [`new_object_with_metadata`] with caller-chosen randomness (DEK, wrap nonce, nonce prefix).
+/// Only for frozen test vectors: reusing a DEK or nonce prefix destroys confidentiality.
+///
+/// # Errors
+/// [`Error::MetadataTooLarge`], [`Error::Crypto`].
+#[doc(hidden)]
+pub fn new_object_deterministic_with_metadata(
+    kek: &Kek,
+    context: &DekContext<'_>,
+    layout: Layout,
+    (dek, wrap_nonce, nonce_prefix): (Dek, [u8; 12], [u8; NONCE_PREFIX_LEN]),
+    metadata: &Metadata,
+) -> Result<(ObjectCipher, Vec<u8>), Error> {
     let wrapped_dek = envelope::wrap_dek_with_nonce(kek, &dek, context, wrap_nonce)?;
     let keys = ObjectKeys::derive(&dek)?;
+    // Objects without metadata stay v1, byte for byte as before.
+    let sealed_metadata = if metadata.is_empty() {
+        None
+    } else {
+        let mut sealed = metadata.encode()?;
+        let tag = envelope::derive_metadata_key(&dek)?.seal_in_place(
+            METADATA_NONCE,
+            METADATA_AAD,
+            &mut sealed,
+        )?;
+        sealed.extend_from_slice(&tag);
+        Some(sealed)
+    };
     let header = Header {
         key: context.key.clone(),
         segment_size: DEFAULT_SEGMENT_SIZE,
         layout,
         wrapped_dek,
         nonce_prefix,
+        sealed_metadata,
     };
     let mut bytes = header.mac_input();
-    let mac = keys.mac(&[b"treuhand v1 header".as_slice(), &bytes].concat());
+    let mac = keys.mac(&header.labelled_mac_input());
     bytes.extend_from_slice(&mac);
-    Ok((ObjectCipher { header, keys }, bytes))
+    let cipher = ObjectCipher {
+        header,
+        keys,
+        metadata: metadata.clone(),
+    };
+    Ok((cipher, bytes))
 }
 
 /// Opens an existing object from its first bytes: parses the header, checks that it names the
@@ -209,16 +379,52 @@ pub fn open_object(
     let dek =
         envelope::unwrap_dek(kek, &header.wrapped_dek, context).map_err(|_| fail("dek unwrap"))?;
     let keys = ObjectKeys::derive(&dek)?;
-    let input = [b"treuhand v1 header".as_slice(), &header.mac_input()].concat();
-    keys.verify_mac(&input, &mac)
+    // The MAC covers M and the sealed block too, so it is checked before anything is opened.
+    keys.verify_mac(&header.labelled_mac_input(), &mac)
         .map_err(|_| fail("header mac"))?;
-    Ok((ObjectCipher { header, keys }, len))
+    let metadata = match &header.sealed_metadata {
+        None => Metadata::new(),
+        Some(sealed) => open_metadata(&dek, sealed)?,
+    };
+    Ok((
+        ObjectCipher {
+            header,
+            keys,
+            metadata,
+        },
+        len,
+    ))
+}
+
+/// Opens and decodes a v2 sealed metadata block.
+fn open_metadata(dek: &Dek, sealed: &[u8]) -> Result<Metadata, Error> {
+    let split = sealed
+        .len()
+        .checked_sub(TAG_LEN)
+        .ok_or_else(|| fail("metadata block too short"))?;
+    let (ciphertext, tag) = sealed.split_at(split);
+    let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| fail("metadata tag"))?;
+    let mut plaintext = ciphertext.to_vec();
+    envelope::derive_metadata_key(dek)?
+        .open_in_place(METADATA_NONCE, METADATA_AAD, &mut plaintext, &tag)
+        .map_err(|_| fail("metadata tag"))?;
+    let metadata = Metadata::decode(&plaintext)?;
+    // Writers use v1 for objects without metadata; an empty v2 set is not canonical.
+    if metadata.is_empty() {
+        return Err(fail("v2 header without metadata"));
+    }
+    Ok(metadata)
 }
 
 impl ObjectCipher {
     /// The authenticated header.
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// The object's authenticated metadata (empty for a v1 object).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
     }
 
     /// Encoded header length.

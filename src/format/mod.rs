@@ -1,4 +1,5 @@
-//! The encrypted object format v1: an authenticated header, then one or more *runs* of
+//! The encrypted object format (v1, and v2 = v1 plus sealed metadata in the header): an
+//! authenticated header, then one or more *runs* of
 //! STREAM-style AES-256-GCM segments, and for multipart objects an authenticated footer.
 //! `docs/format.md` is the normative specification; this module implements it.
 //!
@@ -6,18 +7,24 @@
 //! segment, so the proxy can stream objects of any size. No I/O, no async.
 //!
 //! - [`header`]: the header byte layout, parsing and MAC.
+//! - [`metadata`]: object metadata and its canonical encoding (sealed into v2 headers).
 //! - [`stream`]: the incremental [`Encryptor`] and [`Decryptor`].
 //! - [`layout`]: run/segment arithmetic, plaintext length from ciphertext length, range
 //!   mapping, and the multipart footer.
 
 pub mod header;
 pub mod layout;
+pub mod metadata;
 pub mod stream;
 
-pub use header::{Header, Layout, MAX_HEADER_LEN, ObjectCipher, new_object, open_object};
+pub use header::{
+    HEADER_PROBE_LEN, Header, Layout, MAX_HEADER_LEN, ObjectCipher, header_len_hint, new_object,
+    new_object_with_metadata, open_object,
+};
 pub use layout::{
     FOOTER_TAIL_LEN, ObjectLayout, PartInfo, footer_len_from_tail, run_ciphertext_len,
 };
+pub use metadata::{MAX_METADATA, Metadata};
 pub use stream::{Decryptor, Encryptor};
 
 /// Default plaintext segment size: 64 KiB.
@@ -44,6 +51,14 @@ pub enum Error {
     /// An API used against its contract (e.g. a wrong buffer length for an in-place call).
     #[error("format API misuse: {0}")]
     Misuse(&'static str),
+    /// Metadata whose canonical encoding exceeds [`MAX_METADATA`] bytes.
+    #[error("object metadata too large: {len} bytes encoded, at most {max}")]
+    MetadataTooLarge {
+        /// Encoded length of the rejected metadata.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// More input than the format allows (2^32 segments per run).
     #[error("object too large for the format")]
     TooLarge,
