@@ -943,3 +943,330 @@ async fn tenant_reload_adds_and_removes_tenants_all_or_nothing_and_drops_cached_
     assert_eq!(back.body, b"kept");
     proxy.stop().await;
 }
+
+/// SSE-C headers for the copy source (`x-amz-copy-source-server-side-encryption-customer-*`).
+fn copy_source_sse_c_headers(key_b64: &str) -> Vec<(&'static str, String)> {
+    sse_c_headers(key_b64)
+        .into_iter()
+        .map(|(name, value)| {
+            let name = match name {
+                "x-amz-server-side-encryption-customer-algorithm" => {
+                    "x-amz-copy-source-server-side-encryption-customer-algorithm"
+                }
+                "x-amz-server-side-encryption-customer-key" => {
+                    "x-amz-copy-source-server-side-encryption-customer-key"
+                }
+                _ => "x-amz-copy-source-server-side-encryption-customer-key-md5",
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+/// The Size of `key` in a ListObjectsV2 response.
+async fn listed_size(s: &Setup, key: &str) -> u64 {
+    let listed = s
+        .raw
+        .send(
+            Some(&s.demo),
+            "GET",
+            "/data",
+            &[("list-type", "2"), ("prefix", key)],
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let text = listed.text();
+    let sizes = tags(&text, "Size");
+    assert_eq!(sizes.len(), 1, "{text}");
+    sizes[0].parse().unwrap()
+}
+
+#[tokio::test]
+async fn put_with_content_type_and_user_metadata_returns_them_on_get_and_head() {
+    let s = setup(60).await;
+    let key = s.demo.share_b64().unwrap();
+    let mut h = sse_c_headers(&key);
+    h.extend([
+        ("content-type", "text/html; charset=utf-8".to_owned()),
+        ("content-encoding", "identity".to_owned()),
+        ("content-disposition", "inline".to_owned()),
+        ("content-language", "de".to_owned()),
+        ("cache-control", "max-age=60".to_owned()),
+        ("x-amz-meta-mtime", "1700000000.123456789".to_owned()),
+        ("x-amz-meta-Secret-Note", "confidential-needle".to_owned()),
+    ]);
+    let body = data(2 * SEG + 5, 4);
+    let put = s
+        .raw
+        .send(
+            Some(&s.demo),
+            "PUT",
+            "/data/web/index.html",
+            &[],
+            &h,
+            body.clone(),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let read = sse_c_headers(&key);
+    for method in ["GET", "HEAD"] {
+        let r = s
+            .raw
+            .send(
+                Some(&s.demo),
+                method,
+                "/data/web/index.html",
+                &[],
+                &read,
+                vec![],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{method}: {}", r.text());
+        assert_eq!(
+            hdr(&r, "content-type"),
+            "text/html; charset=utf-8",
+            "{method}"
+        );
+        assert_eq!(hdr(&r, "content-encoding"), "identity", "{method}");
+        assert_eq!(hdr(&r, "content-disposition"), "inline", "{method}");
+        assert_eq!(hdr(&r, "content-language"), "de", "{method}");
+        assert_eq!(hdr(&r, "cache-control"), "max-age=60", "{method}");
+        assert_eq!(
+            hdr(&r, "x-amz-meta-mtime"),
+            "1700000000.123456789",
+            "{method}"
+        );
+        assert_eq!(
+            hdr(&r, "x-amz-meta-secret-note"),
+            "confidential-needle",
+            "{method}"
+        );
+        assert_eq!(hdr(&r, "etag"), hdr(&put, "etag"), "{method}");
+        if method == "GET" {
+            assert_eq!(r.body, body);
+        }
+    }
+    // A v2 object is listed with its plaintext size, like a v1 one.
+    assert_eq!(listed_size(&s, "web/index.html").await, body.len() as u64);
+    // The metadata is sealed: nothing of it is visible in the stored bytes.
+    for (path, bytes) in stored_files(&s.root.join("storage/tenants/demo/objects")) {
+        for needle in [
+            &b"confidential-needle"[..],
+            b"text/html",
+            b"max-age",
+            b"mtime",
+        ] {
+            assert!(
+                !contains(&bytes, needle),
+                "{} holds plaintext metadata",
+                path.display()
+            );
+        }
+    }
+    // Without metadata, the default type is still application/octet-stream.
+    let plain = s
+        .raw
+        .send(Some(&s.demo), "PUT", "/data/plain", &[], &read, data(10, 1))
+        .await;
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    let head = s
+        .raw
+        .send(Some(&s.demo), "HEAD", "/data/plain", &[], &read, vec![])
+        .await;
+    assert_eq!(hdr(&head, "content-type"), "application/octet-stream");
+    assert_eq!(hdr(&head, "x-amz-meta-mtime"), "");
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn copy_object_copies_metadata_by_default_and_replace_takes_the_requests() {
+    let s = setup(60).await;
+    let key = s.demo.share_b64().unwrap();
+    let mut h = sse_c_headers(&key);
+    h.extend([
+        ("content-type", "image/png".to_owned()),
+        ("x-amz-meta-origin", "camera".to_owned()),
+    ]);
+    let put = s
+        .raw
+        .send(
+            Some(&s.demo),
+            "PUT",
+            "/data/src.png",
+            &[],
+            &h,
+            data(SEG + 3, 2),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let mut copy = sse_c_headers(&key);
+    copy.extend(copy_source_sse_c_headers(&key));
+    copy.push(("x-amz-copy-source", "/data/src.png".to_owned()));
+    let mut replace = copy.clone();
+    replace.extend([
+        ("x-amz-metadata-directive", "REPLACE".to_owned()),
+        ("content-type", "text/plain".to_owned()),
+        ("x-amz-meta-edited", "yes".to_owned()),
+    ]);
+    let mut explicit_copy = copy.clone();
+    explicit_copy.extend([
+        ("x-amz-metadata-directive", "COPY".to_owned()),
+        // Ignored under COPY, as in S3.
+        ("content-type", "text/plain".to_owned()),
+    ]);
+    let read = sse_c_headers(&key);
+    for (dest, headers, want_type, origin, edited) in [
+        ("/data/default-copy", &copy, "image/png", "camera", ""),
+        (
+            "/data/explicit-copy",
+            &explicit_copy,
+            "image/png",
+            "camera",
+            "",
+        ),
+        ("/data/replaced", &replace, "text/plain", "", "yes"),
+    ] {
+        let r = s
+            .raw
+            .send(Some(&s.demo), "PUT", dest, &[], headers, vec![])
+            .await;
+        assert_eq!(r.status, 200, "{dest}: {}", r.text());
+        let head = s
+            .raw
+            .send(Some(&s.demo), "HEAD", dest, &[], &read, vec![])
+            .await;
+        assert_eq!(head.status, 200, "{dest}");
+        assert_eq!(hdr(&head, "content-type"), want_type, "{dest}");
+        assert_eq!(hdr(&head, "x-amz-meta-origin"), origin, "{dest}");
+        assert_eq!(hdr(&head, "x-amz-meta-edited"), edited, "{dest}");
+        assert_eq!(
+            hdr(&head, "content-length"),
+            (SEG + 3).to_string(),
+            "{dest}"
+        );
+    }
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn multipart_create_with_metadata_is_returned_after_complete_and_listed_by_plaintext_size() {
+    let s = setup(60).await;
+    let key = s.demo.share_b64().unwrap();
+    let h = sse_c_headers(&key);
+    let mut create_headers = h.clone();
+    create_headers.extend([
+        ("content-type", "video/mp4".to_owned()),
+        ("x-amz-meta-mtime", "1234.5".to_owned()),
+    ]);
+    let create = s
+        .raw
+        .send(
+            Some(&s.demo),
+            "POST",
+            "/data/mp/meta.mp4",
+            &[("uploads", "")],
+            &create_headers,
+            vec![],
+        )
+        .await;
+    assert_eq!(create.status, 200, "{}", create.text());
+    let id = tags(&create.text(), "UploadId").remove(0);
+    let parts = [data(SEG + 10, 6), data(99, 7)];
+    let mut xml = String::from("<CompleteMultipartUpload>");
+    for (i, part) in parts.iter().enumerate() {
+        let number = (i + 1).to_string();
+        let r = s
+            .raw
+            .send(
+                Some(&s.demo),
+                "PUT",
+                "/data/mp/meta.mp4",
+                &[("partNumber", &number), ("uploadId", &id)],
+                &h,
+                part.clone(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        xml.push_str(&format!(
+            "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>",
+            hdr(&r, "etag")
+        ));
+    }
+    xml.push_str("</CompleteMultipartUpload>");
+    let complete = s
+        .raw
+        .send(
+            Some(&s.demo),
+            "POST",
+            "/data/mp/meta.mp4",
+            &[("uploadId", &id)],
+            &h,
+            xml.into_bytes(),
+        )
+        .await;
+    assert_eq!(complete.status, 200, "{}", complete.text());
+    let whole = parts.concat();
+    let get = s
+        .raw
+        .send(Some(&s.demo), "GET", "/data/mp/meta.mp4", &[], &h, vec![])
+        .await;
+    assert_eq!(get.status, 200, "{}", get.text());
+    assert_eq!(get.body, whole);
+    assert_eq!(hdr(&get, "content-type"), "video/mp4");
+    assert_eq!(hdr(&get, "x-amz-meta-mtime"), "1234.5");
+    assert_eq!(listed_size(&s, "mp/meta.mp4").await, whole.len() as u64);
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn too_large_metadata_is_rejected_with_400_metadata_too_large() {
+    let s = setup(60).await;
+    let key = s.demo.share_b64().unwrap();
+    let mut h = sse_c_headers(&key);
+    h.push(("x-amz-meta-big", "x".repeat(format_max_metadata())));
+    let put = s
+        .raw
+        .send(Some(&s.demo), "PUT", "/data/big-meta", &[], &h, data(10, 1))
+        .await;
+    assert_eq!(put.status, 400, "{}", put.text());
+    assert!(put.text().contains("MetadataTooLarge"), "{}", put.text());
+    // The proxy's own limit answered, not a generic header-size limit in front of it.
+    assert!(put.text().contains("at most 8192"), "{}", put.text());
+    let create = s
+        .raw
+        .send(
+            Some(&s.demo),
+            "POST",
+            "/data/big-meta",
+            &[("uploads", "")],
+            &h,
+            vec![],
+        )
+        .await;
+    assert_eq!(create.status, 400, "{}", create.text());
+    assert!(
+        create.text().contains("MetadataTooLarge"),
+        "{}",
+        create.text()
+    );
+    // Nothing was stored.
+    let head = s
+        .raw
+        .send(
+            Some(&s.demo),
+            "HEAD",
+            "/data/big-meta",
+            &[],
+            &sse_c_headers(&key),
+            vec![],
+        )
+        .await;
+    assert_eq!(head.status, 404);
+    s.proxy.stop().await;
+}
+
+fn format_max_metadata() -> usize {
+    treuhand::format::MAX_METADATA
+}

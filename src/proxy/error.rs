@@ -69,6 +69,15 @@ pub enum ProxyError {
     /// A request parameter has a value S3 does not accept.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Object metadata (standard headers plus `x-amz-meta-*`) larger than the object format
+    /// can seal into a header.
+    #[error("the object metadata is too large: {len} bytes encoded, at most {max}")]
+    MetadataTooLarge {
+        /// Encoded length of the request's metadata.
+        len: usize,
+        /// The format's limit.
+        max: usize,
+    },
     /// Not supported by this proxy.
     #[error("not implemented: {0}")]
     NotImplemented(&'static str),
@@ -99,6 +108,7 @@ impl From<crate::format::Error> for ProxyError {
             F::InvalidRange { .. } => ProxyError::InvalidRange,
             F::InvalidParts(msg) => ProxyError::InvalidPart(msg.to_owned()),
             F::TooLarge => ProxyError::InvalidRequest("the object is too large".into()),
+            F::MetadataTooLarge { len, max } => ProxyError::MetadataTooLarge { len, max },
             other => ProxyError::Internal(other.to_string()),
         }
     }
@@ -112,6 +122,9 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
         | ProxyError::MalformedShare(_)
         | ProxyError::InvalidRequest(_) => (S3ErrorCode::InvalidRequest, StatusCode::BAD_REQUEST),
         ProxyError::InvalidArgument(_) => (S3ErrorCode::InvalidArgument, StatusCode::BAD_REQUEST),
+        ProxyError::MetadataTooLarge { .. } => {
+            (S3ErrorCode::MetadataTooLarge, StatusCode::BAD_REQUEST)
+        }
         ProxyError::WrongShare | ProxyError::Denied(_) => {
             (S3ErrorCode::AccessDenied, StatusCode::FORBIDDEN)
         }

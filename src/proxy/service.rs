@@ -12,6 +12,10 @@
 //!
 //! The object key encoding is [`crate::storage::encode_key`]. Every response shows the
 //! plaintext view: Content-Length, ranges and listing sizes are plaintext sizes.
+//!
+//! Content-Type, Content-Encoding, Content-Disposition, Content-Language, Cache-Control and the
+//! `x-amz-meta-*` user metadata travel sealed inside the object header (format v2,
+//! docs/format.md §6), never in plaintext next to the ciphertext.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -146,6 +150,84 @@ fn request_id_fallback() -> String {
 fn phase(name: &'static str, started: Instant) {
     metrics::histogram!("treuhand_phase_seconds", "phase" => name)
         .record(started.elapsed().as_secs_f64());
+}
+
+/// The standard headers stored with an object, by their format v2 metadata names.
+const CACHE_CONTROL: &str = "cache-control";
+const CONTENT_DISPOSITION: &str = "content-disposition";
+const CONTENT_ENCODING: &str = "content-encoding";
+const CONTENT_LANGUAGE: &str = "content-language";
+const CONTENT_TYPE: &str = "content-type";
+/// User metadata is stored under its full header name, so it can never collide with the
+/// standard headers above.
+const USER_METADATA_PREFIX: &str = "x-amz-meta-";
+
+/// The metadata a PutObject, CreateMultipartUpload or CopyObject (REPLACE) request carries, as
+/// it is sealed into the header. Rejects metadata the format cannot hold before any key is
+/// released.
+fn request_metadata(
+    standard: [(&'static str, Option<&str>); 5],
+    user: Option<&dto::Metadata>,
+) -> Result<format::Metadata, ProxyError> {
+    let mut out = format::Metadata::new();
+    for (name, value) in standard {
+        if let Some(value) = value {
+            out.insert(name, value);
+        }
+    }
+    for (name, value) in user.into_iter().flatten() {
+        out.insert(&format!("{USER_METADATA_PREFIX}{name}"), value);
+    }
+    out.check_size()?;
+    Ok(out)
+}
+
+/// [`request_metadata`] for any input type with the standard fields (they share field names).
+macro_rules! request_metadata {
+    ($input:expr) => {
+        request_metadata(
+            [
+                (CACHE_CONTROL, $input.cache_control.as_deref()),
+                (CONTENT_DISPOSITION, $input.content_disposition.as_deref()),
+                (CONTENT_ENCODING, $input.content_encoding.as_deref()),
+                (CONTENT_LANGUAGE, $input.content_language.as_deref()),
+                (CONTENT_TYPE, $input.content_type.as_deref()),
+            ],
+            $input.metadata.as_ref(),
+        )
+    };
+}
+
+/// The stored metadata as GetObject and HeadObject return it.
+struct ResponseMetadata {
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
+    content_language: Option<String>,
+    /// Defaults to application/octet-stream, as S3 does for objects stored without a type.
+    content_type: String,
+    metadata: Option<dto::Metadata>,
+}
+
+impl ResponseMetadata {
+    fn of(stored: &format::Metadata) -> Self {
+        let get = |name: &str| stored.get(name).map(str::to_owned);
+        let user: dto::Metadata = stored
+            .iter()
+            .filter_map(|(name, value)| {
+                name.strip_prefix(USER_METADATA_PREFIX)
+                    .map(|n| (n.to_owned(), value.to_owned()))
+            })
+            .collect();
+        Self {
+            cache_control: get(CACHE_CONTROL),
+            content_disposition: get(CONTENT_DISPOSITION),
+            content_encoding: get(CONTENT_ENCODING),
+            content_language: get(CONTENT_LANGUAGE),
+            content_type: get(CONTENT_TYPE).unwrap_or_else(|| "application/octet-stream".into()),
+            metadata: (!user.is_empty()).then_some(user),
+        }
+    }
 }
 
 /// What an opened object looks like to the handlers.
@@ -654,26 +736,36 @@ impl s3s::stream::ByteStream for Body {
 
 impl Proxy {
     /// ETag and plaintext size shown in listings, without a key. The ETag is the one GET and
-    /// HEAD report (MD5 of the header bytes). Single objects: size from the stored size.
-    /// Multipart objects (header layout byte): the sum of the part lengths in the footer. Both
-    /// are unauthenticated display values; GET and HEAD authenticate what they serve.
+    /// HEAD report (MD5 of the header bytes, including a v2 header's sealed metadata). The
+    /// header length comes from the unauthenticated header structure (version, tenant length,
+    /// v2 metadata length M). Single objects: size from the stored size. Multipart objects
+    /// (header layout byte): the sum of the part lengths in the footer. All are unauthenticated
+    /// display values; GET and HEAD authenticate what they serve.
     async fn listing_view(
         &self,
         path: &str,
         stored: u64,
         tenant_len: usize,
     ) -> (Option<String>, u64) {
-        let header_len = (format::MAX_HEADER_LEN - 63 + tenant_len) as u64;
-        let Ok(head) = self
-            .storage
-            .read_range(path, 0..header_len.min(stored))
-            .await
-        else {
-            return (None, listing_size(stored, tenant_len));
+        // If the header cannot be read or parsed, assume v1 for the displayed size.
+        let v1_len = format::HEADER_PROBE_LEN - 63 + tenant_len;
+        let probe = (format::HEADER_PROBE_LEN as u64).min(stored);
+        let Ok(mut head) = self.storage.read_range(path, 0..probe).await else {
+            return (None, listing_size(stored, v1_len));
         };
-        let etag = (head.len() as u64 == header_len).then(|| md5_hex(&head));
+        let Some(header_len) = format::header_len_hint(&head) else {
+            return (None, listing_size(stored, v1_len));
+        };
+        if header_len > head.len() && header_len as u64 <= stored {
+            // A v2 header is longer than the probe: one more read for the whole header.
+            match self.storage.read_range(path, 0..header_len as u64).await {
+                Ok(whole) => head = whole,
+                Err(_) => return (None, listing_size(stored, header_len)),
+            }
+        }
+        let etag = head.get(..header_len).map(md5_hex);
         let size = self
-            .listing_plaintext_size(path, &head, stored, tenant_len)
+            .listing_plaintext_size(path, &head, stored, header_len)
             .await;
         (etag, size)
     }
@@ -735,9 +827,9 @@ impl Proxy {
         path: &str,
         head: &[u8],
         stored: u64,
-        tenant_len: usize,
+        header_len: usize,
     ) -> u64 {
-        let single = listing_size(stored, tenant_len);
+        let single = listing_size(stored, header_len);
         if head.get(7) != Some(&1) {
             return single;
         }
@@ -786,10 +878,10 @@ struct ListPage {
     last: Option<String>,
 }
 
-/// Plaintext size of a stored single-PUT object from its stored size alone (listings have no
-/// key).
-fn listing_size(stored: u64, tenant_len: usize) -> u64 {
-    let header = (format::MAX_HEADER_LEN - 63 + tenant_len) as u64;
+/// Plaintext size of a stored single-PUT object from its stored size and header length alone
+/// (listings have no key).
+fn listing_size(stored: u64, header_len: usize) -> u64 {
+    let header = header_len as u64;
     let tag = 16u64;
     let stride = u64::from(format::DEFAULT_SEGMENT_SIZE) + tag;
     let Some(body) = stored.checked_sub(header) else {
@@ -981,6 +1073,7 @@ impl S3 for Proxy {
             input.sse_customer_key_md5.as_deref(),
         )?;
         self.require_bucket(&tenant, &input.bucket).await?;
+        // Passthrough (benchmark baseline) ignores metadata: it stores raw bytes only.
         if self.passthrough {
             let path = Self::object_path(&tenant, &input.bucket, &input.key);
             let body: futures::stream::BoxStream<'static, Result<Bytes, s3s::StdError>> =
@@ -995,6 +1088,7 @@ impl S3 for Proxy {
             };
             return Ok(S3Response::new(output));
         }
+        let metadata = request_metadata!(input)?;
         let kek = self
             .kek(
                 rid.as_ref(),
@@ -1011,7 +1105,8 @@ impl S3 for Proxy {
             object: &input.key,
         };
         let (cipher, header) =
-            format::new_object(&kek, &ctx, Layout::Single).map_err(ProxyError::from)?;
+            format::new_object_with_metadata(&kek, &ctx, Layout::Single, &metadata)
+                .map_err(ProxyError::from)?;
         let etag_value = md5_hex(&header);
         let path = Self::object_path(&tenant, &input.bucket, &input.key);
         let mut writer = self.storage.writer(&path).map_err(ProxyError::from)?;
@@ -1101,6 +1196,7 @@ impl S3 for Proxy {
         let length = range.end - range.start;
         let etag_value = opened.etag.clone();
         let last_modified = opened.meta.last_modified;
+        let stored = ResponseMetadata::of(opened.cipher.metadata());
         let body = if length <= BUFFERED_GET_LIMIT {
             let plaintext = self.decrypt_buffered(&path, &opened, range.clone()).await?;
             StreamingBlob::from(s3s::Body::from(Bytes::from(plaintext)))
@@ -1111,11 +1207,12 @@ impl S3 for Proxy {
             accept_ranges: Some("bytes".to_owned()),
             content_length: Some(i64::try_from(range.end - range.start).unwrap_or(i64::MAX)),
             content_range,
-            content_type: Some(
-                "application/octet-stream"
-                    .parse()
-                    .map_err(|_| ProxyError::Internal("mime".into()))?,
-            ),
+            content_type: Some(stored.content_type),
+            cache_control: stored.cache_control,
+            content_disposition: stored.content_disposition,
+            content_encoding: stored.content_encoding,
+            content_language: stored.content_language,
+            metadata: stored.metadata,
             e_tag: Some(etag(etag_value)),
             last_modified: Some(timestamp(last_modified)),
             sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
@@ -1173,16 +1270,18 @@ impl S3 for Proxy {
         let total = opened.plaintext_len;
         let range = resolve_range(input.range.as_ref(), total)?;
         let length = range.as_ref().map_or(total, |r| r.end - r.start);
+        let stored = ResponseMetadata::of(opened.cipher.metadata());
         let output = dto::HeadObjectOutput {
             accept_ranges: Some("bytes".to_owned()),
             content_length: Some(i64::try_from(length).unwrap_or(i64::MAX)),
             content_range: range
                 .map(|r| format!("bytes {}-{}/{total}", r.start, r.end.saturating_sub(1))),
-            content_type: Some(
-                "application/octet-stream"
-                    .parse()
-                    .map_err(|_| ProxyError::Internal("mime".into()))?,
-            ),
+            content_type: Some(stored.content_type),
+            cache_control: stored.cache_control,
+            content_disposition: stored.content_disposition,
+            content_encoding: stored.content_encoding,
+            content_language: stored.content_language,
+            metadata: stored.metadata,
             e_tag: Some(etag(opened.etag)),
             last_modified: Some(timestamp(opened.meta.last_modified)),
             sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
@@ -1378,6 +1477,17 @@ impl S3 for Proxy {
             input.copy_source_sse_customer_key.as_deref(),
             input.copy_source_sse_customer_key_md5.as_deref(),
         )?;
+        // REPLACE takes the request's metadata (checked now, before any key is released); COPY,
+        // the default, keeps the source's once it is opened.
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == dto::MetadataDirective::REPLACE);
+        let replacement = if replace {
+            Some(request_metadata!(input)?)
+        } else {
+            None
+        };
         // Source existence first (NoSuchKey / NoSuchBucket), before bothering the trustee.
         let src_meta = self
             .stat_object(
@@ -1425,6 +1535,10 @@ impl S3 for Proxy {
             other => other,
         })?;
         let total = opened.plaintext_len;
+        let metadata = match replacement {
+            Some(m) => m,
+            None => opened.cipher.metadata().clone(),
+        };
         let src_path = Self::object_path(&tenant, &src_bucket, &src_key);
         let plaintext = self.decrypt_stream(src_path, opened, 0..total);
         let ctx = DekContext {
@@ -1433,7 +1547,8 @@ impl S3 for Proxy {
             object: &input.key,
         };
         let (cipher, header) =
-            format::new_object(&dest_kek, &ctx, Layout::Single).map_err(ProxyError::from)?;
+            format::new_object_with_metadata(&dest_kek, &ctx, Layout::Single, &metadata)
+                .map_err(ProxyError::from)?;
         let etag_value = md5_hex(&header);
         let mut writer = self
             .storage
@@ -1475,6 +1590,9 @@ impl S3 for Proxy {
             input.sse_customer_key_md5.as_deref(),
         )?;
         self.require_bucket(&tenant, &input.bucket).await?;
+        // S3 takes an object's metadata at CreateMultipartUpload; it is sealed into the staged
+        // header, which Complete writes unchanged.
+        let metadata = request_metadata!(input)?;
         let kek = self
             .kek(
                 rid.as_ref(),
@@ -1491,7 +1609,8 @@ impl S3 for Proxy {
             object: &input.key,
         };
         let (cipher, header) =
-            format::new_object(&kek, &ctx, Layout::Multipart).map_err(ProxyError::from)?;
+            format::new_object_with_metadata(&kek, &ctx, Layout::Multipart, &metadata)
+                .map_err(ProxyError::from)?;
         let upload_id = random_hex(16)?;
         let dir = Self::upload_dir(&tenant, &input.bucket, &upload_id)?;
         self.remember_upload(&dir, cipher);
