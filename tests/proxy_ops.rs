@@ -963,8 +963,8 @@ fn copy_source_sse_c_headers(key_b64: &str) -> Vec<(&'static str, String)> {
         .collect()
 }
 
-/// The Size of `key` in a ListObjectsV2 response.
-async fn listed_size(s: &Setup, key: &str) -> u64 {
+/// The Size and ETag of `key` in a ListObjectsV2 response.
+async fn listed(s: &Setup, key: &str) -> (u64, String) {
     let listed = s
         .raw
         .send(
@@ -980,7 +980,9 @@ async fn listed_size(s: &Setup, key: &str) -> u64 {
     let text = listed.text();
     let sizes = tags(&text, "Size");
     assert_eq!(sizes.len(), 1, "{text}");
-    sizes[0].parse().unwrap()
+    let etags = tags(&text, "ETag");
+    assert_eq!(etags.len(), 1, "{text}");
+    (sizes[0].parse().unwrap(), etags[0].replace("&quot;", "\""))
 }
 
 #[tokio::test]
@@ -1049,7 +1051,11 @@ async fn put_with_content_type_and_user_metadata_returns_them_on_get_and_head() 
         }
     }
     // A v2 object is listed with its plaintext size, like a v1 one.
-    assert_eq!(listed_size(&s, "web/index.html").await, body.len() as u64);
+    // The listing's ETag is the MD5 of the whole v2 header, as GET and HEAD report it.
+    assert_eq!(
+        listed(&s, "web/index.html").await,
+        (body.len() as u64, hdr(&put, "etag").to_owned())
+    );
     // The metadata is sealed: nothing of it is visible in the stored bytes.
     for (path, bytes) in stored_files(&s.root.join("storage/tenants/demo/objects")) {
         for needle in [
@@ -1216,7 +1222,10 @@ async fn multipart_create_with_metadata_is_returned_after_complete_and_listed_by
     assert_eq!(get.body, whole);
     assert_eq!(hdr(&get, "content-type"), "video/mp4");
     assert_eq!(hdr(&get, "x-amz-meta-mtime"), "1234.5");
-    assert_eq!(listed_size(&s, "mp/meta.mp4").await, whole.len() as u64);
+    assert_eq!(
+        listed(&s, "mp/meta.mp4").await,
+        (whole.len() as u64, hdr(&get, "etag").to_owned())
+    );
     s.proxy.stop().await;
 }
 
