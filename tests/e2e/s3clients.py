@@ -189,6 +189,11 @@ class Boto3Client:
         r = self.s3.put_object(Bucket=self.target.bucket, Key=key, Body=data, **self.sse())
         return r["ETag"]
 
+    def put_with_metadata(self, key: str, data: bytes, content_type: str, metadata: dict) -> str:
+        r = self.s3.put_object(Bucket=self.target.bucket, Key=key, Body=data, ContentType=content_type,
+                               Metadata=metadata, **self.sse())
+        return r["ETag"]
+
     def put_file(self, key: str, path: Path) -> None:
         cfg = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE)
         self.s3.upload_file(str(path), self.target.bucket, key, ExtraArgs=self.sse(), Config=cfg)
@@ -214,7 +219,8 @@ class Boto3Client:
             r = self.s3.head_object(Bucket=self.target.bucket, Key=key, **kwargs)
         except botocore.exceptions.ClientError as e:
             raise self._fail(e) from e
-        return {"size": r["ContentLength"], "etag": r.get("ETag")}
+        return {"size": r["ContentLength"], "etag": r.get("ETag"), "content_type": r.get("ContentType"),
+                "metadata": r.get("Metadata", {})}
 
     def list(self, prefix: str, delimiter: str | None = None, page_size: int | None = None,
              api: str = "v2"):
@@ -336,6 +342,14 @@ class AwsCliClient:
                      "--body", str(body), *self.s3api_sse())
         return json.loads(p.stdout)["ETag"]
 
+    def put_with_metadata(self, key: str, data: bytes, content_type: str, metadata: dict) -> str:
+        body = self._tmp(".put")
+        body.write_bytes(data)
+        p = self.run("s3api", "put-object", "--bucket", self.target.bucket, "--key", key,
+                     "--body", str(body), "--content-type", content_type,
+                     "--metadata", json.dumps(metadata), *self.s3api_sse())
+        return json.loads(p.stdout)["ETag"]
+
     def put_file(self, key: str, path: Path) -> subprocess.CompletedProcess:
         # --debug lets the test see that the upload really went multipart.
         return self.run("s3", "cp", "--only-show-errors", str(path), f"s3://{self.target.bucket}/{key}",
@@ -369,7 +383,8 @@ class AwsCliClient:
         if p.returncode != 0:
             raise self.failure(p)
         r = json.loads(p.stdout)
-        return {"size": r["ContentLength"], "etag": r.get("ETag")}
+        return {"size": r["ContentLength"], "etag": r.get("ETag"), "content_type": r.get("ContentType"),
+                "metadata": r.get("Metadata", {})}
 
     def list(self, prefix: str, delimiter: str | None = None, page_size: int | None = None,
              api: str = "v2"):

@@ -87,6 +87,24 @@ def test_head_reports_plaintext_size(client, keys):
         assert h["etag"], "HEAD must return an ETag"
 
 
+def test_put_with_content_type_and_metadata_reads_them_back(client, keys):
+    key = keys()
+    body = data(4097)
+    metadata = {"mtime": "1700000000.123456789", "owner": "e2e"}
+    etag = client.put_with_metadata(key, body, "text/html; charset=utf-8", metadata)
+    h = client.head(key)
+    assert h["content_type"] == "text/html; charset=utf-8"
+    assert h["metadata"] == metadata
+    assert h["etag"] == etag
+    assert h["size"] == len(body)
+    assert client.get(key) == body
+    # An object stored without a type still reads back as application/octet-stream.
+    plain = keys("plain")
+    client.put(plain, b"x")
+    assert client.head(plain)["content_type"] == "application/octet-stream"
+    assert client.head(plain)["metadata"] == {}
+
+
 def test_multipart_20mib(client, keys, tmp_path):
     src = tmp_path / "upload.bin"
     with open(src, "wb") as f:
