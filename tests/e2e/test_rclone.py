@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -85,6 +86,17 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _assert_nothing_transferred(log: str, files: int) -> None:
+    """Checks rclone's -v log: every file was checked, none was copied."""
+    copied = [line for line in log.splitlines() if "Copied (" in line or "Updated modification time" in line]
+    assert not copied, "unchanged files were transferred again:\n" + "\n".join(copied)
+    # File-count stats lines ("Transferred: 3 / 3, 100%"), not the byte one ("0 B / 0 B").
+    counts = re.findall(r"Transferred:\s+(\d+) / (\d+),", log)
+    assert all(done == "0" and total == "0" for done, total in counts), f"transfers in:\n{log[-2000:]}"
+    checks = re.findall(r"Checks:\s+(\d+) / (\d+)", log)
+    assert checks and checks[-1] == (str(files), str(files)), f"expected {files} checks in:\n{log[-2000:]}"
+
+
 def test_rclone_copy_list_check_sync_and_purge(rclone, target, tmp_path):
     env = _env(target)
     remote = f"th:{target.bucket}/e2e/rclone/{uuid.uuid4().hex[:12]}"
@@ -113,6 +125,11 @@ def test_rclone_copy_list_check_sync_and_purge(rclone, target, tmp_path):
         _run(rclone, env, "sync", str(src), remote)
         listed = _run(rclone, env, "lsf", "-R", "--files-only", remote).stdout.decode().split("\n")
         assert sorted(x for x in listed if x) == sorted(n for n in FILES if n != "a b.txt")
+
+        # A second sync of unchanged files transfers nothing: rclone compares size and the
+        # mtime it keeps in X-Amz-Meta-Mtime, which the proxy now stores (format v2).
+        again = _run(rclone, env, "sync", "-v", "--stats-one-line=false", str(src), remote)
+        _assert_nothing_transferred(again.stderr.decode(errors="replace"), len(FILES) - 1)
     finally:
         _run(rclone, env, "purge", remote, check=False)
     left = _run(rclone, env, "lsf", "-R", remote, check=False).stdout.decode().strip()
