@@ -1153,6 +1153,14 @@ async fn copy_object_copies_metadata_by_default_and_replace_takes_the_requests()
             "{dest}"
         );
     }
+    let mut bogus = copy.clone();
+    bogus.push(("x-amz-metadata-directive", "MERGE".to_owned()));
+    let r = s
+        .raw
+        .send(Some(&s.demo), "PUT", "/data/bogus", &[], &bogus, vec![])
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("InvalidArgument"), "{}", r.text());
     s.proxy.stop().await;
 }
 

@@ -54,8 +54,9 @@ pub const MAX_HEADER_LEN: usize = FIXED_LEN + 63 + META_LEN_FIELD + MAX_SEALED_L
 const HEADER_MAC_V1: &[u8] = b"treuhand v1 header";
 const HEADER_MAC_V2: &[u8] = b"treuhand v2 header";
 const METADATA_AAD: &[u8] = b"treuhand v2 metadata";
-/// K_meta seals exactly one block per DEK (the header is written once per object; rewrapping
-/// on key rotation keeps the sealed block as it is), so a fixed nonce never repeats under it.
+/// K_meta seals exactly one block per DEK: every new object, copy and multipart upload draws a
+/// fresh DEK, and a rotation that re-wraps a DEK must keep the block byte for byte (K_meta
+/// depends on the DEK only). So this fixed nonce never repeats under a key.
 const METADATA_NONCE: [u8; NONCE_BYTES] = [0; NONCE_BYTES];
 
 /// How the body is laid out.

@@ -1479,10 +1479,16 @@ impl S3 for Proxy {
         )?;
         // REPLACE takes the request's metadata (checked now, before any key is released); COPY,
         // the default, keeps the source's once it is opened.
-        let replace = input
-            .metadata_directive
-            .as_ref()
-            .is_some_and(|d| d.as_str() == dto::MetadataDirective::REPLACE);
+        let replace = match input.metadata_directive.as_ref().map(|d| d.as_str()) {
+            None | Some(dto::MetadataDirective::COPY) => false,
+            Some(dto::MetadataDirective::REPLACE) => true,
+            Some(_) => {
+                return Err(ProxyError::InvalidArgument(
+                    "x-amz-metadata-directive must be COPY or REPLACE".into(),
+                )
+                .into());
+            }
+        };
         let replacement = if replace {
             Some(request_metadata!(input)?)
         } else {
