@@ -191,3 +191,62 @@ fn key_hierarchy_vectors_are_frozen() {
     let parsed = ShareEnvelope::parse(envelope.encode().as_str()).unwrap();
     assert_eq!(parsed.share.x(), 2);
 }
+
+/// Reads the frozen v2 vector by the offsets of docs/format.md §6 alone (ring directly, none of
+/// the format code): version byte, M, header length, K_meta, the all-zero nonce, the AAD and
+/// the canonical encoding. If this and the implementation ever disagree, the doc is wrong or
+/// the code is.
+#[test]
+fn object_format_v2_vector_matches_the_spec_by_hand() {
+    use ring::{aead, hkdf, hmac};
+    let bytes = std::fs::read(data_dir().join("object-v2-1byte.bin")).unwrap();
+    let t = usize::from(bytes[12]);
+    assert_eq!(&bytes[..5], b"TRHD\x02");
+    assert_eq!(&bytes[13..13 + t], b"vector-tenant");
+    let m = u32::from_be_bytes(bytes[80 + t..84 + t].try_into().unwrap()) as usize;
+    let header_len = 112 + t + 4 + m;
+    // A 1-byte single run: one final segment of 1 + 16 bytes after the header.
+    assert_eq!(bytes.len(), header_len + 17);
+    struct Len;
+    impl hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            32
+        }
+    }
+    let derive = |info: &[u8]| {
+        let mut out = [0u8; 32];
+        hkdf::Salt::new(hkdf::HKDF_SHA256, &[])
+            .extract(&[0x22; 32])
+            .expand(&[info], Len)
+            .unwrap()
+            .fill(&mut out)
+            .unwrap();
+        out
+    };
+    let k_mac = hmac::Key::new(hmac::HMAC_SHA256, &derive(b"treuhand v1 header mac key"));
+    let mac_input = [b"treuhand v2 header".as_slice(), &bytes[..84 + t + m]].concat();
+    hmac::verify(&k_mac, &mac_input, &bytes[84 + t + m..header_len]).unwrap();
+    let k_meta = aead::LessSafeKey::new(
+        aead::UnboundKey::new(&aead::AES_256_GCM, &derive(b"treuhand v2 metadata key")).unwrap(),
+    );
+    let mut block = bytes[84 + t..84 + t + m].to_vec();
+    let plain = k_meta
+        .open_in_place(
+            aead::Nonce::assume_unique_for_key([0; 12]),
+            aead::Aad::from(b"treuhand v2 metadata"),
+            &mut block,
+        )
+        .unwrap();
+    let mut expected = vec![0, 3];
+    for (name, value) in [
+        ("cache-control", "no-cache"),
+        ("content-type", "application/json"),
+        ("x-amz-meta-mtime", "1700000000.5"),
+    ] {
+        expected.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        expected.extend_from_slice(name.as_bytes());
+        expected.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        expected.extend_from_slice(value.as_bytes());
+    }
+    assert_eq!(plain, expected.as_slice());
+}
