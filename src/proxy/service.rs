@@ -770,19 +770,26 @@ impl Proxy {
         (etag, size)
     }
 
-    /// One listing page as S3 objects and common prefixes, names URL-encoded if `encode`.
+    /// One listing page as S3 objects and common prefixes, from the parameters ListObjects
+    /// and ListObjectsV2 share; names are URL-encoded if the request asks for it.
     async fn list_page(
         &self,
         tenant: &Tenant,
         bucket: &str,
-        req: &listing::PageRequest<'_>,
-        encode: bool,
+        params: ListParams<'_>,
     ) -> Result<ListPage, ProxyError> {
+        let encode = listing::url_encoding(params.encoding_type.map(|e| e.as_str()))?;
+        let req = listing::PageRequest {
+            prefix: params.prefix.unwrap_or_default(),
+            delimiter: params.delimiter,
+            after: params.after,
+            max_keys: listing::max_keys(params.max_keys),
+        };
         self.require_bucket(tenant, bucket).await?;
         let started = Instant::now();
         let keys = self.list_keys(tenant, bucket, req.prefix).await?;
         phase("backend_io", started);
-        let page = listing::page(keys, req);
+        let page = listing::page(keys, &req);
         // Sizes: arithmetic for single objects, the footer's part lengths for multipart ones
         // (a few small range reads per listed object, 16 at a time).
         let started = Instant::now();
@@ -819,6 +826,8 @@ impl Proxy {
                 .collect(),
             truncated: page.truncated,
             last: page.last,
+            encode,
+            max_keys: i32::try_from(req.max_keys).unwrap_or(1000),
         })
     }
 
@@ -876,6 +885,27 @@ struct ListPage {
     truncated: bool,
     /// The last key or common prefix returned (unencoded): where the next page resumes.
     last: Option<String>,
+    /// Names in the response are URL-encoded (`encoding-type=url`).
+    encode: bool,
+    /// The `max-keys` in effect.
+    max_keys: i32,
+}
+
+impl ListPage {
+    /// Encodes a name echoed from the request, as the listed names are.
+    fn echo(&self, name: Option<String>) -> Option<String> {
+        name.map(|n| listing::encode_if(self.encode, n))
+    }
+}
+
+/// The listing parameters ListObjects and ListObjectsV2 share (the resume point is `marker`
+/// in v1, the continuation token or `start-after` in v2).
+struct ListParams<'a> {
+    prefix: Option<&'a str>,
+    delimiter: Option<&'a str>,
+    after: Option<&'a str>,
+    max_keys: Option<i32>,
+    encoding_type: Option<&'a dto::EncodingType>,
 }
 
 /// Plaintext size of a stored single-PUT object from its stored size and header length alone
@@ -1352,33 +1382,34 @@ impl S3 for Proxy {
     ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
         let tenant = self.tenant(&req)?;
         let input = req.input;
-        let encode = listing::url_encoding(input.encoding_type.as_ref().map(|e| e.as_str()))?;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let max_keys = listing::max_keys(input.max_keys);
         let page = self
             .list_page(
                 &tenant,
                 &input.bucket,
-                &listing::PageRequest {
-                    prefix: &prefix,
+                ListParams {
+                    prefix: input.prefix.as_deref(),
                     delimiter: input.delimiter.as_deref(),
                     after: input.marker.as_deref(),
-                    max_keys,
+                    max_keys: input.max_keys,
+                    encoding_type: input.encoding_type.as_ref(),
                 },
-                encode,
             )
             .await?;
-        let enc = |s: Option<String>| s.map(|s| listing::encode_if(encode, s));
+        // S3 sends NextMarker only with a delimiter (clients otherwise resume after the last
+        // key); sending it whenever the page is truncated serves both kinds of client.
+        let next_marker = if page.truncated {
+            page.echo(page.last.clone())
+        } else {
+            None
+        };
         let output = dto::ListObjectsOutput {
             name: Some(input.bucket),
-            prefix: enc(input.prefix),
-            delimiter: enc(input.delimiter),
-            marker: enc(input.marker),
-            max_keys: Some(i32::try_from(max_keys).unwrap_or(1000)),
+            prefix: page.echo(input.prefix),
+            delimiter: page.echo(input.delimiter),
+            marker: page.echo(input.marker),
+            max_keys: Some(page.max_keys),
             is_truncated: Some(page.truncated),
-            // S3 sends NextMarker only with a delimiter (clients otherwise resume after the
-            // last key); sending it whenever the page is truncated serves both kinds of client.
-            next_marker: if page.truncated { enc(page.last) } else { None },
+            next_marker,
             contents: Some(page.objects),
             common_prefixes: Some(page.common_prefixes),
             encoding_type: input.encoding_type,
@@ -1394,9 +1425,6 @@ impl S3 for Proxy {
     ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
         let tenant = self.tenant(&req)?;
         let input = req.input;
-        let encode = listing::url_encoding(input.encoding_type.as_ref().map(|e| e.as_str()))?;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let max_keys = listing::max_keys(input.max_keys);
         // The continuation token is the hex of the last key (or common prefix) returned.
         let after = match &input.continuation_token {
             Some(token) => Some(
@@ -1413,26 +1441,25 @@ impl S3 for Proxy {
             .list_page(
                 &tenant,
                 &input.bucket,
-                &listing::PageRequest {
-                    prefix: &prefix,
+                ListParams {
+                    prefix: input.prefix.as_deref(),
                     delimiter: input.delimiter.as_deref(),
                     after: after.as_deref(),
-                    max_keys,
+                    max_keys: input.max_keys,
+                    encoding_type: input.encoding_type.as_ref(),
                 },
-                encode,
             )
             .await?;
-        let enc = |s: Option<String>| s.map(|s| listing::encode_if(encode, s));
         let key_count =
             i32::try_from(page.objects.len() + page.common_prefixes.len()).unwrap_or(i32::MAX);
         let output = dto::ListObjectsV2Output {
             name: Some(input.bucket),
-            prefix: enc(input.prefix),
-            delimiter: enc(input.delimiter),
-            max_keys: Some(i32::try_from(max_keys).unwrap_or(1000)),
+            prefix: page.echo(input.prefix),
+            delimiter: page.echo(input.delimiter),
+            max_keys: Some(page.max_keys),
             key_count: Some(key_count),
             continuation_token: input.continuation_token,
-            start_after: enc(input.start_after),
+            start_after: page.echo(input.start_after),
             is_truncated: Some(page.truncated),
             next_continuation_token: if page.truncated {
                 page.last.map(|k| hex::encode(k.as_bytes()))
