@@ -4,7 +4,8 @@
 //! customer's holder and the proxy as separate processes, exactly as `treuhand dev` starts them)
 //! with `RUST_LOG=trace`, each process logging to its own file. The test drives SSE-C PUT/GET,
 //! CopyObject with copy-source SSE-C headers, a multipart upload, presigned GETs, holder-tenant
-//! traffic, a request with a wrong SigV4 signature and a SIGHUP reload of a broken registration.
+//! traffic, a browser-style POST form carrying the share, a request with a wrong SigV4
+//! signature, and a broken registration (on a SIGHUP reload and at startup).
 //! Then it scans every file under the test directory (logs, stores, storage, configs), except
 //! the few files whose job is to hold a secret (listed in [`allowed_holders`]), for every secret
 //! in raw, lower and upper hex, base64 and base64url form, with and without padding.
@@ -441,15 +442,46 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
     let refused = request.send().await.unwrap();
     assert_eq!(refused.status().as_u16(), 403);
 
+    // A browser-style POST upload whose form fields carry the share (s3s parses the form to
+    // check its policy signature, whatever the answer is).
+    let boundary = "treuhand-secret-scan-boundary";
+    let mut form = String::new();
+    for (name, value) in [
+        ("key", "form.txt"),
+        ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+        (
+            "x-amz-server-side-encryption-customer-key",
+            share_b64.as_str(),
+        ),
+        ("policy", "e30="),
+        ("x-amz-algorithm", "AWS4-HMAC-SHA256"),
+    ] {
+        form.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    form.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nbody\r\n--{boundary}--\r\n"
+    ));
+    let posted = http
+        .post(format!("{endpoint}/demo"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(!posted.status().is_success(), "an unsigned form is refused");
+
     // A broken registration holding a SigV4 secret, picked up by a SIGHUP reload: the reload
     // fails and says where, without the line.
     let broken_secret = "BrokenRegistrationSecret-5f1c9a7e";
     let broken = dir.join("tenants/zz-broken.toml");
-    std::fs::write(
-        &broken,
-        format!("access_key_id = \"THBROKEN\"\nsecret_access_key = \"{broken_secret}\" oops\n"),
-    )
-    .unwrap();
+    let broken_text =
+        format!("access_key_id = \"THBROKEN\"\nsecret_access_key = \"{broken_secret}\" oops\n");
+    std::fs::write(&broken, &broken_text).unwrap();
     let _ = Command::new("kill")
         .arg("-HUP")
         .arg(stack.pid("proxy").to_string())
@@ -470,6 +502,31 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
     std::fs::remove_file(&broken).unwrap();
 
     stack.stop();
+
+    // The same broken registration at startup: the proxy refuses to start and says where.
+    std::fs::write(&broken, &broken_text).unwrap();
+    let startup_log = logs.join("proxy-startup.log");
+    let status = treuhand(
+        &[
+            "proxy",
+            "--config",
+            dir.join("proxy.toml").to_str().unwrap(),
+        ],
+        &startup_log,
+    )
+    .status()
+    .unwrap();
+    assert!(!status.success());
+    let startup = std::fs::read_to_string(&startup_log).unwrap();
+    assert!(startup.contains("zz-broken.toml: line 2"), "{startup}");
+    std::fs::remove_file(&broken).unwrap();
+
+    // The registrations as the proxy loads them print no secret either.
+    let config = treuhand::proxy::config::ProxyConfig::load(&dir.join("proxy.toml")).unwrap();
+    let printed = format!("{config:?} {:?}", config.load_tenants().unwrap());
+    for secret in [&demo.secret_access_key, &holder.secret_access_key] {
+        assert!(!printed.contains(secret.as_str()), "{printed}");
+    }
 
     // Every secret of the stack, with a name for the report.
     let mut secrets: Vec<(String, Vec<u8>)> = vec![
@@ -520,6 +577,7 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
         "logs/trustee.log",
         "logs/holder.log",
         "logs/proxy.log",
+        "logs/proxy-startup.log",
     ] {
         assert!(
             scanned.contains(&&root.join(must)),
