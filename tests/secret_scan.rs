@@ -10,6 +10,11 @@
 //! the few files whose job is to hold a secret (listed in [`allowed_holders`]), for every secret
 //! in raw, lower and upper hex, base64 and base64url form, with and without padding.
 //!
+//! The secrets: both customer shares (and the holder tenant's text envelope), the trustee's
+//! shares, each tenant master key and KEK, both tenants' SigV4 secrets, the signature the proxy
+//! computes for the forged request, the broken registration's secret and the trustee's and the
+//! holder's sealing and signing keys.
+//!
 //! The other tests pin the pieces: `Debug` of each config type and the text of config parse
 //! errors never contain the secret they were given.
 // Tests may unwrap/expect/panic: a failure is a test failure.
@@ -501,6 +506,58 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
     assert!(reported, "the proxy did not report the failed reload");
     std::fs::remove_file(&broken).unwrap();
 
+    // The trustee's shares, the tenant master keys and the KEKs, fetched and derived the way
+    // the proxy does: none of them may be in a log either.
+    let config = treuhand::proxy::config::ProxyConfig::load(&dir.join("proxy.toml")).unwrap();
+    let tls = treuhand::tls::client_config(
+        &config.trustee_client.ca,
+        Some((&config.trustee_client.cert, &config.trustee_client.key)),
+    )
+    .unwrap();
+    let mut derived: Vec<(String, Vec<u8>)> = Vec::new();
+    for registration in config.load_tenants().unwrap() {
+        let metadata = &registration.metadata;
+        let tenant_id = metadata.tenant.clone();
+        let trustee = &registration.trustees[0];
+        let released = treuhand::trustee::client::TrusteeClient::new(&trustee.url, tls.clone())
+            .unwrap()
+            .release(
+                &tenant_id,
+                metadata.key_version,
+                &treuhand::trustee::wire::ReleaseRequest {
+                    justification: treuhand::trustee::wire::Justification::CustomerAccess,
+                    reason: String::new(),
+                    request_id: "secret-scan".into(),
+                    object: None,
+                },
+            )
+            .await
+            .unwrap();
+        let customer = if tenant_id == "demo" {
+            treuhand::crypto::shamir::share_from_raw(
+                metadata,
+                &registration.customer_holder,
+                &share,
+            )
+            .unwrap()
+        } else {
+            treuhand::secret::Share::new(
+                holder_share.share.x(),
+                treuhand::secret::ShareValue::from_bytes(*holder_share.share.expose_secret()),
+            )
+        };
+        let tmk = treuhand::crypto::shamir::combine(metadata, &[&customer, &released]).unwrap();
+        let kek =
+            treuhand::crypto::envelope::derive_kek(&tmk, &metadata.key_id().unwrap()).unwrap();
+        derived.push((
+            format!("{tenant_id} trustee share"),
+            released.expose_secret().to_vec(),
+        ));
+        derived.push((format!("{tenant_id} TMK"), tmk.expose_secret().to_vec()));
+        derived.push((format!("{tenant_id} KEK"), kek.expose_secret().to_vec()));
+    }
+    assert_eq!(derived.len(), 6);
+
     stack.stop();
 
     // The same broken registration at startup: the proxy refuses to start and says where.
@@ -560,6 +617,7 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
             broken_secret.as_bytes().to_vec(),
         ),
     ];
+    secrets.extend(derived);
     for who in ["trustee", "holder"] {
         for key in ["sealing", "signing"] {
             secrets.push((
