@@ -9,7 +9,7 @@
 //! | module | owns | must not depend on |
 //! |---|---|---|
 //! | [`secret`] | secret newtypes (zeroize, redacted `Debug`, constant-time `Eq`) | anything |
-//! | [`logging`] | tracing set-up with dependency ceilings no `RUST_LOG` can raise; config errors without file text | anything |
+//! | [`logging`] | tracing set-up, dependency log ceilings, text-free config errors | anything |
 //! | [`crypto`] | pure crypto: AEAD, KEK/DEK hierarchy, key commitment, Shamir | I/O, async |
 //! | [`format`] | the encrypted object format v1 (header, segments, ranges, multipart) | I/O, async |
 //! | [`tls`] | rustls configs (ring only), mTLS identities, TEST-ONLY dev PKI | the S3 or trustee logic |

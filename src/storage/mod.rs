@@ -60,8 +60,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Storage configuration (`[storage]` in the proxy config).
 ///
-/// `Debug` is derived: the one secret, the S3 secret access key, is a [`crate::secret::SecretString`] whose
-/// `Debug` prints `[REDACTED]`.
+/// `Debug` is derived: the one secret, the S3 secret access key, is a
+/// [`crate::secret::SecretString`] whose `Debug` prints `[REDACTED]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum StorageConfig {
