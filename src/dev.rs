@@ -127,7 +127,7 @@ pub fn storage_from_env_file(env_file: Option<&Path>) -> anyhow::Result<StorageC
         region: get("RGW_REGION").unwrap_or_else(|_| REGION.into()),
         bucket: "treuhand-dev".into(),
         access_key_id: get("RGW_ACCESS_KEY_ID")?,
-        secret_access_key: get("RGW_SECRET_ACCESS_KEY")?,
+        secret_access_key: get("RGW_SECRET_ACCESS_KEY")?.into(),
         path_style: true,
         create_bucket: true,
     })
@@ -423,7 +423,9 @@ async fn wait_for_port(
 
 fn listen_of(path: &Path) -> anyhow::Result<SocketAddr> {
     let text = std::fs::read_to_string(path)?;
-    let value: toml::Value = toml::from_str(&text)?;
+    // proxy.toml may hold the storage backend's secret: line and column only on an error.
+    let value: toml::Value = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!(crate::logging::describe_toml_error(path, &text, &e)))?;
     let listen = value
         .get("listen")
         .and_then(|v| v.as_str())
@@ -465,7 +467,11 @@ async fn run_stack(dir: &Path) -> anyhow::Result<()> {
         children.push((name, child));
     }
     let proxy_toml = std::fs::read_to_string(dir.join("proxy.toml"))?;
-    let metrics = toml::from_str::<toml::Value>(&proxy_toml)?
+    let metrics = toml::from_str::<toml::Value>(&proxy_toml)
+        .map_err(|e| {
+            let path = dir.join("proxy.toml");
+            anyhow::anyhow!(crate::logging::describe_toml_error(&path, &proxy_toml, &e))
+        })?
         .get("metrics_listen")
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();

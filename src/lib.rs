@@ -9,6 +9,7 @@
 //! | module | owns | must not depend on |
 //! |---|---|---|
 //! | [`secret`] | secret newtypes (zeroize, redacted `Debug`, constant-time `Eq`) | anything |
+//! | [`logging`] | tracing set-up, dependency log ceilings, text-free config errors | anything |
 //! | [`crypto`] | pure crypto: AEAD, KEK/DEK hierarchy, key commitment, Shamir | I/O, async |
 //! | [`format`] | the encrypted object format v1 (header, segments, ranges, multipart) | I/O, async |
 //! | [`tls`] | rustls configs (ring only), mTLS identities, TEST-ONLY dev PKI | the S3 or trustee logic |
@@ -27,6 +28,7 @@ pub mod bench;
 pub mod crypto;
 pub mod dev;
 pub mod format;
+pub mod logging;
 pub mod proxy;
 pub mod secret;
 pub mod storage;

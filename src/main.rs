@@ -26,22 +26,11 @@ enum Command {
     Bench(treuhand::bench::cli::BenchCommand),
 }
 
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    // TREUHAND_LOG first (the bench harness documents it), then RUST_LOG, then info.
-    let filter = EnvFilter::try_from_env("TREUHAND_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     treuhand::tls::install_crypto_provider();
-    init_tracing();
+    // One set-up for every subcommand: the dependency ceilings always apply (see the module).
+    treuhand::logging::init();
     match Cli::parse().command {
         Command::Proxy(command) => treuhand::proxy::cli::run(command).await,
         Command::Tenant(command) => treuhand::tenant::cli::run(command).await,

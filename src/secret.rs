@@ -1,4 +1,5 @@
-//! Secret newtypes: the tenant master key, KEK, DEK and Shamir share values.
+//! Secret newtypes: the tenant master key, KEK, DEK and Shamir share values, and secret
+//! strings from configuration ([`SecretString`], which alone is `Clone`; see there).
 //!
 //! Every type here zeroizes on drop, prints `[REDACTED]` under `Debug`, has no `Display`, no
 //! `Serialize` and no `Clone`, compares in constant time and exposes its bytes through exactly
@@ -114,6 +115,63 @@ impl fmt::Debug for Share {
     }
 }
 
+/// A secret string from configuration, such as an S3 secret access key.
+///
+/// Like the key types it zeroizes on drop, prints `[REDACTED]` under `Debug`, compares in
+/// constant time (the length is not hidden) and has one accessor, `expose_secret()`. Unlike
+/// them it is `Clone` (configurations are cloned into the running services) and deserializes
+/// from a plain string. It has no `Serialize`: a config type writing it back (a registration,
+/// `proxy.toml`) names [`serialize_exposed`] on the field, so every place that writes a secret
+/// out is greppable too.
+#[derive(Clone, Default, Zeroize, ZeroizeOnDrop, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// The one accessor for the secret text.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for SecretString {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+impl PartialEq for SecretString {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for SecretString {}
+
+/// Serializes a [`SecretString`] in clear, for `#[serde(serialize_with = ...)]` on the config
+/// fields that must be written to a file (registrations, `proxy.toml`).
+///
+/// # Errors
+/// The serializer's.
+pub fn serialize_exposed<S: serde::Serializer>(
+    secret: &SecretString,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose_secret())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +185,27 @@ mod tests {
         for needle in ["ab", "AB", "171", "cd", "CD", "205", "ef", "EF", "239"] {
             assert!(!printed.contains(needle), "{printed} leaks {needle}");
         }
+    }
+
+    #[test]
+    fn secret_string_debug_is_redacted_and_serializes_only_on_request() {
+        let secret = SecretString::from("wJalrXUtnFEMI/K7MDENG");
+        assert_eq!(format!("{secret:?} {secret:#?}"), "[REDACTED] [REDACTED]");
+        #[derive(serde::Serialize)]
+        struct Written {
+            #[serde(serialize_with = "serialize_exposed")]
+            key: SecretString,
+        }
+        let text = serde_json::to_string(&Written {
+            key: secret.clone(),
+        })
+        .unwrap_or_default();
+        assert_eq!(text, r#"{"key":"wJalrXUtnFEMI/K7MDENG"}"#);
+        assert_eq!(
+            secret,
+            SecretString::from("wJalrXUtnFEMI/K7MDENG".to_owned())
+        );
+        assert_ne!(secret, SecretString::from("wJalrXUtnFEMI/K7MDENH"));
     }
 
     #[test]

@@ -36,7 +36,7 @@ async fn rgw_backend_stores_only_ciphertext_and_round_trips() {
         region: region.clone(),
         bucket: backend_bucket.clone(),
         access_key_id: access.clone(),
-        secret_access_key: secret.clone(),
+        secret_access_key: secret.clone().into(),
         path_style: true,
         allow_http: endpoint.starts_with("http://"),
         create_bucket: true,

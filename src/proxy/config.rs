@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::crypto::KeyMetadata;
+use crate::logging::describe_toml_error;
+use crate::secret::SecretString;
 use crate::storage::StorageConfig;
 
 /// Configuration errors, with a message saying how to fix them.
@@ -17,6 +20,9 @@ use crate::storage::StorageConfig;
 pub struct ConfigError(pub String);
 
 /// `proxy.toml`.
+///
+/// `Debug` is derived: its one secret, the storage backend's key in [`StorageConfig`], is a
+/// [`SecretString`] that prints `[REDACTED]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
@@ -110,7 +116,8 @@ pub struct TenantConfig {
     /// S3 access key id of this tenant.
     pub access_key_id: String,
     /// S3 secret access key of this tenant (an operator-side credential, not key material).
-    pub secret_access_key: String,
+    #[serde(serialize_with = "crate::secret::serialize_exposed")]
+    pub secret_access_key: SecretString,
     /// Name of the customer's holder in the key metadata.
     pub customer_holder: String,
     /// URL of the customer-run share holder. Absent: the customer share travels in SSE-C
@@ -123,7 +130,8 @@ pub struct TenantConfig {
     pub metadata: KeyMetadata,
 }
 
-// Hand-written so the SigV4 secret never reaches a log or panic message through `{:?}`.
+// Hand-written so the SigV4 secret never reaches a log or panic message through `{:?}` (its
+// `SecretString` type redacts it too; this keeps the registration's shape in one place).
 impl std::fmt::Debug for TenantConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantConfig")
@@ -157,7 +165,7 @@ impl TenantConfig {
         self.metadata
             .validate()
             .map_err(|e| ConfigError(format!("tenant {tenant}: invalid metadata: {e}")))?;
-        if self.access_key_id.is_empty() || self.secret_access_key.len() < 8 {
+        if self.access_key_id.is_empty() || self.secret_access_key.expose_secret().len() < 8 {
             return Err(ConfigError(format!(
                 "tenant {tenant}: access keys missing or too short"
             )));
@@ -203,8 +211,11 @@ impl ProxyConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        // The text may hold the storage backend's secret: zeroized after parsing, and a parse
+        // error gives line and column only (see `describe_toml_error`).
+        let text = Zeroizing::new(text);
         let mut config: ProxyConfig =
-            toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            toml::from_str(&text).map_err(|e| ConfigError(describe_toml_error(path, &text, &e)))?;
         let base = path.parent().unwrap_or(Path::new("."));
         resolve(base, &mut config.tls.cert);
         resolve(base, &mut config.tls.key);
@@ -238,10 +249,15 @@ impl ProxyConfig {
         paths.sort();
         let mut tenants: Vec<TenantConfig> = Vec::new();
         for path in paths {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+            // A registration holds the tenant's SigV4 secret: the text is zeroized after
+            // parsing, and a parse error gives line and column only, never the line (this is
+            // also the SIGHUP reload path, whose error goes to the log).
+            let text = Zeroizing::new(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?,
+            );
             let tenant: TenantConfig = toml::from_str(&text)
-                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+                .map_err(|e| ConfigError(describe_toml_error(&path, &text, &e)))?;
             tenant.validate()?;
             if tenants.iter().any(|t| {
                 t.metadata.tenant == tenant.metadata.tenant

@@ -175,7 +175,7 @@ fn build_tenants(
                 trustees,
             },
         };
-        built.push((tenant, t.secret_access_key.clone()));
+        built.push((tenant, t.secret_access_key.expose_secret().to_owned()));
     }
     Ok(built)
 }

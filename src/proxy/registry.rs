@@ -9,13 +9,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use super::service::Tenant;
+use crate::secret::SecretString;
 
 /// One consistent set of tenants.
 struct Snapshot {
     /// Tenants by access key id.
     tenants: HashMap<String, Arc<Tenant>>,
-    /// SigV4 secret access keys by access key id.
-    secrets: HashMap<String, String>,
+    /// SigV4 secret access keys by access key id (zeroized when the snapshot goes).
+    secrets: HashMap<String, SecretString>,
 }
 
 /// The current tenant set; cheap to read on every request.
@@ -66,7 +67,10 @@ impl Registry {
 
     /// The SigV4 secret of `access_key`.
     pub fn secret(&self, access_key: &str) -> Option<String> {
-        self.read().secrets.get(access_key).cloned()
+        self.read()
+            .secrets
+            .get(access_key)
+            .map(|secret| secret.expose_secret().to_owned())
     }
 
     /// Number of tenants.
@@ -107,7 +111,7 @@ fn snapshot(tenants: Vec<(Tenant, String)>) -> Snapshot {
     let mut by_key = HashMap::new();
     let mut secrets = HashMap::new();
     for (tenant, secret) in tenants {
-        secrets.insert(tenant.access_key_id.clone(), secret);
+        secrets.insert(tenant.access_key_id.clone(), SecretString::from(secret));
         by_key.insert(tenant.access_key_id.clone(), Arc::new(tenant));
     }
     Snapshot {

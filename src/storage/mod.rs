@@ -59,6 +59,9 @@ impl From<object_store::Error> for Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Storage configuration (`[storage]` in the proxy config).
+///
+/// `Debug` is derived: the one secret, the S3 secret access key, is a
+/// [`crate::secret::SecretString`] whose `Debug` prints `[REDACTED]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum StorageConfig {
@@ -83,8 +86,9 @@ pub enum StorageConfig {
         bucket: String,
         /// Access key id.
         access_key_id: String,
-        /// Secret access key.
-        secret_access_key: String,
+        /// Secret access key (written out only where `proxy.toml` is generated).
+        #[serde(serialize_with = "crate::secret::serialize_exposed")]
+        secret_access_key: crate::secret::SecretString,
         /// Path-style requests (`endpoint/bucket/key`); needed by most self-hosted stores.
         #[serde(default = "default_true")]
         path_style: bool,
@@ -172,7 +176,7 @@ impl Storage {
                     .with_region(region)
                     .with_bucket_name(bucket)
                     .with_access_key_id(access_key_id)
-                    .with_secret_access_key(secret_access_key)
+                    .with_secret_access_key(secret_access_key.expose_secret())
                     .with_virtual_hosted_style_request(!*path_style)
                     .with_allow_http(*allow_http)
                     .build()
@@ -206,7 +210,7 @@ impl Storage {
         };
         let credential = object_store::aws::AwsCredential {
             key_id: access_key_id.clone(),
-            secret_key: secret_access_key.clone(),
+            secret_key: secret_access_key.expose_secret().to_owned(),
             token: None,
         };
         let url = format!("{}/{bucket}", endpoint.trim_end_matches('/'));

@@ -71,7 +71,7 @@ pub struct TrusteeSpec {
 }
 
 /// Parameters of `treuhand tenant create`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CreateParams {
     /// Tenant id.
     pub tenant: String,
@@ -91,6 +91,23 @@ pub struct CreateParams {
     pub registration_dir: PathBuf,
     /// Where to write the customer share (`<tenant>.share` raw, `<tenant>.share.txt` text).
     pub share_dir: PathBuf,
+}
+
+// Hand-written so the SigV4 secret never reaches a log or panic message through `{:?}`.
+impl std::fmt::Debug for CreateParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateParams")
+            .field("tenant", &self.tenant)
+            .field("key_version", &self.key_version)
+            .field("threshold", &self.threshold)
+            .field("trustees", &self.trustees)
+            .field("customer_holder_url", &self.customer_holder_url)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"[REDACTED]")
+            .field("registration_dir", &self.registration_dir)
+            .field("share_dir", &self.share_dir)
+            .finish()
+    }
 }
 
 /// What the ceremony produced.
@@ -174,7 +191,7 @@ pub async fn create(params: &CreateParams, depositor: &dyn Depositor) -> Result<
     };
     let registration = TenantConfig {
         access_key_id: params.access_key_id.clone(),
-        secret_access_key: params.secret_access_key.clone(),
+        secret_access_key: params.secret_access_key.clone().into(),
         customer_holder: CUSTOMER_HOLDER.into(),
         customer_url: params.customer_holder_url.clone(),
         trustees: params

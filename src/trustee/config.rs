@@ -127,10 +127,12 @@ impl Config {
                 path.display()
             ))
         })?;
+        // Line, column and kind only: `toml`'s own message quotes the offending line, and no
+        // config file's text belongs in a log (see `describe_toml_error`).
         let mut config: Config = toml::from_str(&text).map_err(|e| {
             config_err(format!(
-                "{} is not a valid trustee configuration: {e}",
-                path.display()
+                "not a valid trustee configuration: {}",
+                crate::logging::describe_toml_error(path, &text, &e)
             ))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));

@@ -1,0 +1,751 @@
+//! No secret reaches a log or a state file, at any log level.
+//!
+//! The real `treuhand` binary runs the dev stack (`treuhand dev init`, then the trustee, the
+//! customer's holder and the proxy as separate processes, exactly as `treuhand dev` starts them)
+//! with `RUST_LOG=trace`, each process logging to its own file. The test drives SSE-C PUT/GET,
+//! CopyObject with copy-source SSE-C headers, a multipart upload, presigned GETs, holder-tenant
+//! traffic, a browser-style POST form carrying the share, a request with a wrong SigV4
+//! signature, and a broken registration (on a SIGHUP reload and at startup).
+//! Then it scans every file under the test directory (logs, stores, storage, configs), except
+//! the few files whose job is to hold a secret (listed in [`allowed_holders`]), for every secret
+//! in raw, lower and upper hex, base64 and base64url form, with and without padding.
+//!
+//! The secrets: both customer shares (and the holder tenant's text envelope), the trustee's
+//! shares, each tenant master key and KEK, both tenants' SigV4 secrets, the signature the proxy
+//! computes for the forged request, the broken registration's secret and the trustee's and the
+//! holder's sealing and signing keys.
+//!
+//! The other tests pin the pieces: `Debug` of each config type and the text of config parse
+//! errors never contain the secret they were given.
+// Tests may unwrap/expect/panic: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod proxy_support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use proxy_support::{Pki, Raw, TestTenant, sse_c_headers};
+
+const BIN: &str = env!("CARGO_BIN_EXE_treuhand");
+
+/// The processes of the stack; killed on drop so a failing test leaves nothing running.
+struct Stack {
+    children: Vec<(&'static str, Child)>,
+}
+
+impl Stack {
+    fn pid(&self, name: &str) -> u32 {
+        self.children
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, c)| c.id())
+            .unwrap()
+    }
+
+    /// SIGTERM each process (graceful shutdown flushes its last log lines) and wait for it.
+    fn stop(mut self) {
+        for (_, child) in &mut self.children {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+        for (name, child) in &mut self.children {
+            let status = child.wait().unwrap();
+            assert!(
+                status.success() || status.code().is_none(),
+                "{name}: {status}"
+            );
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `treuhand ARGS` with every log at trace, stderr to `log`.
+fn treuhand(args: &[&str], log: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env("RUST_LOG", "trace")
+        .env_remove("TREUHAND_LOG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
+        .stderr(std::fs::File::create(log).unwrap());
+    command
+}
+
+fn listen_of(config: &Path) -> SocketAddr {
+    let value: toml::Value = toml::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+    value["listen"].as_str().unwrap().parse().unwrap()
+}
+
+fn wait_for_port(addr: SocketAddr, child: &mut Child, name: &str) {
+    for _ in 0..600 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{name} exited with {status} before listening on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{name} did not listen on {addr}");
+}
+
+fn env_file(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Every encoding a secret could leak in.
+fn encodings(raw: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("raw", raw.to_vec()),
+        ("hex", hex::encode(raw).into_bytes()),
+        ("HEX", hex::encode_upper(raw).into_bytes()),
+        ("base64", STANDARD.encode(raw).into_bytes()),
+        ("base64-nopad", STANDARD_NO_PAD.encode(raw).into_bytes()),
+        ("base64url", URL_SAFE.encode(raw).into_bytes()),
+        ("base64url-nopad", URL_SAFE_NO_PAD.encode(raw).into_bytes()),
+    ]
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The files whose job is to hold a secret, relative to the dev directory. Everything else
+/// (every log, the trustee and holder stores with their WAL files, the ciphertext storage,
+/// proxy.toml, trustee.toml, holder.toml, certificates) is scanned.
+fn allowed_holders() -> Vec<&'static str> {
+    vec![
+        // The demo customer's raw share: the file the aws cli sends as the SSE-C key.
+        "customer.share",
+        // The key ceremony's output for the customers: raw and text shares.
+        "shares/demo.share",
+        "shares/demo.share.txt",
+        "shares/demo-holder.share.txt",
+        // The tenants' SigV4 credentials for the aws cli (mode 0600).
+        "dev.env",
+        "dev-holder.env",
+        // The registrations: the proxy needs each tenant's SigV4 secret to verify signatures.
+        "tenants/demo.toml",
+        "tenants/demo-holder.toml",
+        // The trustee's and the holder's own keys (sealing shares at rest, signing the chain).
+        "trustee/sealing.key",
+        "trustee/signing.key",
+        "holder/sealing.key",
+        "holder/signing.key",
+    ]
+}
+
+fn read_hex_key(path: &Path) -> Vec<u8> {
+    hex::decode(std::fs::read_to_string(path).unwrap().trim()).unwrap()
+}
+
+fn amz_date_now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
+fn https_client(ca_pem: &Path) -> reqwest::Client {
+    let mut tls = (*treuhand::tls::client_config(ca_pem, None).unwrap()).clone();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap()
+}
+
+fn presigner(
+    endpoint: &str,
+    ca_pem: &Path,
+    tenant: &TestTenant,
+    bucket: &str,
+) -> object_store::aws::AmazonS3 {
+    let cert = std::fs::read(ca_pem).unwrap();
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_region(proxy_support::REGION)
+        .with_bucket_name(bucket)
+        .with_access_key_id(&tenant.access_key_id)
+        .with_secret_access_key(&tenant.secret_access_key)
+        .with_virtual_hosted_style_request(false)
+        .with_client_options(
+            object_store::ClientOptions::new()
+                .with_root_certificate(object_store::Certificate::from_pem(&cert).unwrap()),
+        )
+        .build()
+        .unwrap()
+}
+
+fn upload_id(text: &str) -> String {
+    text.split("<UploadId>")
+        .nth(1)
+        .unwrap()
+        .split("</UploadId>")
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
+    treuhand::tls::install_crypto_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    let dir = root.join("dev");
+    let logs = root.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+
+    let init_log = logs.join("init.log");
+    let status = treuhand(&["dev", "init", dir.to_str().unwrap()], &init_log)
+        .status()
+        .unwrap();
+    assert!(status.success(), "dev init: {status}");
+
+    let mut stack = Stack {
+        children: Vec::new(),
+    };
+    for (name, args) in [
+        ("trustee", ["trustee", "--config", "trustee.toml"]),
+        ("holder", ["trustee", "--config", "holder.toml"]),
+        ("proxy", ["proxy", "--config", "proxy.toml"]),
+    ] {
+        let config = dir.join(args[2]);
+        let mut command = treuhand(
+            &[args[0], args[1], config.to_str().unwrap()],
+            &logs.join(format!("{name}.log")),
+        );
+        let mut child = command.spawn().unwrap();
+        wait_for_port(listen_of(&config), &mut child, name);
+        stack.children.push((name, child));
+    }
+
+    let demo_vars = env_file(&dir.join("dev.env"));
+    let holder_vars = env_file(&dir.join("dev-holder.env"));
+    let tenant = |vars: &HashMap<String, String>| TestTenant {
+        id: vars["TREUHAND_BUCKET"].clone(),
+        access_key_id: vars["AWS_ACCESS_KEY_ID"].clone(),
+        secret_access_key: vars["AWS_SECRET_ACCESS_KEY"].clone(),
+        share: None,
+    };
+    let demo = tenant(&demo_vars);
+    let holder = tenant(&holder_vars);
+    let share: [u8; 32] = std::fs::read(dir.join("customer.share"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let share_b64 = STANDARD.encode(share);
+    let holder_share_text =
+        std::fs::read_to_string(dir.join("shares/demo-holder.share.txt")).unwrap();
+    let holder_share = treuhand::crypto::ShareEnvelope::parse(&holder_share_text).unwrap();
+
+    let endpoint = demo_vars["TREUHAND_ENDPOINT"].clone();
+    let proxy_addr: SocketAddr = endpoint.trim_start_matches("https://").parse().unwrap();
+    let handle = proxy_support::Proxy::attach(proxy_addr);
+    let ca_pem = dir.join("certs/ca.pem");
+    let pki = Pki {
+        dir: dir.join("certs"),
+        ca: treuhand::tls::DevCa::load(&ca_pem, &dir.join("certs/ca.key")).unwrap(),
+        ca_pem: ca_pem.clone(),
+    };
+    let raw = Raw::new(&handle, &pki);
+    let sse = sse_c_headers(&share_b64);
+
+    // SSE-C PUT and GET.
+    let body = b"secret scan: hello".to_vec();
+    let put = raw
+        .send(Some(&demo), "PUT", "/demo/a.txt", &[], &sse, body.clone())
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let get = raw
+        .send(Some(&demo), "GET", "/demo/a.txt", &[], &sse, vec![])
+        .await;
+    assert_eq!(get.status, 200, "{}", get.text());
+    assert_eq!(get.body, body);
+
+    // CopyObject with copy-source SSE-C headers.
+    let mut copy = sse.clone();
+    for (name, value) in &sse {
+        let source = name.replace(
+            "x-amz-server-side-encryption",
+            "x-amz-copy-source-server-side-encryption",
+        );
+        copy.push((Box::leak(source.into_boxed_str()), value.clone()));
+    }
+    copy.push(("x-amz-copy-source", "/demo/a.txt".to_owned()));
+    let copied = raw
+        .send(Some(&demo), "PUT", "/demo/b.txt", &[], &copy, vec![])
+        .await;
+    assert_eq!(copied.status, 200, "{}", copied.text());
+
+    // A multipart upload, SSE-C on every step.
+    let create = raw
+        .send(
+            Some(&demo),
+            "POST",
+            "/demo/mp.bin",
+            &[("uploads", "")],
+            &sse,
+            vec![],
+        )
+        .await;
+    assert_eq!(create.status, 200, "{}", create.text());
+    let id = upload_id(&create.text());
+    let part = raw
+        .send(
+            Some(&demo),
+            "PUT",
+            "/demo/mp.bin",
+            &[("partNumber", "1"), ("uploadId", &id)],
+            &sse,
+            proxy_support::data(3000, 7),
+        )
+        .await;
+    assert_eq!(part.status, 200, "{}", part.text());
+    let etag = part.headers["etag"].to_str().unwrap().to_owned();
+    let complete = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+    );
+    let done = raw
+        .send(
+            Some(&demo),
+            "POST",
+            "/demo/mp.bin",
+            &[("uploadId", &id)],
+            &sse,
+            complete.into_bytes(),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.text());
+    let back = raw
+        .send(Some(&demo), "GET", "/demo/mp.bin", &[], &sse, vec![])
+        .await;
+    assert_eq!(back.body, proxy_support::data(3000, 7));
+
+    // Holder-tenant traffic: the proxy fetches the customer share from the holder.
+    let put = raw
+        .send(
+            Some(&holder),
+            "PUT",
+            "/demo-holder/h.txt",
+            &[],
+            &[],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let get = raw
+        .send(Some(&holder), "GET", "/demo-holder/h.txt", &[], &[], vec![])
+        .await;
+    assert_eq!(get.body, body);
+
+    // Presigned GETs: the holder tenant's, and the demo tenant's with SSE-C headers.
+    use object_store::signer::Signer as _;
+    let http = https_client(&ca_pem);
+    for (tenant, bucket, key, headers) in [
+        (&holder, "demo-holder", "h.txt", Vec::new()),
+        (&demo, "demo", "a.txt", sse.clone()),
+    ] {
+        let url = presigner(&endpoint, &ca_pem, tenant, bucket)
+            .signed_url(
+                http::Method::GET,
+                &object_store::path::Path::from(key),
+                Duration::from_secs(300),
+            )
+            .await
+            .unwrap();
+        let mut request = http.get(url.as_str());
+        for (name, value) in &headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "presigned {bucket}/{key}");
+        assert_eq!(response.bytes().await.unwrap().as_ref(), body.as_slice());
+    }
+
+    // A request signed with a wrong secret. The signature the proxy computes for it (with the
+    // right secret) would authenticate the same request if it leaked.
+    let amz_date = amz_date_now();
+    let host = proxy_addr.to_string();
+    let signed_headers: Vec<(&str, &str)> = sse.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let input = treuhand::crypto::sigv4::SigningInput {
+        method: "GET",
+        host: &host,
+        path: "/demo/a.txt",
+        query: &[],
+        headers: &signed_headers,
+        amz_date: &amz_date,
+        region: proxy_support::REGION,
+    };
+    let wrong_secret = "not-the-secret-of-demo-0123456789";
+    let forged = treuhand::crypto::sigv4::authorization(&input, &demo.access_key_id, wrong_secret);
+    let correct = treuhand::crypto::sigv4::authorization(
+        &input,
+        &demo.access_key_id,
+        &demo.secret_access_key,
+    );
+    let correct_signature = correct.rsplit("Signature=").next().unwrap().to_owned();
+    assert_eq!(correct_signature.len(), 64);
+    let mut request = http
+        .get(format!("{endpoint}/demo/a.txt"))
+        .header("x-amz-date", &amz_date)
+        .header(
+            "x-amz-content-sha256",
+            treuhand::crypto::sigv4::UNSIGNED_PAYLOAD,
+        )
+        .header("authorization", &forged);
+    for (name, value) in &sse {
+        request = request.header(*name, value);
+    }
+    let refused = request.send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+
+    // A browser-style POST upload whose form fields carry the share (s3s parses the form to
+    // check its policy signature, whatever the answer is).
+    let boundary = "treuhand-secret-scan-boundary";
+    let mut form = String::new();
+    for (name, value) in [
+        ("key", "form.txt"),
+        ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+        (
+            "x-amz-server-side-encryption-customer-key",
+            share_b64.as_str(),
+        ),
+        ("policy", "e30="),
+        ("x-amz-algorithm", "AWS4-HMAC-SHA256"),
+    ] {
+        form.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    form.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nbody\r\n--{boundary}--\r\n"
+    ));
+    let posted = http
+        .post(format!("{endpoint}/demo"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(!posted.status().is_success(), "an unsigned form is refused");
+
+    // A broken registration holding a SigV4 secret, picked up by a SIGHUP reload: the reload
+    // fails and says where, without the line.
+    let broken_secret = "BrokenRegistrationSecret-5f1c9a7e";
+    let broken = dir.join("tenants/zz-broken.toml");
+    let broken_text =
+        format!("access_key_id = \"THBROKEN\"\nsecret_access_key = \"{broken_secret}\" oops\n");
+    std::fs::write(&broken, &broken_text).unwrap();
+    let _ = Command::new("kill")
+        .arg("-HUP")
+        .arg(stack.pid("proxy").to_string())
+        .status()
+        .unwrap();
+    let proxy_log = logs.join("proxy.log");
+    let mut reported = false;
+    for _ in 0..600 {
+        let text = std::fs::read_to_string(&proxy_log).unwrap_or_default();
+        if text.contains("tenant reload failed") {
+            reported = true;
+            assert!(text.contains("zz-broken.toml"), "the error names the file");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reported, "the proxy did not report the failed reload");
+    std::fs::remove_file(&broken).unwrap();
+
+    // The trustee's shares, the tenant master keys and the KEKs, fetched and derived the way
+    // the proxy does: none of them may be in a log either.
+    let config = treuhand::proxy::config::ProxyConfig::load(&dir.join("proxy.toml")).unwrap();
+    let tls = treuhand::tls::client_config(
+        &config.trustee_client.ca,
+        Some((&config.trustee_client.cert, &config.trustee_client.key)),
+    )
+    .unwrap();
+    let mut derived: Vec<(String, Vec<u8>)> = Vec::new();
+    for registration in config.load_tenants().unwrap() {
+        let metadata = &registration.metadata;
+        let tenant_id = metadata.tenant.clone();
+        let trustee = &registration.trustees[0];
+        let released = treuhand::trustee::client::TrusteeClient::new(&trustee.url, tls.clone())
+            .unwrap()
+            .release(
+                &tenant_id,
+                metadata.key_version,
+                &treuhand::trustee::wire::ReleaseRequest {
+                    justification: treuhand::trustee::wire::Justification::CustomerAccess,
+                    reason: String::new(),
+                    request_id: "secret-scan".into(),
+                    object: None,
+                },
+            )
+            .await
+            .unwrap();
+        let customer = if tenant_id == "demo" {
+            treuhand::crypto::shamir::share_from_raw(
+                metadata,
+                &registration.customer_holder,
+                &share,
+            )
+            .unwrap()
+        } else {
+            treuhand::secret::Share::new(
+                holder_share.share.x(),
+                treuhand::secret::ShareValue::from_bytes(*holder_share.share.expose_secret()),
+            )
+        };
+        let tmk = treuhand::crypto::shamir::combine(metadata, &[&customer, &released]).unwrap();
+        let kek =
+            treuhand::crypto::envelope::derive_kek(&tmk, &metadata.key_id().unwrap()).unwrap();
+        derived.push((
+            format!("{tenant_id} trustee share"),
+            released.expose_secret().to_vec(),
+        ));
+        derived.push((format!("{tenant_id} TMK"), tmk.expose_secret().to_vec()));
+        derived.push((format!("{tenant_id} KEK"), kek.expose_secret().to_vec()));
+    }
+    assert_eq!(derived.len(), 6);
+
+    stack.stop();
+
+    // The same broken registration at startup: the proxy refuses to start and says where.
+    std::fs::write(&broken, &broken_text).unwrap();
+    let startup_log = logs.join("proxy-startup.log");
+    let status = treuhand(
+        &[
+            "proxy",
+            "--config",
+            dir.join("proxy.toml").to_str().unwrap(),
+        ],
+        &startup_log,
+    )
+    .status()
+    .unwrap();
+    assert!(!status.success());
+    let startup = std::fs::read_to_string(&startup_log).unwrap();
+    assert!(startup.contains("zz-broken.toml: line 2"), "{startup}");
+    std::fs::remove_file(&broken).unwrap();
+
+    // The registrations as the proxy loads them print no secret either.
+    let config = treuhand::proxy::config::ProxyConfig::load(&dir.join("proxy.toml")).unwrap();
+    let printed = format!("{config:?} {:?}", config.load_tenants().unwrap());
+    for secret in [&demo.secret_access_key, &holder.secret_access_key] {
+        assert!(!printed.contains(secret.as_str()), "{printed}");
+    }
+
+    // Every secret of the stack, with a name for the report.
+    let mut secrets: Vec<(String, Vec<u8>)> = vec![
+        ("demo customer share".into(), share.to_vec()),
+        (
+            "demo-holder customer share".into(),
+            holder_share.share.expose_secret().to_vec(),
+        ),
+        (
+            "demo-holder customer share envelope".into(),
+            holder_share_text.trim().as_bytes().to_vec(),
+        ),
+        (
+            "demo SigV4 secret".into(),
+            demo.secret_access_key.clone().into_bytes(),
+        ),
+        (
+            "demo-holder SigV4 secret".into(),
+            holder.secret_access_key.clone().into_bytes(),
+        ),
+        (
+            "correct signature of the refused request".into(),
+            correct_signature.clone().into_bytes(),
+        ),
+        (
+            "correct signature of the refused request (bytes)".into(),
+            hex::decode(&correct_signature).unwrap(),
+        ),
+        (
+            "broken registration's secret".into(),
+            broken_secret.as_bytes().to_vec(),
+        ),
+    ];
+    secrets.extend(derived);
+    for who in ["trustee", "holder"] {
+        for key in ["sealing", "signing"] {
+            secrets.push((
+                format!("{who} {key} key"),
+                read_hex_key(&dir.join(format!("{who}/{key}.key"))),
+            ));
+        }
+    }
+
+    let allowed: Vec<PathBuf> = allowed_holders().iter().map(|p| dir.join(p)).collect();
+    let files = files_under(&root);
+    let scanned: Vec<&PathBuf> = files.iter().filter(|f| !allowed.contains(f)).collect();
+    for must in [
+        "logs/init.log",
+        "logs/trustee.log",
+        "logs/holder.log",
+        "logs/proxy.log",
+        "logs/proxy-startup.log",
+    ] {
+        assert!(
+            scanned.contains(&&root.join(must)),
+            "{must} is missing from the scan"
+        );
+    }
+    // The logs really are at trace (a scan of empty logs would prove nothing).
+    let proxy_text = std::fs::read_to_string(&proxy_log).unwrap();
+    assert!(
+        proxy_text.contains("TRACE"),
+        "the proxy did not log at trace"
+    );
+    let mut leaks = Vec::new();
+    for file in &scanned {
+        let bytes = std::fs::read(file).unwrap();
+        for (name, secret) in &secrets {
+            for (encoding, needle) in encodings(secret) {
+                if contains(&bytes, &needle) {
+                    leaks.push(format!(
+                        "{}: {name} ({encoding})",
+                        file.strip_prefix(&root).unwrap().display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "secrets found:\n{}", leaks.join("\n"));
+}
+
+/// A registration whose secret sits on a line with a TOML syntax error.
+const BROKEN_REGISTRATION: &str = "access_key_id = \"THTEST\"\n\
+    secret_access_key = \"LeakedIfPrinted-0123456789\" trailing\n";
+
+#[test]
+fn registration_parse_error_names_position_not_the_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tenants = tmp.path().join("tenants");
+    std::fs::create_dir_all(&tenants).unwrap();
+    std::fs::write(tenants.join("t.toml"), BROKEN_REGISTRATION).unwrap();
+    let proxy_toml = tmp.path().join("proxy.toml");
+    std::fs::write(
+        &proxy_toml,
+        "listen = \"127.0.0.1:0\"\ntenants_dir = \"tenants\"\n\
+         [tls]\ncert = \"c.pem\"\nkey = \"c.key\"\n\
+         [trustee_client]\nca = \"ca.pem\"\ncert = \"p.pem\"\nkey = \"p.key\"\n",
+    )
+    .unwrap();
+    let config = treuhand::proxy::config::ProxyConfig::load(&proxy_toml).unwrap();
+    let err = config.load_tenants().unwrap_err().to_string();
+    assert!(!err.contains("LeakedIfPrinted"), "{err}");
+    assert!(err.contains("t.toml"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+}
+
+/// A value of the wrong type is echoed by serde's messages ("invalid type: integer `…`").
+#[test]
+fn registration_type_error_does_not_echo_the_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tenants = tmp.path().join("tenants");
+    std::fs::create_dir_all(&tenants).unwrap();
+    std::fs::write(
+        tenants.join("t.toml"),
+        "access_key_id = \"THTEST\"\nsecret_access_key = 918273645546372819\n",
+    )
+    .unwrap();
+    let proxy_toml = tmp.path().join("proxy.toml");
+    std::fs::write(
+        &proxy_toml,
+        "listen = \"127.0.0.1:0\"\ntenants_dir = \"tenants\"\n\
+         [tls]\ncert = \"c.pem\"\nkey = \"c.key\"\n\
+         [trustee_client]\nca = \"ca.pem\"\ncert = \"p.pem\"\nkey = \"p.key\"\n",
+    )
+    .unwrap();
+    let config = treuhand::proxy::config::ProxyConfig::load(&proxy_toml).unwrap();
+    let err = config.load_tenants().unwrap_err().to_string();
+    assert!(!err.contains("918273645546372819"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+}
+
+const S3_STORAGE_SECRET: &str = "StorageSecretKey-abcdef0123456789";
+
+fn proxy_toml_with_s3_storage(trailer: &str) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\ntenants_dir = \"tenants\"\n\
+         [tls]\ncert = \"c.pem\"\nkey = \"c.key\"\n\
+         [trustee_client]\nca = \"ca.pem\"\ncert = \"p.pem\"\nkey = \"p.key\"\n\
+         [storage]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:1\"\nbucket = \"b\"\n\
+         access_key_id = \"AK\"\nsecret_access_key = \"{S3_STORAGE_SECRET}\"{trailer}\n"
+    )
+}
+
+#[test]
+fn proxy_config_debug_redacts_the_storage_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("proxy.toml");
+    std::fs::write(&path, proxy_toml_with_s3_storage("")).unwrap();
+    let config = treuhand::proxy::config::ProxyConfig::load(&path).unwrap();
+    let printed = format!("{config:?} {:?} {config:#?}", config.storage);
+    assert!(!printed.contains(S3_STORAGE_SECRET), "{printed}");
+    assert!(printed.contains("REDACTED"), "{printed}");
+}
+
+#[test]
+fn proxy_config_parse_error_does_not_print_the_storage_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("proxy.toml");
+    std::fs::write(&path, proxy_toml_with_s3_storage(" ,")).unwrap();
+    let err = treuhand::proxy::config::ProxyConfig::load(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains(S3_STORAGE_SECRET), "{err}");
+    assert!(err.contains("line 15"), "{err}");
+}
