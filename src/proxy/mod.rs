@@ -14,6 +14,8 @@
 //!
 //! SigV4 is verified by s3s against per-tenant access keys ([`Auth`]); anonymous requests are
 //! refused by s3s' default access check, which runs because auth is always configured.
+//! SigV2, browser form uploads and presigned URLs valid for more than a week are refused before
+//! s3s sees them ([`guard`]).
 
 pub mod cli;
 pub mod config;

@@ -269,7 +269,7 @@ impl Drop for InFlight {
 }
 
 /// A response body that keeps its request counted as in flight until it is sent or dropped.
-pub struct TrackedBody {
+struct TrackedBody {
     inner: s3s::Body,
     _in_flight: InFlight,
 }
@@ -352,7 +352,7 @@ fn with_request_id(
         let mut response = match call {
             Ok(call) => call.await?,
             Err(refusal) => {
-                tracing::info!(code = refusal.code(), "request refused before s3s");
+                tracing::debug!(code = refusal.code(), "request refused before s3s");
                 metrics::counter!("treuhand_requests_refused_total", "reason" => refusal.reason())
                     .increment(1);
                 refusal_response(&refusal, &id)
