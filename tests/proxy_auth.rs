@@ -55,7 +55,7 @@ fn hmac_sha1_b64(secret: &str, data: &str) -> String {
 
 fn hmac256(key: &[u8], data: &[u8]) -> Vec<u8> {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
-    ring::hmac::sign(&key, data.as_ref()).as_ref().to_vec()
+    ring::hmac::sign(&key, data).as_ref().to_vec()
 }
 
 fn encode(text: &str) -> String {

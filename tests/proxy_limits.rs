@@ -141,6 +141,11 @@ fn hmac256(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// A presigned SigV4 URL (valid for 10 minutes) listing the tenant's bucket.
 fn presigned_list(s: &Setup) -> String {
+    presigned_get(s, &format!("/{BUCKET}"))
+}
+
+/// A presigned SigV4 URL (valid for 10 minutes) for `GET path`.
+fn presigned_get(s: &Setup, path: &str) -> String {
     let now = time::OffsetDateTime::now_utc();
     let date = format!(
         "{:04}{:02}{:02}",
@@ -161,7 +166,6 @@ fn presigned_list(s: &Setup) -> String {
         "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={credential}&X-Amz-Date={amz_date}\
          &X-Amz-Expires=600&X-Amz-SignedHeaders=host"
     );
-    let path = format!("/{BUCKET}");
     let canonical = format!("GET\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
     let digest = hex::encode(ring::digest::digest(
         &ring::digest::SHA256,
@@ -247,6 +251,45 @@ async fn a_connection_in_use_is_not_closed_as_idle() {
         let status = http.get(presigned_list(&s)).send().await.unwrap().status();
         assert_eq!(status.as_u16(), 200);
     }
+}
+
+#[tokio::test]
+async fn a_slowly_read_download_is_not_cut_by_the_idle_timeout() {
+    // The response body outlives the idle timeout several times over while the client pauses;
+    // the request counts as in flight until its body is sent, so the download completes.
+    let s = setup(limits(NEVER_MS, 200)).await;
+    create_bucket(&s).await;
+    let proxy = Proxy::attach(s.addr);
+    let body = data(16 << 20, 3);
+    let put = Raw::new(&proxy, &s.pki)
+        .send(
+            Some(&s.tenant),
+            "PUT",
+            &format!("/{BUCKET}/big"),
+            &[],
+            &[],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let http = http_from(&s, loopback(1));
+    let mut response = http
+        .get(presigned_get(&s, &format!("/{BUCKET}/big")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut received = Vec::new();
+    let mut pauses = 0;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        received.extend_from_slice(&chunk);
+        if pauses < 3 {
+            pauses += 1;
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+    }
+    assert_eq!(received.len(), body.len());
+    assert!(received == body, "the download was altered");
 }
 
 #[tokio::test]
