@@ -483,3 +483,30 @@ async fn holder_denial_reasons_never_become_metric_labels() {
     assert!(results.contains("denied"), "{results:?}");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_endpoint_closes_a_half_sent_request() {
+    // The header timeout of `/metrics` is fixed (10 s); the outer timeout is three times that.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stop) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(treuhand::proxy::server::serve_metrics(
+        listener,
+        async move {
+            let _ = stop.await;
+        },
+    ));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(
+        treuhand::proxy::server::METRICS_HEADER_READ_TIMEOUT * 3,
+        stream.read_to_end(&mut sink),
+    )
+    .await
+    .is_ok();
+    assert!(closed, "a half-sent /metrics request stayed open");
+}

@@ -419,6 +419,10 @@ pub fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
         .clone()
 }
 
+/// How long a client of `/metrics` may take to send its request headers (and how long an idle
+/// keep-alive connection to it stays open).
+pub const METRICS_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves `GET /metrics` (plain HTTP) on `listener` until `shutdown` resolves.
 pub async fn serve_metrics(listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let Some(handle) = prometheus() else {
@@ -455,7 +459,11 @@ pub async fn serve_metrics(listener: TcpListener, shutdown: impl Future<Output =
                         }
                     }
                 });
+            // The scraper sends its request at once; a peer that does not is closed, so
+            // half-open connections cannot pile up on this port either.
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(METRICS_HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
