@@ -383,6 +383,17 @@ pub async fn start_own(
             let ttl = variant.cache_ttl_s.unwrap_or(0.0).round() as i64;
             cache.insert("ttl_secs".into(), toml::Value::Integer(ttl));
         }
+        // All load comes from one address: the per-address connection limit (a slowloris
+        // defence, default 256) would otherwise cap the generator below its 1024 workers.
+        if let toml::Value::Table(limits) = t
+            .entry("limits")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            limits.insert(
+                "max_connections_per_address".into(),
+                toml::Value::Integer(4096),
+            );
+        }
         if variant.scenario == "passthrough" {
             t.insert(
                 "danger_passthrough_no_encryption".into(),

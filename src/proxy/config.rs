@@ -32,6 +32,10 @@ pub struct ProxyConfig {
     /// management network). Absent: no metrics endpoint.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Connection limits and timeouts of the S3 endpoint (`[limits]`; every field has a
+    /// default, so configs without the section keep working).
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Server certificate and key of the S3 endpoint.
     pub tls: ServerTls,
     /// The proxy's mTLS client identity towards trustees and customer holders, and the CA
@@ -57,6 +61,74 @@ pub struct ProxyConfig {
     /// for real data.
     #[serde(default)]
     pub danger_passthrough_no_encryption: bool,
+}
+
+/// Connection limits and timeouts of the S3 endpoint, against clients that open connections
+/// and then send slowly or nothing (slowloris). Timeouts are in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// How long an HTTP/1 client may take to send a request's headers. hyper starts this
+    /// timer whenever the connection waits for the next request, so it also closes an idle
+    /// HTTP/1 keep-alive connection.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed (HTTP/1 and HTTP/2,
+    /// and a connection that sent nothing after the TLS handshake).
+    pub idle_timeout_ms: u64,
+    /// Interval of HTTP/2 keep-alive pings.
+    pub http2_keep_alive_interval_ms: u64,
+    /// An HTTP/2 connection whose ping is not answered within this time is closed.
+    pub http2_keep_alive_timeout_ms: u64,
+    /// Open connections beyond this are closed at once.
+    pub max_connections: usize,
+    /// Open connections from one client address beyond this are closed at once (IPv6
+    /// addresses count per /64), so one address cannot take every slot.
+    pub max_connections_per_address: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 20_000,
+            idle_timeout_ms: 60_000,
+            http2_keep_alive_interval_ms: 30_000,
+            http2_keep_alive_timeout_ms: 10_000,
+            max_connections: 4096,
+            max_connections_per_address: 256,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Checks that no limit is zero (a zero timeout or limit would refuse every client).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let settings = [
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            (
+                "http2_keep_alive_interval_ms",
+                self.http2_keep_alive_interval_ms,
+            ),
+            (
+                "http2_keep_alive_timeout_ms",
+                self.http2_keep_alive_timeout_ms,
+            ),
+            ("max_connections", self.max_connections as u64),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address as u64,
+            ),
+        ];
+        for (name, value) in settings {
+            if value == 0 {
+                return Err(ConfigError(format!("limits.{name} must be at least 1")));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_region() -> String {
@@ -226,6 +298,7 @@ impl ProxyConfig {
         if let StorageConfig::Fs { root, .. } = &mut config.storage {
             resolve(base, root);
         }
+        config.limits.validate()?;
         if config.cache.max_entries == 0 && config.cache.ttl_secs > 0 {
             return Err(ConfigError(
                 "cache.max_entries must be at least 1 when ttl_secs > 0".into(),

@@ -310,12 +310,14 @@ impl KeyService {
                     shares.push(share);
                 }
                 Err(e) => {
-                    let reason = match &e {
-                        ReleaseError::Denied { reason } => reason.clone(),
-                        ReleaseError::Unreachable(_) => "unreachable".into(),
-                        ReleaseError::Shredded => "shredded".into(),
-                        ReleaseError::UnknownTenant => "unknown_tenant".into(),
-                        ReleaseError::Protocol(_) => "protocol".into(),
+                    // A fixed label set: a denial's reason text comes from the holder, and
+                    // a customer-run holder may send anything (one series per distinct text).
+                    let reason: &'static str = match &e {
+                        ReleaseError::Denied { .. } => "denied",
+                        ReleaseError::Unreachable(_) => "unreachable",
+                        ReleaseError::Shredded => "shredded",
+                        ReleaseError::UnknownTenant => "unknown_tenant",
+                        ReleaseError::Protocol(_) => "protocol",
                     };
                     metrics::counter!("treuhand_releases_total", "holder" => name.clone(), "result" => reason)
                         .increment(1);

@@ -8,15 +8,19 @@
 //! | [`service`] | the S3 operations (s3s), encrypting and decrypting with [`crate::format`] |
 //! | [`listing`] | one page of a bucket listing (markers, delimiter, `encoding-type=url`), pure |
 //! | [`error`] | [`error::ProxyError`] and the one error → S3 status/code mapping |
-//! | [`server`] | TLS accept loop (handshake in the connection task), `/metrics` |
+//! | [`server`] | TLS accept loop (handshake in the connection task), connection limits, `/metrics` |
+//! | [`guard`] | requests refused before s3s: SigV2, POST forms, presigned URLs over a week |
 //! | [`cli`] | `treuhand proxy --config FILE` |
 //!
 //! SigV4 is verified by s3s against per-tenant access keys ([`Auth`]); anonymous requests are
 //! refused by s3s' default access check, which runs because auth is always configured.
+//! SigV2, browser form uploads and presigned URLs valid for more than a week are refused before
+//! s3s sees them ([`guard`]).
 
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod keys;
 pub mod listing;
 pub mod registry;
@@ -245,10 +249,16 @@ pub async fn run(
     let _ = server::prometheus();
     let addr: Option<SocketAddr> = listeners.s3.local_addr().ok();
     tracing::info!(?addr, tenants = tenants.len(), "proxy listening");
-    let serve = server::serve(listeners.s3, tls, built.service.clone(), async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
+    let serve = server::serve_with_limits(
+        listeners.s3,
+        tls,
+        built.service.clone(),
+        config.limits,
+        async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        },
+    );
     // SIGHUP re-reads tenants_dir. The reload loop never ends on its own, so the select ends
     // when serving ends (after shutdown).
     tokio::select! {

@@ -1,33 +1,63 @@
-//! The HTTPS accept loop and the Prometheus endpoint.
+//! The HTTPS accept loop, connection limits, the request pre-filter and the Prometheus
+//! endpoint.
 //!
 //! The TLS handshake runs inside the spawned per-connection task with a timeout, so a slow
 //! client never blocks the accept loop. Shutdown is graceful: the loop stops accepting, and
 //! open connections finish their current requests.
+//!
+//! Against clients that hold connections open without using them (slowloris), every
+//! connection is bounded ([`LimitsConfig`]): a total and a per-address connection count, the
+//! HTTP/1 header-read timeout (hyper's), HTTP/2 keep-alive pings (hyper's), and an idle
+//! timeout enforced here for every protocol, because hyper has none for HTTP/2 nor for the
+//! bytes it reads to tell HTTP/1 from HTTP/2.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use super::config::LimitsConfig;
+use super::guard;
+
 /// How long a client may take to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Open connections beyond this are closed at once (file descriptors and memory stay bounded).
+/// The default total connection limit ([`LimitsConfig::max_connections`]).
 pub const MAX_CONNECTIONS: usize = 4096;
 
-/// Serves `service` over TLS on `listener` until `shutdown` resolves.
+/// Serves `service` over TLS on `listener` with the default [`LimitsConfig`] until
+/// `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     service: s3s::service::S3Service,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with_limits(listener, tls, service, LimitsConfig::default(), shutdown).await;
+}
+
+/// Serves `service` over TLS on `listener` under `limits` until `shutdown` resolves.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    service: s3s::service::S3Service,
+    limits: LimitsConfig,
+    shutdown: impl Future<Output = ()>,
+) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(AddressSlots::new(limits.max_connections_per_address));
+    let idle_timeout = Duration::from_millis(limits.idle_timeout_ms);
+    let builder = Arc::new(connection_builder(&limits));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -41,16 +71,27 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Per address first, so one address at its limit does not use up total slots.
+        let Some(address_slot) = per_address.try_acquire(peer.ip()) else {
+            tracing::warn!(%peer, "per-address connection limit reached; closing");
+            metrics::counter!("treuhand_connections_refused_total", "reason" => "per_address")
+                .increment(1);
+            continue;
+        };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection limit reached; closing");
+            metrics::counter!("treuhand_connections_refused_total", "reason" => "total")
+                .increment(1);
             continue;
         };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = service.clone();
         let watcher = graceful.watcher();
+        let builder = builder.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _address_slot = address_slot;
             let started = Instant::now();
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
@@ -65,16 +106,192 @@ pub async fn serve(
             };
             metrics::histogram!("treuhand_phase_seconds", "phase" => "tls_handshake")
                 .record(started.elapsed().as_secs_f64());
-            let builder = ConnBuilder::new(TokioExecutor::new());
-            let service = hyper::service::service_fn(move |req| with_request_id(&service, req));
+            let activity = Arc::new(Activity::new());
+            let requests = activity.clone();
+            let service =
+                hyper::service::service_fn(move |req| with_request_id(&service, req, &requests));
             let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                result = watcher.watch(conn.into_owned()) => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                // Dropping the connection closes it; no request is in flight, so no response
+                // is cut short.
+                () = activity.idle(idle_timeout) => {
+                    tracing::debug!(%peer, "closing idle connection");
+                }
             }
         });
     }
     // Give open requests a bounded time to finish.
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+/// The per-connection HTTP builder: HTTP/1 and HTTP/2 (told apart by hyper-util from the first
+/// bytes), with hyper's timers.
+fn connection_builder(limits: &LimitsConfig) -> ConnBuilder<TokioExecutor> {
+    let mut builder = ConnBuilder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(limits.http2_keep_alive_interval_ms))
+        .keep_alive_timeout(Duration::from_millis(limits.http2_keep_alive_timeout_ms));
+    builder
+}
+
+/// Open connections per client address. Keyed by IPv4 address, or by IPv6 /64 (one host
+/// commonly has a whole /64; an IPv4-mapped IPv6 address counts as its IPv4 address).
+struct AddressSlots {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl AddressSlots {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn key(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => ip,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            },
+        }
+    }
+
+    fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let key = Self::key(ip);
+        // A poisoned lock only means another task panicked between two plain integer updates;
+        // the map is still consistent.
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(key).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            slots: self.clone(),
+            key,
+        })
+    }
+}
+
+/// One open connection of an address; gives the slot back on drop.
+struct AddressSlot {
+    slots: Arc<AddressSlots>,
+    key: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                // Keeps the map as small as the set of connected addresses.
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Requests in flight on one connection and when the last one ended.
+struct Activity {
+    epoch: tokio::time::Instant,
+    /// Milliseconds after `epoch` when a request last started or ended.
+    last_change_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            epoch: tokio::time::Instant::now(),
+            last_change_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let elapsed = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_change_ms.fetch_max(elapsed, Ordering::Relaxed);
+    }
+
+    fn start_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        InFlight(self.clone())
+    }
+
+    /// Resolves once no request has been in flight for `timeout`.
+    ///
+    /// Only requests count, not bytes: HTTP/2 keep-alive pings and their answers would
+    /// otherwise keep an unused connection open for ever. A request counts until its
+    /// response body is sent or dropped, so a long download or a slow trustee release is
+    /// never cut. A client that sends a request's headers slowly has no request in flight
+    /// yet, which is the point.
+    async fn idle(&self, timeout: Duration) {
+        loop {
+            let last = self.epoch
+                + Duration::from_millis(self.last_change_ms.load(Ordering::Relaxed))
+                + timeout;
+            if last > tokio::time::Instant::now() {
+                tokio::time::sleep_until(last).await;
+            } else if self.in_flight.load(Ordering::Relaxed) == 0 {
+                return;
+            } else {
+                // Busy, not idle; the request's end resets the clock. Look again later.
+                tokio::time::sleep(timeout).await;
+            }
+        }
+    }
+}
+
+/// A request in flight; ends (and restarts the idle clock) on drop.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is sent or dropped.
+struct TrackedBody {
+    inner: s3s::Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = <s3s::Body as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The id of one S3 request: in the logs (span `request`), in the `x-amz-request-id` response
@@ -94,22 +311,56 @@ impl RequestId {
     }
 }
 
+/// The `method` label of `treuhand_request_seconds`: one of a fixed set, because clients may
+/// send any token as a method and each distinct label value is a new series kept for the
+/// life of the process (20,000 invented methods made one scrape 1.47 GB).
+#[must_use]
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::PUT => "PUT",
+        http::Method::POST => "POST",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 fn with_request_id(
     service: &s3s::service::S3Service,
     mut req: http::Request<hyper::body::Incoming>,
-) -> impl Future<Output = Result<s3s::HttpResponse, s3s::HttpError>> + use<> {
+    activity: &Arc<Activity>,
+) -> impl Future<Output = Result<http::Response<TrackedBody>, s3s::HttpError>> + use<> {
     use tracing::Instrument as _;
+    let in_flight = activity.start_request();
     let id = RequestId::generate();
-    let span = tracing::info_span!("request", id = %id.0, method = %req.method());
-    req.extensions_mut().insert(id.clone());
     let method = req.method().clone();
-    let call = hyper::service::Service::call(service, req);
+    let span = tracing::info_span!("request", id = %id.0, method = method_label(&method));
+    req.extensions_mut().insert(id.clone());
+    // Refused requests never reach s3s (see `guard`).
+    let (parts, body) = req.into_parts();
+    let call = match guard::check(&parts) {
+        Ok(()) => Ok(hyper::service::Service::call(
+            service,
+            http::Request::from_parts(parts, body),
+        )),
+        Err(refusal) => Err(refusal),
+    };
     let started = Instant::now();
     async move {
-        let mut response = call.await?;
+        let mut response = match call {
+            Ok(call) => call.await?,
+            Err(refusal) => {
+                tracing::debug!(code = refusal.code(), "request refused before s3s");
+                metrics::counter!("treuhand_requests_refused_total", "reason" => refusal.reason())
+                    .increment(1);
+                refusal_response(&refusal, &id)
+            }
+        };
         // Until the response head is ready (streamed bodies continue afterwards). Compared
         // with a client's latency it shows how much time is spent outside the proxy's handler.
-        metrics::histogram!("treuhand_request_seconds", "method" => method.to_string())
+        metrics::histogram!("treuhand_request_seconds", "method" => method_label(&method))
             .record(started.elapsed().as_secs_f64());
         if let Ok(value) = http::HeaderValue::from_str(&id.0) {
             response.headers_mut().insert("x-amz-request-id", value);
@@ -117,9 +368,22 @@ fn with_request_id(
         if !may_have_body(&method, response.status()) {
             *response.body_mut() = s3s::Body::empty();
         }
-        Ok(response)
+        Ok(response.map(|inner| TrackedBody {
+            inner,
+            _in_flight: in_flight,
+        }))
     }
     .instrument(span)
+}
+
+fn refusal_response(refusal: &guard::Refusal, id: &RequestId) -> s3s::HttpResponse {
+    let mut response = http::Response::new(s3s::Body::from(refusal.to_xml(&id.0)));
+    *response.status_mut() = refusal.status();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    response
 }
 
 /// Responses to HEAD, and 204 and 304 responses, have no body (RFC 9110 §6.4.1). s3s
@@ -154,6 +418,10 @@ pub fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
         })
         .clone()
 }
+
+/// How long a client of `/metrics` may take to send its request headers (and how long an idle
+/// keep-alive connection to it stays open).
+pub const METRICS_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `GET /metrics` (plain HTTP) on `listener` until `shutdown` resolves.
 pub async fn serve_metrics(listener: TcpListener, shutdown: impl Future<Output = ()>) {
@@ -191,7 +459,11 @@ pub async fn serve_metrics(listener: TcpListener, shutdown: impl Future<Output =
                         }
                     }
                 });
+            // The scraper sends its request at once; a peer that does not is closed, so
+            // half-open connections cannot pile up on this port either.
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(METRICS_HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

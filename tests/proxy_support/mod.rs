@@ -116,6 +116,7 @@ pub fn proxy_config(pki: &Pki, root: &Path, ttl_secs: u64) -> ProxyConfig {
     ProxyConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: None,
+        limits: Default::default(),
         tls: ServerTls { cert, key },
         trustee_client: ClientTls {
             ca: pki.ca_pem.clone(),
