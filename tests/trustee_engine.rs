@@ -11,7 +11,7 @@ use treuhand::crypto::seal::SealingKey;
 use treuhand::crypto::sign::SigningKey;
 use treuhand::tls::{PeerIdentity, Role};
 use treuhand::trustee::Error;
-use treuhand::trustee::audit::{AuditEvent, verify_log};
+use treuhand::trustee::audit::{AuditEntry, AuditEvent, verify_log};
 use treuhand::trustee::policy::ManualClock;
 use treuhand::trustee::service::{Options, Trustee};
 use treuhand::trustee::store::{AuditReader, Mutation, Snapshot, SqliteStore, Store};
@@ -38,6 +38,9 @@ impl Store for FlakyStore {
     }
     fn erase_freed(&mut self) -> Result<(), Error> {
         self.inner.erase_freed()
+    }
+    fn sign_legacy_heads(&mut self, heads: &[AuditEntry]) -> Result<(), Error> {
+        self.inner.sign_legacy_heads(heads)
     }
 }
 
@@ -91,17 +94,30 @@ async fn release_fails_closed_when_the_audit_entry_cannot_be_committed() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::AuditUnavailable), "{err:?}");
-    // Denials are fail-closed too: no answer without a durable entry.
+    // Chained denials are fail-closed too: no answer without a durable entry.
+    let legal = ReleaseRequest {
+        justification: Justification::LegalRequest,
+        ..request("x")
+    };
+    let err = trustee
+        .release(proxy.clone(), "acme".into(), 1, legal)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AuditUnavailable), "{err:?}");
+    // A caller that may not ask writes nothing, so its denial needs no commit.
     let err = trustee
         .release(
             identity(Role::Proxy, "proxy-2"),
             "acme".into(),
             1,
-            request("x"),
+            request("y"),
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::AuditUnavailable), "{err:?}");
+    assert!(
+        matches!(err, Error::Denied { ref reason } if reason == "proxy_not_allowed"),
+        "{err:?}"
+    );
 
     broken.store(false, Ordering::SeqCst);
     let share = trustee

@@ -5,8 +5,16 @@
 //! `hash` = SHA-256(`treuhand-audit-v1\0` ‖ the entry's JSON with `hash` set to ""). serde_json
 //! writes struct fields in declaration order and `None` as `null`, so the JSON is canonical.
 //!
+//! Every head is signed as it is appended: when a group commit appends entries to a chain, the
+//! trustee signs the last of them (Ed25519 over tenant, seq and hash, [`sign_head`]) and stores
+//! the signature in the entry (`signature`, which `hash` does not cover). Entries inside one
+//! group commit are covered by the signed head after them through the hash links. So someone
+//! who can edit the store but does not hold the signing key cannot remove, insert or rewrite an
+//! entry and recompute the hashes: the next signed head no longer verifies.
+//!
 //! A checkpoint is an Ed25519 signature by the trustee over (tenant, seq, head hash, time). A
-//! downloaded log verifies when every link holds and the checkpoint signs its last entry.
+//! downloaded log verifies when every link holds, every stored head signature verifies, the
+//! last entry is signed, and the checkpoint signs the last entry.
 //! No secret material ever goes into an entry.
 
 use ring::digest;
@@ -18,6 +26,7 @@ use crate::crypto::sign::{self, PUBLIC_KEY_LEN, SigningKey};
 const ENTRY_LABEL: &[u8] = b"treuhand-audit-v1\0";
 const CHECKPOINT_LABEL: &[u8] = b"treuhand-audit-checkpoint-v1\0";
 const RECEIPT_LABEL: &[u8] = b"treuhand-shred-receipt-v1\0";
+const HEAD_LABEL: &[u8] = b"treuhand-audit-head-v1\0";
 /// `prev` of the first entry of every chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -77,6 +86,12 @@ pub struct AuditEntry {
     pub prev: String,
     /// Hash of this entry (hex).
     pub hash: String,
+    /// Hex Ed25519 head signature by the trustee over (tenant, seq, hash), see [`sign_head`].
+    /// Present on the last entry of each group commit (the head the commit left); `hash` does
+    /// not cover it. Absent from stores written before heads were signed until
+    /// `treuhand trustee migrate-audit` signs their heads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl AuditEntry {
@@ -84,6 +99,9 @@ impl AuditEntry {
     pub fn compute_hash(&self) -> String {
         let mut unhashed = self.clone();
         unhashed.hash = String::new();
+        // Skipped when `None`, so the hashed JSON is exactly that of entries written before
+        // head signatures existed, and their hashes still hold.
+        unhashed.signature = None;
         // Serializing a plain struct of strings and integers cannot fail.
         let json = serde_json::to_vec(&unhashed).unwrap_or_default();
         let mut ctx = digest::Context::new(&digest::SHA256);
@@ -147,6 +165,43 @@ impl Checkpoint {
     }
 }
 
+/// What a head signature signs: the position and hash of a chain's head. The hash covers the
+/// entry and, through `prev`, every entry before it.
+#[derive(Serialize)]
+struct HeadStatement<'a> {
+    tenant: &'a str,
+    seq: u64,
+    head: &'a str,
+}
+
+fn head_message(entry: &AuditEntry) -> Vec<u8> {
+    signed_message(
+        HEAD_LABEL,
+        &HeadStatement {
+            tenant: &entry.tenant,
+            seq: entry.seq,
+            head: &entry.hash,
+        },
+    )
+}
+
+/// Signs `entry` as the head of its chain, in place. Call it after `hash` is final.
+pub fn sign_head(key: &SigningKey, entry: &mut AuditEntry) {
+    entry.signature = Some(hex::encode(key.sign(&head_message(entry))));
+}
+
+/// Whether `entry` carries a head signature by `public_key` over its tenant, seq and hash.
+/// It does not recompute the hash: [`verify_chain`] checks that first.
+pub fn verify_head(public_key: &[u8; PUBLIC_KEY_LEN], entry: &AuditEntry) -> bool {
+    let Some(signature) = entry.signature.as_deref() else {
+        return false;
+    };
+    let Ok(signature) = hex::decode(signature) else {
+        return false;
+    };
+    sign::verify(public_key, &head_message(entry), &signature).is_ok()
+}
+
 /// Signs a shred receipt in place.
 pub fn sign_receipt(key: &SigningKey, receipt: &mut ShredReceipt) {
     receipt.signature = String::new();
@@ -208,14 +263,35 @@ pub struct Verified {
     pub grant_releases: usize,
 }
 
-/// Verifies a downloaded log: every entry's hash, every `prev` link, the sequence numbers, the
-/// tenant, and that the checkpoint is signed by `public_key` and covers the last entry.
+/// Verifies a tenant's chain: every entry's sequence number, tenant, `prev` link and hash,
+/// every stored head signature, and that the last entry is signed by `public_key`.
+///
+/// The trustee runs the same check before it signs a checkpoint; [`verify_log`] adds the
+/// checkpoint.
 ///
 /// # Errors
-/// [`BrokenLink`] naming the first entry (or the checkpoint) that does not verify.
-pub fn verify_log(
-    log: &AuditLog,
+/// [`BrokenLink`] naming the first entry that does not verify.
+pub fn verify_chain(
+    tenant: &str,
+    entries: &[AuditEntry],
     public_key: &[u8; PUBLIC_KEY_LEN],
+) -> Result<Verified, BrokenLink> {
+    check_chain(tenant, entries, Some(public_key))
+}
+
+/// Checks only the links of a chain (sequence, tenant, `prev`, hash), not the head signatures:
+/// for chains written before heads were signed, by `treuhand trustee migrate-audit`.
+///
+/// # Errors
+/// [`BrokenLink`] naming the first entry that does not verify.
+pub fn verify_links(tenant: &str, entries: &[AuditEntry]) -> Result<Verified, BrokenLink> {
+    check_chain(tenant, entries, None)
+}
+
+fn check_chain(
+    tenant: &str,
+    entries: &[AuditEntry],
+    public_key: Option<&[u8; PUBLIC_KEY_LEN]>,
 ) -> Result<Verified, BrokenLink> {
     let mut prev = GENESIS.to_owned();
     let mut summary = Verified {
@@ -225,7 +301,9 @@ pub fn verify_log(
         denials: 0,
         grant_releases: 0,
     };
-    for (index, entry) in log.entries.iter().enumerate() {
+    // Index of the last entry whose head signature verified.
+    let mut last_signed: Option<usize> = None;
+    for (index, entry) in entries.iter().enumerate() {
         let broken = |what: String| BrokenLink {
             index: Some(index),
             what: format!(
@@ -242,10 +320,10 @@ pub fn verify_log(
                 entry.seq
             )));
         }
-        if entry.tenant != log.tenant {
+        if entry.tenant != tenant {
             return Err(broken(format!(
-                "belongs to tenant {:?}, not {:?}",
-                entry.tenant, log.tenant
+                "belongs to tenant {:?}, not {tenant:?}",
+                entry.tenant
             )));
         }
         if entry.prev != prev {
@@ -257,6 +335,23 @@ pub fn verify_log(
             return Err(broken(
                 "its contents do not match its hash: the entry was edited".into(),
             ));
+        }
+        if let Some(public_key) = public_key
+            && entry.signature.is_some()
+        {
+            if !verify_head(public_key, entry) {
+                let since = match last_signed {
+                    Some(signed) => format!(
+                        "this entry, or one after entry #{} (the last head whose signature verifies),",
+                        signed + 1
+                    ),
+                    None => "this entry, or one before it,".to_owned(),
+                };
+                return Err(broken(format!(
+                    "its head signature does not verify with the given trustee key: {since} was removed, inserted or rewritten and the hashes recomputed (or the signature is forged)"
+                )));
+            }
+            last_signed = Some(index);
         }
         match entry.event {
             AuditEvent::Release => {
@@ -270,8 +365,40 @@ pub fn verify_log(
         }
         prev = entry.hash.clone();
     }
-    summary.entries = log.entries.len();
-    summary.head = prev.clone();
+    if public_key.is_some()
+        && let Some(last) = entries.len().checked_sub(1)
+        && last_signed != Some(last)
+    {
+        let signed = match last_signed {
+            Some(signed) => format!("entry #{}", signed + 1),
+            None => "none".to_owned(),
+        };
+        return Err(BrokenLink {
+            index: Some(last),
+            what: format!(
+                "entry #{} (seq {}): the last entry carries no head signature (last signed head: {signed}): entries after the last signed head were added or rewritten without the trustee's key, or the signatures were stripped (a log downloaded before treuhand signed chain heads has none: download it again)",
+                last + 1,
+                entries[last].seq
+            ),
+        });
+    }
+    summary.entries = entries.len();
+    summary.head = prev;
+    Ok(summary)
+}
+
+/// Verifies a downloaded log: the whole chain ([`verify_chain`]: every entry's hash, every
+/// `prev` link, the sequence numbers, the tenant, every head signature) and that the checkpoint
+/// is signed by `public_key` and covers the last entry.
+///
+/// # Errors
+/// [`BrokenLink`] naming the first entry (or the checkpoint) that does not verify.
+pub fn verify_log(
+    log: &AuditLog,
+    public_key: &[u8; PUBLIC_KEY_LEN],
+) -> Result<Verified, BrokenLink> {
+    let summary = verify_chain(&log.tenant, &log.entries, public_key)?;
+    let prev = summary.head.clone();
     let checkpoint_broken = |what: String| BrokenLink {
         index: None,
         what: format!("checkpoint: {what}"),
@@ -328,17 +455,34 @@ mod tests {
             detail: None,
             prev: prev.into(),
             hash: String::new(),
+            signature: None,
         };
         e.hash = e.compute_hash();
         e
     }
 
+    /// Re-links entries after an edit, as an editor without the signing key can.
+    fn relink(entries: &mut [AuditEntry]) {
+        let mut prev = GENESIS.to_owned();
+        for (index, e) in entries.iter_mut().enumerate() {
+            e.seq = index as u64 + 1;
+            e.prev = prev;
+            e.hash = e.compute_hash();
+            prev = e.hash.clone();
+        }
+    }
+
+    /// A log of `n` releases whose heads are signed as group commits of two entries leave
+    /// them: every even entry, and the last.
     fn log(n: u64) -> (AuditLog, SigningKey) {
         let key = SigningKey::from_seed(&[5; 32]).unwrap();
         let mut entries = Vec::new();
         let mut prev = GENESIS.to_owned();
         for seq in 1..=n {
-            let e = entry(seq, &prev);
+            let mut e = entry(seq, &prev);
+            if seq % 2 == 0 || seq == n {
+                sign_head(&key, &mut e);
+            }
             prev = e.hash.clone();
             entries.push(e);
         }
@@ -350,6 +494,80 @@ mod tests {
             checkpoint: Some(checkpoint),
         };
         (log, key)
+    }
+
+    fn resign_checkpoint(log: &mut AuditLog, key: &SigningKey) {
+        let last = log.entries.last().unwrap();
+        log.checkpoint = Some(Checkpoint::sign(key, "acme", last.seq, &last.hash, 6000));
+    }
+
+    #[test]
+    fn the_hash_ignores_the_head_signature_so_old_entries_keep_their_hashes() {
+        let key = SigningKey::from_seed(&[5; 32]).unwrap();
+        let unsigned = entry(1, GENESIS);
+        // An unsigned entry serializes exactly as entries did before head signatures existed.
+        assert!(
+            !serde_json::to_string(&unsigned)
+                .unwrap()
+                .contains("signature")
+        );
+        let mut signed = unsigned.clone();
+        sign_head(&key, &mut signed);
+        assert_eq!(signed.compute_hash(), unsigned.hash);
+        assert!(verify_head(&key.public_key(), &signed));
+        let other = SigningKey::from_seed(&[6; 32]).unwrap();
+        assert!(!verify_head(&other.public_key(), &signed));
+        let parsed: AuditEntry =
+            serde_json::from_str(&serde_json::to_string(&signed).unwrap()).unwrap();
+        assert_eq!(parsed, signed);
+    }
+
+    #[test]
+    fn removed_entry_with_recomputed_hashes_fails_at_the_next_signed_head() {
+        let (mut log, key) = log(6);
+        // Entry #3 (unsigned, inside a group commit) goes; entry #4's signature then covers a
+        // different hash, and a checkpoint from a trustee that only checked links is no help.
+        log.entries.remove(2);
+        relink(&mut log.entries);
+        resign_checkpoint(&mut log, &key);
+        let err = verify_log(&log, &key.public_key()).unwrap_err();
+        assert_eq!(err.index, Some(2), "{err}");
+        assert!(err.what.contains("entry #3"), "{err}");
+        assert!(err.what.contains("after entry #2"), "{err}");
+        assert!(err.what.contains("signature"), "{err}");
+    }
+
+    #[test]
+    fn rewritten_entry_inside_a_group_commit_is_caught_by_the_head_after_it() {
+        let (mut log, key) = log(6);
+        log.entries[2].actor = "proxy:someone-else".into();
+        relink(&mut log.entries);
+        resign_checkpoint(&mut log, &key);
+        let err = verify_log(&log, &key.public_key()).unwrap_err();
+        assert_eq!(err.index, Some(3), "{err}");
+    }
+
+    #[test]
+    fn stripped_head_signatures_fail_at_the_last_entry() {
+        let (mut log, key) = log(4);
+        for e in &mut log.entries {
+            e.signature = None;
+        }
+        let err = verify_log(&log, &key.public_key()).unwrap_err();
+        assert_eq!(err.index, Some(3), "{err}");
+        assert!(err.what.contains("no head signature"), "{err}");
+        // Only the links: what the migration of an old store checks before signing its head.
+        assert_eq!(verify_links("acme", &log.entries).unwrap().entries, 4);
+    }
+
+    #[test]
+    fn head_signature_from_another_key_is_refused() {
+        let (mut log, key) = log(2);
+        let forger = SigningKey::from_seed(&[7; 32]).unwrap();
+        sign_head(&forger, &mut log.entries[1]);
+        let err = verify_log(&log, &key.public_key()).unwrap_err();
+        assert_eq!(err.index, Some(1), "{err}");
+        assert!(err.what.contains("head signature"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,8 @@ use super::client::TrusteeClient;
 use super::config::{Config, generate_keys, read_public_key};
 use super::policy::SystemClock;
 use super::server::{Server, run as serve};
+use super::service::migrate_audit;
+use super::store::SqliteStore;
 
 /// The trustee's subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -54,6 +56,14 @@ pub enum TrusteeCommand {
         /// Directory for sealing.key, signing.key and signing.pub.
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
+    },
+    /// Sign, once, the chain heads of a store written before treuhand signed them (the trustee
+    /// refuses to start on such a store). Checks every chain's links first. Run it once, at the
+    /// upgrade, with the trustee stopped: it vouches for whatever the store holds now.
+    MigrateAudit {
+        /// The trustee's configuration file (store path and signing key).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
     },
     /// Check a configuration file (paths, keys, TLS files) and exit.
     CheckConfig {
@@ -130,6 +140,24 @@ async fn run_trustee(args: TrusteeArgs) -> anyhow::Result<()> {
                 dir.display()
             );
             println!("trustee public key (give it to customers to verify audit logs): {public}");
+            Ok(())
+        }
+        Some(TrusteeCommand::MigrateAudit { config }) => {
+            let config = Config::load(&config)?;
+            let signing = super::config::load_signing_key(&config.keys.signing_key)?;
+            let mut store = SqliteStore::open(&config.store.path)?;
+            let signed = migrate_audit(&mut store, &signing)?;
+            if signed == 0 {
+                println!(
+                    "nothing to do: the audit chains in {} already have signed heads",
+                    config.store.path.display()
+                );
+            } else {
+                println!(
+                    "signed the heads of {signed} audit chains in {}",
+                    config.store.path.display()
+                );
+            }
             Ok(())
         }
         Some(TrusteeCommand::CheckConfig { config }) => {

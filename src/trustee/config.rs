@@ -24,6 +24,9 @@
 //! max_connections = 1024
 //! max_grant_secs = 28800
 //! max_batch = 1024
+//! denial_log_per_second = 10      # denials each caller may add to audit chains, sustained
+//! denial_log_burst = 100          # ... and in a burst; further denials are answered, not logged
+//! denial_log_callers = 4096       # callers whose denial budget is remembered (bounded memory)
 //! ```
 
 use std::net::SocketAddr;
@@ -97,6 +100,14 @@ pub struct Limits {
     pub max_grant_secs: u64,
     /// Most requests per group commit.
     pub max_batch: usize,
+    /// Denials one caller identity may add to the audit chains per second, sustained. Denials
+    /// beyond it are still answered 403 but not chained, so a flood cannot grow the store.
+    pub denial_log_per_second: u32,
+    /// Denials one caller identity may add to the audit chains in a burst.
+    pub denial_log_burst: u32,
+    /// Caller identities whose denial budget is remembered; beyond it the least recently
+    /// denied caller is forgotten (and starts again with a full budget).
+    pub denial_log_callers: usize,
 }
 
 impl Default for Limits {
@@ -107,6 +118,9 @@ impl Default for Limits {
             max_connections: 1024,
             max_grant_secs: 8 * 3600,
             max_batch: 1024,
+            denial_log_per_second: 10,
+            denial_log_burst: 100,
+            denial_log_callers: 4096,
         }
     }
 }
@@ -239,6 +253,21 @@ impl Config {
         if !(1..=65_536).contains(&limits.max_batch) {
             return Err(config_err(
                 "limits.max_batch must be between 1 and 65536".into(),
+            ));
+        }
+        if !(1..=1_000_000).contains(&limits.denial_log_per_second) {
+            return Err(config_err(
+                "limits.denial_log_per_second must be between 1 and 1000000".into(),
+            ));
+        }
+        if !(1..=10_000_000).contains(&limits.denial_log_burst) {
+            return Err(config_err(
+                "limits.denial_log_burst must be between 1 and 10000000".into(),
+            ));
+        }
+        if !(1..=1_000_000).contains(&limits.denial_log_callers) {
+            return Err(config_err(
+                "limits.denial_log_callers must be between 1 and 1000000".into(),
             ));
         }
         Ok(())

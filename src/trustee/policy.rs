@@ -3,6 +3,7 @@
 //! Everything here is pure and synchronous; the [`super::service`] engine owns the state and
 //! calls in with the current time, so tests drive time with a [`ManualClock`] and never sleep.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -164,6 +165,75 @@ impl RateBucket {
     }
 }
 
+/// A per-caller budget for denials, in bounded memory.
+///
+/// Every chained denial is a durable entry, so without a budget a caller that is refused in a
+/// loop grows the store without bound. Each caller identity gets a token bucket; a denial
+/// beyond it is still answered, but not chained, and the next chained denial of that caller
+/// says how many were left out. At most `capacity` callers are remembered: a new caller then
+/// evicts the least recently denied one (its count of left-out denials is lost, and it starts
+/// again with a full bucket). Eviction scans the map, which is cheap next to the fsync each
+/// chained denial costs.
+#[derive(Debug)]
+pub struct DenialLimiter {
+    limit: RateLimit,
+    capacity: usize,
+    callers: HashMap<String, CallerBudget>,
+}
+
+#[derive(Debug)]
+struct CallerBudget {
+    bucket: RateBucket,
+    /// Denials answered but not chained since this caller's last chained denial.
+    unlogged: u64,
+}
+
+impl DenialLimiter {
+    /// A limiter granting each caller `limit`, remembering at most `capacity` callers (at
+    /// least one).
+    pub fn new(limit: RateLimit, capacity: usize) -> Self {
+        Self {
+            limit,
+            capacity: capacity.max(1),
+            callers: HashMap::new(),
+        }
+    }
+
+    /// Takes one denial from `caller`'s budget. `Some(n)`: chain it; `n` earlier denials of
+    /// this caller were left out since its last chained one. `None`: answer it, chain nothing.
+    pub fn admit(&mut self, caller: &str, now_ms: u64) -> Option<u64> {
+        if !self.callers.contains_key(caller) && self.callers.len() >= self.capacity {
+            let least_recent = self
+                .callers
+                .iter()
+                .min_by_key(|(_, budget)| budget.bucket.last_ms)
+                .map(|(name, _)| name.clone());
+            if let Some(name) = least_recent {
+                self.callers.remove(&name);
+            }
+        }
+        let limit = self.limit;
+        let budget = self
+            .callers
+            .entry(caller.to_owned())
+            .or_insert_with(|| CallerBudget {
+                bucket: RateBucket::full(limit, now_ms),
+                unlogged: 0,
+            });
+        if budget.bucket.try_take(limit, now_ms) {
+            Some(std::mem::take(&mut budget.unlogged))
+        } else {
+            budget.unlogged = budget.unlogged.saturating_add(1);
+            None
+        }
+    }
+
+    /// How many callers are remembered now.
+    pub fn callers(&self) -> usize {
+        self.callers.len()
+    }
+}
+
 /// Why a release is denied: the machine codes of the 403 body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denial {
@@ -243,6 +313,41 @@ mod tests {
         assert!(bucket.try_take(limit, 10_000));
         assert!(bucket.try_take(limit, 10_000));
         assert!(!bucket.try_take(limit, 10_000));
+    }
+
+    #[test]
+    fn denial_limiter_counts_what_it_left_out_per_caller() {
+        let limit = RateLimit {
+            per_second: 1,
+            burst: 2,
+        };
+        let mut limiter = DenialLimiter::new(limit, 16);
+        assert_eq!(limiter.admit("proxy:a", 0), Some(0));
+        assert_eq!(limiter.admit("proxy:a", 0), Some(0));
+        assert_eq!(limiter.admit("proxy:a", 0), None);
+        assert_eq!(limiter.admit("proxy:a", 0), None);
+        // Another caller has its own budget.
+        assert_eq!(limiter.admit("proxy:b", 0), Some(0));
+        // After a refill the next chained denial carries the count of those left out.
+        assert_eq!(limiter.admit("proxy:a", 1000), Some(2));
+        assert_eq!(limiter.admit("proxy:a", 1000), None);
+    }
+
+    #[test]
+    fn denial_limiter_memory_stays_bounded_under_many_identities() {
+        let limit = RateLimit {
+            per_second: 1,
+            burst: 1,
+        };
+        let mut limiter = DenialLimiter::new(limit, 100);
+        assert_eq!(limiter.admit("proxy:noisy", 0), Some(0));
+        assert_eq!(limiter.admit("proxy:noisy", 0), None);
+        for i in 0..10_000u64 {
+            limiter.admit(&format!("proxy:p{i}"), 1 + i);
+            assert!(limiter.callers() <= 100);
+        }
+        // The noisy caller was the least recently denied, so it was forgotten first.
+        assert_eq!(limiter.admit("proxy:noisy", 20_000), Some(0));
     }
 
     #[test]

@@ -85,6 +85,11 @@ impl Server {
         let options = Options {
             max_batch: config.limits.max_batch,
             max_grant_secs: config.limits.max_grant_secs,
+            denial_log: super::policy::RateLimit {
+                per_second: config.limits.denial_log_per_second,
+                burst: config.limits.denial_log_burst,
+            },
+            denial_log_callers: config.limits.denial_log_callers,
             ..Options::default()
         };
         let trustee = Trustee::start(Box::new(store), sealing, signing, clock, options)?;

@@ -11,8 +11,16 @@
 //!
 //! Single writer means no locks, a strictly ordered chain per tenant, and decisions that see
 //! every earlier decision (rate limits, suspension, grants) without races.
+//!
+//! Before each commit the writer signs the head each touched chain will have
+//! ([`super::audit::sign_head`]); at start it refuses a store whose chain heads do not carry
+//! its signature, so it never extends or vouches for a chain edited behind its back.
+//!
+//! Only a caller that may ask writes into a tenant's chain: a release is authorized (a proxy
+//! named in the tenant's policy) before any entry is built, and denials of authorized callers
+//! are chained within a per-caller budget ([`super::policy::DenialLimiter`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +29,11 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 use super::Error;
-use super::audit::{AuditEntry, AuditEvent, AuditLog, Checkpoint, GENESIS};
-use super::policy::{Clock, Denial, Policy, RateBucket, grant_covers};
+use super::audit::{
+    AuditEntry, AuditEvent, AuditLog, Checkpoint, GENESIS, sign_head, verify_chain, verify_head,
+    verify_links,
+};
+use super::policy::{Clock, Denial, DenialLimiter, Policy, RateBucket, RateLimit, grant_covers};
 use super::store::{AuditReader, KeyRecord, Mutation, Store};
 use super::wire::{
     EnrollRequest, EnrollResponse, Grant, GrantRequest, GrantState, Justification, ReleaseRequest,
@@ -42,6 +53,11 @@ pub struct Options {
     pub max_grant_secs: u64,
     /// Capacity of the job queue; a full queue makes callers wait.
     pub queue: usize,
+    /// Denials one caller may add to the audit chains (sustained rate and burst); further
+    /// denials are answered but not chained.
+    pub denial_log: RateLimit,
+    /// Callers whose denial budget is remembered (bounds the limiter's memory).
+    pub denial_log_callers: usize,
 }
 
 impl Default for Options {
@@ -50,6 +66,11 @@ impl Default for Options {
             max_batch: 1024,
             max_grant_secs: 8 * 3600,
             queue: 8192,
+            denial_log: RateLimit {
+                per_second: 10,
+                burst: 100,
+            },
+            denial_log_callers: 4096,
         }
     }
 }
@@ -95,6 +116,10 @@ struct Engine {
     grants: HashMap<String, Grant>,
     heads: HashMap<String, (u64, String)>,
     buckets: HashMap<String, RateBucket>,
+    /// Budget of chained denials per authorized caller.
+    denials: DenialLimiter,
+    /// Budget of service-log lines for callers refused before anything is chained.
+    strangers: DenialLimiter,
 }
 
 fn share_aad(tenant: &str, key_version: u32, x: u8) -> Vec<u8> {
@@ -125,7 +150,9 @@ impl Trustee {
     /// tick that expires grants even when no request arrives).
     ///
     /// # Errors
-    /// [`Error::Store`] if the state cannot be loaded.
+    /// [`Error::Store`] if the state cannot be loaded, if a chain's head does not carry a valid
+    /// head signature by `signing` (the store was edited, or the key is not the one that wrote
+    /// it), or if the store predates head signatures and needs [`migrate_audit`].
     pub fn start(
         store: Box<dyn Store>,
         sealing: SealingKey,
@@ -148,6 +175,8 @@ impl Trustee {
             grants: HashMap::new(),
             heads: HashMap::new(),
             buckets: HashMap::new(),
+            denials: DenialLimiter::new(options.denial_log, options.denial_log_callers),
+            strangers: DenialLimiter::new(options.denial_log, options.denial_log_callers),
         };
         engine.reload()?;
         let (tx, rx) = mpsc::channel::<Job>(options.queue.max(1));
@@ -373,6 +402,24 @@ impl Trustee {
 impl Engine {
     fn reload(&mut self) -> Result<(), Error> {
         let snapshot = self.store.load()?;
+        if snapshot.unsigned_heads {
+            return Err(Error::Store(
+                "the store's audit chains were written before treuhand signed chain heads; stop the trustee and run `treuhand trustee migrate-audit --config FILE` once (docs/trustee.md, \"Upgrading a store\")".into(),
+            ));
+        }
+        // Every chain the engine extends must end in a head it signed: otherwise someone
+        // without the key removed, inserted or rewrote entries (and recomputed the hashes),
+        // and appending a newly signed head would vouch for that history. Refusing to start
+        // is loud and fails closed for every tenant; the operator restores the store.
+        let public_key = self.signing.public_key();
+        for head in &snapshot.heads {
+            if head.compute_hash() != head.hash || !verify_head(&public_key, head) {
+                return Err(Error::Store(format!(
+                    "the audit chain of tenant {} ends at seq {} in an entry without a valid head signature by this trustee's key: the store was edited (entries removed, inserted or rewritten, or the tail cut off), or keys.signing_key is not the key that wrote it; refusing to extend or vouch for it",
+                    head.tenant, head.seq
+                )));
+            }
+        }
         self.keys = snapshot
             .keys
             .into_iter()
@@ -420,6 +467,7 @@ impl Engine {
             } else if self.poisoned {
                 false
             } else {
+                self.sign_heads(&mut batch.mutations);
                 match self.store.commit(&batch.mutations) {
                     Ok(()) => true,
                     Err(e) => {
@@ -442,6 +490,22 @@ impl Engine {
             metrics::histogram!("trustee_group_commit_jobs").record(jobs as f64);
             for reply in batch.replies {
                 reply(committed);
+            }
+        }
+    }
+
+    /// Signs the head each chain will have after this commit: the last entry the batch appends
+    /// to it. The entries before it in the batch are covered through their hash links, so one
+    /// signature per chain and commit suffices (one per entry would put an Ed25519 signature
+    /// on the writer thread for every release under load).
+    fn sign_heads(&self, mutations: &mut [Mutation]) {
+        let mut signed: HashSet<String> = HashSet::new();
+        for mutation in mutations.iter_mut().rev() {
+            if let Mutation::Append(entry) = mutation
+                && !signed.contains(&entry.tenant)
+            {
+                sign_head(&self.signing, entry);
+                signed.insert(entry.tenant.clone());
             }
         }
     }
@@ -470,6 +534,7 @@ impl Engine {
             detail: None,
             prev: String::new(),
             hash: String::new(),
+            signature: None,
         }
     }
 
@@ -523,17 +588,31 @@ impl Engine {
         }
     }
 
+    /// Whether `caller` may ask for `tenant`'s releases at all: a proxy named in the tenant's
+    /// policy. Nothing about a caller that may not ask enters the tenant's chain.
+    fn authorize_release(&self, caller: &PeerIdentity, tenant: &str) -> Result<(), Denial> {
+        if caller.role != Role::Proxy {
+            return Err(Denial::WrongRole);
+        }
+        // No policy means the default policy, which allows no proxy.
+        let listed = self
+            .policies
+            .get(tenant)
+            .is_some_and(|policy| policy.allowed_proxies.contains(&caller.name));
+        if !listed {
+            return Err(Denial::ProxyNotAllowed);
+        }
+        Ok(())
+    }
+
+    /// The rest of a release decision, for an authorized caller.
     fn decide(
         &mut self,
-        caller: &PeerIdentity,
         tenant: &str,
         key_version: u32,
         justification: Justification,
         now: u64,
     ) -> Result<Option<String>, Denial> {
-        if caller.role != Role::Proxy {
-            return Err(Denial::WrongRole);
-        }
         let default_policy;
         let policy = match self.policies.get(tenant) {
             Some(policy) => policy,
@@ -544,9 +623,6 @@ impl Engine {
         };
         if policy.suspended {
             return Err(Denial::TenantSuspended);
-        }
-        if !policy.allowed_proxies.contains(&caller.name) {
-            return Err(Denial::ProxyNotAllowed);
         }
         if !policy.allowed_justifications.contains(&justification) {
             return Err(Denial::JustificationNotAllowed);
@@ -583,13 +659,28 @@ impl Engine {
         request: ReleaseRequest,
     ) -> Result<ReleaseResponse, Error> {
         let Some(record) = self.keys.get(&(tenant.to_owned(), key_version)) else {
-            // No chain exists for an unknown tenant, so this goes to the service log only.
-            tracing::info!(tenant, key_version, caller = %caller, "release for an unknown tenant or key version");
+            // No chain exists for an unknown tenant, so this goes to the service log only,
+            // within the same per-caller budget as other unchained refusals.
+            if self
+                .strangers
+                .admit(&caller.to_string(), batch.now_ms)
+                .is_some()
+            {
+                tracing::info!(tenant, key_version, caller = %caller, "release for an unknown tenant or key version");
+            }
             return Err(Error::UnknownTenant);
         };
         let sealed = record.sealed.clone();
         let holder = record.holder.clone();
         let x = record.metadata.holder(&holder).map(|h| h.x);
+        // Authorize before any entry exists: otherwise any certificate holder could append
+        // denials, with free text of its choosing, to any tenant's chain.
+        if let Err(denial) = self.authorize_release(caller, tenant) {
+            self.note_unauthorized(caller, tenant, key_version, denial, batch.now_ms);
+            return Err(Error::Denied {
+                reason: denial.code().into(),
+            });
+        }
         let mut entry = self.entry(
             batch,
             tenant,
@@ -602,23 +693,13 @@ impl Engine {
         entry.reason = Some(request.reason.clone()).filter(|r| !r.is_empty());
         entry.object = request.object;
         let Some(sealed) = sealed else {
-            entry.event = AuditEvent::Denial;
-            entry.outcome = "shredded".into();
-            self.append(batch, entry);
+            self.append_denial(batch, entry, "shredded");
             return Err(Error::Shredded);
         };
         let x = x.ok_or_else(|| Error::Internal("enrolled holder missing from metadata".into()))?;
-        match self.decide(
-            caller,
-            tenant,
-            key_version,
-            request.justification,
-            batch.now_ms,
-        ) {
+        match self.decide(tenant, key_version, request.justification, batch.now_ms) {
             Err(denial) => {
-                entry.event = AuditEvent::Denial;
-                entry.outcome = denial.code().into();
-                self.append(batch, entry);
+                self.append_denial(batch, entry, denial.code());
                 Err(Error::Denied {
                     reason: denial.code().into(),
                 })
@@ -650,6 +731,51 @@ impl Engine {
                     share: encoded.to_string(),
                 })
             }
+        }
+    }
+
+    /// Chains the denial of an authorized caller, within that caller's denial budget. Beyond
+    /// it the denial is answered but not chained, so a caller refused in a loop cannot grow
+    /// the store; its next chained denial says how many were left out.
+    fn append_denial(&mut self, batch: &mut Batch, mut entry: AuditEntry, outcome: &str) {
+        entry.event = AuditEvent::Denial;
+        entry.outcome = outcome.into();
+        match self.denials.admit(&entry.actor, batch.now_ms) {
+            None => {
+                metrics::counter!("trustee_denials_not_chained_total", "why" => "denial_budget")
+                    .increment(1);
+                return;
+            }
+            Some(0) => {}
+            Some(left_out) => {
+                entry.detail = Some(format!(
+                    "{left_out} earlier denials of this caller were answered but not chained (denial budget, limits.denial_log_*)"
+                ));
+            }
+        }
+        self.append(batch, entry);
+    }
+
+    /// A release refused to a caller that may not ask: nothing goes into any chain. A service
+    /// log line (within a per-caller budget, without the caller's free text) and a counter.
+    fn note_unauthorized(
+        &mut self,
+        caller: &PeerIdentity,
+        tenant: &str,
+        key_version: u32,
+        denial: Denial,
+        now_ms: u64,
+    ) {
+        metrics::counter!("trustee_denials_not_chained_total", "why" => "not_authorized")
+            .increment(1);
+        if self.strangers.admit(&caller.to_string(), now_ms).is_some() {
+            tracing::warn!(
+                tenant,
+                key_version,
+                caller = %caller,
+                reason = denial.code(),
+                "release refused to a caller the tenant's policy does not allow; not chained"
+            );
         }
     }
 
@@ -960,7 +1086,41 @@ impl Engine {
     }
 }
 
-/// Checks every stored link, then signs a checkpoint over the head.
+/// Signs, once, the head of every chain in a store written before treuhand signed chain heads
+/// (`treuhand trustee migrate-audit`), after checking every link of every chain. Returns how
+/// many chains it signed: 0 when the store needs no migration.
+///
+/// # Security
+/// This vouches for whatever the store holds at that moment, so run it once, at the upgrade,
+/// on a store you trust. A store that asks for it again had its format marker reset (and its
+/// signatures stripped) by hand; signing it again would bless that edit.
+///
+/// # Errors
+/// [`Error::Store`] if the store cannot be read or written, or a chain's links are broken
+/// (nothing is signed then).
+pub fn migrate_audit(store: &mut dyn Store, signing: &SigningKey) -> Result<usize, Error> {
+    let snapshot = store.load()?;
+    if !snapshot.unsigned_heads {
+        return Ok(0);
+    }
+    let mut reader = store.reader()?;
+    let mut heads = Vec::with_capacity(snapshot.heads.len());
+    for mut head in snapshot.heads {
+        let entries = reader.audit_entries(&head.tenant)?;
+        verify_links(&head.tenant, &entries).map_err(|broken| {
+            Error::Store(format!(
+                "the audit chain of tenant {} is broken, so nothing was signed: {broken}",
+                head.tenant
+            ))
+        })?;
+        sign_head(signing, &mut head);
+        heads.push(head);
+    }
+    store.sign_legacy_heads(&heads)?;
+    Ok(heads.len())
+}
+
+/// Checks the stored chain (links and head signatures), then signs a checkpoint over the head.
 fn signed_log(
     signing: &SigningKey,
     tenant: &str,
@@ -973,22 +1133,17 @@ fn signed_log(
         entries,
         checkpoint: None,
     };
-    // Never vouch for a chain that does not hold: check every link before signing its head.
-    let mut prev = GENESIS.to_owned();
-    for (index, entry) in log.entries.iter().enumerate() {
-        if entry.seq != index as u64 + 1 || entry.prev != prev || entry.compute_hash() != entry.hash
-        {
-            tracing::error!(
-                tenant,
-                seq = entry.seq,
-                "the stored audit chain is broken; refusing to sign a checkpoint"
-            );
-            return Err(Error::Store(format!(
-                "the stored audit chain of {tenant} is broken at seq {}",
-                entry.seq
-            )));
-        }
-        prev = entry.hash.clone();
+    // Never vouch for a chain that does not hold: check every link and every stored head
+    // signature before signing a checkpoint over its head.
+    if let Err(broken) = verify_chain(tenant, &log.entries, &signing.public_key()) {
+        tracing::error!(
+            tenant,
+            broken = %broken,
+            "the stored audit chain does not verify; refusing to sign a checkpoint"
+        );
+        return Err(Error::Store(format!(
+            "the stored audit chain of {tenant} does not verify: {broken}"
+        )));
     }
     if let Some(last) = log.entries.last() {
         log.checkpoint = Some(Checkpoint::sign(

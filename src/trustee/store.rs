@@ -51,6 +51,9 @@ pub struct Snapshot {
     pub grants: Vec<Grant>,
     /// The last entry of each tenant's chain.
     pub heads: Vec<AuditEntry>,
+    /// The chains were written before treuhand signed chain heads: the engine refuses to start
+    /// until [`super::service::migrate_audit`] has signed them.
+    pub unsigned_heads: bool,
 }
 
 /// One change, applied inside a group commit.
@@ -97,6 +100,14 @@ pub trait Store: Send + 'static {
     /// [`Error::Store`].
     fn reader(&self) -> Result<Box<dyn AuditReader>, Error>;
 
+    /// Replaces each given chain head (same tenant and seq; only its `signature` differs) and
+    /// marks the store as written with signed heads, atomically: the one-time migration of
+    /// a store from before head signatures.
+    ///
+    /// # Errors
+    /// [`Error::Store`], also when a head is not in the store.
+    fn sign_legacy_heads(&mut self, heads: &[AuditEntry]) -> Result<(), Error>;
+
     /// Loads all state.
     ///
     /// # Errors
@@ -135,6 +146,11 @@ pub struct SqliteStore {
 
 /// WAL frames (pages) after which the writer checkpoints itself: 16 MiB at 4 KiB pages.
 const WAL_CHECKPOINT_PAGES: i64 = 4096;
+/// The audit format recorded in SQLite's `user_version`: 0 for chains written before heads
+/// were signed, 1 since. A new (empty) store starts at 1; a store with older chains stays at 0
+/// until `treuhand trustee migrate-audit` signs their heads.
+const AUDIT_FORMAT_SIGNED_HEADS: i64 = 1;
+
 /// Size the WAL file is truncated to when SQLite reuses it.
 const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 
@@ -212,6 +228,25 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        let format = audit_format(&conn)?;
+        if format > AUDIT_FORMAT_SIGNED_HEADS {
+            return Err(Error::Store(format!(
+                "the store {} was written by a newer treuhand (audit format {format}); this version reads formats up to {AUDIT_FORMAT_SIGNED_HEADS}",
+                path.display()
+            )));
+        }
+        if format < AUDIT_FORMAT_SIGNED_HEADS {
+            // Nothing to migrate in a store without entries: new chains get signed heads.
+            let empty: bool = conn
+                .query_row("SELECT NOT EXISTS (SELECT 1 FROM audit)", [], |row| {
+                    row.get(0)
+                })
+                .map_err(db_err)?;
+            if empty {
+                conn.pragma_update(None, "user_version", AUDIT_FORMAT_SIGNED_HEADS)
+                    .map_err(db_err)?;
+            }
+        }
         let checkpointer = spawn_checkpointer(path);
         // The background thread copies WAL frames without blocking the writer, but under a
         // steady stream of commits it never reaches the WAL's end, and SQLite reuses the WAL
@@ -253,6 +288,11 @@ impl SqliteStore {
             "the WAL could not be truncated: checkpoint stayed busy".into(),
         ))
     }
+}
+
+fn audit_format(conn: &Connection) -> Result<i64, Error> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(db_err)
 }
 
 fn read_entries(conn: &Connection, tenant: &str) -> Result<Vec<AuditEntry>, Error> {
@@ -363,7 +403,34 @@ impl Store for SqliteStore {
                 .heads
                 .push(serde_json::from_str(&row.map_err(db_err)?).map_err(json_err)?);
         }
+        drop(stmt);
+        snapshot.unsigned_heads = audit_format(&self.conn)? < AUDIT_FORMAT_SIGNED_HEADS;
         Ok(snapshot)
+    }
+
+    fn sign_legacy_heads(&mut self, heads: &[AuditEntry]) -> Result<(), Error> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        for head in heads {
+            let json = serde_json::to_string(head).map_err(json_err)?;
+            let seq =
+                i64::try_from(head.seq).map_err(|_| Error::Store("sequence overflow".into()))?;
+            let changed = tx
+                .execute(
+                    "UPDATE audit SET entry = ?3 WHERE tenant = ?1 AND seq = ?2",
+                    params![head.tenant, seq, json],
+                )
+                .map_err(db_err)?;
+            if changed != 1 {
+                return Err(Error::Store(format!(
+                    "the head of tenant {} (seq {}) is not in the store",
+                    head.tenant, head.seq
+                )));
+            }
+        }
+        // user_version lives in the database header, so it commits with the heads.
+        tx.pragma_update(None, "user_version", AUDIT_FORMAT_SIGNED_HEADS)
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)
     }
 
     fn commit(&mut self, batch: &[Mutation]) -> Result<(), Error> {
@@ -466,6 +533,7 @@ mod tests {
             detail: Some("x".repeat(400)),
             prev: GENESIS.into(),
             hash: GENESIS.into(),
+            signature: None,
         }
     }
 

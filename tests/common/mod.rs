@@ -63,8 +63,20 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a trustee whose configuration `adjust` may change first (limits).
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (ca, config) = write_setup(dir.path());
+        let (ca, mut config) = write_setup(dir.path());
+        adjust(&mut config);
+        Self::launch(dir, ca, config).await
+    }
+
+    /// Starts a trustee on an existing directory (its store, keys and CA), e.g. after
+    /// [`Harness::stop_and_keep`].
+    pub async fn launch(dir: tempfile::TempDir, ca: DevCa, config: Config) -> Self {
         let clock = Arc::new(ManualClock::new(START_MS));
         let server = Server::from_config(&config, clock.clone()).unwrap();
         let public_key = server.trustee().public_key();
@@ -91,13 +103,20 @@ impl Harness {
         }
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_and_keep().await;
+    }
+
+    /// Stops the server and hands back its directory, CA and configuration, so a test can
+    /// edit the store and start another trustee on it.
+    pub async fn stop_and_keep(mut self) -> (tempfile::TempDir, DevCa, Config) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.unwrap();
         }
+        (self.dir, self.ca, self.config)
     }
 
     pub fn tls(&self, role: Role, name: &str) -> Arc<rustls::ClientConfig> {
