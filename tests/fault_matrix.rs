@@ -542,7 +542,6 @@ async fn assert_all_503(stack: &RealTrusteeStack, tenant: &TestTenant, secret: &
         ),
         ("PUT", "/data/a", vec![], sse.clone(), b"overwrite".to_vec()),
         ("PUT", "/data/new", vec![], sse.clone(), b"new".to_vec()),
-        ("PUT", "/data/large", vec![], sse.clone(), data(3 * MIB, 9)),
         ("PUT", "/data/copy", vec![], copy_headers, vec![]),
         (
             "POST",
@@ -557,6 +556,20 @@ async fn assert_all_503(stack: &RealTrusteeStack, tenant: &TestTenant, secret: &
         assert_eq!(r.status, 503, "{} {method} {path}: {}", tenant.id, r.text());
         assert!(!contains(&r.body, secret));
     }
+    // A large streamed PUT: the answer comes before the proxy takes any of the body, so the
+    // client sends none (a client that kept writing would see the connection close instead).
+    let (held, body) = HeldBody::new();
+    let mut headers = sse.clone();
+    headers.push(put_len(16 * MIB));
+    let r = tokio::time::timeout(
+        PATIENCE,
+        s3.send(tenant, "PUT", "/data/large", &[], &headers, body),
+    )
+    .await
+    .expect("the proxy answers before the body")
+    .unwrap();
+    assert_eq!(r.status, 503, "{} large PUT: {}", tenant.id, r.text());
+    drop(held);
     assert!(
         snapshot(&stack.root.join("storage")) == before,
         "{}: storage changed while the key holders were down",
@@ -945,8 +958,21 @@ async fn tampered_large_objects_never_return_altered_plaintext() {
         std::fs::write(&file, &stored).unwrap();
 
         for (version, client) in [("HTTP/1.1", &h1), ("HTTP/2", &h2)] {
-            let got = client.call(&demo, "GET", &path, &[], &sse, vec![]).await;
             let context = format!("{name} over {version}");
+            let sent = client
+                .send(&demo, "GET", &path, &[], &sse, Vec::new().into())
+                .await;
+            let got = match (sent, stops_at) {
+                (Ok(got), _) => got,
+                // Segment 0 fails right after the status line was queued: the reset (HTTP/2)
+                // or the closed connection (HTTP/1.1) can reach the client library before it
+                // hands out the response head. Either way no byte of plaintext arrived.
+                (Err(e), Some(0)) => {
+                    eprintln!("{context}: no response head, only: {e}");
+                    continue;
+                }
+                (Err(e), _) => panic!("{context}: no response: {e:?}"),
+            };
             match stops_at {
                 None => {
                     assert_eq!(got.status, 502, "{context}: {}", got.text());
@@ -958,11 +984,16 @@ async fn tampered_large_objects_never_return_altered_plaintext() {
                     // segment was read: the client sees 200 and then a body cut short.
                     assert_eq!(got.status, 200, "{context}");
                     let announced = got.content_length().unwrap() as usize;
-                    assert!(
-                        got.body_error.is_some(),
-                        "{context}: the body ended cleanly with {} of {announced} bytes",
-                        got.body.len()
-                    );
+                    let error = got.body_error.as_deref().unwrap_or_else(|| {
+                        panic!(
+                            "{context}: the body ended cleanly with {} of {announced} bytes",
+                            got.body.len()
+                        )
+                    });
+                    // HTTP/2: the stream is reset; HTTP/1.1: the connection closes early.
+                    if version == "HTTP/2" {
+                        assert!(error.contains("INTERNAL_ERROR"), "{context}: {error}");
+                    }
                     assert!(got.body.len() < announced, "{context}: a short read");
                     // Only whole authenticated segments before the damaged one arrived, and
                     // every byte that did is the original plaintext.

@@ -266,8 +266,13 @@ impl S3 {
     pub fn new(endpoint: &str, ca_pem: &Path, alpn: &[u8]) -> Self {
         let mut tls = (*treuhand::tls::client_config(ca_pem, None).unwrap()).clone();
         tls.alpn_protocols = vec![alpn.to_vec()];
+        // HTTP/2: the protocol's initial 64 KiB stream window instead of hyper's 2 MiB, so the
+        // server can send no more than about one segment before this client reads the response.
+        // Without it a whole streamed body can be in flight, and a reset that follows it may
+        // reach hyper before the response head was handed to the test.
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
+            .http2_initial_stream_window_size(65_535)
             .build()
             .unwrap();
         Self {
