@@ -10,6 +10,11 @@
 //! | storage on a full disk | 5xx; old version intact; the proxy keeps serving | `full_disk_is_503_keeps_the_old_version_and_the_proxy_keeps_serving` |
 //! | flipped / truncated stored bytes | no altered plaintext; a late failure is a short read | `tampered_large_objects_never_return_altered_plaintext` |
 //!
+//! Pinned elsewhere and not repeated here: a trustee SIGKILLed mid-release keeps every
+//! acknowledged release and a verifying chain (`tests/trustee_kill.rs`); a gracefully stopped
+//! trustee or holder, tampered objects up to 1 MiB and a client that cuts its upload short
+//! (`tests/proxy_failures.rs`).
+//!
 //! The proxy and the trustees run as the real `treuhand` binary wherever the fault is a
 //! SIGKILL of that process; otherwise in-process on 127.0.0.1:0. Everything speaks real TLS.
 //! No assertion depends on timing: tests wait for states (a staging file exists, a count is
