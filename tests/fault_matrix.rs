@@ -867,6 +867,18 @@ async fn full_disk_is_503_keeps_the_old_version_and_the_proxy_keeps_serving() {
         assert_eq!(r.status, 503, "PUT {path} on a full disk: {}", r.text());
         assert!(r.text().contains("ServiceUnavailable"), "{}", r.text());
     }
+    // A streamed overwrite (over the 8 MiB writer chunk, so through a staged backend write).
+    // The backend's part writes fail in the background; the proxy finds out at the latest
+    // when it completes the write, after the whole 12 MiB body: a clean 503.
+    let r = s3
+        .call(&demo, "PUT", "/data/old", &[], &sse, data(12 * MIB, 9))
+        .await;
+    assert_eq!(r.status, 503, "streamed PUT on a full disk: {}", r.text());
+    // The failed streamed write's staging file is removed in the background.
+    wait_until("the failed write's staging file is removed", || {
+        staging_files(&storage_root).is_empty()
+    })
+    .await;
     // The old version is intact and still served, and so is everything else that reads.
     assert_eq!(std::fs::read(&old_file).unwrap(), stored_old);
     let get = s3.call(&demo, "GET", "/data/old", &[], &sse, vec![]).await;
