@@ -55,6 +55,16 @@ fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
+/// A copy of a tenant's credentials for a spawned task (`TestTenant` is not `Clone`).
+fn owned(tenant: &TestTenant) -> TestTenant {
+    TestTenant {
+        id: tenant.id.clone(),
+        access_key_id: tenant.access_key_id.clone(),
+        secret_access_key: tenant.secret_access_key.clone(),
+        share: tenant.share,
+    }
+}
+
 /// The text between `<tag>` and `</tag>`.
 fn xml_field(text: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");
@@ -175,12 +185,7 @@ async fn proxy_sigkill_mid_overwrite_keeps_the_old_version() {
     headers.push(put_len(16 * MIB));
     let overwrite = {
         let s3 = s3.clone();
-        let tenant = TestTenant {
-            id: demo.id.clone(),
-            access_key_id: demo.access_key_id.clone(),
-            secret_access_key: demo.secret_access_key.clone(),
-            share: demo.share,
-        };
+        let tenant = owned(demo);
         tokio::spawn(async move {
             s3.send(&tenant, "PUT", "/data/big", &[], &headers, body)
                 .await
@@ -278,12 +283,7 @@ async fn proxy_sigkill_mid_multipart_hides_the_upload_and_restart_completes_or_a
         headers.push(put_len(12 * MIB));
         let task = {
             let s3 = s3.clone();
-            let tenant = TestTenant {
-                id: demo.id.clone(),
-                access_key_id: demo.access_key_id.clone(),
-                secret_access_key: demo.secret_access_key.clone(),
-                share: demo.share,
-            };
+            let tenant = owned(demo);
             let upload_id = upload_id.clone();
             let path = path.clone();
             tokio::spawn(async move {
@@ -703,12 +703,7 @@ async fn trustee_sigkill_under_load_serves_correct_bytes_or_503_and_logs_every_s
     let mut workers = Vec::new();
     for worker in 0..4 {
         let s3 = stack.s3.clone();
-        let tenant = TestTenant {
-            id: demo.id.clone(),
-            access_key_id: demo.access_key_id.clone(),
-            secret_access_key: demo.secret_access_key.clone(),
-            share: demo.share,
-        };
+        let tenant = owned(demo);
         let (sse, objects, served, killed, enough_tx) = (
             sse.clone(),
             objects.clone(),
