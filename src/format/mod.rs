@@ -18,11 +18,12 @@ pub mod metadata;
 pub mod stream;
 
 pub use header::{
-    HEADER_PROBE_LEN, Header, Layout, MAX_HEADER_LEN, ObjectCipher, header_len_hint, new_object,
-    new_object_with_metadata, open_object,
+    HEADER_PROBE_LEN, Header, Layout, MAX_HEADER_LEN, ObjectCipher, header_len_hint, layout_hint,
+    new_object, new_object_with_metadata, open_object,
 };
 pub use layout::{
-    FOOTER_TAIL_LEN, ObjectLayout, PartInfo, footer_len_from_tail, run_ciphertext_len,
+    FOOTER_TAIL_LEN, ObjectLayout, PartAttempt, PartInfo, footer_len_from_tail,
+    footer_plaintext_len_hint, run_ciphertext_len,
 };
 pub use metadata::{MAX_METADATA, Metadata};
 pub use stream::{Decryptor, Encryptor};
