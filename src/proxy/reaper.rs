@@ -110,3 +110,62 @@ pub fn spawn(config: &ProxyConfig) -> Result<tokio::task::JoinHandle<()>, Config
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    async fn paths(storage: &Storage) -> Vec<String> {
+        let mut out: Vec<String> = storage
+            .list("tenants")
+            .map(|item| item.unwrap().0)
+            .collect()
+            .await;
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn reaper_removes_only_idle_uploads_of_the_listed_tenants_on_the_memory_backend() {
+        let storage = Storage::memory();
+        for path in [
+            "tenants/a/uploads/b/u1/header",
+            "tenants/a/uploads/b/u1/p00001-3-ab-cd",
+            "tenants/a/objects/b/fkey",
+            "tenants/c/uploads/b/u2/header",
+        ] {
+            storage.put(path, Bytes::from_static(b"x")).await.unwrap();
+        }
+        let age = Duration::from_secs(7 * 24 * 3600);
+        let tenants = vec!["a".to_owned()];
+        let before = paths(&storage).await;
+        let fresh = reap_abandoned_uploads(&storage, &tenants, SystemTime::now(), age)
+            .await
+            .unwrap();
+        assert_eq!(fresh, ReapSummary::default());
+        assert_eq!(paths(&storage).await, before);
+        let later = SystemTime::now() + Duration::from_secs(8 * 24 * 3600);
+        let reaped = reap_abandoned_uploads(&storage, &tenants, later, age)
+            .await
+            .unwrap();
+        assert_eq!(
+            reaped,
+            ReapSummary {
+                uploads: 1,
+                files: 2
+            }
+        );
+        // Objects and other tenants' uploads are untouched.
+        assert_eq!(
+            paths(&storage).await,
+            vec![
+                "tenants/a/objects/b/fkey".to_owned(),
+                "tenants/c/uploads/b/u2/header".to_owned(),
+            ]
+        );
+    }
+}
