@@ -10,7 +10,8 @@
 //! - [`metadata`]: object metadata and its canonical encoding (sealed into v2 headers).
 //! - [`stream`]: the incremental [`Encryptor`] and [`Decryptor`].
 //! - [`layout`]: run/segment arithmetic, plaintext length from ciphertext length, range
-//!   mapping, and the multipart footer.
+//!   mapping, and the multipart footer (layout 1, and layout 2 whose footer names each part's
+//!   upload attempt: every attempt has its own key, docs/format.md §7).
 
 pub mod header;
 pub mod layout;

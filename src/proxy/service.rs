@@ -1915,6 +1915,19 @@ impl S3 for Proxy {
                 })?;
             chosen.push(found);
         }
+        // Layout 2 footers name every part's attempt. Each layout 2 part was staged with its
+        // attempt id; one without cannot have been written by this upload. Checked before
+        // anything is written.
+        let attempts = match cipher.header().layout {
+            Layout::MultipartKeyed => Some(
+                chosen
+                    .iter()
+                    .map(|p| p.attempt.ok_or(ProxyError::Integrity))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Layout::Multipart => None,
+            Layout::Single => return Err(ProxyError::Integrity.into()),
+        };
         let path = Self::object_path(&tenant, &input.bucket, &input.key);
         let mut writer = self.storage.writer(&path).map_err(ProxyError::from)?;
         writer
@@ -1941,18 +1954,9 @@ impl S3 for Proxy {
                 plaintext_len: part.plaintext_len,
             });
         }
-        let footer = match cipher.header().layout {
-            Layout::MultipartKeyed => {
-                // Every layout 2 part was staged with its attempt id; one without cannot have
-                // been written by this upload.
-                let attempts = chosen
-                    .iter()
-                    .map(|p| p.attempt.ok_or(ProxyError::Integrity))
-                    .collect::<Result<Vec<_>, _>>()?;
-                cipher.footer_with_attempts(&footer_parts, &attempts)
-            }
-            Layout::Multipart => cipher.footer(&footer_parts),
-            Layout::Single => return Err(ProxyError::Integrity.into()),
+        let footer = match &attempts {
+            Some(attempts) => cipher.footer_with_attempts(&footer_parts, attempts),
+            None => cipher.footer(&footer_parts),
         }
         .map_err(ProxyError::from)?;
         writer.write(&footer).await.map_err(ProxyError::from)?;
