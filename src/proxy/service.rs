@@ -1799,8 +1799,11 @@ impl S3 for Proxy {
         let result = self.storage.copy(&tmp, &final_path).await;
         self.storage.delete(&tmp).await.map_err(ProxyError::from)?;
         result.map_err(ProxyError::from)?;
-        // Then replace every earlier attempt of the same part number: the new attempt is in
-        // place first, so a failure here leaves an extra attempt, never none.
+        // Then replace every other attempt of the same part number: the new attempt is in
+        // place first, so a failure here leaves an extra attempt, never none. Not "only older
+        // ones": S3 backends report Last-Modified in whole seconds, so a quick retry with other
+        // bytes would keep the replaced attempt completable. Two *concurrent* uploads of one
+        // part may remove each other; Complete then answers InvalidPart and the client retries.
         for old in self
             .staged_parts(&dir)
             .await?
