@@ -9,7 +9,9 @@
 //! ```
 //!
 //! (the v2 files later, with `TREUHAND_WRITE_VECTORS=1 cargo test --test vectors
-//! object_format_v2`, which writes only those) and are checked on every run. A change that alters any of them changes the wire format and
+//! object_format_v2`, which writes only those; the multipart layout 2 files with
+//! `TREUHAND_WRITE_VECTORS=1 cargo test --test vectors multipart_layout_2_vectors`) and are
+//! checked on every run. A change that alters any of them changes the wire format and
 //! needs a format version bump (docs/format.md), not a regenerated vector.
 // Tests assert with unwrap/expect/panic by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -19,7 +21,7 @@ use std::path::PathBuf;
 use treuhand::crypto::envelope::{commit, derive_kek, wrap_dek_with_nonce};
 use treuhand::crypto::{DekContext, KeyId, ShareEnvelope};
 use treuhand::format::header::{new_object_deterministic, new_object_deterministic_with_metadata};
-use treuhand::format::{self, Layout, Metadata, PartInfo};
+use treuhand::format::{self, Layout, Metadata, PartAttempt, PartInfo};
 use treuhand::secret::{Dek, Kek, Share, ShareValue, Tmk};
 
 fn data_dir() -> PathBuf {
@@ -113,6 +115,134 @@ fn fixed_object_with(len: usize, layout_multipart: bool, metadata: Option<&Metad
     assert_eq!(back, plain);
     assert_eq!(reader.metadata(), metadata.unwrap_or(&Metadata::new()));
     out
+}
+
+/// The fixed multipart layout 2 object (docs/format.md §7): parts 1 and 3 with fixed attempt
+/// ids, optionally with metadata (v2 header). Reads back through the reader before it is
+/// returned.
+fn fixed_mp2_object(len: usize, metadata: Option<&Metadata>) -> Vec<u8> {
+    let kek = Kek::from_bytes([0x11; 32]);
+    let id = KeyId::new("vector-tenant", 7).unwrap();
+    let ctx = DekContext {
+        key: &id,
+        bucket: "vectors",
+        object: "dir/object.bin",
+    };
+    let randomness = (Dek::from_bytes([0x22; 32]), [0x33; 12], [0x44; 7]);
+    let empty = Metadata::new();
+    let (cipher, mut out) = new_object_deterministic_with_metadata(
+        &kek,
+        &ctx,
+        Layout::MultipartKeyed,
+        randomness,
+        metadata.unwrap_or(&empty),
+    )
+    .unwrap();
+    let plain = plaintext(len);
+    let (a, b) = plain.split_at(len / 2);
+    let mut infos = Vec::new();
+    let mut attempts = Vec::new();
+    for (number, attempt, part) in [(1u32, [0x77; 16], a), (3u32, [0x88; 16], b)] {
+        let attempt = PartAttempt(attempt);
+        let mut enc = cipher.part_encryptor(number, &attempt).unwrap();
+        enc.push(part, &mut out).unwrap();
+        enc.finish(&mut out).unwrap();
+        infos.push(PartInfo {
+            part_number: number,
+            plaintext_len: part.len() as u64,
+        });
+        attempts.push(attempt);
+    }
+    out.extend(cipher.footer_with_attempts(&infos, &attempts).unwrap());
+    let (reader, _) =
+        format::open_object(&kek, &ctx, &out[..out.len().min(format::MAX_HEADER_LEN)]).unwrap();
+    let footer_len = format::footer_len_from_tail(&out[out.len() - 4..]).unwrap();
+    let layout = reader
+        .multipart_layout(&out[out.len() - footer_len..], out.len() as u64)
+        .unwrap();
+    let (range, mut dec) = layout.decryptor(0..len as u64).unwrap();
+    let mut back = Vec::new();
+    dec.push(&out[range.start as usize..range.end as usize], &mut back)
+        .unwrap();
+    dec.finish().unwrap();
+    assert_eq!(back, plain);
+    out
+}
+
+#[test]
+fn multipart_layout_2_vectors_are_frozen() {
+    check("object-mp2-multipart.bin", &fixed_mp2_object(70000, None));
+    check(
+        "object-mp2-multipart-metadata.bin",
+        &fixed_mp2_object(70000, Some(&fixed_metadata())),
+    );
+    // An empty part among others: its run is one empty final segment under its own key.
+    check("object-mp2-empty-part.bin", &fixed_mp2_object(1, None));
+}
+
+/// Reads the frozen layout 2 vector by docs/format.md §7 alone (ring directly): layout byte,
+/// footer magic, entries with attempt ids, the footer MAC label, and part 1's first segment
+/// under K_part(1, A) with the nonce `(N XOR 1) ‖ 0 ‖ 0`.
+#[test]
+fn multipart_layout_2_vector_matches_the_spec_by_hand() {
+    use ring::{aead, hkdf, hmac};
+    let bytes = std::fs::read(data_dir().join("object-mp2-multipart.bin")).unwrap();
+    let t = usize::from(bytes[12]);
+    assert_eq!(&bytes[..5], b"TRHD\x01");
+    assert_eq!(bytes[7], 2, "layout 2");
+    let header_len = 112 + t;
+    struct Len;
+    impl hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            32
+        }
+    }
+    let derive = |info: &[&[u8]]| {
+        let mut out = [0u8; 32];
+        hkdf::Salt::new(hkdf::HKDF_SHA256, &[])
+            .extract(&[0x22; 32])
+            .expand(info, Len)
+            .unwrap()
+            .fill(&mut out)
+            .unwrap();
+        out
+    };
+    let k_mac = hmac::Key::new(hmac::HMAC_SHA256, &derive(&[b"treuhand v1 header mac key"]));
+    let header_mac_input = [b"treuhand v1 header".as_slice(), &bytes[..80 + t]].concat();
+    hmac::verify(&k_mac, &header_mac_input, &bytes[80 + t..header_len]).unwrap();
+    // Footer: "TRF2", 2 entries of 28 bytes, MAC, length.
+    let footer_len = u32::from_be_bytes(bytes[bytes.len() - 4..].try_into().unwrap()) as usize;
+    assert_eq!(footer_len, 8 + 2 * 28 + 32 + 4);
+    let footer = &bytes[bytes.len() - footer_len..];
+    assert_eq!(&footer[..8], b"TRF2\0\0\0\x02");
+    assert_eq!(&footer[8..12], &1u32.to_be_bytes());
+    assert_eq!(&footer[12..20], &35000u64.to_be_bytes());
+    assert_eq!(&footer[20..36], &[0x77; 16]);
+    assert_eq!(&footer[36..40], &3u32.to_be_bytes());
+    assert_eq!(&footer[48..64], &[0x88; 16]);
+    let mac_input = [
+        b"treuhand mp2 footer".as_slice(),
+        &footer[..64],
+        &(footer_len as u32).to_be_bytes(),
+    ]
+    .concat();
+    hmac::verify(&k_mac, &mac_input, &footer[64..96]).unwrap();
+    // Part 1, segment 0 (final: 35000 < 64 KiB), under K_part(1, 0x77…).
+    let k_part = derive(&[b"treuhand mp2 part key", &1u32.to_be_bytes(), &[0x77; 16]]);
+    let key = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, &k_part).unwrap());
+    let mut nonce = [0u8; 12];
+    nonce[..7].copy_from_slice(&[0x44; 7]);
+    nonce[6] ^= 1;
+    nonce[11] = 1;
+    let mut segment = bytes[header_len..header_len + 35000 + 16].to_vec();
+    let plain = key
+        .open_in_place(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::empty(),
+            &mut segment,
+        )
+        .unwrap();
+    assert_eq!(plain, &plaintext(70000)[..35000]);
 }
 
 fn fixed_metadata() -> Metadata {

@@ -24,6 +24,12 @@ const SEGMENT_INFO: &[u8] = b"treuhand v1 segment key";
 const MAC_INFO: &[u8] = b"treuhand v1 header mac key";
 const WRAP_AAD_LABEL: &[u8] = b"treuhand v1 dek wrap";
 const METADATA_INFO: &[u8] = b"treuhand v2 metadata key";
+const PART_KEY_INFO: &[u8] = b"treuhand mp2 part key";
+const PART_ETAG_INFO: &[u8] = b"treuhand mp2 part etag key";
+/// Length of a multipart part attempt id (docs/format.md §7).
+pub const PART_ATTEMPT_LEN: usize = 16;
+/// Length of a part ETag digest (HMAC-SHA256 truncated).
+pub const PART_ETAG_LEN: usize = 16;
 
 /// Identifies one tenant key: the tenant id and its key version. Public metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -320,6 +326,94 @@ impl ObjectKeys {
     /// [`Error::DecryptionFailed`] on mismatch.
     pub fn verify_mac(&self, data: &[u8], mac: &[u8]) -> Result<(), Error> {
         hmac::verify(&self.mac, data, mac).map_err(|_| Error::DecryptionFailed)
+    }
+}
+
+/// The keys of a multipart upload in layout 2 (docs/format.md §7), derived from the DEK:
+/// every part *attempt* gets its own segment key, and part ETags are keyed digests.
+pub struct PartKeys {
+    /// HKDF-SHA256 pseudo-random key extracted from the DEK (salt = ""); expanding it with an
+    /// info string is exactly HKDF-SHA256(IKM = DEK, info).
+    prk: hkdf::Prk,
+    etag: hmac::Key,
+}
+
+impl std::fmt::Debug for PartKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PartKeys([REDACTED])")
+    }
+}
+
+impl PartKeys {
+    /// Derives the part key root and the ETag key from the DEK.
+    ///
+    /// # Errors
+    /// Only [`Error::Internal`].
+    pub fn derive(dek: &Dek) -> Result<Self, Error> {
+        let etag = hkdf_expand(dek.expose_secret(), &[], PART_ETAG_INFO)?;
+        Ok(Self {
+            prk: hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(dek.expose_secret()),
+            etag: hmac::Key::new(hmac::HMAC_SHA256, etag.as_ref()),
+        })
+    }
+
+    /// K_part = HKDF-SHA256(IKM = DEK, info = "treuhand mp2 part key" ‖ part (u32) ‖ attempt):
+    /// the AES-256-GCM key of one upload attempt of one part.
+    ///
+    /// # Security
+    /// Every attempt draws a fresh random 128-bit `attempt`, so two attempts (of the same part
+    /// number or not) never share a key except with probability about q²/2^129 for q attempts
+    /// under one DEK; within one key, the run's nonces are distinct by construction (segment
+    /// index and final flag). A re-uploaded part therefore never reuses a (key, nonce) pair.
+    ///
+    /// # Errors
+    /// Only [`Error::Internal`].
+    pub fn attempt_key(
+        &self,
+        part: u32,
+        attempt: &[u8; PART_ATTEMPT_LEN],
+    ) -> Result<AeadKey, Error> {
+        let part = part.to_be_bytes();
+        let info = [PART_KEY_INFO, &part[..], &attempt[..]];
+        let okm = self
+            .prk
+            .expand(&info, OkmLen(KEY_LEN))
+            .map_err(|_| Error::Internal("hkdf expand"))?;
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        okm.fill(key.as_mut())
+            .map_err(|_| Error::Internal("hkdf fill"))?;
+        AeadKey::new(&key)
+    }
+
+    /// An incremental part ETag digest: HMAC-SHA256(K_etag, plaintext) truncated to 16 bytes,
+    /// with K_etag = HKDF-SHA256(IKM = DEK, info = "treuhand mp2 part etag key").
+    pub fn etag_digest(&self) -> PartEtagDigest {
+        PartEtagDigest(hmac::Context::with_key(&self.etag))
+    }
+}
+
+/// A part's keyed plaintext digest in progress (see [`PartKeys::etag_digest`]). Identical bytes
+/// under one upload give the same digest; without the DEK nobody can compute or confirm one.
+pub struct PartEtagDigest(hmac::Context);
+
+impl std::fmt::Debug for PartEtagDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PartEtagDigest")
+    }
+}
+
+impl PartEtagDigest {
+    /// Adds plaintext.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The first [`PART_ETAG_LEN`] bytes of the MAC.
+    pub fn finish(self) -> [u8; PART_ETAG_LEN] {
+        let tag = self.0.sign();
+        let mut out = [0u8; PART_ETAG_LEN];
+        out.copy_from_slice(&tag.as_ref()[..PART_ETAG_LEN]);
+        out
     }
 }
 

@@ -8,7 +8,8 @@
 //! 4        1    format version: 1, or 2 when the object has metadata
 //! 5        1    AEAD id = 1 (AES-256-GCM)
 //! 6        1    log2(segment size), 12..=24 (16 = 64 KiB)
-//! 7        1    layout: 0 = single run, 1 = multipart (runs + footer)
+//! 7        1    layout: 0 = single run, 1 = multipart (runs + footer), 2 = multipart with
+//!               per-attempt part keys (runs + footer naming each part's attempt)
 //! 8        4    key version, big endian
 //! 12       1    tenant length T, 1..=63
 //! 13       T    tenant id
@@ -23,11 +24,11 @@
 //! ```
 
 use crate::crypto::aead::{NONCE_BYTES, TAG_LEN};
-use crate::crypto::envelope::{self, MAC_LEN, WRAPPED_DEK_LEN};
+use crate::crypto::envelope::{self, MAC_LEN, PartEtagDigest, PartKeys, WRAPPED_DEK_LEN};
 use crate::crypto::{DekContext, KeyId, ObjectKeys};
 use crate::secret::{Dek, Kek};
 
-use super::layout::{self, ObjectLayout, PartInfo};
+use super::layout::{self, ObjectLayout, PartAttempt, PartInfo};
 use super::metadata::{MAX_METADATA, Metadata};
 use super::stream::Encryptor;
 use super::{DEFAULT_SEGMENT_SIZE, Error, fail};
@@ -64,8 +65,21 @@ const METADATA_NONCE: [u8; NONCE_BYTES] = [0; NONCE_BYTES];
 pub enum Layout {
     /// One run (run number 0) filling the rest of the object.
     Single,
-    /// Runs numbered by S3 part number, followed by an authenticated footer listing them.
+    /// Layout 1 (read only; writers use [`Layout::MultipartKeyed`]): runs numbered by S3 part
+    /// number, all under the object's segment key, followed by an authenticated footer listing
+    /// them. A part uploaded twice reused its nonces, so nothing writes this any more.
     Multipart,
+    /// Layout 2 (docs/format.md §7): as [`Layout::Multipart`], but every upload attempt of a
+    /// part is encrypted under its own key, selected by a random attempt id that the footer
+    /// records per part.
+    MultipartKeyed,
+}
+
+impl Layout {
+    /// True for both multipart layouts.
+    pub fn is_multipart(self) -> bool {
+        matches!(self, Layout::Multipart | Layout::MultipartKeyed)
+    }
 }
 
 /// A parsed (not yet authenticated) header. Authentication needs the DEK, see [`open_object`].
@@ -108,6 +122,20 @@ pub fn header_len_hint(prefix: &[u8]) -> Option<usize> {
     }
 }
 
+/// The layout byte of the header at the start of `prefix`, from its structure alone; `None`
+/// if the prefix is not a treuhand header. Unauthenticated, like [`header_len_hint`].
+pub fn layout_hint(prefix: &[u8]) -> Option<Layout> {
+    if prefix.get(..4)? != MAGIC {
+        return None;
+    }
+    match *prefix.get(7)? {
+        0 => Some(Layout::Single),
+        1 => Some(Layout::Multipart),
+        2 => Some(Layout::MultipartKeyed),
+        _ => None,
+    }
+}
+
 impl Header {
     /// Parses the header at the start of `bytes` (which may continue with the body). Returns
     /// the header, its MAC and its encoded length. Only the structure is checked here.
@@ -136,6 +164,7 @@ impl Header {
         let layout = match fixed[7] {
             0 => Layout::Single,
             1 => Layout::Multipart,
+            2 => Layout::MultipartKeyed,
             _ => return Err(fail("header layout")),
         };
         let version = u32::from_be_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]);
@@ -205,6 +234,7 @@ impl Header {
         out.push(match self.layout {
             Layout::Single => 0,
             Layout::Multipart => 1,
+            Layout::MultipartKeyed => 2,
         });
         out.extend_from_slice(&self.key.version.to_be_bytes());
         out.push(self.key.tenant.len() as u8);
@@ -249,6 +279,8 @@ fn take_array<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], Error> {
 pub struct ObjectCipher {
     header: Header,
     keys: ObjectKeys,
+    /// Layout 2 only: the per-attempt part keys and the part ETag key.
+    part_keys: Option<PartKeys>,
     /// The authenticated, decrypted metadata (empty for v1).
     metadata: Metadata,
 }
@@ -330,6 +362,7 @@ pub fn new_object_deterministic_with_metadata(
 ) -> Result<(ObjectCipher, Vec<u8>), Error> {
     let wrapped_dek = envelope::wrap_dek_with_nonce(kek, &dek, context, wrap_nonce)?;
     let keys = ObjectKeys::derive(&dek)?;
+    let part_keys = part_keys_for(layout, &dek)?;
     // Objects without metadata stay v1, byte for byte as before.
     let sealed_metadata = if metadata.is_empty() {
         None
@@ -357,6 +390,7 @@ pub fn new_object_deterministic_with_metadata(
     let cipher = ObjectCipher {
         header,
         keys,
+        part_keys,
         metadata: metadata.clone(),
     };
     Ok((cipher, bytes))
@@ -380,6 +414,7 @@ pub fn open_object(
     let dek =
         envelope::unwrap_dek(kek, &header.wrapped_dek, context).map_err(|_| fail("dek unwrap"))?;
     let keys = ObjectKeys::derive(&dek)?;
+    let part_keys = part_keys_for(header.layout, &dek)?;
     // The MAC covers M and the sealed block too, so it is checked before anything is opened.
     keys.verify_mac(&header.labelled_mac_input(), &mac)
         .map_err(|_| fail("header mac"))?;
@@ -391,10 +426,19 @@ pub fn open_object(
         ObjectCipher {
             header,
             keys,
+            part_keys,
             metadata,
         },
         len,
     ))
+}
+
+/// Layout 2 derives the part keys; the other layouts skip the work.
+fn part_keys_for(layout: Layout, dek: &Dek) -> Result<Option<PartKeys>, Error> {
+    Ok(match layout {
+        Layout::MultipartKeyed => Some(PartKeys::derive(dek)?),
+        Layout::Single | Layout::Multipart => None,
+    })
 }
 
 /// Opens and decodes a v2 sealed metadata block.
@@ -433,14 +477,56 @@ impl ObjectCipher {
         self.header.encoded_len()
     }
 
-    /// An encryptor for run `run`: 0 for single-run objects, the S3 part number (1..=10000)
-    /// for multipart parts.
+    /// An encryptor for run `run` under the object's segment key: 0 for single-run objects,
+    /// the S3 part number (1..=10000) for parts of a layout 1 multipart object (frozen test
+    /// vectors and in-flight uploads begun before layout 2). Layout 2 parts use
+    /// [`part_encryptor`](Self::part_encryptor).
     pub fn encryptor(&self, run: u32) -> Encryptor<'_> {
         Encryptor::new(
-            &self.keys,
+            self.keys.segment().into(),
             self.run_prefix(run),
             self.header.segment_size as usize,
         )
+    }
+
+    /// An encryptor for one upload attempt of part `part` of a layout 2 object: the run is
+    /// encrypted under the attempt's own key (docs/format.md §7), so a part uploaded again
+    /// never reuses a nonce under a key. Record `attempt` with the staged part: Complete
+    /// passes it to [`footer_with_attempts`](Self::footer_with_attempts).
+    ///
+    /// # Errors
+    /// [`Error::Misuse`] if the object is not in layout 2; [`Error::Crypto`].
+    pub fn part_encryptor(&self, part: u32, attempt: &PartAttempt) -> Result<Encryptor<'_>, Error> {
+        let keys = self
+            .part_keys
+            .as_ref()
+            .ok_or(Error::Misuse("part_encryptor needs a layout 2 object"))?;
+        Ok(Encryptor::new(
+            keys.attempt_key(part, &attempt.0)?.into(),
+            self.run_prefix(part),
+            self.header.segment_size as usize,
+        ))
+    }
+
+    /// A keyed digest of a part's plaintext for its ETag (layout 2 only; `None` otherwise):
+    /// HMAC-SHA256 under a key derived from the DEK, truncated to 16 bytes. Identical bytes
+    /// give identical digests within one upload; the storage operator, without the DEK, can
+    /// neither compute one nor confirm a guess.
+    pub fn part_etag_digest(&self) -> Option<PartEtagDigest> {
+        self.part_keys.as_ref().map(PartKeys::etag_digest)
+    }
+
+    /// The key of segment run `run` (attempt `attempt` in layout 2).
+    pub(crate) fn run_key(
+        &self,
+        run: u32,
+        attempt: Option<&PartAttempt>,
+    ) -> Result<Option<crate::crypto::aead::AeadKey>, Error> {
+        match (attempt, &self.part_keys) {
+            (None, None) => Ok(None),
+            (Some(attempt), Some(keys)) => Ok(Some(keys.attempt_key(run, &attempt.0)?)),
+            _ => Err(fail("run key does not match the layout")),
+        }
     }
 
     /// The 7-byte nonce prefix of a run: the header prefix XOR the run number in its last four
@@ -469,13 +555,34 @@ impl ObjectCipher {
         layout::single(self, total_len)
     }
 
-    /// Encodes the authenticated footer for a completed multipart object whose runs are the
-    /// given parts, in order.
+    /// Encodes the authenticated footer for a completed layout 1 multipart object whose runs
+    /// are the given parts, in order.
     ///
     /// # Errors
-    /// [`Error::InvalidParts`].
+    /// [`Error::InvalidParts`]; [`Error::Misuse`] for a layout 2 object.
     pub fn footer(&self, parts: &[PartInfo]) -> Result<Vec<u8>, Error> {
-        layout::encode_footer(self, parts)
+        if self.header.layout != Layout::Multipart {
+            return Err(Error::Misuse("footer needs a layout 1 multipart object"));
+        }
+        layout::encode_footer(self, parts, None)
+    }
+
+    /// Encodes the authenticated footer for a completed layout 2 multipart object: the given
+    /// parts in order, each with the attempt that encrypted it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParts`]; [`Error::Misuse`] for another layout or a length mismatch.
+    pub fn footer_with_attempts(
+        &self,
+        parts: &[PartInfo],
+        attempts: &[PartAttempt],
+    ) -> Result<Vec<u8>, Error> {
+        if self.header.layout != Layout::MultipartKeyed {
+            return Err(Error::Misuse(
+                "footer_with_attempts needs a layout 2 multipart object",
+            ));
+        }
+        layout::encode_footer(self, parts, Some(attempts))
     }
 
     /// The layout of a multipart object from its footer bytes and total stored length.
@@ -487,9 +594,11 @@ impl ObjectCipher {
         footer: &[u8],
         total_len: u64,
     ) -> Result<ObjectLayout<'_>, Error> {
-        if self.header.layout != Layout::Multipart {
-            return Err(fail("multipart layout requested for single object"));
-        }
-        layout::multipart(self, footer, total_len)
+        let keyed = match self.header.layout {
+            Layout::Single => return Err(fail("multipart layout requested for single object")),
+            Layout::Multipart => false,
+            Layout::MultipartKeyed => true,
+        };
+        layout::multipart(self, footer, total_len, keyed)
     }
 }

@@ -10,20 +10,27 @@
 use std::ops::Range;
 
 use crate::crypto::aead::TAG_LEN;
-use crate::crypto::envelope::MAC_LEN;
+use crate::crypto::envelope::{self, MAC_LEN, PART_ATTEMPT_LEN};
 
 use super::header::ObjectCipher;
 use super::stream::Decryptor;
 use super::{Error, fail};
 
 const FOOTER_MAGIC: &[u8; 4] = b"TRFT";
+/// Footer magic of multipart layout 2 (per-attempt part keys, docs/format.md §7).
+const FOOTER_MAGIC_KEYED: &[u8; 4] = b"TRF2";
+const FOOTER_MAC_LABEL: &[u8] = b"treuhand v1 footer";
+const FOOTER_MAC_LABEL_KEYED: &[u8] = b"treuhand mp2 footer";
 /// Bytes at the very end of a multipart object that hold the footer length.
 pub const FOOTER_TAIL_LEN: usize = 4;
 const FOOTER_ENTRY_LEN: usize = 4 + 8;
+/// A layout 2 entry also names the part's attempt.
+const FOOTER_ENTRY_LEN_KEYED: usize = FOOTER_ENTRY_LEN + PART_ATTEMPT_LEN;
 /// S3 allows part numbers 1..=10000.
 pub const MAX_PARTS: usize = 10_000;
 const MIN_FOOTER_LEN: usize = 4 + 4 + FOOTER_ENTRY_LEN + MAC_LEN + FOOTER_TAIL_LEN;
-const MAX_FOOTER_LEN: usize = 4 + 4 + MAX_PARTS * FOOTER_ENTRY_LEN + MAC_LEN + FOOTER_TAIL_LEN;
+const MAX_FOOTER_LEN: usize =
+    4 + 4 + MAX_PARTS * FOOTER_ENTRY_LEN_KEYED + MAC_LEN + FOOTER_TAIL_LEN;
 
 /// One part of a completed multipart object, as listed in its footer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +39,36 @@ pub struct PartInfo {
     pub part_number: u32,
     /// The part's plaintext length.
     pub plaintext_len: u64,
+}
+
+/// The random id of one upload attempt of a multipart part (layout 2): it selects the attempt's
+/// segment key (docs/format.md §7). Not secret; stored in the staged part's name and in the
+/// completed object's footer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartAttempt(pub [u8; PART_ATTEMPT_LEN]);
+
+impl PartAttempt {
+    /// A fresh random attempt id.
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] if the RNG fails.
+    pub fn random() -> Result<Self, Error> {
+        let mut id = [0u8; PART_ATTEMPT_LEN];
+        envelope::fill_random(&mut id)?;
+        Ok(Self(id))
+    }
+
+    /// Lower-case hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses [`to_hex`](Self::to_hex) output; `None` for anything else.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut id = [0u8; PART_ATTEMPT_LEN];
+        hex::decode_to_slice(text, &mut id).ok()?;
+        Some(Self(id))
+    }
 }
 
 /// Number of segments of a run with `plaintext_len` bytes.
@@ -71,6 +108,23 @@ pub fn footer_len_from_tail(tail: &[u8]) -> Result<usize, Error> {
     Ok(len)
 }
 
+/// The plaintext length a multipart footer (layout 1 or 2, told apart by its magic) states,
+/// from its structure alone; `None` if `footer` is not one. Unauthenticated: for display values
+/// (listings, which have no key) only; GET and HEAD verify the footer's MAC.
+pub fn footer_plaintext_len_hint(footer: &[u8]) -> Option<u64> {
+    let entry_len = match footer.get(..4)? {
+        m if m == FOOTER_MAGIC => FOOTER_ENTRY_LEN,
+        m if m == FOOTER_MAGIC_KEYED => FOOTER_ENTRY_LEN_KEYED,
+        _ => return None,
+    };
+    let count = u32::from_be_bytes(footer.get(4..8)?.try_into().ok()?) as usize;
+    let entries = footer.get(8..8 + count.checked_mul(entry_len)?)?;
+    entries.chunks_exact(entry_len).try_fold(0u64, |total, e| {
+        let len = u64::from_be_bytes(e.get(4..12)?.try_into().ok()?);
+        Some(total.saturating_add(len))
+    })
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Run {
     pub(crate) number: u32,
@@ -79,6 +133,8 @@ pub(crate) struct Run {
     pub(crate) ciphertext_offset: u64,
     /// Plaintext offset of the run within the object's plaintext.
     pub(crate) plaintext_offset: u64,
+    /// Layout 2: the attempt whose key encrypted the run.
+    pub(crate) attempt: Option<PartAttempt>,
 }
 
 /// Where every run of an object lies. Made by [`ObjectCipher::single_layout`] or
@@ -103,6 +159,7 @@ pub(crate) fn single(cipher: &ObjectCipher, total_len: u64) -> Result<ObjectLayo
         plaintext_len,
         ciphertext_offset: header_len,
         plaintext_offset: 0,
+        attempt: None,
     };
     Ok(ObjectLayout {
         cipher,
@@ -134,22 +191,43 @@ fn check_parts(parts: &[PartInfo]) -> Result<(), Error> {
     Ok(())
 }
 
-fn footer_mac_input(body: &[u8]) -> Vec<u8> {
-    [b"treuhand v1 footer".as_slice(), body].concat()
+fn footer_mac_input(keyed: bool, body: &[u8]) -> Vec<u8> {
+    let label = if keyed {
+        FOOTER_MAC_LABEL_KEYED
+    } else {
+        FOOTER_MAC_LABEL
+    };
+    [label, body].concat()
 }
 
-pub(crate) fn encode_footer(cipher: &ObjectCipher, parts: &[PartInfo]) -> Result<Vec<u8>, Error> {
+/// Encodes a footer: layout 1 when `attempts` is `None`, layout 2 (one attempt per part, in
+/// the same order) otherwise.
+pub(crate) fn encode_footer(
+    cipher: &ObjectCipher,
+    parts: &[PartInfo],
+    attempts: Option<&[PartAttempt]>,
+) -> Result<Vec<u8>, Error> {
     check_parts(parts)?;
-    let total = 8 + parts.len() * FOOTER_ENTRY_LEN + MAC_LEN + FOOTER_TAIL_LEN;
+    if attempts.is_some_and(|a| a.len() != parts.len()) {
+        return Err(Error::Misuse("one attempt per part"));
+    }
+    let (magic, entry_len) = match attempts {
+        None => (FOOTER_MAGIC, FOOTER_ENTRY_LEN),
+        Some(_) => (FOOTER_MAGIC_KEYED, FOOTER_ENTRY_LEN_KEYED),
+    };
+    let total = 8 + parts.len() * entry_len + MAC_LEN + FOOTER_TAIL_LEN;
     let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(FOOTER_MAGIC);
+    out.extend_from_slice(magic);
     out.extend_from_slice(&(parts.len() as u32).to_be_bytes());
-    for part in parts {
+    for (i, part) in parts.iter().enumerate() {
         out.extend_from_slice(&part.part_number.to_be_bytes());
         out.extend_from_slice(&part.plaintext_len.to_be_bytes());
+        if let Some(attempt) = attempts.and_then(|a| a.get(i)) {
+            out.extend_from_slice(&attempt.0);
+        }
     }
     // The stated total length is covered by the MAC too.
-    let mut mac_input = footer_mac_input(&out);
+    let mut mac_input = footer_mac_input(attempts.is_some(), &out);
     mac_input.extend_from_slice(&(total as u32).to_be_bytes());
     let mac = cipher.keys().mac(&mac_input);
     out.extend_from_slice(&mac);
@@ -157,11 +235,18 @@ pub(crate) fn encode_footer(cipher: &ObjectCipher, parts: &[PartInfo]) -> Result
     Ok(out)
 }
 
+/// The layout of a multipart object; `keyed` selects layout 2 (from the authenticated header).
 pub(crate) fn multipart<'a>(
     cipher: &'a ObjectCipher,
     footer: &[u8],
     total_len: u64,
+    keyed: bool,
 ) -> Result<ObjectLayout<'a>, Error> {
+    let (magic, entry_len) = if keyed {
+        (FOOTER_MAGIC_KEYED, FOOTER_ENTRY_LEN_KEYED)
+    } else {
+        (FOOTER_MAGIC, FOOTER_ENTRY_LEN)
+    };
     let tail = footer
         .len()
         .checked_sub(FOOTER_TAIL_LEN)
@@ -170,39 +255,52 @@ pub(crate) fn multipart<'a>(
     if stated != footer.len() {
         return Err(fail("footer length mismatch"));
     }
-    let mac_at = tail - MAC_LEN;
+    let mac_at = tail
+        .checked_sub(MAC_LEN)
+        .ok_or_else(|| fail("footer too short"))?;
     let body = &footer[..mac_at];
-    if body.len() < 8 || &body[..4] != FOOTER_MAGIC {
+    if body.len() < 8 || &body[..4] != magic {
         return Err(fail("footer magic"));
     }
-    let mut mac_input = footer_mac_input(body);
+    let mut mac_input = footer_mac_input(keyed, body);
     mac_input.extend_from_slice(&footer[tail..]);
     cipher
         .keys()
         .verify_mac(&mac_input, &footer[mac_at..tail])
         .map_err(|_| fail("footer mac"))?;
     let count = u32::from_be_bytes([body[4], body[5], body[6], body[7]]) as usize;
-    if body.len() != 8 + count * FOOTER_ENTRY_LEN {
+    if Some(body.len()) != count.checked_mul(entry_len).and_then(|n| n.checked_add(8)) {
         return Err(fail("footer entry count"));
     }
-    let parts: Vec<PartInfo> = body[8..]
-        .chunks_exact(FOOTER_ENTRY_LEN)
-        .map(|e| PartInfo {
-            part_number: u32::from_be_bytes([e[0], e[1], e[2], e[3]]),
-            plaintext_len: u64::from_be_bytes([e[4], e[5], e[6], e[7], e[8], e[9], e[10], e[11]]),
+    let entries: Vec<(PartInfo, Option<PartAttempt>)> = body[8..]
+        .chunks_exact(entry_len)
+        .map(|e| {
+            let info = PartInfo {
+                part_number: u32::from_be_bytes([e[0], e[1], e[2], e[3]]),
+                plaintext_len: u64::from_be_bytes([
+                    e[4], e[5], e[6], e[7], e[8], e[9], e[10], e[11],
+                ]),
+            };
+            let attempt = e
+                .get(FOOTER_ENTRY_LEN..)
+                .and_then(|a| <[u8; PART_ATTEMPT_LEN]>::try_from(a).ok())
+                .map(PartAttempt);
+            (info, attempt)
         })
         .collect();
+    let parts: Vec<PartInfo> = entries.iter().map(|(p, _)| *p).collect();
     check_parts(&parts).map_err(|_| fail("footer part list"))?;
     let segment_size = cipher.header().segment_size;
     let mut ciphertext_offset = cipher.header_len() as u64;
     let mut plaintext_offset = 0u64;
     let mut runs = Vec::with_capacity(parts.len());
-    for part in parts {
+    for (part, attempt) in entries {
         runs.push(Run {
             number: part.part_number,
             plaintext_len: part.plaintext_len,
             ciphertext_offset,
             plaintext_offset,
+            attempt,
         });
         ciphertext_offset = ciphertext_offset
             .checked_add(run_ciphertext_len(part.plaintext_len, segment_size))
@@ -225,6 +323,8 @@ pub(crate) fn multipart<'a>(
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SegmentPlan {
     pub(crate) run: u32,
+    /// Layout 2: the attempt whose key encrypted the run.
+    pub(crate) attempt: Option<PartAttempt>,
     pub(crate) index: u32,
     pub(crate) plaintext_len: usize,
     pub(crate) last: bool,
@@ -263,6 +363,7 @@ impl Iterator for SegmentCursor {
         let hi = self.window.end.clamp(abs_start, abs_start + len) - abs_start;
         let plan = SegmentPlan {
             run: run.number,
+            attempt: run.attempt,
             index: self.segment as u32,
             plaintext_len: len as usize,
             last: self.segment + 1 == count,

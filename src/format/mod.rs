@@ -10,7 +10,8 @@
 //! - [`metadata`]: object metadata and its canonical encoding (sealed into v2 headers).
 //! - [`stream`]: the incremental [`Encryptor`] and [`Decryptor`].
 //! - [`layout`]: run/segment arithmetic, plaintext length from ciphertext length, range
-//!   mapping, and the multipart footer.
+//!   mapping, and the multipart footer (layout 1, and layout 2 whose footer names each part's
+//!   upload attempt: every attempt has its own key, docs/format.md §7).
 
 pub mod header;
 pub mod layout;
@@ -18,11 +19,12 @@ pub mod metadata;
 pub mod stream;
 
 pub use header::{
-    HEADER_PROBE_LEN, Header, Layout, MAX_HEADER_LEN, ObjectCipher, header_len_hint, new_object,
-    new_object_with_metadata, open_object,
+    HEADER_PROBE_LEN, Header, Layout, MAX_HEADER_LEN, ObjectCipher, header_len_hint, layout_hint,
+    new_object, new_object_with_metadata, open_object,
 };
 pub use layout::{
-    FOOTER_TAIL_LEN, ObjectLayout, PartInfo, footer_len_from_tail, run_ciphertext_len,
+    FOOTER_TAIL_LEN, ObjectLayout, PartAttempt, PartInfo, footer_len_from_tail,
+    footer_plaintext_len_hint, run_ciphertext_len,
 };
 pub use metadata::{MAX_METADATA, Metadata};
 pub use stream::{Decryptor, Encryptor};

@@ -7,8 +7,7 @@
 //! Both sides copy each byte once (input → output buffer) and then seal or open it in place;
 //! memory is bounded by one segment of buffered input.
 
-use crate::crypto::ObjectKeys;
-use crate::crypto::aead::{NONCE_BYTES, TAG_LEN};
+use crate::crypto::aead::{AeadKey, NONCE_BYTES, TAG_LEN};
 
 use super::header::{NONCE_PREFIX_LEN, ObjectCipher};
 use super::layout::{SegmentCursor, SegmentPlan};
@@ -22,13 +21,43 @@ fn nonce(prefix: &[u8; NONCE_PREFIX_LEN], index: u32, last: bool) -> [u8; NONCE_
     nonce
 }
 
+/// The segment key of one run: the object's segment key (single objects, layout 1 parts) or
+/// the key of one part attempt (layout 2), which the encryptor owns.
+#[derive(Debug)]
+pub(crate) enum RunKey<'a> {
+    Object(&'a AeadKey),
+    /// Boxed: ring's key schedule is large, and most encryptors borrow the object's key.
+    Attempt(Box<AeadKey>),
+}
+
+impl RunKey<'_> {
+    fn get(&self) -> &AeadKey {
+        match self {
+            RunKey::Object(key) => key,
+            RunKey::Attempt(key) => key,
+        }
+    }
+}
+
+impl<'a> From<&'a AeadKey> for RunKey<'a> {
+    fn from(key: &'a AeadKey) -> Self {
+        RunKey::Object(key)
+    }
+}
+
+impl From<AeadKey> for RunKey<'_> {
+    fn from(key: AeadKey) -> Self {
+        RunKey::Attempt(Box::new(key))
+    }
+}
+
 /// Encrypts one run incrementally: [`push`](Self::push) plaintext, then [`finish`](Self::finish).
 ///
 /// Full segments are sealed as soon as they are complete (the final segment is always a partial
 /// or empty one, see `layout`), so only a partial segment spanning two pushes is buffered.
 #[derive(Debug)]
 pub struct Encryptor<'a> {
-    keys: &'a ObjectKeys,
+    key: RunKey<'a>,
     prefix: [u8; NONCE_PREFIX_LEN],
     segment_size: usize,
     pending: Vec<u8>,
@@ -38,12 +67,12 @@ pub struct Encryptor<'a> {
 
 impl<'a> Encryptor<'a> {
     pub(crate) fn new(
-        keys: &'a ObjectKeys,
+        key: RunKey<'a>,
         prefix: [u8; NONCE_PREFIX_LEN],
         segment_size: usize,
     ) -> Self {
         Self {
-            keys,
+            key,
             prefix,
             segment_size,
             pending: Vec::new(),
@@ -57,7 +86,7 @@ impl<'a> Encryptor<'a> {
         let start = out.len();
         out.reserve(data.len() + TAG_LEN);
         out.extend_from_slice(data);
-        let tag = self.keys.segment().seal_in_place(
+        let tag = self.key.get().seal_in_place(
             nonce(&self.prefix, self.next_index, last),
             &[],
             &mut out[start..],
@@ -114,7 +143,7 @@ impl<'a> Encryptor<'a> {
                 "seal_segment_in_place needs one whole segment and no pending bytes",
             ));
         }
-        let tag = self.keys.segment().seal_in_place(
+        let tag = self.key.get().seal_in_place(
             nonce(&self.prefix, self.next_index, false),
             &[],
             segment,
@@ -135,11 +164,10 @@ impl<'a> Encryptor<'a> {
                 "finish_in_place needs a partial segment and no pending bytes",
             ));
         }
-        let tag = self.keys.segment().seal_in_place(
-            nonce(&self.prefix, self.next_index, true),
-            &[],
-            last,
-        )?;
+        let tag =
+            self.key
+                .get()
+                .seal_in_place(nonce(&self.prefix, self.next_index, true), &[], last)?;
         self.plaintext_len += last.len() as u64;
         Ok((tag, self.plaintext_len))
     }
@@ -167,6 +195,8 @@ pub struct Decryptor<'a> {
     current: Option<SegmentPlan>,
     buffer: Vec<u8>,
     failed: bool,
+    /// Layout 2: the key of the run being read (derived once per run).
+    run_key: Option<(u32, AeadKey)>,
 }
 
 impl<'a> Decryptor<'a> {
@@ -178,6 +208,28 @@ impl<'a> Decryptor<'a> {
             current,
             buffer: Vec::new(),
             failed: false,
+            run_key: None,
+        }
+    }
+
+    /// Makes sure `run_key` holds the key of `plan`'s run (layout 2; a no-op otherwise).
+    fn prepare_key(&mut self, plan: &SegmentPlan) -> Result<(), Error> {
+        if plan.attempt.is_none() || self.run_key.as_ref().is_some_and(|(r, _)| *r == plan.run) {
+            return Ok(());
+        }
+        let key = self
+            .cipher
+            .run_key(plan.run, plan.attempt.as_ref())?
+            .ok_or_else(|| fail("run key"))?;
+        self.run_key = Some((plan.run, key));
+        Ok(())
+    }
+
+    /// The segment key of `plan`'s run, after [`prepare_key`](Self::prepare_key).
+    fn key(&self, plan: &SegmentPlan) -> &AeadKey {
+        match (&plan.attempt, &self.run_key) {
+            (Some(_), Some((_, key))) => key,
+            _ => self.cipher.keys().segment(),
         }
     }
 
@@ -187,7 +239,12 @@ impl<'a> Decryptor<'a> {
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&out[body_end..body_end + TAG_LEN]);
         let prefix = self.cipher.run_prefix(plan.run);
-        let opened = self.cipher.keys().segment().open_in_place(
+        if self.prepare_key(&plan).is_err() {
+            out.truncate(start);
+            self.failed = true;
+            return Err(fail("run key"));
+        }
+        let opened = self.key(&plan).open_in_place(
             nonce(&prefix, plan.index, plan.last),
             &[],
             &mut out[start..body_end],
@@ -274,10 +331,12 @@ impl<'a> Decryptor<'a> {
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(tag_bytes);
         let prefix = self.cipher.run_prefix(plan.run);
+        if self.prepare_key(&plan).is_err() {
+            self.failed = true;
+            return Err(fail("run key"));
+        }
         if self
-            .cipher
-            .keys()
-            .segment()
+            .key(&plan)
             .open_in_place(nonce(&prefix, plan.index, plan.last), &[], body, &tag)
             .is_err()
         {

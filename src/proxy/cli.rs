@@ -37,13 +37,17 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 None => None,
             };
             let sources = super::sources::TrusteeSources::new(&config)?;
-            super::run(
+            // Abandoned multipart staging is reaped at startup and on a timer.
+            let reaper = super::reaper::spawn(&config)?;
+            let result = super::run(
                 config,
                 super::Listeners { s3, metrics },
                 &sources,
                 crate::shutdown_signal(),
             )
-            .await?;
+            .await;
+            reaper.abort();
+            result?;
             Ok(())
         }
     }

@@ -56,6 +56,9 @@ pub struct ProxyConfig {
     /// Storage backend.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Multipart uploads: in-memory cipher cap per tenant, reaping of abandoned uploads.
+    #[serde(default)]
+    pub multipart: MultipartConfig,
     /// DANGER, benchmark baseline only: PUT/GET/HEAD store and serve objects UNENCRYPTED and
     /// ask no trustee ("TLS pass-through" in `treuhand bench`). Off by default; never enable it
     /// for real data.
@@ -180,6 +183,31 @@ impl Default for CacheConfig {
     }
 }
 
+/// `[multipart]` in proxy.toml.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MultipartConfig {
+    /// Upload ciphers kept in memory per tenant, so a Complete without SSE-C headers (stock
+    /// clients send none) still finds its key. A tenant over the cap loses its own oldest
+    /// entry, never another tenant's; that upload then needs the SSE-C headers on Complete.
+    pub max_uploads_per_tenant: usize,
+    /// An upload whose staging has not changed for this many seconds is abandoned and reaped
+    /// (S3's lifecycle rule `AbortIncompleteMultipartUpload`, 7 days by default).
+    pub abandon_after_secs: u64,
+    /// Seconds between two reaper passes (the first runs at startup); at least 1.
+    pub reap_interval_secs: u64,
+}
+
+impl Default for MultipartConfig {
+    fn default() -> Self {
+        Self {
+            max_uploads_per_tenant: 1000,
+            abandon_after_secs: 7 * 24 * 3600,
+            reap_interval_secs: 3600,
+        }
+    }
+}
+
 /// One tenant registration: `tenants/<tenant>.toml`, written by `treuhand tenant create`
 /// (public metadata) and completed by the operator (access keys, trustee URLs).
 #[derive(Clone, Serialize, Deserialize)]
@@ -299,6 +327,11 @@ impl ProxyConfig {
             resolve(base, root);
         }
         config.limits.validate()?;
+        if config.multipart.reap_interval_secs == 0 {
+            return Err(ConfigError(
+                "multipart.reap_interval_secs must be at least 1".into(),
+            ));
+        }
         if config.cache.max_entries == 0 && config.cache.ttl_secs > 0 {
             return Err(ConfigError(
                 "cache.max_entries must be at least 1 when ttl_secs > 0".into(),

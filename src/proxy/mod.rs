@@ -7,6 +7,7 @@
 //! | [`registry`] | the tenant set, swapped as a whole on `SIGHUP` |
 //! | [`service`] | the S3 operations (s3s), encrypting and decrypting with [`crate::format`] |
 //! | [`listing`] | one page of a bucket listing (markers, delimiter, `encoding-type=url`), pure |
+//! | [`reaper`] | removes abandoned multipart staging (at startup and on a timer) |
 //! | [`error`] | [`error::ProxyError`] and the one error → S3 status/code mapping |
 //! | [`server`] | TLS accept loop (handshake in the connection task), connection limits, `/metrics` |
 //! | [`guard`] | requests refused before s3s: SigV2, POST forms, presigned URLs over a week |
@@ -23,6 +24,7 @@ pub mod error;
 pub mod guard;
 pub mod keys;
 pub mod listing;
+pub mod reaper;
 pub mod registry;
 pub mod server;
 pub mod service;
@@ -101,7 +103,8 @@ pub fn build(
     ));
     let registry = Arc::new(Registry::new(build_tenants(tenants, sources)?));
     let proxy = Proxy::new(registry.clone(), storage, keys.clone())
-        .with_passthrough(config.danger_passthrough_no_encryption);
+        .with_passthrough(config.danger_passthrough_no_encryption)
+        .with_multipart(config.multipart);
     let mut builder = S3ServiceBuilder::new(proxy);
     builder.set_auth(Auth {
         tenants: registry.clone(),

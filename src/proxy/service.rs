@@ -7,8 +7,14 @@
 //! tenants/<tenant>/buckets/<bucket>                     empty bucket marker
 //! tenants/<tenant>/objects/<bucket>/<encoded key>       header ‖ runs [‖ footer]
 //! tenants/<tenant>/uploads/<bucket>/<id>/header         multipart header (+ object key)
-//! tenants/<tenant>/uploads/<bucket>/<id>/p<part>-<len>-<etag>   one staged run per part
+//! tenants/<tenant>/uploads/<bucket>/<id>/p<part>-<len>-<etag>-<attempt>
+//!                                                       one staged run per part attempt
 //! ```
+//!
+//! A staged part's name records its plaintext length, its ETag (a keyed digest of the
+//! plaintext, docs/proxy.md) and its attempt id, which selects the key the run is encrypted
+//! under (multipart layout 2, docs/format.md §7). Uploads begun before layout 2 stage
+//! `p<part>-<len>-<etag>` and complete in layout 1.
 //!
 //! The object key encoding is [`crate::storage::encode_key`]. Every response shows the
 //! plaintext view: Content-Length, ranges and listing sizes are plaintext sizes.
@@ -31,6 +37,7 @@ use s3s::dto::{self, ETag, StreamingBlob, Timestamp};
 use s3s::{S3, S3Request, S3Response, S3Result};
 use zeroize::Zeroizing;
 
+use super::config::MultipartConfig;
 use super::error::ProxyError;
 use super::keys::{KeyService, ReleaseContext, TenantKeys};
 use super::listing;
@@ -69,9 +76,11 @@ pub struct Tenant {
 
 /// The S3 service state.
 pub struct Proxy {
-    /// Ciphers of multipart uploads in progress, by upload directory (see
+    /// Ciphers of multipart uploads in progress, per tenant (see
     /// `complete_multipart_upload`).
-    uploads: std::sync::Mutex<HashMap<String, (Arc<format::ObjectCipher>, Instant)>>,
+    uploads: std::sync::Mutex<UploadCiphers>,
+    /// Multipart limits.
+    multipart: MultipartConfig,
     /// Tenants by access key id (reloadable, shared with the SigV4 check).
     tenants: Arc<Registry>,
     storage: Storage,
@@ -249,9 +258,16 @@ impl Proxy {
             tenants,
             storage,
             keys,
-            uploads: std::sync::Mutex::new(HashMap::new()),
+            uploads: std::sync::Mutex::new(UploadCiphers::default()),
+            multipart: MultipartConfig::default(),
             passthrough: false,
         }
+    }
+
+    /// Sets the multipart limits (per-tenant cipher cap).
+    pub fn with_multipart(mut self, config: MultipartConfig) -> Self {
+        self.multipart = config;
+        self
     }
 
     /// Turns on the TLS pass-through benchmark baseline: no encryption, no escrow.
@@ -485,7 +501,7 @@ impl Proxy {
         phase("crypto", crypto_started);
         let (footer, plaintext_len) = match cipher.header().layout {
             Layout::Single => (None, cipher.single_layout(meta.size)?.plaintext_len()),
-            Layout::Multipart => {
+            Layout::Multipart | Layout::MultipartKeyed => {
                 let size = meta.size;
                 let tail = self
                     .storage
@@ -588,7 +604,7 @@ impl Proxy {
     async fn encrypt_into<S, E>(
         cipher: &format::ObjectCipher,
         run: u32,
-        mut body: S,
+        body: S,
         writer: &mut storage::Writer,
         md5: Option<&mut md5::Md5>,
     ) -> Result<u64, ProxyError>
@@ -596,16 +612,33 @@ impl Proxy {
         S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let mut encryptor = cipher.encryptor(run);
-        let mut out = Vec::with_capacity(WRITE_CHUNK + format::DEFAULT_SEGMENT_SIZE as usize);
         let mut md5 = md5;
+        Self::encrypt_with(cipher.encryptor(run), body, writer, |chunk| {
+            if let Some(h) = md5.as_mut() {
+                h.update(chunk);
+            }
+        })
+        .await
+    }
+
+    /// Encrypts a body stream with `encryptor` into `writer`, showing every plaintext chunk to
+    /// `observe` (MD5, part ETag digest).
+    async fn encrypt_with<S, E>(
+        mut encryptor: format::Encryptor<'_>,
+        mut body: S,
+        writer: &mut storage::Writer,
+        mut observe: impl FnMut(&[u8]),
+    ) -> Result<u64, ProxyError>
+    where
+        S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut out = Vec::with_capacity(WRITE_CHUNK + format::DEFAULT_SEGMENT_SIZE as usize);
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
                 ProxyError::InvalidRequest(format!("reading the request body failed: {e}"))
             })?;
-            if let Some(h) = md5.as_mut() {
-                h.update(&chunk);
-            }
+            observe(&chunk);
             let started = Instant::now();
             encryptor.push(&chunk, &mut out)?;
             phase("crypto", started);
@@ -670,35 +703,70 @@ impl Proxy {
     }
 }
 
-/// A staged multipart part: `p<number>-<plaintext len>-<etag>`.
+/// One staged attempt of a multipart part: `p<number>-<plaintext len>-<etag>-<attempt>`
+/// (layout 2), or `p<number>-<plaintext len>-<etag>` for an upload begun in layout 1.
 #[derive(Debug, Clone)]
 struct StagedPart {
     number: u32,
     plaintext_len: u64,
     etag: String,
+    /// The attempt whose key encrypted the run (layout 2).
+    attempt: Option<format::PartAttempt>,
     path: String,
     meta: storage::Meta,
 }
 
 impl StagedPart {
-    fn name(number: u32, plaintext_len: u64, etag: &str) -> String {
-        format!("p{number:05}-{plaintext_len}-{etag}")
+    fn name(
+        number: u32,
+        plaintext_len: u64,
+        etag: &str,
+        attempt: Option<&format::PartAttempt>,
+    ) -> String {
+        match attempt {
+            Some(a) => format!("p{number:05}-{plaintext_len}-{etag}-{}", a.to_hex()),
+            None => format!("p{number:05}-{plaintext_len}-{etag}"),
+        }
     }
 
     fn parse(name: &str, path: &str, meta: storage::Meta) -> Option<Self> {
         let rest = name.strip_prefix('p')?;
-        let mut it = rest.splitn(3, '-');
+        // ETags and attempt ids are hex, so '-' only separates fields.
+        let mut it = rest.splitn(4, '-');
         let number = it.next()?.parse().ok()?;
         let plaintext_len = it.next()?.parse().ok()?;
         let etag = it.next()?.to_owned();
+        let attempt = match it.next() {
+            Some(a) => Some(format::PartAttempt::from_hex(a)?),
+            None => None,
+        };
         Some(Self {
             number,
             plaintext_len,
             etag,
+            attempt,
             path: path.to_owned(),
             meta,
         })
     }
+}
+
+/// The newest staged attempt of every part number (normally there is one: an upload replaces
+/// the earlier attempts, but two concurrent uploads of one part may leave both for a moment).
+/// `staged` is sorted by part number.
+fn latest_attempts(staged: &[StagedPart]) -> Vec<&StagedPart> {
+    let mut out: Vec<&StagedPart> = Vec::with_capacity(staged.len());
+    for part in staged {
+        match out.last_mut() {
+            Some(last) if last.number == part.number => {
+                if part.meta.last_modified >= last.meta.last_modified {
+                    *last = part;
+                }
+            }
+            _ => out.push(part),
+        }
+    }
+    out
 }
 
 /// The response body of a GET: decrypted pieces from the decryption task, with an exact
@@ -839,7 +907,7 @@ impl Proxy {
         header_len: usize,
     ) -> u64 {
         let single = listing_size(stored, header_len);
-        if head.get(7) != Some(&1) {
+        if !format::layout_hint(head).is_some_and(Layout::is_multipart) {
             return single;
         }
         let Ok(tail) = self
@@ -858,23 +926,7 @@ impl Proxy {
         let Ok(footer) = self.storage.read_range(path, start..stored).await else {
             return single;
         };
-        let Some(count) = footer
-            .get(4..8)
-            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        else {
-            return single;
-        };
-        let mut total = 0u64;
-        for i in 0..count {
-            let at = 8 + i * 12 + 4;
-            let Some(len) = footer.get(at..at + 8) else {
-                return single;
-            };
-            let mut b = [0u8; 8];
-            b.copy_from_slice(len);
-            total = total.saturating_add(u64::from_be_bytes(b));
-        }
-        total
+        format::footer_plaintext_len_hint(&footer).unwrap_or(single)
     }
 }
 
@@ -1642,11 +1694,11 @@ impl S3 for Proxy {
             object: &input.key,
         };
         let (cipher, header) =
-            format::new_object_with_metadata(&kek, &ctx, Layout::Multipart, &metadata)
+            format::new_object_with_metadata(&kek, &ctx, Layout::MultipartKeyed, &metadata)
                 .map_err(ProxyError::from)?;
         let upload_id = random_hex(16)?;
         let dir = Self::upload_dir(&tenant, &input.bucket, &upload_id)?;
-        self.remember_upload(&dir, cipher);
+        self.remember_upload(&tenant.id, &dir, cipher);
         // The staged header records the object key too, so a part can never be completed
         // into another key.
         let mut staged = Vec::with_capacity(header.len() + input.key.len() + 4);
@@ -1704,33 +1756,65 @@ impl S3 for Proxy {
             object: &input.key,
         };
         let (cipher, _) = format::open_object(&kek, &ctx, &header).map_err(ProxyError::from)?;
-        // Stage under a temporary name first; the final name carries length and ETag.
-        let etag_value = random_hex(16)?;
-        let tmp = format!("{dir}/tmp-{etag_value}");
+        // Every attempt gets a fresh attempt id and so its own key (docs/format.md §7): a part
+        // uploaded again never reuses the nonces of an earlier attempt. An upload begun in
+        // layout 1 (before this existed) keeps layout 1 until it completes.
+        let attempt = format::PartAttempt::random().map_err(ProxyError::from)?;
+        let (encryptor, attempt) = match cipher.header().layout {
+            Layout::MultipartKeyed => (
+                cipher
+                    .part_encryptor(part, &attempt)
+                    .map_err(ProxyError::from)?,
+                Some(attempt),
+            ),
+            Layout::Multipart => (cipher.encryptor(part), None),
+            Layout::Single => return Err(ProxyError::Integrity.into()),
+        };
+        // Stage under a temporary name first; the final name carries length, ETag and attempt.
+        let tmp = format!("{dir}/tmp-{}", random_hex(16)?);
         let mut writer = self.storage.writer(&tmp).map_err(ProxyError::from)?;
         let body: futures::stream::BoxStream<'static, Result<Bytes, s3s::StdError>> =
             match input.body {
                 Some(body) => body.boxed(),
                 None => futures::stream::empty().boxed(),
             };
-        let len = Self::encrypt_into(&cipher, part, body, &mut writer, None).await?;
+        let mut digest = cipher.part_etag_digest();
+        let len = Self::encrypt_with(encryptor, body, &mut writer, |chunk| {
+            if let Some(d) = digest.as_mut() {
+                d.update(chunk);
+            }
+        })
+        .await?;
         writer.complete().await.map_err(ProxyError::from)?;
-        // Replace any earlier upload of the same part number.
+        // The part ETag is a keyed digest of the plaintext (docs/proxy.md), so identical bytes
+        // sent again get the same ETag, as on S3. Layout 1 uploads keep random ETags.
+        let etag_value = match digest {
+            Some(d) => hex::encode(d.finish()),
+            None => random_hex(16)?,
+        };
+        let final_path = format!(
+            "{dir}/{}",
+            StagedPart::name(part, len, &etag_value, attempt.as_ref())
+        );
+        let result = self.storage.copy(&tmp, &final_path).await;
+        self.storage.delete(&tmp).await.map_err(ProxyError::from)?;
+        result.map_err(ProxyError::from)?;
+        // Then replace every other attempt of the same part number: the new attempt is in
+        // place first, so a failure here leaves an extra attempt, never none. Not "only older
+        // ones": S3 backends report Last-Modified in whole seconds, so a quick retry with other
+        // bytes would keep the replaced attempt completable. Two *concurrent* uploads of one
+        // part may remove each other; Complete then answers InvalidPart and the client retries.
         for old in self
             .staged_parts(&dir)
             .await?
             .into_iter()
-            .filter(|p| p.number == part)
+            .filter(|p| p.number == part && p.path != final_path)
         {
             self.storage
                 .delete(&old.path)
                 .await
                 .map_err(ProxyError::from)?;
         }
-        let final_path = format!("{dir}/{}", StagedPart::name(part, len, &etag_value));
-        let result = self.storage.copy(&tmp, &final_path).await;
-        self.storage.delete(&tmp).await.map_err(ProxyError::from)?;
-        result.map_err(ProxyError::from)?;
         let output = dto::UploadPartOutput {
             e_tag: Some(etag(etag_value)),
             sse_customer_algorithm: share.as_ref().map(|_| "AES256".to_owned()),
@@ -1755,12 +1839,18 @@ impl S3 for Proxy {
             input.sse_customer_key_md5.as_deref(),
         )?;
         let dir = Self::upload_dir(&tenant, &input.bucket, &input.upload_id)?;
+        // The bucket may have been deleted since the upload began (DeleteBucket looks at
+        // objects only); S3 answers NoSuchBucket then, and nothing may be written.
+        self.require_bucket(&tenant, &input.bucket).await?;
         let header = self.staged_header(&dir, &input.key).await?;
         // Stock clients (object_store, some SDKs) send no SSE-C headers on Complete, which S3
         // allows. Then the cipher kept in memory since CreateMultipartUpload is used; without
         // it (proxy restarted, another replica) the share is required.
         let cached = if share.is_none() && self.needs_sse_c(&tenant) {
-            Some(self.cached_upload(&dir).ok_or(ProxyError::MissingShare)?)
+            Some(
+                self.cached_upload(&tenant.id, &dir)
+                    .ok_or(ProxyError::MissingShare)?,
+            )
         } else {
             None
         };
@@ -1812,18 +1902,35 @@ impl S3 for Proxy {
                 return Err(ProxyError::InvalidPartOrder.into());
             }
             previous = number;
-            let found = staged.iter().find(|p| p.number == number).ok_or_else(|| {
-                ProxyError::InvalidPart(format!("part {number} was not uploaded"))
-            })?;
-            if let Some(e) = &part.e_tag
-                && e.value() != found.etag
-            {
+            let mut attempts = staged.iter().filter(|p| p.number == number).peekable();
+            if attempts.peek().is_none() {
                 return Err(
-                    ProxyError::InvalidPart(format!("part {number} has a different ETag")).into(),
+                    ProxyError::InvalidPart(format!("part {number} was not uploaded")).into(),
                 );
             }
+            // The newest attempt with the ETag the client names (identical bytes have one
+            // ETag, so the first answer's ETag names the latest attempt with those bytes).
+            let found = attempts
+                .filter(|p| part.e_tag.as_ref().is_none_or(|e| e.value() == p.etag))
+                .max_by_key(|p| p.meta.last_modified)
+                .ok_or_else(|| {
+                    ProxyError::InvalidPart(format!("part {number} has a different ETag"))
+                })?;
             chosen.push(found);
         }
+        // Layout 2 footers name every part's attempt. Each layout 2 part was staged with its
+        // attempt id; one without cannot have been written by this upload. Checked before
+        // anything is written.
+        let attempts = match cipher.header().layout {
+            Layout::MultipartKeyed => Some(
+                chosen
+                    .iter()
+                    .map(|p| p.attempt.ok_or(ProxyError::Integrity))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Layout::Multipart => None,
+            Layout::Single => return Err(ProxyError::Integrity.into()),
+        };
         let path = Self::object_path(&tenant, &input.bucket, &input.key);
         let mut writer = self.storage.writer(&path).map_err(ProxyError::from)?;
         writer
@@ -1850,7 +1957,11 @@ impl S3 for Proxy {
                 plaintext_len: part.plaintext_len,
             });
         }
-        let footer = cipher.footer(&footer_parts).map_err(ProxyError::from)?;
+        let footer = match &attempts {
+            Some(attempts) => cipher.footer_with_attempts(&footer_parts, attempts),
+            None => cipher.footer(&footer_parts),
+        }
+        .map_err(ProxyError::from)?;
         writer.write(&footer).await.map_err(ProxyError::from)?;
         writer.complete().await.map_err(ProxyError::from)?;
         let etag_value = md5_hex(header.get(..header_len).ok_or(ProxyError::Integrity)?);
@@ -1859,7 +1970,7 @@ impl S3 for Proxy {
             let _ = self.storage.delete(&part.path).await;
         }
         let _ = self.storage.delete(&format!("{dir}/header")).await;
-        self.forget_upload(&dir);
+        self.forget_upload(&tenant.id, &dir);
         let output = dto::CompleteMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
@@ -1878,7 +1989,7 @@ impl S3 for Proxy {
         let tenant = self.tenant(&req)?;
         let dir = Self::upload_dir(&tenant, &req.input.bucket, &req.input.upload_id)?;
         self.staged_header(&dir, &req.input.key).await?;
-        self.forget_upload(&dir);
+        self.forget_upload(&tenant.id, &dir);
         let mut stream = self.storage.list(&dir);
         let mut paths = Vec::new();
         while let Some(item) = stream.next().await {
@@ -1902,8 +2013,8 @@ impl S3 for Proxy {
         let marker = input.part_number_marker.unwrap_or(0);
         let max = usize::try_from(input.max_parts.unwrap_or(1000).clamp(1, 1000)).unwrap_or(1000);
         let staged = self.staged_parts(&dir).await?;
-        let remaining: Vec<&StagedPart> = staged
-            .iter()
+        let remaining: Vec<&StagedPart> = latest_attempts(&staged)
+            .into_iter()
             .filter(|p| i64::from(p.number) > i64::from(marker))
             .collect();
         let truncated = remaining.len() > max;
@@ -1936,7 +2047,53 @@ impl S3 for Proxy {
 
 /// How long an in-progress upload's cipher stays in memory.
 const UPLOAD_CIPHER_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-const MAX_UPLOAD_CIPHERS: usize = 10_000;
+
+/// The ciphers of uploads in progress, by tenant and upload directory. Each tenant has its own
+/// cap, and a tenant at its cap evicts its own oldest entry: one tenant's open uploads can
+/// never push out another tenant's (before, one pool of 10,000 for all tenants did).
+#[derive(Default)]
+struct UploadCiphers {
+    by_tenant: HashMap<String, HashMap<String, (Arc<format::ObjectCipher>, Instant)>>,
+}
+
+impl UploadCiphers {
+    fn insert(&mut self, tenant: &str, dir: &str, cipher: format::ObjectCipher, cap: usize) {
+        if cap == 0 {
+            return;
+        }
+        let uploads = self.by_tenant.entry(tenant.to_owned()).or_default();
+        uploads.retain(|_, (_, t)| t.elapsed() < UPLOAD_CIPHER_TTL);
+        while uploads.len() >= cap {
+            // O(cap) per eviction; caps are in the thousands and eviction is the rare case.
+            let Some(oldest) = uploads
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(d, _)| d.clone())
+            else {
+                break;
+            };
+            uploads.remove(&oldest);
+        }
+        uploads.insert(dir.to_owned(), (Arc::new(cipher), Instant::now()));
+    }
+
+    fn get(&self, tenant: &str, dir: &str) -> Option<Arc<format::ObjectCipher>> {
+        self.by_tenant
+            .get(tenant)?
+            .get(dir)
+            .filter(|(_, t)| t.elapsed() < UPLOAD_CIPHER_TTL)
+            .map(|(c, _)| c.clone())
+    }
+
+    fn remove(&mut self, tenant: &str, dir: &str) {
+        if let Some(uploads) = self.by_tenant.get_mut(tenant) {
+            uploads.remove(dir);
+            if uploads.is_empty() {
+                self.by_tenant.remove(tenant);
+            }
+        }
+    }
+}
 
 impl Proxy {
     fn needs_sse_c(&self, tenant: &Tenant) -> bool {
@@ -1946,27 +2103,19 @@ impl Proxy {
         )
     }
 
-    fn remember_upload(&self, dir: &str, cipher: format::ObjectCipher) {
-        let Ok(mut uploads) = self.uploads.lock() else {
-            return;
-        };
-        uploads.retain(|_, (_, t)| t.elapsed() < UPLOAD_CIPHER_TTL);
-        if uploads.len() < MAX_UPLOAD_CIPHERS {
-            uploads.insert(dir.to_owned(), (Arc::new(cipher), Instant::now()));
+    fn remember_upload(&self, tenant: &str, dir: &str, cipher: format::ObjectCipher) {
+        if let Ok(mut uploads) = self.uploads.lock() {
+            uploads.insert(tenant, dir, cipher, self.multipart.max_uploads_per_tenant);
         }
     }
 
-    fn cached_upload(&self, dir: &str) -> Option<Arc<format::ObjectCipher>> {
-        let uploads = self.uploads.lock().ok()?;
-        uploads
-            .get(dir)
-            .filter(|(_, t)| t.elapsed() < UPLOAD_CIPHER_TTL)
-            .map(|(c, _)| c.clone())
+    fn cached_upload(&self, tenant: &str, dir: &str) -> Option<Arc<format::ObjectCipher>> {
+        self.uploads.lock().ok()?.get(tenant, dir)
     }
 
-    fn forget_upload(&self, dir: &str) {
+    fn forget_upload(&self, tenant: &str, dir: &str) {
         if let Ok(mut uploads) = self.uploads.lock() {
-            uploads.remove(dir);
+            uploads.remove(tenant, dir);
         }
     }
 

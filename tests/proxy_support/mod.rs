@@ -135,6 +135,7 @@ pub fn proxy_config(pki: &Pki, root: &Path, ttl_secs: u64) -> ProxyConfig {
             fsync: false,
         },
         danger_passthrough_no_encryption: false,
+        multipart: Default::default(),
     }
 }
 
