@@ -446,6 +446,15 @@ impl Drop for Writer {
     }
 }
 
+/// Longest encoded path component [`encode_key`] produces, in bytes (marker included).
+///
+/// Why 250: Linux filesystems name at most 255 bytes per component (NAME_MAX), and the
+/// filesystem backend stages every write as `<name>#<n>` beside its target, so a stored name
+/// must leave room for `#` and a few digits. Every component that fitted before this limit
+/// existed (at most 253 bytes with its staging suffix) keeps its old encoding unless it is one
+/// of the rare 251 to 253 byte names.
+pub const MAX_COMPONENT: usize = 250;
+
 /// Reversible, backend-safe encoding of an S3 object key as a storage path below some prefix.
 ///
 /// The key is split at `/`; every segment but the last becomes `d<escaped>`, the last one
@@ -453,6 +462,14 @@ impl Drop for Writer {
 /// So keys never collide with each other on a filesystem (`a` is the file `fa`, `a/b` the file
 /// `fb` in the directory `da`), empty segments and `..` are harmless, and listing a key prefix
 /// only has to walk the directory of the prefix.
+///
+/// A segment whose encoded component would exceed [`MAX_COMPONENT`] bytes (S3 allows 1,024
+/// byte keys, a filesystem 255 byte names) is cut into pieces at escape boundaries: every
+/// piece but the last becomes a directory `c<escaped piece>`, and the last piece carries the
+/// segment's `d` or `f`. `c` pieces are glued back without a `/` when decoding, so the stored
+/// path still spells the whole key and listings return it exactly. The cut is deterministic
+/// (each piece as long as fits), so one key has one path. The encoded key never contains `#`
+/// (escaped as `%23`), which is what tells a backend's staging files apart from objects.
 pub fn encode_key(key: &str) -> String {
     let segments: Vec<&str> = key.split('/').collect();
     let last = segments.len() - 1;
@@ -461,8 +478,7 @@ pub fn encode_key(key: &str) -> String {
         if i > 0 {
             out.push('/');
         }
-        out.push(if i == last { 'f' } else { 'd' });
-        escape_into(segment, &mut out);
+        encode_segment(segment, if i == last { 'f' } else { 'd' }, &mut out);
     }
     out
 }
@@ -477,52 +493,81 @@ pub fn encode_prefix_dir(prefix: &str) -> String {
                 if n > 0 {
                     out.push('/');
                 }
-                out.push('d');
-                escape_into(segment, &mut out);
+                encode_segment(segment, 'd', &mut out);
             }
             out
         }
     }
 }
 
-fn escape_into(segment: &str, out: &mut String) {
+/// Appends one key segment as `marker<escaped>`, preceded by `c<piece>/` directories when the
+/// escaped segment is longer than a component may be.
+fn encode_segment(segment: &str, marker: char, out: &mut String) {
+    let mut piece = String::new();
+    let mut token = String::with_capacity(3);
     for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+        token.clear();
+        escape_byte(b, &mut token);
+        // One byte of every component is the marker.
+        if 1 + piece.len() + token.len() > MAX_COMPONENT {
+            out.push('c');
+            out.push_str(&piece);
+            out.push('/');
+            piece.clear();
         }
+        piece.push_str(&token);
     }
+    out.push(marker);
+    out.push_str(&piece);
+}
+
+fn escape_byte(b: u8, out: &mut String) {
+    if is_unreserved(b) {
+        out.push(char::from(b));
+    } else {
+        out.push_str(&format!("%{b:02X}"));
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-')
 }
 
 /// Inverse of [`encode_key`]; `None` for anything that is not an encoded key.
 pub fn decode_key(encoded: &str) -> Option<String> {
-    let segments: Vec<&str> = encoded.split('/').collect();
-    let last = segments.len() - 1;
+    let components: Vec<&str> = encoded.split('/').collect();
+    let last = components.len() - 1;
     let mut out = Vec::with_capacity(encoded.len());
-    for (i, segment) in segments.iter().enumerate() {
-        let expected = if i == last { b'f' } else { b'd' };
-        let bytes = segment.as_bytes();
-        if bytes.first() != Some(&expected) {
-            return None;
+    for (i, component) in components.iter().enumerate() {
+        let bytes = component.as_bytes();
+        let (&marker, mut rest) = bytes.split_first()?;
+        match marker {
+            // A piece of a long segment: glued to the next component, so never the last one,
+            // and never empty (encode_key only cuts before a byte that does not fit).
+            b'c' if i != last && !rest.is_empty() => {}
+            b'd' if i != last => {}
+            b'f' if i == last => {}
+            _ => return None,
         }
-        if i > 0 {
-            out.push(b'/');
-        }
-        let mut rest = &bytes[1..];
         while let Some((&b, tail)) = rest.split_first() {
             if b == b'%' {
                 let hex = tail.get(..2)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 let text = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(text, 16).ok()?);
                 rest = &tail[2..];
-            } else if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-') {
+            } else if is_unreserved(b) {
                 out.push(b);
                 rest = tail;
             } else {
                 // Not produced by encode_key (e.g. a backend's staging file): not an object.
                 return None;
             }
+        }
+        if marker == b'd' {
+            out.push(b'/');
         }
     }
     String::from_utf8(out).ok()
@@ -553,6 +598,88 @@ mod tests {
             encode_key("a"),
             encode_key("a/b").split('/').next().unwrap()
         );
+    }
+
+    fn long_keys() -> Vec<String> {
+        vec![
+            "a".repeat(1024),
+            "é".repeat(300),
+            "x/".repeat(511) + "y",
+            format!("{}/{}", "é".repeat(100), "%".repeat(400)),
+            format!("{}/tail", "b".repeat(600)),
+            // Exactly at the limit, one over, and an escape straddling the cut.
+            "m".repeat(MAX_COMPONENT - 1),
+            "m".repeat(MAX_COMPONENT),
+            format!("{}é", "m".repeat(MAX_COMPONENT - 3)),
+        ]
+    }
+
+    #[test]
+    fn long_segments_are_cut_into_components_that_fit_name_max_and_round_trip() {
+        for key in long_keys() {
+            let enc = encode_key(&key);
+            assert!(Path::parse(&enc).is_ok(), "{enc}");
+            for component in enc.split('/') {
+                assert!(component.len() <= MAX_COMPONENT, "{}", component.len());
+                assert!(!component.contains('#'));
+            }
+            assert_eq!(decode_key(&enc).as_deref(), Some(key.as_str()));
+        }
+        // Short segments keep the encoding objects were stored under before.
+        assert_eq!(encode_key("a/b"), "da/fb");
+        assert_eq!(
+            encode_key(&"m".repeat(MAX_COMPONENT - 1)),
+            format!("f{}", "m".repeat(MAX_COMPONENT - 1))
+        );
+    }
+
+    #[test]
+    fn decoding_rejects_paths_encode_key_never_writes() {
+        for bad in [
+            "ca", "ca/", "c/fb", "fa/fb", "da", "fa#1", "f%zz", "f%+1", "",
+        ] {
+            assert_eq!(decode_key(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefix_dir_of_a_long_segment_contains_its_keys() {
+        let long = "q".repeat(700);
+        let key = format!("{long}/inner/x");
+        let dir = encode_prefix_dir(&format!("{long}/in"));
+        assert!(encode_key(&key).starts_with(&format!("{dir}/")), "{dir}");
+    }
+
+    #[tokio::test]
+    async fn filesystem_stores_lists_and_deletes_keys_longer_than_name_max() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::from_config(&StorageConfig::Fs {
+            root: dir.path().into(),
+            fsync: false,
+        })
+        .unwrap();
+        let mut expected = Vec::new();
+        for key in long_keys() {
+            let path = format!("t/{}", encode_key(&key));
+            storage.put(&path, Bytes::from_static(b"v")).await.unwrap();
+            assert_eq!(storage.head(&path).await.unwrap().size, 1);
+            expected.push(key);
+        }
+        let mut listed: Vec<String> = storage
+            .list("t")
+            .map(|item| decode_key(item.unwrap().0.strip_prefix("t/").unwrap()).unwrap())
+            .collect()
+            .await;
+        listed.sort();
+        expected.sort();
+        assert_eq!(listed, expected);
+        for key in long_keys() {
+            storage
+                .delete(&format!("t/{}", encode_key(&key)))
+                .await
+                .unwrap();
+        }
+        assert!(storage.list("t").collect::<Vec<_>>().await.is_empty());
     }
 
     #[test]
