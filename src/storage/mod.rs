@@ -128,6 +128,27 @@ pub struct Meta {
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     chunk_size: usize,
+    kind: Kind,
+}
+
+/// Which backend a [`Storage`] is, for what object_store cannot do for us (the staging sweep).
+#[derive(Clone, Debug)]
+enum Kind {
+    /// The filesystem below this root.
+    Fs(std::path::PathBuf),
+    /// Memory: nothing outlives the process.
+    Memory,
+    /// An S3-compatible endpoint.
+    S3,
+}
+
+/// What one [`Storage::sweep_staging`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Staging leftovers removed.
+    pub removed: usize,
+    /// Staging files kept because they are younger than the safety age.
+    pub kept: usize,
 }
 
 impl std::fmt::Debug for Storage {
@@ -180,9 +201,15 @@ impl Storage {
                 Arc::new(s3)
             }
         };
+        let kind = match config {
+            StorageConfig::Fs { root, .. } => Kind::Fs(root.clone()),
+            StorageConfig::Memory => Kind::Memory,
+            StorageConfig::S3 { .. } => Kind::S3,
+        };
         Ok(Self {
             store,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            kind,
         })
     }
 
@@ -246,6 +273,49 @@ impl Storage {
         Self {
             store: Arc::new(object_store::memory::InMemory::new()),
             chunk_size: DEFAULT_CHUNK_SIZE,
+            kind: Kind::Memory,
+        }
+    }
+
+    /// The same backend, switching from one `put` to a multipart write at `chunk_size` bytes
+    /// (tests use small ones to exercise the multipart path).
+    pub fn with_chunk_size(mut self, chunk_size: usize) -> Self {
+        self.chunk_size = chunk_size;
+        self
+    }
+
+    /// Removes the staging leftovers of writes that never completed and are older than
+    /// `older_than`: what a process killed in the middle of a write leaves behind.
+    ///
+    /// - **Filesystem:** a write is staged as `<name>#<n>` beside its target and renamed over
+    ///   it when complete. A staging file no rename came for stays for ever, hidden from
+    ///   listings and out of reach of every S3 call. Object names never contain `#`
+    ///   ([`encode_key`] escapes it, and the other names of the layout are hex, digits and
+    ///   bucket names), so a name ending in `#<digits>` is a staging file and nothing else.
+    /// - **Memory:** a staged write lives in the writer and dies with the process; nothing to do.
+    /// - **S3:** a killed write leaves an incomplete multipart upload, invisible and billed.
+    ///   object_store cannot list those; the bucket's lifecycle rule
+    ///   `AbortIncompleteMultipartUpload` reaps them (docs/operations.md). Nothing is done here.
+    ///
+    /// # Safety age
+    ///
+    /// Only files whose modification time is older than `older_than` are removed: a staging
+    /// file of a write in flight (this process's or another proxy's sharing the backend) is
+    /// written to at least once per chunk, so it stays young while its write is alive. Use an
+    /// age well above the longest pause of a slow client upload (the default is one hour).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] if the tree cannot be walked; files that vanish or cannot be removed
+    /// while sweeping are skipped (a concurrent rename or sweep got there first).
+    pub async fn sweep_staging(&self, older_than: std::time::Duration) -> Result<SweepReport> {
+        match &self.kind {
+            Kind::Fs(root) => {
+                let root = root.clone();
+                tokio::task::spawn_blocking(move || sweep_fs(&root, older_than))
+                    .await
+                    .map_err(|e| Error::Backend(format!("staging sweep task failed: {e}")))?
+            }
+            Kind::Memory | Kind::S3 => Ok(SweepReport::default()),
         }
     }
 
@@ -363,6 +433,67 @@ impl Storage {
             .copy(&Self::path(from)?, &Self::path(to)?)
             .await?;
         Ok(())
+    }
+}
+
+/// Whether a file name is a filesystem staging file: `<anything>#<one or more digits>`, the
+/// names object_store's filesystem backend stages writes and copies under.
+fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn sweep_fs(root: &std::path::Path, older_than: std::time::Duration) -> Result<SweepReport> {
+    let now = std::time::SystemTime::now();
+    let mut report = SweepReport::default();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // Removed under us (automatic cleanup of an emptied directory): nothing to sweep.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != root => continue,
+            Err(e) => return Err(Error::Backend(format!("sweeping {}: {e}", dir.display()))),
+        };
+        for entry in entries {
+            let Ok(entry) = entry else { continue };
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
+            let path = entry.path();
+            if file_type.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if !file_type.is_file() || !entry.file_name().to_str().is_some_and(is_staging_name) {
+                continue;
+            }
+            let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
+                continue;
+            };
+            // A clock step backwards makes every file look fresh: kept, swept next time.
+            if now.duration_since(modified).unwrap_or_default() < older_than {
+                report.kept += 1;
+                continue;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                report.removed += 1;
+                remove_empty_parents(root, &path);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Removes the directories a swept file leaves empty, up to (not including) the root, as the
+/// filesystem backend does after a delete. `remove_dir` fails on a non-empty directory, so a
+/// directory a concurrent write has just put a file into stays.
+fn remove_empty_parents(root: &std::path::Path, file: &std::path::Path) {
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        if d == root || !d.starts_with(root) || std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
     }
 }
 
