@@ -277,6 +277,29 @@ mod tests {
     }
 
     #[test]
+    fn a_page_builder_holds_at_most_max_keys_plus_one_entries() {
+        let r = req("", Some("/"), Some("k00100"), 10);
+        let mut builder = PageBuilder::new(&r);
+        // Descending, the worst order: every key displaces the largest one held.
+        for i in (0..10_000).rev() {
+            builder.push(format!("k{i:05}"), i);
+            builder.push(format!("g{}/x{i}", i % 50), i);
+            assert!(builder.entries.len() <= 11);
+        }
+        let p = builder.finish();
+        assert_eq!(
+            names(&p),
+            (101..111).map(|i| format!("k{i:05}")).collect::<Vec<_>>()
+        );
+        assert!(
+            p.common_prefixes.is_empty(),
+            "groups sort before the marker"
+        );
+        assert!(p.truncated);
+        assert_eq!(p.last.as_deref(), Some("k00110"));
+    }
+
+    #[test]
     fn delimiter_groups_below_the_prefix_only() {
         let p = page(
             keys(&["p/x", "p/y/1", "p/y/2", "p/z"]),
