@@ -157,6 +157,10 @@ impl std::fmt::Debug for Storage {
     }
 }
 
+/// The longest key an S3 backend stores, in bytes (S3's documented limit; MinIO and Ceph RGW
+/// keep it).
+pub const S3_MAX_KEY: usize = 1024;
+
 /// Objects up to this size are written with one `put`; larger ones use multipart (5 MiB is
 /// S3's minimum part size).
 pub const DEFAULT_CHUNK_SIZE: usize = 8 * 1024 * 1024;
@@ -323,12 +327,34 @@ impl Storage {
         Path::parse(path).map_err(|e| Error::InvalidPath(e.to_string()))
     }
 
+    /// A path to write. An S3 backend stores keys of at most [`S3_MAX_KEY`] bytes; a longer
+    /// path (a key near S3's limit, grown by its prefix and escapes) is refused here as
+    /// [`Error::InvalidPath`], a client error, instead of reaching the backend and coming
+    /// back as a backend failure that clients retry.
+    fn write_path(&self, path: &str) -> Result<Path> {
+        if matches!(self.kind, Kind::S3) && path.len() > S3_MAX_KEY {
+            return Err(Error::InvalidPath(format!(
+                "the stored path is {} bytes, longer than the S3 backend's {S3_MAX_KEY}",
+                path.len()
+            )));
+        }
+        Self::path(path)
+    }
+
+    /// A path to read or delete: one the backend cannot store is simply absent.
+    fn read_path(&self, path: &str) -> Result<Path> {
+        if matches!(self.kind, Kind::S3) && path.len() > S3_MAX_KEY {
+            return Err(Error::NotFound);
+        }
+        Self::path(path)
+    }
+
     /// Size and modification time, or [`Error::NotFound`].
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Backend`].
     pub async fn head(&self, path: &str) -> Result<Meta> {
-        let meta = self.store.head(&Self::path(path)?).await?;
+        let meta = self.store.head(&self.read_path(path)?).await?;
         Ok(Meta {
             size: meta.size,
             last_modified: meta.last_modified.into(),
@@ -343,7 +369,7 @@ impl Storage {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        Ok(self.store.get_range(&Self::path(path)?, range).await?)
+        Ok(self.store.get_range(&self.read_path(path)?, range).await?)
     }
 
     /// Streams a byte range.
@@ -362,7 +388,7 @@ impl Storage {
             range: Some(range.into()),
             ..Default::default()
         };
-        let result = self.store.get_opts(&Self::path(path)?, options).await?;
+        let result = self.store.get_opts(&self.read_path(path)?, options).await?;
         Ok(result.into_stream().map_err(Error::from).boxed())
     }
 
@@ -372,7 +398,7 @@ impl Storage {
     /// [`Error::Backend`], [`Error::InvalidPath`].
     pub async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         self.store
-            .put(&Self::path(path)?, PutPayload::from_bytes(data))
+            .put(&self.write_path(path)?, PutPayload::from_bytes(data))
             .await?;
         Ok(())
     }
@@ -384,7 +410,7 @@ impl Storage {
     pub fn writer(&self, path: &str) -> Result<Writer> {
         Ok(Writer {
             store: self.store.clone(),
-            path: Self::path(path)?,
+            path: self.write_path(path)?,
             chunk_size: self.chunk_size,
             buffer: Vec::new(),
             upload: None,
@@ -397,7 +423,11 @@ impl Storage {
     /// # Errors
     /// [`Error::Backend`].
     pub async fn delete(&self, path: &str) -> Result<()> {
-        match self.store.delete(&Self::path(path)?).await {
+        let path = match self.read_path(path) {
+            Err(Error::NotFound) => return Ok(()),
+            other => other?,
+        };
+        match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -430,7 +460,7 @@ impl Storage {
     /// [`Error::NotFound`], [`Error::Backend`].
     pub async fn copy(&self, from: &str, to: &str) -> Result<()> {
         self.store
-            .copy(&Self::path(from)?, &Self::path(to)?)
+            .copy(&self.read_path(from)?, &self.write_path(to)?)
             .await?;
         Ok(())
     }
@@ -811,6 +841,36 @@ mod tests {
                 .unwrap();
         }
         assert!(storage.list("t").collect::<Vec<_>>().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn s3_paths_over_its_key_limit_are_a_client_error_or_absent_without_a_request() {
+        // Nothing listens on port 1: a request would fail as a backend error (after retries).
+        crate::tls::install_crypto_provider();
+        let storage = Storage::from_config(&StorageConfig::S3 {
+            endpoint: "http://127.0.0.1:1".into(),
+            region: "us-east-1".into(),
+            bucket: "b".into(),
+            access_key_id: "AK".into(),
+            secret_access_key: "SK".into(),
+            path_style: true,
+            allow_http: true,
+            create_bucket: false,
+        })
+        .unwrap();
+        let path = format!("tenants/t/objects/b/{}", encode_key(&"é".repeat(300)));
+        assert!(path.len() > S3_MAX_KEY);
+        assert!(matches!(storage.writer(&path), Err(Error::InvalidPath(_))));
+        assert!(matches!(
+            storage.put(&path, Bytes::new()).await,
+            Err(Error::InvalidPath(_))
+        ));
+        assert!(matches!(storage.head(&path).await, Err(Error::NotFound)));
+        assert!(matches!(
+            storage.read_range(&path, 0..1).await,
+            Err(Error::NotFound)
+        ));
+        assert!(storage.delete(&path).await.is_ok());
     }
 
     #[test]
