@@ -132,14 +132,25 @@ pub struct Storage {
 }
 
 /// Which backend a [`Storage`] is, for what object_store cannot do for us (the staging sweep).
-#[derive(Clone, Debug)]
+/// No `Debug`: the S3 variant holds the backend's secret key.
+#[derive(Clone)]
 enum Kind {
     /// The filesystem below this root.
     Fs(std::path::PathBuf),
     /// Memory: nothing outlives the process.
     Memory,
     /// An S3-compatible endpoint.
-    S3,
+    S3(Arc<S3Backend>),
+}
+
+/// What the staging sweep needs of an S3 backend: object_store can abort a multipart upload
+/// but not list them, so the listing is one signed request of our own.
+struct S3Backend {
+    store: Arc<object_store::aws::AmazonS3>,
+    /// `<endpoint>/<bucket>` (path style) or `<scheme>://<bucket>.<host>` (virtual host).
+    bucket_url: String,
+    region: String,
+    credential: object_store::aws::AwsCredential,
 }
 
 /// What one [`Storage::sweep_staging`] did.
@@ -171,6 +182,7 @@ impl Storage {
     /// # Errors
     /// [`Error::Config`] with the reason.
     pub fn from_config(config: &StorageConfig) -> Result<Self> {
+        let mut s3_backend = None;
         let store: Arc<dyn ObjectStore> = match config {
             StorageConfig::Fs { root, fsync } => {
                 std::fs::create_dir_all(root)
@@ -202,13 +214,33 @@ impl Storage {
                     .with_allow_http(*allow_http)
                     .build()
                     .map_err(|e| Error::Config(e.to_string()))?;
-                Arc::new(s3)
+                let s3 = Arc::new(s3);
+                let endpoint = endpoint.trim_end_matches('/');
+                let bucket_url = if *path_style {
+                    format!("{endpoint}/{bucket}")
+                } else {
+                    match endpoint.split_once("://") {
+                        Some((scheme, host)) => format!("{scheme}://{bucket}.{host}"),
+                        None => format!("{endpoint}/{bucket}"),
+                    }
+                };
+                s3_backend = Some(Arc::new(S3Backend {
+                    store: s3.clone(),
+                    bucket_url,
+                    region: region.clone(),
+                    credential: object_store::aws::AwsCredential {
+                        key_id: access_key_id.clone(),
+                        secret_key: secret_access_key.clone(),
+                        token: None,
+                    },
+                }));
+                s3
             }
         };
-        let kind = match config {
-            StorageConfig::Fs { root, .. } => Kind::Fs(root.clone()),
-            StorageConfig::Memory => Kind::Memory,
-            StorageConfig::S3 { .. } => Kind::S3,
+        let kind = match (config, s3_backend) {
+            (StorageConfig::Fs { root, .. }, _) => Kind::Fs(root.clone()),
+            (_, Some(s3)) => Kind::S3(s3),
+            _ => Kind::Memory,
         };
         Ok(Self {
             store,
@@ -298,8 +330,10 @@ impl Storage {
     ///   bucket names), so a name ending in `#<digits>` is a staging file and nothing else.
     /// - **Memory:** a staged write lives in the writer and dies with the process; nothing to do.
     /// - **S3:** a killed write leaves an incomplete multipart upload, invisible and billed.
-    ///   object_store cannot list those; the bucket's lifecycle rule
-    ///   `AbortIncompleteMultipartUpload` reaps them (docs/operations.md). Nothing is done here.
+    ///   Uploads below `tenants/` initiated longer than `older_than` ago are aborted (every
+    ///   multipart upload there is one of a [`Writer`]: the proxy stages its clients' parts as
+    ///   objects). A bucket lifecycle rule `AbortIncompleteMultipartUpload` does the same
+    ///   without a running proxy.
     ///
     /// # Safety age
     ///
@@ -319,7 +353,8 @@ impl Storage {
                     .await
                     .map_err(|e| Error::Backend(format!("staging sweep task failed: {e}")))?
             }
-            Kind::Memory | Kind::S3 => Ok(SweepReport::default()),
+            Kind::S3(s3) => s3.sweep(older_than).await,
+            Kind::Memory => Ok(SweepReport::default()),
         }
     }
 
@@ -332,7 +367,7 @@ impl Storage {
     /// [`Error::InvalidPath`], a client error, instead of reaching the backend and coming
     /// back as a backend failure that clients retry.
     fn write_path(&self, path: &str) -> Result<Path> {
-        if matches!(self.kind, Kind::S3) && path.len() > S3_MAX_KEY {
+        if matches!(self.kind, Kind::S3(_)) && path.len() > S3_MAX_KEY {
             return Err(Error::InvalidPath(format!(
                 "the stored path is {} bytes, longer than the S3 backend's {S3_MAX_KEY}",
                 path.len()
@@ -343,7 +378,7 @@ impl Storage {
 
     /// A path to read or delete: one the backend cannot store is simply absent.
     fn read_path(&self, path: &str) -> Result<Path> {
-        if matches!(self.kind, Kind::S3) && path.len() > S3_MAX_KEY {
+        if matches!(self.kind, Kind::S3(_)) && path.len() > S3_MAX_KEY {
             return Err(Error::NotFound);
         }
         Self::path(path)
@@ -464,6 +499,157 @@ impl Storage {
             .await?;
         Ok(())
     }
+}
+
+impl S3Backend {
+    /// Aborts the multipart uploads below `tenants/` initiated more than `older_than` ago.
+    async fn sweep(&self, older_than: std::time::Duration) -> Result<SweepReport> {
+        use object_store::multipart::MultipartStore as _;
+        let now = std::time::SystemTime::now();
+        let mut report = SweepReport::default();
+        let mut marker: Option<(String, String)> = None;
+        // Bounded: a backend that keeps answering "truncated" cannot keep the sweep forever.
+        for _ in 0..10_000 {
+            let mut query = vec![
+                ("prefix", "tenants/".to_owned()),
+                ("uploads", String::new()),
+            ];
+            if let Some((key, id)) = &marker {
+                query.push(("key-marker", key.clone()));
+                query.push(("upload-id-marker", id.clone()));
+            }
+            let body = self.signed_get(&query).await?;
+            for upload in xml_blocks(&body, "Upload") {
+                let (Some(key), Some(id), Some(initiated)) = (
+                    xml_text(upload, "Key"),
+                    xml_text(upload, "UploadId"),
+                    xml_text(upload, "Initiated").and_then(|t| parse_s3_time(&t)),
+                ) else {
+                    continue;
+                };
+                if now.duration_since(initiated).unwrap_or_default() < older_than {
+                    report.kept += 1;
+                    continue;
+                }
+                let Ok(path) = Path::parse(&key) else {
+                    continue;
+                };
+                match self.store.abort_multipart(&path, &id).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => report.removed += 1,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "aborting a leftover multipart upload failed")
+                    }
+                }
+            }
+            if xml_text(&body, "IsTruncated").as_deref() != Some("true") {
+                return Ok(report);
+            }
+            match (
+                xml_text(&body, "NextKeyMarker"),
+                xml_text(&body, "NextUploadIdMarker"),
+            ) {
+                (Some(key), Some(id)) => marker = Some((key, id)),
+                _ => return Ok(report),
+            }
+        }
+        Ok(report)
+    }
+
+    /// A SigV4-signed GET of the bucket with `query`; the body as text.
+    async fn signed_get(&self, query: &[(&str, String)]) -> Result<String> {
+        let encoded: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", uri_encode(v)))
+            .collect();
+        let url = format!("{}?{}", self.bucket_url, encoded.join("&"));
+        let mut request = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(&url)
+            .body(object_store::client::HttpRequestBody::from(Vec::new()))
+            .map_err(|e| Error::Backend(format!("listing multipart uploads: {e}")))?;
+        object_store::aws::AwsAuthorizer::new(&self.credential, "s3", &self.region)
+            .try_authorize(&mut request, None)
+            .map_err(|e| Error::Backend(e.to_string()))?;
+        crate::tls::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .build()
+            .map_err(|e| Error::Backend(e.to_string()))?;
+        let mut builder = client.get(&url);
+        for (name, value) in request.headers() {
+            builder = builder.header(name, value);
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| Error::Backend(format!("listing multipart uploads: {e}")))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| Error::Backend(format!("listing multipart uploads: {e}")))?;
+        if !status.is_success() {
+            return Err(Error::Backend(format!(
+                "listing multipart uploads: {status}"
+            )));
+        }
+        Ok(body)
+    }
+}
+
+/// Percent-encodes a query value as SigV4 canonicalizes it.
+fn uri_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        escape_byte(b, &mut out);
+    }
+    out
+}
+
+/// The contents of every `<tag>...</tag>` element of `xml`, in order (S3's answers are flat
+/// enough for this; no attributes, no nesting of the same tag).
+fn xml_blocks<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    xml.split(open.as_str())
+        .skip(1)
+        .filter_map(|part| part.split_once(close.as_str()).map(|(inner, _)| inner))
+        .collect()
+}
+
+/// The unescaped text of the first `<tag>` element of `xml`.
+fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    let raw = xml_blocks(xml, tag).into_iter().next()?;
+    Some(
+        raw.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// `2026-12-03T08:29:54.000Z` (S3's timestamps) as a time; `None` if it is anything else.
+fn parse_s3_time(text: &str) -> Option<std::time::SystemTime> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time_of_day) = text.split_once('T')?;
+    let mut date_parts = date.split('-').map(|p| p.parse::<i32>().ok());
+    let (year, month, day) = (
+        date_parts.next()??,
+        date_parts.next()??,
+        date_parts.next()??,
+    );
+    let seconds_text = time_of_day.split('.').next()?;
+    let mut time_parts = seconds_text.split(':').map(|p| p.parse::<u8>().ok());
+    let (hour, minute, second) = (
+        time_parts.next()??,
+        time_parts.next()??,
+        time_parts.next()??,
+    );
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, u8::try_from(day).ok()?).ok()?;
+    let time_of_day = time::Time::from_hms(hour, minute, second).ok()?;
+    let at = time::PrimitiveDateTime::new(date, time_of_day).assume_utc();
+    Some(std::time::SystemTime::from(at))
 }
 
 /// Whether a file name is a filesystem staging file: `<anything>#<one or more digits>`, the
@@ -871,6 +1057,125 @@ mod tests {
             Err(Error::NotFound)
         ));
         assert!(storage.delete(&path).await.is_ok());
+    }
+
+    /// A fake S3 endpoint on 127.0.0.1:0 that lists `uploads_xml` for `?uploads` and answers
+    /// 204 to everything else; returns its address and the requests it saw.
+    async fn fake_s3(
+        uploads_xml: String,
+    ) -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let requests = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let requests = requests.clone();
+                let xml = uploads_xml.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let line = format!("{} {}", req.method(), req.uri());
+                            requests.lock().unwrap().push(line);
+                            let (status, body) = if req.method() == http::Method::GET {
+                                (200, Bytes::from(xml.clone()))
+                            } else {
+                                (204, Bytes::new())
+                            };
+                            async move {
+                                Ok::<_, std::convert::Infallible>(
+                                    http::Response::builder()
+                                        .status(status)
+                                        .body(http_body_util::Full::new(body))
+                                        .unwrap(),
+                                )
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn s3_sweep_aborts_multipart_uploads_older_than_the_age_only() {
+        crate::tls::install_crypto_provider();
+        let now = time::OffsetDateTime::now_utc();
+        let fresh = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000Z",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second()
+        );
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListMultipartUploadsResult>\
+             <Bucket>b</Bucket><IsTruncated>false</IsTruncated>\
+             <Upload><Key>tenants/t/objects/b/fold</Key><UploadId>old-1</UploadId>\
+             <Initiated>2020-01-02T03:04:05.000Z</Initiated></Upload>\
+             <Upload><Key>tenants/t/objects/b/fnew</Key><UploadId>new-1</UploadId>\
+             <Initiated>{fresh}</Initiated></Upload></ListMultipartUploadsResult>"
+        );
+        let (addr, seen) = fake_s3(xml).await;
+        let storage = Storage::from_config(&StorageConfig::S3 {
+            endpoint: format!("http://{addr}"),
+            region: "us-east-1".into(),
+            bucket: "b".into(),
+            access_key_id: "AK".into(),
+            secret_access_key: "SK".into(),
+            path_style: true,
+            allow_http: true,
+            create_bucket: false,
+        })
+        .unwrap();
+        let report = storage
+            .sweep_staging(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(
+            report,
+            SweepReport {
+                removed: 1,
+                kept: 1
+            }
+        );
+        let seen = seen.lock().unwrap().clone();
+        assert!(
+            seen.iter().any(|r| r.starts_with("GET /b?")
+                && r.contains("uploads")
+                && r.contains("prefix=tenants%2F")),
+            "{seen:?}"
+        );
+        let deletes: Vec<&String> = seen.iter().filter(|r| r.starts_with("DELETE")).collect();
+        assert_eq!(
+            deletes,
+            ["DELETE /b/tenants/t/objects/b/fold?uploadId=old-1"],
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn s3_timestamps_parse_and_garbage_does_not() {
+        let t = parse_s3_time("2020-01-02T03:04:05.000Z").unwrap();
+        let secs = t
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert_eq!(secs, 1_577_934_245);
+        for bad in [
+            "",
+            "2020-01-02",
+            "2020-13-02T03:04:05Z",
+            "x-01-02T03:04:05Z",
+        ] {
+            assert_eq!(parse_s3_time(bad), None, "{bad}");
+        }
     }
 
     #[test]
