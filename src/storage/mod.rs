@@ -571,7 +571,10 @@ impl S3Backend {
             .try_authorize(&mut request, None)
             .map_err(|e| Error::Backend(e.to_string()))?;
         crate::tls::install_crypto_provider();
+        // The startup sweep runs before the proxy serves: a backend that hangs must not hold
+        // the start for ever (object_store's own requests have the same default timeout).
         let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| Error::Backend(e.to_string()))?;
         let mut builder = client.get(&url);
