@@ -2,6 +2,8 @@
 //! `encoding-type=url` encoding. Pure (no I/O), shared by ListObjects (v1) and ListObjectsV2,
 //! which differ only in how the resume point travels (marker versus continuation token).
 
+use std::collections::BTreeMap;
+
 use super::error::ProxyError;
 
 /// S3's default and largest page.
@@ -34,48 +36,98 @@ pub struct Page<T> {
     pub last: Option<String>,
 }
 
-/// Builds one page from `keys`, which must be sorted by key and already limited to `prefix`.
-pub fn page<T>(keys: Vec<(String, T)>, req: &PageRequest<'_>) -> Page<T> {
-    let delimiter = req.delimiter.filter(|d| !d.is_empty());
-    let after = req.after;
-    let mut contents = Vec::new();
-    let mut common: Vec<String> = Vec::new();
-    let mut last = None;
-    let mut truncated = false;
+/// Builds one page from `keys` in any order (keys outside `prefix` are skipped).
+pub fn page<T>(keys: impl IntoIterator<Item = (String, T)>, req: &PageRequest<'_>) -> Page<T> {
+    let mut builder = PageBuilder::new(req);
     for (key, value) in keys {
-        if after.is_some_and(|a| key.as_str() <= a) {
-            continue;
-        }
-        let group = delimiter.and_then(|d| {
-            key.get(req.prefix.len()..)
-                .and_then(|rest| rest.find(d))
-                .map(|i| key[..req.prefix.len() + i + d.len()].to_owned())
-        });
-        if let Some(group) = group {
-            // A group already returned (on this page, or as the resume point) is not repeated.
-            if common.last() == Some(&group) || after.is_some_and(|a| group.as_str() <= a) {
-                continue;
-            }
-            if contents.len() + common.len() >= req.max_keys {
-                truncated = true;
-                break;
-            }
-            last = Some(group.clone());
-            common.push(group);
-            continue;
-        }
-        if contents.len() + common.len() >= req.max_keys {
-            truncated = true;
-            break;
-        }
-        last = Some(key.clone());
-        contents.push((key, value));
+        builder.push(key, value);
     }
-    Page {
-        contents,
-        common_prefixes: common,
-        truncated,
-        last,
+    builder.finish()
+}
+
+/// Builds one page from keys streamed in any order, holding at most `max_keys + 1` entries.
+///
+/// Why not sort and cut: the storage paths are not in key order (the key encoding escapes
+/// bytes, and the filesystem lists in directory order), so a page has to look at every key
+/// below the prefix's directory. It need not keep them: only the `max_keys` smallest entries
+/// after the resume point can be on the page, plus one more to know the page is truncated, so
+/// a listing of a million keys costs a page's worth of memory, not a million entries.
+#[derive(Debug)]
+pub struct PageBuilder<'a, T> {
+    req: &'a PageRequest<'a>,
+    delimiter: Option<&'a str>,
+    /// The smallest entries after the resume point: objects (`Some`) and common prefixes
+    /// (`None`). A key and a common prefix never collide: below the prefix, a common prefix
+    /// ends in the delimiter, and a key that contains the delimiter there is folded into one.
+    entries: BTreeMap<String, Option<T>>,
+    /// `max_keys + 1`.
+    capacity: usize,
+}
+
+impl<'a, T> PageBuilder<'a, T> {
+    /// An empty page for `req`.
+    pub fn new(req: &'a PageRequest<'a>) -> Self {
+        Self {
+            req,
+            delimiter: req.delimiter.filter(|d| !d.is_empty()),
+            entries: BTreeMap::new(),
+            capacity: req.max_keys.saturating_add(1),
+        }
+    }
+
+    /// Offers one key with its value.
+    pub fn push(&mut self, key: String, value: T) {
+        let after = self.req.after;
+        let Some(rest) = key.strip_prefix(self.req.prefix) else {
+            return;
+        };
+        if after.is_some_and(|a| key.as_str() <= a) {
+            return;
+        }
+        let group = self.delimiter.and_then(|d| {
+            rest.find(d)
+                .map(|i| key[..self.req.prefix.len() + i + d.len()].to_owned())
+        });
+        let (name, value) = match group {
+            // A group already returned (as the resume point or before it) is not repeated.
+            Some(group) if after.is_some_and(|a| group.as_str() <= a) => return,
+            Some(group) => (group, None),
+            None => (key, Some(value)),
+        };
+        if self.entries.len() >= self.capacity
+            && self
+                .entries
+                .last_key_value()
+                .is_some_and(|(largest, _)| name >= *largest)
+        {
+            return;
+        }
+        // A group seen before keeps its entry.
+        self.entries.entry(name).or_insert(value);
+        if self.entries.len() > self.capacity {
+            self.entries.pop_last();
+        }
+    }
+
+    /// The page: the first `max_keys` entries in key order.
+    pub fn finish(self) -> Page<T> {
+        let truncated = self.entries.len() > self.req.max_keys;
+        let mut contents = Vec::new();
+        let mut common_prefixes = Vec::new();
+        let mut last = None;
+        for (name, value) in self.entries.into_iter().take(self.req.max_keys) {
+            last = Some(name.clone());
+            match value {
+                Some(value) => contents.push((name, value)),
+                None => common_prefixes.push(name),
+            }
+        }
+        Page {
+            contents,
+            common_prefixes,
+            truncated,
+            last,
+        }
     }
 }
 
@@ -167,6 +219,84 @@ mod tests {
         seen.sort();
         assert_eq!(seen, ["a/", "b", "c", "d/", "e"]);
         assert_eq!(pages, 3);
+    }
+
+    /// Pages through `all` (in storage order) the way a client does and returns what it saw.
+    fn walk(all: &[String], prefix: &str, delimiter: Option<&str>, max: usize) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let p = page(
+                all.iter().map(|k| (k.clone(), ())).collect::<Vec<_>>(),
+                &req(prefix, delimiter, after.as_deref(), max),
+            );
+            assert!(p.contents.len() + p.common_prefixes.len() <= max);
+            // Objects and prefixes interleave in key order on the page.
+            let mut on_page: Vec<String> = names(&p).into_iter().map(str::to_owned).collect();
+            on_page.extend(p.common_prefixes.iter().cloned());
+            on_page.sort();
+            seen.extend(on_page);
+            if !p.truncated {
+                return seen;
+            }
+            after = p.last.clone();
+        }
+    }
+
+    #[test]
+    fn unsorted_keys_page_in_key_order_with_and_without_a_delimiter() {
+        // 2,500 keys in a scrambled (storage-like) order, some grouped by a delimiter.
+        let mut all: Vec<String> = (0..2500)
+            .map(|i| match i % 5 {
+                0 => format!("g{}/k{i:05}", i % 7),
+                _ => format!("k{i:05}"),
+            })
+            .collect();
+        all.sort_by_key(|k| {
+            k.bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        });
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(walk(&all, "", None, 1000), sorted);
+        let mut grouped: Vec<String> = sorted
+            .iter()
+            .filter(|k| !k.contains('/'))
+            .cloned()
+            .collect();
+        grouped.extend((0..7).map(|g| format!("g{g}/")));
+        grouped.sort();
+        assert_eq!(walk(&all, "", Some("/"), 1000), grouped);
+        assert_eq!(walk(&all, "", Some("/"), 3), grouped);
+        let g3: Vec<String> = sorted
+            .iter()
+            .filter(|k| k.starts_with("g3/"))
+            .cloned()
+            .collect();
+        assert_eq!(walk(&all, "g3/", Some("/"), 7), g3);
+    }
+
+    #[test]
+    fn a_page_builder_holds_at_most_max_keys_plus_one_entries() {
+        let r = req("", Some("/"), Some("k00100"), 10);
+        let mut builder = PageBuilder::new(&r);
+        // Descending, the worst order: every key displaces the largest one held.
+        for i in (0..10_000).rev() {
+            builder.push(format!("k{i:05}"), i);
+            builder.push(format!("g{}/x{i}", i % 50), i);
+            assert!(builder.entries.len() <= 11);
+        }
+        let p = builder.finish();
+        assert_eq!(
+            names(&p),
+            (101..111).map(|i| format!("k{i:05}")).collect::<Vec<_>>()
+        );
+        assert!(
+            p.common_prefixes.is_empty(),
+            "groups sort before the marker"
+        );
+        assert!(p.truncated);
+        assert_eq!(p.last.as_deref(), Some("k00110"));
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod registry;
 pub mod server;
 pub mod service;
 pub mod sources;
+pub mod sweep;
 
 use std::future::Future;
 use std::net::SocketAddr;

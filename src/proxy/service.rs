@@ -654,22 +654,25 @@ impl Proxy {
         Ok(len)
     }
 
-    /// Lists the decoded keys (with stored metadata) of a bucket below `prefix`, sorted.
+    /// One page of the decoded keys (with stored metadata) of a bucket, streamed from the
+    /// backend listing of the prefix's directory into a [`listing::PageBuilder`], which keeps
+    /// only a page's worth of entries (see there for why every key below that directory is
+    /// looked at). Staging files and anything else that is not an encoded key are skipped.
     async fn list_keys(
         &self,
         tenant: &Tenant,
         bucket: &str,
-        prefix: &str,
-    ) -> Result<Vec<(String, storage::Meta)>, ProxyError> {
+        req: &listing::PageRequest<'_>,
+    ) -> Result<listing::Page<storage::Meta>, ProxyError> {
         let base = Self::objects_dir(tenant, bucket);
-        let dir = storage::encode_prefix_dir(prefix);
+        let dir = storage::encode_prefix_dir(req.prefix);
         let list_root = if dir.is_empty() {
             base.clone()
         } else {
             format!("{base}/{dir}")
         };
         let mut stream = self.storage.list(&list_root);
-        let mut keys = Vec::new();
+        let mut page = listing::PageBuilder::new(req);
         while let Some(item) = stream.next().await {
             let (path, meta) = item?;
             let Some(rest) = path.strip_prefix(&base).and_then(|r| r.strip_prefix('/')) else {
@@ -678,12 +681,9 @@ impl Proxy {
             let Some(key) = storage::decode_key(rest) else {
                 continue;
             };
-            if key.starts_with(prefix) {
-                keys.push((key, meta));
-            }
+            page.push(key, meta);
         }
-        keys.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(keys)
+        Ok(page.finish())
     }
 
     async fn staged_parts(&self, dir: &str) -> Result<Vec<StagedPart>, ProxyError> {
@@ -855,9 +855,8 @@ impl Proxy {
         };
         self.require_bucket(tenant, bucket).await?;
         let started = Instant::now();
-        let keys = self.list_keys(tenant, bucket, req.prefix).await?;
+        let page = self.list_keys(tenant, bucket, &req).await?;
         phase("backend_io", started);
-        let page = listing::page(keys, &req);
         // Sizes: arithmetic for single objects, the footer's part lengths for multipart ones
         // (a few small range reads per listed object, 16 at a time).
         let started = Instant::now();
