@@ -272,6 +272,54 @@ async fn wait_for_port(addr: SocketAddr, what: &str, log: &Path) -> anyhow::Resu
     )
 }
 
+/// Starts `treuhand <command> --config <config>` and waits until it listens on the address
+/// the config's first `keys` entry names.
+///
+/// The ports were picked free by `dev init`, but other processes (parallel tests, a busy
+/// machine's outgoing connections) can take one before the child binds it. A child that fails
+/// with "Address already in use" is restarted on fresh free ports for every key in `keys`,
+/// up to three times, instead of failing the whole sweep.
+async fn spawn_listening(
+    exe: &Path,
+    command: &str,
+    config: &Path,
+    keys: &[&str],
+    log: &Path,
+    what: &str,
+) -> anyhow::Result<(tokio::process::Child, SocketAddr)> {
+    let config_arg = config.to_string_lossy().into_owned();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let table: toml::Table = toml::from_str(&std::fs::read_to_string(config)?)?;
+        let addr = listen_addr(&table, keys.first().copied().unwrap_or("listen"))?;
+        let mut child = spawn(exe, &[command, "--config", &config_arg], log)?;
+        match wait_for_port(addr, what, log).await {
+            Ok(()) => return Ok((child, addr)),
+            Err(e) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                let log_text = std::fs::read_to_string(log).unwrap_or_default();
+                if attempt >= 3 || !log_text.contains("Address already in use") {
+                    return Err(e);
+                }
+                edit_toml(config, |t| {
+                    for key in keys {
+                        if t.contains_key(*key) {
+                            let port = crate::dev::free_port()?;
+                            t.insert(
+                                (*key).to_owned(),
+                                toml::Value::String(format!("127.0.0.1:{port}")),
+                            );
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+    }
+}
+
 fn listen_addr(table: &toml::Table, key: &str) -> anyhow::Result<SocketAddr> {
     table
         .get(key)
@@ -323,12 +371,10 @@ pub async fn start_own(
     let mut trustee_urls = Vec::new();
     for name in &trustee_names {
         let config_path = dir.join(format!("{name}.toml"));
-        let table: toml::Table = toml::from_str(&std::fs::read_to_string(&config_path)?)?;
-        let addr = listen_addr(&table, "listen")?;
         let log = dir.join(format!("{name}.log"));
-        let config = config_path.to_string_lossy().into_owned();
-        children.push(spawn(&exe, &["trustee", "--config", &config], &log)?);
-        wait_for_port(addr, name, &log).await?;
+        let (child, addr) =
+            spawn_listening(&exe, "trustee", &config_path, &["listen"], &log, name).await?;
+        children.push(child);
         let addr = if variant.trustee_rtt_ms > 0.0 {
             super::relay::start(
                 addr,
@@ -402,16 +448,24 @@ pub async fn start_own(
         }
         Ok(())
     })?;
-    let proxy_table: toml::Table = toml::from_str(&std::fs::read_to_string(&proxy_toml)?)?;
-    let proxy_addr = listen_addr(&proxy_table, "listen")?;
-    let metrics_addr = listen_addr(&proxy_table, "metrics_listen").ok();
     let proxy_log = dir.join("proxy.log");
-    let proxy_config = proxy_toml.to_string_lossy().into_owned();
-    let proxy = spawn(&exe, &["proxy", "--config", &proxy_config], &proxy_log)?;
+    let (proxy, proxy_addr) = spawn_listening(
+        &exe,
+        "proxy",
+        &proxy_toml,
+        &["listen", "metrics_listen"],
+        &proxy_log,
+        "the proxy",
+    )
+    .await?;
+    let proxy_table: toml::Table = toml::from_str(&std::fs::read_to_string(&proxy_toml)?)?;
+    let metrics_addr = listen_addr(&proxy_table, "metrics_listen").ok();
     let proxy_pid = proxy.id();
     children.push(proxy);
-    wait_for_port(proxy_addr, "the proxy", &proxy_log).await?;
     let mut vars = parse_env_file(&dir.join("dev.env"))?;
+    // The port may have moved (see `spawn_listening`), so the endpoint comes from the config
+    // the proxy really listens on, not from dev.env.
+    vars.insert("TREUHAND_ENDPOINT".into(), format!("https://{proxy_addr}"));
     vars.insert("AWS_ACCESS_KEY_ID".into(), params.access_key_id.clone());
     vars.insert(
         "AWS_SECRET_ACCESS_KEY".into(),

@@ -234,7 +234,7 @@ impl Storage {
                     region: region.clone(),
                     credential: object_store::aws::AwsCredential {
                         key_id: access_key_id.clone(),
-                        secret_key: secret_access_key.clone(),
+                        secret_key: secret_access_key.expose_secret().to_owned(),
                         token: None,
                     },
                 }));
