@@ -749,3 +749,22 @@ fn proxy_config_parse_error_does_not_print_the_storage_secret() {
     assert!(!err.contains(S3_STORAGE_SECRET), "{err}");
     assert!(err.contains("line 15"), "{err}");
 }
+
+#[test]
+fn tenant_create_help_does_not_print_the_secret_from_the_environment() {
+    // clap prints `[env: NAME=value]` in --help unless told not to; the tenant's SigV4 secret
+    // is meant to come from that variable, so a `--help` on a shared terminal would show it.
+    let secret = "s3cr3t-from-the-environment-7f3a";
+    let output = Command::new(env!("CARGO_BIN_EXE_treuhand"))
+        .args(["tenant", "create", "--help"])
+        .env("TREUHAND_TENANT_SECRET_ACCESS_KEY", secret)
+        .output()
+        .expect("run treuhand tenant create --help");
+    assert!(output.status.success(), "--help failed: {output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("TREUHAND_TENANT_SECRET_ACCESS_KEY"),
+        "help no longer names the variable: {text}"
+    );
+    assert!(!text.contains(secret), "help printed the secret: {text}");
+}

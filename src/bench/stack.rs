@@ -233,13 +233,26 @@ impl Drop for OwnStack {
     }
 }
 
+/// Parses a generated config. toml's own error message quotes the offending line, and a
+/// generated proxy.toml can hold the storage backend's secret, so errors give the position only.
+fn parse_toml(path: &Path, text: &str) -> anyhow::Result<toml::Table> {
+    toml::from_str(text)
+        .map_err(|e| anyhow::anyhow!(crate::logging::describe_toml_error(path, text, &e)))
+}
+
+fn read_toml(path: &Path) -> anyhow::Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    parse_toml(path, &text)
+}
+
 fn edit_toml(
     path: &Path,
     edit: impl FnOnce(&mut toml::Table) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let mut table: toml::Table = toml::from_str(&text)?;
+    let mut table = parse_toml(path, &text)?;
     edit(&mut table)?;
     std::fs::write(path, toml::to_string_pretty(&table)?)?;
     Ok(())
@@ -291,7 +304,7 @@ async fn spawn_listening(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let table: toml::Table = toml::from_str(&std::fs::read_to_string(config)?)?;
+        let table = read_toml(config)?;
         let addr = listen_addr(&table, keys.first().copied().unwrap_or("listen"))?;
         let mut child = spawn(exe, &[command, "--config", &config_arg], log)?;
         match wait_for_port(addr, what, log).await {
@@ -458,7 +471,7 @@ pub async fn start_own(
         "the proxy",
     )
     .await?;
-    let proxy_table: toml::Table = toml::from_str(&std::fs::read_to_string(&proxy_toml)?)?;
+    let proxy_table = read_toml(&proxy_toml)?;
     let metrics_addr = listen_addr(&proxy_table, "metrics_listen").ok();
     let proxy_pid = proxy.id();
     children.push(proxy);

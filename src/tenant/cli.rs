@@ -48,9 +48,15 @@ pub enum TenantCommand {
         /// S3 access key id issued by the operator.
         #[arg(long)]
         access_key_id: String,
-        /// S3 secret access key issued by the operator.
-        #[arg(long, env = "TREUHAND_TENANT_SECRET_ACCESS_KEY")]
-        secret_access_key: String,
+        /// S3 secret access key issued by the operator (prefer the environment variable: a
+        /// command line is visible to every user of the machine).
+        // hide_env_values: clap would otherwise print the secret in `--help`.
+        #[arg(
+            long,
+            env = "TREUHAND_TENANT_SECRET_ACCESS_KEY",
+            hide_env_values = true
+        )]
+        secret_access_key: crate::secret::SecretString,
         /// Directory for the proxy registration file (the proxy's tenants_dir).
         #[arg(long)]
         registration_dir: PathBuf,
@@ -109,7 +115,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 trustees,
                 customer_holder_url: holder_url,
                 access_key_id,
-                secret_access_key,
+                secret_access_key: secret_access_key.expose_secret().to_owned(),
                 registration_dir,
                 share_dir,
             };
