@@ -27,6 +27,8 @@ pub mod bench;
 pub mod crypto;
 pub mod dev;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod proxy;
 pub mod secret;
 pub mod storage;

@@ -102,7 +102,7 @@ fn random_hex(bytes: usize) -> Result<String, ProxyError> {
 }
 
 /// Parses the SSE-C headers into the raw share bytes.
-fn sse_c(
+pub(crate) fn sse_c(
     algorithm: Option<&str>,
     key: Option<&str>,
     key_md5: Option<&str>,
@@ -945,7 +945,7 @@ struct Conditions<'a> {
     if_unmodified_since: Option<&'a Timestamp>,
 }
 
-fn check_conditions(
+pub(crate) fn check_conditions(
     etag_value: &str,
     last_modified: SystemTime,
     if_match: Option<&dto::ETagCondition>,
@@ -984,7 +984,10 @@ fn check_conditions(
     Ok(())
 }
 
-fn resolve_range(range: Option<&dto::Range>, len: u64) -> Result<Option<Range<u64>>, ProxyError> {
+pub(crate) fn resolve_range(
+    range: Option<&dto::Range>,
+    len: u64,
+) -> Result<Option<Range<u64>>, ProxyError> {
     match range {
         None => Ok(None),
         Some(r) => r.check(len).map(Some).map_err(|_| ProxyError::InvalidRange),
