@@ -990,7 +990,12 @@ pub(crate) fn resolve_range(
 ) -> Result<Option<Range<u64>>, ProxyError> {
     match range {
         None => Ok(None),
-        Some(r) => r.check(len).map(Some).map_err(|_| ProxyError::InvalidRange),
+        // s3s resolves a suffix range on an empty object to 0..0; RFC 9110 §14.1.3 calls it
+        // unsatisfiable, and a 206 would claim `bytes 0-0/0` (found by fuzzing).
+        Some(r) => match r.check(len) {
+            Ok(resolved) if !resolved.is_empty() => Ok(Some(resolved)),
+            _ => Err(ProxyError::InvalidRange),
+        },
     }
 }
 
