@@ -28,6 +28,8 @@ pub mod bench;
 pub mod crypto;
 pub mod dev;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logging;
 pub mod proxy;
 pub mod secret;

@@ -388,7 +388,7 @@ impl ShareEnvelope {
     }
 }
 
-fn checksum(data: &[u8]) -> [u8; CHECKSUM_LEN] {
+pub(crate) fn checksum(data: &[u8]) -> [u8; CHECKSUM_LEN] {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(ENVELOPE_PREFIX.as_bytes());
     ctx.update(data);

@@ -49,9 +49,20 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> hmac::Tag {
 /// Returns the `Authorization` header value and the list of headers the caller must send
 /// (`host`, `x-amz-date`, `x-amz-content-sha256` and the extra headers).
 pub fn authorization(input: &SigningInput<'_>, access_key: &str, secret_key: &str) -> String {
+    authorization_for_payload(input, UNSIGNED_PAYLOAD, access_key, secret_key)
+}
+
+/// [`authorization`] with another `x-amz-content-sha256` value, e.g. `STREAMING-UNSIGNED-PAYLOAD-
+/// TRAILER` for an aws-chunked body (the fuzz target of the aws-chunked decoder signs with it).
+pub fn authorization_for_payload(
+    input: &SigningInput<'_>,
+    payload_hash: &str,
+    access_key: &str,
+    secret_key: &str,
+) -> String {
     let mut headers: Vec<(String, String)> = vec![
         ("host".into(), input.host.into()),
-        ("x-amz-content-sha256".into(), UNSIGNED_PAYLOAD.into()),
+        ("x-amz-content-sha256".into(), payload_hash.into()),
         ("x-amz-date".into(), input.amz_date.into()),
     ];
     headers.extend(
@@ -78,7 +89,7 @@ pub fn authorization(input: &SigningInput<'_>, access_key: &str, secret_key: &st
         query.join("&"),
         canonical_headers,
         signed_headers,
-        UNSIGNED_PAYLOAD
+        payload_hash
     );
     let date = &input.amz_date[..8.min(input.amz_date.len())];
     let scope = format!("{date}/{}/s3/aws4_request", input.region);

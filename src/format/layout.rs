@@ -81,6 +81,15 @@ pub fn run_ciphertext_len(plaintext_len: u64, segment_size: u32) -> u64 {
     plaintext_len + TAG_LEN as u64 * segment_count(plaintext_len, u64::from(segment_size))
 }
 
+/// [`run_ciphertext_len`] for lengths read from storage (a footer): `None` where the ciphertext
+/// length would not fit in a u64, instead of overflowing.
+pub(crate) fn checked_run_ciphertext_len(plaintext_len: u64, segment_size: u32) -> Option<u64> {
+    let segments = segment_count(plaintext_len, u64::from(segment_size));
+    (TAG_LEN as u64)
+        .checked_mul(segments)?
+        .checked_add(plaintext_len)
+}
+
 /// Plaintext length of a run of `ciphertext_len` bytes, or `None` if no run has that length
 /// (the final segment would be shorter than its tag).
 fn run_plaintext_len(ciphertext_len: u64, segment_size: u32) -> Option<u64> {
@@ -302,8 +311,10 @@ pub(crate) fn multipart<'a>(
             plaintext_offset,
             attempt,
         });
-        ciphertext_offset = ciphertext_offset
-            .checked_add(run_ciphertext_len(part.plaintext_len, segment_size))
+        // Footer lengths are authenticated but still checked: a u64 near the top would make the
+        // run length overflow (found by fuzzing, docs/fuzzing.md).
+        ciphertext_offset = checked_run_ciphertext_len(part.plaintext_len, segment_size)
+            .and_then(|run| ciphertext_offset.checked_add(run))
             .ok_or_else(|| fail("footer lengths overflow"))?;
         plaintext_offset = plaintext_offset
             .checked_add(part.plaintext_len)
@@ -497,5 +508,35 @@ mod tests {
         for c in [0u64, 15, 65552, 65552 + 1, 65552 + 15, 2 * 65552 + 3] {
             assert_eq!(run_plaintext_len(c, s), None, "c = {c}");
         }
+    }
+
+    #[test]
+    fn multipart_layout_refuses_a_part_length_whose_ciphertext_overflows() {
+        use crate::crypto::{DekContext, KeyId};
+        use crate::format::header::{Layout, new_object};
+        use crate::secret::Kek;
+        let key = KeyId::new("acme", 1).unwrap();
+        let context = DekContext {
+            key: &key,
+            bucket: "b",
+            object: "o",
+        };
+        let (cipher, _) =
+            new_object(&Kek::from_bytes([7; 32]), &context, Layout::Multipart).unwrap();
+        let parts = [PartInfo {
+            part_number: 1,
+            plaintext_len: u64::MAX - 10,
+        }];
+        let footer = cipher.footer(&parts).unwrap();
+        assert!(matches!(
+            cipher.multipart_layout(&footer, u64::MAX),
+            Err(Error::DecryptionFailed)
+        ));
+        assert_eq!(checked_run_ciphertext_len(u64::MAX - 10, s16()), None);
+        assert_eq!(checked_run_ciphertext_len(0, s16()), Some(16));
+    }
+
+    fn s16() -> u32 {
+        1 << 16
     }
 }
