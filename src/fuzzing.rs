@@ -328,6 +328,10 @@ pub fn segment_decrypt(data: &[u8]) {
             footer = Some(&data[start..]);
             cipher.multipart_layout(&data[start..], total)
         }
+        // Multipart layout 2 (per-attempt part keys) landed beside this target; its
+        // re-encryption check needs the attempt ids from the footer. Until the target learns
+        // them, layout 2 is covered by tests/format_multipart.rs and the mp2 vectors.
+        Layout::MultipartKeyed => return,
     };
     let Ok(layout) = layout else {
         return;

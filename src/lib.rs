@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | [`secret`] | secret newtypes (zeroize, redacted `Debug`, constant-time `Eq`) | anything |
 //! | [`logging`] | tracing set-up, dependency log ceilings, text-free config errors | anything |
+//! | `fuzzing` (doc-hidden) | fuzz target bodies, replayed on stable by `tests/fuzz_replay.rs` | |
 //! | [`crypto`] | pure crypto: AEAD, KEK/DEK hierarchy, key commitment, Shamir | I/O, async |
 //! | [`format`] | the encrypted object format v1 (header, segments, ranges, multipart) | I/O, async |
 //! | [`tls`] | rustls configs (ring only), mTLS identities, TEST-ONLY dev PKI | the S3 or trustee logic |

@@ -686,3 +686,153 @@ async fn tenants_cannot_read_each_other() {
     assert!(!contains(&r.body, &secret));
     s.proxy.stop().await;
 }
+
+/// An aws-chunked body (what boto3 and the aws cli send over HTTPS by default) that declares
+/// `len` decoded bytes and carries `chunks`, with the final zero-length chunk and trailer only
+/// when `finished`.
+fn aws_chunked(chunks: &[&[u8]], finished: bool) -> Vec<u8> {
+    let mut body = Vec::new();
+    for chunk in chunks {
+        body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        body.extend_from_slice(chunk);
+        body.extend_from_slice(b"\r\n");
+    }
+    if finished {
+        let all: Vec<u8> = chunks.concat();
+        let crc = base64::engine::general_purpose::STANDARD.encode(crc32(&all).to_be_bytes());
+        body.extend_from_slice(format!("0\r\nx-amz-checksum-crc32:{crc}\r\n\r\n").as_bytes());
+    }
+    body
+}
+
+/// CRC-32 (IEEE), bitwise: the trailer checksum boto3 sends by default.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn aws_chunked_headers(key: &str, decoded_len: usize) -> Vec<(&'static str, String)> {
+    let mut headers = sse_c_headers(key);
+    headers.push(("content-encoding", "aws-chunked".into()));
+    headers.push((
+        "x-amz-content-sha256",
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER".into(),
+    ));
+    headers.push(("x-amz-decoded-content-length", decoded_len.to_string()));
+    headers.push(("x-amz-trailer", "x-amz-checksum-crc32".into()));
+    headers
+}
+
+#[tokio::test]
+async fn aws_chunked_upload_cut_before_its_final_chunk_is_refused_and_stores_nothing() {
+    // s3s ends an aws-chunked stream at the end of the transport body even without the final
+    // chunk; before the check in put_object/upload_part this stored 64 of 100 bytes with a 200
+    // (found by the aws_chunked fuzz target).
+    let s = setup(60).await;
+    let demo = s.tenant("demo");
+    let key = demo.share_b64().unwrap();
+    let first = data(64, 7);
+    let rest = data(36, 8);
+    let whole = s
+        .raw
+        .send(
+            Some(demo),
+            "PUT",
+            "/data/chunked-whole",
+            &[],
+            &aws_chunked_headers(&key, 100),
+            aws_chunked(&[&first, &rest], true),
+        )
+        .await;
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    let cut = s
+        .raw
+        .send(
+            Some(demo),
+            "PUT",
+            "/data/chunked-cut",
+            &[],
+            &aws_chunked_headers(&key, 100),
+            aws_chunked(&[&first], false),
+        )
+        .await;
+    assert_eq!(
+        status_and_code(&cut),
+        (400, "IncompleteBody".to_owned()),
+        "{}",
+        cut.text()
+    );
+    let get = s
+        .raw
+        .send(
+            Some(demo),
+            "GET",
+            "/data/chunked-cut",
+            &[],
+            &sse_c_headers(&key),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(get.status, 404, "nothing of the cut upload is visible");
+    // A part upload cut the same way is refused too, and Complete cannot use it.
+    let created = s
+        .raw
+        .send(
+            Some(demo),
+            "POST",
+            "/data/chunked-mp",
+            &[("uploads", "")],
+            &sse_c_headers(&key),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    let upload_id = created
+        .text()
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|x| x.split("</UploadId>").next())
+        .unwrap()
+        .to_owned();
+    let part = s
+        .raw
+        .send(
+            Some(demo),
+            "PUT",
+            "/data/chunked-mp",
+            &[("partNumber", "1"), ("uploadId", &upload_id)],
+            &aws_chunked_headers(&key, 100),
+            aws_chunked(&[&first], false),
+        )
+        .await;
+    assert_eq!(
+        status_and_code(&part),
+        (400, "IncompleteBody".to_owned()),
+        "{}",
+        part.text()
+    );
+    let parts = s
+        .raw
+        .send(
+            Some(demo),
+            "GET",
+            "/data/chunked-mp",
+            &[("uploadId", &upload_id)],
+            &sse_c_headers(&key),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(parts.status, 200, "{}", parts.text());
+    assert!(!parts.text().contains("<Part>"), "{}", parts.text());
+    s.proxy.stop().await;
+}

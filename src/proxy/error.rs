@@ -69,6 +69,15 @@ pub enum ProxyError {
     /// A request parameter has a value S3 does not accept.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The request body ended before the length the client declared (Content-Length or, for
+    /// aws-chunked uploads, `x-amz-decoded-content-length`).
+    #[error("the body has {received} bytes, the request declared {declared}")]
+    IncompleteBody {
+        /// Bytes declared by the client.
+        declared: u64,
+        /// Bytes received.
+        received: u64,
+    },
     /// Object metadata (standard headers plus `x-amz-meta-*`) larger than the object format
     /// can seal into a header.
     #[error("the object metadata is too large: {len} bytes encoded, at most {max}")]
@@ -122,6 +131,7 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
         | ProxyError::MalformedShare(_)
         | ProxyError::InvalidRequest(_) => (S3ErrorCode::InvalidRequest, StatusCode::BAD_REQUEST),
         ProxyError::InvalidArgument(_) => (S3ErrorCode::InvalidArgument, StatusCode::BAD_REQUEST),
+        ProxyError::IncompleteBody { .. } => (S3ErrorCode::IncompleteBody, StatusCode::BAD_REQUEST),
         ProxyError::MetadataTooLarge { .. } => {
             (S3ErrorCode::MetadataTooLarge, StatusCode::BAD_REQUEST)
         }

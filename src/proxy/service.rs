@@ -974,6 +974,28 @@ fn listing_size(stored: u64, header_len: usize) -> u64 {
     body - tag * (body / stride + 1)
 }
 
+/// The body length a request declared, where the body knows it: Content-Length, or for
+/// aws-chunked uploads the `x-amz-decoded-content-length` that s3s turns into the decoded
+/// stream's exact length.
+fn declared_len(body: Option<&StreamingBlob>) -> Option<u64> {
+    use s3s::stream::ByteStream as _;
+    body.and_then(|b| b.remaining_length().exact())
+        .and_then(|n| u64::try_from(n).ok())
+}
+
+/// s3s 0.14.1 ends an aws-chunked stream at the end of the transport body even when the final
+/// zero-length chunk never came, without comparing with `x-amz-decoded-content-length`. A
+/// signed streaming upload cut short at a chunk boundary would then be stored short with a 200.
+/// Called before the writer completes, so a short body leaves nothing visible.
+fn check_complete(declared: Option<u64>, received: u64) -> Result<(), ProxyError> {
+    match declared {
+        Some(declared) if declared != received => {
+            Err(ProxyError::IncompleteBody { declared, received })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn etag(value: String) -> ETag {
     ETag::Strong(value)
 }
@@ -1200,6 +1222,7 @@ impl S3 for Proxy {
         let path = Self::object_path(&tenant, &input.bucket, &input.key);
         let mut writer = self.storage.writer(&path).map_err(ProxyError::from)?;
         writer.write(&header).await.map_err(ProxyError::from)?;
+        let declared = declared_len(input.body.as_ref());
         let body: futures::stream::BoxStream<'static, Result<Bytes, s3s::StdError>> =
             match input.body {
                 Some(body) => body.boxed(),
@@ -1207,6 +1230,7 @@ impl S3 for Proxy {
             };
         // On any error the writer is dropped, which aborts it: nothing becomes visible.
         let len = Self::encrypt_into(&cipher, 0, body, &mut writer, None).await?;
+        check_complete(declared, len)?;
         let started = Instant::now();
         writer.complete().await.map_err(ProxyError::from)?;
         phase("backend_io", started);
@@ -1780,6 +1804,7 @@ impl S3 for Proxy {
         // Stage under a temporary name first; the final name carries length, ETag and attempt.
         let tmp = format!("{dir}/tmp-{}", random_hex(16)?);
         let mut writer = self.storage.writer(&tmp).map_err(ProxyError::from)?;
+        let declared = declared_len(input.body.as_ref());
         let body: futures::stream::BoxStream<'static, Result<Bytes, s3s::StdError>> =
             match input.body {
                 Some(body) => body.boxed(),
@@ -1792,6 +1817,7 @@ impl S3 for Proxy {
             }
         })
         .await?;
+        check_complete(declared, len)?;
         writer.complete().await.map_err(ProxyError::from)?;
         // The part ETag is a keyed digest of the plaintext (docs/proxy.md), so identical bytes
         // sent again get the same ETag, as on S3. Layout 1 uploads keep random ETags.

@@ -303,9 +303,15 @@ impl Raw {
             .join("&");
         let mut all: Vec<(String, String)> = vec![
             ("host".into(), host.clone()),
-            ("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into()),
             ("x-amz-date".into(), amz_date.clone()),
         ];
+        // A caller may name its own payload mode (aws-chunked tests); UNSIGNED-PAYLOAD otherwise.
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("x-amz-content-sha256"))
+        {
+            all.push(("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into()));
+        }
         for (k, v) in headers {
             all.push((k.to_ascii_lowercase(), v.trim().to_owned()));
         }
@@ -322,6 +328,11 @@ impl Raw {
             }
         }
         if let Some(t) = tenant {
+            let payload_mode = all
+                .iter()
+                .find(|(k, _)| k == "x-amz-content-sha256")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
             let signed_headers = all
                 .iter()
                 .map(|(k, _)| k.as_str())
@@ -329,7 +340,7 @@ impl Raw {
                 .join(";");
             let canonical_headers: String = all.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
             let canonical_request = format!(
-                "{method}\n{canonical_uri}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\nUNSIGNED-PAYLOAD"
+                "{method}\n{canonical_uri}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{payload_mode}"
             );
             let scope = format!("{date}/{REGION}/s3/aws4_request");
             let to_sign = format!(
