@@ -399,11 +399,7 @@ mod tests {
 
     /// A filesystem (ordered) and a memory (unordered) backend holding `keys` below `t`.
     async fn both_backends(keys: &[String], dir: &tempfile::TempDir) -> [Storage; 2] {
-        let fs = Storage::from_config(&StorageConfig::Fs {
-            root: dir.path().into(),
-            fsync: false,
-        })
-        .unwrap();
+        let fs = Storage::from_config(&StorageConfig::fs_for_tests(dir.path())).unwrap();
         let memory = Storage::memory();
         for storage in [&fs, &memory] {
             for key in keys {

@@ -61,3 +61,28 @@ impl Default for StorageConfig {
         }
     }
 }
+
+#[cfg(test)]
+impl StorageConfig {
+    /// The filesystem below `root`, without fsync (tests).
+    pub(crate) fn fs_for_tests(root: &std::path::Path) -> Self {
+        StorageConfig::Fs {
+            root: root.into(),
+            fsync: false,
+        }
+    }
+
+    /// Bucket `b` of a path-style, plain-HTTP S3 endpoint, keys `AK`/`SK` (tests).
+    pub(crate) fn s3_for_tests(endpoint: String) -> Self {
+        StorageConfig::S3 {
+            endpoint,
+            region: "us-east-1".into(),
+            bucket: "b".into(),
+            access_key_id: "AK".into(),
+            secret_access_key: "SK".into(),
+            path_style: true,
+            allow_http: true,
+            create_bucket: false,
+        }
+    }
+}

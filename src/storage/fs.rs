@@ -397,11 +397,7 @@ mod tests {
     }
 
     async fn fs_storage(dir: &tempfile::TempDir) -> Storage {
-        Storage::from_config(&StorageConfig::Fs {
-            root: dir.path().into(),
-            fsync: false,
-        })
-        .unwrap()
+        Storage::from_config(&StorageConfig::fs_for_tests(dir.path())).unwrap()
     }
 
     async fn ordered(storage: &Storage, prefix: &str, after: Option<&str>) -> Vec<String> {

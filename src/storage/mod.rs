@@ -410,11 +410,7 @@ mod tests {
     #[tokio::test]
     async fn filesystem_stores_lists_and_deletes_keys_longer_than_name_max() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::from_config(&StorageConfig::Fs {
-            root: dir.path().into(),
-            fsync: false,
-        })
-        .unwrap();
+        let storage = Storage::from_config(&StorageConfig::fs_for_tests(dir.path())).unwrap();
         let mut expected = Vec::new();
         for key in long_keys() {
             let path = format!("t/{}", encode_key(&key));
@@ -443,16 +439,9 @@ mod tests {
     async fn s3_paths_over_its_key_limit_are_a_client_error_or_absent_without_a_request() {
         // Nothing listens on port 1: a request would fail as a backend error (after retries).
         crate::tls::install_crypto_provider();
-        let storage = Storage::from_config(&StorageConfig::S3 {
-            endpoint: "http://127.0.0.1:1".into(),
-            region: "us-east-1".into(),
-            bucket: "b".into(),
-            access_key_id: "AK".into(),
-            secret_access_key: "SK".into(),
-            path_style: true,
-            allow_http: true,
-            create_bucket: false,
-        })
+        let storage = Storage::from_config(&StorageConfig::s3_for_tests(
+            "http://127.0.0.1:1".to_owned(),
+        ))
         .unwrap();
         let path = format!("tenants/t/objects/b/{}", encode_key(&"é".repeat(300)));
         assert!(path.len() > S3_MAX_KEY);
@@ -472,11 +461,7 @@ mod tests {
     #[tokio::test]
     async fn aborted_and_dropped_writers_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::from_config(&StorageConfig::Fs {
-            root: dir.path().into(),
-            fsync: false,
-        })
-        .unwrap();
+        let storage = Storage::from_config(&StorageConfig::fs_for_tests(dir.path())).unwrap();
         let mut storage_small = storage.clone();
         storage_small.chunk_size = 5 * 1024 * 1024;
         let mut w = storage_small.writer("t/x").unwrap();

@@ -19,6 +19,8 @@ pub(super) struct S3Backend {
     store: Arc<AmazonS3>,
     /// `<endpoint>/<bucket>` (path style) or `<scheme>://<bucket>.<host>` (virtual host).
     bucket_url: String,
+    /// `<endpoint>/<bucket>`.
+    create_url: String,
     signer: Signer,
 }
 
@@ -88,32 +90,15 @@ fn http_client() -> Result<reqwest::Client> {
 /// Creates the backend bucket of an S3 configuration with `create_bucket = true` (an existing
 /// bucket of the same owner is fine). Other configurations: nothing to do.
 pub(super) async fn ensure_bucket(config: &StorageConfig) -> Result<()> {
-    let StorageConfig::S3 {
-        endpoint,
-        region,
-        bucket,
-        access_key_id,
-        secret_access_key,
-        create_bucket: true,
-        ..
-    } = config
-    else {
-        return Ok(());
-    };
-    // CreateBucket always goes path style: the virtual host of a bucket that does not exist
-    // yet may not resolve.
-    let url = format!("{}/{bucket}", endpoint.trim_end_matches('/'));
-    let response = Signer::new(access_key_id, secret_access_key, region)
-        .send(http::Method::PUT, &url)
-        .await?;
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    if status.is_success() || body.contains("BucketAlreadyOwnedByYou") {
-        Ok(())
-    } else {
-        Err(Error::Refused(format!(
-            "creating bucket {bucket} at {endpoint}: {status} {body}"
-        )))
+    match config {
+        StorageConfig::S3 {
+            create_bucket: true,
+            ..
+        } => match S3Backend::from_config(config)? {
+            Some(s3) => s3.create_bucket().await,
+            None => Ok(()),
+        },
+        _ => Ok(()),
     }
 }
 
@@ -133,6 +118,8 @@ impl S3Backend {
         else {
             return Ok(None);
         };
+        // object_store's client is a reqwest client too.
+        crate::tls::install_crypto_provider();
         let store = AmazonS3Builder::new()
             .with_endpoint(endpoint)
             .with_region(region)
@@ -155,8 +142,29 @@ impl S3Backend {
         Ok(Some(Self {
             store: Arc::new(store),
             bucket_url,
+            // CreateBucket always goes path style: the virtual host of a bucket that does not
+            // exist yet may not resolve.
+            create_url: format!("{endpoint}/{bucket}"),
             signer: Signer::new(access_key_id, secret_access_key, region),
         }))
+    }
+
+    /// CreateBucket; an existing bucket of ours is fine.
+    async fn create_bucket(&self) -> Result<()> {
+        let response = self
+            .signer
+            .send(http::Method::PUT, &self.create_url)
+            .await?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() || body.contains("BucketAlreadyOwnedByYou") {
+            Ok(())
+        } else {
+            Err(Error::Refused(format!(
+                "creating bucket {}: {status} {body}",
+                self.create_url
+            )))
+        }
     }
 
     /// object_store's client of the bucket.
@@ -351,17 +359,8 @@ mod tests {
              <Initiated>{fresh}</Initiated></Upload></ListMultipartUploadsResult>"
         );
         let (addr, seen) = fake_s3(xml).await;
-        let storage = Storage::from_config(&StorageConfig::S3 {
-            endpoint: format!("http://{addr}"),
-            region: "us-east-1".into(),
-            bucket: "b".into(),
-            access_key_id: "AK".into(),
-            secret_access_key: "SK".into(),
-            path_style: true,
-            allow_http: true,
-            create_bucket: false,
-        })
-        .unwrap();
+        let storage =
+            Storage::from_config(&StorageConfig::s3_for_tests(format!("http://{addr}"))).unwrap();
         let report = storage
             .sweep_staging(std::time::Duration::from_secs(3600))
             .await
@@ -424,13 +423,13 @@ mod tests {
         // The same signature, computed by the bench's independent signer.
         let expected = crate::crypto::sigv4::authorization_for_payload(
             &crate::crypto::sigv4::SigningInput {
-                method: "PUT",
+                amz_date: &amz_date,
+                region: "eu-central-1",
                 host: "127.0.0.1:7480",
+                method: "PUT",
                 path: "/backend-bucket",
                 query: &[],
                 headers: &[],
-                amz_date: &amz_date,
-                region: "eu-central-1",
             },
             &header("x-amz-content-sha256"),
             "AKIDEXAMPLE",
@@ -443,16 +442,10 @@ mod tests {
     #[tokio::test]
     async fn ensure_bucket_sends_one_signed_put_of_the_bucket_and_nothing_when_not_asked() {
         let (addr, seen) = fake_s3(String::new()).await;
-        let mut config = StorageConfig::S3 {
-            endpoint: format!("http://{addr}/"),
-            region: "us-east-1".into(),
-            bucket: "b".into(),
-            access_key_id: "AK".into(),
-            secret_access_key: "SK".into(),
-            path_style: false,
-            allow_http: true,
-            create_bucket: false,
-        };
+        let mut config = StorageConfig::s3_for_tests(format!("http://{addr}/"));
+        if let StorageConfig::S3 { path_style, .. } = &mut config {
+            *path_style = false;
+        }
         ensure_bucket(&config).await.unwrap();
         assert!(seen.lock().unwrap().is_empty());
         if let StorageConfig::S3 { create_bucket, .. } = &mut config {
