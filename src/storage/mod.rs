@@ -12,7 +12,11 @@
 //!   filesystem, S3 multipart upload on S3). A writer dropped or aborted before completion
 //!   leaves no visible object.
 //! - **Bounded memory.** A writer holds at most one buffer of `chunk_size` bytes plus the
-//!   parts in flight; reads are streams.
+//!   parts in flight; reads are streams. A filesystem listing holds at most a batch of names
+//!   per directory it is reading.
+//! - **Listings in key order on the filesystem.** [`Storage::list_keys`] walks the filesystem
+//!   in the byte order of the decoded keys, so a page of a bucket listing stops after its
+//!   last key; memory and S3 list in stored-path order, and the page reads them all.
 //!
 //! This module sees only ciphertext and opaque paths; it must not depend on the proxy, the
 //! trustee or the object format.
