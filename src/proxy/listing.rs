@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use futures::{Stream, StreamExt};
+
 use super::error::ProxyError;
 
 /// S3's default and largest page.
@@ -45,13 +47,36 @@ pub fn page<T>(keys: impl IntoIterator<Item = (String, T)>, req: &PageRequest<'_
     builder.finish()
 }
 
+/// Builds one page from a stream of keys, stopping as soon as keys that come in key order
+/// (`ordered`) can no longer change it; keys in any order are read to the end.
+///
+/// # Errors
+/// The stream's first error.
+pub async fn page_from_stream<T, E>(
+    mut keys: impl Stream<Item = Result<(String, T), E>> + Unpin,
+    ordered: bool,
+    req: &PageRequest<'_>,
+) -> Result<Page<T>, E> {
+    let mut builder = PageBuilder::new(req).in_key_order(ordered);
+    while let Some(item) = keys.next().await {
+        let (key, value) = item?;
+        builder.push(key, value);
+        if builder.is_complete() {
+            break;
+        }
+    }
+    Ok(builder.finish())
+}
+
 /// Builds one page from keys streamed in any order, holding at most `max_keys + 1` entries.
 ///
-/// Why not sort and cut: the storage paths are not in key order (the key encoding escapes
-/// bytes, and the filesystem lists in directory order), so a page has to look at every key
-/// below the prefix's directory. It need not keep them: only the `max_keys` smallest entries
-/// after the resume point can be on the page, plus one more to know the page is truncated, so
-/// a listing of a million keys costs a page's worth of memory, not a million entries.
+/// Why not sort and cut: the storage paths of most backends are not in key order (the key
+/// encoding escapes bytes, and S3 lists in stored-path order), so a page has to look at every
+/// key below the prefix's directory. It need not keep them: only the `max_keys` smallest
+/// entries after the resume point can be on the page, plus one more to know the page is
+/// truncated, so a listing of a million keys costs a page's worth of memory, not a million
+/// entries. Keys that do come in key order (the filesystem's listing) end the page early:
+/// see [`PageBuilder::is_complete`].
 #[derive(Debug)]
 pub struct PageBuilder<'a, T> {
     req: &'a PageRequest<'a>,
@@ -62,6 +87,8 @@ pub struct PageBuilder<'a, T> {
     entries: BTreeMap<String, Option<T>>,
     /// `max_keys + 1`.
     capacity: usize,
+    /// Keys are pushed in increasing order.
+    ordered: bool,
 }
 
 impl<'a, T> PageBuilder<'a, T> {
@@ -72,7 +99,27 @@ impl<'a, T> PageBuilder<'a, T> {
             delimiter: req.delimiter.filter(|d| !d.is_empty()),
             entries: BTreeMap::new(),
             capacity: req.max_keys.saturating_add(1),
+            ordered: false,
         }
+    }
+
+    /// Declares whether the keys will be pushed in increasing byte order (as an ordered
+    /// storage listing yields them), so that [`PageBuilder::is_complete`] can end the page.
+    pub fn in_key_order(mut self, ordered: bool) -> Self {
+        self.ordered = ordered;
+        self
+    }
+
+    /// Whether no key still to come can change the page: the keys come in key order and the
+    /// page holds `max_keys + 1` entries.
+    ///
+    /// Why that is enough: with keys in order, a new entry is never smaller than one held. A
+    /// key is larger than every earlier key. Its common prefix `g` could sort before a held
+    /// entry only if that entry lay between `g` and the key, so started with `g`: it would
+    /// have been folded into `g` itself. So once full, every further entry would be dropped as
+    /// the largest.
+    pub fn is_complete(&self) -> bool {
+        self.ordered && self.entries.len() >= self.capacity
     }
 
     /// Offers one key with its value.
@@ -176,7 +223,9 @@ pub fn encode_if(encode: bool, name: String) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // tests
     use super::*;
+    use crate::storage::{Storage, StorageConfig, encode_key};
 
     fn keys(names: &[&str]) -> Vec<(String, ())> {
         names.iter().map(|k| ((*k).to_owned(), ())).collect()
@@ -346,5 +395,106 @@ mod tests {
             url_encoding(Some("base64")),
             Err(ProxyError::InvalidArgument(_))
         ));
+    }
+
+    /// A filesystem (ordered) and a memory (unordered) backend holding `keys` below `t`.
+    async fn both_backends(keys: &[String], dir: &tempfile::TempDir) -> [Storage; 2] {
+        let fs = Storage::from_config(&StorageConfig::fs_for_tests(dir.path())).unwrap();
+        let memory = Storage::memory();
+        for storage in [&fs, &memory] {
+            for key in keys {
+                let path = format!("t/{}", encode_key(key));
+                storage
+                    .put(&path, bytes::Bytes::from(key.clone()))
+                    .await
+                    .unwrap();
+            }
+        }
+        [fs, memory]
+    }
+
+    /// Every page a client walking the listing sees: (keys with sizes, prefixes, truncated).
+    async fn pages(
+        storage: &Storage,
+        prefix: &str,
+        delimiter: Option<&str>,
+        max: usize,
+    ) -> Vec<(Vec<(String, u64)>, Vec<String>, bool)> {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let r = req(prefix, delimiter, after.as_deref(), max);
+            let found = storage.list_keys("t", prefix, delimiter, after.as_deref());
+            let p = page_from_stream(found.keys, found.ordered, &r)
+                .await
+                .unwrap();
+            let contents = p.contents.iter().map(|(k, m)| (k.clone(), m.size));
+            seen.push((contents.collect(), p.common_prefixes.clone(), p.truncated));
+            // max-keys 0: an empty truncated page with no resume point.
+            if !p.truncated || p.last.is_none() {
+                return seen;
+            }
+            after = p.last.clone();
+        }
+    }
+
+    #[tokio::test]
+    async fn ordered_filesystem_pages_equal_the_pages_of_an_unordered_listing() {
+        let mut keys: Vec<String> = (0..300)
+            .map(|i| match i % 6 {
+                0 => format!("g{}/k{i:03}", i % 7),
+                1 => format!("x/y/z{i}"),
+                2 => format!("a+b {i}é"),
+                _ => format!("k{i:03}"),
+            })
+            .collect();
+        let long = "m".repeat(247);
+        keys.extend([
+            "é".repeat(300),
+            format!("{long}b"),
+            format!("{long}é/x"),
+            format!("{long}é/y"),
+            "g1/".to_owned(),
+            "g1//z".to_owned(),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let [fs, memory] = both_backends(&keys, &dir).await;
+        let table: &[(&str, Option<&str>, usize)] = &[
+            ("", None, 1000),
+            ("", None, 7),
+            ("", Some("/"), 3),
+            ("", Some("/"), 1),
+            ("g1/", Some("/"), 2),
+            ("g", Some("/"), 4),
+            ("x/", Some("/"), 1),
+            ("k", None, 50),
+            ("", Some("é"), 5),
+            ("", Some("k0"), 9),
+            ("m", Some("/"), 1),
+            ("", None, 0),
+        ];
+        for &(prefix, delimiter, max) in table {
+            let expected = pages(&memory, prefix, delimiter, max).await;
+            assert_eq!(
+                pages(&fs, prefix, delimiter, max).await,
+                expected,
+                "{prefix:?} {delimiter:?} {max}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_page_of_two_over_a_thousand_filesystem_objects_reads_far_fewer_names() {
+        let keys: Vec<String> = (0..1000).map(|i| format!("d{}/k{i:04}", i / 100)).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let [fs, _] = both_backends(&keys, &dir).await;
+        let r = req("", None, None, 2);
+        let found = fs.list_keys("t", "", None, None);
+        assert!(found.ordered);
+        let p = page_from_stream(found.keys, true, &r).await.unwrap();
+        assert_eq!(names(&p), ["d0/k0000", "d0/k0001"]);
+        assert!(p.truncated);
+        // The root's ten names and the first directory's hundred.
+        assert_eq!(fs.names_read(), 110);
     }
 }
