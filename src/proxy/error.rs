@@ -27,6 +27,14 @@ pub enum ProxyError {
     /// A trustee or the customer's holder refused the release.
     #[error("key release denied: {0}")]
     Denied(String),
+    /// The request is not signed by a known tenant (s3s checked the signature; the access key
+    /// names no tenant, or there was none).
+    #[error("access denied: {0}")]
+    AccessDenied(&'static str),
+    /// The request body could not be read (the client went away, a broken aws-chunked
+    /// stream).
+    #[error("reading the request body failed")]
+    BodyRead(#[source] s3s::StdError),
     /// A trustee or holder answered outside the protocol, or released an invalid share.
     #[error("key holder protocol error: {0}")]
     BadGateway(String),
@@ -93,6 +101,13 @@ pub enum ProxyError {
     /// The storage backend failed.
     #[error("storage backend error")]
     Storage(#[source] storage::Error),
+    /// The object format refused an operation for a reason that is not the client's or the
+    /// stored object's (for example an API misuse).
+    #[error("internal error in the object format")]
+    Format(#[source] crate::format::Error),
+    /// The crypto layer failed (the RNG, a key derivation).
+    #[error("internal cryptographic error")]
+    Crypto(#[source] crate::crypto::Error),
     /// An internal invariant failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -118,7 +133,7 @@ impl From<crate::format::Error> for ProxyError {
             F::InvalidParts(msg) => ProxyError::InvalidPart(msg.to_owned()),
             F::TooLarge => ProxyError::InvalidRequest("the object is too large".into()),
             F::MetadataTooLarge { len, max } => ProxyError::MetadataTooLarge { len, max },
-            other => ProxyError::Internal(other.to_string()),
+            other => ProxyError::Format(other),
         }
     }
 }
@@ -129,13 +144,14 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
     let (code, status) = match error {
         ProxyError::MissingShare
         | ProxyError::MalformedShare(_)
+        | ProxyError::BodyRead(_)
         | ProxyError::InvalidRequest(_) => (S3ErrorCode::InvalidRequest, StatusCode::BAD_REQUEST),
         ProxyError::InvalidArgument(_) => (S3ErrorCode::InvalidArgument, StatusCode::BAD_REQUEST),
         ProxyError::IncompleteBody { .. } => (S3ErrorCode::IncompleteBody, StatusCode::BAD_REQUEST),
         ProxyError::MetadataTooLarge { .. } => {
             (S3ErrorCode::MetadataTooLarge, StatusCode::BAD_REQUEST)
         }
-        ProxyError::WrongShare | ProxyError::Denied(_) => {
+        ProxyError::WrongShare | ProxyError::Denied(_) | ProxyError::AccessDenied(_) => {
             (S3ErrorCode::AccessDenied, StatusCode::FORBIDDEN)
         }
         ProxyError::Unavailable(_) => (
@@ -168,7 +184,7 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
             S3ErrorCode::ServiceUnavailable,
             StatusCode::SERVICE_UNAVAILABLE,
         ),
-        ProxyError::Internal(_) => (
+        ProxyError::Internal(_) | ProxyError::Format(_) | ProxyError::Crypto(_) => (
             S3ErrorCode::InternalError,
             StatusCode::INTERNAL_SERVER_ERROR,
         ),
@@ -183,11 +199,13 @@ impl From<ProxyError> for S3Error {
         match &e {
             ProxyError::Storage(_)
             | ProxyError::Internal(_)
+            | ProxyError::Format(_)
+            | ProxyError::Crypto(_)
             | ProxyError::Integrity
             | ProxyError::BadGateway(_) => {
                 tracing::error!(error = ?e, "request failed");
             }
-            ProxyError::Unavailable(_) | ProxyError::Denied(_) => {
+            ProxyError::Unavailable(_) | ProxyError::Denied(_) | ProxyError::AccessDenied(_) => {
                 tracing::warn!(error = %e, "request failed")
             }
             _ => tracing::debug!(error = %e, "request failed"),

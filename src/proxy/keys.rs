@@ -345,8 +345,7 @@ impl KeyService {
             tracing::error!(error = %e, "combining released shares failed");
             ProxyError::BadGateway("released shares do not combine to the committed key".into())
         })?;
-        let kek = envelope::derive_kek(&tmk, &tenant.key_id)
-            .map_err(|e| ProxyError::Internal(e.to_string()))?;
+        let kek = envelope::derive_kek(&tmk, &tenant.key_id).map_err(ProxyError::Crypto)?;
         metrics::histogram!("treuhand_phase_seconds", "phase" => "combine_verify")
             .record(started.elapsed().as_secs_f64());
         Ok(kek)
