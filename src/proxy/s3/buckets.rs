@@ -4,19 +4,19 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
-use s3s::S3Request;
 use s3s::dto;
 
 use super::Proxy;
 use super::metadata::timestamp;
+use super::request::RequestContext;
 use crate::proxy::error::ProxyError;
 
 impl Proxy {
     pub(super) async fn handle_list_buckets(
         &self,
-        req: S3Request<dto::ListBucketsInput>,
+        request: RequestContext,
+        _input: dto::ListBucketsInput,
     ) -> Result<dto::ListBucketsOutput, ProxyError> {
-        let request = self.request(&req)?;
         let prefix = request.paths().buckets_dir();
         let mut stream = self.storage.list(&prefix);
         let mut buckets = Vec::new();
@@ -44,10 +44,10 @@ impl Proxy {
 
     pub(super) async fn handle_create_bucket(
         &self,
-        req: S3Request<dto::CreateBucketInput>,
+        request: RequestContext,
+        input: dto::CreateBucketInput,
     ) -> Result<dto::CreateBucketOutput, ProxyError> {
-        let request = self.request(&req)?;
-        let bucket = &req.input.bucket;
+        let bucket = &input.bucket;
         match self.require_bucket(request.paths(), bucket).await {
             Ok(_) => return Err(ProxyError::BucketExists),
             Err(ProxyError::NoSuchBucket) => {}
@@ -62,21 +62,19 @@ impl Proxy {
 
     pub(super) async fn handle_head_bucket(
         &self,
-        req: S3Request<dto::HeadBucketInput>,
+        request: RequestContext,
+        input: dto::HeadBucketInput,
     ) -> Result<dto::HeadBucketOutput, ProxyError> {
-        let request = self.request(&req)?;
-        self.require_bucket(request.paths(), &req.input.bucket)
-            .await?;
+        self.require_bucket(request.paths(), &input.bucket).await?;
         Ok(dto::HeadBucketOutput::default())
     }
 
     pub(super) async fn handle_get_bucket_location(
         &self,
-        req: S3Request<dto::GetBucketLocationInput>,
+        request: RequestContext,
+        input: dto::GetBucketLocationInput,
     ) -> Result<dto::GetBucketLocationOutput, ProxyError> {
-        let request = self.request(&req)?;
-        self.require_bucket(request.paths(), &req.input.bucket)
-            .await?;
+        self.require_bucket(request.paths(), &input.bucket).await?;
         // An empty location constraint means us-east-1, which is what clients sign with by
         // default; the proxy accepts any region in signatures.
         Ok(dto::GetBucketLocationOutput {
@@ -86,10 +84,10 @@ impl Proxy {
 
     pub(super) async fn handle_delete_bucket(
         &self,
-        req: S3Request<dto::DeleteBucketInput>,
+        request: RequestContext,
+        input: dto::DeleteBucketInput,
     ) -> Result<dto::DeleteBucketOutput, ProxyError> {
-        let request = self.request(&req)?;
-        let (paths, bucket) = (request.paths(), &req.input.bucket);
+        let (paths, bucket) = (request.paths(), &input.bucket);
         self.require_bucket(paths, bucket).await?;
         let mut objects = self.storage.list(&paths.objects_dir(bucket));
         if objects.next().await.is_some() {

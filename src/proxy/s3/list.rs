@@ -2,12 +2,12 @@
 //! GET and HEAD report, read without a key through [`format::inspect`].
 
 use futures::StreamExt;
-use s3s::S3Request;
 use s3s::dto;
 
 use super::Proxy;
 use super::metadata::{etag, timestamp};
 use super::paths::TenantPaths;
+use super::request::RequestContext;
 use super::request::{md5_hex, timed};
 use crate::format::{self, PlaintextLen};
 use crate::proxy::error::ProxyError;
@@ -190,10 +190,9 @@ impl Proxy {
 
     pub(super) async fn handle_list_objects(
         &self,
-        req: S3Request<dto::ListObjectsInput>,
+        request: RequestContext,
+        input: dto::ListObjectsInput,
     ) -> Result<dto::ListObjectsOutput, ProxyError> {
-        let request = self.request(&req)?;
-        let input = req.input;
         let params = ListParams {
             prefix: input.prefix.as_deref(),
             delimiter: input.delimiter.as_deref(),
@@ -229,10 +228,9 @@ impl Proxy {
 
     pub(super) async fn handle_list_objects_v2(
         &self,
-        req: S3Request<dto::ListObjectsV2Input>,
+        request: RequestContext,
+        input: dto::ListObjectsV2Input,
     ) -> Result<dto::ListObjectsV2Output, ProxyError> {
-        let request = self.request(&req)?;
-        let input = req.input;
         // The continuation token is the hex of the last key (or common prefix) returned.
         let after = match &input.continuation_token {
             Some(token) => Some(

@@ -28,10 +28,13 @@ pub mod paths;
 pub mod pipeline;
 pub mod request;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use s3s::dto;
 use s3s::{S3, S3Request, S3Response, S3Result};
+use tracing::Instrument as _;
 
 pub(crate) use self::conditions::{check_conditions, resolve_range};
 pub use self::paths::bucket_marker_path;
@@ -142,157 +145,86 @@ impl Proxy {
     }
 }
 
+/// The `impl S3` methods, one per operation, from a table: each names its input and output
+/// types, the handler in its group's file, and the fields of its log span. Every handler is
+/// given the request's context (tenant, request id) and its input. Written out as
+/// `async_trait` would expand them (a macro inside an `#[async_trait]` impl is not expanded
+/// before the attribute runs).
+macro_rules! operations {
+    ($req:ident => $(
+        $op:ident($input:ident -> $output:ident) = $handler:ident { $($field:tt)* };
+    )*) => {$(
+        fn $op<'life0, 'async_trait>(
+            &'life0 self,
+            $req: S3Request<dto::$input>,
+        ) -> Pin<Box<dyn Future<Output = S3Result<S3Response<dto::$output>>> + Send + 'async_trait>>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            let span = tracing::info_span!(stringify!($op), $($field)*);
+            Box::pin(
+                async move {
+                    let request = self.request(&$req)?;
+                    Ok(S3Response::new(self.$handler(request, $req.input).await?))
+                }
+                .instrument(span),
+            )
+        }
+    )*};
+}
+
 /// Each operation is handled in the file of its group; errors become S3 errors (and are
 /// logged) in [`crate::proxy::error`].
-#[async_trait::async_trait]
 impl S3 for Proxy {
-    #[tracing::instrument(skip_all)]
-    async fn list_buckets(
-        &self,
-        req: S3Request<dto::ListBucketsInput>,
-    ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
-        Ok(S3Response::new(self.handle_list_buckets(req).await?))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
-    async fn create_bucket(
-        &self,
-        req: S3Request<dto::CreateBucketInput>,
-    ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
-        Ok(S3Response::new(self.handle_create_bucket(req).await?))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
-    async fn head_bucket(
-        &self,
-        req: S3Request<dto::HeadBucketInput>,
-    ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
-        Ok(S3Response::new(self.handle_head_bucket(req).await?))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
-    async fn get_bucket_location(
-        &self,
-        req: S3Request<dto::GetBucketLocationInput>,
-    ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
-        Ok(S3Response::new(self.handle_get_bucket_location(req).await?))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
-    async fn delete_bucket(
-        &self,
-        req: S3Request<dto::DeleteBucketInput>,
-    ) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
-        Ok(S3Response::new(self.handle_delete_bucket(req).await?))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn put_object(
-        &self,
-        req: S3Request<dto::PutObjectInput>,
-    ) -> S3Result<S3Response<dto::PutObjectOutput>> {
-        Ok(S3Response::new(self.handle_put_object(req).await?))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn get_object(
-        &self,
-        req: S3Request<dto::GetObjectInput>,
-    ) -> S3Result<S3Response<dto::GetObjectOutput>> {
-        Ok(S3Response::new(self.handle_get_object(req).await?))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn head_object(
-        &self,
-        req: S3Request<dto::HeadObjectInput>,
-    ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
-        Ok(S3Response::new(self.handle_head_object(req).await?))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn delete_object(
-        &self,
-        req: S3Request<dto::DeleteObjectInput>,
-    ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
-        Ok(S3Response::new(self.handle_delete_object(req).await?))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
-    async fn delete_objects(
-        &self,
-        req: S3Request<dto::DeleteObjectsInput>,
-    ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
-        Ok(S3Response::new(self.handle_delete_objects(req).await?))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
-    async fn list_objects(
-        &self,
-        req: S3Request<dto::ListObjectsInput>,
-    ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
-        Ok(S3Response::new(self.handle_list_objects(req).await?))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
-    async fn list_objects_v2(
-        &self,
-        req: S3Request<dto::ListObjectsV2Input>,
-    ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
-        Ok(S3Response::new(self.handle_list_objects_v2(req).await?))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn copy_object(
-        &self,
-        req: S3Request<dto::CopyObjectInput>,
-    ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
-        Ok(S3Response::new(self.handle_copy_object(req).await?))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn create_multipart_upload(
-        &self,
-        req: S3Request<dto::CreateMultipartUploadInput>,
-    ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
-        Ok(S3Response::new(
-            self.handle_create_multipart_upload(req).await?,
-        ))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key, part = req.input.part_number))]
-    async fn upload_part(
-        &self,
-        req: S3Request<dto::UploadPartInput>,
-    ) -> S3Result<S3Response<dto::UploadPartOutput>> {
-        Ok(S3Response::new(self.handle_upload_part(req).await?))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn complete_multipart_upload(
-        &self,
-        req: S3Request<dto::CompleteMultipartUploadInput>,
-    ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
-        Ok(S3Response::new(
-            self.handle_complete_multipart_upload(req).await?,
-        ))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn abort_multipart_upload(
-        &self,
-        req: S3Request<dto::AbortMultipartUploadInput>,
-    ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
-        Ok(S3Response::new(
-            self.handle_abort_multipart_upload(req).await?,
-        ))
-    }
-
-    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn list_parts(
-        &self,
-        req: S3Request<dto::ListPartsInput>,
-    ) -> S3Result<S3Response<dto::ListPartsOutput>> {
-        Ok(S3Response::new(self.handle_list_parts(req).await?))
+    operations! { req =>
+        list_buckets(ListBucketsInput -> ListBucketsOutput) = handle_list_buckets {};
+        create_bucket(CreateBucketInput -> CreateBucketOutput) = handle_create_bucket {
+            bucket = %req.input.bucket
+        };
+        head_bucket(HeadBucketInput -> HeadBucketOutput) = handle_head_bucket {
+            bucket = %req.input.bucket
+        };
+        get_bucket_location(GetBucketLocationInput -> GetBucketLocationOutput) =
+            handle_get_bucket_location { bucket = %req.input.bucket };
+        delete_bucket(DeleteBucketInput -> DeleteBucketOutput) = handle_delete_bucket {
+            bucket = %req.input.bucket
+        };
+        put_object(PutObjectInput -> PutObjectOutput) = handle_put_object {
+            bucket = %req.input.bucket, key = %req.input.key
+        };
+        get_object(GetObjectInput -> GetObjectOutput) = handle_get_object {
+            bucket = %req.input.bucket, key = %req.input.key
+        };
+        head_object(HeadObjectInput -> HeadObjectOutput) = handle_head_object {
+            bucket = %req.input.bucket, key = %req.input.key
+        };
+        delete_object(DeleteObjectInput -> DeleteObjectOutput) = handle_delete_object {
+            bucket = %req.input.bucket, key = %req.input.key
+        };
+        delete_objects(DeleteObjectsInput -> DeleteObjectsOutput) = handle_delete_objects {
+            bucket = %req.input.bucket
+        };
+        list_objects(ListObjectsInput -> ListObjectsOutput) = handle_list_objects {
+            bucket = %req.input.bucket
+        };
+        list_objects_v2(ListObjectsV2Input -> ListObjectsV2Output) = handle_list_objects_v2 {
+            bucket = %req.input.bucket
+        };
+        copy_object(CopyObjectInput -> CopyObjectOutput) = handle_copy_object {
+            bucket = %req.input.bucket, key = %req.input.key
+        };
+        create_multipart_upload(CreateMultipartUploadInput -> CreateMultipartUploadOutput) =
+            handle_create_multipart_upload { bucket = %req.input.bucket, key = %req.input.key };
+        upload_part(UploadPartInput -> UploadPartOutput) = handle_upload_part {
+            bucket = %req.input.bucket, key = %req.input.key, part = req.input.part_number
+        };
+        complete_multipart_upload(CompleteMultipartUploadInput -> CompleteMultipartUploadOutput) =
+            handle_complete_multipart_upload { bucket = %req.input.bucket, key = %req.input.key };
+        abort_multipart_upload(AbortMultipartUploadInput -> AbortMultipartUploadOutput) =
+            handle_abort_multipart_upload { bucket = %req.input.bucket, key = %req.input.key };
+        list_parts(ListPartsInput -> ListPartsOutput) = handle_list_parts {
+            bucket = %req.input.bucket, key = %req.input.key
+        };
     }
 }

@@ -14,14 +14,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::StreamExt;
 use md5::Digest as _;
-use s3s::S3Request;
 use s3s::dto;
 
 use super::Proxy;
 use super::metadata::{etag, request_metadata, timestamp};
 use super::paths::UploadPaths;
 use super::pipeline::{self, body_stream, check_complete, declared_len};
-use super::request::{CustomerKey, RequestContext, customer_key, md5_hex, random_hex};
+use super::request::{CustomerKey, RequestContext, customer_key, echoed, md5_hex, random_hex};
 use crate::format::{self, Layout};
 use crate::proxy::error::ProxyError;
 use crate::storage;
@@ -353,10 +352,9 @@ impl Proxy {
 
     pub(super) async fn handle_create_multipart_upload(
         &self,
-        req: S3Request<dto::CreateMultipartUploadInput>,
+        request: RequestContext,
+        input: dto::CreateMultipartUploadInput,
     ) -> Result<dto::CreateMultipartUploadOutput, ProxyError> {
-        let request = self.request(&req)?;
-        let input = req.input;
         let customer = customer_key!(input)?;
         self.require_bucket(request.paths(), &input.bucket).await?;
         // S3 takes an object's metadata at CreateMultipartUpload; it is sealed into the staged
@@ -380,24 +378,21 @@ impl Proxy {
         self.storage
             .put(&upload.header(), Bytes::from(staged.encode()))
             .await?;
-        let echo = request.echo(customer.as_ref());
-        Ok(dto::CreateMultipartUploadOutput {
-            bucket: Some(input.bucket),
-            key: Some(input.key),
-            upload_id: Some(upload_id.0),
-            sse_customer_algorithm: echo.algorithm,
-            sse_customer_key_md5: echo.key_md5,
-            server_side_encryption: echo.server_side_encryption,
-            ..Default::default()
-        })
+        Ok(echoed!(
+            request.echo(customer.as_ref()),
+            dto::CreateMultipartUploadOutput {
+                bucket: Some(input.bucket),
+                key: Some(input.key),
+                upload_id: Some(upload_id.0),
+            }
+        ))
     }
 
     pub(super) async fn handle_upload_part(
         &self,
-        req: S3Request<dto::UploadPartInput>,
+        request: RequestContext,
+        input: dto::UploadPartInput,
     ) -> Result<dto::UploadPartOutput, ProxyError> {
-        let request = self.request(&req)?;
-        let input = req.input;
         let customer = customer_key!(input)?;
         let part = u32::try_from(input.part_number)
             .ok()
@@ -454,22 +449,19 @@ impl Proxy {
         {
             self.storage.delete(&old.path).await?;
         }
-        let echo = request.echo(customer.as_ref());
-        Ok(dto::UploadPartOutput {
-            e_tag: Some(etag(etag_value)),
-            sse_customer_algorithm: echo.algorithm,
-            sse_customer_key_md5: echo.key_md5,
-            server_side_encryption: echo.server_side_encryption,
-            ..Default::default()
-        })
+        Ok(echoed!(
+            request.echo(customer.as_ref()),
+            dto::UploadPartOutput {
+                e_tag: Some(etag(etag_value)),
+            }
+        ))
     }
 
     pub(super) async fn handle_complete_multipart_upload(
         &self,
-        req: S3Request<dto::CompleteMultipartUploadInput>,
+        request: RequestContext,
+        input: dto::CompleteMultipartUploadInput,
     ) -> Result<dto::CompleteMultipartUploadOutput, ProxyError> {
-        let request = self.request(&req)?;
-        let input = req.input;
         let customer = customer_key!(input)?;
         let object = (input.bucket.as_str(), input.key.as_str());
         let paths = Self::upload_paths(&request, &input.bucket, &input.upload_id)?;
@@ -558,10 +550,9 @@ impl Proxy {
 
     pub(super) async fn handle_abort_multipart_upload(
         &self,
-        req: S3Request<dto::AbortMultipartUploadInput>,
+        request: RequestContext,
+        input: dto::AbortMultipartUploadInput,
     ) -> Result<dto::AbortMultipartUploadOutput, ProxyError> {
-        let request = self.request(&req)?;
-        let input = &req.input;
         let object = (input.bucket.as_str(), input.key.as_str());
         let upload = self.upload(&request, object, &input.upload_id).await?;
         self.forget_upload(&request.tenant.id, &upload.paths);
@@ -578,10 +569,9 @@ impl Proxy {
 
     pub(super) async fn handle_list_parts(
         &self,
-        req: S3Request<dto::ListPartsInput>,
+        request: RequestContext,
+        input: dto::ListPartsInput,
     ) -> Result<dto::ListPartsOutput, ProxyError> {
-        let request = self.request(&req)?;
-        let input = req.input;
         let object = (input.bucket.as_str(), input.key.as_str());
         let upload = self.upload(&request, object, &input.upload_id).await?;
         let marker = input.part_number_marker.unwrap_or(0);

@@ -3,7 +3,6 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use s3s::S3Request;
 use s3s::dto::{self, StreamingBlob};
 
 use super::Proxy;
@@ -11,7 +10,7 @@ use super::conditions::{ByteRange, Conditions, conditions};
 use super::metadata::{ResponseMetadata, etag, request_metadata, timestamp};
 use super::passthrough;
 use super::pipeline::{self, Opened, body_stream, declared_len};
-use super::request::{CustomerKey, RequestContext, customer_key, md5_hex};
+use super::request::{CustomerKey, RequestContext, SseEcho, customer_key, echoed, md5_hex};
 use crate::format::Layout;
 use crate::proxy::error::ProxyError;
 use crate::storage;
@@ -32,18 +31,76 @@ struct Read<'a> {
     operation: &'static str,
     bucket: &'a str,
     key: &'a str,
-    path: &'a str,
+    path: String,
+}
+
+/// A stat of the object to read, then (unless pass-through) the object opened.
+enum Stat {
+    /// Pass-through baseline: the stored object's size and time only.
+    Passthrough(storage::Meta),
+    /// The opened object, its conditions checked.
+    Opened(Opened),
+}
+
+/// The headers GetObject and HeadObject share.
+struct ObjectHeaders {
+    stored: ResponseMetadata,
+    etag: String,
+    last_modified: SystemTime,
+    bytes: ByteRange,
+    echo: SseEcho,
+}
+
+impl ObjectHeaders {
+    fn of(opened: &Opened, range: Option<&dto::Range>, echo: SseEcho) -> Result<Self, ProxyError> {
+        Ok(Self {
+            stored: ResponseMetadata::of(opened.cipher.metadata()),
+            etag: opened.etag.clone(),
+            last_modified: opened.meta.last_modified,
+            bytes: ByteRange::resolve(range, opened.plaintext_len)?,
+            echo,
+        })
+    }
+}
+
+/// A GetObject or HeadObject output with the [`ObjectHeaders`] `$headers` and the given
+/// fields (the two types name their shared fields alike).
+macro_rules! object_output {
+    ($($output:ident)::+, $headers:expr, { $($field:ident: $value:expr),* $(,)? }) => {{
+        let h: ObjectHeaders = $headers;
+        echoed!(h.echo, $($output)::+ {
+            $($field: $value,)*
+            accept_ranges: Some("bytes".to_owned()),
+            content_length: h.bytes.content_length(),
+            content_range: h.bytes.content_range(),
+            content_type: Some(h.stored.content_type),
+            cache_control: h.stored.cache_control,
+            content_disposition: h.stored.content_disposition,
+            content_encoding: h.stored.content_encoding,
+            content_language: h.stored.content_language,
+            metadata: h.stored.metadata,
+            e_tag: Some(etag(h.etag)),
+            last_modified: Some(timestamp(h.last_modified)),
+        })
+    }};
 }
 
 impl Proxy {
-    /// The shared preamble of GetObject and HeadObject: release the key, open the object and
-    /// apply the conditional headers.
-    async fn open_for_read(
+    /// The shared preamble of GetObject and HeadObject: existence first (so a missing key is a
+    /// 404 without bothering the trustee), then release the key, open the object and apply the
+    /// conditional headers.
+    async fn read_object(
         &self,
         read: &Read<'_>,
         conditions: Conditions<'_>,
-        (meta, read_ahead): (storage::Meta, u64),
-    ) -> Result<Opened, ProxyError> {
+        read_ahead: u64,
+    ) -> Result<Stat, ProxyError> {
+        let meta = self
+            .stat_object(read.request.paths(), read.bucket, &read.path)
+            .await?;
+        if self.passthrough {
+            return Ok(Stat::Passthrough(meta));
+        }
         let object = (read.bucket, read.key);
         let kek = read
             .request
@@ -53,21 +110,20 @@ impl Proxy {
             &self.storage,
             read.request,
             &kek,
-            (read.bucket, read.key, read.path),
+            (read.bucket, read.key, &read.path),
             meta,
             read_ahead,
         )
         .await?;
         conditions.check(&opened.etag, opened.meta.last_modified)?;
-        Ok(opened)
+        Ok(Stat::Opened(opened))
     }
 
     pub(super) async fn handle_put_object(
         &self,
-        req: S3Request<dto::PutObjectInput>,
+        request: RequestContext,
+        input: dto::PutObjectInput,
     ) -> Result<dto::PutObjectOutput, ProxyError> {
-        let request = self.request(&req)?;
-        let input = req.input;
         let customer = customer_key!(input)?;
         let paths = request.paths();
         self.require_bucket(paths, &input.bucket).await?;
@@ -86,131 +142,83 @@ impl Proxy {
         let len = pipeline::store_single(&self.storage, &path, (&cipher, &header), body, declared)
             .await?;
         tracing::info!(plaintext_len = len, "object stored");
-        let echo = request.echo(customer.as_ref());
-        Ok(dto::PutObjectOutput {
-            e_tag: Some(etag(md5_hex(&header))),
-            sse_customer_algorithm: echo.algorithm,
-            sse_customer_key_md5: echo.key_md5,
-            server_side_encryption: echo.server_side_encryption,
-            ..Default::default()
-        })
+        Ok(echoed!(
+            request.echo(customer.as_ref()),
+            dto::PutObjectOutput {
+                e_tag: Some(etag(md5_hex(&header))),
+            }
+        ))
     }
 
     pub(super) async fn handle_get_object(
         &self,
-        req: S3Request<dto::GetObjectInput>,
+        request: RequestContext,
+        input: dto::GetObjectInput,
     ) -> Result<dto::GetObjectOutput, ProxyError> {
-        let request = self.request(&req)?;
-        let input = req.input;
         let customer = customer_key!(input)?;
-        let path = request.paths().object(&input.bucket, &input.key);
-        // Existence first, so a missing key is a 404 without bothering the trustee.
-        let meta = self
-            .stat_object(request.paths(), &input.bucket, &path)
-            .await?;
-        if self.passthrough {
-            return passthrough::get(&self.storage, path, &meta, input.range.as_ref());
-        }
         let read = Read {
             request: &request,
             customer: customer.as_ref(),
             operation: "GetObject",
             bucket: &input.bucket,
             key: &input.key,
-            path: &path,
+            path: request.paths().object(&input.bucket, &input.key),
         };
-        let opened = self
-            .open_for_read(&read, conditions!(input), (meta, READ_AHEAD))
-            .await?;
-        let bytes = ByteRange::resolve(input.range.as_ref(), opened.plaintext_len)?;
-        // Small responses are decrypted completely before the status line goes out, so any
-        // tampering is a clean 502. Larger ones stream; a bad segment then aborts the body.
-        let etag_value = opened.etag.clone();
-        let last_modified = opened.meta.last_modified;
-        let stored = ResponseMetadata::of(opened.cipher.metadata());
-        let range = bytes.range.clone();
-        let body = if bytes.len() <= BUFFERED_GET_LIMIT {
-            let plaintext =
-                pipeline::decrypt_buffered(&self.storage, &path, &opened, range).await?;
-            StreamingBlob::from(s3s::Body::from(Bytes::from(plaintext)))
-        } else {
-            pipeline::decrypt_stream(&self.storage, path.clone(), opened, range)
+        let opened = match self
+            .read_object(&read, conditions!(input), READ_AHEAD)
+            .await?
+        {
+            Stat::Passthrough(meta) => {
+                let range = input.range.as_ref();
+                return passthrough::get(&self.storage, read.path, &meta, range);
+            }
+            Stat::Opened(opened) => opened,
         };
         let echo = request.echo(customer.as_ref());
-        Ok(dto::GetObjectOutput {
-            accept_ranges: Some("bytes".to_owned()),
-            content_length: bytes.content_length(),
-            content_range: bytes.content_range(),
-            content_type: Some(stored.content_type),
-            cache_control: stored.cache_control,
-            content_disposition: stored.content_disposition,
-            content_encoding: stored.content_encoding,
-            content_language: stored.content_language,
-            metadata: stored.metadata,
-            e_tag: Some(etag(etag_value)),
-            last_modified: Some(timestamp(last_modified)),
-            sse_customer_algorithm: echo.algorithm,
-            sse_customer_key_md5: echo.key_md5,
-            server_side_encryption: echo.server_side_encryption,
-            body: Some(body),
-            ..Default::default()
-        })
+        let headers = ObjectHeaders::of(&opened, input.range.as_ref(), echo)?;
+        // Small responses are decrypted completely before the status line goes out, so any
+        // tampering is a clean 502. Larger ones stream; a bad segment then aborts the body.
+        let range = headers.bytes.range.clone();
+        let body = if headers.bytes.len() <= BUFFERED_GET_LIMIT {
+            let plaintext =
+                pipeline::decrypt_buffered(&self.storage, &read.path, &opened, range).await?;
+            StreamingBlob::from(s3s::Body::from(Bytes::from(plaintext)))
+        } else {
+            pipeline::decrypt_stream(&self.storage, read.path.clone(), opened, range)
+        };
+        Ok(object_output!(dto::GetObjectOutput, headers, { body: Some(body) }))
     }
 
     pub(super) async fn handle_head_object(
         &self,
-        req: S3Request<dto::HeadObjectInput>,
+        request: RequestContext,
+        input: dto::HeadObjectInput,
     ) -> Result<dto::HeadObjectOutput, ProxyError> {
-        let request = self.request(&req)?;
-        let input = req.input;
         let customer = customer_key!(input)?;
-        let path = request.paths().object(&input.bucket, &input.key);
-        let meta = self
-            .stat_object(request.paths(), &input.bucket, &path)
-            .await?;
-        if self.passthrough {
-            return Ok(passthrough::head(&meta));
-        }
         let read = Read {
             request: &request,
             customer: customer.as_ref(),
             operation: "HeadObject",
             bucket: &input.bucket,
             key: &input.key,
-            path: &path,
+            path: request.paths().object(&input.bucket, &input.key),
         };
-        // HEAD needs the header only.
-        let opened = self
-            .open_for_read(&read, conditions!(input), (meta, 0))
-            .await?;
-        let bytes = ByteRange::resolve(input.range.as_ref(), opened.plaintext_len)?;
-        let stored = ResponseMetadata::of(opened.cipher.metadata());
+        // HEAD needs the header only: no read-ahead.
+        let opened = match self.read_object(&read, conditions!(input), 0).await? {
+            Stat::Passthrough(meta) => return Ok(passthrough::head(&meta)),
+            Stat::Opened(opened) => opened,
+        };
         let echo = request.echo(customer.as_ref());
-        Ok(dto::HeadObjectOutput {
-            accept_ranges: Some("bytes".to_owned()),
-            content_length: bytes.content_length(),
-            content_range: bytes.content_range(),
-            content_type: Some(stored.content_type),
-            cache_control: stored.cache_control,
-            content_disposition: stored.content_disposition,
-            content_encoding: stored.content_encoding,
-            content_language: stored.content_language,
-            metadata: stored.metadata,
-            e_tag: Some(etag(opened.etag)),
-            last_modified: Some(timestamp(opened.meta.last_modified)),
-            sse_customer_algorithm: echo.algorithm,
-            sse_customer_key_md5: echo.key_md5,
-            server_side_encryption: echo.server_side_encryption,
-            ..Default::default()
-        })
+        let headers = ObjectHeaders::of(&opened, input.range.as_ref(), echo)?;
+        Ok(object_output!(dto::HeadObjectOutput, headers, {}))
     }
 
     pub(super) async fn handle_delete_object(
         &self,
-        req: S3Request<dto::DeleteObjectInput>,
+        request: RequestContext,
+        input: dto::DeleteObjectInput,
     ) -> Result<dto::DeleteObjectOutput, ProxyError> {
-        let request = self.request(&req)?;
-        let (paths, input) = (request.paths(), &req.input);
+        let (paths, input) = (request.paths(), &input);
         self.require_bucket(paths, &input.bucket).await?;
         self.storage
             .delete(&paths.object(&input.bucket, &input.key))
@@ -220,11 +228,10 @@ impl Proxy {
 
     pub(super) async fn handle_delete_objects(
         &self,
-        req: S3Request<dto::DeleteObjectsInput>,
+        request: RequestContext,
+        input: dto::DeleteObjectsInput,
     ) -> Result<dto::DeleteObjectsOutput, ProxyError> {
-        let request = self.request(&req)?;
         let paths = request.paths();
-        let input = req.input;
         self.require_bucket(paths, &input.bucket).await?;
         let quiet = input.delete.quiet.unwrap_or(false);
         let mut deleted = Vec::new();
@@ -263,11 +270,10 @@ impl Proxy {
 
     pub(super) async fn handle_copy_object(
         &self,
-        req: S3Request<dto::CopyObjectInput>,
+        request: RequestContext,
+        input: dto::CopyObjectInput,
     ) -> Result<dto::CopyObjectOutput, ProxyError> {
-        let request = self.request(&req)?;
         let paths = request.paths();
-        let input = req.input;
         let (src_bucket, src_key) = match &input.copy_source {
             dto::CopySource::Bucket {
                 bucket,
@@ -353,18 +359,17 @@ impl Proxy {
             ProxyError::BodyRead(_) => ProxyError::Integrity,
             other => other,
         })?;
-        let echo = request.echo(dest_customer.as_ref());
-        Ok(dto::CopyObjectOutput {
-            copy_object_result: Some(dto::CopyObjectResult {
-                e_tag: Some(etag(md5_hex(&header))),
-                last_modified: Some(timestamp(SystemTime::now())),
-                ..Default::default()
-            }),
-            sse_customer_algorithm: echo.algorithm,
-            sse_customer_key_md5: echo.key_md5,
-            server_side_encryption: echo.server_side_encryption,
+        let result = dto::CopyObjectResult {
+            e_tag: Some(etag(md5_hex(&header))),
+            last_modified: Some(timestamp(SystemTime::now())),
             ..Default::default()
-        })
+        };
+        Ok(echoed!(
+            request.echo(dest_customer.as_ref()),
+            dto::CopyObjectOutput {
+                copy_object_result: Some(result),
+            }
+        ))
     }
 }
 

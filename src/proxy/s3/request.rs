@@ -154,6 +154,22 @@ impl SseEcho {
     }
 }
 
+/// An S3 output struct with the echo headers of `$echo` (an [`SseEcho`]) and the given fields;
+/// every output type with the three SSE fields names them alike.
+macro_rules! echoed {
+    ($echo:expr, $($output:ident)::+ { $($field:ident: $value:expr),* $(,)? }) => {{
+        let echo: $crate::proxy::s3::request::SseEcho = $echo;
+        $($output)::+ {
+            $($field: $value,)*
+            sse_customer_algorithm: echo.algorithm,
+            sse_customer_key_md5: echo.key_md5,
+            server_side_encryption: echo.server_side_encryption,
+            ..Default::default()
+        }
+    }};
+}
+pub(crate) use echoed;
+
 /// Who is asking, under which request id.
 pub struct RequestContext {
     /// The tenant the signing access key belongs to.
