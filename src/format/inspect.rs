@@ -121,24 +121,31 @@ pub fn single_plaintext_len(stored_len: u64, header_len: usize, segment_size: u3
 mod tests {
     use super::*;
     use crate::crypto::{DekContext, KeyId};
-    use crate::format::{DEFAULT_SEGMENT_SIZE, Metadata, PartAttempt, PartInfo};
-    use crate::format::{new_object, new_object_with_metadata};
+    use crate::format::{
+        DEFAULT_SEGMENT_SIZE, Metadata, ObjectCipher, PartAttempt, PartInfo,
+        new_object_with_metadata,
+    };
     use crate::secret::Kek;
 
     fn kek() -> Kek {
         Kek::from_bytes([7; 32])
     }
 
-    /// Stored bytes of a single-PUT object of `len` plaintext bytes, as the encryptor writes it.
-    fn single(len: usize, metadata: &Metadata) -> Vec<u8> {
+    /// A new object of `layout`: its cipher and header.
+    fn object(layout: Layout, metadata: &Metadata) -> (ObjectCipher, Vec<u8>) {
+        let (bucket, object) = ("b", "o");
         let key = KeyId::new("acme", 1).unwrap();
         let context = DekContext {
             key: &key,
-            bucket: "b",
-            object: "o",
+            bucket,
+            object,
         };
-        let (cipher, mut stored) =
-            new_object_with_metadata(&kek(), &context, Layout::Single, metadata).unwrap();
+        new_object_with_metadata(&kek(), &context, layout, metadata).unwrap()
+    }
+
+    /// Stored bytes of a single-PUT object of `len` plaintext bytes, as the encryptor writes it.
+    fn single(len: usize, metadata: &Metadata) -> Vec<u8> {
+        let (cipher, mut stored) = object(Layout::Single, metadata);
         let mut encryptor = cipher.encryptor(0);
         encryptor.push(&vec![0x5a; len], &mut stored).unwrap();
         encryptor.finish(&mut stored).unwrap();
@@ -178,13 +185,7 @@ mod tests {
 
     #[test]
     fn a_multipart_object_is_measured_through_its_footer() {
-        let key = KeyId::new("acme", 1).unwrap();
-        let context = DekContext {
-            key: &key,
-            bucket: "b",
-            object: "o",
-        };
-        let (cipher, mut stored) = new_object(&kek(), &context, Layout::MultipartKeyed).unwrap();
+        let (cipher, mut stored) = object(Layout::MultipartKeyed, &Metadata::new());
         let lengths = [70_000usize, 5];
         let mut parts = Vec::new();
         let mut attempts = Vec::new();

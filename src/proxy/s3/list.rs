@@ -4,11 +4,10 @@
 use futures::StreamExt;
 use s3s::dto;
 
-use super::Proxy;
 use super::metadata::{etag, timestamp};
 use super::paths::TenantPaths;
-use super::request::RequestContext;
 use super::request::{md5_hex, timed};
+use super::{Op, Out, Proxy};
 use crate::format::{self, PlaintextLen};
 use crate::proxy::error::ProxyError;
 use crate::proxy::listing;
@@ -42,6 +41,19 @@ struct ListParams<'a> {
     after: Option<&'a str>,
     max_keys: Option<i32>,
     encoding_type: Option<&'a dto::EncodingType>,
+}
+
+/// [`ListParams`] of ListObjects or ListObjectsV2 (`input`), resuming after `after`.
+macro_rules! list_params {
+    ($input:expr, $after:expr) => {
+        ListParams {
+            prefix: $input.prefix.as_deref(),
+            delimiter: $input.delimiter.as_deref(),
+            after: $after,
+            max_keys: $input.max_keys,
+            encoding_type: $input.encoding_type.as_ref(),
+        }
+    };
 }
 
 /// Plaintext size shown for an object whose structure cannot be read: a single run under the
@@ -187,93 +199,75 @@ impl Proxy {
             max_keys: i32::try_from(req.max_keys).unwrap_or(1000),
         })
     }
+}
 
-    pub(super) async fn handle_list_objects(
-        &self,
-        request: RequestContext,
-        input: dto::ListObjectsInput,
-    ) -> Result<dto::ListObjectsOutput, ProxyError> {
-        let params = ListParams {
-            prefix: input.prefix.as_deref(),
-            delimiter: input.delimiter.as_deref(),
-            after: input.marker.as_deref(),
-            max_keys: input.max_keys,
-            encoding_type: input.encoding_type.as_ref(),
-        };
-        let tenant_len = request.tenant.id.len();
-        let page = self
-            .list_page(request.paths(), tenant_len, &input.bucket, params)
-            .await?;
-        // S3 sends NextMarker only with a delimiter (clients otherwise resume after the last
-        // key); sending it whenever the page is truncated serves both kinds of client.
-        let next_marker = if page.truncated {
-            page.echo(page.last.clone())
+pub(super) async fn list_objects(op: Op<'_, dto::ListObjectsInput>) -> Out<dto::ListObjectsOutput> {
+    let Op(proxy, request, input) = op;
+    let params = list_params!(input, input.marker.as_deref());
+    let tenant_len = request.tenant.id.len();
+    let page = proxy
+        .list_page(request.paths(), tenant_len, &input.bucket, params)
+        .await?;
+    // S3 sends NextMarker only with a delimiter (clients otherwise resume after the last
+    // key); sending it whenever the page is truncated serves both kinds of client.
+    let next_marker = if page.truncated {
+        page.echo(page.last.clone())
+    } else {
+        None
+    };
+    Ok(dto::ListObjectsOutput {
+        name: Some(input.bucket),
+        prefix: page.echo(input.prefix),
+        delimiter: page.echo(input.delimiter),
+        marker: page.echo(input.marker),
+        max_keys: Some(page.max_keys),
+        is_truncated: Some(page.truncated),
+        next_marker,
+        contents: Some(page.objects),
+        common_prefixes: Some(page.common_prefixes),
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    })
+}
+
+pub(super) async fn list_objects_v2(
+    op: Op<'_, dto::ListObjectsV2Input>,
+) -> Out<dto::ListObjectsV2Output> {
+    let Op(proxy, request, input) = op;
+    // The continuation token is the hex of the last key (or common prefix) returned.
+    let after = match &input.continuation_token {
+        Some(token) => Some(
+            hex::decode(token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| ProxyError::InvalidArgument("invalid continuation token".into()))?,
+        ),
+        None => input.start_after.clone(),
+    };
+    let params = list_params!(input, after.as_deref());
+    let tenant_len = request.tenant.id.len();
+    let page = proxy
+        .list_page(request.paths(), tenant_len, &input.bucket, params)
+        .await?;
+    let key_count =
+        i32::try_from(page.objects.len() + page.common_prefixes.len()).unwrap_or(i32::MAX);
+    Ok(dto::ListObjectsV2Output {
+        name: Some(input.bucket),
+        prefix: page.echo(input.prefix),
+        delimiter: page.echo(input.delimiter),
+        max_keys: Some(page.max_keys),
+        key_count: Some(key_count),
+        continuation_token: input.continuation_token,
+        start_after: page.echo(input.start_after),
+        is_truncated: Some(page.truncated),
+        next_continuation_token: if page.truncated {
+            page.last.map(|k| hex::encode(k.as_bytes()))
         } else {
             None
-        };
-        Ok(dto::ListObjectsOutput {
-            name: Some(input.bucket),
-            prefix: page.echo(input.prefix),
-            delimiter: page.echo(input.delimiter),
-            marker: page.echo(input.marker),
-            max_keys: Some(page.max_keys),
-            is_truncated: Some(page.truncated),
-            next_marker,
-            contents: Some(page.objects),
-            common_prefixes: Some(page.common_prefixes),
-            encoding_type: input.encoding_type,
-            ..Default::default()
-        })
-    }
-
-    pub(super) async fn handle_list_objects_v2(
-        &self,
-        request: RequestContext,
-        input: dto::ListObjectsV2Input,
-    ) -> Result<dto::ListObjectsV2Output, ProxyError> {
-        // The continuation token is the hex of the last key (or common prefix) returned.
-        let after = match &input.continuation_token {
-            Some(token) => Some(
-                hex::decode(token)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| {
-                        ProxyError::InvalidArgument("invalid continuation token".into())
-                    })?,
-            ),
-            None => input.start_after.clone(),
-        };
-        let params = ListParams {
-            prefix: input.prefix.as_deref(),
-            delimiter: input.delimiter.as_deref(),
-            after: after.as_deref(),
-            max_keys: input.max_keys,
-            encoding_type: input.encoding_type.as_ref(),
-        };
-        let tenant_len = request.tenant.id.len();
-        let page = self
-            .list_page(request.paths(), tenant_len, &input.bucket, params)
-            .await?;
-        let key_count =
-            i32::try_from(page.objects.len() + page.common_prefixes.len()).unwrap_or(i32::MAX);
-        Ok(dto::ListObjectsV2Output {
-            name: Some(input.bucket),
-            prefix: page.echo(input.prefix),
-            delimiter: page.echo(input.delimiter),
-            max_keys: Some(page.max_keys),
-            key_count: Some(key_count),
-            continuation_token: input.continuation_token,
-            start_after: page.echo(input.start_after),
-            is_truncated: Some(page.truncated),
-            next_continuation_token: if page.truncated {
-                page.last.map(|k| hex::encode(k.as_bytes()))
-            } else {
-                None
-            },
-            contents: Some(page.objects),
-            common_prefixes: Some(page.common_prefixes),
-            encoding_type: input.encoding_type,
-            ..Default::default()
-        })
-    }
+        },
+        contents: Some(page.objects),
+        common_prefixes: Some(page.common_prefixes),
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    })
 }

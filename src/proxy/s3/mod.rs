@@ -107,7 +107,7 @@ impl Proxy {
 
     /// The context of a request: its tenant and request id.
     fn request<T>(&self, req: &S3Request<T>) -> Result<request::RequestContext, ProxyError> {
-        request::RequestContext::of(&self.tenants, req)
+        request::RequestContext::of(&self.tenants, &self.keys, req)
     }
 
     /// Size and time of a stored object, or `NoSuchKey` / `NoSuchBucket`. The bucket marker is
@@ -145,14 +145,27 @@ impl Proxy {
     }
 }
 
+/// One S3 operation as its handler gets it: the service, the request's context (tenant,
+/// request id) and the operation's input.
+pub(crate) struct Op<'a, I>(
+    /// The service.
+    pub(crate) &'a Proxy,
+    /// Who is asking, under which request id.
+    pub(crate) request::RequestContext,
+    /// The operation's input.
+    pub(crate) I,
+);
+
+/// What a handler returns: the operation's output, or the error [`crate::proxy::error`] maps.
+pub(crate) type Out<T> = Result<T, ProxyError>;
+
 /// The `impl S3` methods, one per operation, from a table: each names its input and output
-/// types, the handler in its group's file, and the fields of its log span. Every handler is
-/// given the request's context (tenant, request id) and its input. Written out as
+/// types, the handler in its group's file, and the fields of its log span. Written out as
 /// `async_trait` would expand them (a macro inside an `#[async_trait]` impl is not expanded
 /// before the attribute runs).
 macro_rules! operations {
     ($req:ident => $(
-        $op:ident($input:ident -> $output:ident) = $handler:ident { $($field:tt)* };
+        $op:ident($input:ident -> $output:ident) = $handler:path { $($field:tt)* };
     )*) => {$(
         fn $op<'life0, 'async_trait>(
             &'life0 self,
@@ -166,7 +179,8 @@ macro_rules! operations {
             Box::pin(
                 async move {
                     let request = self.request(&$req)?;
-                    Ok(S3Response::new(self.$handler(request, $req.input).await?))
+                    let op = Op(self, request, $req.input);
+                    Ok(S3Response::new($handler(op).await?))
                 }
                 .instrument(span),
             )
@@ -178,52 +192,48 @@ macro_rules! operations {
 /// logged) in [`crate::proxy::error`].
 impl S3 for Proxy {
     operations! { req =>
-        list_buckets(ListBucketsInput -> ListBucketsOutput) = handle_list_buckets {};
-        create_bucket(CreateBucketInput -> CreateBucketOutput) = handle_create_bucket {
+        list_buckets(ListBucketsInput -> ListBucketsOutput) = buckets::list_buckets {};
+        create_bucket(CreateBucketInput -> CreateBucketOutput) = buckets::create_bucket {
             bucket = %req.input.bucket
         };
-        head_bucket(HeadBucketInput -> HeadBucketOutput) = handle_head_bucket {
+        head_bucket(HeadBucketInput -> HeadBucketOutput) = buckets::head_bucket {
             bucket = %req.input.bucket
         };
-        get_bucket_location(GetBucketLocationInput -> GetBucketLocationOutput) =
-            handle_get_bucket_location { bucket = %req.input.bucket };
-        delete_bucket(DeleteBucketInput -> DeleteBucketOutput) = handle_delete_bucket {
+        get_bucket_location(GetBucketLocationInput -> GetBucketLocationOutput) = buckets::get_bucket_location { bucket = %req.input.bucket };
+        delete_bucket(DeleteBucketInput -> DeleteBucketOutput) = buckets::delete_bucket {
             bucket = %req.input.bucket
         };
-        put_object(PutObjectInput -> PutObjectOutput) = handle_put_object {
+        put_object(PutObjectInput -> PutObjectOutput) = objects::put_object {
             bucket = %req.input.bucket, key = %req.input.key
         };
-        get_object(GetObjectInput -> GetObjectOutput) = handle_get_object {
+        get_object(GetObjectInput -> GetObjectOutput) = objects::get_object {
             bucket = %req.input.bucket, key = %req.input.key
         };
-        head_object(HeadObjectInput -> HeadObjectOutput) = handle_head_object {
+        head_object(HeadObjectInput -> HeadObjectOutput) = objects::head_object {
             bucket = %req.input.bucket, key = %req.input.key
         };
-        delete_object(DeleteObjectInput -> DeleteObjectOutput) = handle_delete_object {
+        delete_object(DeleteObjectInput -> DeleteObjectOutput) = objects::delete_object {
             bucket = %req.input.bucket, key = %req.input.key
         };
-        delete_objects(DeleteObjectsInput -> DeleteObjectsOutput) = handle_delete_objects {
+        delete_objects(DeleteObjectsInput -> DeleteObjectsOutput) = objects::delete_objects {
             bucket = %req.input.bucket
         };
-        list_objects(ListObjectsInput -> ListObjectsOutput) = handle_list_objects {
+        list_objects(ListObjectsInput -> ListObjectsOutput) = list::list_objects {
             bucket = %req.input.bucket
         };
-        list_objects_v2(ListObjectsV2Input -> ListObjectsV2Output) = handle_list_objects_v2 {
+        list_objects_v2(ListObjectsV2Input -> ListObjectsV2Output) = list::list_objects_v2 {
             bucket = %req.input.bucket
         };
-        copy_object(CopyObjectInput -> CopyObjectOutput) = handle_copy_object {
+        copy_object(CopyObjectInput -> CopyObjectOutput) = objects::copy_object {
             bucket = %req.input.bucket, key = %req.input.key
         };
-        create_multipart_upload(CreateMultipartUploadInput -> CreateMultipartUploadOutput) =
-            handle_create_multipart_upload { bucket = %req.input.bucket, key = %req.input.key };
-        upload_part(UploadPartInput -> UploadPartOutput) = handle_upload_part {
+        create_multipart_upload(CreateMultipartUploadInput -> CreateMultipartUploadOutput) = multipart::create_multipart_upload { bucket = %req.input.bucket, key = %req.input.key };
+        upload_part(UploadPartInput -> UploadPartOutput) = multipart::upload_part {
             bucket = %req.input.bucket, key = %req.input.key, part = req.input.part_number
         };
-        complete_multipart_upload(CompleteMultipartUploadInput -> CompleteMultipartUploadOutput) =
-            handle_complete_multipart_upload { bucket = %req.input.bucket, key = %req.input.key };
-        abort_multipart_upload(AbortMultipartUploadInput -> AbortMultipartUploadOutput) =
-            handle_abort_multipart_upload { bucket = %req.input.bucket, key = %req.input.key };
-        list_parts(ListPartsInput -> ListPartsOutput) = handle_list_parts {
+        complete_multipart_upload(CompleteMultipartUploadInput -> CompleteMultipartUploadOutput) = multipart::complete_multipart_upload { bucket = %req.input.bucket, key = %req.input.key };
+        abort_multipart_upload(AbortMultipartUploadInput -> AbortMultipartUploadOutput) = multipart::abort_multipart_upload { bucket = %req.input.bucket, key = %req.input.key };
+        list_parts(ListPartsInput -> ListPartsOutput) = multipart::list_parts {
             bucket = %req.input.bucket, key = %req.input.key
         };
     }

@@ -16,11 +16,11 @@ use futures::StreamExt;
 use md5::Digest as _;
 use s3s::dto;
 
-use super::Proxy;
 use super::metadata::{etag, request_metadata, timestamp};
 use super::paths::UploadPaths;
 use super::pipeline::{self, body_stream, check_complete, declared_len};
 use super::request::{CustomerKey, RequestContext, customer_key, echoed, md5_hex, random_hex};
+use super::{Op, Out, Proxy};
 use crate::format::{self, Layout};
 use crate::proxy::error::ProxyError;
 use crate::storage;
@@ -330,7 +330,7 @@ impl Proxy {
         object: (&str, &str),
         upload: &Upload,
     ) -> Result<format::ObjectCipher, ProxyError> {
-        let kek = request.kek(&self.keys, customer, reason, object).await?;
+        let kek = request.kek(customer, reason, object).await?;
         Ok(request.open_object(&kek, object, upload.header.header())?.0)
     }
 
@@ -349,261 +349,249 @@ impl Proxy {
         parts.sort_by_key(|p| p.number);
         Ok(parts)
     }
+}
 
-    pub(super) async fn handle_create_multipart_upload(
-        &self,
-        request: RequestContext,
-        input: dto::CreateMultipartUploadInput,
-    ) -> Result<dto::CreateMultipartUploadOutput, ProxyError> {
-        let customer = customer_key!(input)?;
-        self.require_bucket(request.paths(), &input.bucket).await?;
-        // S3 takes an object's metadata at CreateMultipartUpload; it is sealed into the staged
-        // header, which Complete writes unchanged.
-        let metadata = request_metadata!(input)?;
-        let object = (input.bucket.as_str(), input.key.as_str());
-        let kek = request
-            .kek(
-                &self.keys,
-                customer.as_ref(),
-                "CreateMultipartUpload",
-                object,
-            )
-            .await?;
-        let (cipher, header) =
-            request.new_object(&kek, object, Layout::MultipartKeyed, &metadata)?;
-        let upload_id = UploadId::random()?;
-        let upload = request.paths().upload(&input.bucket, upload_id.as_str());
-        self.remember_upload(&request.tenant.id, &upload, cipher);
-        let staged = StagedHeader::new(header, &input.key);
-        self.storage
-            .put(&upload.header(), Bytes::from(staged.encode()))
-            .await?;
-        Ok(echoed!(
-            request.echo(customer.as_ref()),
-            dto::CreateMultipartUploadOutput {
-                bucket: Some(input.bucket),
-                key: Some(input.key),
-                upload_id: Some(upload_id.0),
-            }
-        ))
-    }
-
-    pub(super) async fn handle_upload_part(
-        &self,
-        request: RequestContext,
-        input: dto::UploadPartInput,
-    ) -> Result<dto::UploadPartOutput, ProxyError> {
-        let customer = customer_key!(input)?;
-        let part = u32::try_from(input.part_number)
-            .ok()
-            .filter(|p| (1..=10_000).contains(p))
-            .ok_or_else(|| ProxyError::InvalidRequest("part numbers are 1 to 10000".into()))?;
-        let object = (input.bucket.as_str(), input.key.as_str());
-        let upload = self.upload(&request, object, &input.upload_id).await?;
-        let cipher = self
-            .upload_cipher(&request, customer.as_ref(), "UploadPart", object, &upload)
-            .await?;
-        // Every attempt gets a fresh attempt id and so its own key (docs/format.md §7): a part
-        // uploaded again never reuses the nonces of an earlier attempt. An upload begun in
-        // layout 1 (before this existed) keeps layout 1 until it completes.
-        let attempt = format::PartAttempt::random()?;
-        let (encryptor, attempt) = match cipher.header().layout {
-            Layout::MultipartKeyed => (cipher.part_encryptor(part, &attempt)?, Some(attempt)),
-            Layout::Multipart => (cipher.encryptor(part), None),
-            Layout::Single => return Err(ProxyError::Integrity),
-        };
-        // Stage under a temporary name first; the final name carries length, ETag and attempt.
-        let tmp = upload.paths.temporary(&random_hex(16)?);
-        let mut writer = self.storage.writer(&tmp)?;
-        let declared = declared_len(input.body.as_ref());
-        let mut digest = cipher.part_etag_digest();
-        let len = pipeline::encrypt_with(encryptor, body_stream(input.body), &mut writer, |c| {
-            if let Some(d) = digest.as_mut() {
-                d.update(c);
-            }
-        })
+pub(super) async fn create_multipart_upload(
+    op: Op<'_, dto::CreateMultipartUploadInput>,
+) -> Out<dto::CreateMultipartUploadOutput> {
+    let Op(proxy, request, input) = op;
+    let customer = customer_key!(input)?;
+    proxy.require_bucket(request.paths(), &input.bucket).await?;
+    // S3 takes an object's metadata at CreateMultipartUpload; it is sealed into the staged
+    // header, which Complete writes unchanged.
+    let metadata = request_metadata!(input)?;
+    let object = (input.bucket.as_str(), input.key.as_str());
+    let kek = request
+        .kek(customer.as_ref(), "CreateMultipartUpload", object)
         .await?;
-        check_complete(declared, len)?;
-        writer.complete().await?;
-        // The part ETag is a keyed digest of the plaintext (docs/proxy.md), so identical bytes
-        // sent again get the same ETag, as on S3. Layout 1 uploads keep random ETags.
-        let etag_value = match digest {
-            Some(d) => hex::encode(d.finish()),
-            None => random_hex(16)?,
-        };
-        let name = StagedPart::name(part, len, &etag_value, attempt.as_ref());
-        let final_path = upload.paths.part(&name);
-        let result = self.storage.copy(&tmp, &final_path).await;
-        self.storage.delete(&tmp).await?;
-        result?;
-        // Then replace every other attempt of the same part number: the new attempt is in
-        // place first, so a failure here leaves an extra attempt, never none. Not "only older
-        // ones": S3 backends report Last-Modified in whole seconds, so a quick retry with other
-        // bytes would keep the replaced attempt completable. Two *concurrent* uploads of one
-        // part may remove each other; Complete then answers InvalidPart and the client retries.
-        for old in self
-            .staged_parts(&upload.paths)
-            .await?
-            .into_iter()
-            .filter(|p| p.number == part && p.path != final_path)
-        {
-            self.storage.delete(&old.path).await?;
+    let (cipher, header) = request.new_object(&kek, object, Layout::MultipartKeyed, &metadata)?;
+    let upload_id = UploadId::random()?;
+    let upload = request.paths().upload(&input.bucket, upload_id.as_str());
+    proxy.remember_upload(&request.tenant.id, &upload, cipher);
+    let staged = StagedHeader::new(header, &input.key);
+    proxy
+        .storage
+        .put(&upload.header(), Bytes::from(staged.encode()))
+        .await?;
+    Ok(echoed!(
+        request.echo(customer.as_ref()),
+        dto::CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload_id.0),
         }
-        Ok(echoed!(
-            request.echo(customer.as_ref()),
-            dto::UploadPartOutput {
-                e_tag: Some(etag(etag_value)),
-            }
-        ))
-    }
+    ))
+}
 
-    pub(super) async fn handle_complete_multipart_upload(
-        &self,
-        request: RequestContext,
-        input: dto::CompleteMultipartUploadInput,
-    ) -> Result<dto::CompleteMultipartUploadOutput, ProxyError> {
-        let customer = customer_key!(input)?;
-        let object = (input.bucket.as_str(), input.key.as_str());
-        let paths = Self::upload_paths(&request, &input.bucket, &input.upload_id)?;
-        // The bucket may have been deleted since the upload began (DeleteBucket looks at
-        // objects only); S3 answers NoSuchBucket then, and nothing may be written.
-        self.require_bucket(request.paths(), &input.bucket).await?;
-        let upload = self.staged_header(paths, &input.key).await?;
-        // Stock clients (object_store, some SDKs) send no SSE-C headers on Complete, which S3
-        // allows. Then the cipher kept in memory since CreateMultipartUpload is used; without
-        // it (proxy restarted, another replica) the share is required.
-        let tenant = &request.tenant;
-        let cipher = if customer.is_none() && tenant.needs_sse_c() {
-            self.cached_upload(&tenant.id, &upload.paths)
-                .ok_or(ProxyError::MissingShare)?
-        } else {
-            let reason = "CompleteMultipartUpload";
-            Arc::new(
-                self.upload_cipher(&request, customer.as_ref(), reason, object, &upload)
-                    .await?,
-            )
-        };
-        let header = upload
-            .header
-            .header()
-            .get(..cipher.header_len())
-            .ok_or(ProxyError::Integrity)?;
-        let staged = self.staged_parts(&upload.paths).await?;
-        let requested = input
-            .multipart_upload
-            .and_then(|m| m.parts)
-            .unwrap_or_default();
-        let chosen = choose_parts(&staged, &requested)?;
-        // Layout 2 footers name every part's attempt. Each layout 2 part was staged with its
-        // attempt id; one without cannot have been written by this upload. Checked before
-        // anything is written.
-        let attempts = match cipher.header().layout {
-            Layout::MultipartKeyed => Some(
-                chosen
-                    .iter()
-                    .map(|p| p.attempt.ok_or(ProxyError::Integrity))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            Layout::Multipart => None,
-            Layout::Single => return Err(ProxyError::Integrity),
-        };
-        let mut writer = self
+pub(super) async fn upload_part(op: Op<'_, dto::UploadPartInput>) -> Out<dto::UploadPartOutput> {
+    let Op(proxy, request, input) = op;
+    let customer = customer_key!(input)?;
+    let part = u32::try_from(input.part_number)
+        .ok()
+        .filter(|p| (1..=10_000).contains(p))
+        .ok_or_else(|| ProxyError::InvalidRequest("part numbers are 1 to 10000".into()))?;
+    let object = (input.bucket.as_str(), input.key.as_str());
+    let upload = proxy.upload(&request, object, &input.upload_id).await?;
+    let cipher = proxy
+        .upload_cipher(&request, customer.as_ref(), "UploadPart", object, &upload)
+        .await?;
+    // Every attempt gets a fresh attempt id and so its own key (docs/format.md §7): a part
+    // uploaded again never reuses the nonces of an earlier attempt. An upload begun in
+    // layout 1 (before this existed) keeps layout 1 until it completes.
+    let attempt = format::PartAttempt::random()?;
+    let (encryptor, attempt) = match cipher.header().layout {
+        Layout::MultipartKeyed => (cipher.part_encryptor(part, &attempt)?, Some(attempt)),
+        Layout::Multipart => (cipher.encryptor(part), None),
+        Layout::Single => return Err(ProxyError::Integrity),
+    };
+    // Stage under a temporary name first; the final name carries length, ETag and attempt.
+    let tmp = upload.paths.temporary(&random_hex(16)?);
+    let mut writer = proxy.storage.writer(&tmp)?;
+    let declared = declared_len(input.body.as_ref());
+    let mut digest = cipher.part_etag_digest();
+    let len = pipeline::encrypt_with(encryptor, body_stream(input.body), &mut writer, |c| {
+        if let Some(d) = digest.as_mut() {
+            d.update(c);
+        }
+    })
+    .await?;
+    check_complete(declared, len)?;
+    writer.complete().await?;
+    // The part ETag is a keyed digest of the plaintext (docs/proxy.md), so identical bytes
+    // sent again get the same ETag, as on S3. Layout 1 uploads keep random ETags.
+    let etag_value = match digest {
+        Some(d) => hex::encode(d.finish()),
+        None => random_hex(16)?,
+    };
+    let name = StagedPart::name(part, len, &etag_value, attempt.as_ref());
+    let final_path = upload.paths.part(&name);
+    let result = proxy.storage.copy(&tmp, &final_path).await;
+    proxy.storage.delete(&tmp).await?;
+    result?;
+    // Then replace every other attempt of the same part number: the new attempt is in
+    // place first, so a failure here leaves an extra attempt, never none. Not "only older
+    // ones": S3 backends report Last-Modified in whole seconds, so a quick retry with other
+    // bytes would keep the replaced attempt completable. Two *concurrent* uploads of one
+    // part may remove each other; Complete then answers InvalidPart and the client retries.
+    for old in proxy
+        .staged_parts(&upload.paths)
+        .await?
+        .into_iter()
+        .filter(|p| p.number == part && p.path != final_path)
+    {
+        proxy.storage.delete(&old.path).await?;
+    }
+    Ok(echoed!(
+        request.echo(customer.as_ref()),
+        dto::UploadPartOutput {
+            e_tag: Some(etag(etag_value)),
+        }
+    ))
+}
+
+pub(super) async fn complete_multipart_upload(
+    op: Op<'_, dto::CompleteMultipartUploadInput>,
+) -> Out<dto::CompleteMultipartUploadOutput> {
+    let Op(proxy, request, input) = op;
+    let customer = customer_key!(input)?;
+    let object = (input.bucket.as_str(), input.key.as_str());
+    let paths = Proxy::upload_paths(&request, &input.bucket, &input.upload_id)?;
+    // The bucket may have been deleted since the upload began (DeleteBucket looks at
+    // objects only); S3 answers NoSuchBucket then, and nothing may be written.
+    proxy.require_bucket(request.paths(), &input.bucket).await?;
+    let upload = proxy.staged_header(paths, &input.key).await?;
+    // Stock clients (object_store, some SDKs) send no SSE-C headers on Complete, which S3
+    // allows. Then the cipher kept in memory since CreateMultipartUpload is used; without
+    // it (proxy restarted, another replica) the share is required.
+    let tenant = &request.tenant;
+    let cipher = if customer.is_none() && tenant.needs_sse_c() {
+        proxy
+            .cached_upload(&tenant.id, &upload.paths)
+            .ok_or(ProxyError::MissingShare)?
+    } else {
+        let reason = "CompleteMultipartUpload";
+        Arc::new(
+            proxy
+                .upload_cipher(&request, customer.as_ref(), reason, object, &upload)
+                .await?,
+        )
+    };
+    let header = upload
+        .header
+        .header()
+        .get(..cipher.header_len())
+        .ok_or(ProxyError::Integrity)?;
+    let staged = proxy.staged_parts(&upload.paths).await?;
+    let requested = input
+        .multipart_upload
+        .and_then(|m| m.parts)
+        .unwrap_or_default();
+    let chosen = choose_parts(&staged, &requested)?;
+    // Layout 2 footers name every part's attempt. Each layout 2 part was staged with its
+    // attempt id; one without cannot have been written by this upload. Checked before
+    // anything is written.
+    let attempts = match cipher.header().layout {
+        Layout::MultipartKeyed => Some(
+            chosen
+                .iter()
+                .map(|p| p.attempt.ok_or(ProxyError::Integrity))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Layout::Multipart => None,
+        Layout::Single => return Err(ProxyError::Integrity),
+    };
+    let mut writer = proxy
+        .storage
+        .writer(&request.paths().object(object.0, object.1))?;
+    writer.write(header).await?;
+    let mut md5_all = md5::Md5::new();
+    let mut footer_parts = Vec::with_capacity(chosen.len());
+    for part in &chosen {
+        let mut stream = proxy
             .storage
-            .writer(&request.paths().object(object.0, object.1))?;
-        writer.write(header).await?;
-        let mut md5_all = md5::Md5::new();
-        let mut footer_parts = Vec::with_capacity(chosen.len());
-        for part in &chosen {
-            let mut stream = self
-                .storage
-                .stream_range(&part.path, 0..part.meta.size)
-                .await?;
-            while let Some(chunk) = stream.next().await {
-                writer.write(&chunk?).await?;
-            }
-            md5_all.update(part.etag.as_bytes());
-            footer_parts.push(format::PartInfo {
-                part_number: part.number,
-                plaintext_len: part.plaintext_len,
-            });
+            .stream_range(&part.path, 0..part.meta.size)
+            .await?;
+        while let Some(chunk) = stream.next().await {
+            writer.write(&chunk?).await?;
         }
-        let footer = match &attempts {
-            Some(attempts) => cipher.footer_with_attempts(&footer_parts, attempts),
-            None => cipher.footer(&footer_parts),
-        }?;
-        writer.write(&footer).await?;
-        writer.complete().await?;
-        // Clean up staging; a failure here only leaves garbage, never a wrong object.
-        for part in &staged {
-            let _ = self.storage.delete(&part.path).await;
-        }
-        let _ = self.storage.delete(&upload.paths.header()).await;
-        self.forget_upload(&tenant.id, &upload.paths);
-        Ok(dto::CompleteMultipartUploadOutput {
-            bucket: Some(input.bucket),
-            key: Some(input.key),
-            e_tag: Some(etag(md5_hex(header))),
-            server_side_encryption: request.echo(None).server_side_encryption,
+        md5_all.update(part.etag.as_bytes());
+        footer_parts.push(format::PartInfo {
+            part_number: part.number,
+            plaintext_len: part.plaintext_len,
+        });
+    }
+    let footer = match &attempts {
+        Some(attempts) => cipher.footer_with_attempts(&footer_parts, attempts),
+        None => cipher.footer(&footer_parts),
+    }?;
+    writer.write(&footer).await?;
+    writer.complete().await?;
+    // Clean up staging; a failure here only leaves garbage, never a wrong object.
+    for part in &staged {
+        let _ = proxy.storage.delete(&part.path).await;
+    }
+    let _ = proxy.storage.delete(&upload.paths.header()).await;
+    proxy.forget_upload(&tenant.id, &upload.paths);
+    Ok(dto::CompleteMultipartUploadOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        e_tag: Some(etag(md5_hex(header))),
+        server_side_encryption: request.echo(None).server_side_encryption,
+        ..Default::default()
+    })
+}
+
+pub(super) async fn abort_multipart_upload(
+    op: Op<'_, dto::AbortMultipartUploadInput>,
+) -> Out<dto::AbortMultipartUploadOutput> {
+    let Op(proxy, request, input) = op;
+    let object = (input.bucket.as_str(), input.key.as_str());
+    let upload = proxy.upload(&request, object, &input.upload_id).await?;
+    proxy.forget_upload(&request.tenant.id, &upload.paths);
+    let mut stream = proxy.storage.list(upload.paths.dir());
+    let mut paths = Vec::new();
+    while let Some(item) = stream.next().await {
+        paths.push(item?.0);
+    }
+    for path in paths {
+        proxy.storage.delete(&path).await?;
+    }
+    Ok(dto::AbortMultipartUploadOutput::default())
+}
+
+pub(super) async fn list_parts(op: Op<'_, dto::ListPartsInput>) -> Out<dto::ListPartsOutput> {
+    let Op(proxy, request, input) = op;
+    let object = (input.bucket.as_str(), input.key.as_str());
+    let upload = proxy.upload(&request, object, &input.upload_id).await?;
+    let marker = input.part_number_marker.unwrap_or(0);
+    let max = usize::try_from(input.max_parts.unwrap_or(1000).clamp(1, 1000)).unwrap_or(1000);
+    let staged = proxy.staged_parts(&upload.paths).await?;
+    let remaining: Vec<&StagedPart> = latest_attempts(&staged)
+        .into_iter()
+        .filter(|p| i64::from(p.number) > i64::from(marker))
+        .collect();
+    let truncated = remaining.len() > max;
+    let page: Vec<&StagedPart> = remaining.into_iter().take(max).collect();
+    let next = page.last().map(|p| i32::try_from(p.number).unwrap_or(0));
+    let parts = page
+        .iter()
+        .map(|p| dto::Part {
+            part_number: i32::try_from(p.number).ok(),
+            size: i64::try_from(p.plaintext_len).ok(),
+            e_tag: Some(etag(p.etag.clone())),
+            last_modified: Some(timestamp(p.meta.last_modified)),
             ..Default::default()
         })
-    }
-
-    pub(super) async fn handle_abort_multipart_upload(
-        &self,
-        request: RequestContext,
-        input: dto::AbortMultipartUploadInput,
-    ) -> Result<dto::AbortMultipartUploadOutput, ProxyError> {
-        let object = (input.bucket.as_str(), input.key.as_str());
-        let upload = self.upload(&request, object, &input.upload_id).await?;
-        self.forget_upload(&request.tenant.id, &upload.paths);
-        let mut stream = self.storage.list(upload.paths.dir());
-        let mut paths = Vec::new();
-        while let Some(item) = stream.next().await {
-            paths.push(item?.0);
-        }
-        for path in paths {
-            self.storage.delete(&path).await?;
-        }
-        Ok(dto::AbortMultipartUploadOutput::default())
-    }
-
-    pub(super) async fn handle_list_parts(
-        &self,
-        request: RequestContext,
-        input: dto::ListPartsInput,
-    ) -> Result<dto::ListPartsOutput, ProxyError> {
-        let object = (input.bucket.as_str(), input.key.as_str());
-        let upload = self.upload(&request, object, &input.upload_id).await?;
-        let marker = input.part_number_marker.unwrap_or(0);
-        let max = usize::try_from(input.max_parts.unwrap_or(1000).clamp(1, 1000)).unwrap_or(1000);
-        let staged = self.staged_parts(&upload.paths).await?;
-        let remaining: Vec<&StagedPart> = latest_attempts(&staged)
-            .into_iter()
-            .filter(|p| i64::from(p.number) > i64::from(marker))
-            .collect();
-        let truncated = remaining.len() > max;
-        let page: Vec<&StagedPart> = remaining.into_iter().take(max).collect();
-        let next = page.last().map(|p| i32::try_from(p.number).unwrap_or(0));
-        let parts = page
-            .iter()
-            .map(|p| dto::Part {
-                part_number: i32::try_from(p.number).ok(),
-                size: i64::try_from(p.plaintext_len).ok(),
-                e_tag: Some(etag(p.etag.clone())),
-                last_modified: Some(timestamp(p.meta.last_modified)),
-                ..Default::default()
-            })
-            .collect();
-        Ok(dto::ListPartsOutput {
-            bucket: Some(input.bucket),
-            key: Some(input.key),
-            upload_id: Some(input.upload_id),
-            parts: Some(parts),
-            is_truncated: Some(truncated),
-            max_parts: i32::try_from(max).ok(),
-            part_number_marker: input.part_number_marker,
-            next_part_number_marker: next,
-            ..Default::default()
-        })
-    }
+        .collect();
+    Ok(dto::ListPartsOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(input.upload_id),
+        parts: Some(parts),
+        is_truncated: Some(truncated),
+        max_parts: i32::try_from(max).ok(),
+        part_number_marker: input.part_number_marker,
+        next_part_number_marker: next,
+        ..Default::default()
+    })
 }

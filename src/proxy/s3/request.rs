@@ -175,6 +175,8 @@ pub struct RequestContext {
     /// The tenant the signing access key belongs to.
     pub tenant: Arc<Tenant>,
     request_id: Option<RequestId>,
+    /// Releases the tenant's key.
+    keys: Arc<KeyService>,
 }
 
 impl RequestContext {
@@ -182,7 +184,11 @@ impl RequestContext {
     ///
     /// # Errors
     /// [`ProxyError::AccessDenied`] for anonymous requests and unknown access keys.
-    pub fn of<T>(tenants: &Registry, req: &S3Request<T>) -> Result<Self, ProxyError> {
+    pub fn of<T>(
+        tenants: &Registry,
+        keys: &Arc<KeyService>,
+        req: &S3Request<T>,
+    ) -> Result<Self, ProxyError> {
         // The access key maps to exactly one tenant.
         let creds = req
             .credentials
@@ -194,6 +200,7 @@ impl RequestContext {
         Ok(Self {
             tenant,
             request_id: req.extensions.get::<RequestId>().cloned(),
+            keys: keys.clone(),
         })
     }
 
@@ -210,7 +217,6 @@ impl RequestContext {
     /// Releases the tenant's key for operation `reason` on `bucket`/`key`.
     pub async fn kek(
         &self,
-        keys: &KeyService,
         customer: Option<&CustomerKey>,
         reason: &str,
         (bucket, key): (&str, &str),
@@ -224,12 +230,13 @@ impl RequestContext {
             object: Some((bucket.to_owned(), key.to_owned())),
             reason: reason.to_owned(),
         };
-        keys.kek(
-            &self.tenant.keys,
-            customer.map(CustomerKey::expose_secret),
-            &context,
-        )
-        .await
+        self.keys
+            .kek(
+                &self.tenant.keys,
+                customer.map(CustomerKey::expose_secret),
+                &context,
+            )
+            .await
     }
 
     /// The associated data binding an object's DEK to this tenant key and the object's name.
