@@ -8,6 +8,11 @@ use s3s::{S3Error, S3ErrorCode};
 
 use crate::storage;
 
+/// The cause of an error from another layer (a key holder's release error, a combine failure),
+/// kept for the log's cause chain. Never shown to the client, and never secret: release errors
+/// carry reason codes and transport messages, no share material.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything that can go wrong while serving one request.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -22,11 +27,23 @@ pub enum ProxyError {
     #[error("the customer share does not match this tenant's key")]
     WrongShare,
     /// A trustee or holder could not be reached; nothing was served or stored.
-    #[error("key holder unreachable: {0}")]
-    Unavailable(String),
+    #[error("key holder unreachable: {message}")]
+    Unavailable {
+        /// Which holder, for the client.
+        message: String,
+        /// What the holder's transport reported (for the log).
+        #[source]
+        cause: Option<Cause>,
+    },
     /// A trustee or the customer's holder refused the release.
-    #[error("key release denied: {0}")]
-    Denied(String),
+    #[error("key release denied: {message}")]
+    Denied {
+        /// Which holder and its reason code, for the client.
+        message: String,
+        /// The holder's refusal (for the log).
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The request is not signed by a known tenant (s3s checked the signature; the access key
     /// names no tenant, or there was none).
     #[error("access denied: {0}")]
@@ -36,8 +53,14 @@ pub enum ProxyError {
     #[error("reading the request body failed")]
     BodyRead(#[source] s3s::StdError),
     /// A trustee or holder answered outside the protocol, or released an invalid share.
-    #[error("key holder protocol error: {0}")]
-    BadGateway(String),
+    #[error("key holder protocol error: {message}")]
+    BadGateway {
+        /// Which holder and what went wrong, for the client.
+        message: String,
+        /// The underlying failure (for the log).
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The stored object failed authentication (tampered, truncated, moved).
     #[error("the stored object failed authentication")]
     Integrity,
@@ -108,9 +131,6 @@ pub enum ProxyError {
     /// The crypto layer failed (the RNG, a key derivation).
     #[error("internal cryptographic error")]
     Crypto(#[source] crate::crypto::Error),
-    /// An internal invariant failed.
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 impl From<storage::Error> for ProxyError {
@@ -151,14 +171,14 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
         ProxyError::MetadataTooLarge { .. } => {
             (S3ErrorCode::MetadataTooLarge, StatusCode::BAD_REQUEST)
         }
-        ProxyError::WrongShare | ProxyError::Denied(_) | ProxyError::AccessDenied(_) => {
+        ProxyError::WrongShare | ProxyError::Denied { .. } | ProxyError::AccessDenied(_) => {
             (S3ErrorCode::AccessDenied, StatusCode::FORBIDDEN)
         }
-        ProxyError::Unavailable(_) => (
+        ProxyError::Unavailable { .. } => (
             S3ErrorCode::ServiceUnavailable,
             StatusCode::SERVICE_UNAVAILABLE,
         ),
-        ProxyError::BadGateway(_) => (
+        ProxyError::BadGateway { .. } => (
             S3ErrorCode::Custom("BadGateway".into()),
             StatusCode::BAD_GATEWAY,
         ),
@@ -184,7 +204,7 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
             S3ErrorCode::ServiceUnavailable,
             StatusCode::SERVICE_UNAVAILABLE,
         ),
-        ProxyError::Internal(_) | ProxyError::Format(_) | ProxyError::Crypto(_) => (
+        ProxyError::Format(_) | ProxyError::Crypto(_) => (
             S3ErrorCode::InternalError,
             StatusCode::INTERNAL_SERVER_ERROR,
         ),
@@ -198,14 +218,15 @@ impl From<ProxyError> for S3Error {
     fn from(e: ProxyError) -> Self {
         match &e {
             ProxyError::Storage(_)
-            | ProxyError::Internal(_)
             | ProxyError::Format(_)
             | ProxyError::Crypto(_)
             | ProxyError::Integrity
-            | ProxyError::BadGateway(_) => {
+            | ProxyError::BadGateway { .. } => {
                 tracing::error!(error = ?e, "request failed");
             }
-            ProxyError::Unavailable(_) | ProxyError::Denied(_) | ProxyError::AccessDenied(_) => {
+            ProxyError::Unavailable { .. }
+            | ProxyError::Denied { .. }
+            | ProxyError::AccessDenied(_) => {
                 tracing::warn!(error = %e, "request failed")
             }
             _ => tracing::debug!(error = %e, "request failed"),

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use super::error::ProxyError;
+use super::error::{Cause, ProxyError};
 use crate::crypto::{KeyId, KeyMetadata, envelope, shamir};
 use crate::secret::{Kek, Share};
 
@@ -343,7 +343,10 @@ impl KeyService {
         let refs: Vec<&Share> = shares.iter().take(need).collect();
         let tmk = shamir::combine(metadata, &refs).map_err(|e| {
             tracing::error!(error = %e, "combining released shares failed");
-            ProxyError::BadGateway("released shares do not combine to the committed key".into())
+            ProxyError::BadGateway {
+                message: "released shares do not combine to the committed key".into(),
+                cause: Some(Box::new(e)),
+            }
         })?;
         let kek = envelope::derive_kek(&tmk, &tenant.key_id).map_err(ProxyError::Crypto)?;
         metrics::histogram!("treuhand_phase_seconds", "phase" => "combine_verify")
@@ -352,7 +355,8 @@ impl KeyService {
     }
 }
 
-/// Picks the error the client sees when too few shares came in.
+/// Picks the error the client sees when too few shares came in. The holder's own error stays
+/// attached as the cause, for the log.
 fn classify(customer: &str, failures: &[(String, ReleaseError)]) -> ProxyError {
     // The customer's own holder decides first: its refusal is the customer's refusal.
     let ordered = failures
@@ -362,31 +366,48 @@ fn classify(customer: &str, failures: &[(String, ReleaseError)]) -> ProxyError {
     let mut unreachable = None;
     let mut other = None;
     for (name, e) in ordered {
+        let cause = || -> Option<Cause> { Some(Box::new(e.clone())) };
         match e {
             ReleaseError::Denied { reason } => {
-                return ProxyError::Denied(format!("{name}: {reason}"));
+                let message = format!("{name}: {reason}");
+                return ProxyError::Denied {
+                    message,
+                    cause: cause(),
+                };
             }
-            ReleaseError::Shredded => return ProxyError::Denied(format!("{name}: key_shredded")),
+            ReleaseError::Shredded => {
+                let message = format!("{name}: key_shredded");
+                return ProxyError::Denied {
+                    message,
+                    cause: cause(),
+                };
+            }
             ReleaseError::Unreachable(_) => {
-                unreachable.get_or_insert_with(|| {
-                    ProxyError::Unavailable(format!("{name} is unreachable"))
+                unreachable.get_or_insert_with(|| ProxyError::Unavailable {
+                    message: format!("{name} is unreachable"),
+                    cause: cause(),
                 });
             }
             ReleaseError::UnknownTenant => {
-                other.get_or_insert_with(|| {
-                    ProxyError::BadGateway(format!("{name} does not know this tenant key"))
+                other.get_or_insert_with(|| ProxyError::BadGateway {
+                    message: format!("{name} does not know this tenant key"),
+                    cause: cause(),
                 });
             }
             ReleaseError::Protocol(_) => {
-                other.get_or_insert_with(|| {
-                    ProxyError::BadGateway(format!("{name} answered outside the protocol"))
+                other.get_or_insert_with(|| ProxyError::BadGateway {
+                    message: format!("{name} answered outside the protocol"),
+                    cause: cause(),
                 });
             }
         }
     }
     unreachable
         .or(other)
-        .unwrap_or_else(|| ProxyError::Unavailable("not enough key holders answered".into()))
+        .unwrap_or_else(|| ProxyError::Unavailable {
+            message: "not enough key holders answered".into(),
+            cause: None,
+        })
 }
 
 #[cfg(test)]
@@ -490,7 +511,7 @@ mod tests {
         let (keys, share) = tenant("b", vec![Err(ReleaseError::Unreachable("down".into()))]);
         assert!(matches!(
             service.kek(&keys, Some(&share), &context()).await,
-            Err(ProxyError::Unavailable(_))
+            Err(ProxyError::Unavailable { .. })
         ));
         let (keys, share) = tenant(
             "c",
@@ -499,13 +520,15 @@ mod tests {
             })],
         );
         match service.kek(&keys, Some(&share), &context()).await {
-            Err(ProxyError::Denied(m)) => assert!(m.contains("tenant_suspended")),
+            Err(ProxyError::Denied { message, .. }) => {
+                assert!(message.contains("tenant_suspended"))
+            }
             other => panic!("{other:?}"),
         }
         let (keys, share) = tenant("d", vec![Err(ReleaseError::Protocol("x".into()))]);
         assert!(matches!(
             service.kek(&keys, Some(&share), &context()).await,
-            Err(ProxyError::BadGateway(_))
+            Err(ProxyError::BadGateway { .. })
         ));
         // 2-of-3: one trustee down, the other answers.
         let (keys, share) = tenant(
