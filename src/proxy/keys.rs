@@ -467,6 +467,9 @@ mod tests {
         (keys, customer)
     }
 
+    /// Whether an error is the one a case expects.
+    type Expected = fn(&ProxyError) -> bool;
+
     fn context() -> ReleaseContext {
         ReleaseContext {
             request_id: "r1".into(),
@@ -487,18 +490,18 @@ mod tests {
         }
         assert_eq!(service.cached(), 2, "max_entries bounds the cache");
         let (keys, _) = &tenants[2];
-        assert!(matches!(
-            service.kek(keys, Some(&[9; 32]), &context()).await,
-            Err(ProxyError::WrongShare)
-        ));
-        assert!(matches!(
-            service.kek(keys, None, &context()).await,
-            Err(ProxyError::MissingShare)
-        ));
-        assert!(matches!(
-            service.kek(keys, Some(&[9; 16]), &context()).await,
-            Err(ProxyError::MalformedShare(_))
-        ));
+        // A share of another key, no share, a share of the wrong length.
+        let refused: [(Option<&[u8]>, Expected); 3] = [
+            (Some(&[9; 32]), |e| matches!(e, ProxyError::WrongShare)),
+            (None, |e| matches!(e, ProxyError::MissingShare)),
+            (Some(&[9; 16]), |e| {
+                matches!(e, ProxyError::MalformedShare(_))
+            }),
+        ];
+        for (share, expected) in refused {
+            let result = service.kek(keys, share, &context()).await;
+            assert!(result.as_ref().is_err_and(expected), "{:?}", result.err());
+        }
     }
 
     #[tokio::test]
@@ -508,28 +511,31 @@ mod tests {
         service.kek(&keys, Some(&share), &context()).await.unwrap();
         assert_eq!(service.cached(), 0);
 
-        let (keys, share) = tenant("b", vec![Err(ReleaseError::Unreachable("down".into()))]);
-        assert!(matches!(
-            service.kek(&keys, Some(&share), &context()).await,
-            Err(ProxyError::Unavailable { .. })
-        ));
-        let (keys, share) = tenant(
-            "c",
-            vec![Err(ReleaseError::Denied {
-                reason: "tenant_suspended".into(),
-            })],
-        );
-        match service.kek(&keys, Some(&share), &context()).await {
-            Err(ProxyError::Denied { message, .. }) => {
-                assert!(message.contains("tenant_suspended"))
-            }
-            other => panic!("{other:?}"),
+        // What a holder's failure becomes for the client.
+        let failures: [(&str, ReleaseError, Expected); 3] = [
+            ("b", ReleaseError::Unreachable("down".into()), |e| {
+                matches!(e, ProxyError::Unavailable { .. })
+            }),
+            (
+                "c",
+                ReleaseError::Denied {
+                    reason: "tenant_suspended".into(),
+                },
+                |e| matches!(e, ProxyError::Denied { message, .. } if message.contains("tenant_suspended")),
+            ),
+            ("d", ReleaseError::Protocol("x".into()), |e| {
+                matches!(e, ProxyError::BadGateway { .. })
+            }),
+        ];
+        for (name, failure, expected) in failures {
+            let (keys, share) = tenant(name, vec![Err(failure)]);
+            let result = service.kek(&keys, Some(&share), &context()).await;
+            assert!(
+                result.as_ref().is_err_and(expected),
+                "{name}: {:?}",
+                result.err()
+            );
         }
-        let (keys, share) = tenant("d", vec![Err(ReleaseError::Protocol("x".into()))]);
-        assert!(matches!(
-            service.kek(&keys, Some(&share), &context()).await,
-            Err(ProxyError::BadGateway { .. })
-        ));
         // 2-of-3: one trustee down, the other answers.
         let (keys, share) = tenant(
             "e",
