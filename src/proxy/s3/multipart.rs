@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use md5::Digest as _;
 use s3s::dto;
 
 use super::metadata::{etag, request_metadata, timestamp};
@@ -504,7 +503,6 @@ pub(super) async fn complete_multipart_upload(
         .storage
         .writer(&request.paths().object(object.0, object.1))?;
     writer.write(header).await?;
-    let mut md5_all = md5::Md5::new();
     let mut footer_parts = Vec::with_capacity(chosen.len());
     for part in &chosen {
         let mut stream = proxy
@@ -514,7 +512,6 @@ pub(super) async fn complete_multipart_upload(
         while let Some(chunk) = stream.next().await {
             writer.write(&chunk?).await?;
         }
-        md5_all.update(part.etag.as_bytes());
         footer_parts.push(format::PartInfo {
             part_number: part.number,
             plaintext_len: part.plaintext_len,
