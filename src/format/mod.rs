@@ -14,6 +14,7 @@
 //!   upload attempt: every attempt has its own key, docs/format.md §7).
 
 pub mod header;
+pub mod inspect;
 pub mod layout;
 pub mod metadata;
 pub mod stream;
@@ -22,6 +23,7 @@ pub use header::{
     HEADER_PROBE_LEN, Header, Layout, MAX_HEADER_LEN, ObjectCipher, header_len_hint, layout_hint,
     new_object, new_object_with_metadata, open_object,
 };
+pub use inspect::{Inspection, PlaintextLen, inspect};
 pub use layout::{
     FOOTER_TAIL_LEN, ObjectLayout, PartAttempt, PartInfo, footer_len_from_tail,
     footer_plaintext_len_hint, run_ciphertext_len,

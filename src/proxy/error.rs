@@ -8,6 +8,11 @@ use s3s::{S3Error, S3ErrorCode};
 
 use crate::storage;
 
+/// The cause of an error from another layer (a key holder's release error, a combine failure),
+/// kept for the log's cause chain. Never shown to the client, and never secret: release errors
+/// carry reason codes and transport messages, no share material.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything that can go wrong while serving one request.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -22,14 +27,40 @@ pub enum ProxyError {
     #[error("the customer share does not match this tenant's key")]
     WrongShare,
     /// A trustee or holder could not be reached; nothing was served or stored.
-    #[error("key holder unreachable: {0}")]
-    Unavailable(String),
+    #[error("key holder unreachable: {message}")]
+    Unavailable {
+        /// Which holder, for the client.
+        message: String,
+        /// What the holder's transport reported (for the log).
+        #[source]
+        cause: Option<Cause>,
+    },
     /// A trustee or the customer's holder refused the release.
-    #[error("key release denied: {0}")]
-    Denied(String),
+    #[error("key release denied: {message}")]
+    Denied {
+        /// Which holder and its reason code, for the client.
+        message: String,
+        /// The holder's refusal (for the log).
+        #[source]
+        cause: Option<Cause>,
+    },
+    /// The request is not signed by a known tenant (s3s checked the signature; the access key
+    /// names no tenant, or there was none).
+    #[error("access denied: {0}")]
+    AccessDenied(&'static str),
+    /// The request body could not be read (the client went away, a broken aws-chunked
+    /// stream).
+    #[error("reading the request body failed")]
+    BodyRead(#[source] s3s::StdError),
     /// A trustee or holder answered outside the protocol, or released an invalid share.
-    #[error("key holder protocol error: {0}")]
-    BadGateway(String),
+    #[error("key holder protocol error: {message}")]
+    BadGateway {
+        /// Which holder and what went wrong, for the client.
+        message: String,
+        /// The underlying failure (for the log).
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The stored object failed authentication (tampered, truncated, moved).
     #[error("the stored object failed authentication")]
     Integrity,
@@ -93,9 +124,13 @@ pub enum ProxyError {
     /// The storage backend failed.
     #[error("storage backend error")]
     Storage(#[source] storage::Error),
-    /// An internal invariant failed.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The object format refused an operation for a reason that is not the client's or the
+    /// stored object's (for example an API misuse).
+    #[error("internal error in the object format")]
+    Format(#[source] crate::format::Error),
+    /// The crypto layer failed (the RNG, a key derivation).
+    #[error("internal cryptographic error")]
+    Crypto(#[source] crate::crypto::Error),
 }
 
 impl From<storage::Error> for ProxyError {
@@ -118,7 +153,7 @@ impl From<crate::format::Error> for ProxyError {
             F::InvalidParts(msg) => ProxyError::InvalidPart(msg.to_owned()),
             F::TooLarge => ProxyError::InvalidRequest("the object is too large".into()),
             F::MetadataTooLarge { len, max } => ProxyError::MetadataTooLarge { len, max },
-            other => ProxyError::Internal(other.to_string()),
+            other => ProxyError::Format(other),
         }
     }
 }
@@ -129,20 +164,21 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
     let (code, status) = match error {
         ProxyError::MissingShare
         | ProxyError::MalformedShare(_)
+        | ProxyError::BodyRead(_)
         | ProxyError::InvalidRequest(_) => (S3ErrorCode::InvalidRequest, StatusCode::BAD_REQUEST),
         ProxyError::InvalidArgument(_) => (S3ErrorCode::InvalidArgument, StatusCode::BAD_REQUEST),
         ProxyError::IncompleteBody { .. } => (S3ErrorCode::IncompleteBody, StatusCode::BAD_REQUEST),
         ProxyError::MetadataTooLarge { .. } => {
             (S3ErrorCode::MetadataTooLarge, StatusCode::BAD_REQUEST)
         }
-        ProxyError::WrongShare | ProxyError::Denied(_) => {
+        ProxyError::WrongShare | ProxyError::Denied { .. } | ProxyError::AccessDenied(_) => {
             (S3ErrorCode::AccessDenied, StatusCode::FORBIDDEN)
         }
-        ProxyError::Unavailable(_) => (
+        ProxyError::Unavailable { .. } => (
             S3ErrorCode::ServiceUnavailable,
             StatusCode::SERVICE_UNAVAILABLE,
         ),
-        ProxyError::BadGateway(_) => (
+        ProxyError::BadGateway { .. } => (
             S3ErrorCode::Custom("BadGateway".into()),
             StatusCode::BAD_GATEWAY,
         ),
@@ -168,7 +204,7 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
             S3ErrorCode::ServiceUnavailable,
             StatusCode::SERVICE_UNAVAILABLE,
         ),
-        ProxyError::Internal(_) => (
+        ProxyError::Format(_) | ProxyError::Crypto(_) => (
             S3ErrorCode::InternalError,
             StatusCode::INTERNAL_SERVER_ERROR,
         ),
@@ -182,12 +218,15 @@ impl From<ProxyError> for S3Error {
     fn from(e: ProxyError) -> Self {
         match &e {
             ProxyError::Storage(_)
-            | ProxyError::Internal(_)
+            | ProxyError::Format(_)
+            | ProxyError::Crypto(_)
             | ProxyError::Integrity
-            | ProxyError::BadGateway(_) => {
+            | ProxyError::BadGateway { .. } => {
                 tracing::error!(error = ?e, "request failed");
             }
-            ProxyError::Unavailable(_) | ProxyError::Denied(_) => {
+            ProxyError::Unavailable { .. }
+            | ProxyError::Denied { .. }
+            | ProxyError::AccessDenied(_) => {
                 tracing::warn!(error = %e, "request failed")
             }
             _ => tracing::debug!(error = %e, "request failed"),

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use super::error::ProxyError;
+use super::error::{Cause, ProxyError};
 use crate::crypto::{KeyId, KeyMetadata, envelope, shamir};
 use crate::secret::{Kek, Share};
 
@@ -343,17 +343,20 @@ impl KeyService {
         let refs: Vec<&Share> = shares.iter().take(need).collect();
         let tmk = shamir::combine(metadata, &refs).map_err(|e| {
             tracing::error!(error = %e, "combining released shares failed");
-            ProxyError::BadGateway("released shares do not combine to the committed key".into())
+            ProxyError::BadGateway {
+                message: "released shares do not combine to the committed key".into(),
+                cause: Some(Box::new(e)),
+            }
         })?;
-        let kek = envelope::derive_kek(&tmk, &tenant.key_id)
-            .map_err(|e| ProxyError::Internal(e.to_string()))?;
+        let kek = envelope::derive_kek(&tmk, &tenant.key_id).map_err(ProxyError::Crypto)?;
         metrics::histogram!("treuhand_phase_seconds", "phase" => "combine_verify")
             .record(started.elapsed().as_secs_f64());
         Ok(kek)
     }
 }
 
-/// Picks the error the client sees when too few shares came in.
+/// Picks the error the client sees when too few shares came in. The holder's own error stays
+/// attached as the cause, for the log.
 fn classify(customer: &str, failures: &[(String, ReleaseError)]) -> ProxyError {
     // The customer's own holder decides first: its refusal is the customer's refusal.
     let ordered = failures
@@ -363,31 +366,48 @@ fn classify(customer: &str, failures: &[(String, ReleaseError)]) -> ProxyError {
     let mut unreachable = None;
     let mut other = None;
     for (name, e) in ordered {
+        let cause = || -> Option<Cause> { Some(Box::new(e.clone())) };
         match e {
             ReleaseError::Denied { reason } => {
-                return ProxyError::Denied(format!("{name}: {reason}"));
+                let message = format!("{name}: {reason}");
+                return ProxyError::Denied {
+                    message,
+                    cause: cause(),
+                };
             }
-            ReleaseError::Shredded => return ProxyError::Denied(format!("{name}: key_shredded")),
+            ReleaseError::Shredded => {
+                let message = format!("{name}: key_shredded");
+                return ProxyError::Denied {
+                    message,
+                    cause: cause(),
+                };
+            }
             ReleaseError::Unreachable(_) => {
-                unreachable.get_or_insert_with(|| {
-                    ProxyError::Unavailable(format!("{name} is unreachable"))
+                unreachable.get_or_insert_with(|| ProxyError::Unavailable {
+                    message: format!("{name} is unreachable"),
+                    cause: cause(),
                 });
             }
             ReleaseError::UnknownTenant => {
-                other.get_or_insert_with(|| {
-                    ProxyError::BadGateway(format!("{name} does not know this tenant key"))
+                other.get_or_insert_with(|| ProxyError::BadGateway {
+                    message: format!("{name} does not know this tenant key"),
+                    cause: cause(),
                 });
             }
             ReleaseError::Protocol(_) => {
-                other.get_or_insert_with(|| {
-                    ProxyError::BadGateway(format!("{name} answered outside the protocol"))
+                other.get_or_insert_with(|| ProxyError::BadGateway {
+                    message: format!("{name} answered outside the protocol"),
+                    cause: cause(),
                 });
             }
         }
     }
     unreachable
         .or(other)
-        .unwrap_or_else(|| ProxyError::Unavailable("not enough key holders answered".into()))
+        .unwrap_or_else(|| ProxyError::Unavailable {
+            message: "not enough key holders answered".into(),
+            cause: None,
+        })
 }
 
 #[cfg(test)]
@@ -447,6 +467,9 @@ mod tests {
         (keys, customer)
     }
 
+    /// Whether an error is the one a case expects.
+    type Expected = fn(&ProxyError) -> bool;
+
     fn context() -> ReleaseContext {
         ReleaseContext {
             request_id: "r1".into(),
@@ -467,18 +490,18 @@ mod tests {
         }
         assert_eq!(service.cached(), 2, "max_entries bounds the cache");
         let (keys, _) = &tenants[2];
-        assert!(matches!(
-            service.kek(keys, Some(&[9; 32]), &context()).await,
-            Err(ProxyError::WrongShare)
-        ));
-        assert!(matches!(
-            service.kek(keys, None, &context()).await,
-            Err(ProxyError::MissingShare)
-        ));
-        assert!(matches!(
-            service.kek(keys, Some(&[9; 16]), &context()).await,
-            Err(ProxyError::MalformedShare(_))
-        ));
+        // A share of another key, no share, a share of the wrong length.
+        let refused: [(Option<&[u8]>, Expected); 3] = [
+            (Some(&[9; 32]), |e| matches!(e, ProxyError::WrongShare)),
+            (None, |e| matches!(e, ProxyError::MissingShare)),
+            (Some(&[9; 16]), |e| {
+                matches!(e, ProxyError::MalformedShare(_))
+            }),
+        ];
+        for (share, expected) in refused {
+            let result = service.kek(keys, share, &context()).await;
+            assert!(result.as_ref().is_err_and(expected), "{:?}", result.err());
+        }
     }
 
     #[tokio::test]
@@ -488,26 +511,31 @@ mod tests {
         service.kek(&keys, Some(&share), &context()).await.unwrap();
         assert_eq!(service.cached(), 0);
 
-        let (keys, share) = tenant("b", vec![Err(ReleaseError::Unreachable("down".into()))]);
-        assert!(matches!(
-            service.kek(&keys, Some(&share), &context()).await,
-            Err(ProxyError::Unavailable(_))
-        ));
-        let (keys, share) = tenant(
-            "c",
-            vec![Err(ReleaseError::Denied {
-                reason: "tenant_suspended".into(),
-            })],
-        );
-        match service.kek(&keys, Some(&share), &context()).await {
-            Err(ProxyError::Denied(m)) => assert!(m.contains("tenant_suspended")),
-            other => panic!("{other:?}"),
+        // What a holder's failure becomes for the client.
+        let failures: [(&str, ReleaseError, Expected); 3] = [
+            ("b", ReleaseError::Unreachable("down".into()), |e| {
+                matches!(e, ProxyError::Unavailable { .. })
+            }),
+            (
+                "c",
+                ReleaseError::Denied {
+                    reason: "tenant_suspended".into(),
+                },
+                |e| matches!(e, ProxyError::Denied { message, .. } if message.contains("tenant_suspended")),
+            ),
+            ("d", ReleaseError::Protocol("x".into()), |e| {
+                matches!(e, ProxyError::BadGateway { .. })
+            }),
+        ];
+        for (name, failure, expected) in failures {
+            let (keys, share) = tenant(name, vec![Err(failure)]);
+            let result = service.kek(&keys, Some(&share), &context()).await;
+            assert!(
+                result.as_ref().is_err_and(expected),
+                "{name}: {:?}",
+                result.err()
+            );
         }
-        let (keys, share) = tenant("d", vec![Err(ReleaseError::Protocol("x".into()))]);
-        assert!(matches!(
-            service.kek(&keys, Some(&share), &context()).await,
-            Err(ProxyError::BadGateway(_))
-        ));
         // 2-of-3: one trustee down, the other answers.
         let (keys, share) = tenant(
             "e",

@@ -5,7 +5,7 @@
 //! | [`config`] | `proxy.toml` and the tenant registration files |
 //! | [`keys`] | key release from trustees / the customer's holder, combine, bounded key cache |
 //! | [`registry`] | the tenant set, swapped as a whole on `SIGHUP` |
-//! | [`service`] | the S3 operations (s3s), encrypting and decrypting with [`crate::format`] |
+//! | [`s3`] | the S3 operations (s3s), encrypting and decrypting with [`crate::format`]; one file per job |
 //! | [`listing`] | one page of a bucket listing (markers, delimiter, `encoding-type=url`), pure |
 //! | [`reaper`] | removes abandoned multipart staging (at startup and on a timer) |
 //! | [`error`] | [`error::ProxyError`] and the one error → S3 status/code mapping |
@@ -26,10 +26,14 @@ pub mod keys;
 pub mod listing;
 pub mod reaper;
 pub mod registry;
+pub mod s3;
 pub mod server;
-pub mod service;
 pub mod sources;
 pub mod sweep;
+
+/// The S3 layer's path before it became a folder ([`s3`]); kept so callers of
+/// `proxy::service::...` keep compiling.
+pub use self::s3 as service;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,8 +45,9 @@ use s3s::service::S3ServiceBuilder;
 
 use self::config::{ConfigError, ProxyConfig, TenantConfig};
 use self::keys::{CustomerShare, Holder, KeyService, ShareSource, TenantKeys};
+use self::registry::Tenant;
 use self::registry::{Registry, ReloadSummary};
-use self::service::{Proxy, Tenant};
+use self::s3::Proxy;
 use crate::storage::Storage;
 
 /// Per-tenant SigV4 credentials, read from the current tenant set on every request.

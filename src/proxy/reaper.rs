@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 
 use super::config::{ConfigError, ProxyConfig};
+use super::s3::paths::TenantPaths;
 use crate::storage::{self, Storage};
 
 /// What one reaper pass removed.
@@ -43,7 +44,7 @@ pub async fn reap_abandoned_uploads(
     for tenant in tenants {
         // Upload directory → (newest modification, its files).
         let mut uploads: BTreeMap<String, (SystemTime, Vec<String>)> = BTreeMap::new();
-        let mut stream = storage.list(&format!("tenants/{tenant}/uploads"));
+        let mut stream = storage.list(&TenantPaths::new(tenant).uploads_dir());
         while let Some(item) = stream.next().await {
             let (path, meta) = item?;
             // Staged files sit directly in their upload directory.

@@ -8,8 +8,26 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
-use super::service::Tenant;
+use super::keys::{CustomerShare, TenantKeys};
 use crate::secret::SecretString;
+
+/// One registered tenant.
+pub struct Tenant {
+    /// Tenant id.
+    pub id: String,
+    /// The tenant's S3 access key id.
+    pub access_key_id: String,
+    /// Key release configuration.
+    pub keys: TenantKeys,
+}
+
+impl Tenant {
+    /// True when the tenant's share travels in the SSE-C headers of each request (rather than
+    /// coming from the customer's own holder).
+    pub fn needs_sse_c(&self) -> bool {
+        matches!(self.keys.customer, CustomerShare::SseC { .. })
+    }
+}
 
 /// One consistent set of tenants.
 struct Snapshot {
