@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use super::Error;
 use super::audit::AuditLog;
-use super::policy::Policy;
+use super::wire::Policy;
 use super::wire::{
     EnrollRequest, EnrollResponse, ErrorBody, Grant, GrantRequest, HealthResponse, ReleaseRequest,
     ReleaseResponse, ShredReceipt, ShredRequest,

@@ -1,15 +1,17 @@
 //! Per-tenant release policy, rate limiting, emergency grants and the injectable clock.
 //!
-//! Everything here is pure and synchronous; the [`super::service`] engine owns the state and
-//! calls in with the current time, so tests drive time with a [`ManualClock`] and never sleep.
+//! Everything here is pure and synchronous: [`authorize`] and [`decide`] are functions of the
+//! wire types ([`Policy`], [`RateLimit`], [`Grant`]) and of a time in Unix milliseconds. The
+//! engine owns the state and calls in with the time of its [`Clock`], so tests drive time with
+//! a [`ManualClock`] and never sleep.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::wire::{Grant, GrantState, Justification};
+pub use super::wire::{Policy, RateLimit};
+use crate::tls::{PeerIdentity, Role};
 
 /// A source of wall-clock time in Unix milliseconds.
 pub trait Clock: Send + Sync + 'static {
@@ -50,87 +52,6 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// A token-bucket rate limit.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimit {
-    /// Sustained releases per second (1..=1,000,000).
-    pub per_second: u32,
-    /// Burst size (1..=10,000,000).
-    pub burst: u32,
-}
-
-/// A tenant's release policy, set by its customer admin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Policy {
-    /// Proxy identities (the `<name>` of `<name>.proxy.treuhand`) that may ask for releases.
-    #[serde(default)]
-    pub allowed_proxies: Vec<String>,
-    /// Justifications that may be used. `operator_maintenance` additionally needs a live
-    /// emergency grant.
-    #[serde(default = "default_justifications")]
-    pub allowed_justifications: Vec<Justification>,
-    /// Rate limit on releases for this tenant (all proxies together).
-    #[serde(default = "default_rate_limit")]
-    pub rate_limit: RateLimit,
-    /// When true, every release is denied with `tenant_suspended`.
-    #[serde(default)]
-    pub suspended: bool,
-}
-
-fn default_justifications() -> Vec<Justification> {
-    vec![
-        Justification::CustomerAccess,
-        Justification::OperatorMaintenance,
-    ]
-}
-
-fn default_rate_limit() -> RateLimit {
-    RateLimit {
-        per_second: 2_000,
-        burst: 4_000,
-    }
-}
-
-impl Default for Policy {
-    /// No proxy allowed; customer access and (grant-gated) maintenance; 2,000/s, burst 4,000.
-    fn default() -> Self {
-        Self {
-            allowed_proxies: Vec::new(),
-            allowed_justifications: default_justifications(),
-            rate_limit: default_rate_limit(),
-            suspended: false,
-        }
-    }
-}
-
-impl Policy {
-    /// Checks bounds.
-    ///
-    /// # Errors
-    /// A message naming the field that is wrong.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.allowed_proxies.len() > 1024 {
-            return Err("allowed_proxies may list at most 1024 identities".into());
-        }
-        for name in &self.allowed_proxies {
-            if name.is_empty() || name.len() > 128 || !name.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(format!(
-                    "allowed_proxies entry {name:?} must be 1-128 printable characters (the <name> of <name>.proxy.treuhand)"
-                ));
-            }
-        }
-        if !(1..=1_000_000).contains(&self.rate_limit.per_second) {
-            return Err("rate_limit.per_second must be 1..=1000000".into());
-        }
-        if !(1..=10_000_000).contains(&self.rate_limit.burst) {
-            return Err("rate_limit.burst must be 1..=10000000".into());
-        }
-        Ok(())
     }
 }
 
@@ -285,6 +206,57 @@ pub fn denial_message(code: &str) -> &'static str {
         }
         _ => "denied by policy",
     }
+}
+
+/// Whether `caller` may ask for `tenant`'s releases at all: a proxy named in the tenant's
+/// policy (`None`: no policy, which is the default policy, allowing no proxy). Nothing about a
+/// caller that may not ask enters the tenant's chain.
+///
+/// # Errors
+/// [`Denial::WrongRole`] or [`Denial::ProxyNotAllowed`].
+pub fn authorize(policy: Option<&Policy>, caller: &PeerIdentity) -> Result<(), Denial> {
+    if caller.role != Role::Proxy {
+        return Err(Denial::WrongRole);
+    }
+    if !policy.is_some_and(|policy| policy.allowed_proxies.contains(&caller.name)) {
+        return Err(Denial::ProxyNotAllowed);
+    }
+    Ok(())
+}
+
+/// The rest of a release decision, for an authorized caller, at `now_ms`: suspension, the
+/// allowed justifications, a live emergency grant for `operator_maintenance` (the first of
+/// `grants` that covers `key_version`), then one token of the tenant's `bucket`. Returns the
+/// grant the release goes under, if any.
+///
+/// # Errors
+/// The [`Denial`] of the first check that fails; a denied release takes no token.
+pub fn decide<'g>(
+    policy: &Policy,
+    justification: Justification,
+    key_version: u32,
+    grants: impl IntoIterator<Item = &'g Grant>,
+    bucket: &mut RateBucket,
+    now_ms: u64,
+) -> Result<Option<&'g Grant>, Denial> {
+    if policy.suspended {
+        return Err(Denial::TenantSuspended);
+    }
+    if !policy.allowed_justifications.contains(&justification) {
+        return Err(Denial::JustificationNotAllowed);
+    }
+    let grant = if justification == Justification::OperatorMaintenance {
+        let live = grants
+            .into_iter()
+            .find(|grant| grant_covers(grant, key_version, now_ms));
+        Some(live.ok_or(Denial::NoEmergencyGrant)?)
+    } else {
+        None
+    };
+    if !bucket.try_take(policy.rate_limit, now_ms) {
+        return Err(Denial::RateLimited);
+    }
+    Ok(grant)
 }
 
 /// Whether `grant` is live at `now_ms` and covers `key_version`.

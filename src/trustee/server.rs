@@ -85,7 +85,7 @@ impl Server {
         let options = Options {
             max_batch: config.limits.max_batch,
             max_grant_secs: config.limits.max_grant_secs,
-            denial_log: super::policy::RateLimit {
+            denial_log: super::wire::RateLimit {
                 per_second: config.limits.denial_log_per_second,
                 burst: config.limits.denial_log_burst,
             },
@@ -539,7 +539,7 @@ async fn dispatch(
             if method == Method::GET {
                 answer(StatusCode::OK, trustee.policy(caller, tenant).await)
             } else {
-                let body: super::policy::Policy =
+                let body: super::wire::Policy =
                     require_body(json_body(request, limit, false).await?)?;
                 answer(
                     StatusCode::OK,

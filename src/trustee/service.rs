@@ -33,7 +33,9 @@ use super::audit::{
     AuditEntry, AuditEvent, AuditLog, Checkpoint, GENESIS, sign_head, verify_chain, verify_head,
     verify_links,
 };
-use super::policy::{Clock, Denial, DenialLimiter, Policy, RateBucket, RateLimit, grant_covers};
+use super::policy::{
+    Clock, Denial, DenialLimiter, Policy, RateBucket, RateLimit, authorize, decide,
+};
 use super::store::{AuditReader, KeyRecord, Mutation, Store};
 use super::wire::{
     EnrollRequest, EnrollResponse, Grant, GrantRequest, GrantState, Justification, ReleaseRequest,
@@ -588,24 +590,8 @@ impl Engine {
         }
     }
 
-    /// Whether `caller` may ask for `tenant`'s releases at all: a proxy named in the tenant's
-    /// policy. Nothing about a caller that may not ask enters the tenant's chain.
-    fn authorize_release(&self, caller: &PeerIdentity, tenant: &str) -> Result<(), Denial> {
-        if caller.role != Role::Proxy {
-            return Err(Denial::WrongRole);
-        }
-        // No policy means the default policy, which allows no proxy.
-        let listed = self
-            .policies
-            .get(tenant)
-            .is_some_and(|policy| policy.allowed_proxies.contains(&caller.name));
-        if !listed {
-            return Err(Denial::ProxyNotAllowed);
-        }
-        Ok(())
-    }
-
-    /// The rest of a release decision, for an authorized caller.
+    /// The release decision for an authorized caller ([`super::policy::decide`]) against the
+    /// tenant's policy, grants and token bucket.
     fn decide(
         &mut self,
         tenant: &str,
@@ -613,41 +599,15 @@ impl Engine {
         justification: Justification,
         now: u64,
     ) -> Result<Option<String>, Denial> {
-        let default_policy;
-        let policy = match self.policies.get(tenant) {
-            Some(policy) => policy,
-            None => {
-                default_policy = Policy::default();
-                &default_policy
-            }
-        };
-        if policy.suspended {
-            return Err(Denial::TenantSuspended);
-        }
-        if !policy.allowed_justifications.contains(&justification) {
-            return Err(Denial::JustificationNotAllowed);
-        }
-        let grant = if justification == Justification::OperatorMaintenance {
-            let live = self
-                .grants
-                .values()
-                .find(|g| g.tenant == tenant && grant_covers(g, key_version, now));
-            match live {
-                Some(grant) => Some(grant.id.clone()),
-                None => return Err(Denial::NoEmergencyGrant),
-            }
-        } else {
-            None
-        };
-        let limit = policy.rate_limit;
+        let default_policy = Policy::default();
+        let policy = self.policies.get(tenant).unwrap_or(&default_policy);
         let bucket = self
             .buckets
             .entry(tenant.to_owned())
-            .or_insert_with(|| RateBucket::full(limit, now));
-        if !bucket.try_take(limit, now) {
-            return Err(Denial::RateLimited);
-        }
-        Ok(grant)
+            .or_insert_with(|| RateBucket::full(policy.rate_limit, now));
+        let grants = self.grants.values().filter(|grant| grant.tenant == tenant);
+        let grant = decide(policy, justification, key_version, grants, bucket, now)?;
+        Ok(grant.map(|grant| grant.id.clone()))
     }
 
     fn release(
@@ -675,7 +635,7 @@ impl Engine {
         let x = record.metadata.holder(&holder).map(|h| h.x);
         // Authorize before any entry exists: otherwise any certificate holder could append
         // denials, with free text of its choosing, to any tenant's chain.
-        if let Err(denial) = self.authorize_release(caller, tenant) {
+        if let Err(denial) = authorize(self.policies.get(tenant), caller) {
             self.note_unauthorized(caller, tenant, key_version, denial, batch.now_ms);
             return Err(Error::Denied {
                 reason: denial.code().into(),

@@ -19,8 +19,8 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::Error;
 use super::audit::AuditEntry;
-use super::policy::Policy;
 use super::wire::Grant;
+use super::wire::Policy;
 use crate::crypto::shamir::KeyMetadata;
 
 /// One enrolled tenant key version.
