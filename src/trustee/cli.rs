@@ -10,9 +10,9 @@ use anyhow::Context as _;
 use super::audit::{AuditLog, verify_log};
 use super::client::TrusteeClient;
 use super::config::{Config, generate_keys, read_public_key};
+use super::engine::migrate_audit;
 use super::policy::SystemClock;
 use super::server::{Server, run as serve};
-use super::service::migrate_audit;
 use super::store::SqliteStore;
 
 /// The trustee's subcommands.

@@ -10,7 +10,7 @@
 //! | [`policy`] | per-tenant policy, rate limits, emergency grants, the injectable clock |
 //! | [`audit`] | hash-chained entries, signed checkpoints and receipts, log verification |
 //! | [`store`] | the `Store` trait and its durable SQLite implementation |
-//! | [`service`] | the single-writer engine: decisions, group commit, fail-closed replies |
+//! | [`engine`] | the single-writer engine, one file per duty (release, custody, grants, the audit chains): decisions, group commit, fail-closed replies |
 //! | [`server`] | hyper 1 + tokio-rustls accept loop, routing, limits, graceful shutdown |
 //! | [`client`] | [`client::TrusteeClient`], used by the proxy and the CLI |
 //! | [`config`] | TOML configuration, validated at startup |
@@ -22,11 +22,14 @@ pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod engine;
 pub mod policy;
 pub mod server;
-pub mod service;
 pub mod store;
 pub mod wire;
+
+/// The engine under its earlier name, so `trustee::service::{Trustee, Options}` keeps working.
+pub use self::engine as service;
 
 /// Errors of the trustee layer, on both the server and the client side.
 ///

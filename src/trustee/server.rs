@@ -34,8 +34,8 @@ use tokio_rustls::TlsAcceptor;
 
 use super::Error;
 use super::config::{Config, Limits, load_sealing_key, load_signing_key};
+use super::engine::{Options, Trustee};
 use super::policy::{Clock, denial_message};
-use super::service::{Options, Trustee};
 use super::store::SqliteStore;
 use super::wire::{ErrorBody, HealthResponse};
 use crate::tls::{PeerIdentity, peer_identity};

@@ -1,6 +1,6 @@
 //! Durable storage for the trustee: the [`Store`] trait and its embedded SQLite implementation.
 //!
-//! The engine ([`super::service`]) is the only writer. It hands the store one batch of
+//! The engine ([`super::engine`]) is the only writer. It hands the store one batch of
 //! [`Mutation`]s per group commit; [`Store::commit`] must make the whole batch durable
 //! atomically before returning `Ok`, because only then are the callers answered. A replicated
 //! database (PostgreSQL) can implement the same trait.
@@ -52,7 +52,7 @@ pub struct Snapshot {
     /// The last entry of each tenant's chain.
     pub heads: Vec<AuditEntry>,
     /// The chains were written before treuhand signed chain heads: the engine refuses to start
-    /// until [`super::service::migrate_audit`] has signed them.
+    /// until [`super::engine::migrate_audit`] has signed them.
     pub unsigned_heads: bool,
 }
 
