@@ -12,8 +12,7 @@ use crate::crypto::sign::SigningKey;
 use crate::tls::PeerIdentity;
 use crate::trustee::Error;
 use crate::trustee::audit::{
-    AuditEntry, AuditEvent, AuditLog, Checkpoint, GENESIS, sign_head, verify_chain, verify_head,
-    verify_links,
+    AuditEntry, AuditEvent, AuditLog, Checkpoint, GENESIS, check_chain, is_signed_head, sign_head,
 };
 use crate::trustee::store::{Mutation, Store};
 
@@ -62,7 +61,7 @@ impl Engine {
         // is loud and fails closed for every tenant; the operator restores the store.
         let public_key = self.signing.public_key();
         for head in &snapshot.heads {
-            if head.compute_hash() != head.hash || !verify_head(&public_key, head) {
+            if !is_signed_head(&public_key, head) {
                 return Err(Error::Store(format!(
                     "the audit chain of tenant {} ends at seq {} in an entry without a valid head signature by this trustee's key: the store was edited (entries removed, inserted or rewritten, or the tail cut off), or keys.signing_key is not the key that wrote it; refusing to extend or vouch for it",
                     head.tenant, head.seq
@@ -196,7 +195,7 @@ pub fn migrate_audit(store: &mut dyn Store, signing: &SigningKey) -> Result<usiz
     let mut heads = Vec::with_capacity(snapshot.heads.len());
     for mut head in snapshot.heads {
         let entries = reader.audit_entries(&head.tenant)?;
-        verify_links(&head.tenant, &entries).map_err(|broken| {
+        check_chain(&head.tenant, &entries, None).map_err(|broken| {
             Error::Store(format!(
                 "the audit chain of tenant {} is broken, so nothing was signed: {broken}",
                 head.tenant
@@ -224,7 +223,7 @@ fn signed_log(
     };
     // Never vouch for a chain that does not hold: check every link and every stored head
     // signature before signing a checkpoint over its head.
-    if let Err(broken) = verify_chain(tenant, &log.entries, &signing.public_key()) {
+    if let Err(broken) = check_chain(tenant, &log.entries, Some(&signing.public_key())) {
         tracing::error!(
             tenant,
             broken = %broken,
