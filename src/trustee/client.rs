@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use super::Error;
 use super::audit::AuditLog;
+use super::policy::Denial;
 use super::wire::Policy;
 use super::wire::{
     EnrollRequest, EnrollResponse, ErrorBody, Grant, GrantRequest, HealthResponse, ReleaseRequest,
@@ -324,9 +325,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 fn map_error(status: StatusCode, body: ErrorBody) -> Error {
     match status {
-        StatusCode::FORBIDDEN => Error::Denied {
-            reason: body.reason,
-        },
+        StatusCode::FORBIDDEN => Error::Denied(Denial::from_code(&body.reason)),
         StatusCode::GONE => Error::Shredded,
         StatusCode::NOT_FOUND if body.reason == "unknown_tenant" => Error::UnknownTenant,
         StatusCode::NOT_FOUND if body.reason == "not_found" => Error::NotFound(body.message),

@@ -41,13 +41,11 @@ pub enum Error {
     /// trustee answered 503). The proxy answers 503.
     #[error("trustee unreachable: {0}")]
     Unreachable(String),
-    /// The release (or another action) was refused by policy; `reason` is a machine code such
-    /// as `proxy_not_allowed`, `tenant_suspended` or `no_emergency_grant`.
-    #[error("denied by the trustee: {reason}")]
-    Denied {
-        /// The machine-readable reason code.
-        reason: String,
-    },
+    /// The release (or another action) was refused; the [`policy::Denial`] says why
+    /// (`proxy_not_allowed`, `tenant_suspended`, `no_emergency_grant`, ...). The trustee
+    /// answers 403 with the denial's code as `reason`.
+    #[error("denied by the trustee: {0}")]
+    Denied(policy::Denial),
     /// The tenant's share for this key version was shredded; it will never be released again.
     #[error("the tenant key was shredded")]
     Shredded,

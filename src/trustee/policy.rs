@@ -155,10 +155,14 @@ impl DenialLimiter {
     }
 }
 
-/// Why a release is denied: the machine codes of the 403 body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why the trustee refused: the reason of every 403, as a machine code in the body's `reason`.
+///
+/// The engine decides the known reasons; a client that reads a code this build does not know
+/// (a newer trustee) keeps it as [`Denial::Other`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Denial {
-    /// The caller is not a proxy.
+    /// The caller's certificate has the wrong role for this action.
     WrongRole,
     /// The proxy is not in `allowed_proxies`.
     ProxyNotAllowed,
@@ -172,39 +176,98 @@ pub enum Denial {
     RateLimited,
     /// A customer admin acting on another tenant.
     NotTenantAdmin,
+    /// The client certificate names no `<name>.<role>.treuhand` identity.
+    UnknownIdentity,
+    /// A code this build does not know, as the other side sent it.
+    Other(String),
 }
 
 impl Denial {
-    /// The machine code.
-    pub fn code(self) -> &'static str {
+    /// Every reason this build decides, for reading codes back ([`Denial::from_code`]).
+    const KNOWN: [Denial; 8] = [
+        Denial::WrongRole,
+        Denial::ProxyNotAllowed,
+        Denial::TenantSuspended,
+        Denial::JustificationNotAllowed,
+        Denial::NoEmergencyGrant,
+        Denial::RateLimited,
+        Denial::NotTenantAdmin,
+        Denial::UnknownIdentity,
+    ];
+
+    /// The machine code and the human text of the 403 body.
+    fn describe(&self) -> (&str, &'static str) {
         match self {
-            Denial::WrongRole => "wrong_role",
-            Denial::ProxyNotAllowed => "proxy_not_allowed",
-            Denial::TenantSuspended => "tenant_suspended",
-            Denial::JustificationNotAllowed => "justification_not_allowed",
-            Denial::NoEmergencyGrant => "no_emergency_grant",
-            Denial::RateLimited => "rate_limited",
-            Denial::NotTenantAdmin => "not_tenant_admin",
+            Denial::WrongRole => (
+                "wrong_role",
+                "this action needs a client certificate of a different role",
+            ),
+            Denial::ProxyNotAllowed => (
+                "proxy_not_allowed",
+                "this proxy identity is not in the tenant's allowed_proxies",
+            ),
+            Denial::TenantSuspended => (
+                "tenant_suspended",
+                "the tenant's customer admin has suspended all releases",
+            ),
+            Denial::JustificationNotAllowed => (
+                "justification_not_allowed",
+                "the tenant's policy does not allow this justification",
+            ),
+            Denial::NoEmergencyGrant => (
+                "no_emergency_grant",
+                "operator_maintenance needs an emergency grant approved by the customer admin that is live now",
+            ),
+            Denial::RateLimited => (
+                "rate_limited",
+                "the tenant's release rate limit is exhausted; retry later",
+            ),
+            Denial::NotTenantAdmin => (
+                "not_tenant_admin",
+                "only the tenant's own customer admin may do this",
+            ),
+            Denial::UnknownIdentity => (
+                "unknown_identity",
+                "the client certificate does not carry a <name>.<role>.treuhand identity",
+            ),
+            Denial::Other(code) => (code, "denied by policy"),
         }
+    }
+
+    /// The machine code (the body's `reason`).
+    pub fn code(&self) -> &str {
+        self.describe().0
+    }
+
+    /// The human text (the body's `message`).
+    pub fn message(&self) -> &'static str {
+        self.describe().1
+    }
+
+    /// The denial a machine code names; an unknown code is kept as [`Denial::Other`].
+    pub fn from_code(code: &str) -> Self {
+        Self::KNOWN
+            .into_iter()
+            .find(|known| known.code() == code)
+            .unwrap_or_else(|| Denial::Other(code.to_owned()))
     }
 }
 
-/// Human text for a denial code (unknown codes get a generic text).
-pub fn denial_message(code: &str) -> &'static str {
-    match code {
-        "wrong_role" => "this action needs a client certificate of a different role",
-        "proxy_not_allowed" => "this proxy identity is not in the tenant's allowed_proxies",
-        "tenant_suspended" => "the tenant's customer admin has suspended all releases",
-        "justification_not_allowed" => "the tenant's policy does not allow this justification",
-        "no_emergency_grant" => {
-            "operator_maintenance needs an emergency grant approved by the customer admin that is live now"
-        }
-        "rate_limited" => "the tenant's release rate limit is exhausted; retry later",
-        "not_tenant_admin" => "only the tenant's own customer admin may do this",
-        "unknown_identity" => {
-            "the client certificate does not carry a <name>.<role>.treuhand identity"
-        }
-        _ => "denied by policy",
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl PartialEq<str> for Denial {
+    fn eq(&self, code: &str) -> bool {
+        self.code() == code
+    }
+}
+
+impl PartialEq<&str> for Denial {
+    fn eq(&self, code: &&str) -> bool {
+        self.code() == *code
     }
 }
 

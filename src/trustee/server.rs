@@ -35,7 +35,7 @@ use tokio_rustls::TlsAcceptor;
 use super::Error;
 use super::config::{Config, Limits, load_sealing_key, load_signing_key};
 use super::engine::{Options, Trustee};
-use super::policy::{Clock, denial_message};
+use super::policy::{Clock, Denial};
 use super::store::SqliteStore;
 use super::wire::{ErrorBody, HealthResponse};
 use crate::tls::{PeerIdentity, peer_identity};
@@ -221,11 +221,11 @@ fn error_response(
 /// Maps a trustee error to its HTTP answer. The cause of a 500 goes to the log only.
 fn error_to_response(error: &Error) -> Response<Body> {
     match error {
-        Error::Denied { reason } => error_response(
+        Error::Denied(denial) => error_response(
             StatusCode::FORBIDDEN,
             "denied",
-            reason,
-            denial_message(reason),
+            denial.code(),
+            denial.message(),
         ),
         Error::UnknownTenant => error_response(
             StatusCode::NOT_FOUND,
@@ -492,12 +492,7 @@ async fn dispatch(
         _ => {}
     }
     let Some(caller) = identity else {
-        return Err(error_response(
-            StatusCode::FORBIDDEN,
-            "denied",
-            "unknown_identity",
-            denial_message("unknown_identity"),
-        ));
+        return Err(error_to_response(&Error::Denied(Denial::UnknownIdentity)));
     };
     let limit = server.limits.max_body_bytes;
     match route {

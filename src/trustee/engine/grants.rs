@@ -72,9 +72,7 @@ impl Engine {
         request: GrantRequest,
     ) -> Result<Grant, Error> {
         if caller.role != Role::Operator {
-            return Err(Error::Denied {
-                reason: Denial::WrongRole.code().into(),
-            });
+            return Err(Error::Denied(Denial::WrongRole));
         }
         self.require_tenant(tenant)?;
         validate_request_id(&request.ticket)

@@ -140,14 +140,10 @@ pub(super) fn share_aad(tenant: &str, key_version: u32, x: u8) -> Vec<u8> {
 
 pub(super) fn require_admin(caller: &PeerIdentity, tenant: &str) -> Result<(), Error> {
     if caller.role != Role::Customer {
-        return Err(Error::Denied {
-            reason: Denial::WrongRole.code().into(),
-        });
+        return Err(Error::Denied(Denial::WrongRole));
     }
     if caller.name != tenant {
-        return Err(Error::Denied {
-            reason: Denial::NotTenantAdmin.code().into(),
-        });
+        return Err(Error::Denied(Denial::NotTenantAdmin));
     }
     Ok(())
 }

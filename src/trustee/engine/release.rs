@@ -79,10 +79,8 @@ impl Engine {
         // Authorize before any entry exists: otherwise any certificate holder could append
         // denials, with free text of its choosing, to any tenant's chain.
         if let Err(denial) = authorize(self.policies.get(tenant), caller) {
-            self.note_unauthorized(caller, tenant, key_version, denial, batch.now_ms);
-            return Err(Error::Denied {
-                reason: denial.code().into(),
-            });
+            self.note_unauthorized(caller, tenant, key_version, &denial, batch.now_ms);
+            return Err(Error::Denied(denial));
         }
         let mut entry = self.entry(
             batch,
@@ -103,9 +101,7 @@ impl Engine {
         match self.decide(tenant, key_version, request.justification, batch.now_ms) {
             Err(denial) => {
                 self.append_denial(batch, entry, denial.code());
-                Err(Error::Denied {
-                    reason: denial.code().into(),
-                })
+                Err(Error::Denied(denial))
             }
             Ok(grant) => {
                 let share = self
@@ -144,7 +140,7 @@ impl Engine {
         caller: &PeerIdentity,
         tenant: &str,
         key_version: u32,
-        denial: Denial,
+        denial: &Denial,
         now_ms: u64,
     ) {
         metrics::counter!("trustee_denials_not_chained_total", "why" => "not_authorized")
