@@ -140,6 +140,47 @@ fn verify_hex(public_key: &[u8; PUBLIC_KEY_LEN], message: &[u8], signature: &str
         .is_ok_and(|signature| sign::verify(public_key, message, &signature).is_ok())
 }
 
+/// A statement that carries its own signature in a hex `signature` field and is signed (and
+/// verified) with that field empty: checkpoints and shred receipts.
+trait SelfSigned: Serialize + Clone {
+    /// The domain label the signed message starts with.
+    const LABEL: &'static [u8];
+
+    fn signature(&mut self) -> &mut String;
+
+    fn sign_in_place(&mut self, key: &SigningKey) {
+        self.signature().clear();
+        let signature = hex::encode(key.sign(&signed_message(Self::LABEL, self)));
+        *self.signature() = signature;
+    }
+
+    fn verify_with(&self, public_key: &[u8; PUBLIC_KEY_LEN]) -> bool {
+        let mut unsigned = self.clone();
+        let signature = std::mem::take(unsigned.signature());
+        verify_hex(
+            public_key,
+            &signed_message(Self::LABEL, &unsigned),
+            &signature,
+        )
+    }
+}
+
+impl SelfSigned for Checkpoint {
+    const LABEL: &'static [u8] = CHECKPOINT_LABEL;
+
+    fn signature(&mut self) -> &mut String {
+        &mut self.signature
+    }
+}
+
+impl SelfSigned for ShredReceipt {
+    const LABEL: &'static [u8] = RECEIPT_LABEL;
+
+    fn signature(&mut self) -> &mut String {
+        &mut self.signature
+    }
+}
+
 impl Checkpoint {
     /// Signs the head (`seq`, `head`) of a tenant's chain.
     pub fn sign(key: &SigningKey, tenant: &str, seq: u64, head: &str, time_ms: u64) -> Self {
@@ -150,20 +191,13 @@ impl Checkpoint {
             time_ms,
             signature: String::new(),
         };
-        checkpoint.signature =
-            hex::encode(key.sign(&signed_message(CHECKPOINT_LABEL, &checkpoint)));
+        checkpoint.sign_in_place(key);
         checkpoint
     }
 
     /// Verifies the signature.
     pub fn verify_signature(&self, public_key: &[u8; PUBLIC_KEY_LEN]) -> bool {
-        let mut unsigned = self.clone();
-        unsigned.signature = String::new();
-        verify_hex(
-            public_key,
-            &signed_message(CHECKPOINT_LABEL, &unsigned),
-            &self.signature,
-        )
+        self.verify_with(public_key)
     }
 }
 
@@ -210,19 +244,12 @@ pub fn is_signed_head(public_key: &[u8; PUBLIC_KEY_LEN], entry: &AuditEntry) -> 
 
 /// Signs a shred receipt in place.
 pub fn sign_receipt(key: &SigningKey, receipt: &mut ShredReceipt) {
-    receipt.signature = String::new();
-    receipt.signature = hex::encode(key.sign(&signed_message(RECEIPT_LABEL, receipt)));
+    receipt.sign_in_place(key);
 }
 
 /// Verifies a shred receipt's signature.
 pub fn verify_receipt(public_key: &[u8; PUBLIC_KEY_LEN], receipt: &ShredReceipt) -> bool {
-    let mut unsigned = receipt.clone();
-    unsigned.signature = String::new();
-    verify_hex(
-        public_key,
-        &signed_message(RECEIPT_LABEL, &unsigned),
-        &receipt.signature,
-    )
+    receipt.verify_with(public_key)
 }
 
 /// What `GET /v1/tenants/{tenant}/audit` returns, and what `treuhand audit verify` reads.

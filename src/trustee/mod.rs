@@ -68,9 +68,15 @@ pub enum Error {
     /// The audit entry could not be written durably, so nothing was released (fail closed).
     #[error("the audit log is unavailable; nothing was released")]
     AuditUnavailable,
-    /// The durable store failed.
+    /// The durable store failed, or refused its contents; the message says which and how.
     #[error("store error: {0}")]
     Store(String),
+    /// The database under the store failed; the database's error is the cause.
+    #[error("store error: {0}")]
+    Database(#[source] rusqlite::Error),
+    /// A record in the store does not parse; the parser's error is the cause.
+    #[error("store error: corrupt JSON in store: {0}")]
+    CorruptRecord(#[source] serde_json::Error),
     /// Invalid configuration, with a message saying how to fix it.
     #[error("configuration error: {0}")]
     Config(String),

@@ -333,12 +333,13 @@ pub fn grant_covers(grant: &Grant, key_version: u32, now_ms: u64) -> bool {
 mod tests {
     use super::*;
 
+    fn limit(per_second: u32, burst: u32) -> RateLimit {
+        RateLimit { per_second, burst }
+    }
+
     #[test]
     fn bucket_refills_with_time_and_caps_at_burst() {
-        let limit = RateLimit {
-            per_second: 10,
-            burst: 2,
-        };
+        let limit = limit(10, 2);
         let mut bucket = RateBucket::full(limit, 0);
         assert!(bucket.try_take(limit, 0));
         assert!(bucket.try_take(limit, 0));
@@ -352,10 +353,7 @@ mod tests {
 
     #[test]
     fn denial_limiter_counts_what_it_left_out_per_caller() {
-        let limit = RateLimit {
-            per_second: 1,
-            burst: 2,
-        };
+        let limit = limit(1, 2);
         let mut limiter = DenialLimiter::new(limit, 16);
         assert_eq!(limiter.admit("proxy:a", 0), Some(0));
         assert_eq!(limiter.admit("proxy:a", 0), Some(0));
@@ -370,10 +368,7 @@ mod tests {
 
     #[test]
     fn denial_limiter_memory_stays_bounded_under_many_identities() {
-        let limit = RateLimit {
-            per_second: 1,
-            burst: 1,
-        };
+        let limit = limit(1, 1);
         let mut limiter = DenialLimiter::new(limit, 100);
         assert_eq!(limiter.admit("proxy:noisy", 0), Some(0));
         assert_eq!(limiter.admit("proxy:noisy", 0), None);
@@ -391,10 +386,7 @@ mod tests {
         assert!(policy.allowed_proxies.is_empty());
         assert!(policy.validate().is_ok());
         let bad = Policy {
-            rate_limit: RateLimit {
-                per_second: 0,
-                burst: 1,
-            },
+            rate_limit: limit(0, 1),
             ..Policy::default()
         };
         assert!(bad.validate().is_err());
