@@ -442,14 +442,23 @@ async fn handle(
     }
 }
 
+/// The answer to an engine call: 200 with the value as JSON, or the error's answer.
+fn ok<T: Serialize>(result: Result<T, Error>) -> Result<Response<Body>, Response<Body>> {
+    answer(StatusCode::OK, result)
+}
+
+/// As [`ok`], with 201 Created.
+fn created<T: Serialize>(result: Result<T, Error>) -> Result<Response<Body>, Response<Body>> {
+    answer(StatusCode::CREATED, result)
+}
+
 fn answer<T: Serialize>(
     status: StatusCode,
     result: Result<T, Error>,
 ) -> Result<Response<Body>, Response<Body>> {
-    match result {
-        Ok(value) => Ok(json_response(status, &value)),
-        Err(error) => Err(error_to_response(&error)),
-    }
+    result
+        .map(|value| json_response(status, &value))
+        .map_err(|error| error_to_response(&error))
 }
 
 async fn dispatch(
@@ -516,50 +525,30 @@ async fn dispatch(
             let body: ReleaseRequest = required_body(request, limit).await?;
             body.validate()
                 .map_err(|m| bad_request("invalid_field", m))?;
-            answer(
-                StatusCode::OK,
-                trustee.release(caller, tenant, version, body).await,
-            )
+            ok(trustee.release(caller, tenant, version, body).await)
         }
         TenantRoute::Enroll => {
             let body = required_body(request, limit).await?;
-            answer(
-                StatusCode::CREATED,
-                trustee.enroll(caller, tenant, body).await,
-            )
+            created(trustee.enroll(caller, tenant, body).await)
         }
         TenantRoute::Shred(version) => {
             let version = version_param(version)?;
             let body: Option<ShredRequest> = json_body(request, limit, true).await?;
-            let body = body.unwrap_or_default();
-            answer(
-                StatusCode::OK,
-                trustee.shred(caller, tenant, version, body).await,
-            )
+            ok(trustee
+                .shred(caller, tenant, version, body.unwrap_or_default())
+                .await)
         }
-        TenantRoute::Policy if get => answer(StatusCode::OK, trustee.policy(caller, tenant).await),
+        TenantRoute::Policy if get => ok(trustee.policy(caller, tenant).await),
+        TenantRoute::Grants if get => ok(trustee.grants(caller, tenant).await),
         TenantRoute::Policy => {
             let body = required_body(request, limit).await?;
-            answer(
-                StatusCode::OK,
-                trustee.set_policy(caller, tenant, body).await,
-            )
+            ok(trustee.set_policy(caller, tenant, body).await)
         }
-        TenantRoute::Grants if get => answer(StatusCode::OK, trustee.grants(caller, tenant).await),
         TenantRoute::Grants => {
             let body = required_body(request, limit).await?;
-            answer(
-                StatusCode::CREATED,
-                trustee.request_grant(caller, tenant, body).await,
-            )
+            created(trustee.request_grant(caller, tenant, body).await)
         }
-        TenantRoute::Approve(id) => {
-            let id = id.to_owned();
-            answer(
-                StatusCode::OK,
-                trustee.approve_grant(caller, tenant, id).await,
-            )
-        }
-        TenantRoute::Audit => answer(StatusCode::OK, trustee.audit(caller, tenant).await),
+        TenantRoute::Approve(id) => ok(trustee.approve_grant(caller, tenant, id.to_owned()).await),
+        TenantRoute::Audit => ok(trustee.audit(caller, tenant).await),
     }
 }
