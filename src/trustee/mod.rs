@@ -6,12 +6,12 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`wire`] | the versioned `/v1` JSON types shared with the proxy and the CLI |
-//! | [`policy`] | per-tenant policy, rate limits, emergency grants, the injectable clock |
-//! | [`audit`] | hash-chained entries, signed checkpoints and receipts, log verification |
+//! | [`wire`] | the versioned `/v1` JSON types shared with the proxy and the CLI, `Policy` and `RateLimit` among them |
+//! | [`policy`] | pure decisions over the wire types: [`policy::authorize`], [`policy::decide`], the [`policy::Denial`] reasons, token buckets, the denial budget, the injectable clock |
+//! | [`audit`] | hash-chained entries, signed heads, checkpoints and receipts, the one chain check ([`audit::check_chain`]) |
 //! | [`store`] | the `Store` trait and its durable SQLite implementation |
 //! | [`engine`] | the single-writer engine, one file per duty (release, custody, grants, the audit chains): decisions, group commit, fail-closed replies |
-//! | [`server`] | hyper 1 + tokio-rustls accept loop, routing, limits, graceful shutdown |
+//! | [`server`] | hyper 1 + tokio-rustls accept loop, routing, limits, graceful shutdown, the one error-to-HTTP map |
 //! | [`client`] | [`client::TrusteeClient`], used by the proxy and the CLI |
 //! | [`config`] | TOML configuration, validated at startup |
 //! | [`cli`] | `treuhand trustee` and `treuhand audit verify` |

@@ -224,61 +224,38 @@ fn error_response(
     )
 }
 
-/// Maps a trustee error to its HTTP answer. The cause of a 500 goes to the log only.
+/// Maps a trustee error to its HTTP answer: the one place that does. The cause of a 500 goes
+/// to the log only.
 fn error_to_response(error: &Error) -> Response<Body> {
-    match error {
-        Error::Denied(denial) => error_response(
-            StatusCode::FORBIDDEN,
-            "denied",
-            denial.code(),
-            denial.message(),
-        ),
-        Error::UnknownTenant => error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "unknown_tenant",
-            "no such tenant or key version is enrolled",
-        ),
-        Error::NotFound(message) => error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "not_found",
-            message.clone(),
-        ),
-        Error::Shredded => error_response(
-            StatusCode::GONE,
-            "shredded",
-            "shredded",
-            "this tenant key was shredded; its share will never be released again",
-        ),
-        Error::Invalid(message) => error_response(
-            StatusCode::BAD_REQUEST,
+    use StatusCode as S;
+    const UNKNOWN: &str = "no such tenant or key version is enrolled";
+    const SHREDDED: &str = "this tenant key was shredded; its share will never be released again";
+    const UNAVAILABLE: &str = "the audit log cannot be written durably; nothing was released";
+    const INTERNAL: &str = "internal error; see the trustee log";
+    let (status, class, reason, message) = match error {
+        Error::Denied(denial) => (S::FORBIDDEN, "denied", denial.code(), denial.message()),
+        Error::UnknownTenant => (S::NOT_FOUND, "not_found", "unknown_tenant", UNKNOWN),
+        Error::NotFound(message) => (S::NOT_FOUND, "not_found", "not_found", message.as_str()),
+        Error::Shredded => (S::GONE, "shredded", "shredded", SHREDDED),
+        Error::Invalid(message) => (
+            S::BAD_REQUEST,
             "bad_request",
             "invalid_request",
-            message.clone(),
+            message.as_str(),
         ),
-        Error::Conflict(message) => error_response(
-            StatusCode::CONFLICT,
-            "conflict",
-            "conflict",
-            message.clone(),
-        ),
-        Error::AuditUnavailable => error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
+        Error::Conflict(message) => (S::CONFLICT, "conflict", "conflict", message.as_str()),
+        Error::AuditUnavailable => (
+            S::SERVICE_UNAVAILABLE,
             "unavailable",
             "audit_unavailable",
-            "the audit log cannot be written durably; nothing was released",
+            UNAVAILABLE,
         ),
         other => {
             tracing::error!(error = %other, "internal error");
-            error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal",
-                "internal error; see the trustee log",
-            )
+            (S::INTERNAL_SERVER_ERROR, "internal", "internal", INTERNAL)
         }
-    }
+    };
+    error_response(status, class, reason, message)
 }
 
 enum Route<'a> {

@@ -28,7 +28,7 @@
 //! | `custody.rs` | deposit (enrollment), the tenant's policy, shred |
 //! | `grants.rs` | emergency grants: request, approval, expiry, listing |
 //!
-//! The duty files extend [`Engine`] and [`Trustee`] with `impl` blocks and import only from
+//! The duty files extend `Engine` and [`Trustee`] with `impl` blocks and import only from
 //! this file, never from each other.
 
 mod chain;
