@@ -36,7 +36,7 @@ fn release_request(justification: Justification, request_id: &str) -> ReleaseReq
 
 fn denied_reason(result: Result<treuhand::secret::Share, Error>) -> String {
     match result {
-        Err(Error::Denied { reason }) => reason,
+        Err(Error::Denied(reason)) => reason.to_string(),
         other => panic!("expected a denial, got {other:?}"),
     }
 }
@@ -200,7 +200,7 @@ async fn suspended_tenant_is_denied_and_resume_restores_access() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::Denied { ref reason } if reason == "not_tenant_admin"),
+        matches!(err, Error::Denied(ref reason) if reason == "not_tenant_admin"),
         "{err:?}"
     );
     harness.stop().await;
@@ -235,7 +235,7 @@ async fn maintenance_release_needs_a_live_grant() {
     );
     // Only the tenant's admin approves; the operator cannot approve its own grant.
     let err = operator.approve_grant("acme", &grant.id).await.unwrap_err();
-    assert!(matches!(err, Error::Denied { .. }), "{err:?}");
+    assert!(matches!(err, Error::Denied(_)), "{err:?}");
     let approved = customer.approve_grant("acme", &grant.id).await.unwrap();
     assert_eq!(approved.state, GrantState::Approved);
 
@@ -550,7 +550,7 @@ async fn enrollment_is_validated() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::Denied { ref reason } if reason == "not_tenant_admin"),
+        matches!(err, Error::Denied(ref reason) if reason == "not_tenant_admin"),
         "{err:?}"
     );
     let err = harness
@@ -559,7 +559,7 @@ async fn enrollment_is_validated() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::Denied { ref reason } if reason == "wrong_role"),
+        matches!(err, Error::Denied(ref reason) if reason == "wrong_role"),
         "{err:?}"
     );
     // The right one works once; a second deposit of the same version conflicts.

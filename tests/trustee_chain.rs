@@ -35,7 +35,7 @@ fn request(justification: Justification, request_id: &str, reason: &str) -> Rele
 
 fn denied_reason(result: Result<treuhand::secret::Share, Error>) -> String {
     match result {
-        Err(Error::Denied { reason }) => reason,
+        Err(Error::Denied(reason)) => reason.to_string(),
         other => panic!("expected a denial, got {other:?}"),
     }
 }

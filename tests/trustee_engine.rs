@@ -115,7 +115,7 @@ async fn release_fails_closed_when_the_audit_entry_cannot_be_committed() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::Denied { ref reason } if reason == "proxy_not_allowed"),
+        matches!(err, Error::Denied(ref reason) if reason == "proxy_not_allowed"),
         "{err:?}"
     );
 

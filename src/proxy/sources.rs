@@ -75,7 +75,9 @@ impl ShareSource for TrusteeSource {
             .await
             .map_err(|e| match e {
                 T::Unreachable(m) => ReleaseError::Unreachable(m),
-                T::Denied { reason } => ReleaseError::Denied { reason },
+                T::Denied(denial) => ReleaseError::Denied {
+                    reason: denial.to_string(),
+                },
                 T::Shredded => ReleaseError::Shredded,
                 T::UnknownTenant => ReleaseError::UnknownTenant,
                 T::AuditUnavailable => ReleaseError::Unreachable("audit log unavailable".into()),

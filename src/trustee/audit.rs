@@ -134,6 +134,53 @@ fn signed_message<T: Serialize>(label: &[u8], value: &T) -> Vec<u8> {
     message
 }
 
+/// Whether `signature` (hex) is a signature by `public_key` over `message`.
+fn verify_hex(public_key: &[u8; PUBLIC_KEY_LEN], message: &[u8], signature: &str) -> bool {
+    hex::decode(signature)
+        .is_ok_and(|signature| sign::verify(public_key, message, &signature).is_ok())
+}
+
+/// A statement that carries its own signature in a hex `signature` field and is signed (and
+/// verified) with that field empty: checkpoints and shred receipts.
+trait SelfSigned: Serialize + Clone {
+    /// The domain label the signed message starts with.
+    const LABEL: &'static [u8];
+
+    fn signature(&mut self) -> &mut String;
+
+    fn sign_in_place(&mut self, key: &SigningKey) {
+        self.signature().clear();
+        let signature = hex::encode(key.sign(&signed_message(Self::LABEL, self)));
+        *self.signature() = signature;
+    }
+
+    fn verify_with(&self, public_key: &[u8; PUBLIC_KEY_LEN]) -> bool {
+        let mut unsigned = self.clone();
+        let signature = std::mem::take(unsigned.signature());
+        verify_hex(
+            public_key,
+            &signed_message(Self::LABEL, &unsigned),
+            &signature,
+        )
+    }
+}
+
+impl SelfSigned for Checkpoint {
+    const LABEL: &'static [u8] = CHECKPOINT_LABEL;
+
+    fn signature(&mut self) -> &mut String {
+        &mut self.signature
+    }
+}
+
+impl SelfSigned for ShredReceipt {
+    const LABEL: &'static [u8] = RECEIPT_LABEL;
+
+    fn signature(&mut self) -> &mut String {
+        &mut self.signature
+    }
+}
+
 impl Checkpoint {
     /// Signs the head (`seq`, `head`) of a tenant's chain.
     pub fn sign(key: &SigningKey, tenant: &str, seq: u64, head: &str, time_ms: u64) -> Self {
@@ -144,24 +191,13 @@ impl Checkpoint {
             time_ms,
             signature: String::new(),
         };
-        checkpoint.signature =
-            hex::encode(key.sign(&signed_message(CHECKPOINT_LABEL, &checkpoint)));
+        checkpoint.sign_in_place(key);
         checkpoint
     }
 
     /// Verifies the signature.
     pub fn verify_signature(&self, public_key: &[u8; PUBLIC_KEY_LEN]) -> bool {
-        let Ok(signature) = hex::decode(&self.signature) else {
-            return false;
-        };
-        let mut unsigned = self.clone();
-        unsigned.signature = String::new();
-        sign::verify(
-            public_key,
-            &signed_message(CHECKPOINT_LABEL, &unsigned),
-            &signature,
-        )
-        .is_ok()
+        self.verify_with(public_key)
     }
 }
 
@@ -191,36 +227,29 @@ pub fn sign_head(key: &SigningKey, entry: &mut AuditEntry) {
 }
 
 /// Whether `entry` carries a head signature by `public_key` over its tenant, seq and hash.
-/// It does not recompute the hash: [`verify_chain`] checks that first.
+/// It does not recompute the hash: [`check_chain`] checks that first, [`is_signed_head`] too.
 pub fn verify_head(public_key: &[u8; PUBLIC_KEY_LEN], entry: &AuditEntry) -> bool {
-    let Some(signature) = entry.signature.as_deref() else {
-        return false;
-    };
-    let Ok(signature) = hex::decode(signature) else {
-        return false;
-    };
-    sign::verify(public_key, &head_message(entry), &signature).is_ok()
+    entry
+        .signature
+        .as_deref()
+        .is_some_and(|signature| verify_hex(public_key, &head_message(entry), signature))
+}
+
+/// Whether a stored chain head is intact and signed by `public_key`: its contents match its
+/// hash and its head signature verifies. The engine checks every head it loads with this,
+/// before it extends a chain; [`check_chain`] applies the same two checks to every entry.
+pub fn is_signed_head(public_key: &[u8; PUBLIC_KEY_LEN], entry: &AuditEntry) -> bool {
+    entry.compute_hash() == entry.hash && verify_head(public_key, entry)
 }
 
 /// Signs a shred receipt in place.
 pub fn sign_receipt(key: &SigningKey, receipt: &mut ShredReceipt) {
-    receipt.signature = String::new();
-    receipt.signature = hex::encode(key.sign(&signed_message(RECEIPT_LABEL, receipt)));
+    receipt.sign_in_place(key);
 }
 
 /// Verifies a shred receipt's signature.
 pub fn verify_receipt(public_key: &[u8; PUBLIC_KEY_LEN], receipt: &ShredReceipt) -> bool {
-    let Ok(signature) = hex::decode(&receipt.signature) else {
-        return false;
-    };
-    let mut unsigned = receipt.clone();
-    unsigned.signature = String::new();
-    sign::verify(
-        public_key,
-        &signed_message(RECEIPT_LABEL, &unsigned),
-        &signature,
-    )
-    .is_ok()
+    receipt.verify_with(public_key)
 }
 
 /// What `GET /v1/tenants/{tenant}/audit` returns, and what `treuhand audit verify` reads.
@@ -263,32 +292,18 @@ pub struct Verified {
     pub grant_releases: usize,
 }
 
-/// Verifies a tenant's chain: every entry's sequence number, tenant, `prev` link and hash,
-/// every stored head signature, and that the last entry is signed by `public_key`.
+/// The one check of a tenant's chain: every entry's sequence number, tenant, `prev` link and
+/// hash, and, given `public_key`, every stored head signature and that the last entry is
+/// signed. Without a key only the links are checked: for chains written before heads were
+/// signed, which `treuhand trustee migrate-audit` checks before it signs their heads.
 ///
-/// The trustee runs the same check before it signs a checkpoint; [`verify_log`] adds the
-/// checkpoint.
-///
-/// # Errors
-/// [`BrokenLink`] naming the first entry that does not verify.
-pub fn verify_chain(
-    tenant: &str,
-    entries: &[AuditEntry],
-    public_key: &[u8; PUBLIC_KEY_LEN],
-) -> Result<Verified, BrokenLink> {
-    check_chain(tenant, entries, Some(public_key))
-}
-
-/// Checks only the links of a chain (sequence, tenant, `prev`, hash), not the head signatures:
-/// for chains written before heads were signed, by `treuhand trustee migrate-audit`.
+/// Every walk over a chain goes through here: the engine before it signs a checkpoint and
+/// when it migrates a store, and `treuhand audit verify` through [`verify_log`], which adds
+/// the checkpoint.
 ///
 /// # Errors
 /// [`BrokenLink`] naming the first entry that does not verify.
-pub fn verify_links(tenant: &str, entries: &[AuditEntry]) -> Result<Verified, BrokenLink> {
-    check_chain(tenant, entries, None)
-}
-
-fn check_chain(
+pub fn check_chain(
     tenant: &str,
     entries: &[AuditEntry],
     public_key: Option<&[u8; PUBLIC_KEY_LEN]>,
@@ -387,7 +402,7 @@ fn check_chain(
     Ok(summary)
 }
 
-/// Verifies a downloaded log: the whole chain ([`verify_chain`]: every entry's hash, every
+/// Verifies a downloaded log: the whole chain ([`check_chain`]: every entry's hash, every
 /// `prev` link, the sequence numbers, the tenant, every head signature) and that the checkpoint
 /// is signed by `public_key` and covers the last entry.
 ///
@@ -397,7 +412,7 @@ pub fn verify_log(
     log: &AuditLog,
     public_key: &[u8; PUBLIC_KEY_LEN],
 ) -> Result<Verified, BrokenLink> {
-    let summary = verify_chain(&log.tenant, &log.entries, public_key)?;
+    let summary = check_chain(&log.tenant, &log.entries, Some(public_key))?;
     let prev = summary.head.clone();
     let checkpoint_broken = |what: String| BrokenLink {
         index: None,
@@ -557,7 +572,7 @@ mod tests {
         assert_eq!(err.index, Some(3), "{err}");
         assert!(err.what.contains("no head signature"), "{err}");
         // Only the links: what the migration of an old store checks before signing its head.
-        assert_eq!(verify_links("acme", &log.entries).unwrap().entries, 4);
+        assert_eq!(check_chain("acme", &log.entries, None).unwrap().entries, 4);
     }
 
     #[test]

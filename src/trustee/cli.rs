@@ -10,9 +10,9 @@ use anyhow::Context as _;
 use super::audit::{AuditLog, verify_log};
 use super::client::TrusteeClient;
 use super::config::{Config, generate_keys, read_public_key};
+use super::engine::migrate_audit;
 use super::policy::SystemClock;
 use super::server::{Server, run as serve};
-use super::service::migrate_audit;
 use super::store::SqliteStore;
 
 /// The trustee's subcommands.
@@ -219,6 +219,8 @@ async fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read {}", log.display()))?;
             let parsed: AuditLog = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a treuhand audit log (JSON)", log.display()))?;
+            // verify_log walks the chain with audit::check_chain, the same check the trustee
+            // runs before it signs a checkpoint, and adds the checkpoint.
             match verify_log(&parsed, &key) {
                 Ok(summary) => {
                     println!(

@@ -21,7 +21,8 @@ use zeroize::Zeroizing;
 
 use super::Error;
 use super::audit::AuditLog;
-use super::policy::Policy;
+use super::policy::Denial;
+use super::wire::Policy;
 use super::wire::{
     EnrollRequest, EnrollResponse, ErrorBody, Grant, GrantRequest, HealthResponse, ReleaseRequest,
     ReleaseResponse, ShredReceipt, ShredRequest,
@@ -44,10 +45,12 @@ pub struct TrusteeClient {
 
 impl std::fmt::Debug for TrusteeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrusteeClient")
-            .field("base", &self.base)
-            .field("timeout", &self.timeout)
-            .finish()
+        // The HTTPS client holds this caller's TLS key: only the address and timeout show.
+        let Self { base, timeout, .. } = self;
+        write!(
+            f,
+            "TrusteeClient {{ base: {base:?}, timeout: {timeout:?} }}"
+        )
     }
 }
 
@@ -152,14 +155,22 @@ impl TrusteeClient {
         result.map_err(|error| map_error(status, error))
     }
 
-    fn encode<B: Serialize>(body: &B) -> Result<Vec<u8>, Error> {
-        serde_json::to_vec(body)
-            .map_err(|e| Error::Protocol(format!("cannot encode the request: {e}")))
+    /// Sends `body` as JSON.
+    async fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Error> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| Error::Protocol(format!("cannot encode the request: {e}")))?;
+        self.send(method, path, Some(body)).await
     }
 
-    fn tenant_path(tenant: &str) -> Result<String, Error> {
+    /// `/v1/tenants/{tenant}/{rest}`, after checking the tenant id.
+    fn tenant_path(tenant: &str, rest: &str) -> Result<String, Error> {
         validate_tenant_id(tenant).map_err(|e| Error::Invalid(e.to_string()))?;
-        Ok(format!("/v1/tenants/{tenant}"))
+        Ok(format!("/v1/tenants/{tenant}/{rest}"))
     }
 
     /// Asks for the share of `tenant` / `key_version`. The response is checked: tenant and
@@ -174,10 +185,8 @@ impl TrusteeClient {
         key_version: u32,
         request: &ReleaseRequest,
     ) -> Result<Share, Error> {
-        let path = format!("{}/keys/{key_version}/release", Self::tenant_path(tenant)?);
-        let response: ReleaseResponse = self
-            .send(Method::POST, &path, Some(Self::encode(request)?))
-            .await?;
+        let path = Self::tenant_path(tenant, &format!("keys/{key_version}/release"))?;
+        let response: ReleaseResponse = self.send_json(Method::POST, &path, request).await?;
         if response.tenant != tenant || response.key_version != key_version {
             return Err(Error::Protocol(
                 "the release answer is for a different tenant or key version".into(),
@@ -205,9 +214,8 @@ impl TrusteeClient {
         tenant: &str,
         request: &EnrollRequest,
     ) -> Result<EnrollResponse, Error> {
-        let path = format!("{}/keys", Self::tenant_path(tenant)?);
-        self.send(Method::POST, &path, Some(Self::encode(request)?))
-            .await
+        let path = Self::tenant_path(tenant, "keys")?;
+        self.send_json(Method::POST, &path, request).await
     }
 
     /// Sets the tenant's policy (customer admin).
@@ -215,9 +223,8 @@ impl TrusteeClient {
     /// # Errors
     /// As [`TrusteeClient::release`].
     pub async fn set_policy(&self, tenant: &str, policy: &Policy) -> Result<Policy, Error> {
-        let path = format!("{}/policy", Self::tenant_path(tenant)?);
-        self.send(Method::PUT, &path, Some(Self::encode(policy)?))
-            .await
+        let path = Self::tenant_path(tenant, "policy")?;
+        self.send_json(Method::PUT, &path, policy).await
     }
 
     /// Reads the tenant's policy (customer admin).
@@ -225,8 +232,8 @@ impl TrusteeClient {
     /// # Errors
     /// As [`TrusteeClient::release`].
     pub async fn policy(&self, tenant: &str) -> Result<Policy, Error> {
-        let path = format!("{}/policy", Self::tenant_path(tenant)?);
-        self.send(Method::GET, &path, None).await
+        self.send(Method::GET, &Self::tenant_path(tenant, "policy")?, None)
+            .await
     }
 
     /// Files an emergency grant request (operator).
@@ -238,9 +245,8 @@ impl TrusteeClient {
         tenant: &str,
         request: &GrantRequest,
     ) -> Result<Grant, Error> {
-        let path = format!("{}/grants", Self::tenant_path(tenant)?);
-        self.send(Method::POST, &path, Some(Self::encode(request)?))
-            .await
+        let path = Self::tenant_path(tenant, "grants")?;
+        self.send_json(Method::POST, &path, request).await
     }
 
     /// Approves a pending grant (customer admin).
@@ -257,7 +263,7 @@ impl TrusteeClient {
                 "grant ids are letters, digits and '-'".into(),
             ));
         }
-        let path = format!("{}/grants/{grant_id}/approve", Self::tenant_path(tenant)?);
+        let path = Self::tenant_path(tenant, &format!("grants/{grant_id}/approve"))?;
         self.send(Method::POST, &path, None).await
     }
 
@@ -266,8 +272,8 @@ impl TrusteeClient {
     /// # Errors
     /// As [`TrusteeClient::release`].
     pub async fn grants(&self, tenant: &str) -> Result<Vec<Grant>, Error> {
-        let path = format!("{}/grants", Self::tenant_path(tenant)?);
-        self.send(Method::GET, &path, None).await
+        self.send(Method::GET, &Self::tenant_path(tenant, "grants")?, None)
+            .await
     }
 
     /// Shreds the tenant's share of `key_version` and returns the signed receipt.
@@ -280,9 +286,8 @@ impl TrusteeClient {
         key_version: u32,
         request: &ShredRequest,
     ) -> Result<ShredReceipt, Error> {
-        let path = format!("{}/keys/{key_version}/shred", Self::tenant_path(tenant)?);
-        self.send(Method::POST, &path, Some(Self::encode(request)?))
-            .await
+        let path = Self::tenant_path(tenant, &format!("keys/{key_version}/shred"))?;
+        self.send_json(Method::POST, &path, request).await
     }
 
     /// Downloads the tenant's audit log with the latest signed checkpoint (customer admin).
@@ -290,8 +295,8 @@ impl TrusteeClient {
     /// # Errors
     /// As [`TrusteeClient::release`].
     pub async fn audit(&self, tenant: &str) -> Result<AuditLog, Error> {
-        let path = format!("{}/audit", Self::tenant_path(tenant)?);
-        self.send(Method::GET, &path, None).await
+        self.send(Method::GET, &Self::tenant_path(tenant, "audit")?, None)
+            .await
     }
 
     /// Liveness (`/v1/health`); returns the trustee's public key.
@@ -324,9 +329,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 fn map_error(status: StatusCode, body: ErrorBody) -> Error {
     match status {
-        StatusCode::FORBIDDEN => Error::Denied {
-            reason: body.reason,
-        },
+        StatusCode::FORBIDDEN => Error::Denied(Denial::from_code(&body.reason)),
         StatusCode::GONE => Error::Shredded,
         StatusCode::NOT_FOUND if body.reason == "unknown_tenant" => Error::UnknownTenant,
         StatusCode::NOT_FOUND if body.reason == "not_found" => Error::NotFound(body.message),

@@ -230,45 +230,66 @@ impl Config {
             )));
         }
         let limits = &self.limits;
-        if !(1024..=1024 * 1024).contains(&limits.max_body_bytes) {
-            return Err(config_err(
-                "limits.max_body_bytes must be between 1024 and 1048576".into(),
-            ));
-        }
-        if !(1..=120).contains(&limits.handshake_timeout_secs) {
-            return Err(config_err(
-                "limits.handshake_timeout_secs must be between 1 and 120".into(),
-            ));
-        }
-        if !(1..=1_000_000).contains(&limits.max_connections) {
-            return Err(config_err(
-                "limits.max_connections must be between 1 and 1000000".into(),
-            ));
-        }
-        if !(60..=7 * 24 * 3600).contains(&limits.max_grant_secs) {
-            return Err(config_err(
-                "limits.max_grant_secs must be between 60 and 604800 (one week)".into(),
-            ));
-        }
-        if !(1..=65_536).contains(&limits.max_batch) {
-            return Err(config_err(
-                "limits.max_batch must be between 1 and 65536".into(),
-            ));
-        }
-        if !(1..=1_000_000).contains(&limits.denial_log_per_second) {
-            return Err(config_err(
-                "limits.denial_log_per_second must be between 1 and 1000000".into(),
-            ));
-        }
-        if !(1..=10_000_000).contains(&limits.denial_log_burst) {
-            return Err(config_err(
-                "limits.denial_log_burst must be between 1 and 10000000".into(),
-            ));
-        }
-        if !(1..=1_000_000).contains(&limits.denial_log_callers) {
-            return Err(config_err(
-                "limits.denial_log_callers must be between 1 and 1000000".into(),
-            ));
+        let as_u64 = |value: usize| u64::try_from(value).unwrap_or(u64::MAX);
+        // (field, value, least, most, a note on the bound)
+        let bounds = [
+            (
+                "max_body_bytes",
+                as_u64(limits.max_body_bytes),
+                1024,
+                1024 * 1024,
+                "",
+            ),
+            (
+                "handshake_timeout_secs",
+                limits.handshake_timeout_secs,
+                1,
+                120,
+                "",
+            ),
+            (
+                "max_connections",
+                as_u64(limits.max_connections),
+                1,
+                1_000_000,
+                "",
+            ),
+            (
+                "max_grant_secs",
+                limits.max_grant_secs,
+                60,
+                7 * 24 * 3600,
+                " (one week)",
+            ),
+            ("max_batch", as_u64(limits.max_batch), 1, 65_536, ""),
+            (
+                "denial_log_per_second",
+                u64::from(limits.denial_log_per_second),
+                1,
+                1_000_000,
+                "",
+            ),
+            (
+                "denial_log_burst",
+                u64::from(limits.denial_log_burst),
+                1,
+                10_000_000,
+                "",
+            ),
+            (
+                "denial_log_callers",
+                as_u64(limits.denial_log_callers),
+                1,
+                1_000_000,
+                "",
+            ),
+        ];
+        for (field, value, least, most, note) in bounds {
+            if !(least..=most).contains(&value) {
+                return Err(config_err(format!(
+                    "limits.{field} must be between {least} and {most}{note}"
+                )));
+            }
         }
         Ok(())
     }

@@ -6,12 +6,12 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`wire`] | the versioned `/v1` JSON types shared with the proxy and the CLI |
-//! | [`policy`] | per-tenant policy, rate limits, emergency grants, the injectable clock |
-//! | [`audit`] | hash-chained entries, signed checkpoints and receipts, log verification |
+//! | [`wire`] | the versioned `/v1` JSON types shared with the proxy and the CLI, `Policy` and `RateLimit` among them |
+//! | [`policy`] | pure decisions over the wire types: [`policy::authorize`], [`policy::decide`], the [`policy::Denial`] reasons, token buckets, the denial budget, the injectable clock |
+//! | [`audit`] | hash-chained entries, signed heads, checkpoints and receipts, the one chain check ([`audit::check_chain`]) |
 //! | [`store`] | the `Store` trait and its durable SQLite implementation |
-//! | [`service`] | the single-writer engine: decisions, group commit, fail-closed replies |
-//! | [`server`] | hyper 1 + tokio-rustls accept loop, routing, limits, graceful shutdown |
+//! | [`engine`] | the single-writer engine, one file per duty (release, custody, grants, the audit chains): decisions, group commit, fail-closed replies |
+//! | [`server`] | hyper 1 + tokio-rustls accept loop, routing, limits, graceful shutdown, the one error-to-HTTP map |
 //! | [`client`] | [`client::TrusteeClient`], used by the proxy and the CLI |
 //! | [`config`] | TOML configuration, validated at startup |
 //! | [`cli`] | `treuhand trustee` and `treuhand audit verify` |
@@ -22,11 +22,14 @@ pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod engine;
 pub mod policy;
 pub mod server;
-pub mod service;
 pub mod store;
 pub mod wire;
+
+/// The engine under its earlier name, so `trustee::service::{Trustee, Options}` keeps working.
+pub use self::engine as service;
 
 /// Errors of the trustee layer, on both the server and the client side.
 ///
@@ -38,13 +41,11 @@ pub enum Error {
     /// trustee answered 503). The proxy answers 503.
     #[error("trustee unreachable: {0}")]
     Unreachable(String),
-    /// The release (or another action) was refused by policy; `reason` is a machine code such
-    /// as `proxy_not_allowed`, `tenant_suspended` or `no_emergency_grant`.
-    #[error("denied by the trustee: {reason}")]
-    Denied {
-        /// The machine-readable reason code.
-        reason: String,
-    },
+    /// The release (or another action) was refused; the [`policy::Denial`] says why
+    /// (`proxy_not_allowed`, `tenant_suspended`, `no_emergency_grant`, ...). The trustee
+    /// answers 403 with the denial's code as `reason`.
+    #[error("denied by the trustee: {0}")]
+    Denied(policy::Denial),
     /// The tenant's share for this key version was shredded; it will never be released again.
     #[error("the tenant key was shredded")]
     Shredded,
@@ -67,9 +68,15 @@ pub enum Error {
     /// The audit entry could not be written durably, so nothing was released (fail closed).
     #[error("the audit log is unavailable; nothing was released")]
     AuditUnavailable,
-    /// The durable store failed.
+    /// The durable store failed, or refused its contents; the message says which and how.
     #[error("store error: {0}")]
     Store(String),
+    /// The database under the store failed; the database's error is the cause.
+    #[error("store error: {0}")]
+    Database(#[source] rusqlite::Error),
+    /// A record in the store does not parse; the parser's error is the cause.
+    #[error("store error: corrupt JSON in store: {0}")]
+    CorruptRecord(#[source] serde_json::Error),
     /// Invalid configuration, with a message saying how to fix it.
     #[error("configuration error: {0}")]
     Config(String),

@@ -1,15 +1,17 @@
 //! Per-tenant release policy, rate limiting, emergency grants and the injectable clock.
 //!
-//! Everything here is pure and synchronous; the [`super::service`] engine owns the state and
-//! calls in with the current time, so tests drive time with a [`ManualClock`] and never sleep.
+//! Everything here is pure and synchronous: [`authorize`] and [`decide`] are functions of the
+//! wire types ([`Policy`], [`RateLimit`], [`Grant`]) and of a time in Unix milliseconds. The
+//! engine owns the state and calls in with the time of its [`Clock`], so tests drive time with
+//! a [`ManualClock`] and never sleep.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::wire::{Grant, GrantState, Justification};
+pub use super::wire::{Policy, RateLimit};
+use crate::tls::{PeerIdentity, Role};
 
 /// A source of wall-clock time in Unix milliseconds.
 pub trait Clock: Send + Sync + 'static {
@@ -50,87 +52,6 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// A token-bucket rate limit.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimit {
-    /// Sustained releases per second (1..=1,000,000).
-    pub per_second: u32,
-    /// Burst size (1..=10,000,000).
-    pub burst: u32,
-}
-
-/// A tenant's release policy, set by its customer admin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Policy {
-    /// Proxy identities (the `<name>` of `<name>.proxy.treuhand`) that may ask for releases.
-    #[serde(default)]
-    pub allowed_proxies: Vec<String>,
-    /// Justifications that may be used. `operator_maintenance` additionally needs a live
-    /// emergency grant.
-    #[serde(default = "default_justifications")]
-    pub allowed_justifications: Vec<Justification>,
-    /// Rate limit on releases for this tenant (all proxies together).
-    #[serde(default = "default_rate_limit")]
-    pub rate_limit: RateLimit,
-    /// When true, every release is denied with `tenant_suspended`.
-    #[serde(default)]
-    pub suspended: bool,
-}
-
-fn default_justifications() -> Vec<Justification> {
-    vec![
-        Justification::CustomerAccess,
-        Justification::OperatorMaintenance,
-    ]
-}
-
-fn default_rate_limit() -> RateLimit {
-    RateLimit {
-        per_second: 2_000,
-        burst: 4_000,
-    }
-}
-
-impl Default for Policy {
-    /// No proxy allowed; customer access and (grant-gated) maintenance; 2,000/s, burst 4,000.
-    fn default() -> Self {
-        Self {
-            allowed_proxies: Vec::new(),
-            allowed_justifications: default_justifications(),
-            rate_limit: default_rate_limit(),
-            suspended: false,
-        }
-    }
-}
-
-impl Policy {
-    /// Checks bounds.
-    ///
-    /// # Errors
-    /// A message naming the field that is wrong.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.allowed_proxies.len() > 1024 {
-            return Err("allowed_proxies may list at most 1024 identities".into());
-        }
-        for name in &self.allowed_proxies {
-            if name.is_empty() || name.len() > 128 || !name.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(format!(
-                    "allowed_proxies entry {name:?} must be 1-128 printable characters (the <name> of <name>.proxy.treuhand)"
-                ));
-            }
-        }
-        if !(1..=1_000_000).contains(&self.rate_limit.per_second) {
-            return Err("rate_limit.per_second must be 1..=1000000".into());
-        }
-        if !(1..=10_000_000).contains(&self.rate_limit.burst) {
-            return Err("rate_limit.burst must be 1..=10000000".into());
-        }
-        Ok(())
     }
 }
 
@@ -234,10 +155,14 @@ impl DenialLimiter {
     }
 }
 
-/// Why a release is denied: the machine codes of the 403 body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why the trustee refused: the reason of every 403, as a machine code in the body's `reason`.
+///
+/// The engine decides the known reasons; a client that reads a code this build does not know
+/// (a newer trustee) keeps it as [`Denial::Other`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Denial {
-    /// The caller is not a proxy.
+    /// The caller's certificate has the wrong role for this action.
     WrongRole,
     /// The proxy is not in `allowed_proxies`.
     ProxyNotAllowed,
@@ -251,40 +176,150 @@ pub enum Denial {
     RateLimited,
     /// A customer admin acting on another tenant.
     NotTenantAdmin,
+    /// The client certificate names no `<name>.<role>.treuhand` identity.
+    UnknownIdentity,
+    /// A code this build does not know, as the other side sent it.
+    Other(String),
 }
 
 impl Denial {
-    /// The machine code.
-    pub fn code(self) -> &'static str {
+    /// Every reason this build decides, for reading codes back ([`Denial::from_code`]).
+    const KNOWN: [Denial; 8] = [
+        Denial::WrongRole,
+        Denial::ProxyNotAllowed,
+        Denial::TenantSuspended,
+        Denial::JustificationNotAllowed,
+        Denial::NoEmergencyGrant,
+        Denial::RateLimited,
+        Denial::NotTenantAdmin,
+        Denial::UnknownIdentity,
+    ];
+
+    /// The machine code and the human text of the 403 body.
+    fn describe(&self) -> (&str, &'static str) {
         match self {
-            Denial::WrongRole => "wrong_role",
-            Denial::ProxyNotAllowed => "proxy_not_allowed",
-            Denial::TenantSuspended => "tenant_suspended",
-            Denial::JustificationNotAllowed => "justification_not_allowed",
-            Denial::NoEmergencyGrant => "no_emergency_grant",
-            Denial::RateLimited => "rate_limited",
-            Denial::NotTenantAdmin => "not_tenant_admin",
+            Denial::WrongRole => (
+                "wrong_role",
+                "this action needs a client certificate of a different role",
+            ),
+            Denial::ProxyNotAllowed => (
+                "proxy_not_allowed",
+                "this proxy identity is not in the tenant's allowed_proxies",
+            ),
+            Denial::TenantSuspended => (
+                "tenant_suspended",
+                "the tenant's customer admin has suspended all releases",
+            ),
+            Denial::JustificationNotAllowed => (
+                "justification_not_allowed",
+                "the tenant's policy does not allow this justification",
+            ),
+            Denial::NoEmergencyGrant => (
+                "no_emergency_grant",
+                "operator_maintenance needs an emergency grant approved by the customer admin that is live now",
+            ),
+            Denial::RateLimited => (
+                "rate_limited",
+                "the tenant's release rate limit is exhausted; retry later",
+            ),
+            Denial::NotTenantAdmin => (
+                "not_tenant_admin",
+                "only the tenant's own customer admin may do this",
+            ),
+            Denial::UnknownIdentity => (
+                "unknown_identity",
+                "the client certificate does not carry a <name>.<role>.treuhand identity",
+            ),
+            Denial::Other(code) => (code, "denied by policy"),
         }
+    }
+
+    /// The machine code (the body's `reason`).
+    pub fn code(&self) -> &str {
+        self.describe().0
+    }
+
+    /// The human text (the body's `message`).
+    pub fn message(&self) -> &'static str {
+        self.describe().1
+    }
+
+    /// The denial a machine code names; an unknown code is kept as [`Denial::Other`].
+    pub fn from_code(code: &str) -> Self {
+        Self::KNOWN
+            .into_iter()
+            .find(|known| known.code() == code)
+            .unwrap_or_else(|| Denial::Other(code.to_owned()))
     }
 }
 
-/// Human text for a denial code (unknown codes get a generic text).
-pub fn denial_message(code: &str) -> &'static str {
-    match code {
-        "wrong_role" => "this action needs a client certificate of a different role",
-        "proxy_not_allowed" => "this proxy identity is not in the tenant's allowed_proxies",
-        "tenant_suspended" => "the tenant's customer admin has suspended all releases",
-        "justification_not_allowed" => "the tenant's policy does not allow this justification",
-        "no_emergency_grant" => {
-            "operator_maintenance needs an emergency grant approved by the customer admin that is live now"
-        }
-        "rate_limited" => "the tenant's release rate limit is exhausted; retry later",
-        "not_tenant_admin" => "only the tenant's own customer admin may do this",
-        "unknown_identity" => {
-            "the client certificate does not carry a <name>.<role>.treuhand identity"
-        }
-        _ => "denied by policy",
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
     }
+}
+
+impl PartialEq<str> for Denial {
+    fn eq(&self, code: &str) -> bool {
+        self.code() == code
+    }
+}
+
+impl PartialEq<&str> for Denial {
+    fn eq(&self, code: &&str) -> bool {
+        self.code() == *code
+    }
+}
+
+/// Whether `caller` may ask for `tenant`'s releases at all: a proxy named in the tenant's
+/// policy (`None`: no policy, which is the default policy, allowing no proxy). Nothing about a
+/// caller that may not ask enters the tenant's chain.
+///
+/// # Errors
+/// [`Denial::WrongRole`] or [`Denial::ProxyNotAllowed`].
+pub fn authorize(policy: Option<&Policy>, caller: &PeerIdentity) -> Result<(), Denial> {
+    if caller.role != Role::Proxy {
+        return Err(Denial::WrongRole);
+    }
+    if !policy.is_some_and(|policy| policy.allowed_proxies.contains(&caller.name)) {
+        return Err(Denial::ProxyNotAllowed);
+    }
+    Ok(())
+}
+
+/// The rest of a release decision, for an authorized caller, at `now_ms`: suspension, the
+/// allowed justifications, a live emergency grant for `operator_maintenance` (the first of
+/// `grants` that covers `key_version`), then one token of the tenant's `bucket`. Returns the
+/// grant the release goes under, if any.
+///
+/// # Errors
+/// The [`Denial`] of the first check that fails; a denied release takes no token.
+pub fn decide<'g>(
+    policy: &Policy,
+    justification: Justification,
+    key_version: u32,
+    grants: impl IntoIterator<Item = &'g Grant>,
+    bucket: &mut RateBucket,
+    now_ms: u64,
+) -> Result<Option<&'g Grant>, Denial> {
+    if policy.suspended {
+        return Err(Denial::TenantSuspended);
+    }
+    if !policy.allowed_justifications.contains(&justification) {
+        return Err(Denial::JustificationNotAllowed);
+    }
+    let grant = if justification == Justification::OperatorMaintenance {
+        let live = grants
+            .into_iter()
+            .find(|grant| grant_covers(grant, key_version, now_ms));
+        Some(live.ok_or(Denial::NoEmergencyGrant)?)
+    } else {
+        None
+    };
+    if !bucket.try_take(policy.rate_limit, now_ms) {
+        return Err(Denial::RateLimited);
+    }
+    Ok(grant)
 }
 
 /// Whether `grant` is live at `now_ms` and covers `key_version`.
@@ -298,12 +333,13 @@ pub fn grant_covers(grant: &Grant, key_version: u32, now_ms: u64) -> bool {
 mod tests {
     use super::*;
 
+    fn limit(per_second: u32, burst: u32) -> RateLimit {
+        RateLimit { per_second, burst }
+    }
+
     #[test]
     fn bucket_refills_with_time_and_caps_at_burst() {
-        let limit = RateLimit {
-            per_second: 10,
-            burst: 2,
-        };
+        let limit = limit(10, 2);
         let mut bucket = RateBucket::full(limit, 0);
         assert!(bucket.try_take(limit, 0));
         assert!(bucket.try_take(limit, 0));
@@ -317,10 +353,7 @@ mod tests {
 
     #[test]
     fn denial_limiter_counts_what_it_left_out_per_caller() {
-        let limit = RateLimit {
-            per_second: 1,
-            burst: 2,
-        };
+        let limit = limit(1, 2);
         let mut limiter = DenialLimiter::new(limit, 16);
         assert_eq!(limiter.admit("proxy:a", 0), Some(0));
         assert_eq!(limiter.admit("proxy:a", 0), Some(0));
@@ -335,10 +368,7 @@ mod tests {
 
     #[test]
     fn denial_limiter_memory_stays_bounded_under_many_identities() {
-        let limit = RateLimit {
-            per_second: 1,
-            burst: 1,
-        };
+        let limit = limit(1, 1);
         let mut limiter = DenialLimiter::new(limit, 100);
         assert_eq!(limiter.admit("proxy:noisy", 0), Some(0));
         assert_eq!(limiter.admit("proxy:noisy", 0), None);
@@ -356,10 +386,7 @@ mod tests {
         assert!(policy.allowed_proxies.is_empty());
         assert!(policy.validate().is_ok());
         let bad = Policy {
-            rate_limit: RateLimit {
-                per_second: 0,
-                burst: 1,
-            },
+            rate_limit: limit(0, 1),
             ..Policy::default()
         };
         assert!(bad.validate().is_err());

@@ -34,10 +34,10 @@ use tokio_rustls::TlsAcceptor;
 
 use super::Error;
 use super::config::{Config, Limits, load_sealing_key, load_signing_key};
-use super::policy::{Clock, denial_message};
-use super::service::{Options, Trustee};
+use super::engine::{Options, Trustee};
+use super::policy::{Clock, Denial};
 use super::store::SqliteStore;
-use super::wire::{ErrorBody, HealthResponse};
+use super::wire::{ErrorBody, HealthResponse, ReleaseRequest, ShredRequest};
 use crate::tls::{PeerIdentity, peer_identity};
 
 /// Everything [`run`] needs.
@@ -50,10 +50,14 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("trustee", &self.trustee)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
+        // The TLS config holds the server's key: it stays out.
+        let Self {
+            trustee, limits, ..
+        } = self;
+        write!(
+            f,
+            "Server {{ trustee: {trustee:?}, limits: {limits:?}, .. }}"
+        )
     }
 }
 
@@ -85,7 +89,7 @@ impl Server {
         let options = Options {
             max_batch: config.limits.max_batch,
             max_grant_secs: config.limits.max_grant_secs,
-            denial_log: super::policy::RateLimit {
+            denial_log: super::wire::RateLimit {
                 per_second: config.limits.denial_log_per_second,
                 burst: config.limits.denial_log_burst,
             },
@@ -119,17 +123,16 @@ pub async fn run(
     let server = Arc::new(server);
     tokio::pin!(shutdown);
     loop {
-        let (stream, remote) = tokio::select! {
+        let accepted = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, remote)) =
+            accepted.inspect_err(|e| tracing::warn!(error = %e, "accept failed"))
+        else {
+            // EMFILE and friends: back off briefly instead of spinning.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             tracing::warn!(%remote, "connection limit reached; closing");
@@ -141,16 +144,19 @@ pub async fn run(
         let server = server.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%remote, "TLS handshake timed out");
-                    return;
-                }
+            let Some(tls) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                .await
+                .inspect_err(|_| tracing::debug!(%remote, "TLS handshake timed out"))
+                .ok()
+                .and_then(|accepted| {
+                    accepted
+                        .inspect_err(
+                            |e| tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                        )
+                        .ok()
+                })
+            else {
+                return;
             };
             let identity = tls
                 .get_ref()
@@ -218,84 +224,70 @@ fn error_response(
     )
 }
 
-/// Maps a trustee error to its HTTP answer. The cause of a 500 goes to the log only.
+/// Maps a trustee error to its HTTP answer: the one place that does. The cause of a 500 goes
+/// to the log only.
 fn error_to_response(error: &Error) -> Response<Body> {
-    match error {
-        Error::Denied { reason } => error_response(
-            StatusCode::FORBIDDEN,
-            "denied",
-            reason,
-            denial_message(reason),
-        ),
-        Error::UnknownTenant => error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "unknown_tenant",
-            "no such tenant or key version is enrolled",
-        ),
-        Error::NotFound(message) => error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "not_found",
-            message.clone(),
-        ),
-        Error::Shredded => error_response(
-            StatusCode::GONE,
-            "shredded",
-            "shredded",
-            "this tenant key was shredded; its share will never be released again",
-        ),
-        Error::Invalid(message) => error_response(
-            StatusCode::BAD_REQUEST,
+    use StatusCode as S;
+    const UNKNOWN: &str = "no such tenant or key version is enrolled";
+    const SHREDDED: &str = "this tenant key was shredded; its share will never be released again";
+    const UNAVAILABLE: &str = "the audit log cannot be written durably; nothing was released";
+    const INTERNAL: &str = "internal error; see the trustee log";
+    let (status, class, reason, message) = match error {
+        Error::Denied(denial) => (S::FORBIDDEN, "denied", denial.code(), denial.message()),
+        Error::UnknownTenant => (S::NOT_FOUND, "not_found", "unknown_tenant", UNKNOWN),
+        Error::NotFound(message) => (S::NOT_FOUND, "not_found", "not_found", message.as_str()),
+        Error::Shredded => (S::GONE, "shredded", "shredded", SHREDDED),
+        Error::Invalid(message) => (
+            S::BAD_REQUEST,
             "bad_request",
             "invalid_request",
-            message.clone(),
+            message.as_str(),
         ),
-        Error::Conflict(message) => error_response(
-            StatusCode::CONFLICT,
-            "conflict",
-            "conflict",
-            message.clone(),
-        ),
-        Error::AuditUnavailable => error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
+        Error::Conflict(message) => (S::CONFLICT, "conflict", "conflict", message.as_str()),
+        Error::AuditUnavailable => (
+            S::SERVICE_UNAVAILABLE,
             "unavailable",
             "audit_unavailable",
-            "the audit log cannot be written durably; nothing was released",
+            UNAVAILABLE,
         ),
         other => {
             tracing::error!(error = %other, "internal error");
-            error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal",
-                "internal error; see the trustee log",
-            )
+            (S::INTERNAL_SERVER_ERROR, "internal", "internal", INTERNAL)
         }
-    }
+    };
+    error_response(status, class, reason, message)
 }
 
 enum Route<'a> {
     Health,
     Ready,
-    Enroll(&'a str),
-    Release(&'a str, &'a str),
-    Shred(&'a str, &'a str),
-    Policy(&'a str),
-    Grants(&'a str),
-    Approve(&'a str, &'a str),
-    Audit(&'a str),
+    /// `/v1/tenants/{tenant}/...`: the tenant (not yet validated) and what under it.
+    Tenant(&'a str, TenantRoute<'a>),
+}
+
+enum TenantRoute<'a> {
+    Enroll,
+    Release(&'a str),
+    Shred(&'a str),
+    Policy,
+    Grants,
+    Approve(&'a str),
+    Audit,
 }
 
 impl Route<'_> {
     fn allowed(&self) -> &'static [Method] {
         match self {
-            Route::Health | Route::Ready | Route::Audit(_) => &[Method::GET],
-            Route::Policy(_) => &[Method::GET, Method::PUT],
-            Route::Grants(_) => &[Method::GET, Method::POST],
-            Route::Enroll(_) | Route::Release(..) | Route::Shred(..) | Route::Approve(..) => {
-                &[Method::POST]
-            }
+            Route::Health | Route::Ready | Route::Tenant(_, TenantRoute::Audit) => &[Method::GET],
+            Route::Tenant(_, TenantRoute::Policy) => &[Method::GET, Method::PUT],
+            Route::Tenant(_, TenantRoute::Grants) => &[Method::GET, Method::POST],
+            Route::Tenant(
+                _,
+                TenantRoute::Enroll
+                | TenantRoute::Release(_)
+                | TenantRoute::Shred(_)
+                | TenantRoute::Approve(_),
+            ) => &[Method::POST],
         }
     }
 }
@@ -306,13 +298,19 @@ fn route(path: &str) -> Option<Route<'_>> {
     Some(match parts.as_slice() {
         ["health"] => Route::Health,
         ["ready"] => Route::Ready,
-        ["tenants", tenant, "keys"] => Route::Enroll(tenant),
-        ["tenants", tenant, "keys", version, "release"] => Route::Release(tenant, version),
-        ["tenants", tenant, "keys", version, "shred"] => Route::Shred(tenant, version),
-        ["tenants", tenant, "policy"] => Route::Policy(tenant),
-        ["tenants", tenant, "grants"] => Route::Grants(tenant),
-        ["tenants", tenant, "grants", id, "approve"] => Route::Approve(tenant, id),
-        ["tenants", tenant, "audit"] => Route::Audit(tenant),
+        ["tenants", tenant, under @ ..] => Route::Tenant(
+            tenant,
+            match under {
+                ["keys"] => TenantRoute::Enroll,
+                ["keys", version, "release"] => TenantRoute::Release(version),
+                ["keys", version, "shred"] => TenantRoute::Shred(version),
+                ["policy"] => TenantRoute::Policy,
+                ["grants"] => TenantRoute::Grants,
+                ["grants", id, "approve"] => TenantRoute::Approve(id),
+                ["audit"] => TenantRoute::Audit,
+                _ => return None,
+            },
+        ),
         _ => return None,
     })
 }
@@ -401,8 +399,14 @@ async fn json_body<T: DeserializeOwned>(
     }
 }
 
-fn require_body<T>(body: Option<T>) -> Result<T, Response<Body>> {
-    body.ok_or_else(|| bad_request("malformed_json", "the body is not valid JSON: it is empty"))
+/// Reads a JSON body that must be there ([`json_body`]; an empty one is malformed JSON).
+async fn required_body<T: DeserializeOwned>(
+    request: Request<Incoming>,
+    limit: usize,
+) -> Result<T, Response<Body>> {
+    json_body(request, limit, false)
+        .await?
+        .ok_or_else(|| bad_request("malformed_json", "the body is not valid JSON: it is empty"))
 }
 
 async fn handle(
@@ -415,14 +419,23 @@ async fn handle(
     }
 }
 
+/// The answer to an engine call: 200 with the value as JSON, or the error's answer.
+fn ok<T: Serialize>(result: Result<T, Error>) -> Result<Response<Body>, Response<Body>> {
+    answer(StatusCode::OK, result)
+}
+
+/// As [`ok`], with 201 Created.
+fn created<T: Serialize>(result: Result<T, Error>) -> Result<Response<Body>, Response<Body>> {
+    answer(StatusCode::CREATED, result)
+}
+
 fn answer<T: Serialize>(
     status: StatusCode,
     result: Result<T, Error>,
 ) -> Result<Response<Body>, Response<Body>> {
-    match result {
-        Ok(value) => Ok(json_response(status, &value)),
-        Err(error) => Err(error_to_response(&error)),
-    }
+    result
+        .map(|value| json_response(status, &value))
+        .map_err(|error| error_to_response(&error))
 }
 
 async fn dispatch(
@@ -460,117 +473,59 @@ async fn dispatch(
     }
     let trustee = &server.trustee;
     let public_key = hex::encode(trustee.public_key());
-    match route {
-        Route::Health => {
-            return Ok(json_response(
-                StatusCode::OK,
-                &HealthResponse {
-                    status: "ok".into(),
-                    trustee_key: public_key,
-                },
-            ));
-        }
-        Route::Ready => {
-            return Ok(if trustee.ready().await {
-                json_response(
-                    StatusCode::OK,
-                    &HealthResponse {
-                        status: "ok".into(),
-                        trustee_key: public_key,
-                    },
-                )
+    let (tenant, under) = match route {
+        Route::Tenant(tenant, under) => (tenant, under),
+        Route::Health | Route::Ready => {
+            // Liveness is answering at all; readiness also needs a usable store.
+            let ready = matches!(route, Route::Health) || trustee.ready().await;
+            let (status, text) = if ready {
+                (StatusCode::OK, "ok")
             } else {
-                json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &HealthResponse {
-                        status: "unavailable".into(),
-                        trustee_key: public_key,
-                    },
-                )
-            });
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            };
+            let health = HealthResponse {
+                status: text.into(),
+                trustee_key: public_key,
+            };
+            return Ok(json_response(status, &health));
         }
-        _ => {}
-    }
-    let Some(caller) = identity else {
-        return Err(error_response(
-            StatusCode::FORBIDDEN,
-            "denied",
-            "unknown_identity",
-            denial_message("unknown_identity"),
-        ));
     };
+    let Some(caller) = identity else {
+        return Err(error_to_response(&Error::Denied(Denial::UnknownIdentity)));
+    };
+    let tenant = tenant_param(tenant)?;
     let limit = server.limits.max_body_bytes;
-    match route {
-        Route::Health | Route::Ready => Err(error_to_response(&Error::Internal(
-            "unreachable route".into(),
-        ))),
-        Route::Release(tenant, version) => {
-            let tenant = tenant_param(tenant)?;
+    let get = method == Method::GET;
+    match under {
+        TenantRoute::Release(version) => {
             let version = version_param(version)?;
-            let body: super::wire::ReleaseRequest =
-                require_body(json_body(request, limit, false).await?)?;
+            let body: ReleaseRequest = required_body(request, limit).await?;
             body.validate()
                 .map_err(|m| bad_request("invalid_field", m))?;
-            let result = trustee.release(caller, tenant, version, body).await;
-            answer(StatusCode::OK, result)
+            ok(trustee.release(caller, tenant, version, body).await)
         }
-        Route::Enroll(tenant) => {
-            let tenant = tenant_param(tenant)?;
-            let body: super::wire::EnrollRequest =
-                require_body(json_body(request, limit, false).await?)?;
-            answer(
-                StatusCode::CREATED,
-                trustee.enroll(caller, tenant, body).await,
-            )
+        TenantRoute::Enroll => {
+            let body = required_body(request, limit).await?;
+            created(trustee.enroll(caller, tenant, body).await)
         }
-        Route::Shred(tenant, version) => {
-            let tenant = tenant_param(tenant)?;
+        TenantRoute::Shred(version) => {
             let version = version_param(version)?;
-            let body: Option<super::wire::ShredRequest> = json_body(request, limit, true).await?;
-            answer(
-                StatusCode::OK,
-                trustee
-                    .shred(caller, tenant, version, body.unwrap_or_default())
-                    .await,
-            )
+            let body: Option<ShredRequest> = json_body(request, limit, true).await?;
+            ok(trustee
+                .shred(caller, tenant, version, body.unwrap_or_default())
+                .await)
         }
-        Route::Policy(tenant) => {
-            let tenant = tenant_param(tenant)?;
-            if method == Method::GET {
-                answer(StatusCode::OK, trustee.policy(caller, tenant).await)
-            } else {
-                let body: super::policy::Policy =
-                    require_body(json_body(request, limit, false).await?)?;
-                answer(
-                    StatusCode::OK,
-                    trustee.set_policy(caller, tenant, body).await,
-                )
-            }
+        TenantRoute::Policy if get => ok(trustee.policy(caller, tenant).await),
+        TenantRoute::Grants if get => ok(trustee.grants(caller, tenant).await),
+        TenantRoute::Policy => {
+            let body = required_body(request, limit).await?;
+            ok(trustee.set_policy(caller, tenant, body).await)
         }
-        Route::Grants(tenant) => {
-            let tenant = tenant_param(tenant)?;
-            if method == Method::GET {
-                answer(StatusCode::OK, trustee.grants(caller, tenant).await)
-            } else {
-                let body: super::wire::GrantRequest =
-                    require_body(json_body(request, limit, false).await?)?;
-                answer(
-                    StatusCode::CREATED,
-                    trustee.request_grant(caller, tenant, body).await,
-                )
-            }
+        TenantRoute::Grants => {
+            let body = required_body(request, limit).await?;
+            created(trustee.request_grant(caller, tenant, body).await)
         }
-        Route::Approve(tenant, id) => {
-            let tenant = tenant_param(tenant)?;
-            let id = id.to_owned();
-            answer(
-                StatusCode::OK,
-                trustee.approve_grant(caller, tenant, id).await,
-            )
-        }
-        Route::Audit(tenant) => {
-            let tenant = tenant_param(tenant)?;
-            answer(StatusCode::OK, trustee.audit(caller, tenant).await)
-        }
+        TenantRoute::Approve(id) => ok(trustee.approve_grant(caller, tenant, id.to_owned()).await),
+        TenantRoute::Audit => ok(trustee.audit(caller, tenant).await),
     }
 }

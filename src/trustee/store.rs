@@ -1,6 +1,6 @@
 //! Durable storage for the trustee: the [`Store`] trait and its embedded SQLite implementation.
 //!
-//! The engine ([`super::service`]) is the only writer. It hands the store one batch of
+//! The engine ([`super::engine`]) is the only writer. It hands the store one batch of
 //! [`Mutation`]s per group commit; [`Store::commit`] must make the whole batch durable
 //! atomically before returning `Ok`, because only then are the callers answered. A replicated
 //! database (PostgreSQL) can implement the same trait.
@@ -16,11 +16,12 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
+use serde::de::DeserializeOwned;
 
 use super::Error;
 use super::audit::AuditEntry;
-use super::policy::Policy;
 use super::wire::Grant;
+use super::wire::Policy;
 use crate::crypto::shamir::KeyMetadata;
 
 /// One enrolled tenant key version.
@@ -52,7 +53,7 @@ pub struct Snapshot {
     /// The last entry of each tenant's chain.
     pub heads: Vec<AuditEntry>,
     /// The chains were written before treuhand signed chain heads: the engine refuses to start
-    /// until [`super::service::migrate_audit`] has signed them.
+    /// until [`super::engine::migrate_audit`] has signed them.
     pub unsigned_heads: bool,
 }
 
@@ -128,11 +129,11 @@ pub trait Store: Send + 'static {
 }
 
 fn db_err(e: rusqlite::Error) -> Error {
-    Error::Store(e.to_string())
+    Error::Database(e)
 }
 
 fn json_err(e: serde_json::Error) -> Error {
-    Error::Store(format!("corrupt JSON in store: {e}"))
+    Error::CorruptRecord(e)
 }
 
 /// The embedded SQLite store.
@@ -295,18 +296,36 @@ fn audit_format(conn: &Connection) -> Result<i64, Error> {
         .map_err(db_err)
 }
 
+/// Every row `sql` (with `params`) selects, mapped by `map`.
+fn rows<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, Error> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt.query_map(params, map).map_err(db_err)?;
+    rows.collect::<Result<_, _>>().map_err(db_err)
+}
+
+/// Every row of a one-column query whose column holds the JSON of a `T`.
+fn json_rows<T: DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<T>, Error> {
+    rows(conn, sql, params, |row| row.get::<_, String>(0))?
+        .iter()
+        .map(|json| serde_json::from_str(json).map_err(json_err))
+        .collect()
+}
+
 fn read_entries(conn: &Connection, tenant: &str) -> Result<Vec<AuditEntry>, Error> {
-    let mut stmt = conn
-        .prepare_cached("SELECT entry FROM audit WHERE tenant = ?1 ORDER BY seq")
-        .map_err(db_err)?;
-    let rows = stmt
-        .query_map([tenant], |row| row.get::<_, String>(0))
-        .map_err(db_err)?;
-    let mut entries = Vec::new();
-    for row in rows {
-        entries.push(serde_json::from_str(&row.map_err(db_err)?).map_err(json_err)?);
-    }
-    Ok(entries)
+    json_rows(
+        conn,
+        "SELECT entry FROM audit WHERE tenant = ?1 ORDER BY seq",
+        [tenant],
+    )
 }
 
 /// A read-only SQLite connection for audit downloads (WAL readers never block the writer).
@@ -332,13 +351,11 @@ impl Store for SqliteStore {
     }
 
     fn load(&mut self) -> Result<Snapshot, Error> {
-        let mut snapshot = Snapshot::default();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT tenant, key_version, holder, metadata, sealed, shredded_ms FROM keys")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |row| {
+        let keys = rows(
+            &self.conn,
+            "SELECT tenant, key_version, holder, metadata, sealed, shredded_ms FROM keys",
+            [],
+            |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, u32>(1)?,
@@ -347,11 +364,10 @@ impl Store for SqliteStore {
                     row.get::<_, Option<Vec<u8>>>(4)?,
                     row.get::<_, Option<i64>>(5)?,
                 ))
-            })
-            .map_err(db_err)?;
-        for row in rows {
-            let (tenant, key_version, holder, metadata, sealed, shredded_ms) =
-                row.map_err(db_err)?;
+            },
+        )?;
+        let mut snapshot = Snapshot::default();
+        for (tenant, key_version, holder, metadata, sealed, shredded_ms) in keys {
             snapshot.keys.push(KeyRecord {
                 tenant,
                 key_version,
@@ -361,49 +377,23 @@ impl Store for SqliteStore {
                 shredded_ms: shredded_ms.map(|ms| u64::try_from(ms).unwrap_or(0)),
             });
         }
-        drop(stmt);
-        let mut stmt = self
-            .conn
-            .prepare("SELECT tenant, policy FROM policies")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })
-            .map_err(db_err)?;
-        for row in rows {
-            let (tenant, policy) = row.map_err(db_err)?;
+        let policies = rows(
+            &self.conn,
+            "SELECT tenant, policy FROM policies",
+            [],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+        )?;
+        for (tenant, policy) in policies {
             snapshot
                 .policies
                 .push((tenant, serde_json::from_str(&policy).map_err(json_err)?));
         }
-        drop(stmt);
-        let mut stmt = self
-            .conn
-            .prepare("SELECT grant_json FROM grants")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |row| row.get::<_, String>(0))
-            .map_err(db_err)?;
-        for row in rows {
-            snapshot
-                .grants
-                .push(serde_json::from_str(&row.map_err(db_err)?).map_err(json_err)?);
-        }
-        drop(stmt);
-        let mut stmt = self
-            .conn
-            .prepare("SELECT a.entry FROM audit a WHERE a.seq = (SELECT MAX(b.seq) FROM audit b WHERE b.tenant = a.tenant)")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |row| row.get::<_, String>(0))
-            .map_err(db_err)?;
-        for row in rows {
-            snapshot
-                .heads
-                .push(serde_json::from_str(&row.map_err(db_err)?).map_err(json_err)?);
-        }
-        drop(stmt);
+        snapshot.grants = json_rows(&self.conn, "SELECT grant_json FROM grants", [])?;
+        snapshot.heads = json_rows(
+            &self.conn,
+            "SELECT a.entry FROM audit a WHERE a.seq = (SELECT MAX(b.seq) FROM audit b WHERE b.tenant = a.tenant)",
+            [],
+        )?;
         snapshot.unsigned_heads = audit_format(&self.conn)? < AUDIT_FORMAT_SIGNED_HEADS;
         Ok(snapshot)
     }

@@ -6,7 +6,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::shamir::KeyMetadata;
-use crate::trustee::policy::Policy;
 
 /// Maximum length of the free-text reason of a release, in bytes.
 pub const MAX_REASON_BYTES: usize = 1024;
@@ -310,4 +309,85 @@ pub struct HealthResponse {
     pub status: String,
     /// Hex Ed25519 public key of this trustee (verifies checkpoints and receipts).
     pub trustee_key: String,
+}
+
+/// A token-bucket rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained releases per second (1..=1,000,000).
+    pub per_second: u32,
+    /// Burst size (1..=10,000,000).
+    pub burst: u32,
+}
+
+/// A tenant's release policy, set by its customer admin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Proxy identities (the `<name>` of `<name>.proxy.treuhand`) that may ask for releases.
+    #[serde(default)]
+    pub allowed_proxies: Vec<String>,
+    /// Justifications that may be used. `operator_maintenance` additionally needs a live
+    /// emergency grant.
+    #[serde(default = "default_justifications")]
+    pub allowed_justifications: Vec<Justification>,
+    /// Rate limit on releases for this tenant (all proxies together).
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: RateLimit,
+    /// When true, every release is denied with `tenant_suspended`.
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+fn default_justifications() -> Vec<Justification> {
+    vec![
+        Justification::CustomerAccess,
+        Justification::OperatorMaintenance,
+    ]
+}
+
+fn default_rate_limit() -> RateLimit {
+    RateLimit {
+        per_second: 2_000,
+        burst: 4_000,
+    }
+}
+
+impl Default for Policy {
+    /// No proxy allowed; customer access and (grant-gated) maintenance; 2,000/s, burst 4,000.
+    fn default() -> Self {
+        Self {
+            allowed_proxies: Vec::new(),
+            allowed_justifications: default_justifications(),
+            rate_limit: default_rate_limit(),
+            suspended: false,
+        }
+    }
+}
+
+impl Policy {
+    /// Checks bounds.
+    ///
+    /// # Errors
+    /// A message naming the field that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.allowed_proxies.len() > 1024 {
+            return Err("allowed_proxies may list at most 1024 identities".into());
+        }
+        for name in &self.allowed_proxies {
+            if name.is_empty() || name.len() > 128 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!(
+                    "allowed_proxies entry {name:?} must be 1-128 printable characters (the <name> of <name>.proxy.treuhand)"
+                ));
+            }
+        }
+        if !(1..=1_000_000).contains(&self.rate_limit.per_second) {
+            return Err("rate_limit.per_second must be 1..=1000000".into());
+        }
+        if !(1..=10_000_000).contains(&self.rate_limit.burst) {
+            return Err("rate_limit.burst must be 1..=10000000".into());
+        }
+        Ok(())
+    }
 }

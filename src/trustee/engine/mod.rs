@@ -1,0 +1,312 @@
+//! The trustee engine: one writer thread that owns all state, decides every request, appends
+//! the audit entries and group-commits them before anyone is answered.
+//!
+//! Request handlers (async, many) send jobs over a bounded channel. The writer thread takes
+//! the first waiting job, then drains whatever else is queued (up to `max_batch`), runs each
+//! job against the in-memory state (decisions, chain heads), and commits all resulting
+//! mutations in **one** durable transaction: one fsync for the whole batch. Only after the
+//! commit returns are the replies sent, so an acknowledged release is always in the log, and a
+//! failed commit answers every job of the batch with [`Error::AuditUnavailable`] (fail closed)
+//! and reloads the in-memory state from the store.
+//!
+//! Single writer means no locks, a strictly ordered chain per tenant, and decisions that see
+//! every earlier decision (rate limits, suspension, grants) without races.
+//!
+//! Before each commit the writer signs the head each touched chain will have
+//! ([`crate::trustee::audit::sign_head`]); at start it refuses a store whose chain heads do not carry
+//! its signature, so it never extends or vouches for a chain edited behind its back.
+//!
+//! Only a caller that may ask writes into a tenant's chain: a release is authorized (a proxy
+//! named in the tenant's policy) before any entry is built, and denials of authorized callers
+//! are chained within a per-caller budget ([`crate::trustee::policy::DenialLimiter`]).
+//!
+//! | file | duty |
+//! |---|---|
+//! | `mod.rs` | the handle ([`Trustee`]), the writer thread, group commit, shared state |
+//! | `chain.rs` | the audit chains: loading and checking heads, appending, signing, serving, migrating |
+//! | `release.rs` | share release: authorization, the policy decision, denials |
+//! | `custody.rs` | deposit (enrollment), the tenant's policy, shred |
+//! | `grants.rs` | emergency grants: request, approval, expiry, listing |
+//!
+//! The duty files extend `Engine` and [`Trustee`] with `impl` blocks and import only from
+//! this file, never from each other.
+
+mod chain;
+mod custody;
+mod grants;
+mod release;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use self::chain::migrate_audit;
+use crate::crypto::seal::SealingKey;
+use crate::crypto::sign::SigningKey;
+use crate::tls::{PeerIdentity, Role};
+use crate::trustee::Error;
+use crate::trustee::policy::{Clock, Denial, DenialLimiter, Policy, RateBucket, RateLimit};
+use crate::trustee::store::{AuditReader, KeyRecord, Mutation, Store};
+use crate::trustee::wire::Grant;
+
+/// Tuning knobs of the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Most jobs per group commit.
+    pub max_batch: usize,
+    /// Longest emergency grant a operator may ask for, in seconds.
+    pub max_grant_secs: u64,
+    /// Capacity of the job queue; a full queue makes callers wait.
+    pub queue: usize,
+    /// Denials one caller may add to the audit chains (sustained rate and burst); further
+    /// denials are answered but not chained.
+    pub denial_log: RateLimit,
+    /// Callers whose denial budget is remembered (bounds the limiter's memory).
+    pub denial_log_callers: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_batch: 1024,
+            max_grant_secs: 8 * 3600,
+            queue: 8192,
+            denial_log: RateLimit {
+                per_second: 10,
+                burst: 100,
+            },
+            denial_log_callers: 4096,
+        }
+    }
+}
+
+type Reply = Box<dyn FnOnce(bool) + Send>;
+type Job = Box<dyn FnOnce(&mut Engine, &mut Batch) + Send>;
+
+/// The work collected for one group commit.
+pub(super) struct Batch {
+    now_ms: u64,
+    mutations: Vec<Mutation>,
+    replies: Vec<Reply>,
+    erase: bool,
+}
+
+/// Handle to the running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Trustee {
+    tx: mpsc::Sender<Job>,
+    public_key: [u8; 32],
+    signing: Arc<SigningKey>,
+    clock: Arc<dyn Clock>,
+    reader: Arc<std::sync::Mutex<Box<dyn AuditReader>>>,
+}
+
+impl std::fmt::Debug for Trustee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trustee")
+            .field("public_key", &hex::encode(self.public_key))
+            .finish()
+    }
+}
+
+pub(super) struct Engine {
+    store: Box<dyn Store>,
+    sealing: SealingKey,
+    signing: Arc<SigningKey>,
+    clock: Arc<dyn Clock>,
+    options: Options,
+    poisoned: bool,
+    keys: HashMap<(String, u32), KeyRecord>,
+    policies: HashMap<String, Policy>,
+    grants: HashMap<String, Grant>,
+    heads: HashMap<String, (u64, String)>,
+    buckets: HashMap<String, RateBucket>,
+    /// Budget of chained denials per authorized caller.
+    denials: DenialLimiter,
+    /// Budget of service-log lines for callers refused before anything is chained.
+    strangers: DenialLimiter,
+}
+
+pub(super) fn share_aad(tenant: &str, key_version: u32, x: u8) -> Vec<u8> {
+    let mut aad = b"treuhand-trustee-share-v1\0".to_vec();
+    aad.extend_from_slice(tenant.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(&key_version.to_be_bytes());
+    aad.push(x);
+    aad
+}
+
+pub(super) fn require_admin(caller: &PeerIdentity, tenant: &str) -> Result<(), Error> {
+    if caller.role != Role::Customer {
+        return Err(Error::Denied(Denial::WrongRole));
+    }
+    if caller.name != tenant {
+        return Err(Error::Denied(Denial::NotTenantAdmin));
+    }
+    Ok(())
+}
+
+impl Trustee {
+    /// Loads the store and starts the writer thread (and, inside a tokio runtime, a one-second
+    /// tick that expires grants even when no request arrives).
+    ///
+    /// # Errors
+    /// [`Error::Store`] if the state cannot be loaded, if a chain's head does not carry a valid
+    /// head signature by `signing` (the store was edited, or the key is not the one that wrote
+    /// it), or if the store predates head signatures and needs [`migrate_audit`].
+    pub fn start(
+        store: Box<dyn Store>,
+        sealing: SealingKey,
+        signing: SigningKey,
+        clock: Arc<dyn Clock>,
+        options: Options,
+    ) -> Result<Self, Error> {
+        let public_key = signing.public_key();
+        let signing = Arc::new(signing);
+        let reader = Arc::new(std::sync::Mutex::new(store.reader()?));
+        let mut engine = Engine {
+            store,
+            sealing,
+            signing: signing.clone(),
+            clock: clock.clone(),
+            options,
+            poisoned: false,
+            keys: HashMap::new(),
+            policies: HashMap::new(),
+            grants: HashMap::new(),
+            heads: HashMap::new(),
+            buckets: HashMap::new(),
+            denials: DenialLimiter::new(options.denial_log, options.denial_log_callers),
+            strangers: DenialLimiter::new(options.denial_log, options.denial_log_callers),
+        };
+        engine.reload()?;
+        let (tx, rx) = mpsc::channel::<Job>(options.queue.max(1));
+        std::thread::Builder::new()
+            .name("trustee-writer".into())
+            .spawn(move || engine.run(rx))
+            .map_err(|e| Error::Internal(format!("cannot start the writer thread: {e}")))?;
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let weak = tx.downgrade();
+            handle.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let Some(tx) = weak.upgrade() else { break };
+                    let job: Job = Box::new(|_, _| {});
+                    if tx.send(job).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(Self {
+            tx,
+            public_key,
+            signing,
+            clock,
+            reader,
+        })
+    }
+
+    /// The trustee's Ed25519 public key (verifies checkpoints and receipts).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public_key
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Engine, &mut Batch) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job: Job = Box::new(move |engine, batch| {
+            let result = if engine.poisoned {
+                Err(Error::AuditUnavailable)
+            } else {
+                work(engine, batch)
+            };
+            batch.replies.push(Box::new(move |committed| {
+                let _ = reply_tx.send(if committed {
+                    result
+                } else {
+                    Err(Error::AuditUnavailable)
+                });
+            }));
+        });
+        self.tx
+            .send(job)
+            .await
+            .map_err(|_| Error::AuditUnavailable)?;
+        reply_rx.await.map_err(|_| Error::AuditUnavailable)?
+    }
+
+    /// Whether the engine is running and its store usable.
+    pub async fn ready(&self) -> bool {
+        self.submit(|_, _| Ok(())).await.is_ok()
+    }
+}
+
+impl Engine {
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = Batch {
+                now_ms: self.clock.now_ms(),
+                mutations: Vec::new(),
+                replies: Vec::new(),
+                erase: false,
+            };
+            if !self.poisoned {
+                self.expire_grants(&mut batch);
+            }
+            first(&mut self, &mut batch);
+            let mut jobs = 1;
+            while jobs < self.options.max_batch {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        job(&mut self, &mut batch);
+                        jobs += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let committed = if batch.mutations.is_empty() {
+                true
+            } else if self.poisoned {
+                false
+            } else {
+                self.sign_heads(&mut batch.mutations);
+                match self.store.commit(&batch.mutations) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "audit commit failed; answering the batch with 503");
+                        if let Err(e) = self.reload() {
+                            tracing::error!(error = %e, "cannot reload the store; the trustee stays unavailable");
+                            self.poisoned = true;
+                        }
+                        false
+                    }
+                }
+            };
+            if committed && batch.erase {
+                // A failure here leaves the (zeroed-by-secure_delete) page in the WAL until the
+                // next checkpoint; the share is already unrecoverable through the service.
+                if let Err(e) = self.store.erase_freed() {
+                    tracing::error!(error = %e, "erasing freed pages after a shred failed");
+                }
+            }
+            metrics::histogram!("trustee_group_commit_jobs").record(jobs as f64);
+            for reply in batch.replies {
+                reply(committed);
+            }
+        }
+    }
+
+    fn require_tenant(&self, tenant: &str) -> Result<(), Error> {
+        if self.keys.keys().any(|(t, _)| t == tenant) {
+            Ok(())
+        } else {
+            Err(Error::UnknownTenant)
+        }
+    }
+}
