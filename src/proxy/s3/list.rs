@@ -110,10 +110,9 @@ async fn plaintext_size(storage: &Storage, path: &str, head: &[u8], stored: u64)
     }
 }
 
-/// One page of the decoded keys (with stored metadata) of a bucket, streamed from the backend
-/// listing of the prefix's directory into a [`listing::PageBuilder`], which keeps only a page's
-/// worth of entries (see there for why every key below that directory is looked at). Staging
-/// files and anything else that is not an encoded key are skipped.
+/// One page of the decoded keys (with stored metadata) of a bucket, streamed from the
+/// storage's listing of the prefix's directory into a [`listing::PageBuilder`], which keeps
+/// only a page's worth of entries and stops early when the listing is in key order.
 async fn list_keys(
     storage: &Storage,
     paths: TenantPaths<'_>,
@@ -121,25 +120,8 @@ async fn list_keys(
     req: &listing::PageRequest<'_>,
 ) -> Result<listing::Page<storage::Meta>, ProxyError> {
     let base = paths.objects_dir(bucket);
-    let dir = storage::encode_prefix_dir(req.prefix);
-    let list_root = if dir.is_empty() {
-        base.clone()
-    } else {
-        format!("{base}/{dir}")
-    };
-    let mut stream = storage.list(&list_root);
-    let mut page = listing::PageBuilder::new(req);
-    while let Some(item) = stream.next().await {
-        let (path, meta) = item?;
-        let Some(rest) = path.strip_prefix(&base).and_then(|r| r.strip_prefix('/')) else {
-            continue;
-        };
-        let Some(key) = storage::decode_key(rest) else {
-            continue;
-        };
-        page.push(key, meta);
-    }
-    Ok(page.finish())
+    let found = storage.list_keys(&base, req.prefix, req.delimiter, req.after);
+    Ok(listing::page_from_stream(found.keys, found.ordered, req).await?)
 }
 
 impl Proxy {
