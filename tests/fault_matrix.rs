@@ -22,16 +22,13 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod fault_support;
-mod proxy_support;
+mod support;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use support::*;
 
-use fault_support::*;
-use proxy_support::holders::{Holders, PROXY_NAME};
-use proxy_support::*;
 use treuhand::proxy::config::TenantConfig;
 use treuhand::tls::Role;
 use treuhand::trustee::audit::{AuditEvent, verify_log};

@@ -5,11 +5,10 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
 use base64::Engine as _;
-use proxy_support::holders::Holders;
-use proxy_support::*;
+use support::*;
 
 struct Setup {
     _dir: tempfile::TempDir,

@@ -4,13 +4,12 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
 use base64::Engine as _;
 use object_store::path::Path as OsPath;
 use object_store::{ObjectStoreExt, PutPayload};
-use proxy_support::holders::Holders;
-use proxy_support::*;
+use support::*;
 use treuhand::proxy::config::TenantConfig;
 
 struct Setup {
@@ -515,8 +514,8 @@ async fn interrupted_upload_leaves_no_object() {
     assert_eq!(ok.status, 200);
     let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
     // A signed PUT (UNSIGNED-PAYLOAD, declared Content-Length) whose body stream fails.
-    let url = format!("{}/data/cut", s.proxy.endpoint());
-    let result = interrupted_put(&http, &url, demo, &key, body).await;
+    let endpoint = s.proxy.endpoint();
+    let result = interrupted_put(&http, &endpoint, "/data/cut", demo, &key, body).await;
     assert!(
         result.is_err() || result.as_ref().is_ok_and(|s| *s >= 400),
         "{result:?}"
@@ -538,81 +537,20 @@ async fn interrupted_upload_leaves_no_object() {
 /// A SigV4-signed PUT with UNSIGNED-PAYLOAD and an explicit Content-Length whose body fails.
 async fn interrupted_put(
     http: &reqwest::Client,
-    url: &str,
+    endpoint: &str,
+    path: &str,
     tenant: &TestTenant,
     key_b64: &str,
     body: reqwest::Body,
 ) -> Result<u16, reqwest::Error> {
-    let signed = sign_put(url, tenant, key_b64, 10 * 1024 * 1024);
-    let mut request = http.put(url).body(body);
-    for (k, v) in signed {
+    let mut headers = sse_c_headers(key_b64);
+    headers.push(("content-length", (10 * 1024 * 1024).to_string()));
+    let signed = sign_request(endpoint, Some(tenant), "PUT", path, &[], &headers);
+    let mut request = http.put(signed.url).body(body);
+    for (k, v) in signed.headers {
         request = request.header(k, v);
     }
     request.send().await.map(|r| r.status().as_u16())
-}
-
-fn sign_put(url: &str, tenant: &TestTenant, key_b64: &str, length: usize) -> Vec<(String, String)> {
-    let now = time::OffsetDateTime::now_utc();
-    let date = format!(
-        "{:04}{:02}{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day()
-    );
-    let amz_date = format!(
-        "{date}T{:02}{:02}{:02}Z",
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
-    let rest = url.trim_start_matches("https://");
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let mut headers: Vec<(String, String)> = vec![
-        ("content-length".into(), length.to_string()),
-        ("host".into(), host.into()),
-        ("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into()),
-        ("x-amz-date".into(), amz_date.clone()),
-    ];
-    for (k, v) in sse_c_headers(key_b64) {
-        headers.push((k.into(), v));
-    }
-    headers.sort();
-    let signed_headers = headers
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
-    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-    let canonical =
-        format!("PUT\n{path}\n\n{canonical_headers}\n{signed_headers}\nUNSIGNED-PAYLOAD");
-    let scope = format!("{date}/{REGION}/s3/aws4_request");
-    let digest = hex::encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        canonical.as_bytes(),
-    ));
-    let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}");
-    let hmac = |k: &[u8], d: &[u8]| {
-        ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k), d)
-            .as_ref()
-            .to_vec()
-    };
-    let k = hmac(
-        format!("AWS4{}", tenant.secret_access_key).as_bytes(),
-        date.as_bytes(),
-    );
-    let k = hmac(&k, REGION.as_bytes());
-    let k = hmac(&k, b"s3");
-    let k = hmac(&k, b"aws4_request");
-    let signature = hex::encode(hmac(&k, to_sign.as_bytes()));
-    headers.retain(|(k, _)| k != "host");
-    headers.push((
-        "authorization".into(),
-        format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
-            tenant.access_key_id
-        ),
-    ));
-    headers
 }
 
 #[tokio::test]

@@ -3,10 +3,9 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
-use proxy_support::holders::Holders;
-use proxy_support::*;
+use support::*;
 use treuhand::storage::{Storage, StorageConfig, encode_key};
 
 struct Setup {

@@ -5,14 +5,13 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use support::*;
 
-use proxy_support::holders::Holders;
-use proxy_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use treuhand::proxy::config::{LimitsConfig, ProxyConfig, TenantConfig};
 use treuhand::storage::Storage;

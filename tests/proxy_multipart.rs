@@ -5,13 +5,11 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-
-use proxy_support::holders::Holders;
-use proxy_support::*;
+use support::*;
 
 const SEG: usize = 64 * 1024;
 

@@ -2,14 +2,13 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as OsPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use proxy_support::holders::Holders;
-use proxy_support::*;
+use support::*;
 
 const SEG: usize = 64 * 1024;
 

@@ -20,17 +20,17 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use support::*;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use proxy_support::{Pki, Raw, TestTenant, sse_c_headers};
 
 const BIN: &str = env!("CARGO_BIN_EXE_treuhand");
 
@@ -107,16 +107,6 @@ fn wait_for_port(addr: SocketAddr, child: &mut Child, name: &str) {
     panic!("{name} did not listen on {addr}");
 }
 
-fn env_file(path: &Path) -> HashMap<String, String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
 /// Every encoding a secret could leak in.
 fn encodings(raw: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     vec![
@@ -128,27 +118,6 @@ fn encodings(raw: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ("base64url", URL_SAFE.encode(raw).into_bytes()),
         ("base64url-nopad", URL_SAFE_NO_PAD.encode(raw).into_bytes()),
     ]
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn files_under(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The files whose job is to hold a secret, relative to the dev directory. Everything else
@@ -178,50 +147,6 @@ fn allowed_holders() -> Vec<&'static str> {
 
 fn read_hex_key(path: &Path) -> Vec<u8> {
     hex::decode(std::fs::read_to_string(path).unwrap().trim()).unwrap()
-}
-
-fn amz_date_now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    )
-}
-
-fn https_client(ca_pem: &Path) -> reqwest::Client {
-    let mut tls = (*treuhand::tls::client_config(ca_pem, None).unwrap()).clone();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .build()
-        .unwrap()
-}
-
-fn presigner(
-    endpoint: &str,
-    ca_pem: &Path,
-    tenant: &TestTenant,
-    bucket: &str,
-) -> object_store::aws::AmazonS3 {
-    let cert = std::fs::read(ca_pem).unwrap();
-    object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(endpoint)
-        .with_region(proxy_support::REGION)
-        .with_bucket_name(bucket)
-        .with_access_key_id(&tenant.access_key_id)
-        .with_secret_access_key(&tenant.secret_access_key)
-        .with_virtual_hosted_style_request(false)
-        .with_client_options(
-            object_store::ClientOptions::new()
-                .with_root_certificate(object_store::Certificate::from_pem(&cert).unwrap()),
-        )
-        .build()
-        .unwrap()
 }
 
 fn upload_id(text: &str) -> String {
@@ -288,7 +213,7 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
 
     let endpoint = demo_vars["TREUHAND_ENDPOINT"].clone();
     let proxy_addr: SocketAddr = endpoint.trim_start_matches("https://").parse().unwrap();
-    let handle = proxy_support::Proxy::attach(proxy_addr);
+    let handle = support::Proxy::attach(proxy_addr);
     let ca_pem = dir.join("certs/ca.pem");
     let pki = Pki {
         dir: dir.join("certs"),
@@ -345,7 +270,7 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
             "/demo/mp.bin",
             &[("partNumber", "1"), ("uploadId", &id)],
             &sse,
-            proxy_support::data(3000, 7),
+            support::data(3000, 7),
         )
         .await;
     assert_eq!(part.status, 200, "{}", part.text());
@@ -367,7 +292,7 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
     let back = raw
         .send(Some(&demo), "GET", "/demo/mp.bin", &[], &sse, vec![])
         .await;
-    assert_eq!(back.body, proxy_support::data(3000, 7));
+    assert_eq!(back.body, support::data(3000, 7));
 
     // Holder-tenant traffic: the proxy fetches the customer share from the holder.
     let put = raw
@@ -388,12 +313,14 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
 
     // Presigned GETs: the holder tenant's, and the demo tenant's with SSE-C headers.
     use object_store::signer::Signer as _;
-    let http = https_client(&ca_pem);
+    let http = https_client(&ca_pem, b"http/1.1", reqwest::Client::builder());
     for (tenant, bucket, key, headers) in [
         (&holder, "demo-holder", "h.txt", Vec::new()),
         (&demo, "demo", "a.txt", sse.clone()),
     ] {
-        let url = presigner(&endpoint, &ca_pem, tenant, bucket)
+        let url = s3_builder(&endpoint, &ca_pem, tenant, bucket)
+            .build()
+            .unwrap()
             .signed_url(
                 http::Method::GET,
                 &object_store::path::Path::from(key),
@@ -422,7 +349,7 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
         query: &[],
         headers: &signed_headers,
         amz_date: &amz_date,
-        region: proxy_support::REGION,
+        region: support::REGION,
     };
     let wrong_secret = "not-the-secret-of-demo-0123456789";
     let forged = treuhand::crypto::sigv4::authorization(&input, &demo.access_key_id, wrong_secret);

@@ -2,12 +2,12 @@
 //! client. Time is a manual clock; nothing sleeps and nothing asserts timings.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly on purpose
 
-mod common;
+mod support;
 
 use std::time::Duration;
+use support::*;
 
 use bytes::Bytes;
-use common::*;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;

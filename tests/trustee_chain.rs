@@ -4,13 +4,13 @@
 //! appended. Real TLS on 127.0.0.1:0; time is a manual clock; nothing asserts timings.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly on purpose
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use support::*;
 
-use common::*;
 use treuhand::tls::Role;
 use treuhand::trustee::Error;
 use treuhand::trustee::audit::{

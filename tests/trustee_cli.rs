@@ -2,9 +2,10 @@
 //! check-config.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly on purpose
 
-mod common;
+mod support;
 
 use std::process::{Command, Output};
+use support::*;
 
 fn treuhand(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_treuhand"))
@@ -32,7 +33,7 @@ fn missing_config_file_is_a_clear_error() {
 #[test]
 fn config_naming_a_missing_key_file_says_how_to_create_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, mut config) = common::write_setup(dir.path());
+    let (_, mut config) = write_setup(dir.path());
     config.keys.sealing_key = dir.path().join("missing.key");
     let path = dir.path().join("trustee.toml");
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
@@ -48,7 +49,7 @@ fn config_naming_a_missing_key_file_says_how_to_create_it() {
 #[test]
 fn keygen_then_check_config_succeeds_and_keygen_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, config) = common::write_setup(dir.path());
+    let (_, config) = write_setup(dir.path());
     let path = dir.path().join("trustee.toml");
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
     let output = treuhand(&[

@@ -1,12 +1,12 @@
 //! The engine without HTTP: fail-closed behaviour when the audit log cannot be written.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly on purpose
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use support::*;
 
-use common::*;
 use treuhand::crypto::seal::SealingKey;
 use treuhand::crypto::sign::SigningKey;
 use treuhand::tls::{PeerIdentity, Role};

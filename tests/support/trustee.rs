@@ -1,6 +1,7 @@
-//! Shared harness for the trustee integration tests: a dev CA in a tempdir, a trustee on
-//! 127.0.0.1:0 with real mTLS, and clients for each role.
-#![allow(dead_code)] // each test file uses a different subset of the helpers
+//! One way to configure and start a trustee: [`trustee_config`] builds every trustee's
+//! configuration, [`start_trustee`] runs one in-process, [`Harness`] wraps that with a manual
+//! clock for the trustee tests, and [`crate::support::TrusteeProcess`] runs the real binary.
+//! Also the tenant-key fixtures the trustee tests enroll.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,33 +13,33 @@ use treuhand::secret::{Share, ShareValue};
 use treuhand::tls::{DevCa, Role};
 use treuhand::trustee::client::TrusteeClient;
 use treuhand::trustee::config::{Config, KeyFiles, Limits, StoreConfig, TlsFiles, generate_keys};
-use treuhand::trustee::policy::{ManualClock, Policy};
+use treuhand::trustee::policy::{Clock, ManualClock, Policy, SystemClock};
 use treuhand::trustee::server::{Server, run};
 use treuhand::trustee::wire::EnrollRequest;
 
+use crate::support::pki::{Pki, tls_for};
+
+/// The manual clock's start: a fixed instant, so audit timestamps are reproducible.
 pub const START_MS: u64 = 1_800_000_000_000;
 
-/// Creates a dev CA, a server certificate, trustee keys and a config in `dir`.
-pub fn write_setup(dir: &Path) -> (DevCa, Config) {
-    treuhand::tls::install_crypto_provider();
-    let ca = DevCa::generate("treuhand test ca").unwrap();
-    ca.write(dir).unwrap();
-    let (cert, key) = ca
-        .issue_server("trustee", &[])
-        .unwrap()
-        .write(dir, "trustee")
-        .unwrap();
+/// A validated trustee configuration: keys generated in `dir` (`sealing.key`, `signing.key`),
+/// the store at `store`, listening on 127.0.0.1:0.
+pub fn trustee_config(
+    dir: &Path,
+    (cert, key): (PathBuf, PathBuf),
+    ca_pem: &Path,
+    store: PathBuf,
+) -> Config {
+    std::fs::create_dir_all(dir).unwrap();
     generate_keys(dir).unwrap();
     let config = Config {
         listen: "127.0.0.1:0".into(),
         tls: TlsFiles {
             cert,
             key,
-            client_ca: dir.join("ca.pem"),
+            client_ca: ca_pem.to_owned(),
         },
-        store: StoreConfig {
-            path: dir.join("trustee.db"),
-        },
+        store: StoreConfig { path: store },
         keys: KeyFiles {
             sealing_key: dir.join("sealing.key"),
             signing_key: dir.join("signing.key"),
@@ -46,9 +47,81 @@ pub fn write_setup(dir: &Path) -> (DevCa, Config) {
         limits: Limits::default(),
     };
     config.validate().unwrap();
+    config
+}
+
+/// Writes `config` as `<dir>/trustee.toml`, the file `treuhand trustee --config` reads.
+pub fn save_trustee_toml(dir: &Path, config: &Config) -> PathBuf {
+    let path = dir.join("trustee.toml");
+    std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
+    path
+}
+
+/// A trustee named `name` in `dir` (keys and store there, certificate from `pki`), written as
+/// `<dir>/trustee.toml` for [`crate::support::TrusteeProcess`].
+pub fn write_trustee_toml(pki: &Pki, dir: &Path, name: &str) -> PathBuf {
+    let cert = pki.server(&format!("trustee-{name}"));
+    let config = trustee_config(dir, cert, &pki.ca_pem, dir.join("store.db"));
+    save_trustee_toml(dir, &config)
+}
+
+/// Creates a dev CA, a server certificate, trustee keys and a config in `dir`.
+pub fn write_setup(dir: &Path) -> (DevCa, Config) {
+    treuhand::tls::install_crypto_provider();
+    let ca = DevCa::generate("treuhand test ca").unwrap();
+    ca.write(dir).unwrap();
+    let cert = ca
+        .issue_server("trustee", &[])
+        .unwrap()
+        .write(dir, "trustee")
+        .unwrap();
+    let config = trustee_config(dir, cert, &dir.join("ca.pem"), dir.join("trustee.db"));
     (ca, config)
 }
 
+/// A trustee running in-process; stopping it waits for its server task.
+pub struct RunningTrustee {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningTrustee {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+    }
+}
+
+/// Starts a trustee in-process from `config` on `addr` (port 0 for any free port); returns the
+/// bound address and a handle on the server (its public key).
+pub async fn start_trustee(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    addr: SocketAddr,
+) -> (SocketAddr, Server, RunningTrustee) {
+    let server = Server::from_config(config, clock).unwrap();
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = server.clone();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        run(listener, server, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (addr, handle, RunningTrustee { stop, task })
+}
+
+/// Starts a trustee in-process from the `trustee.toml` at `path`, on the address it names.
+pub async fn start_trustee_at(path: &Path) -> RunningTrustee {
+    let config = Config::load(path).unwrap();
+    let addr = config.listen_addr().unwrap();
+    start_trustee(&config, Arc::new(SystemClock), addr).await.2
+}
+
+/// An in-process trustee on 127.0.0.1:0 with a manual clock, for the trustee tests.
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub ca: DevCa,
@@ -57,8 +130,7 @@ pub struct Harness {
     pub url: String,
     pub clock: Arc<ManualClock>,
     pub public_key: [u8; 32],
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    running: Option<RunningTrustee>,
 }
 
 impl Harness {
@@ -78,18 +150,8 @@ impl Harness {
     /// [`Harness::stop_and_keep`].
     pub async fn launch(dir: tempfile::TempDir, ca: DevCa, config: Config) -> Self {
         let clock = Arc::new(ManualClock::new(START_MS));
-        let server = Server::from_config(&config, clock.clone()).unwrap();
-        let public_key = server.trustee().public_key();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            run(listener, server, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
+        let any_port = "127.0.0.1:0".parse().unwrap();
+        let (addr, server, running) = start_trustee(&config, clock.clone(), any_port).await;
         Self {
             dir,
             ca,
@@ -97,9 +159,8 @@ impl Harness {
             addr,
             url: format!("https://{addr}"),
             clock,
-            public_key,
-            shutdown: Some(tx),
-            task: Some(task),
+            public_key: server.trustee().public_key(),
+            running: Some(running),
         }
     }
 
@@ -110,11 +171,8 @@ impl Harness {
     /// Stops the server and hands back its directory, CA and configuration, so a test can
     /// edit the store and start another trustee on it.
     pub async fn stop_and_keep(mut self) -> (tempfile::TempDir, DevCa, Config) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
+        if let Some(running) = self.running.take() {
+            running.stop().await;
         }
         (self.dir, self.ca, self.config)
     }
@@ -132,16 +190,6 @@ impl Harness {
     }
 }
 
-pub fn tls_for(ca: &DevCa, dir: &Path, role: Role, name: &str) -> Arc<rustls::ClientConfig> {
-    let stem = format!("client-{name}-{role:?}");
-    let (cert, key) = ca
-        .issue_client(role, name)
-        .unwrap()
-        .write(dir, &stem)
-        .unwrap();
-    treuhand::tls::client_config(&dir.join("ca.pem"), Some((&cert, &key))).unwrap()
-}
-
 /// A fresh 2-of-2 tenant key: metadata plus the customer (x=1) and trustee (x=2) shares.
 pub fn new_tenant_key(tenant: &str, version: u32) -> (KeyMetadata, Vec<Share>) {
     let tmk = generate_tmk().unwrap();
@@ -154,6 +202,7 @@ pub fn new_tenant_key(tenant: &str, version: u32) -> (KeyMetadata, Vec<Share>) {
     .unwrap()
 }
 
+/// `share` in its text envelope, as a customer deposits it.
 pub fn envelope(metadata: &KeyMetadata, share: &Share) -> String {
     let copy = Share::new(share.x(), ShareValue::from_bytes(*share.expose_secret()));
     ShareEnvelope {

@@ -1,7 +1,8 @@
-//! Real share holders for the proxy tests: in-process `treuhand trustee` servers on
-//! 127.0.0.1:0 with real mTLS and SQLite stores. A customer-run holder is the same server with
-//! its own config. Tenants are enrolled through the real `treuhand tenant create` ceremony.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+//! The stack's share holders for the proxy tests: in-process trustees (started the one way,
+//! [`crate::support::start_trustee`]) on 127.0.0.1 with real mTLS and SQLite stores. A
+//! customer-run holder is the same server with its own config. Tenants are enrolled through the
+//! real `treuhand tenant create` ceremony, so a test gets the proxy's registration and the
+//! tenant's credentials.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,24 +12,20 @@ use std::sync::{Arc, Mutex};
 use treuhand::proxy::config::TenantConfig;
 use treuhand::tls::Role;
 use treuhand::trustee::client::TrusteeClient;
-use treuhand::trustee::config::{Config, KeyFiles, Limits, StoreConfig, TlsFiles, generate_keys};
+use treuhand::trustee::config::Config;
 use treuhand::trustee::policy::{Policy, SystemClock};
-use treuhand::trustee::server::{Server, run};
 
-use super::{Pki, TestTenant};
+use crate::support::pki::Pki;
+use crate::support::s3::TestTenant;
+use crate::support::trustee::{RunningTrustee, start_trustee, trustee_config};
 
 /// The proxy identity the tests' proxies present.
 pub const PROXY_NAME: &str = "test-proxy";
 
-struct Running {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
 struct Holder {
     config: Config,
     addr: SocketAddr,
-    running: Option<Running>,
+    running: Option<RunningTrustee>,
 }
 
 /// A set of named trustees / holders.
@@ -42,18 +39,8 @@ pub struct Holders {
     ca: Arc<treuhand::tls::DevCa>,
 }
 
-async fn spawn(config: &Config, addr: SocketAddr) -> Running {
-    let server = Server::from_config(config, Arc::new(SystemClock)).unwrap();
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        run(listener, server, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    Running { stop, task }
+async fn spawn(config: &Config, addr: SocketAddr) -> RunningTrustee {
+    start_trustee(config, Arc::new(SystemClock), addr).await.2
 }
 
 impl Holders {
@@ -72,29 +59,11 @@ impl Holders {
         };
         for name in names {
             let dir = pki.dir.parent().unwrap().join(format!("holder-{name}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            let (cert, key) = pki.server(&format!("holder-{name}"));
-            generate_keys(&dir).unwrap();
-            let config = Config {
-                listen: "127.0.0.1:0".into(),
-                tls: TlsFiles {
-                    cert,
-                    key,
-                    client_ca: pki.ca_pem.clone(),
-                },
-                store: StoreConfig {
-                    path: dir.join("store.db"),
-                },
-                keys: KeyFiles {
-                    sealing_key: dir.join("sealing.key"),
-                    signing_key: dir.join("signing.key"),
-                },
-                limits: Limits::default(),
-            };
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = probe.local_addr().unwrap();
-            drop(probe);
-            let running = spawn(&config, addr).await;
+            let cert = pki.server(&format!("holder-{name}"));
+            let config = trustee_config(&dir, cert, &pki.ca_pem, dir.join("store.db"));
+            // Bound on port 0 and kept: a restart (`set_down(.., false)`) binds the same address.
+            let any_port = "127.0.0.1:0".parse().unwrap();
+            let (addr, _, running) = start_trustee(&config, Arc::new(SystemClock), any_port).await;
             holders.holders.lock().unwrap().insert(
                 (*name).into(),
                 Holder {
@@ -123,9 +92,8 @@ impl Holders {
                 .unwrap()
                 .running
                 .take();
-            if let Some(r) = running {
-                let _ = r.stop.send(());
-                let _ = r.task.await;
+            if let Some(running) = running {
+                running.stop().await;
             }
         } else {
             let (config, addr) = {
