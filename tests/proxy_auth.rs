@@ -123,17 +123,7 @@ fn assert_refused_as_sigv2(status: u16, body: &str) {
 
 /// A stored object is visible to a SigV4 GET.
 async fn stored(s: &Setup, key: &str) -> bool {
-    let r = s
-        .raw
-        .send(
-            Some(&s.tenant),
-            "GET",
-            &format!("/{BUCKET}/{key}"),
-            &[],
-            &[],
-            Vec::new(),
-        )
-        .await;
+    let r = s.raw.get(&s.tenant, &format!("/{BUCKET}/{key}"), &[]).await;
     r.status == 200
 }
 

@@ -116,19 +116,10 @@ async fn dev_init_writes_a_working_stack() {
         let headers = sse.as_deref().map(sse_c_headers).unwrap_or_default();
         let path = format!("/{}/hello.txt", vars["TREUHAND_BUCKET"]);
         let put = raw
-            .send(
-                Some(&tenant),
-                "PUT",
-                &path,
-                &[],
-                &headers,
-                b"hello, trustee".to_vec(),
-            )
+            .put(&tenant, &path, &headers, b"hello, trustee".to_vec())
             .await;
         assert_eq!(put.status, 200, "{}", put.text());
-        let get = raw
-            .send(Some(&tenant), "GET", &path, &[], &headers, vec![])
-            .await;
+        let get = raw.get(&tenant, &path, &headers).await;
         assert_eq!(get.body, b"hello, trustee");
     }
     let _ = tx.send(());

@@ -86,47 +86,24 @@ async fn missing_wrong_and_malformed_shares_get_precise_errors() {
     let key = demo.share_b64().unwrap();
     let put = s
         .raw
-        .send(
-            Some(demo),
-            "PUT",
-            "/data/obj",
-            &[],
-            &sse_c_headers(&key),
-            b"secret".to_vec(),
-        )
+        .put(demo, "/data/obj", &sse_c_headers(&key), b"secret".to_vec())
         .await;
     assert_eq!(put.status, 200);
 
     // Missing share: 400, for reads and for writes; nothing stored by the write.
-    let r = s
-        .raw
-        .send(Some(demo), "GET", "/data/obj", &[], &[], vec![])
-        .await;
+    let r = s.raw.get(demo, "/data/obj", &[]).await;
     assert_eq!(
         status_and_code(&r),
         (400, "InvalidRequest".into()),
         "{}",
         r.text()
     );
-    let r = s
-        .raw
-        .send(Some(demo), "PUT", "/data/new", &[], &[], b"x".to_vec())
-        .await;
+    let r = s.raw.put(demo, "/data/new", &[], b"x".to_vec()).await;
     assert_eq!(status_and_code(&r), (400, "InvalidRequest".into()));
 
     // Wrong share (well-formed, not the customer's): 403, never data.
     let wrong = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-    let r = s
-        .raw
-        .send(
-            Some(demo),
-            "GET",
-            "/data/obj",
-            &[],
-            &sse_c_headers(&wrong),
-            vec![],
-        )
-        .await;
+    let r = s.raw.get(demo, "/data/obj", &sse_c_headers(&wrong)).await;
     assert_eq!(
         status_and_code(&r),
         (403, "AccessDenied".into()),
@@ -136,30 +113,13 @@ async fn missing_wrong_and_malformed_shares_get_precise_errors() {
     assert!(!contains(&r.body, b"secret"));
     let r = s
         .raw
-        .send(
-            Some(demo),
-            "PUT",
-            "/data/new",
-            &[],
-            &sse_c_headers(&wrong),
-            b"x".to_vec(),
-        )
+        .put(demo, "/data/new", &sse_c_headers(&wrong), b"x".to_vec())
         .await;
     assert_eq!(r.status, 403);
 
     // Another tenant's share: 403 as well.
     let other = s.tenant("other").share_b64().unwrap();
-    let r = s
-        .raw
-        .send(
-            Some(demo),
-            "GET",
-            "/data/obj",
-            &[],
-            &sse_c_headers(&other),
-            vec![],
-        )
-        .await;
+    let r = s.raw.get(demo, "/data/obj", &sse_c_headers(&other)).await;
     assert_eq!(r.status, 403);
 
     // Malformed: wrong length, not base64, MD5 mismatch, wrong algorithm: all 400.
@@ -179,10 +139,7 @@ async fn missing_wrong_and_malformed_shares_get_precise_errors() {
         ),
     ];
     for headers in [sse_c_headers(&short), bad_md5, bad_alg, not_b64] {
-        let r = s
-            .raw
-            .send(Some(demo), "GET", "/data/obj", &[], &headers, vec![])
-            .await;
+        let r = s.raw.get(demo, "/data/obj", &headers).await;
         assert_eq!(r.status, 400, "{headers:?}: {}", r.text());
         assert!(!contains(&r.body, b"secret"));
     }
@@ -193,29 +150,9 @@ async fn missing_wrong_and_malformed_shares_get_precise_errors() {
     );
 
     // A wrong share never hits the key cache filled by the right one.
-    let r = s
-        .raw
-        .send(
-            Some(demo),
-            "GET",
-            "/data/obj",
-            &[],
-            &sse_c_headers(&key),
-            vec![],
-        )
-        .await;
+    let r = s.raw.get(demo, "/data/obj", &sse_c_headers(&key)).await;
     assert_eq!(r.body, b"secret");
-    let r = s
-        .raw
-        .send(
-            Some(demo),
-            "GET",
-            "/data/obj",
-            &[],
-            &sse_c_headers(&wrong),
-            vec![],
-        )
-        .await;
+    let r = s.raw.get(demo, "/data/obj", &sse_c_headers(&wrong)).await;
     assert_eq!(r.status, 403);
     s.proxy.stop().await;
 }
@@ -226,18 +163,12 @@ async fn trustee_down_is_503_then_works_again() {
     let demo = s.tenant("demo");
     let h = sse_c_headers(&demo.share_b64().unwrap());
     assert_eq!(
-        s.raw
-            .send(Some(demo), "PUT", "/data/a", &[], &h, b"one".to_vec())
-            .await
-            .status,
+        s.raw.put(demo, "/data/a", &h, b"one".to_vec()).await.status,
         200
     );
 
     s.holders.set_down("t1", true).await;
-    let r = s
-        .raw
-        .send(Some(demo), "GET", "/data/a", &[], &h, vec![])
-        .await;
+    let r = s.raw.get(demo, "/data/a", &h).await;
     assert_eq!(
         status_and_code(&r),
         (503, "ServiceUnavailable".into()),
@@ -245,10 +176,7 @@ async fn trustee_down_is_503_then_works_again() {
         r.text()
     );
     assert!(!contains(&r.body, b"one"));
-    let r = s
-        .raw
-        .send(Some(demo), "PUT", "/data/b", &[], &h, b"two".to_vec())
-        .await;
+    let r = s.raw.put(demo, "/data/b", &h, b"two".to_vec()).await;
     assert_eq!(r.status, 503);
     assert_eq!(
         s.object_files("demo").len(),
@@ -257,10 +185,7 @@ async fn trustee_down_is_503_then_works_again() {
     );
 
     s.holders.set_down("t1", false).await;
-    let r = s
-        .raw
-        .send(Some(demo), "GET", "/data/a", &[], &h, vec![])
-        .await;
+    let r = s.raw.get(demo, "/data/a", &h).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.body, b"one");
     s.proxy.stop().await;
@@ -271,42 +196,21 @@ async fn holder_down_is_503_for_holder_tenants_and_denial_is_403() {
     let s = setup(0).await;
     let t = s.tenant("demo-holder");
     assert_eq!(
-        s.raw
-            .send(Some(t), "PUT", "/data/a", &[], &[], b"held".to_vec())
-            .await
-            .status,
+        s.raw.put(t, "/data/a", &[], b"held".to_vec()).await.status,
         200
     );
-    assert_eq!(
-        s.raw
-            .send(Some(t), "GET", "/data/a", &[], &[], vec![])
-            .await
-            .body,
-        b"held"
-    );
+    assert_eq!(s.raw.get(t, "/data/a", &[]).await.body, b"held");
 
     s.holders.set_down("holder", true).await;
-    let r = s
-        .raw
-        .send(Some(t), "GET", "/data/a", &[], &[], vec![])
-        .await;
+    let r = s.raw.get(t, "/data/a", &[]).await;
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(!contains(&r.body, b"held"));
     s.holders.set_down("holder", false).await;
-    assert_eq!(
-        s.raw
-            .send(Some(t), "GET", "/data/a", &[], &[], vec![])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(s.raw.get(t, "/data/a", &[]).await.status, 200);
 
     // The customer's holder refuses: 403 with its reason code.
     s.holders.set_suspended("holder", "demo-holder", true).await;
-    let r = s
-        .raw
-        .send(Some(t), "GET", "/data/a", &[], &[], vec![])
-        .await;
+    let r = s.raw.get(t, "/data/a", &[]).await;
     assert_eq!(
         status_and_code(&r),
         (403, "AccessDenied".into()),
@@ -319,10 +223,7 @@ async fn holder_down_is_503_for_holder_tenants_and_denial_is_403() {
         .set_suspended("holder", "demo-holder", false)
         .await;
     s.holders.set_suspended("t1", "demo-holder", true).await;
-    let r = s
-        .raw
-        .send(Some(t), "GET", "/data/a", &[], &[], vec![])
-        .await;
+    let r = s.raw.get(t, "/data/a", &[]).await;
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.text().contains("tenant_suspended"));
     assert!(s.holders.releases("holder", "demo-holder").await >= 2);
@@ -335,28 +236,19 @@ async fn two_of_three_keeps_working_with_one_trustee_down() {
     let t = s.tenant("wide");
     let h = sse_c_headers(&t.share_b64().unwrap());
     assert_eq!(
-        s.raw
-            .send(Some(t), "PUT", "/data/a", &[], &h, b"wide".to_vec())
-            .await
-            .status,
+        s.raw.put(t, "/data/a", &h, b"wide".to_vec()).await.status,
         200
     );
     for down in ["t1", "t2"] {
         s.holders.set_down(down, true).await;
-        let r = s.raw.send(Some(t), "GET", "/data/a", &[], &h, vec![]).await;
+        let r = s.raw.get(t, "/data/a", &h).await;
         assert_eq!(r.status, 200, "with {down} down: {}", r.text());
         assert_eq!(r.body, b"wide");
         s.holders.set_down(down, false).await;
     }
     s.holders.set_down("t1", true).await;
     s.holders.set_down("t2", true).await;
-    assert_eq!(
-        s.raw
-            .send(Some(t), "GET", "/data/a", &[], &h, vec![])
-            .await
-            .status,
-        503
-    );
+    assert_eq!(s.raw.get(t, "/data/a", &h).await.status, 503);
     s.holders.set_down("t1", false).await;
     s.holders.set_down("t2", false).await;
     s.proxy.stop().await;
@@ -368,30 +260,15 @@ async fn key_cache_serves_within_ttl_and_ttl_zero_always_asks() {
     let demo = s.tenant("demo");
     let h = sse_c_headers(&demo.share_b64().unwrap());
     assert_eq!(
-        s.raw
-            .send(Some(demo), "PUT", "/data/a", &[], &h, b"c".to_vec())
-            .await
-            .status,
+        s.raw.put(demo, "/data/a", &h, b"c".to_vec()).await.status,
         200
     );
     assert_eq!(s.proxy.keys.cached(), 1);
     s.holders.set_down("t1", true).await;
     // Within the TTL the cached key serves the right share, and only the right share.
-    assert_eq!(
-        s.raw
-            .send(Some(demo), "GET", "/data/a", &[], &h, vec![])
-            .await
-            .body,
-        b"c"
-    );
+    assert_eq!(s.raw.get(demo, "/data/a", &h).await.body, b"c");
     s.proxy.keys.clear();
-    assert_eq!(
-        s.raw
-            .send(Some(demo), "GET", "/data/a", &[], &h, vec![])
-            .await
-            .status,
-        503
-    );
+    assert_eq!(s.raw.get(demo, "/data/a", &h).await.status, 503);
     s.holders.set_down("t1", false).await;
     s.proxy.stop().await;
 }
@@ -440,14 +317,7 @@ async fn tampered_objects_fail_without_plaintext() {
         assert!(result.is_err(), "{name}: tampered object was served");
         let r = s
             .raw
-            .send(
-                Some(demo),
-                "GET",
-                &format!("/data/{name}"),
-                &[],
-                &sse_c_headers(&key),
-                vec![],
-            )
+            .get(demo, &format!("/data/{name}"), &sse_c_headers(&key))
             .await;
         assert_eq!(r.status, 502, "{name}: {}", r.text());
         assert!(r.text().contains("ObjectIntegrityError"), "{}", r.text());
@@ -502,11 +372,9 @@ async fn interrupted_upload_leaves_no_object() {
         .unwrap();
     let ok = s
         .raw
-        .send(
-            Some(demo),
-            "PUT",
+        .put(
+            demo,
             "/data/complete",
-            &[],
             &sse_c_headers(&key),
             b"fine".to_vec(),
         )
@@ -563,14 +431,7 @@ async fn tenants_cannot_read_each_other() {
     let secret = b"demo's confidential data".to_vec();
     assert_eq!(
         s.raw
-            .send(
-                Some(demo),
-                "PUT",
-                "/data/doc",
-                &[],
-                &sse_c_headers(&demo_key),
-                secret.clone()
-            )
+            .put(demo, "/data/doc", &sse_c_headers(&demo_key), secret.clone())
             .await
             .status,
         200
@@ -578,27 +439,13 @@ async fn tenants_cannot_read_each_other() {
     // Through the API: other's bucket namespace does not contain demo's object.
     let r = s
         .raw
-        .send(
-            Some(other),
-            "GET",
-            "/data/doc",
-            &[],
-            &sse_c_headers(&other_key),
-            vec![],
-        )
+        .get(other, "/data/doc", &sse_c_headers(&other_key))
         .await;
     assert_eq!(r.status, 404);
     // Even with demo's share in hand, other's credentials only reach other's namespace.
     let r = s
         .raw
-        .send(
-            Some(other),
-            "GET",
-            "/data/doc",
-            &[],
-            &sse_c_headers(&demo_key),
-            vec![],
-        )
+        .get(other, "/data/doc", &sse_c_headers(&demo_key))
         .await;
     assert!(r.status == 403 || r.status == 404, "{}", r.status);
     // The operator copies demo's ciphertext into other's namespace: other cannot decrypt it.
@@ -611,14 +458,7 @@ async fn tenants_cannot_read_each_other() {
     std::fs::write(&dest, bytes).unwrap();
     let r = s
         .raw
-        .send(
-            Some(other),
-            "GET",
-            "/data/doc",
-            &[],
-            &sse_c_headers(&other_key),
-            vec![],
-        )
+        .get(other, "/data/doc", &sse_c_headers(&other_key))
         .await;
     assert!(r.status >= 500, "{}", r.status);
     assert!(!contains(&r.body, &secret));
@@ -683,11 +523,9 @@ async fn aws_chunked_upload_cut_before_its_final_chunk_is_refused_and_stores_not
     let rest = data(36, 8);
     let whole = s
         .raw
-        .send(
-            Some(demo),
-            "PUT",
+        .put(
+            demo,
             "/data/chunked-whole",
-            &[],
             &aws_chunked_headers(&key, 100),
             aws_chunked(&[&first, &rest], true),
         )
@@ -695,11 +533,9 @@ async fn aws_chunked_upload_cut_before_its_final_chunk_is_refused_and_stores_not
     assert_eq!(whole.status, 200, "{}", whole.text());
     let cut = s
         .raw
-        .send(
-            Some(demo),
-            "PUT",
+        .put(
+            demo,
             "/data/chunked-cut",
-            &[],
             &aws_chunked_headers(&key, 100),
             aws_chunked(&[&first], false),
         )
@@ -712,14 +548,7 @@ async fn aws_chunked_upload_cut_before_its_final_chunk_is_refused_and_stores_not
     );
     let get = s
         .raw
-        .send(
-            Some(demo),
-            "GET",
-            "/data/chunked-cut",
-            &[],
-            &sse_c_headers(&key),
-            Vec::new(),
-        )
+        .get(demo, "/data/chunked-cut", &sse_c_headers(&key))
         .await;
     assert_eq!(get.status, 404, "nothing of the cut upload is visible");
     // A part upload cut the same way is refused too, and Complete cannot use it.

@@ -71,23 +71,14 @@ async fn long_keys_answer_every_operation(s: &Setup) {
         assert!(key.len() <= 1024, "{}", key.len());
         let path = format!("/{BUCKET}/{key}");
         let body = data(1000 + i, i as u8);
-        let put = s
-            .raw
-            .send(Some(&s.demo), "PUT", &path, &[], &h, body.clone())
-            .await;
+        let put = s.raw.put(&s.demo, &path, &h, body.clone()).await;
         assert_eq!(put.status, 200, "PUT {} bytes: {}", key.len(), put.text());
 
-        let get = s
-            .raw
-            .send(Some(&s.demo), "GET", &path, &[], &h, vec![])
-            .await;
+        let get = s.raw.get(&s.demo, &path, &h).await;
         assert_eq!(get.status, 200, "GET {} bytes: {}", key.len(), get.text());
         assert_eq!(get.body, body);
 
-        let head = s
-            .raw
-            .send(Some(&s.demo), "HEAD", &path, &[], &h, vec![])
-            .await;
+        let head = s.raw.request(&s.demo, "HEAD", &path, &h).await;
         assert_eq!(head.status, 200);
         assert_eq!(
             head.headers["content-length"].to_str().unwrap(),
@@ -111,38 +102,19 @@ async fn long_keys_answer_every_operation(s: &Setup) {
         assert_eq!(tags(&list.text(), "Key"), std::slice::from_ref(&key));
         assert_eq!(tags(&list.text(), "Size"), [body.len().to_string()]);
 
-        let delete = s
-            .raw
-            .send(Some(&s.demo), "DELETE", &path, &[], &[], vec![])
-            .await;
+        let delete = s.raw.request(&s.demo, "DELETE", &path, &[]).await;
         assert_eq!(delete.status, 204, "{}", delete.text());
-        let gone = s
-            .raw
-            .send(Some(&s.demo), "GET", &path, &[], &h, vec![])
-            .await;
+        let gone = s.raw.get(&s.demo, &path, &h).await;
         assert_eq!(gone.status, 404, "{}", gone.text());
     }
 
     // One byte over S3's limit is the client's error, not a retryable 503.
     let too_long = format!("/{BUCKET}/{}", "k".repeat(1025));
-    let put = s
-        .raw
-        .send(Some(&s.demo), "PUT", &too_long, &[], &h, b"v".to_vec())
-        .await;
+    let put = s.raw.put(&s.demo, &too_long, &h, b"v".to_vec()).await;
     assert_eq!(put.status, 400, "{}", put.text());
     assert!(put.text().contains("KeyTooLongError"), "{}", put.text());
 
-    let list = s
-        .raw
-        .send(
-            Some(&s.demo),
-            "GET",
-            &format!("/{BUCKET}"),
-            &[],
-            &[],
-            vec![],
-        )
-        .await;
+    let list = s.raw.get(&s.demo, &format!("/{BUCKET}"), &[]).await;
     assert!(tags(&list.text(), "Key").is_empty(), "{}", list.text());
 }
 

@@ -261,14 +261,7 @@ async fn a_slowly_read_download_is_not_cut_by_the_idle_timeout() {
     let proxy = Proxy::attach(s.addr);
     let body = data(16 << 20, 3);
     let put = Raw::new(&proxy, &s.pki)
-        .send(
-            Some(&s.tenant),
-            "PUT",
-            &format!("/{BUCKET}/big"),
-            &[],
-            &[],
-            body.clone(),
-        )
+        .put(&s.tenant, &format!("/{BUCKET}/big"), &[], body.clone())
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
     let http = http_from(&s, loopback(1));
@@ -462,14 +455,7 @@ async fn holder_denial_reasons_never_become_metric_labels() {
     raw.create_bucket(&tenant, BUCKET).await;
     for i in 0..10 {
         let r = raw
-            .send(
-                Some(&tenant),
-                "PUT",
-                &format!("/{BUCKET}/k{i}"),
-                &[],
-                &[],
-                b"x".to_vec(),
-            )
+            .put(&tenant, &format!("/{BUCKET}/k{i}"), &[], b"x".to_vec())
             .await;
         assert_eq!(r.status, 403, "{}", r.text());
     }

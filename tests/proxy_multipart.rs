@@ -138,16 +138,7 @@ impl Setup {
 
     async fn get(&self, tenant: &TestTenant, key: &str) -> RawResponse {
         let h = sse_c_headers(&tenant.share_b64().unwrap());
-        self.raw
-            .send(
-                Some(tenant),
-                "GET",
-                &format!("/{BUCKET}/{key}"),
-                &[],
-                &h,
-                vec![],
-            )
-            .await
+        self.raw.get(tenant, &format!("/{BUCKET}/{key}"), &h).await
     }
 
     /// The staged files of one upload of `demo`.
@@ -293,14 +284,7 @@ async fn complete_into_a_deleted_bucket_answers_no_such_bucket() {
     let etag = s.part(&s.demo, key, &id, 1, data(100, 8)).await;
     let deleted = s
         .raw
-        .send(
-            Some(&s.demo),
-            "DELETE",
-            &format!("/{BUCKET}"),
-            &[],
-            &[],
-            vec![],
-        )
+        .request(&s.demo, "DELETE", &format!("/{BUCKET}"), &[])
         .await;
     assert_eq!(deleted.status, 204, "{}", deleted.text());
     let done = s.complete(&s.demo, key, &id, &[(1, &etag)], true).await;

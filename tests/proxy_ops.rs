@@ -174,50 +174,31 @@ fn hdr<'a>(r: &'a RawResponse, name: &str) -> &'a str {
 #[tokio::test]
 async fn bucket_operations_and_anonymous_refusal() {
     let s = setup(60).await;
-    let list = s
-        .raw
-        .send(Some(&s.demo), "GET", "/", &[], &[], vec![])
-        .await;
+    let list = s.raw.get(&s.demo, "/", &[]).await;
     assert_eq!(list.status, 200);
     assert!(list.text().contains("<Name>data</Name>"), "{}", list.text());
-    let again = s
-        .raw
-        .send(Some(&s.demo), "PUT", "/data", &[], &[], vec![])
-        .await;
+    let again = s.raw.put(&s.demo, "/data", &[], vec![]).await;
     assert_eq!(again.status, 409, "{}", again.text());
     assert_eq!(
-        s.raw
-            .send(Some(&s.demo), "HEAD", "/data", &[], &[], vec![])
-            .await
-            .status,
+        s.raw.request(&s.demo, "HEAD", "/data", &[]).await.status,
         200
     );
     assert_eq!(
-        s.raw
-            .send(Some(&s.demo), "HEAD", "/nope", &[], &[], vec![])
-            .await
-            .status,
+        s.raw.request(&s.demo, "HEAD", "/nope", &[]).await.status,
         404
     );
     // Buckets are per tenant: the holder tenant's "data" is not the demo tenant's.
     s.raw.create_bucket(&s.demo, "second").await;
     let other = s
         .raw
-        .send(Some(&s.holder_tenant), "HEAD", "/second", &[], &[], vec![])
+        .request(&s.holder_tenant, "HEAD", "/second", &[])
         .await;
     assert_eq!(other.status, 404);
 
     let key = s.demo.share_b64().unwrap();
     let put = s
         .raw
-        .send(
-            Some(&s.demo),
-            "PUT",
-            "/second/x",
-            &[],
-            &sse_c_headers(&key),
-            b"abc".to_vec(),
-        )
+        .put(&s.demo, "/second/x", &sse_c_headers(&key), b"abc".to_vec())
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
     assert!(!hdr(&put, "etag").is_empty());
@@ -226,31 +207,25 @@ async fn bucket_operations_and_anonymous_refusal() {
         16,
         "every response carries a request id"
     );
-    let del = s
-        .raw
-        .send(Some(&s.demo), "DELETE", "/second", &[], &[], vec![])
-        .await;
+    let del = s.raw.request(&s.demo, "DELETE", "/second", &[]).await;
     assert_eq!(del.status, 409, "{}", del.text());
     assert!(del.text().contains("BucketNotEmpty"));
     assert_eq!(
         s.raw
-            .send(Some(&s.demo), "DELETE", "/second/x", &[], &[], vec![])
+            .request(&s.demo, "DELETE", "/second/x", &[])
             .await
             .status,
         204
     );
     assert_eq!(
         s.raw
-            .send(Some(&s.demo), "DELETE", "/second", &[], &[], vec![])
+            .request(&s.demo, "DELETE", "/second", &[])
             .await
             .status,
         204
     );
     assert_eq!(
-        s.raw
-            .send(Some(&s.demo), "HEAD", "/second", &[], &[], vec![])
-            .await
-            .status,
+        s.raw.request(&s.demo, "HEAD", "/second", &[]).await.status,
         404
     );
 
@@ -274,13 +249,7 @@ async fn bucket_operations_and_anonymous_refusal() {
         secret_access_key: "wrong-secret-0000".into(),
         share: None,
     };
-    assert_eq!(
-        s.raw
-            .send(Some(&impostor), "GET", "/", &[], &[], vec![])
-            .await
-            .status,
-        403
-    );
+    assert_eq!(s.raw.get(&impostor, "/", &[]).await.status, 403);
     s.proxy.stop().await;
 }
 
@@ -291,26 +260,17 @@ async fn missing_key_and_missing_bucket_get_distinct_404_codes() {
     let s = setup(60).await;
     let key = s.demo.share_b64().unwrap();
     let h = sse_c_headers(&key);
-    let no_key = s
-        .raw
-        .send(Some(&s.demo), "GET", "/data/absent", &[], &h, vec![])
-        .await;
+    let no_key = s.raw.get(&s.demo, "/data/absent", &h).await;
     assert_eq!(no_key.status, 404);
     assert!(no_key.text().contains("NoSuchKey"), "{}", no_key.text());
-    let no_bucket = s
-        .raw
-        .send(Some(&s.demo), "GET", "/absent-bucket/k", &[], &h, vec![])
-        .await;
+    let no_bucket = s.raw.get(&s.demo, "/absent-bucket/k", &h).await;
     assert_eq!(no_bucket.status, 404);
     assert!(
         no_bucket.text().contains("NoSuchBucket"),
         "{}",
         no_bucket.text()
     );
-    let head = s
-        .raw
-        .send(Some(&s.demo), "HEAD", "/absent-bucket/k", &[], &h, vec![])
-        .await;
+    let head = s.raw.request(&s.demo, "HEAD", "/absent-bucket/k", &h).await;
     assert_eq!(head.status, 404);
     s.proxy.stop().await;
 }
@@ -478,48 +438,24 @@ async fn copy_delete_objects_conditionals_and_ranges() {
     );
 
     let h = sse_c_headers(&key);
-    let get = s
-        .raw
-        .send(Some(&s.demo), "GET", "/data/src", &[], &h, vec![])
-        .await;
+    let get = s.raw.get(&s.demo, "/data/src", &h).await;
     assert_eq!(get.status, 200);
     assert_eq!(hdr(&get, "content-length"), body.len().to_string());
     let etag = hdr(&get, "etag").to_owned();
     assert!(!etag.is_empty());
     let mut cond = h.clone();
     cond.push(("if-none-match", etag.clone()));
-    assert_eq!(
-        s.raw
-            .send(Some(&s.demo), "GET", "/data/src", &[], &cond, vec![])
-            .await
-            .status,
-        304
-    );
+    assert_eq!(s.raw.get(&s.demo, "/data/src", &cond).await.status, 304);
     let mut cond = h.clone();
     cond.push(("if-match", "\"0123\"".into()));
-    assert_eq!(
-        s.raw
-            .send(Some(&s.demo), "GET", "/data/src", &[], &cond, vec![])
-            .await
-            .status,
-        412
-    );
+    assert_eq!(s.raw.get(&s.demo, "/data/src", &cond).await.status, 412);
     let mut cond = h.clone();
     cond.push(("if-match", etag.clone()));
-    assert_eq!(
-        s.raw
-            .send(Some(&s.demo), "GET", "/data/src", &[], &cond, vec![])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(s.raw.get(&s.demo, "/data/src", &cond).await.status, 200);
 
     let mut range = h.clone();
     range.push(("range", "bytes=-10".into()));
-    let r = s
-        .raw
-        .send(Some(&s.demo), "GET", "/data/src", &[], &range, vec![])
-        .await;
+    let r = s.raw.get(&s.demo, "/data/src", &range).await;
     assert_eq!(r.status, 206);
     assert_eq!(r.body, &body[body.len() - 10..]);
     assert_eq!(
@@ -533,13 +469,7 @@ async fn copy_delete_objects_conditionals_and_ranges() {
     );
     let mut range = h.clone();
     range.push(("range", format!("bytes={}-", body.len() + 5)));
-    assert_eq!(
-        s.raw
-            .send(Some(&s.demo), "GET", "/data/src", &[], &range, vec![])
-            .await
-            .status,
-        416
-    );
+    assert_eq!(s.raw.get(&s.demo, "/data/src", &range).await.status, 416);
 
     // DeleteObjects (bulk) through object_store.
     let paths =
@@ -623,18 +553,12 @@ async fn metrics_endpoint_reports_phases_cache_and_releases() {
     let h = sse_c_headers(&key);
     assert_eq!(
         s.raw
-            .send(Some(&s.demo), "PUT", "/data/m", &[], &h, b"m".to_vec())
+            .put(&s.demo, "/data/m", &h, b"m".to_vec())
             .await
             .status,
         200
     );
-    assert_eq!(
-        s.raw
-            .send(Some(&s.demo), "GET", "/data/m", &[], &h, vec![])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(s.raw.get(&s.demo, "/data/m", &h).await.status, 200);
     let text = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap()
@@ -681,14 +605,7 @@ async fn list_objects_v1_pages_by_marker_and_url_encoding_keeps_plus_and_percent
     for name in names {
         let put = s
             .raw
-            .send(
-                Some(&s.demo),
-                "PUT",
-                &format!("/data/{name}"),
-                &[],
-                &h,
-                b"v".to_vec(),
-            )
+            .put(&s.demo, &format!("/data/{name}"), &h, b"v".to_vec())
             .await;
         assert_eq!(put.status, 200, "{name}: {}", put.text());
     }
@@ -783,32 +700,24 @@ async fn head_and_304_over_http2_send_no_body_even_for_errors() {
     let h2 = Raw::new_h2(&s.proxy, &s.pki);
     let key = s.demo.share_b64().unwrap();
     let h = sse_c_headers(&key);
-    let put = h2
-        .send(Some(&s.demo), "PUT", "/data/h2", &[], &h, data(70_000, 3))
-        .await;
+    let put = h2.put(&s.demo, "/data/h2", &h, data(70_000, 3)).await;
     assert_eq!(put.version, reqwest::Version::HTTP_2);
     assert_eq!(put.status, 200, "{}", put.text());
     for (path, status) in [("/data/h2", 200), ("/data/absent", 404), ("/absent/k", 404)] {
-        let head = h2.send(Some(&s.demo), "HEAD", path, &[], &h, vec![]).await;
+        let head = h2.request(&s.demo, "HEAD", path, &h).await;
         assert_eq!(head.version, reqwest::Version::HTTP_2);
         assert_eq!(head.status, status, "{path}");
         assert_eq!(head.body_error, None, "{path}");
         assert!(head.body.is_empty(), "{path}");
     }
-    let head = h2
-        .send(Some(&s.demo), "HEAD", "/data/h2", &[], &h, vec![])
-        .await;
+    let head = h2.request(&s.demo, "HEAD", "/data/h2", &h).await;
     assert_eq!(hdr(&head, "content-length"), "70000");
-    let get = h2
-        .send(Some(&s.demo), "GET", "/data/h2", &[], &h, vec![])
-        .await;
+    let get = h2.get(&s.demo, "/data/h2", &h).await;
     assert_eq!(get.body, data(70_000, 3));
     // A conditional GET answered 304 carries no body either.
     let mut conditional = h.clone();
     conditional.push(("if-none-match", hdr(&get, "etag").to_owned()));
-    let not_modified = h2
-        .send(Some(&s.demo), "GET", "/data/h2", &[], &conditional, vec![])
-        .await;
+    let not_modified = h2.get(&s.demo, "/data/h2", &conditional).await;
     assert_eq!(not_modified.status, 304);
     assert_eq!(not_modified.body_error, None);
     assert!(not_modified.body.is_empty());
@@ -822,28 +731,14 @@ async fn holder_tenant_responses_say_aws_kms_and_sse_c_ones_do_not() {
     let s = setup(60).await;
     let put = s
         .raw
-        .send(
-            Some(&s.holder_tenant),
-            "PUT",
-            "/data/kms",
-            &[],
-            &[],
-            b"x".to_vec(),
-        )
+        .put(&s.holder_tenant, "/data/kms", &[], b"x".to_vec())
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
     assert_eq!(hdr(&put, "x-amz-server-side-encryption"), "aws:kms");
     for method in ["GET", "HEAD"] {
         let r = s
             .raw
-            .send(
-                Some(&s.holder_tenant),
-                method,
-                "/data/kms",
-                &[],
-                &[],
-                vec![],
-            )
+            .request(&s.holder_tenant, method, "/data/kms", &[])
             .await;
         assert_eq!(
             hdr(&r, "x-amz-server-side-encryption"),
@@ -853,10 +748,7 @@ async fn holder_tenant_responses_say_aws_kms_and_sse_c_ones_do_not() {
     }
     let key = s.demo.share_b64().unwrap();
     let h = sse_c_headers(&key);
-    let put = s
-        .raw
-        .send(Some(&s.demo), "PUT", "/data/ssec", &[], &h, b"x".to_vec())
-        .await;
+    let put = s.raw.put(&s.demo, "/data/ssec", &h, b"x".to_vec()).await;
     assert_eq!(put.status, 200, "{}", put.text());
     assert!(put.headers.get("x-amz-server-side-encryption").is_none());
     assert_eq!(
@@ -885,16 +777,12 @@ async fn tenant_reload_adds_and_removes_tenants_all_or_nothing_and_drops_cached_
     raw.create_bucket(&demo, BUCKET).await;
     let key = demo.share_b64().unwrap();
     let h = sse_c_headers(&key);
-    let put = raw
-        .send(Some(&demo), "PUT", "/data/kept", &[], &h, b"kept".to_vec())
-        .await;
+    let put = raw.put(&demo, "/data/kept", &h, b"kept".to_vec()).await;
     assert_eq!(put.status, 200, "{}", put.text());
     assert!(proxy.keys.cached() >= 1);
 
     // Not registered yet: the signature cannot even be checked.
-    let unknown = raw
-        .send(Some(&holder_tenant), "PUT", "/data", &[], &[], vec![])
-        .await;
+    let unknown = raw.put(&holder_tenant, "/data", &[], vec![]).await;
     assert_eq!(unknown.status, 403, "{}", unknown.text());
     assert!(
         unknown.text().contains("InvalidAccessKeyId"),
@@ -916,9 +804,7 @@ async fn tenant_reload_adds_and_removes_tenants_all_or_nothing_and_drops_cached_
     let broken = [demo_cfg.clone(), holder_cfg.clone(), demo_cfg.clone()];
     assert!(treuhand::proxy::reload(&registry, &proxy.keys, &broken, &holders.factory()).is_err());
     assert_eq!(registry.len(), 2);
-    let head = raw
-        .send(Some(&holder_tenant), "HEAD", "/data", &[], &[], vec![])
-        .await;
+    let head = raw.request(&holder_tenant, "HEAD", "/data", &[]).await;
     assert_eq!(head.status, 200);
 
     // Remove demo: its requests are refused, its objects stay, and re-adding it serves them.
@@ -930,14 +816,10 @@ async fn tenant_reload_adds_and_removes_tenants_all_or_nothing_and_drops_cached_
     )
     .unwrap();
     assert_eq!(summary.removed, ["demo"]);
-    let gone = raw
-        .send(Some(&demo), "GET", "/data/kept", &[], &h, vec![])
-        .await;
+    let gone = raw.get(&demo, "/data/kept", &h).await;
     assert_eq!(gone.status, 403);
     treuhand::proxy::reload(&registry, &proxy.keys, &both, &holders.factory()).unwrap();
-    let back = raw
-        .send(Some(&demo), "GET", "/data/kept", &[], &h, vec![])
-        .await;
+    let back = raw.get(&demo, "/data/kept", &h).await;
     assert_eq!(back.status, 200, "{}", back.text());
     assert_eq!(back.body, b"kept");
     proxy.stop().await;
@@ -1001,28 +883,14 @@ async fn put_with_content_type_and_user_metadata_returns_them_on_get_and_head() 
     let body = data(2 * SEG + 5, 4);
     let put = s
         .raw
-        .send(
-            Some(&s.demo),
-            "PUT",
-            "/data/web/index.html",
-            &[],
-            &h,
-            body.clone(),
-        )
+        .put(&s.demo, "/data/web/index.html", &h, body.clone())
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
     let read = sse_c_headers(&key);
     for method in ["GET", "HEAD"] {
         let r = s
             .raw
-            .send(
-                Some(&s.demo),
-                method,
-                "/data/web/index.html",
-                &[],
-                &read,
-                vec![],
-            )
+            .request(&s.demo, method, "/data/web/index.html", &read)
             .await;
         assert_eq!(r.status, 200, "{method}: {}", r.text());
         assert_eq!(
@@ -1071,15 +939,9 @@ async fn put_with_content_type_and_user_metadata_returns_them_on_get_and_head() 
         }
     }
     // Without metadata, the default type is still application/octet-stream.
-    let plain = s
-        .raw
-        .send(Some(&s.demo), "PUT", "/data/plain", &[], &read, data(10, 1))
-        .await;
+    let plain = s.raw.put(&s.demo, "/data/plain", &read, data(10, 1)).await;
     assert_eq!(plain.status, 200, "{}", plain.text());
-    let head = s
-        .raw
-        .send(Some(&s.demo), "HEAD", "/data/plain", &[], &read, vec![])
-        .await;
+    let head = s.raw.request(&s.demo, "HEAD", "/data/plain", &read).await;
     assert_eq!(hdr(&head, "content-type"), "application/octet-stream");
     assert_eq!(hdr(&head, "x-amz-meta-mtime"), "");
     s.proxy.stop().await;
@@ -1096,14 +958,7 @@ async fn copy_object_copies_metadata_by_default_and_replace_takes_the_requests()
     ]);
     let put = s
         .raw
-        .send(
-            Some(&s.demo),
-            "PUT",
-            "/data/src.png",
-            &[],
-            &h,
-            data(SEG + 3, 2),
-        )
+        .put(&s.demo, "/data/src.png", &h, data(SEG + 3, 2))
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
     let mut copy = sse_c_headers(&key);
@@ -1133,15 +988,9 @@ async fn copy_object_copies_metadata_by_default_and_replace_takes_the_requests()
         ),
         ("/data/replaced", &replace, "text/plain", "", "yes"),
     ] {
-        let r = s
-            .raw
-            .send(Some(&s.demo), "PUT", dest, &[], headers, vec![])
-            .await;
+        let r = s.raw.put(&s.demo, dest, headers, vec![]).await;
         assert_eq!(r.status, 200, "{dest}: {}", r.text());
-        let head = s
-            .raw
-            .send(Some(&s.demo), "HEAD", dest, &[], &read, vec![])
-            .await;
+        let head = s.raw.request(&s.demo, "HEAD", dest, &read).await;
         assert_eq!(head.status, 200, "{dest}");
         assert_eq!(hdr(&head, "content-type"), want_type, "{dest}");
         assert_eq!(hdr(&head, "x-amz-meta-origin"), origin, "{dest}");
@@ -1154,10 +1003,7 @@ async fn copy_object_copies_metadata_by_default_and_replace_takes_the_requests()
     }
     let mut bogus = copy.clone();
     bogus.push(("x-amz-metadata-directive", "MERGE".to_owned()));
-    let r = s
-        .raw
-        .send(Some(&s.demo), "PUT", "/data/bogus", &[], &bogus, vec![])
-        .await;
+    let r = s.raw.put(&s.demo, "/data/bogus", &bogus, vec![]).await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("InvalidArgument"), "{}", r.text());
     s.proxy.stop().await;
@@ -1221,10 +1067,7 @@ async fn multipart_create_with_metadata_is_returned_after_complete_and_listed_by
         .await;
     assert_eq!(complete.status, 200, "{}", complete.text());
     let whole = parts.concat();
-    let get = s
-        .raw
-        .send(Some(&s.demo), "GET", "/data/mp/meta.mp4", &[], &h, vec![])
-        .await;
+    let get = s.raw.get(&s.demo, "/data/mp/meta.mp4", &h).await;
     assert_eq!(get.status, 200, "{}", get.text());
     assert_eq!(get.body, whole);
     assert_eq!(hdr(&get, "content-type"), "video/mp4");
@@ -1242,10 +1085,7 @@ async fn too_large_metadata_is_rejected_with_400_metadata_too_large() {
     let key = s.demo.share_b64().unwrap();
     let mut h = sse_c_headers(&key);
     h.push(("x-amz-meta-big", "x".repeat(format_max_metadata())));
-    let put = s
-        .raw
-        .send(Some(&s.demo), "PUT", "/data/big-meta", &[], &h, data(10, 1))
-        .await;
+    let put = s.raw.put(&s.demo, "/data/big-meta", &h, data(10, 1)).await;
     assert_eq!(put.status, 400, "{}", put.text());
     assert!(put.text().contains("MetadataTooLarge"), "{}", put.text());
     // The proxy's own limit answered, not a generic header-size limit in front of it.
@@ -1270,14 +1110,7 @@ async fn too_large_metadata_is_rejected_with_400_metadata_too_large() {
     // Nothing was stored.
     let head = s
         .raw
-        .send(
-            Some(&s.demo),
-            "HEAD",
-            "/data/big-meta",
-            &[],
-            &sse_c_headers(&key),
-            vec![],
-        )
+        .request(&s.demo, "HEAD", "/data/big-meta", &sse_c_headers(&key))
         .await;
     assert_eq!(head.status, 404);
     s.proxy.stop().await;

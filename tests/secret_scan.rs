@@ -225,13 +225,9 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
 
     // SSE-C PUT and GET.
     let body = b"secret scan: hello".to_vec();
-    let put = raw
-        .send(Some(&demo), "PUT", "/demo/a.txt", &[], &sse, body.clone())
-        .await;
+    let put = raw.put(&demo, "/demo/a.txt", &sse, body.clone()).await;
     assert_eq!(put.status, 200, "{}", put.text());
-    let get = raw
-        .send(Some(&demo), "GET", "/demo/a.txt", &[], &sse, vec![])
-        .await;
+    let get = raw.get(&demo, "/demo/a.txt", &sse).await;
     assert_eq!(get.status, 200, "{}", get.text());
     assert_eq!(get.body, body);
 
@@ -245,9 +241,7 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
         copy.push((Box::leak(source.into_boxed_str()), value.clone()));
     }
     copy.push(("x-amz-copy-source", "/demo/a.txt".to_owned()));
-    let copied = raw
-        .send(Some(&demo), "PUT", "/demo/b.txt", &[], &copy, vec![])
-        .await;
+    let copied = raw.put(&demo, "/demo/b.txt", &copy, vec![]).await;
     assert_eq!(copied.status, 200, "{}", copied.text());
 
     // A multipart upload, SSE-C on every step.
@@ -289,26 +283,15 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
         )
         .await;
     assert_eq!(done.status, 200, "{}", done.text());
-    let back = raw
-        .send(Some(&demo), "GET", "/demo/mp.bin", &[], &sse, vec![])
-        .await;
+    let back = raw.get(&demo, "/demo/mp.bin", &sse).await;
     assert_eq!(back.body, support::data(3000, 7));
 
     // Holder-tenant traffic: the proxy fetches the customer share from the holder.
     let put = raw
-        .send(
-            Some(&holder),
-            "PUT",
-            "/demo-holder/h.txt",
-            &[],
-            &[],
-            body.clone(),
-        )
+        .put(&holder, "/demo-holder/h.txt", &[], body.clone())
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
-    let get = raw
-        .send(Some(&holder), "GET", "/demo-holder/h.txt", &[], &[], vec![])
-        .await;
+    let get = raw.get(&holder, "/demo-holder/h.txt", &[]).await;
     assert_eq!(get.body, body);
 
     // Presigned GETs: the holder tenant's, and the demo tenant's with SSE-C headers.

@@ -298,6 +298,40 @@ impl Raw {
             .unwrap()
     }
 
+    /// A signed GET of `path` with `headers`.
+    pub async fn get(
+        &self,
+        tenant: &TestTenant,
+        path: &str,
+        headers: &[(&str, String)],
+    ) -> RawResponse {
+        self.request(tenant, "GET", path, headers).await
+    }
+
+    /// A signed PUT of `body` to `path` with `headers`.
+    pub async fn put(
+        &self,
+        tenant: &TestTenant,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> RawResponse {
+        self.send(Some(tenant), "PUT", path, &[], headers, body)
+            .await
+    }
+
+    /// A signed request without query or body (HEAD, DELETE, GET).
+    pub async fn request(
+        &self,
+        tenant: &TestTenant,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+    ) -> RawResponse {
+        self.send(Some(tenant), method, path, &[], headers, Vec::new())
+            .await
+    }
+
     pub async fn create_bucket(&self, tenant: &TestTenant, bucket: &str) {
         let path = format!("/{bucket}");
         let r = self
