@@ -554,23 +554,16 @@ async fn aws_chunked_upload_cut_before_its_final_chunk_is_refused_and_stores_not
     // A part upload cut the same way is refused too, and Complete cannot use it.
     let created = s
         .raw
-        .send(
-            Some(demo),
+        .query(
+            demo,
             "POST",
             "/data/chunked-mp",
             &[("uploads", "")],
             &sse_c_headers(&key),
-            Vec::new(),
         )
         .await;
     assert_eq!(created.status, 200, "{}", created.text());
-    let upload_id = created
-        .text()
-        .split("<UploadId>")
-        .nth(1)
-        .and_then(|x| x.split("</UploadId>").next())
-        .unwrap()
-        .to_owned();
+    let upload_id = xml_tag(&created.text(), "UploadId");
     let part = s
         .raw
         .send(
@@ -590,13 +583,12 @@ async fn aws_chunked_upload_cut_before_its_final_chunk_is_refused_and_stores_not
     );
     let parts = s
         .raw
-        .send(
-            Some(demo),
+        .query(
+            demo,
             "GET",
             "/data/chunked-mp",
             &[("uploadId", &upload_id)],
             &sse_c_headers(&key),
-            Vec::new(),
         )
         .await;
     assert_eq!(parts.status, 200, "{}", parts.text());

@@ -51,30 +51,21 @@ async fn setup() -> Setup {
     setup_with(1000).await
 }
 
-fn tag(text: &str, name: &str) -> String {
-    text.split(&format!("<{name}>"))
-        .nth(1)
-        .and_then(|t| t.split(&format!("</{name}>")).next())
-        .unwrap_or_else(|| panic!("no <{name}> in {text}"))
-        .to_owned()
-}
-
 impl Setup {
     async fn create(&self, tenant: &TestTenant, key: &str) -> String {
         let h = sse_c_headers(&tenant.share_b64().unwrap());
         let r = self
             .raw
-            .send(
-                Some(tenant),
+            .query(
+                tenant,
                 "POST",
                 &format!("/{BUCKET}/{key}"),
                 &[("uploads", "")],
                 &h,
-                vec![],
             )
             .await;
         assert_eq!(r.status, 200, "{}", r.text());
-        tag(&r.text(), "UploadId")
+        xml_tag(&r.text(), "UploadId")
     }
 
     /// Uploads a part and returns its ETag (with quotes, as sent).

@@ -321,25 +321,11 @@ async fn multipart_upload_complete_list_parts_abort() {
     let h = sse_c_headers(&key);
     let create = s
         .raw
-        .send(
-            Some(&s.demo),
-            "POST",
-            "/data/mp/aborted",
-            &[("uploads", "")],
-            &h,
-            vec![],
-        )
+        .query(&s.demo, "POST", "/data/mp/aborted", &[("uploads", "")], &h)
         .await;
     assert_eq!(create.status, 200, "{}", create.text());
     let text = create.text();
-    let id = text
-        .split("<UploadId>")
-        .nth(1)
-        .unwrap()
-        .split("</UploadId>")
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = xml_tag(&text, "UploadId");
     let part = s
         .raw
         .send(
@@ -354,14 +340,7 @@ async fn multipart_upload_complete_list_parts_abort() {
     assert_eq!(part.status, 200, "{}", part.text());
     let listed = s
         .raw
-        .send(
-            Some(&s.demo),
-            "GET",
-            "/data/mp/aborted",
-            &[("uploadId", &id)],
-            &h,
-            vec![],
-        )
+        .query(&s.demo, "GET", "/data/mp/aborted", &[("uploadId", &id)], &h)
         .await;
     assert_eq!(listed.status, 200, "{}", listed.text());
     assert!(
@@ -376,26 +355,18 @@ async fn multipart_upload_complete_list_parts_abort() {
     );
     let abort = s
         .raw
-        .send(
-            Some(&s.demo),
+        .query(
+            &s.demo,
             "DELETE",
             "/data/mp/aborted",
             &[("uploadId", &id)],
             &h,
-            vec![],
         )
         .await;
     assert_eq!(abort.status, 204, "{}", abort.text());
     let gone = s
         .raw
-        .send(
-            Some(&s.demo),
-            "GET",
-            "/data/mp/aborted",
-            &[("uploadId", &id)],
-            &h,
-            vec![],
-        )
+        .query(&s.demo, "GET", "/data/mp/aborted", &[("uploadId", &id)], &h)
         .await;
     assert_eq!(gone.status, 404);
     assert!(matches!(
@@ -504,10 +475,7 @@ async fn copy_delete_objects_conditionals_and_ranges() {
             q.push(("continuation-token", t.clone()));
         }
         let qr: Vec<(&str, &str)> = q.iter().map(|(a, b)| (*a, b.as_str())).collect();
-        let page = s
-            .raw
-            .send(Some(&s.demo), "GET", "/data", &qr, &[], vec![])
-            .await;
+        let page = s.raw.query(&s.demo, "GET", "/data", &qr, &[]).await;
         assert_eq!(page.status, 200, "{}", page.text());
         let text = page.text();
         for part in text.split("<Key>").skip(1) {
@@ -586,16 +554,6 @@ async fn metrics_endpoint_reports_phases_cache_and_releases() {
     s.proxy.stop().await;
 }
 
-/// The text of every `<tag>…</tag>` in an XML body, in order.
-fn tags(text: &str, tag: &str) -> Vec<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    text.split(open.as_str())
-        .skip(1)
-        .filter_map(|part| part.split(close.as_str()).next().map(str::to_owned))
-        .collect()
-}
-
 #[tokio::test]
 async fn list_objects_v1_pages_by_marker_and_url_encoding_keeps_plus_and_percent() {
     let s = setup(60).await;
@@ -614,7 +572,7 @@ async fn list_objects_v1_pages_by_marker_and_url_encoding_keeps_plus_and_percent
         let demo = &s.demo;
         async move {
             let q: Vec<(&str, &str)> = query.iter().map(|(a, b)| (*a, b.as_str())).collect();
-            raw.send(Some(demo), "GET", "/data", &q, &[], vec![]).await
+            raw.query(demo, "GET", "/data", &q, &[]).await
         }
     };
 
@@ -628,15 +586,15 @@ async fn list_objects_v1_pages_by_marker_and_url_encoding_keeps_plus_and_percent
     assert_eq!(page.status, 200, "{}", page.text());
     let text = page.text();
     assert_eq!(
-        tags(&text, "Key"),
+        xml_tags(&text, "Key"),
         ["l/100%25", "l/a%20b", "l/a%2Bb", "l/d/1", "l/d/2", "l/z"]
     );
-    assert_eq!(tags(&text, "EncodingType"), ["url"]);
+    assert_eq!(xml_tags(&text, "EncodingType"), ["url"]);
 
     // Without it, names are sent as they are.
     let plain = list(vec![("prefix", "l/".into())]).await;
     assert_eq!(
-        tags(&plain.text(), "Key"),
+        xml_tags(&plain.text(), "Key"),
         ["l/100%", "l/a b", "l/a+b", "l/d/1", "l/d/2", "l/z"]
     );
 
@@ -657,16 +615,16 @@ async fn list_objects_v1_pages_by_marker_and_url_encoding_keeps_plus_and_percent
         assert_eq!(page.status, 200, "{}", page.text());
         pages += 1;
         let text = page.text();
-        seen.extend(tags(&text, "Key"));
+        seen.extend(xml_tags(&text, "Key"));
         seen.extend(
-            tags(&text, "Prefix")
+            xml_tags(&text, "Prefix")
                 .into_iter()
                 .filter(|p| p.as_str() != "l/"),
         );
-        if tags(&text, "IsTruncated") != ["true"] {
+        if xml_tags(&text, "IsTruncated") != ["true"] {
             break;
         }
-        marker = tags(&text, "NextMarker").into_iter().next();
+        marker = xml_tags(&text, "NextMarker").into_iter().next();
         assert!(
             marker.is_some(),
             "a truncated v1 page needs NextMarker: {text}"
@@ -683,7 +641,7 @@ async fn list_objects_v1_pages_by_marker_and_url_encoding_keeps_plus_and_percent
         ("encoding-type", "url".into()),
     ])
     .await;
-    assert_eq!(tags(&v2.text(), "Key"), ["l/a%20b", "l/a%2Bb"]);
+    assert_eq!(xml_tags(&v2.text(), "Key"), ["l/a%20b", "l/a%2Bb"]);
 
     // Any other encoding type is a 400, as on S3.
     let bad = list(vec![("encoding-type", "base64".into())]).await;
@@ -848,20 +806,19 @@ fn copy_source_sse_c_headers(key_b64: &str) -> Vec<(&'static str, String)> {
 async fn listed(s: &Setup, key: &str) -> (u64, String) {
     let listed = s
         .raw
-        .send(
-            Some(&s.demo),
+        .query(
+            &s.demo,
             "GET",
             "/data",
             &[("list-type", "2"), ("prefix", key)],
             &[],
-            vec![],
         )
         .await;
     assert_eq!(listed.status, 200, "{}", listed.text());
     let text = listed.text();
-    let sizes = tags(&text, "Size");
+    let sizes = xml_tags(&text, "Size");
     assert_eq!(sizes.len(), 1, "{text}");
-    let etags = tags(&text, "ETag");
+    let etags = xml_tags(&text, "ETag");
     assert_eq!(etags.len(), 1, "{text}");
     (sizes[0].parse().unwrap(), etags[0].replace("&quot;", "\""))
 }
@@ -1021,17 +978,16 @@ async fn multipart_create_with_metadata_is_returned_after_complete_and_listed_by
     ]);
     let create = s
         .raw
-        .send(
-            Some(&s.demo),
+        .query(
+            &s.demo,
             "POST",
             "/data/mp/meta.mp4",
             &[("uploads", "")],
             &create_headers,
-            vec![],
         )
         .await;
     assert_eq!(create.status, 200, "{}", create.text());
-    let id = tags(&create.text(), "UploadId").remove(0);
+    let id = xml_tags(&create.text(), "UploadId").remove(0);
     let parts = [data(SEG + 10, 6), data(99, 7)];
     let mut xml = String::from("<CompleteMultipartUpload>");
     for (i, part) in parts.iter().enumerate() {
@@ -1092,14 +1048,7 @@ async fn too_large_metadata_is_rejected_with_400_metadata_too_large() {
     assert!(put.text().contains("at most 8192"), "{}", put.text());
     let create = s
         .raw
-        .send(
-            Some(&s.demo),
-            "POST",
-            "/data/big-meta",
-            &[("uploads", "")],
-            &h,
-            vec![],
-        )
+        .query(&s.demo, "POST", "/data/big-meta", &[("uploads", "")], &h)
         .await;
     assert_eq!(create.status, 400, "{}", create.text());
     assert!(

@@ -149,16 +149,6 @@ fn read_hex_key(path: &Path) -> Vec<u8> {
     hex::decode(std::fs::read_to_string(path).unwrap().trim()).unwrap()
 }
 
-fn upload_id(text: &str) -> String {
-    text.split("<UploadId>")
-        .nth(1)
-        .unwrap()
-        .split("</UploadId>")
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
     treuhand::tls::install_crypto_provider();
@@ -246,17 +236,10 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
 
     // A multipart upload, SSE-C on every step.
     let create = raw
-        .send(
-            Some(&demo),
-            "POST",
-            "/demo/mp.bin",
-            &[("uploads", "")],
-            &sse,
-            vec![],
-        )
+        .query(&demo, "POST", "/demo/mp.bin", &[("uploads", "")], &sse)
         .await;
     assert_eq!(create.status, 200, "{}", create.text());
-    let id = upload_id(&create.text());
+    let id = xml_tag(&create.text(), "UploadId");
     let part = raw
         .send(
             Some(&demo),

@@ -332,6 +332,19 @@ impl Raw {
             .await
     }
 
+    /// A signed request with `query` and no body (multipart and listing calls).
+    pub async fn query(
+        &self,
+        tenant: &TestTenant,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, String)],
+    ) -> RawResponse {
+        self.send(Some(tenant), method, path, query, headers, Vec::new())
+            .await
+    }
+
     pub async fn create_bucket(&self, tenant: &TestTenant, bucket: &str) {
         let path = format!("/{bucket}");
         let r = self
@@ -409,6 +422,24 @@ impl HeldBody {
         use futures::SinkExt as _;
         self.tx.send(Ok(Bytes::from(data))).await.unwrap();
     }
+}
+
+/// The text of every `<name>` element in an XML answer.
+pub fn xml_tags(text: &str, name: &str) -> Vec<String> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    text.split(open.as_str())
+        .skip(1)
+        .filter_map(|part| part.split(close.as_str()).next().map(str::to_owned))
+        .collect()
+}
+
+/// The text of the first `<name>` element in an XML answer; panics if there is none.
+pub fn xml_tag(text: &str, name: &str) -> String {
+    xml_tags(text, name)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no <{name}> in {text}"))
 }
 
 /// SSE-C headers for a raw request.
