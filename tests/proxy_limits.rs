@@ -13,8 +13,7 @@ use std::time::Duration;
 use support::*;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use treuhand::proxy::config::{LimitsConfig, ProxyConfig, TenantConfig};
-use treuhand::storage::Storage;
+use treuhand::proxy::config::{LimitsConfig, ProxyConfig};
 
 /// Far beyond every configured timeout in these tests: only a connection that is never closed
 /// reaches it.
@@ -28,32 +27,8 @@ struct Setup {
     pki: Pki,
     addr: SocketAddr,
     tenant: TestTenant,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-/// Starts the proxy like `start_proxy`, but with `limits`.
-async fn start_limited(
-    config: &ProxyConfig,
-    tenants: &[TenantConfig],
-    sources: &dyn treuhand::proxy::SourceFactory,
-    limits: LimitsConfig,
-) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let storage = Storage::from_config(&config.storage).unwrap();
-    let built = treuhand::proxy::build(config, tenants, storage, sources).unwrap();
-    let tls = treuhand::tls::server_config(&config.tls.cert, &config.tls.key, None).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(treuhand::proxy::server::serve_with_limits(
-        listener,
-        tls,
-        built.service,
-        limits,
-        async move {
-            let _ = rx.await;
-        },
-    ));
-    (addr, tx)
+    /// Stops the proxy when the test ends.
+    _proxy: Proxy,
 }
 
 async fn setup(limits: LimitsConfig) -> Setup {
@@ -64,15 +39,16 @@ async fn setup(limits: LimitsConfig) -> Setup {
     let (cfg, tenant) = holders
         .enroll(&root, "demo-holder", &["trustee"], 2, Some("holder"))
         .await;
-    let config = proxy_config(&pki, &root, 60);
-    let (addr, stop) = start_limited(&config, &[cfg], &holders.factory(), limits).await;
+    let mut config = proxy_config(&pki, &root, 60);
+    config.limits = limits;
+    let proxy = start_proxy(&config, &[cfg], &holders.factory()).await;
     Setup {
         _dir: dir,
         _holders: holders,
         pki,
-        addr,
+        addr: proxy.addr,
         tenant,
-        _stop: stop,
+        _proxy: proxy,
     }
 }
 

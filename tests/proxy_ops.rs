@@ -115,17 +115,7 @@ async fn sse_c_put_get_range_head_list_delete_round_trip() {
     let delimited = store.list_with_delimiter(None).await.unwrap();
     assert_eq!(delimited.common_prefixes, vec![OsPath::from("dir")]);
     assert_eq!(delimited.objects.len(), 1);
-    assert_eq!(
-        store
-            .get(&OsPath::from("dir/two.bin"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(get_object(&store, "dir/two.bin").await.len(), 0);
 
     // The storage holds only ciphertext.
     for (p, bytes) in stored_files(&s.root.join("storage")) {
@@ -396,17 +386,7 @@ async fn copy_delete_objects_conditionals_and_ranges() {
         .copy(&OsPath::from("src"), &OsPath::from("dst"))
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .get(&OsPath::from("dst"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        body.as_slice()
-    );
+    assert_eq!(get_object(&store, "dst").await.as_ref(), body.as_slice());
 
     let h = sse_c_headers(&key);
     let get = s.raw.get(&s.demo, "/data/src", &h).await;

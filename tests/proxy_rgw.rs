@@ -85,47 +85,10 @@ async fn rgw_backend_stores_only_ciphertext_and_round_trips() {
         .unwrap();
     upload.complete().await.unwrap();
 
-    assert_eq!(
-        sse.get(&OsPath::from("small"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        small.as_slice()
-    );
-    assert_eq!(
-        sse.get(&OsPath::from("large"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        large.as_slice()
-    );
-    assert_eq!(
-        sse.get(&OsPath::from("mp"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        large.as_slice()
-    );
-    assert_eq!(
-        plain
-            .get(&OsPath::from("held"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        small.as_slice()
-    );
+    assert_eq!(get_object(&sse, "small").await.as_ref(), small.as_slice());
+    assert_eq!(get_object(&sse, "large").await.as_ref(), large.as_slice());
+    assert_eq!(get_object(&sse, "mp").await.as_ref(), large.as_slice());
+    assert_eq!(get_object(&plain, "held").await.as_ref(), small.as_slice());
     let r = 8 * 1024 * 1024 - 10..8 * 1024 * 1024 + 70_000;
     assert_eq!(
         sse.get_range(&OsPath::from("large"), r.clone())

@@ -83,7 +83,7 @@ pub fn proxy_config(pki: &Pki, root: &Path, ttl_secs: u64) -> ProxyConfig {
     }
 }
 
-/// Starts the proxy in-process on 127.0.0.1:0.
+/// Starts the proxy in-process on 127.0.0.1:0, under the connection limits `config.limits`.
 pub async fn start_proxy(
     config: &ProxyConfig,
     tenants: &[TenantConfig],
@@ -95,10 +95,11 @@ pub async fn start_proxy(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(treuhand::proxy::server::serve(
+    let task = tokio::spawn(treuhand::proxy::server::serve_with_limits(
         listener,
         tls,
         built.service,
+        config.limits,
         async move {
             let _ = rx.await;
         },

@@ -14,6 +14,9 @@ use treuhand::crypto::sigv4::{self, SigningInput, UNSIGNED_PAYLOAD};
 use crate::support::pki::Pki;
 use crate::support::proxy::Proxy;
 
+/// Extra request headers, `(name, value)`.
+pub type Headers<'a> = &'a [(&'a str, String)];
+
 pub const REGION: &str = "us-east-1";
 pub const BUCKET: &str = "data";
 
@@ -53,6 +56,13 @@ pub fn client(
     Arc::new(builder.build().unwrap())
 }
 
+/// The whole object `key`, read through an object_store client.
+pub async fn get_object<S: ObjectStore + ?Sized>(store: &S, key: &str) -> Bytes {
+    use object_store::ObjectStoreExt as _;
+    let path = object_store::path::Path::from(key);
+    store.get(&path).await.unwrap().bytes().await.unwrap()
+}
+
 /// An object_store S3 builder for `tenant` at `endpoint`, trusting `ca_pem`, path-style.
 pub fn s3_builder(
     endpoint: &str,
@@ -75,16 +85,7 @@ pub fn s3_builder(
 
 /// Now as SigV4's `YYYYMMDDTHHMMSSZ`.
 pub fn amz_date_now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    )
+    treuhand::bench::client::amz_date(std::time::SystemTime::now())
 }
 
 /// A request ready to send: its URL and every header but `host` (which the HTTP client sets
@@ -289,60 +290,47 @@ impl Raw {
         method: &str,
         path: &str,
         query: &[(&str, &str)],
-        headers: &[(&str, String)],
+        headers: Headers<'_>,
         body: Vec<u8>,
     ) -> RawResponse {
-        self.0
-            .send(tenant, method, path, query, headers, body.into())
-            .await
-            .unwrap()
+        let body = body.into();
+        let sent = self.0.send(tenant, method, path, query, headers, body);
+        sent.await.unwrap()
     }
 
-    /// A signed GET of `path` with `headers`.
-    pub async fn get(
-        &self,
-        tenant: &TestTenant,
-        path: &str,
-        headers: &[(&str, String)],
-    ) -> RawResponse {
-        self.request(tenant, "GET", path, headers).await
+    // The short forms below sign for `t`, with headers `h`.
+
+    /// A signed GET of `path`.
+    pub async fn get(&self, t: &TestTenant, path: &str, h: Headers<'_>) -> RawResponse {
+        self.request(t, "GET", path, h).await
     }
 
-    /// A signed PUT of `body` to `path` with `headers`.
-    pub async fn put(
-        &self,
-        tenant: &TestTenant,
-        path: &str,
-        headers: &[(&str, String)],
-        body: Vec<u8>,
-    ) -> RawResponse {
-        self.send(Some(tenant), "PUT", path, &[], headers, body)
-            .await
+    /// A signed PUT of `body` to `path`.
+    pub async fn put(&self, t: &TestTenant, path: &str, h: Headers<'_>, body: Vec<u8>) -> Response {
+        self.send(Some(t), "PUT", path, &[], h, body).await
     }
 
     /// A signed request without query or body (HEAD, DELETE, GET).
     pub async fn request(
         &self,
-        tenant: &TestTenant,
+        t: &TestTenant,
         method: &str,
         path: &str,
-        headers: &[(&str, String)],
-    ) -> RawResponse {
-        self.send(Some(tenant), method, path, &[], headers, Vec::new())
-            .await
+        h: Headers<'_>,
+    ) -> Response {
+        self.query(t, method, path, &[], h).await
     }
 
     /// A signed request with `query` and no body (multipart and listing calls).
     pub async fn query(
         &self,
-        tenant: &TestTenant,
+        t: &TestTenant,
         method: &str,
         path: &str,
         query: &[(&str, &str)],
-        headers: &[(&str, String)],
+        h: Headers<'_>,
     ) -> RawResponse {
-        self.send(Some(tenant), method, path, query, headers, Vec::new())
-            .await
+        self.send(Some(t), method, path, query, h, Vec::new()).await
     }
 
     pub async fn create_bucket(&self, tenant: &TestTenant, bucket: &str) {
