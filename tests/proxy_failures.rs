@@ -10,73 +10,27 @@ use base64::Engine as _;
 use object_store::path::Path as OsPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use support::*;
-use treuhand::proxy::config::TenantConfig;
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    root: std::path::PathBuf,
-    pki: Pki,
-    holders: Holders,
-    proxy: Proxy,
-    tenants: Vec<TestTenant>,
-    raw: Raw,
-}
+type Setup = Stack;
 
 /// Starts trustees `t1`, `t2`, `holder` and enrolls: `demo` (SSE-C, t1, 2-of-2),
 /// `demo-holder` (holder, t1, 2-of-2), `wide` (SSE-C, t1+t2, 2-of-3), `other` (SSE-C, t1).
 async fn setup(ttl: u64) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["t1", "t2", "holder"]).await;
-    let mut configs: Vec<TenantConfig> = Vec::new();
-    let mut tenants = Vec::new();
-    for (id, trustees, k, holder) in [
-        ("demo", vec!["t1"], 2, None),
-        ("demo-holder", vec!["t1"], 2, Some("holder")),
-        ("wide", vec!["t1", "t2"], 2, None),
-        ("other", vec!["t1"], 2, None),
-    ] {
-        let (c, t) = holders.enroll(&root, id, &trustees, k, holder).await;
-        configs.push(c);
-        tenants.push(t);
-    }
-    let config = proxy_config(&pki, &root, ttl);
-    let proxy = start_proxy(&config, &configs, &holders.factory()).await;
-    let raw = Raw::new(&proxy, &pki);
-    for t in &tenants {
-        raw.create_bucket(t, BUCKET).await;
-    }
-    Setup {
-        _dir: dir,
-        root,
-        pki,
-        holders,
-        proxy,
-        tenants,
-        raw,
-    }
-}
-
-impl Setup {
-    fn tenant(&self, id: &str) -> &TestTenant {
-        self.tenants.iter().find(|t| t.id == id).unwrap()
-    }
-
-    fn object_files(&self, tenant: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-        stored_files(&self.root.join(format!("storage/tenants/{tenant}/objects")))
-    }
+    let tenants: [TenantSpec; 4] = [
+        ("demo", &["t1"], 2, None),
+        ("demo-holder", &["t1"], 2, Some("holder")),
+        ("wide", &["t1", "t2"], 2, None),
+        ("other", &["t1"], 2, None),
+    ];
+    Stack::start(&["t1", "t2", "holder"], &tenants, |c| {
+        c.cache.ttl_secs = ttl
+    })
+    .await
 }
 
 fn status_and_code(r: &RawResponse) -> (u16, String) {
-    let text = r.text();
-    let code = text
-        .split("<Code>")
-        .nth(1)
-        .and_then(|c| c.split("</Code>").next())
-        .unwrap_or("")
-        .to_owned();
-    (r.status, code)
+    let code = xml_tags(&r.text(), "Code").into_iter().next();
+    (r.status, code.unwrap_or_default())
 }
 
 #[tokio::test]

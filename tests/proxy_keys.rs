@@ -8,36 +8,17 @@ mod support;
 use support::*;
 use treuhand::storage::{Storage, StorageConfig, encode_key};
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    root: std::path::PathBuf,
-    _holders: Holders,
-    proxy: Proxy,
-    demo: TestTenant,
-    raw: Raw,
-}
+type Setup = Stack;
 
+/// One holder `trustee`, the SSE-C tenant `demo`, on fs storage or on `storage`.
 async fn setup(storage: Option<StorageConfig>) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["trustee"]).await;
-    let (demo_cfg, demo) = holders.enroll(&root, "demo", &["trustee"], 2, None).await;
-    let mut config = proxy_config(&pki, &root, 60);
-    if let Some(storage) = storage {
-        config.storage = storage;
-    }
-    let proxy = start_proxy(&config, &[demo_cfg], &holders.factory()).await;
-    let raw = Raw::new(&proxy, &pki);
-    raw.create_bucket(&demo, BUCKET).await;
-    Setup {
-        _dir: dir,
-        root,
-        _holders: holders,
-        proxy,
-        demo,
-        raw,
-    }
+    let tenants: [TenantSpec; 1] = [("demo", &["trustee"], 2, None)];
+    Stack::start(&["trustee"], &tenants, |config| {
+        if let Some(storage) = storage {
+            config.storage = storage;
+        }
+    })
+    .await
 }
 
 /// Keys S3 accepts but a filesystem cannot name as one file.
@@ -56,20 +37,20 @@ fn long_keys() -> Vec<String> {
 }
 
 async fn long_keys_answer_every_operation(s: &Setup) {
-    let share = s.demo.share_b64().unwrap();
+    let share = s.demo().share_b64().unwrap();
     let h = sse_c_headers(&share);
     for (i, key) in long_keys().into_iter().enumerate() {
         assert!(key.len() <= 1024, "{}", key.len());
         let path = format!("/{BUCKET}/{key}");
         let body = data(1000 + i, i as u8);
-        let put = s.raw.put(&s.demo, &path, &h, body.clone()).await;
+        let put = s.raw.put(s.demo(), &path, &h, body.clone()).await;
         assert_eq!(put.status, 200, "PUT {} bytes: {}", key.len(), put.text());
 
-        let get = s.raw.get(&s.demo, &path, &h).await;
+        let get = s.raw.get(s.demo(), &path, &h).await;
         assert_eq!(get.status, 200, "GET {} bytes: {}", key.len(), get.text());
         assert_eq!(get.body, body);
 
-        let head = s.raw.request(&s.demo, "HEAD", &path, &h).await;
+        let head = s.raw.request(s.demo(), "HEAD", &path, &h).await;
         assert_eq!(head.status, 200);
         assert_eq!(
             head.headers["content-length"].to_str().unwrap(),
@@ -81,7 +62,7 @@ async fn long_keys_answer_every_operation(s: &Setup) {
         let list = s
             .raw
             .query(
-                &s.demo,
+                s.demo(),
                 "GET",
                 &format!("/{BUCKET}"),
                 &[("list-type", "2"), ("prefix", prefix.as_str())],
@@ -92,19 +73,19 @@ async fn long_keys_answer_every_operation(s: &Setup) {
         assert_eq!(xml_tags(&list.text(), "Key"), std::slice::from_ref(&key));
         assert_eq!(xml_tags(&list.text(), "Size"), [body.len().to_string()]);
 
-        let delete = s.raw.request(&s.demo, "DELETE", &path, &[]).await;
+        let delete = s.raw.request(s.demo(), "DELETE", &path, &[]).await;
         assert_eq!(delete.status, 204, "{}", delete.text());
-        let gone = s.raw.get(&s.demo, &path, &h).await;
+        let gone = s.raw.get(s.demo(), &path, &h).await;
         assert_eq!(gone.status, 404, "{}", gone.text());
     }
 
     // One byte over S3's limit is the client's error, not a retryable 503.
     let too_long = format!("/{BUCKET}/{}", "k".repeat(1025));
-    let put = s.raw.put(&s.demo, &too_long, &h, b"v".to_vec()).await;
+    let put = s.raw.put(s.demo(), &too_long, &h, b"v".to_vec()).await;
     assert_eq!(put.status, 400, "{}", put.text());
     assert!(put.text().contains("KeyTooLongError"), "{}", put.text());
 
-    let list = s.raw.get(&s.demo, &format!("/{BUCKET}"), &[]).await;
+    let list = s.raw.get(s.demo(), &format!("/{BUCKET}"), &[]).await;
     assert!(xml_tags(&list.text(), "Key").is_empty(), "{}", list.text());
 }
 
@@ -149,7 +130,7 @@ async fn list_all(s: &Setup, delimiter: Option<&str>, v2: bool) -> (Vec<String>,
         let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let page = s
             .raw
-            .query(&s.demo, "GET", &format!("/{BUCKET}"), &q, &[])
+            .query(s.demo(), "GET", &format!("/{BUCKET}"), &q, &[])
             .await;
         assert_eq!(page.status, 200, "{}", page.text());
         pages += 1;
@@ -203,7 +184,11 @@ async fn paging_2500_keys_by_1000_returns_every_key_and_prefix_once_in_order() {
     keys.push("dir1".into());
     keys.push("dir1/".into());
     for key in keys.iter().rev() {
-        let path = format!("tenants/{}/objects/{BUCKET}/{}", s.demo.id, encode_key(key));
+        let path = format!(
+            "tenants/{}/objects/{BUCKET}/{}",
+            s.demo().id,
+            encode_key(key)
+        );
         storage
             .put(&path, bytes::Bytes::from_static(b"not a real header"))
             .await

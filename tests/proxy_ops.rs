@@ -12,48 +12,22 @@ use support::*;
 
 const SEG: usize = 64 * 1024;
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    root: std::path::PathBuf,
-    pki: Pki,
-    holders: Holders,
-    proxy: Proxy,
-    demo: TestTenant,
-    holder_tenant: TestTenant,
-    raw: Raw,
-}
+type Setup = Stack;
 
+/// Holders `trustee` and `holder`; tenants `demo` (SSE-C) and `demo-holder` (holder-held).
 async fn setup(ttl: u64) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["trustee", "holder"]).await;
-    let (demo_cfg, demo) = holders.enroll(&root, "demo", &["trustee"], 2, None).await;
-    let (holder_cfg, holder_tenant) = holders
-        .enroll(&root, "demo-holder", &["trustee"], 2, Some("holder"))
-        .await;
-    let config = proxy_config(&pki, &root, ttl);
-    let proxy = start_proxy(&config, &[demo_cfg, holder_cfg], &holders.factory()).await;
-    let raw = Raw::new(&proxy, &pki);
-    raw.create_bucket(&demo, BUCKET).await;
-    raw.create_bucket(&holder_tenant, BUCKET).await;
-    Setup {
-        _dir: dir,
-        root,
-        pki,
-        holders,
-        proxy,
-        demo,
-        holder_tenant,
-        raw,
-    }
+    let tenants: [TenantSpec; 2] = [
+        ("demo", &["trustee"], 2, None),
+        ("demo-holder", &["trustee"], 2, Some("holder")),
+    ];
+    Stack::start(&["trustee", "holder"], &tenants, |c| c.cache.ttl_secs = ttl).await
 }
 
 #[tokio::test]
 async fn sse_c_put_get_range_head_list_delete_round_trip() {
     let s = setup(60).await;
-    let key = s.demo.share_b64().unwrap();
-    let store = client(&s.proxy, &s.pki, &s.demo, Some(&key), BUCKET);
+    let key = s.demo().share_b64().unwrap();
+    let store = client(&s.proxy, &s.pki, s.demo(), Some(&key), BUCKET);
     let body = data(3 * SEG + 123, 7);
     let path = OsPath::from("dir/one.bin");
     store
@@ -138,7 +112,7 @@ async fn sse_c_put_get_range_head_list_delete_round_trip() {
 #[tokio::test]
 async fn holder_tenant_needs_no_sse_c() {
     let s = setup(0).await;
-    let store = client(&s.proxy, &s.pki, &s.holder_tenant, None, BUCKET);
+    let store = client(&s.proxy, &s.pki, s.tenant("demo-holder"), None, BUCKET);
     let body = data(SEG + 1, 3);
     let path = OsPath::from("plain.bin");
     store
@@ -164,31 +138,31 @@ fn hdr<'a>(r: &'a RawResponse, name: &str) -> &'a str {
 #[tokio::test]
 async fn bucket_operations_and_anonymous_refusal() {
     let s = setup(60).await;
-    let list = s.raw.get(&s.demo, "/", &[]).await;
+    let list = s.raw.get(s.demo(), "/", &[]).await;
     assert_eq!(list.status, 200);
     assert!(list.text().contains("<Name>data</Name>"), "{}", list.text());
-    let again = s.raw.put(&s.demo, "/data", &[], vec![]).await;
+    let again = s.raw.put(s.demo(), "/data", &[], vec![]).await;
     assert_eq!(again.status, 409, "{}", again.text());
     assert_eq!(
-        s.raw.request(&s.demo, "HEAD", "/data", &[]).await.status,
+        s.raw.request(s.demo(), "HEAD", "/data", &[]).await.status,
         200
     );
     assert_eq!(
-        s.raw.request(&s.demo, "HEAD", "/nope", &[]).await.status,
+        s.raw.request(s.demo(), "HEAD", "/nope", &[]).await.status,
         404
     );
     // Buckets are per tenant: the holder tenant's "data" is not the demo tenant's.
-    s.raw.create_bucket(&s.demo, "second").await;
+    s.raw.create_bucket(s.demo(), "second").await;
     let other = s
         .raw
-        .request(&s.holder_tenant, "HEAD", "/second", &[])
+        .request(s.tenant("demo-holder"), "HEAD", "/second", &[])
         .await;
     assert_eq!(other.status, 404);
 
-    let key = s.demo.share_b64().unwrap();
+    let key = s.demo().share_b64().unwrap();
     let put = s
         .raw
-        .put(&s.demo, "/second/x", &sse_c_headers(&key), b"abc".to_vec())
+        .put(s.demo(), "/second/x", &sse_c_headers(&key), b"abc".to_vec())
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
     assert!(!hdr(&put, "etag").is_empty());
@@ -197,25 +171,25 @@ async fn bucket_operations_and_anonymous_refusal() {
         16,
         "every response carries a request id"
     );
-    let del = s.raw.request(&s.demo, "DELETE", "/second", &[]).await;
+    let del = s.raw.request(s.demo(), "DELETE", "/second", &[]).await;
     assert_eq!(del.status, 409, "{}", del.text());
     assert!(del.text().contains("BucketNotEmpty"));
     assert_eq!(
         s.raw
-            .request(&s.demo, "DELETE", "/second/x", &[])
+            .request(s.demo(), "DELETE", "/second/x", &[])
             .await
             .status,
         204
     );
     assert_eq!(
         s.raw
-            .request(&s.demo, "DELETE", "/second", &[])
+            .request(s.demo(), "DELETE", "/second", &[])
             .await
             .status,
         204
     );
     assert_eq!(
-        s.raw.request(&s.demo, "HEAD", "/second", &[]).await.status,
+        s.raw.request(s.demo(), "HEAD", "/second", &[]).await.status,
         404
     );
 
@@ -235,7 +209,7 @@ async fn bucket_operations_and_anonymous_refusal() {
     // A wrong secret key fails SigV4.
     let impostor = TestTenant {
         id: "demo".into(),
-        access_key_id: s.demo.access_key_id.clone(),
+        access_key_id: s.demo().access_key_id.clone(),
         secret_access_key: "wrong-secret-0000".into(),
         share: None,
     };
@@ -248,19 +222,22 @@ async fn missing_key_and_missing_bucket_get_distinct_404_codes() {
     // GET and HEAD look the bucket up only when the object is missing; the error must still
     // name the right thing.
     let s = setup(60).await;
-    let key = s.demo.share_b64().unwrap();
+    let key = s.demo().share_b64().unwrap();
     let h = sse_c_headers(&key);
-    let no_key = s.raw.get(&s.demo, "/data/absent", &h).await;
+    let no_key = s.raw.get(s.demo(), "/data/absent", &h).await;
     assert_eq!(no_key.status, 404);
     assert!(no_key.text().contains("NoSuchKey"), "{}", no_key.text());
-    let no_bucket = s.raw.get(&s.demo, "/absent-bucket/k", &h).await;
+    let no_bucket = s.raw.get(s.demo(), "/absent-bucket/k", &h).await;
     assert_eq!(no_bucket.status, 404);
     assert!(
         no_bucket.text().contains("NoSuchBucket"),
         "{}",
         no_bucket.text()
     );
-    let head = s.raw.request(&s.demo, "HEAD", "/absent-bucket/k", &h).await;
+    let head = s
+        .raw
+        .request(s.demo(), "HEAD", "/absent-bucket/k", &h)
+        .await;
     assert_eq!(head.status, 404);
     s.proxy.stop().await;
 }
@@ -268,8 +245,8 @@ async fn missing_key_and_missing_bucket_get_distinct_404_codes() {
 #[tokio::test]
 async fn multipart_upload_complete_list_parts_abort() {
     let s = setup(60).await;
-    let key = s.demo.share_b64().unwrap();
-    let store = client(&s.proxy, &s.pki, &s.demo, Some(&key), BUCKET);
+    let key = s.demo().share_b64().unwrap();
+    let store = client(&s.proxy, &s.pki, s.demo(), Some(&key), BUCKET);
     let path = OsPath::from("mp/object.bin");
     let parts = [data(SEG + 10, 1), data(2 * SEG, 2), data(7, 3)];
     let mut upload = store.put_multipart(&path).await.unwrap();
@@ -311,7 +288,7 @@ async fn multipart_upload_complete_list_parts_abort() {
     let h = sse_c_headers(&key);
     let create = s
         .raw
-        .query(&s.demo, "POST", "/data/mp/aborted", &[("uploads", "")], &h)
+        .query(s.demo(), "POST", "/data/mp/aborted", &[("uploads", "")], &h)
         .await;
     assert_eq!(create.status, 200, "{}", create.text());
     let text = create.text();
@@ -319,7 +296,7 @@ async fn multipart_upload_complete_list_parts_abort() {
     let part = s
         .raw
         .send(
-            Some(&s.demo),
+            Some(s.demo()),
             "PUT",
             "/data/mp/aborted",
             &[("partNumber", "1"), ("uploadId", &id)],
@@ -330,7 +307,13 @@ async fn multipart_upload_complete_list_parts_abort() {
     assert_eq!(part.status, 200, "{}", part.text());
     let listed = s
         .raw
-        .query(&s.demo, "GET", "/data/mp/aborted", &[("uploadId", &id)], &h)
+        .query(
+            s.demo(),
+            "GET",
+            "/data/mp/aborted",
+            &[("uploadId", &id)],
+            &h,
+        )
         .await;
     assert_eq!(listed.status, 200, "{}", listed.text());
     assert!(
@@ -346,7 +329,7 @@ async fn multipart_upload_complete_list_parts_abort() {
     let abort = s
         .raw
         .query(
-            &s.demo,
+            s.demo(),
             "DELETE",
             "/data/mp/aborted",
             &[("uploadId", &id)],
@@ -356,7 +339,13 @@ async fn multipart_upload_complete_list_parts_abort() {
     assert_eq!(abort.status, 204, "{}", abort.text());
     let gone = s
         .raw
-        .query(&s.demo, "GET", "/data/mp/aborted", &[("uploadId", &id)], &h)
+        .query(
+            s.demo(),
+            "GET",
+            "/data/mp/aborted",
+            &[("uploadId", &id)],
+            &h,
+        )
         .await;
     assert_eq!(gone.status, 404);
     assert!(matches!(
@@ -375,8 +364,8 @@ async fn multipart_upload_complete_list_parts_abort() {
 #[tokio::test]
 async fn copy_delete_objects_conditionals_and_ranges() {
     let s = setup(60).await;
-    let key = s.demo.share_b64().unwrap();
-    let store = client(&s.proxy, &s.pki, &s.demo, Some(&key), BUCKET);
+    let key = s.demo().share_b64().unwrap();
+    let store = client(&s.proxy, &s.pki, s.demo(), Some(&key), BUCKET);
     let body = data(SEG * 2 + 1, 5);
     store
         .put(&OsPath::from("src"), PutPayload::from(body.clone()))
@@ -389,24 +378,24 @@ async fn copy_delete_objects_conditionals_and_ranges() {
     assert_eq!(get_object(&store, "dst").await.as_ref(), body.as_slice());
 
     let h = sse_c_headers(&key);
-    let get = s.raw.get(&s.demo, "/data/src", &h).await;
+    let get = s.raw.get(s.demo(), "/data/src", &h).await;
     assert_eq!(get.status, 200);
     assert_eq!(hdr(&get, "content-length"), body.len().to_string());
     let etag = hdr(&get, "etag").to_owned();
     assert!(!etag.is_empty());
     let mut cond = h.clone();
     cond.push(("if-none-match", etag.clone()));
-    assert_eq!(s.raw.get(&s.demo, "/data/src", &cond).await.status, 304);
+    assert_eq!(s.raw.get(s.demo(), "/data/src", &cond).await.status, 304);
     let mut cond = h.clone();
     cond.push(("if-match", "\"0123\"".into()));
-    assert_eq!(s.raw.get(&s.demo, "/data/src", &cond).await.status, 412);
+    assert_eq!(s.raw.get(s.demo(), "/data/src", &cond).await.status, 412);
     let mut cond = h.clone();
     cond.push(("if-match", etag.clone()));
-    assert_eq!(s.raw.get(&s.demo, "/data/src", &cond).await.status, 200);
+    assert_eq!(s.raw.get(s.demo(), "/data/src", &cond).await.status, 200);
 
     let mut range = h.clone();
     range.push(("range", "bytes=-10".into()));
-    let r = s.raw.get(&s.demo, "/data/src", &range).await;
+    let r = s.raw.get(s.demo(), "/data/src", &range).await;
     assert_eq!(r.status, 206);
     assert_eq!(r.body, &body[body.len() - 10..]);
     assert_eq!(
@@ -420,7 +409,7 @@ async fn copy_delete_objects_conditionals_and_ranges() {
     );
     let mut range = h.clone();
     range.push(("range", format!("bytes={}-", body.len() + 5)));
-    assert_eq!(s.raw.get(&s.demo, "/data/src", &range).await.status, 416);
+    assert_eq!(s.raw.get(s.demo(), "/data/src", &range).await.status, 416);
 
     // DeleteObjects (bulk) through object_store.
     let paths =
@@ -455,7 +444,7 @@ async fn copy_delete_objects_conditionals_and_ranges() {
             q.push(("continuation-token", t.clone()));
         }
         let qr: Vec<(&str, &str)> = q.iter().map(|(a, b)| (*a, b.as_str())).collect();
-        let page = s.raw.query(&s.demo, "GET", "/data", &qr, &[]).await;
+        let page = s.raw.query(s.demo(), "GET", "/data", &qr, &[]).await;
         assert_eq!(page.status, 200, "{}", page.text());
         let text = page.text();
         for part in text.split("<Key>").skip(1) {
@@ -497,16 +486,16 @@ async fn metrics_endpoint_reports_phases_cache_and_releases() {
             let _ = rx.await;
         },
     ));
-    let key = s.demo.share_b64().unwrap();
+    let key = s.demo().share_b64().unwrap();
     let h = sse_c_headers(&key);
     assert_eq!(
         s.raw
-            .put(&s.demo, "/data/m", &h, b"m".to_vec())
+            .put(s.demo(), "/data/m", &h, b"m".to_vec())
             .await
             .status,
         200
     );
-    assert_eq!(s.raw.get(&s.demo, "/data/m", &h).await.status, 200);
+    assert_eq!(s.raw.get(s.demo(), "/data/m", &h).await.status, 200);
     let text = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap()
@@ -537,19 +526,19 @@ async fn metrics_endpoint_reports_phases_cache_and_releases() {
 #[tokio::test]
 async fn list_objects_v1_pages_by_marker_and_url_encoding_keeps_plus_and_percent() {
     let s = setup(60).await;
-    let key = s.demo.share_b64().unwrap();
+    let key = s.demo().share_b64().unwrap();
     let h = sse_c_headers(&key);
     let names = ["l/100%", "l/a b", "l/a+b", "l/d/1", "l/d/2", "l/z"];
     for name in names {
         let put = s
             .raw
-            .put(&s.demo, &format!("/data/{name}"), &h, b"v".to_vec())
+            .put(s.demo(), &format!("/data/{name}"), &h, b"v".to_vec())
             .await;
         assert_eq!(put.status, 200, "{name}: {}", put.text());
     }
     let list = |query: Vec<(&'static str, String)>| {
         let raw = &s.raw;
-        let demo = &s.demo;
+        let demo = s.demo();
         async move {
             let q: Vec<(&str, &str)> = query.iter().map(|(a, b)| (*a, b.as_str())).collect();
             raw.query(demo, "GET", "/data", &q, &[]).await
@@ -636,26 +625,26 @@ async fn head_and_304_over_http2_send_no_body_even_for_errors() {
     // as a protocol error; an S3 error document must not be sent as one.
     let s = setup(60).await;
     let h2 = Raw::new_h2(&s.proxy, &s.pki);
-    let key = s.demo.share_b64().unwrap();
+    let key = s.demo().share_b64().unwrap();
     let h = sse_c_headers(&key);
-    let put = h2.put(&s.demo, "/data/h2", &h, data(70_000, 3)).await;
+    let put = h2.put(s.demo(), "/data/h2", &h, data(70_000, 3)).await;
     assert_eq!(put.version, reqwest::Version::HTTP_2);
     assert_eq!(put.status, 200, "{}", put.text());
     for (path, status) in [("/data/h2", 200), ("/data/absent", 404), ("/absent/k", 404)] {
-        let head = h2.request(&s.demo, "HEAD", path, &h).await;
+        let head = h2.request(s.demo(), "HEAD", path, &h).await;
         assert_eq!(head.version, reqwest::Version::HTTP_2);
         assert_eq!(head.status, status, "{path}");
         assert_eq!(head.body_error, None, "{path}");
         assert!(head.body.is_empty(), "{path}");
     }
-    let head = h2.request(&s.demo, "HEAD", "/data/h2", &h).await;
+    let head = h2.request(s.demo(), "HEAD", "/data/h2", &h).await;
     assert_eq!(hdr(&head, "content-length"), "70000");
-    let get = h2.get(&s.demo, "/data/h2", &h).await;
+    let get = h2.get(s.demo(), "/data/h2", &h).await;
     assert_eq!(get.body, data(70_000, 3));
     // A conditional GET answered 304 carries no body either.
     let mut conditional = h.clone();
     conditional.push(("if-none-match", hdr(&get, "etag").to_owned()));
-    let not_modified = h2.get(&s.demo, "/data/h2", &conditional).await;
+    let not_modified = h2.get(s.demo(), "/data/h2", &conditional).await;
     assert_eq!(not_modified.status, 304);
     assert_eq!(not_modified.body_error, None);
     assert!(not_modified.body.is_empty());
@@ -669,14 +658,14 @@ async fn holder_tenant_responses_say_aws_kms_and_sse_c_ones_do_not() {
     let s = setup(60).await;
     let put = s
         .raw
-        .put(&s.holder_tenant, "/data/kms", &[], b"x".to_vec())
+        .put(s.tenant("demo-holder"), "/data/kms", &[], b"x".to_vec())
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
     assert_eq!(hdr(&put, "x-amz-server-side-encryption"), "aws:kms");
     for method in ["GET", "HEAD"] {
         let r = s
             .raw
-            .request(&s.holder_tenant, method, "/data/kms", &[])
+            .request(s.tenant("demo-holder"), method, "/data/kms", &[])
             .await;
         assert_eq!(
             hdr(&r, "x-amz-server-side-encryption"),
@@ -684,9 +673,9 @@ async fn holder_tenant_responses_say_aws_kms_and_sse_c_ones_do_not() {
             "{method}"
         );
     }
-    let key = s.demo.share_b64().unwrap();
+    let key = s.demo().share_b64().unwrap();
     let h = sse_c_headers(&key);
-    let put = s.raw.put(&s.demo, "/data/ssec", &h, b"x".to_vec()).await;
+    let put = s.raw.put(s.demo(), "/data/ssec", &h, b"x".to_vec()).await;
     assert_eq!(put.status, 200, "{}", put.text());
     assert!(put.headers.get("x-amz-server-side-encryption").is_none());
     assert_eq!(
@@ -787,7 +776,7 @@ async fn listed(s: &Setup, key: &str) -> (u64, String) {
     let listed = s
         .raw
         .query(
-            &s.demo,
+            s.demo(),
             "GET",
             "/data",
             &[("list-type", "2"), ("prefix", key)],
@@ -806,7 +795,7 @@ async fn listed(s: &Setup, key: &str) -> (u64, String) {
 #[tokio::test]
 async fn put_with_content_type_and_user_metadata_returns_them_on_get_and_head() {
     let s = setup(60).await;
-    let key = s.demo.share_b64().unwrap();
+    let key = s.demo().share_b64().unwrap();
     let mut h = sse_c_headers(&key);
     h.extend([
         ("content-type", "text/html; charset=utf-8".to_owned()),
@@ -820,14 +809,14 @@ async fn put_with_content_type_and_user_metadata_returns_them_on_get_and_head() 
     let body = data(2 * SEG + 5, 4);
     let put = s
         .raw
-        .put(&s.demo, "/data/web/index.html", &h, body.clone())
+        .put(s.demo(), "/data/web/index.html", &h, body.clone())
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
     let read = sse_c_headers(&key);
     for method in ["GET", "HEAD"] {
         let r = s
             .raw
-            .request(&s.demo, method, "/data/web/index.html", &read)
+            .request(s.demo(), method, "/data/web/index.html", &read)
             .await;
         assert_eq!(r.status, 200, "{method}: {}", r.text());
         assert_eq!(
@@ -876,9 +865,9 @@ async fn put_with_content_type_and_user_metadata_returns_them_on_get_and_head() 
         }
     }
     // Without metadata, the default type is still application/octet-stream.
-    let plain = s.raw.put(&s.demo, "/data/plain", &read, data(10, 1)).await;
+    let plain = s.raw.put(s.demo(), "/data/plain", &read, data(10, 1)).await;
     assert_eq!(plain.status, 200, "{}", plain.text());
-    let head = s.raw.request(&s.demo, "HEAD", "/data/plain", &read).await;
+    let head = s.raw.request(s.demo(), "HEAD", "/data/plain", &read).await;
     assert_eq!(hdr(&head, "content-type"), "application/octet-stream");
     assert_eq!(hdr(&head, "x-amz-meta-mtime"), "");
     s.proxy.stop().await;
@@ -887,7 +876,7 @@ async fn put_with_content_type_and_user_metadata_returns_them_on_get_and_head() 
 #[tokio::test]
 async fn copy_object_copies_metadata_by_default_and_replace_takes_the_requests() {
     let s = setup(60).await;
-    let key = s.demo.share_b64().unwrap();
+    let key = s.demo().share_b64().unwrap();
     let mut h = sse_c_headers(&key);
     h.extend([
         ("content-type", "image/png".to_owned()),
@@ -895,7 +884,7 @@ async fn copy_object_copies_metadata_by_default_and_replace_takes_the_requests()
     ]);
     let put = s
         .raw
-        .put(&s.demo, "/data/src.png", &h, data(SEG + 3, 2))
+        .put(s.demo(), "/data/src.png", &h, data(SEG + 3, 2))
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
     let mut copy = sse_c_headers(&key);
@@ -925,9 +914,9 @@ async fn copy_object_copies_metadata_by_default_and_replace_takes_the_requests()
         ),
         ("/data/replaced", &replace, "text/plain", "", "yes"),
     ] {
-        let r = s.raw.put(&s.demo, dest, headers, vec![]).await;
+        let r = s.raw.put(s.demo(), dest, headers, vec![]).await;
         assert_eq!(r.status, 200, "{dest}: {}", r.text());
-        let head = s.raw.request(&s.demo, "HEAD", dest, &read).await;
+        let head = s.raw.request(s.demo(), "HEAD", dest, &read).await;
         assert_eq!(head.status, 200, "{dest}");
         assert_eq!(hdr(&head, "content-type"), want_type, "{dest}");
         assert_eq!(hdr(&head, "x-amz-meta-origin"), origin, "{dest}");
@@ -940,7 +929,7 @@ async fn copy_object_copies_metadata_by_default_and_replace_takes_the_requests()
     }
     let mut bogus = copy.clone();
     bogus.push(("x-amz-metadata-directive", "MERGE".to_owned()));
-    let r = s.raw.put(&s.demo, "/data/bogus", &bogus, vec![]).await;
+    let r = s.raw.put(s.demo(), "/data/bogus", &bogus, vec![]).await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("InvalidArgument"), "{}", r.text());
     s.proxy.stop().await;
@@ -949,7 +938,7 @@ async fn copy_object_copies_metadata_by_default_and_replace_takes_the_requests()
 #[tokio::test]
 async fn multipart_create_with_metadata_is_returned_after_complete_and_listed_by_plaintext_size() {
     let s = setup(60).await;
-    let key = s.demo.share_b64().unwrap();
+    let key = s.demo().share_b64().unwrap();
     let h = sse_c_headers(&key);
     let mut create_headers = h.clone();
     create_headers.extend([
@@ -959,7 +948,7 @@ async fn multipart_create_with_metadata_is_returned_after_complete_and_listed_by
     let create = s
         .raw
         .query(
-            &s.demo,
+            s.demo(),
             "POST",
             "/data/mp/meta.mp4",
             &[("uploads", "")],
@@ -975,7 +964,7 @@ async fn multipart_create_with_metadata_is_returned_after_complete_and_listed_by
         let r = s
             .raw
             .send(
-                Some(&s.demo),
+                Some(s.demo()),
                 "PUT",
                 "/data/mp/meta.mp4",
                 &[("partNumber", &number), ("uploadId", &id)],
@@ -993,7 +982,7 @@ async fn multipart_create_with_metadata_is_returned_after_complete_and_listed_by
     let complete = s
         .raw
         .send(
-            Some(&s.demo),
+            Some(s.demo()),
             "POST",
             "/data/mp/meta.mp4",
             &[("uploadId", &id)],
@@ -1003,7 +992,7 @@ async fn multipart_create_with_metadata_is_returned_after_complete_and_listed_by
         .await;
     assert_eq!(complete.status, 200, "{}", complete.text());
     let whole = parts.concat();
-    let get = s.raw.get(&s.demo, "/data/mp/meta.mp4", &h).await;
+    let get = s.raw.get(s.demo(), "/data/mp/meta.mp4", &h).await;
     assert_eq!(get.status, 200, "{}", get.text());
     assert_eq!(get.body, whole);
     assert_eq!(hdr(&get, "content-type"), "video/mp4");
@@ -1018,17 +1007,17 @@ async fn multipart_create_with_metadata_is_returned_after_complete_and_listed_by
 #[tokio::test]
 async fn too_large_metadata_is_rejected_with_400_metadata_too_large() {
     let s = setup(60).await;
-    let key = s.demo.share_b64().unwrap();
+    let key = s.demo().share_b64().unwrap();
     let mut h = sse_c_headers(&key);
     h.push(("x-amz-meta-big", "x".repeat(format_max_metadata())));
-    let put = s.raw.put(&s.demo, "/data/big-meta", &h, data(10, 1)).await;
+    let put = s.raw.put(s.demo(), "/data/big-meta", &h, data(10, 1)).await;
     assert_eq!(put.status, 400, "{}", put.text());
     assert!(put.text().contains("MetadataTooLarge"), "{}", put.text());
     // The proxy's own limit answered, not a generic header-size limit in front of it.
     assert!(put.text().contains("at most 8192"), "{}", put.text());
     let create = s
         .raw
-        .query(&s.demo, "POST", "/data/big-meta", &[("uploads", "")], &h)
+        .query(s.demo(), "POST", "/data/big-meta", &[("uploads", "")], &h)
         .await;
     assert_eq!(create.status, 400, "{}", create.text());
     assert!(
@@ -1039,7 +1028,7 @@ async fn too_large_metadata_is_rejected_with_400_metadata_too_large() {
     // Nothing was stored.
     let head = s
         .raw
-        .request(&s.demo, "HEAD", "/data/big-meta", &sse_c_headers(&key))
+        .request(s.demo(), "HEAD", "/data/big-meta", &sse_c_headers(&key))
         .await;
     assert_eq!(head.status, 404);
     s.proxy.stop().await;

@@ -208,3 +208,76 @@ impl Holders {
         (config, test)
     }
 }
+
+/// A tenant to enroll: its id, its trustees, the threshold and its customer-run holder (for a
+/// holder tenant) or `None` (an SSE-C tenant).
+pub type TenantSpec<'a> = (&'a str, &'a [&'a str], u8, Option<&'a str>);
+
+/// The usual stack: share holders, tenants enrolled through the real ceremony, the proxy
+/// in-process on fs storage under `root`, a raw client, and a bucket [`BUCKET`] per tenant.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub pki: Pki,
+    pub holders: Holders,
+    pub proxy: crate::support::Proxy,
+    pub tenants: Vec<TestTenant>,
+    pub raw: crate::support::Raw,
+}
+
+impl Stack {
+    /// Starts holders `holder_names`, enrolls `tenants`, and starts the proxy on
+    /// [`crate::support::proxy_config`] (key cache of 60 s) as `adjust` changes it.
+    pub async fn start(
+        holder_names: &[&str],
+        tenants: &[TenantSpec<'_>],
+        adjust: impl FnOnce(&mut treuhand::proxy::config::ProxyConfig),
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let pki = Pki::new(&root);
+        let holders = Holders::start(&pki, holder_names).await;
+        let mut configs: Vec<TenantConfig> = Vec::new();
+        let mut enrolled = Vec::new();
+        for (id, trustees, threshold, holder) in tenants {
+            let (config, tenant) = holders
+                .enroll(&root, id, trustees, *threshold, *holder)
+                .await;
+            configs.push(config);
+            enrolled.push(tenant);
+        }
+        let mut config = crate::support::proxy_config(&pki, &root, 60);
+        adjust(&mut config);
+        let proxy = crate::support::start_proxy(&config, &configs, &holders.factory()).await;
+        let raw = crate::support::Raw::new(&proxy, &pki);
+        for tenant in &enrolled {
+            raw.create_bucket(tenant, crate::support::BUCKET).await;
+        }
+        Self {
+            dir,
+            root,
+            pki,
+            holders,
+            proxy,
+            tenants: enrolled,
+            raw,
+        }
+    }
+
+    /// The enrolled tenant `id`.
+    pub fn tenant(&self, id: &str) -> &TestTenant {
+        let found = self.tenants.iter().find(|t| t.id == id);
+        found.unwrap_or_else(|| panic!("no tenant {id} in this stack"))
+    }
+
+    /// The SSE-C tenant most tests use.
+    pub fn demo(&self) -> &TestTenant {
+        self.tenant("demo")
+    }
+
+    /// The stored ciphertext files of `tenant`'s objects.
+    pub fn object_files(&self, tenant: &str) -> Vec<(PathBuf, Vec<u8>)> {
+        let objects = format!("storage/tenants/{tenant}/objects");
+        crate::support::stored_files(&self.root.join(objects))
+    }
+}
