@@ -846,7 +846,7 @@ async fn full_disk_is_503_keeps_the_old_version_and_the_proxy_keeps_serving() {
     ] {
         let r = s3.call(&demo, "PUT", path, &[], &sse, body).await;
         assert_eq!(r.status, 503, "PUT {path} on a full disk: {}", r.text());
-        assert!(r.text().contains("ServiceUnavailable"), "{}", r.text());
+        assert_text_contains(&r, "ServiceUnavailable");
     }
     // A streamed overwrite (over the 8 MiB writer chunk, so through a staged backend write).
     // The backend's part writes fail in the background; the proxy finds out at the latest

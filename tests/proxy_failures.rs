@@ -8,7 +8,7 @@ mod support;
 
 use base64::Engine as _;
 use object_store::path::Path as OsPath;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::ObjectStoreExt;
 use support::*;
 
 type Setup = Stack;
@@ -171,7 +171,7 @@ async fn holder_down_is_503_for_holder_tenants_and_denial_is_403() {
         "{}",
         r.text()
     );
-    assert!(r.text().contains("tenant_suspended"), "{}", r.text());
+    assert_text_contains(&r, "tenant_suspended");
     // The trustee refuses: 403 too.
     s.holders
         .set_suspended("holder", "demo-holder", false)
@@ -235,10 +235,7 @@ async fn tampered_objects_fail_without_plaintext() {
     let store = client(&s.proxy, &s.pki, demo, Some(&key), BUCKET);
     let body = data(200_000, 11);
     for name in ["body", "header", "truncated", "swapped-a", "swapped-b"] {
-        store
-            .put(&OsPath::from(name), PutPayload::from(body.clone()))
-            .await
-            .unwrap();
+        put_object(&store, name, body.clone()).await;
     }
     let files = s.object_files("demo");
     let find = |name: &str| {
@@ -274,16 +271,13 @@ async fn tampered_objects_fail_without_plaintext() {
             .get(demo, &format!("/data/{name}"), &sse_c_headers(&key))
             .await;
         assert_eq!(r.status, 502, "{name}: {}", r.text());
-        assert!(r.text().contains("ObjectIntegrityError"), "{}", r.text());
+        assert_text_contains(&r, "ObjectIntegrityError");
         assert!(!contains(&r.body, &body[..32]));
     }
     // A large object streams: a flipped bit near its end aborts the body mid-way, so the
     // client never receives a complete (or unauthenticated) object.
     let large = data(3 * 1024 * 1024, 12);
-    store
-        .put(&OsPath::from("large"), PutPayload::from(large.clone()))
-        .await
-        .unwrap();
+    put_object(&store, "large", large.clone()).await;
     let files = s.object_files("demo");
     let (p, mut bytes) = files
         .iter()

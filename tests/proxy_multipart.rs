@@ -161,7 +161,7 @@ async fn reuploaded_part_is_encrypted_under_fresh_nonces_and_completes_with_the_
         .complete(s.demo(), key, &id, &[(1, &etag_first)], true)
         .await;
     assert_eq!(stale.status, 400, "{}", stale.text());
-    assert!(stale.text().contains("InvalidPart"), "{}", stale.text());
+    assert_text_contains(&stale, "InvalidPart");
     let done = s
         .complete(s.demo(), key, &id, &[(1, &etag_second)], true)
         .await;
@@ -263,7 +263,7 @@ async fn complete_into_a_deleted_bucket_answers_no_such_bucket() {
     assert_eq!(deleted.status, 204, "{}", deleted.text());
     let done = s.complete(s.demo(), key, &id, &[(1, &etag)], true).await;
     assert_eq!(done.status, 404, "{}", done.text());
-    assert!(done.text().contains("NoSuchBucket"), "{}", done.text());
+    assert_text_contains(&done, "NoSuchBucket");
     let objects = stored_files(&s.root.join("storage/tenants/demo/objects"));
     assert!(
         objects.is_empty(),
@@ -336,6 +336,6 @@ async fn reaper_removes_uploads_older_than_the_age_and_keeps_fresh_ones() {
         .complete(s.demo(), "mp/old.bin", &old, &[(1, &etag)], true)
         .await;
     assert_eq!(gone.status, 404, "{}", gone.text());
-    assert!(gone.text().contains("NoSuchUpload"), "{}", gone.text());
+    assert_text_contains(&gone, "NoSuchUpload");
     s.proxy.stop().await;
 }

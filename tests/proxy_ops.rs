@@ -30,10 +30,7 @@ async fn sse_c_put_get_range_head_list_delete_round_trip() {
     let store = client(&s.proxy, &s.pki, s.demo(), Some(&key), BUCKET);
     let body = data(3 * SEG + 123, 7);
     let path = OsPath::from("dir/one.bin");
-    store
-        .put(&path, PutPayload::from(body.clone()))
-        .await
-        .unwrap();
+    store.put(&path, body.clone().into()).await.unwrap();
 
     let got = store.get(&path).await.unwrap().bytes().await.unwrap();
     assert_eq!(got.as_ref(), body.as_slice());
@@ -55,20 +52,8 @@ async fn sse_c_put_get_range_head_list_delete_round_trip() {
     let meta = store.head(&path).await.unwrap();
     assert_eq!(meta.size, body.len() as u64);
 
-    store
-        .put(
-            &OsPath::from("dir/two.bin"),
-            PutPayload::from(Bytes::from_static(b"")),
-        )
-        .await
-        .unwrap();
-    store
-        .put(
-            &OsPath::from("top.txt"),
-            PutPayload::from(Bytes::from_static(b"hello")),
-        )
-        .await
-        .unwrap();
+    put_object(&store, "dir/two.bin", Bytes::from_static(b"")).await;
+    put_object(&store, "top.txt", Bytes::from_static(b"hello")).await;
     let listed: Vec<_> = store
         .list(Some(&OsPath::from("dir")))
         .try_collect()
@@ -115,10 +100,7 @@ async fn holder_tenant_needs_no_sse_c() {
     let store = client(&s.proxy, &s.pki, s.tenant("demo-holder"), None, BUCKET);
     let body = data(SEG + 1, 3);
     let path = OsPath::from("plain.bin");
-    store
-        .put(&path, PutPayload::from(body.clone()))
-        .await
-        .unwrap();
+    store.put(&path, body.clone().into()).await.unwrap();
     let got = store.get(&path).await.unwrap().bytes().await.unwrap();
     assert_eq!(got.as_ref(), body.as_slice());
     assert!(
@@ -140,7 +122,7 @@ async fn bucket_operations_and_anonymous_refusal() {
     let s = setup(60).await;
     let list = s.raw.get(s.demo(), "/", &[]).await;
     assert_eq!(list.status, 200);
-    assert!(list.text().contains("<Name>data</Name>"), "{}", list.text());
+    assert_text_contains(&list, "<Name>data</Name>");
     let again = s.raw.put(s.demo(), "/data", &[], vec![]).await;
     assert_eq!(again.status, 409, "{}", again.text());
     assert_eq!(
@@ -174,24 +156,16 @@ async fn bucket_operations_and_anonymous_refusal() {
     let del = s.raw.request(s.demo(), "DELETE", "/second", &[]).await;
     assert_eq!(del.status, 409, "{}", del.text());
     assert!(del.text().contains("BucketNotEmpty"));
-    assert_eq!(
-        s.raw
-            .request(s.demo(), "DELETE", "/second/x", &[])
-            .await
-            .status,
-        204
-    );
-    assert_eq!(
-        s.raw
-            .request(s.demo(), "DELETE", "/second", &[])
-            .await
-            .status,
-        204
-    );
-    assert_eq!(
-        s.raw.request(s.demo(), "HEAD", "/second", &[]).await.status,
-        404
-    );
+    // The object, then the emptied bucket, goes; then the bucket is not there.
+    let steps = [
+        ("DELETE", "/second/x", 204),
+        ("DELETE", "/second", 204),
+        ("HEAD", "/second", 404),
+    ];
+    for (method, path, status) in steps {
+        let r = s.raw.request(s.demo(), method, path, &[]).await;
+        assert_eq!(r.status, status, "{method} {path}");
+    }
 
     // Anonymous requests are refused, whatever they ask for.
     for (method, path) in [
@@ -226,14 +200,10 @@ async fn missing_key_and_missing_bucket_get_distinct_404_codes() {
     let h = sse_c_headers(&key);
     let no_key = s.raw.get(s.demo(), "/data/absent", &h).await;
     assert_eq!(no_key.status, 404);
-    assert!(no_key.text().contains("NoSuchKey"), "{}", no_key.text());
+    assert_text_contains(&no_key, "NoSuchKey");
     let no_bucket = s.raw.get(s.demo(), "/absent-bucket/k", &h).await;
     assert_eq!(no_bucket.status, 404);
-    assert!(
-        no_bucket.text().contains("NoSuchBucket"),
-        "{}",
-        no_bucket.text()
-    );
+    assert_text_contains(&no_bucket, "NoSuchBucket");
     let head = s
         .raw
         .request(s.demo(), "HEAD", "/absent-bucket/k", &h)
@@ -286,67 +256,23 @@ async fn multipart_upload_complete_list_parts_abort() {
 
     // ListParts and AbortMultipartUpload through raw requests.
     let h = sse_c_headers(&key);
-    let create = s
-        .raw
-        .query(s.demo(), "POST", "/data/mp/aborted", &[("uploads", "")], &h)
-        .await;
+    let (raw, demo, path) = (&s.raw, s.demo(), "/data/mp/aborted");
+    let create = raw.query(demo, "POST", path, &[("uploads", "")], &h).await;
     assert_eq!(create.status, 200, "{}", create.text());
-    let text = create.text();
-    let id = xml_tag(&text, "UploadId");
-    let part = s
-        .raw
-        .send(
-            Some(s.demo()),
-            "PUT",
-            "/data/mp/aborted",
-            &[("partNumber", "1"), ("uploadId", &id)],
-            &h,
-            data(1000, 9),
-        )
+    let id = xml_tag(&create.text(), "UploadId");
+    let upload = [("uploadId", id.as_str())];
+    let part_one = [("partNumber", "1"), ("uploadId", id.as_str())];
+    let part = raw
+        .send(Some(demo), "PUT", path, &part_one, &h, data(1000, 9))
         .await;
     assert_eq!(part.status, 200, "{}", part.text());
-    let listed = s
-        .raw
-        .query(
-            s.demo(),
-            "GET",
-            "/data/mp/aborted",
-            &[("uploadId", &id)],
-            &h,
-        )
-        .await;
+    let listed = raw.query(demo, "GET", path, &upload, &h).await;
     assert_eq!(listed.status, 200, "{}", listed.text());
-    assert!(
-        listed.text().contains("<PartNumber>1</PartNumber>"),
-        "{}",
-        listed.text()
-    );
-    assert!(
-        listed.text().contains("<Size>1000</Size>"),
-        "{}",
-        listed.text()
-    );
-    let abort = s
-        .raw
-        .query(
-            s.demo(),
-            "DELETE",
-            "/data/mp/aborted",
-            &[("uploadId", &id)],
-            &h,
-        )
-        .await;
+    assert_text_contains(&listed, "<PartNumber>1</PartNumber>");
+    assert_text_contains(&listed, "<Size>1000</Size>");
+    let abort = raw.query(demo, "DELETE", path, &upload, &h).await;
     assert_eq!(abort.status, 204, "{}", abort.text());
-    let gone = s
-        .raw
-        .query(
-            s.demo(),
-            "GET",
-            "/data/mp/aborted",
-            &[("uploadId", &id)],
-            &h,
-        )
-        .await;
+    let gone = raw.query(demo, "GET", path, &upload, &h).await;
     assert_eq!(gone.status, 404);
     assert!(matches!(
         store.get(&OsPath::from("mp/aborted")).await,
@@ -367,10 +293,7 @@ async fn copy_delete_objects_conditionals_and_ranges() {
     let key = s.demo().share_b64().unwrap();
     let store = client(&s.proxy, &s.pki, s.demo(), Some(&key), BUCKET);
     let body = data(SEG * 2 + 1, 5);
-    store
-        .put(&OsPath::from("src"), PutPayload::from(body.clone()))
-        .await
-        .unwrap();
+    put_object(&store, "src", body.clone()).await;
     store
         .copy(&OsPath::from("src"), &OsPath::from("dst"))
         .await
@@ -427,10 +350,7 @@ async fn copy_delete_objects_conditionals_and_ranges() {
 
     // Pagination with a delimiter.
     for k in ["a/1", "a/2", "b", "c", "d/1"] {
-        store
-            .put(&OsPath::from(k), PutPayload::from(Bytes::from_static(b"x")))
-            .await
-            .unwrap();
+        put_object(&store, k, Bytes::from_static(b"x")).await;
     }
     let mut seen = Vec::new();
     let mut token: Option<String> = None;
@@ -615,7 +535,7 @@ async fn list_objects_v1_pages_by_marker_and_url_encoding_keeps_plus_and_percent
     // Any other encoding type is a 400, as on S3.
     let bad = list(vec![("encoding-type", "base64".into())]).await;
     assert_eq!(bad.status, 400, "{}", bad.text());
-    assert!(bad.text().contains("InvalidArgument"), "{}", bad.text());
+    assert_text_contains(&bad, "InvalidArgument");
     s.proxy.stop().await;
 }
 
@@ -711,11 +631,7 @@ async fn tenant_reload_adds_and_removes_tenants_all_or_nothing_and_drops_cached_
     // Not registered yet: the signature cannot even be checked.
     let unknown = raw.put(&holder_tenant, "/data", &[], vec![]).await;
     assert_eq!(unknown.status, 403, "{}", unknown.text());
-    assert!(
-        unknown.text().contains("InvalidAccessKeyId"),
-        "{}",
-        unknown.text()
-    );
+    assert_text_contains(&unknown, "InvalidAccessKeyId");
 
     // Add it.
     let both = [demo_cfg.clone(), holder_cfg.clone()];
@@ -931,7 +847,7 @@ async fn copy_object_copies_metadata_by_default_and_replace_takes_the_requests()
     bogus.push(("x-amz-metadata-directive", "MERGE".to_owned()));
     let r = s.raw.put(s.demo(), "/data/bogus", &bogus, vec![]).await;
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.text().contains("InvalidArgument"), "{}", r.text());
+    assert_text_contains(&r, "InvalidArgument");
     s.proxy.stop().await;
 }
 
@@ -1012,19 +928,15 @@ async fn too_large_metadata_is_rejected_with_400_metadata_too_large() {
     h.push(("x-amz-meta-big", "x".repeat(format_max_metadata())));
     let put = s.raw.put(s.demo(), "/data/big-meta", &h, data(10, 1)).await;
     assert_eq!(put.status, 400, "{}", put.text());
-    assert!(put.text().contains("MetadataTooLarge"), "{}", put.text());
+    assert_text_contains(&put, "MetadataTooLarge");
     // The proxy's own limit answered, not a generic header-size limit in front of it.
-    assert!(put.text().contains("at most 8192"), "{}", put.text());
+    assert_text_contains(&put, "at most 8192");
     let create = s
         .raw
         .query(s.demo(), "POST", "/data/big-meta", &[("uploads", "")], &h)
         .await;
     assert_eq!(create.status, 400, "{}", create.text());
-    assert!(
-        create.text().contains("MetadataTooLarge"),
-        "{}",
-        create.text()
-    );
+    assert_text_contains(&create, "MetadataTooLarge");
     // Nothing was stored.
     let head = s
         .raw

@@ -63,16 +63,9 @@ async fn rgw_backend_stores_only_ciphertext_and_round_trips() {
     let small = data(100_000, 1);
     // 12 MiB: goes to RGW as a backend multipart upload with 8 MiB parts.
     let large = data(12 * 1024 * 1024 + 3, 2);
-    sse.put(&OsPath::from("small"), PutPayload::from(small.clone()))
-        .await
-        .unwrap();
-    sse.put(&OsPath::from("large"), PutPayload::from(large.clone()))
-        .await
-        .unwrap();
-    plain
-        .put(&OsPath::from("held"), PutPayload::from(small.clone()))
-        .await
-        .unwrap();
+    put_object(&sse, "small", small.clone()).await;
+    put_object(&sse, "large", large.clone()).await;
+    put_object(&plain, "held", small.clone()).await;
     // A client-side multipart upload as well.
     let mut upload = sse.put_multipart(&OsPath::from("mp")).await.unwrap();
     upload

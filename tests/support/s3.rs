@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, PutPayload};
 use treuhand::crypto::sigv4::{self, SigningInput, UNSIGNED_PAYLOAD};
 
 use crate::support::pki::Pki;
@@ -61,6 +61,17 @@ pub async fn get_object<S: ObjectStore + ?Sized>(store: &S, key: &str) -> Bytes 
     use object_store::ObjectStoreExt as _;
     let path = object_store::path::Path::from(key);
     store.get(&path).await.unwrap().bytes().await.unwrap()
+}
+
+/// Stores `body` as the object `key` through an object_store client.
+pub async fn put_object<S: ObjectStore + ?Sized>(
+    store: &S,
+    key: &str,
+    body: impl Into<PutPayload>,
+) {
+    use object_store::ObjectStoreExt as _;
+    let path = object_store::path::Path::from(key);
+    store.put(&path, body.into()).await.unwrap();
 }
 
 /// An object_store S3 builder for `tenant` at `endpoint`, trusting `ca_pem`, path-style.
@@ -234,6 +245,12 @@ impl Response {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
     }
+}
+
+/// Asserts that the body of `response` contains `needle`, showing the body if not.
+pub fn assert_text_contains(response: &Response, needle: &str) {
+    let text = response.text();
+    assert!(text.contains(needle), "{text}");
 }
 
 /// An HTTP client for one endpoint that signs with [`sign_request`].
