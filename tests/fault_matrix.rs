@@ -150,10 +150,7 @@ async fn proxy_sigkill_mid_overwrite_keeps_the_old_version() {
     let stack = RealProxyStack::new().await;
     let demo = &stack.demo;
     let (proxy, s3) = stack.start().await;
-    assert_eq!(
-        s3.call(demo, "PUT", "/data", &[], &[], vec![]).await.status,
-        200
-    );
+    s3.create_bucket(demo, "data").await;
     // Larger than the 8 MiB writer chunk, so both versions stream through a staged write.
     let old = data(12 * MIB, 1);
     let put = s3
@@ -231,10 +228,7 @@ async fn proxy_sigkill_mid_multipart_hides_the_upload_and_restart_completes_or_a
     let stack = RealProxyStack::new().await;
     let demo = &stack.demo;
     let (proxy, s3) = stack.start().await;
-    assert_eq!(
-        s3.call(demo, "PUT", "/data", &[], &[], vec![]).await.status,
-        200
-    );
+    s3.create_bucket(demo, "data").await;
     let part1 = data(5 * MIB, 3);
     let mut uploads = Vec::new();
     let mut in_flight = Vec::new();
@@ -806,12 +800,7 @@ async fn full_disk_is_503_keeps_the_old_version_and_the_proxy_keeps_serving() {
     let proxy = start_proxy(&config, &[tenant_config], &holders.factory()).await;
     let s3 = S3::new(&proxy.endpoint(), &pki.ca_pem, b"http/1.1");
     let sse = sse_c_headers(&demo.share_b64().unwrap());
-    assert_eq!(
-        s3.call(&demo, "PUT", "/data", &[], &[], vec![])
-            .await
-            .status,
-        200
-    );
+    s3.create_bucket(&demo, "data").await;
     let old = data(200_000, 5);
     let r = s3
         .call(&demo, "PUT", "/data/old", &[], &sse, old.clone())
@@ -909,12 +898,7 @@ async fn tampered_large_objects_never_return_altered_plaintext() {
     let sse = sse_c_headers(&demo.share_b64().unwrap());
     let h1 = S3::new(&proxy.endpoint(), &pki.ca_pem, b"http/1.1");
     let h2 = S3::new(&proxy.endpoint(), &pki.ca_pem, b"h2");
-    assert_eq!(
-        h1.call(&demo, "PUT", "/data", &[], &[], vec![])
-            .await
-            .status,
-        200
-    );
+    h1.create_bucket(&demo, "data").await;
     // 3 MiB + 1000: 48 full segments and a short final one; streamed on GET (over 1 MiB).
     let plaintext = data(3 * MIB + 1000, 13);
     let segment = treuhand::format::DEFAULT_SEGMENT_SIZE as usize;

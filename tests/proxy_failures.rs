@@ -7,8 +7,8 @@
 mod support;
 
 use base64::Engine as _;
-use object_store::path::Path as OsPath;
 use object_store::ObjectStoreExt;
+use object_store::path::Path as OsPath;
 use support::*;
 
 type Setup = Stack;

@@ -77,15 +77,15 @@ async fn connect(
         .await
 }
 
-/// True once the server has closed `stream` (end of stream or a reset), false if it is still
-/// open after [`OUTER`].
-async fn closed_by_server(
+/// Asserts that the server closes `stream` (end of stream or a reset) within [`OUTER`];
+/// `what` says what stayed open if it did not.
+async fn assert_closed_by_server(
     mut stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
-) -> bool {
+    what: &str,
+) {
     let mut sink = Vec::new();
-    tokio::time::timeout(OUTER, stream.read_to_end(&mut sink))
-        .await
-        .is_ok()
+    let closed = tokio::time::timeout(OUTER, stream.read_to_end(&mut sink)).await;
+    assert!(closed.is_ok(), "{what}");
 }
 
 fn loopback(last: u8) -> IpAddr {
@@ -174,10 +174,7 @@ async fn half_sent_header_is_closed_after_the_header_read_timeout() {
         .await
         .unwrap();
     stream.flush().await.unwrap();
-    assert!(
-        closed_by_server(stream).await,
-        "a connection with half a header stayed open"
-    );
+    assert_closed_by_server(stream, "a connection with half a header stayed open").await;
 }
 
 #[tokio::test]
@@ -187,10 +184,7 @@ async fn silent_connection_is_closed_after_the_idle_timeout() {
     // HTTP/1 from HTTP/2, where its own header timeout does not apply.
     for alpn in [&b"http/1.1"[..], b"h2"] {
         let stream = connect(&s, loopback(1), alpn).await.unwrap();
-        assert!(
-            closed_by_server(stream).await,
-            "a silent connection stayed open"
-        );
+        assert_closed_by_server(stream, "a silent connection stayed open").await;
     }
 }
 
@@ -209,10 +203,7 @@ async fn idle_http2_connection_is_closed_after_the_idle_timeout() {
         .await
         .unwrap();
     stream.flush().await.unwrap();
-    assert!(
-        closed_by_server(stream).await,
-        "an unused HTTP/2 connection stayed open"
-    );
+    assert_closed_by_server(stream, "an unused HTTP/2 connection stayed open").await;
 }
 
 #[tokio::test]

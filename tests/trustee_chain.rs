@@ -112,6 +112,25 @@ async fn acme_with_releases(harness: &Harness) {
     }
 }
 
+/// Verifies `entries` of `acme` as a customer would, with a genuine checkpoint over their head
+/// signed by the trustee's own key; returns that log and the break verifying it must find.
+fn checkpointed_log_break(
+    config: &treuhand::trustee::config::Config,
+    entries: Vec<treuhand::trustee::audit::AuditEntry>,
+) -> (AuditLog, treuhand::trustee::audit::BrokenLink) {
+    let signing = load_signing_key(&config.keys.signing_key).unwrap();
+    let head = entries.last().unwrap().clone();
+    let checkpoint = Checkpoint::sign(&signing, "acme", head.seq, &head.hash, START_MS);
+    let log = AuditLog {
+        tenant: "acme".into(),
+        trustee_key: hex::encode(signing.public_key()),
+        entries,
+        checkpoint: Some(checkpoint),
+    };
+    let broken = verify_log(&log, &signing.public_key()).unwrap_err();
+    (log, broken)
+}
+
 #[tokio::test]
 async fn callers_that_may_not_ask_cannot_add_anything_to_another_tenants_chain() {
     let harness = Harness::start().await;
@@ -309,17 +328,7 @@ async fn a_store_with_an_entry_deleted_and_the_hashes_recomputed_fails_verificat
 
     // The customer's check: even with a genuine checkpoint over the new head (what a trustee
     // that only checked links signed before), `verify_log` names the first rewritten entry.
-    let signing = load_signing_key(&config.keys.signing_key).unwrap();
-    let head = entries.last().unwrap().clone();
-    let log = AuditLog {
-        tenant: "acme".into(),
-        trustee_key: hex::encode(signing.public_key()),
-        entries,
-        checkpoint: Some(Checkpoint::sign(
-            &signing, "acme", head.seq, &head.hash, START_MS,
-        )),
-    };
-    let err = verify_log(&log, &signing.public_key()).unwrap_err();
+    let (log, err) = checkpointed_log_break(&config, entries);
     assert_eq!(err.index, Some(2), "{err}");
     assert!(
         err.what.contains("entry #3") && err.what.contains("signature"),
@@ -393,17 +402,7 @@ async fn stripping_the_head_signatures_after_an_edit_does_not_help() {
 
     let err = Server::from_config(&config, Arc::new(ManualClock::new(START_MS))).unwrap_err();
     assert!(err.to_string().contains("seq 5"), "{err}");
-    let signing = load_signing_key(&config.keys.signing_key).unwrap();
-    let head = entries.last().unwrap().clone();
-    let log = AuditLog {
-        tenant: "acme".into(),
-        trustee_key: hex::encode(signing.public_key()),
-        entries,
-        checkpoint: Some(Checkpoint::sign(
-            &signing, "acme", head.seq, &head.hash, START_MS,
-        )),
-    };
-    let err = verify_log(&log, &signing.public_key()).unwrap_err();
+    let (_, err) = checkpointed_log_break(&config, entries);
     assert_eq!(err.index, Some(4), "{err}");
     assert!(err.what.contains("no head signature"), "{err}");
 }

@@ -394,6 +394,14 @@ impl S3 {
             .await
     }
 
+    /// Creates `bucket` for `tenant`; panics unless the proxy answers 200.
+    pub async fn create_bucket(&self, tenant: &TestTenant, bucket: &str) {
+        let r = self
+            .call(tenant, "PUT", &format!("/{bucket}"), &[], &[], Vec::new())
+            .await;
+        assert_eq!(r.status, 200, "create bucket: {}", r.text());
+    }
+
     /// [`Self::send`] with a body in memory; panics if no response arrived.
     pub async fn call(
         &self,
