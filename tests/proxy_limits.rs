@@ -32,13 +32,10 @@ struct Setup {
 }
 
 async fn setup(limits: LimitsConfig) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["trustee", "holder"]).await;
-    let (cfg, tenant) = holders
-        .enroll(&root, "demo-holder", &["trustee"], 2, Some("holder"))
-        .await;
+    let e = Enrolled::start(&["trustee", "holder"], &HOLDER_TENANT).await;
+    let (dir, root, pki, holders) = (e.dir, e.root, e.pki, e.holders);
+    let [cfg] = exactly(e.configs);
+    let [tenant] = exactly(e.tenants);
     let mut config = proxy_config(&pki, &root, 60);
     config.limits = limits;
     let proxy = start_proxy(&config, &[cfg], &holders.factory()).await;
@@ -408,13 +405,10 @@ impl treuhand::proxy::SourceFactory for InventiveFactory {
 #[tokio::test]
 async fn holder_denial_reasons_never_become_metric_labels() {
     let handle = treuhand::proxy::server::prometheus().expect("recorder installed");
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["trustee", "holder"]).await;
-    let (cfg, tenant) = holders
-        .enroll(&root, "demo-holder", &["trustee"], 2, Some("holder"))
-        .await;
+    let e = Enrolled::start(&["trustee", "holder"], &HOLDER_TENANT).await;
+    let (_dir, root, pki, _holders) = (e.dir, e.root, e.pki, e.holders);
+    let [cfg] = exactly(e.configs);
+    let [tenant] = exactly(e.tenants);
     let config = proxy_config(&pki, &root, 0);
     let factory = InventiveFactory(Arc::new(InventiveDenials(Default::default())));
     let proxy = start_proxy(&config, &[cfg], &factory).await;

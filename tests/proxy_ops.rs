@@ -16,11 +16,10 @@ type Setup = Stack;
 
 /// Holders `trustee` and `holder`; tenants `demo` (SSE-C) and `demo-holder` (holder-held).
 async fn setup(ttl: u64) -> Setup {
-    let tenants: [TenantSpec; 2] = [
-        ("demo", &["trustee"], 2, None),
-        ("demo-holder", &["trustee"], 2, Some("holder")),
-    ];
-    Stack::start(&["trustee", "holder"], &tenants, |c| c.cache.ttl_secs = ttl).await
+    Stack::start(&["trustee", "holder"], &DEMO_AND_HOLDER, |c| {
+        c.cache.ttl_secs = ttl
+    })
+    .await
 }
 
 #[tokio::test]
@@ -607,14 +606,10 @@ async fn holder_tenant_responses_say_aws_kms_and_sse_c_ones_do_not() {
 
 #[tokio::test]
 async fn tenant_reload_adds_and_removes_tenants_all_or_nothing_and_drops_cached_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["trustee", "holder"]).await;
-    let (demo_cfg, demo) = holders.enroll(&root, "demo", &["trustee"], 2, None).await;
-    let (holder_cfg, holder_tenant) = holders
-        .enroll(&root, "demo-holder", &["trustee"], 2, Some("holder"))
-        .await;
+    let e = Enrolled::start(&["trustee", "holder"], &DEMO_AND_HOLDER).await;
+    let (_dir, root, pki, holders) = (e.dir, e.root, e.pki, e.holders);
+    let [demo_cfg, holder_cfg] = exactly(e.configs);
+    let [demo, holder_tenant] = exactly(e.tenants);
     // A registration's Debug output never shows its SigV4 secret.
     assert!(!format!("{demo_cfg:?}").contains(&demo.secret_access_key));
     let config = proxy_config(&pki, &root, 60);

@@ -42,14 +42,10 @@ async fn rgw_backend_stores_only_ciphertext_and_round_trips() {
     };
     Storage::ensure_bucket(&storage_config).await.unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["trustee", "holder"]).await;
-    let (demo_cfg, demo) = holders.enroll(&root, "demo", &["trustee"], 2, None).await;
-    let (holder_cfg, holder_tenant) = holders
-        .enroll(&root, "demo-holder", &["trustee"], 2, Some("holder"))
-        .await;
+    let e = Enrolled::start(&["trustee", "holder"], &DEMO_AND_HOLDER).await;
+    let (_dir, root, pki, holders) = (e.dir, e.root, e.pki, e.holders);
+    let [demo_cfg, holder_cfg] = exactly(e.configs);
+    let [demo, holder_tenant] = exactly(e.tenants);
     let mut config = proxy_config(&pki, &root, 60);
     config.storage = storage_config.clone();
     let proxy = start_proxy(&config, &[demo_cfg, holder_cfg], &holders.factory()).await;

@@ -213,6 +213,64 @@ impl Holders {
 /// holder tenant) or `None` (an SSE-C tenant).
 pub type TenantSpec<'a> = (&'a str, &'a [&'a str], u8, Option<&'a str>);
 
+/// `demo` (SSE-C) and `demo-holder` (held by the customer-run holder `holder`), both with the
+/// trustee `trustee`: the tenants most proxy tests use.
+pub const DEMO_AND_HOLDER: [TenantSpec<'static>; 2] = [
+    ("demo", &["trustee"], 2, None),
+    ("demo-holder", &["trustee"], 2, Some("holder")),
+];
+
+/// Only `demo-holder`, with `trustee` and the customer-run `holder` (no SSE-C needed).
+pub const HOLDER_TENANT: [TenantSpec<'static>; 1] =
+    [("demo-holder", &["trustee"], 2, Some("holder"))];
+
+/// Holders and tenants enrolled with them, before any proxy: for a test that starts its own.
+pub struct Enrolled {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub pki: Pki,
+    pub holders: Holders,
+    /// The proxy's registrations, in the order of the specs.
+    pub configs: Vec<TenantConfig>,
+    /// The tenants' credentials, in the order of the specs.
+    pub tenants: Vec<TestTenant>,
+}
+
+impl Enrolled {
+    /// Starts holders `holder_names` in a fresh tempdir and enrolls `tenants` with them.
+    pub async fn start(holder_names: &[&str], tenants: &[TenantSpec<'_>]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let pki = Pki::new(&root);
+        let holders = Holders::start(&pki, holder_names).await;
+        let mut configs = Vec::new();
+        let mut enrolled = Vec::new();
+        for (id, trustees, threshold, holder) in tenants {
+            let (config, tenant) = holders
+                .enroll(&root, id, trustees, *threshold, *holder)
+                .await;
+            configs.push(config);
+            enrolled.push(tenant);
+        }
+        Self {
+            dir,
+            root,
+            pki,
+            holders,
+            configs,
+            tenants: enrolled,
+        }
+    }
+}
+
+/// `items` as an array of exactly `N`.
+pub fn exactly<T, const N: usize>(items: Vec<T>) -> [T; N] {
+    let len = items.len();
+    items
+        .try_into()
+        .unwrap_or_else(|_| panic!("expected {N} items, got {len}"))
+}
+
 /// The usual stack: share holders, tenants enrolled through the real ceremony, the proxy
 /// in-process on fs storage under `root`, a raw client, and a bucket [`BUCKET`] per tenant.
 pub struct Stack {
@@ -233,19 +291,14 @@ impl Stack {
         tenants: &[TenantSpec<'_>],
         adjust: impl FnOnce(&mut treuhand::proxy::config::ProxyConfig),
     ) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_owned();
-        let pki = Pki::new(&root);
-        let holders = Holders::start(&pki, holder_names).await;
-        let mut configs: Vec<TenantConfig> = Vec::new();
-        let mut enrolled = Vec::new();
-        for (id, trustees, threshold, holder) in tenants {
-            let (config, tenant) = holders
-                .enroll(&root, id, trustees, *threshold, *holder)
-                .await;
-            configs.push(config);
-            enrolled.push(tenant);
-        }
+        let Enrolled {
+            dir,
+            root,
+            pki,
+            holders,
+            configs,
+            tenants: enrolled,
+        } = Enrolled::start(holder_names, tenants).await;
         let mut config = crate::support::proxy_config(&pki, &root, 60);
         adjust(&mut config);
         let proxy = crate::support::start_proxy(&config, &configs, &holders.factory()).await;
