@@ -21,22 +21,22 @@ struct Setup {
 
 /// One holder tenant (no SSE-C needed), its bucket, and a plain HTTPS client.
 async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["trustee", "holder"]).await;
-    let (cfg, tenant) = holders
-        .enroll(&root, "demo-holder", &["trustee"], 2, Some("holder"))
-        .await;
-    let config = proxy_config(&pki, &root, 60);
-    let proxy = start_proxy(&config, &[cfg], &holders.factory()).await;
-    let raw = Raw::new(&proxy, &pki);
-    raw.create_bucket(&tenant, BUCKET).await;
+    let stack = Stack::start(&["trustee", "holder"], &HOLDER_TENANT, |_| {}).await;
+    let Stack {
+        dir,
+        pki,
+        holders,
+        proxy,
+        tenants,
+        raw,
+        ..
+    } = stack;
     let tls = (*treuhand::tls::client_config(&pki.ca_pem, None).unwrap()).clone();
     let http = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .build()
         .unwrap();
+    let [tenant] = exactly(tenants);
     Setup {
         _dir: dir,
         _holders: holders,
@@ -127,23 +127,22 @@ async fn stored(s: &Setup, key: &str) -> bool {
     r.status == 200
 }
 
+/// A request signed the SigV2 way (`AWS key:signature`, HMAC-SHA1 over the method, the date
+/// and the path), dated 2001: the reproduction in the issue, a date s3s never checked.
+fn sigv2_request(s: &Setup, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    let date = "Mon, 01 Jan 2001 00:00:00 GMT";
+    let string_to_sign = format!("{method}\n\n\n{date}\n{path}");
+    let signature = hmac_sha1_b64(&s.tenant.secret_access_key, &string_to_sign);
+    let authorization = format!("AWS {}:{signature}", s.tenant.access_key_id);
+    let url = format!("{}{path}", s.proxy.endpoint());
+    let request = s.http.request(method, url).header("date", date);
+    request.header("authorization", authorization)
+}
+
 #[tokio::test]
 async fn sigv2_header_auth_is_refused_even_when_correctly_signed() {
     let s = setup().await;
-    // The reproduction in the issue: a 2001 date, which s3s never checked.
-    let date = "Mon, 01 Jan 2001 00:00:00 GMT";
-    let signature = hmac_sha1_b64(
-        &s.tenant.secret_access_key,
-        &format!("GET\n\n\n{date}\n/{BUCKET}"),
-    );
-    let response = s
-        .http
-        .get(format!("{}/{BUCKET}", s.proxy.endpoint()))
-        .header("date", date)
-        .header(
-            "authorization",
-            format!("AWS {}:{signature}", s.tenant.access_key_id),
-        )
+    let response = sigv2_request(&s, reqwest::Method::GET, &format!("/{BUCKET}"))
         .send()
         .await
         .unwrap();
@@ -154,19 +153,7 @@ async fn sigv2_header_auth_is_refused_even_when_correctly_signed() {
 #[tokio::test]
 async fn sigv2_signed_put_is_refused_and_stores_nothing() {
     let s = setup().await;
-    let date = "Mon, 01 Jan 2001 00:00:00 GMT";
-    let signature = hmac_sha1_b64(
-        &s.tenant.secret_access_key,
-        &format!("PUT\n\n\n{date}\n/{BUCKET}/v2.txt"),
-    );
-    let response = s
-        .http
-        .put(format!("{}/{BUCKET}/v2.txt", s.proxy.endpoint()))
-        .header("date", date)
-        .header(
-            "authorization",
-            format!("AWS {}:{signature}", s.tenant.access_key_id),
-        )
+    let response = sigv2_request(&s, reqwest::Method::PUT, &format!("/{BUCKET}/v2.txt"))
         .body("replayable body")
         .send()
         .await
@@ -202,33 +189,15 @@ async fn sigv2_post_form_upload_is_refused_and_stores_nothing() {
          [\"starts-with\",\"$key\",\"\"]]}}"
     ));
     let signature = hmac_sha1_b64(&s.tenant.secret_access_key, &policy);
-    let boundary = "treuhandboundary";
-    let mut form = String::new();
-    for (name, value) in [
+    let fields = [
         ("key", "form.txt"),
         ("AWSAccessKeyId", s.tenant.access_key_id.as_str()),
         ("policy", policy.as_str()),
         ("signature", signature.as_str()),
-    ] {
-        form.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-        ));
-    }
-    form.push_str(&format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\
-         Content-Type: text/plain\r\n\r\nform body\r\n--{boundary}--\r\n"
-    ));
-    let response = s
-        .http
-        .post(format!("{}/{BUCKET}", s.proxy.endpoint()))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(form)
-        .send()
-        .await
-        .unwrap();
+    ];
+    let url = format!("{}/{BUCKET}", s.proxy.endpoint());
+    let file_headers = "Content-Type: text/plain\r\n";
+    let response = post_form(&s.http, url, &fields, file_headers, "form body").await;
     let (status, body) = status_and_body(response).await;
     assert_eq!(status, 501, "{body}");
     assert!(body.contains("<Code>NotImplemented</Code>"), "{body}");

@@ -342,9 +342,7 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
 
     // A browser-style POST upload whose form fields carry the share (s3s parses the form to
     // check its policy signature, whatever the answer is).
-    let boundary = "treuhand-secret-scan-boundary";
-    let mut form = String::new();
-    for (name, value) in [
+    let fields = [
         ("key", "form.txt"),
         ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
         (
@@ -353,24 +351,8 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
         ),
         ("policy", "e30="),
         ("x-amz-algorithm", "AWS4-HMAC-SHA256"),
-    ] {
-        form.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-        ));
-    }
-    form.push_str(&format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nbody\r\n--{boundary}--\r\n"
-    ));
-    let posted = http
-        .post(format!("{endpoint}/demo"))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(form)
-        .send()
-        .await
-        .unwrap();
+    ];
+    let posted = post_form(&http, format!("{endpoint}/demo"), &fields, "", "body").await;
     assert!(!posted.status().is_success(), "an unsigned form is refused");
 
     // A broken registration holding a SigV4 secret, picked up by a SIGHUP reload: the reload

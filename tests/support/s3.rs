@@ -437,6 +437,31 @@ impl HeldBody {
     }
 }
 
+/// POSTs a browser-style form upload to `url`: the `fields` in order, then the file part
+/// (`file_headers` are its extra header lines, each ending in CRLF) holding `file_body`.
+pub async fn post_form(
+    http: &reqwest::Client,
+    url: String,
+    fields: &[(&str, &str)],
+    file_headers: &str,
+    file_body: &str,
+) -> reqwest::Response {
+    let boundary = "treuhand-form-boundary";
+    let mut form = String::new();
+    for (name, value) in fields {
+        form.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    form.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\
+         {file_headers}\r\n{file_body}\r\n--{boundary}--\r\n"
+    ));
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let request = http.post(url).header("content-type", content_type);
+    request.body(form).send().await.unwrap()
+}
+
 /// The text of every `<name>` element in an XML answer.
 pub fn xml_tags(text: &str, name: &str) -> Vec<String> {
     let open = format!("<{name}>");
