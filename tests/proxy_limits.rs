@@ -106,11 +106,6 @@ async fn list_from(s: &Setup, local: IpAddr) -> Result<u16, reqwest::Error> {
     Ok(response.status().as_u16())
 }
 
-fn hmac256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
-    ring::hmac::sign(&key, data).as_ref().to_vec()
-}
-
 /// A presigned SigV4 URL (valid for 10 minutes) listing the tenant's bucket.
 fn presigned_list(s: &Setup) -> String {
     presigned_get(s, &format!("/{BUCKET}"))
@@ -118,41 +113,14 @@ fn presigned_list(s: &Setup) -> String {
 
 /// A presigned SigV4 URL (valid for 10 minutes) for `GET path`.
 fn presigned_get(s: &Setup, path: &str) -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let date = format!(
-        "{:04}{:02}{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day()
-    );
-    let amz_date = format!(
-        "{date}T{:02}{:02}{:02}Z",
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
-    let host = format!("127.0.0.1:{}", s.addr.port());
-    let scope = format!("{date}/{REGION}/s3/aws4_request");
-    let credential = format!("{}%2F{}", s.tenant.access_key_id, scope.replace('/', "%2F"));
-    let query = format!(
-        "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={credential}&X-Amz-Date={amz_date}\
-         &X-Amz-Expires=600&X-Amz-SignedHeaders=host"
-    );
-    let canonical = format!("GET\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
-    let digest = hex::encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        canonical.as_bytes(),
-    ));
-    let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}");
-    let mut key = hmac256(
-        format!("AWS4{}", s.tenant.secret_access_key).as_bytes(),
-        date.as_bytes(),
-    );
-    for part in [REGION.as_bytes(), b"s3", b"aws4_request"] {
-        key = hmac256(&key, part);
-    }
-    let signature = hex::encode(hmac256(&key, to_sign.as_bytes()));
-    format!("https://{host}{path}?{query}&X-Amz-Signature={signature}")
+    let endpoint = format!("https://127.0.0.1:{}", s.addr.port());
+    presign(
+        &endpoint,
+        &s.tenant,
+        path,
+        time::OffsetDateTime::now_utc(),
+        600,
+    )
 }
 
 async fn create_bucket(s: &Setup) {

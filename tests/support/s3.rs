@@ -99,6 +99,30 @@ pub fn amz_date_now() -> String {
     treuhand::bench::client::amz_date(std::time::SystemTime::now())
 }
 
+/// A presigned SigV4 URL for `GET path` at `endpoint` (`https://host:port`), signed for
+/// `tenant` at `at` and valid for `expires` seconds, by the project's signer.
+pub fn presign(
+    endpoint: &str,
+    tenant: &TestTenant,
+    path: &str,
+    at: time::OffsetDateTime,
+    expires: u64,
+) -> String {
+    let amz_date = treuhand::bench::client::amz_date(at.into());
+    let input = SigningInput {
+        method: "GET",
+        host: endpoint.trim_start_matches("https://"),
+        path,
+        query: &[],
+        headers: &[],
+        amz_date: &amz_date,
+        region: REGION,
+    };
+    let (access, secret) = (&tenant.access_key_id, &tenant.secret_access_key);
+    let query = sigv4::presigned_query(&input, expires, access, secret);
+    format!("{endpoint}{path}?{query}")
+}
+
 /// A request ready to send: its URL and every header but `host` (which the HTTP client sets
 /// from the URL).
 pub struct SignedRequest {
