@@ -24,14 +24,13 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use support::*;
 
 use treuhand::proxy::config::TenantConfig;
 use treuhand::tls::Role;
-use treuhand::trustee::audit::{AuditEvent, verify_log};
+use treuhand::trustee::audit::verify_log;
 use treuhand::trustee::client::TrusteeClient;
 
 const MIB: usize = 1024 * 1024;
@@ -419,21 +418,7 @@ async fn enroll(
     };
     let depositor =
         treuhand::tenant::deposit::TrusteeDepositor::from_tls(tls, vec![PROXY_NAME.into()]);
-    let created = treuhand::tenant::create(&params, &depositor).await.unwrap();
-    let config: TenantConfig =
-        toml::from_str(&std::fs::read_to_string(&created.registration).unwrap()).unwrap();
-    let share = created.share_raw.as_ref().map(|p| {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&std::fs::read(p).unwrap());
-        out
-    });
-    let test = TestTenant {
-        id: tenant.into(),
-        access_key_id: params.access_key_id.clone(),
-        secret_access_key: params.secret_access_key.clone(),
-        share,
-    };
-    (config, test)
+    ceremony(&params, &depositor).await
 }
 
 /// Pins a started trustee's port in its config, so a restart serves the URL the tenant
@@ -758,12 +743,7 @@ async fn trustee_sigkill_under_load_serves_correct_bytes_or_503_and_logs_every_s
         .await
         .unwrap();
     verify_log(&log, &stack.public_key).unwrap();
-    let logged: HashSet<&str> = log
-        .entries
-        .iter()
-        .filter(|e| e.event == AuditEvent::Release)
-        .filter_map(|e| e.request_id.as_deref())
-        .collect();
+    let logged = release_request_ids(&log);
     for s in &ok {
         assert!(
             logged.contains(s.request_id.as_str()),

@@ -544,13 +544,10 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
 const BROKEN_REGISTRATION: &str = "access_key_id = \"THTEST\"\n\
     secret_access_key = \"LeakedIfPrinted-0123456789\" trailing\n";
 
-#[test]
-fn registration_parse_error_names_position_not_the_secret() {
-    let tmp = tempfile::tempdir().unwrap();
-    let tenants = tmp.path().join("tenants");
-    std::fs::create_dir_all(&tenants).unwrap();
-    std::fs::write(tenants.join("t.toml"), BROKEN_REGISTRATION).unwrap();
-    let proxy_toml = tmp.path().join("proxy.toml");
+/// Loads the tenants of a minimal proxy.toml in `dir` (tenants in `dir/tenants`) and returns
+/// the error it must give.
+fn load_tenants_error(dir: &Path) -> String {
+    let proxy_toml = dir.join("proxy.toml");
     std::fs::write(
         &proxy_toml,
         "listen = \"127.0.0.1:0\"\ntenants_dir = \"tenants\"\n\
@@ -559,7 +556,16 @@ fn registration_parse_error_names_position_not_the_secret() {
     )
     .unwrap();
     let config = treuhand::proxy::config::ProxyConfig::load(&proxy_toml).unwrap();
-    let err = config.load_tenants().unwrap_err().to_string();
+    config.load_tenants().unwrap_err().to_string()
+}
+
+#[test]
+fn registration_parse_error_names_position_not_the_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tenants = tmp.path().join("tenants");
+    std::fs::create_dir_all(&tenants).unwrap();
+    std::fs::write(tenants.join("t.toml"), BROKEN_REGISTRATION).unwrap();
+    let err = load_tenants_error(tmp.path());
     assert!(!err.contains("LeakedIfPrinted"), "{err}");
     assert!(err.contains("t.toml"), "{err}");
     assert!(err.contains("line 2"), "{err}");
@@ -576,16 +582,7 @@ fn registration_type_error_does_not_echo_the_value() {
         "access_key_id = \"THTEST\"\nsecret_access_key = 918273645546372819\n",
     )
     .unwrap();
-    let proxy_toml = tmp.path().join("proxy.toml");
-    std::fs::write(
-        &proxy_toml,
-        "listen = \"127.0.0.1:0\"\ntenants_dir = \"tenants\"\n\
-         [tls]\ncert = \"c.pem\"\nkey = \"c.key\"\n\
-         [trustee_client]\nca = \"ca.pem\"\ncert = \"p.pem\"\nkey = \"p.key\"\n",
-    )
-    .unwrap();
-    let config = treuhand::proxy::config::ProxyConfig::load(&proxy_toml).unwrap();
-    let err = config.load_tenants().unwrap_err().to_string();
+    let err = load_tenants_error(tmp.path());
     assert!(!err.contains("918273645546372819"), "{err}");
     assert!(err.contains("line 2"), "{err}");
 }

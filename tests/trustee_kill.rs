@@ -5,15 +5,14 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use support::*;
 
 use treuhand::tls::Role;
-use treuhand::trustee::audit::{AuditEvent, verify_log};
+use treuhand::trustee::audit::verify_log;
 use treuhand::trustee::client::TrusteeClient;
 use treuhand::trustee::config::read_public_key;
-use treuhand::trustee::wire::{EnrollRequest, Justification, ReleaseRequest};
+use treuhand::trustee::wire::{Justification, ReleaseRequest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_releases_loses_no_acknowledged_release() {
@@ -28,12 +27,7 @@ async fn sigkill_during_releases_loses_no_acknowledged_release() {
     let trustee = TrusteeProcess::start(&config).await;
     let url = trustee.url.clone();
     let (metadata, shares) = new_tenant_key("acme", 1);
-    let enroll = EnrollRequest {
-        metadata: metadata.clone(),
-        holder: "trustee".into(),
-        share: envelope(&metadata, &shares[1]),
-        policy: Some(policy_allowing(&["proxy-1"])),
-    };
+    let enroll = enroll_request(&metadata, &shares, &["proxy-1"]);
     TrusteeClient::new(&url, customer_tls.clone())
         .unwrap()
         .enroll("acme", &enroll)
@@ -88,12 +82,7 @@ async fn sigkill_during_releases_loses_no_acknowledged_release() {
     let customer = TrusteeClient::new(&url, customer_tls).unwrap();
     let log = customer.audit("acme").await.unwrap();
     let summary = verify_log(&log, &public_key).unwrap();
-    let logged: HashSet<&str> = log
-        .entries
-        .iter()
-        .filter(|e| e.event == AuditEvent::Release)
-        .filter_map(|e| e.request_id.as_deref())
-        .collect();
+    let logged = release_request_ids(&log);
     for request_id in &acknowledged {
         assert!(
             logged.contains(request_id.as_str()),

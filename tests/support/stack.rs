@@ -190,23 +190,32 @@ impl Holders {
             self.customer_tls(tenant),
             vec![PROXY_NAME.into()],
         );
-        let created = treuhand::tenant::create(&params, &depositor).await.unwrap();
-        let text = std::fs::read_to_string(&created.registration).unwrap();
-        let config: TenantConfig = toml::from_str(&text).unwrap();
-        let share = created.share_raw.as_ref().map(|p| {
-            let bytes = std::fs::read(p).unwrap();
-            let mut out = [0u8; 32];
-            out.copy_from_slice(&bytes);
-            out
-        });
-        let test = TestTenant {
-            id: tenant.into(),
-            access_key_id: params.access_key_id.clone(),
-            secret_access_key: params.secret_access_key.clone(),
-            share,
-        };
-        (config, test)
+        ceremony(&params, &depositor).await
     }
+}
+
+/// Runs `treuhand tenant create` for `params`; returns the proxy's registration it wrote and
+/// the tenant as a test sees it (credentials, raw customer share).
+pub async fn ceremony(
+    params: &treuhand::tenant::CreateParams,
+    depositor: &treuhand::tenant::deposit::TrusteeDepositor,
+) -> (TenantConfig, TestTenant) {
+    let created = treuhand::tenant::create(params, depositor).await.unwrap();
+    let text = std::fs::read_to_string(&created.registration).unwrap();
+    let config: TenantConfig = toml::from_str(&text).unwrap();
+    let share = created.share_raw.as_ref().map(|p| {
+        let bytes = std::fs::read(p).unwrap();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&bytes);
+        out
+    });
+    let test = TestTenant {
+        id: params.tenant.clone(),
+        access_key_id: params.access_key_id.clone(),
+        secret_access_key: params.secret_access_key.clone(),
+        share,
+    };
+    (config, test)
 }
 
 /// A tenant to enroll: its id, its trustees, the threshold and its customer-run holder (for a

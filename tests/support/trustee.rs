@@ -11,6 +11,7 @@ use treuhand::crypto::envelope::{KeyId, generate_tmk};
 use treuhand::crypto::shamir::{self, KeyMetadata, ShareEnvelope};
 use treuhand::secret::{Share, ShareValue};
 use treuhand::tls::{DevCa, Role};
+use treuhand::trustee::audit::AuditEvent;
 use treuhand::trustee::client::TrusteeClient;
 use treuhand::trustee::config::{Config, KeyFiles, Limits, StoreConfig, TlsFiles, generate_keys};
 use treuhand::trustee::policy::{Clock, ManualClock, Policy, SystemClock};
@@ -190,6 +191,17 @@ impl Harness {
     }
 }
 
+/// The request ids of the releases in an audit log.
+pub fn release_request_ids(
+    log: &treuhand::trustee::audit::AuditLog,
+) -> std::collections::HashSet<&str> {
+    let releases = log
+        .entries
+        .iter()
+        .filter(|e| e.event == AuditEvent::Release);
+    releases.filter_map(|e| e.request_id.as_deref()).collect()
+}
+
 /// A fresh 2-of-2 tenant key: metadata plus the customer (x=1) and trustee (x=2) shares.
 pub fn new_tenant_key(tenant: &str, version: u32) -> (KeyMetadata, Vec<Share>) {
     let tmk = generate_tmk().unwrap();
@@ -220,6 +232,17 @@ pub fn policy_allowing(proxies: &[&str]) -> Policy {
     }
 }
 
+/// The request that enrolls the trustee share (x=2) of `shares` with a policy allowing
+/// `proxies`.
+pub fn enroll_request(metadata: &KeyMetadata, shares: &[Share], proxies: &[&str]) -> EnrollRequest {
+    EnrollRequest {
+        metadata: metadata.clone(),
+        holder: "trustee".into(),
+        share: envelope(metadata, &shares[1]),
+        policy: Some(policy_allowing(proxies)),
+    }
+}
+
 /// Enrolls the trustee share of a new tenant key with a policy allowing `proxies`.
 pub async fn enroll(
     harness: &Harness,
@@ -227,12 +250,7 @@ pub async fn enroll(
     proxies: &[&str],
 ) -> (KeyMetadata, Vec<Share>) {
     let (metadata, shares) = new_tenant_key(tenant, 1);
-    let request = EnrollRequest {
-        metadata: metadata.clone(),
-        holder: "trustee".into(),
-        share: envelope(&metadata, &shares[1]),
-        policy: Some(policy_allowing(proxies)),
-    };
+    let request = enroll_request(&metadata, &shares, proxies);
     harness
         .client(Role::Customer, tenant)
         .enroll(tenant, &request)
