@@ -52,6 +52,18 @@ fn hmac_sha1_b64(secret: &str, data: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, data.as_bytes()))
 }
 
+/// GETs the bucket through a URL presigned at `at` for `expires` seconds.
+async fn get_presigned_bucket(s: &Setup, at: time::OffsetDateTime, expires: u64) -> (u16, String) {
+    let url = presign(
+        &s.proxy.endpoint(),
+        &s.tenant,
+        &format!("/{BUCKET}"),
+        at,
+        expires,
+    );
+    status_and_body(s.http.get(url).send().await.unwrap()).await
+}
+
 async fn status_and_body(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
@@ -174,14 +186,7 @@ async fn presigned_url_valid_for_more_than_a_week_is_refused() {
         // A URL from 2020 with a 12-year expiry (the second reproduction).
         (from_2020, 12 * 365 * 86_400),
     ] {
-        let url = presign(
-            &s.proxy.endpoint(),
-            &s.tenant,
-            &format!("/{BUCKET}"),
-            at,
-            expires,
-        );
-        let (status, body) = status_and_body(s.http.get(url).send().await.unwrap()).await;
+        let (status, body) = get_presigned_bucket(&s, at, expires).await;
         assert_eq!(status, 400, "expires {expires}: {body}");
         assert!(
             body.contains("<Code>AuthorizationQueryParametersError</Code>"),
@@ -197,14 +202,7 @@ async fn expired_presigned_url_is_access_denied() {
     let two_hours_ago = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
     let from_2020 = time::OffsetDateTime::from_unix_timestamp(1_591_012_800).unwrap();
     for (at, expires) in [(two_hours_ago, 60), (from_2020, 604_800)] {
-        let url = presign(
-            &s.proxy.endpoint(),
-            &s.tenant,
-            &format!("/{BUCKET}"),
-            at,
-            expires,
-        );
-        let (status, body) = status_and_body(s.http.get(url).send().await.unwrap()).await;
+        let (status, body) = get_presigned_bucket(&s, at, expires).await;
         assert_eq!(status, 403, "{body}");
         assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
         assert!(body.contains("Request has expired"), "{body}");

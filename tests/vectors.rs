@@ -274,22 +274,14 @@ fn object_format_v1_vectors_come_from_empty_metadata_too() {
 #[test]
 fn object_format_v2_vectors_are_frozen() {
     let m = fixed_metadata();
-    check(
-        "object-v2-empty.bin",
-        &fixed_object_with(0, false, Some(&m)),
-    );
-    check(
-        "object-v2-1byte.bin",
-        &fixed_object_with(1, false, Some(&m)),
-    );
-    check(
-        "object-v2-two-segments.bin",
-        &fixed_object_with(65537, false, Some(&m)),
-    );
-    check(
-        "object-v2-multipart.bin",
-        &fixed_object_with(70000, true, Some(&m)),
-    );
+    for (file, len, multipart) in [
+        ("object-v2-empty.bin", 0, false),
+        ("object-v2-1byte.bin", 1, false),
+        ("object-v2-two-segments.bin", 65537, false),
+        ("object-v2-multipart.bin", 70000, true),
+    ] {
+        check(file, &fixed_object_with(len, multipart, Some(&m)));
+    }
 }
 
 #[test]
