@@ -52,16 +52,26 @@ fn fixed_object(len: usize, layout_multipart: bool) -> Vec<u8> {
     fixed_object_with(len, layout_multipart, None)
 }
 
+/// The vectors' KEK and key id.
+fn vector_keys() -> (Kek, KeyId) {
+    let id = KeyId::new("vector-tenant", 7).unwrap();
+    (Kek::from_bytes([0x11; 32]), id)
+}
+
+/// The vectors' object: `vectors/dir/object.bin` under `id`.
+fn vector_context(id: &KeyId) -> DekContext<'_> {
+    DekContext {
+        key: id,
+        bucket: "vectors",
+        object: "dir/object.bin",
+    }
+}
+
 /// The fixed object, written as v2 with `metadata` when given (through the v2 entry point even
 /// for v1, so the v1 vectors also pin that an empty metadata set still writes v1).
 fn fixed_object_with(len: usize, layout_multipart: bool, metadata: Option<&Metadata>) -> Vec<u8> {
-    let kek = Kek::from_bytes([0x11; 32]);
-    let id = KeyId::new("vector-tenant", 7).unwrap();
-    let ctx = DekContext {
-        key: &id,
-        bucket: "vectors",
-        object: "dir/object.bin",
-    };
+    let (kek, id) = vector_keys();
+    let ctx = vector_context(&id);
     let layout = if layout_multipart {
         Layout::Multipart
     } else {
@@ -121,13 +131,8 @@ fn fixed_object_with(len: usize, layout_multipart: bool, metadata: Option<&Metad
 /// ids, optionally with metadata (v2 header). Reads back through the reader before it is
 /// returned.
 fn fixed_mp2_object(len: usize, metadata: Option<&Metadata>) -> Vec<u8> {
-    let kek = Kek::from_bytes([0x11; 32]);
-    let id = KeyId::new("vector-tenant", 7).unwrap();
-    let ctx = DekContext {
-        key: &id,
-        bucket: "vectors",
-        object: "dir/object.bin",
-    };
+    let (kek, id) = vector_keys();
+    let ctx = vector_context(&id);
     let randomness = (Dek::from_bytes([0x22; 32]), [0x33; 12], [0x44; 7]);
     let empty = Metadata::new();
     let (cipher, mut out) = new_object_deterministic_with_metadata(
