@@ -23,14 +23,17 @@ struct Setup {
 async fn setup() -> Setup {
     let stack = Stack::start(&["trustee", "holder"], &HOLDER_TENANT, |_| {}).await;
     let Stack {
+        enrolled,
+        proxy,
+        raw,
+    } = stack;
+    let Enrolled {
         dir,
         pki,
         holders,
-        proxy,
         tenants,
-        raw,
         ..
-    } = stack;
+    } = enrolled;
     let tls = (*treuhand::tls::client_config(&pki.ca_pem, None).unwrap()).clone();
     let http = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)

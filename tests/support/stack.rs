@@ -280,16 +280,22 @@ pub fn exactly<T, const N: usize>(items: Vec<T>) -> [T; N] {
         .unwrap_or_else(|_| panic!("expected {N} items, got {len}"))
 }
 
-/// The usual stack: share holders, tenants enrolled through the real ceremony, the proxy
-/// in-process on fs storage under `root`, a raw client, and a bucket [`BUCKET`] per tenant.
+/// The usual stack: share holders, tenants enrolled through the real ceremony (the
+/// [`Enrolled`] part, reachable through `Deref`: `stack.root`, `stack.pki`, `stack.tenants`),
+/// the proxy in-process on fs storage under `root`, a raw client, and a bucket [`BUCKET`] per
+/// tenant.
 pub struct Stack {
-    pub dir: tempfile::TempDir,
-    pub root: PathBuf,
-    pub pki: Pki,
-    pub holders: Holders,
+    pub enrolled: Enrolled,
     pub proxy: crate::support::Proxy,
-    pub tenants: Vec<TestTenant>,
     pub raw: crate::support::Raw,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = Enrolled;
+
+    fn deref(&self) -> &Enrolled {
+        &self.enrolled
+    }
 }
 
 impl Stack {
@@ -300,28 +306,18 @@ impl Stack {
         tenants: &[TenantSpec<'_>],
         adjust: impl FnOnce(&mut treuhand::proxy::config::ProxyConfig),
     ) -> Self {
-        let Enrolled {
-            dir,
-            root,
-            pki,
-            holders,
-            configs,
-            tenants: enrolled,
-        } = Enrolled::start(holder_names, tenants).await;
-        let mut config = crate::support::proxy_config(&pki, &root, 60);
+        let enrolled = Enrolled::start(holder_names, tenants).await;
+        let mut config = crate::support::proxy_config(&enrolled.pki, &enrolled.root, 60);
         adjust(&mut config);
-        let proxy = crate::support::start_proxy(&config, &configs, &holders.factory()).await;
-        let raw = crate::support::Raw::new(&proxy, &pki);
-        for tenant in &enrolled {
+        let factory = enrolled.holders.factory();
+        let proxy = crate::support::start_proxy(&config, &enrolled.configs, &factory).await;
+        let raw = crate::support::Raw::new(&proxy, &enrolled.pki);
+        for tenant in &enrolled.tenants {
             raw.create_bucket(tenant, crate::support::BUCKET).await;
         }
         Self {
-            dir,
-            root,
-            pki,
-            holders,
+            enrolled,
             proxy,
-            tenants: enrolled,
             raw,
         }
     }
