@@ -52,6 +52,16 @@ fn fixed_object(len: usize, layout_multipart: bool) -> Vec<u8> {
     fixed_object_with(len, layout_multipart, None)
 }
 
+/// The first `len` plaintext bytes of the stored object `out`, decrypted through `layout`.
+fn read_back(layout: &format::ObjectLayout<'_>, out: &[u8], len: usize) -> Vec<u8> {
+    let (range, mut dec) = layout.decryptor(0..len as u64).unwrap();
+    let mut back = Vec::new();
+    dec.push(&out[range.start as usize..range.end as usize], &mut back)
+        .unwrap();
+    dec.finish().unwrap();
+    back
+}
+
 /// The vectors' KEK and key id.
 fn vector_keys() -> (Kek, KeyId) {
     let id = KeyId::new("vector-tenant", 7).unwrap();
@@ -117,12 +127,7 @@ fn fixed_object_with(len: usize, layout_multipart: bool, metadata: Option<&Metad
     } else {
         reader.single_layout(out.len() as u64).unwrap()
     };
-    let (range, mut dec) = layout.decryptor(0..len as u64).unwrap();
-    let mut back = Vec::new();
-    dec.push(&out[range.start as usize..range.end as usize], &mut back)
-        .unwrap();
-    dec.finish().unwrap();
-    assert_eq!(back, plain);
+    assert_eq!(read_back(&layout, &out, len), plain);
     assert_eq!(reader.metadata(), metadata.unwrap_or(&Metadata::new()));
     out
 }
@@ -165,12 +170,7 @@ fn fixed_mp2_object(len: usize, metadata: Option<&Metadata>) -> Vec<u8> {
     let layout = reader
         .multipart_layout(&out[out.len() - footer_len..], out.len() as u64)
         .unwrap();
-    let (range, mut dec) = layout.decryptor(0..len as u64).unwrap();
-    let mut back = Vec::new();
-    dec.push(&out[range.start as usize..range.end as usize], &mut back)
-        .unwrap();
-    dec.finish().unwrap();
-    assert_eq!(back, plain);
+    assert_eq!(read_back(&layout, &out, len), plain);
     out
 }
 

@@ -33,18 +33,20 @@ pub fn trustee_config(
 ) -> Config {
     std::fs::create_dir_all(dir).unwrap();
     generate_keys(dir).unwrap();
+    let client_ca = ca_pem.to_owned();
+    let keys = KeyFiles {
+        sealing_key: dir.join("sealing.key"),
+        signing_key: dir.join("signing.key"),
+    };
     let config = Config {
         listen: "127.0.0.1:0".into(),
         tls: TlsFiles {
             cert,
             key,
-            client_ca: ca_pem.to_owned(),
+            client_ca,
         },
         store: StoreConfig { path: store },
-        keys: KeyFiles {
-            sealing_key: dir.join("sealing.key"),
-            signing_key: dir.join("signing.key"),
-        },
+        keys,
         limits: Limits::default(),
     };
     config.validate().unwrap();
