@@ -98,18 +98,8 @@ fn relink(entries: &mut [AuditEntry]) {
 
 /// Acme enrolled (proxy-a allowed) with four releases, each in its own group commit.
 async fn acme_with_releases(harness: &Harness) {
-    enroll(harness, "acme", &["proxy-a"]).await;
-    let proxy = harness.client(Role::Proxy, "proxy-a");
-    for i in 0..4 {
-        proxy
-            .release(
-                "acme",
-                1,
-                &request(Justification::CustomerAccess, &format!("r-{i}"), "GET"),
-            )
-            .await
-            .unwrap();
-    }
+    let customer_access = |id: &str| request(Justification::CustomerAccess, id, "GET");
+    enroll_with_releases(harness, "proxy-a", customer_access).await;
 }
 
 /// Verifies `entries` of `acme` as a customer would, with a genuine checkpoint over their head

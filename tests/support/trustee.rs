@@ -245,6 +245,21 @@ pub fn enroll_request(metadata: &KeyMetadata, shares: &[Share], proxies: &[&str]
     }
 }
 
+/// Enrolls `acme` allowing `proxy` and makes four releases through it, each in its own group
+/// commit; `request` builds the request of release `r-<i>`.
+pub async fn enroll_with_releases(
+    harness: &Harness,
+    proxy: &str,
+    request: impl Fn(&str) -> treuhand::trustee::wire::ReleaseRequest,
+) {
+    enroll(harness, "acme", &[proxy]).await;
+    let client = harness.client(Role::Proxy, proxy);
+    for i in 0..4 {
+        let release = request(&format!("r-{i}"));
+        client.release("acme", 1, &release).await.unwrap();
+    }
+}
+
 /// Enrolls the trustee share of a new tenant key with a policy allowing `proxies`.
 pub async fn enroll(
     harness: &Harness,
