@@ -102,6 +102,18 @@ async fn acme_with_releases(harness: &Harness) {
     enroll_with_releases(harness, "proxy-a", customer_access).await;
 }
 
+/// A stopped trustee whose store holds acme's chain with four releases: its directory, CA and
+/// configuration, to edit the store and start another trustee on it.
+async fn stopped_with_acme_releases() -> (
+    tempfile::TempDir,
+    treuhand::tls::DevCa,
+    treuhand::trustee::config::Config,
+) {
+    let harness = Harness::start().await;
+    acme_with_releases(&harness).await;
+    harness.stop_and_keep().await
+}
+
 /// Verifies `entries` of `acme` as a customer would, with a genuine checkpoint over their head
 /// signed by the trustee's own key; returns that log and the break verifying it must find.
 fn checkpointed_log_break(
@@ -296,9 +308,7 @@ async fn denials_beyond_the_per_caller_limit_are_answered_but_not_stored() {
 
 #[tokio::test]
 async fn a_store_with_an_entry_deleted_and_the_hashes_recomputed_fails_verification() {
-    let harness = Harness::start().await;
-    acme_with_releases(&harness).await;
-    let (dir, _ca, config) = harness.stop_and_keep().await;
+    let (dir, _ca, config) = stopped_with_acme_releases().await;
     let store = config.store.path.clone();
 
     let mut entries = stored_entries(&store, "acme");
@@ -341,9 +351,7 @@ async fn a_store_with_an_entry_deleted_and_the_hashes_recomputed_fails_verificat
 
 #[tokio::test]
 async fn an_untouched_store_verifies_after_a_restart_and_its_chain_goes_on() {
-    let harness = Harness::start().await;
-    acme_with_releases(&harness).await;
-    let (dir, ca, config) = harness.stop_and_keep().await;
+    let (dir, ca, config) = stopped_with_acme_releases().await;
     // Each release was its own group commit, so each is a signed head.
     let stored = stored_entries(&config.store.path, "acme");
     let signing = load_signing_key(&config.keys.signing_key).unwrap();
@@ -378,9 +386,7 @@ async fn an_untouched_store_verifies_after_a_restart_and_its_chain_goes_on() {
 
 #[tokio::test]
 async fn stripping_the_head_signatures_after_an_edit_does_not_help() {
-    let harness = Harness::start().await;
-    acme_with_releases(&harness).await;
-    let (_dir, _ca, config) = harness.stop_and_keep().await;
+    let (_dir, _ca, config) = stopped_with_acme_releases().await;
     let store = config.store.path.clone();
     let mut entries = stored_entries(&store, "acme");
     entries.remove(3);
