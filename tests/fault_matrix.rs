@@ -22,19 +22,15 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod fault_support;
-mod proxy_support;
+mod support;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use support::*;
 
-use fault_support::*;
-use proxy_support::holders::{Holders, PROXY_NAME};
-use proxy_support::*;
 use treuhand::proxy::config::TenantConfig;
 use treuhand::tls::Role;
-use treuhand::trustee::audit::{AuditEvent, verify_log};
+use treuhand::trustee::audit::verify_log;
 use treuhand::trustee::client::TrusteeClient;
 
 const MIB: usize = 1024 * 1024;
@@ -153,10 +149,7 @@ async fn proxy_sigkill_mid_overwrite_keeps_the_old_version() {
     let stack = RealProxyStack::new().await;
     let demo = &stack.demo;
     let (proxy, s3) = stack.start().await;
-    assert_eq!(
-        s3.call(demo, "PUT", "/data", &[], &[], vec![]).await.status,
-        200
-    );
+    s3.create_bucket(demo, "data").await;
     // Larger than the 8 MiB writer chunk, so both versions stream through a staged write.
     let old = data(12 * MIB, 1);
     let put = s3
@@ -234,10 +227,7 @@ async fn proxy_sigkill_mid_multipart_hides_the_upload_and_restart_completes_or_a
     let stack = RealProxyStack::new().await;
     let demo = &stack.demo;
     let (proxy, s3) = stack.start().await;
-    assert_eq!(
-        s3.call(demo, "PUT", "/data", &[], &[], vec![]).await.status,
-        200
-    );
+    s3.create_bucket(demo, "data").await;
     let part1 = data(5 * MIB, 3);
     let mut uploads = Vec::new();
     let mut in_flight = Vec::new();
@@ -428,21 +418,7 @@ async fn enroll(
     };
     let depositor =
         treuhand::tenant::deposit::TrusteeDepositor::from_tls(tls, vec![PROXY_NAME.into()]);
-    let created = treuhand::tenant::create(&params, &depositor).await.unwrap();
-    let config: TenantConfig =
-        toml::from_str(&std::fs::read_to_string(&created.registration).unwrap()).unwrap();
-    let share = created.share_raw.as_ref().map(|p| {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&std::fs::read(p).unwrap());
-        out
-    });
-    let test = TestTenant {
-        id: tenant.into(),
-        access_key_id: params.access_key_id.clone(),
-        secret_access_key: params.secret_access_key.clone(),
-        share,
-    };
-    (config, test)
+    ceremony(&params, &depositor).await
 }
 
 /// Pins a started trustee's port in its config, so a restart serves the URL the tenant
@@ -767,12 +743,7 @@ async fn trustee_sigkill_under_load_serves_correct_bytes_or_503_and_logs_every_s
         .await
         .unwrap();
     verify_log(&log, &stack.public_key).unwrap();
-    let logged: HashSet<&str> = log
-        .entries
-        .iter()
-        .filter(|e| e.event == AuditEvent::Release)
-        .filter_map(|e| e.request_id.as_deref())
-        .collect();
+    let logged = release_request_ids(&log);
     for s in &ok {
         assert!(
             logged.contains(s.request_id.as_str()),
@@ -809,12 +780,7 @@ async fn full_disk_is_503_keeps_the_old_version_and_the_proxy_keeps_serving() {
     let proxy = start_proxy(&config, &[tenant_config], &holders.factory()).await;
     let s3 = S3::new(&proxy.endpoint(), &pki.ca_pem, b"http/1.1");
     let sse = sse_c_headers(&demo.share_b64().unwrap());
-    assert_eq!(
-        s3.call(&demo, "PUT", "/data", &[], &[], vec![])
-            .await
-            .status,
-        200
-    );
+    s3.create_bucket(&demo, "data").await;
     let old = data(200_000, 5);
     let r = s3
         .call(&demo, "PUT", "/data/old", &[], &sse, old.clone())
@@ -849,7 +815,7 @@ async fn full_disk_is_503_keeps_the_old_version_and_the_proxy_keeps_serving() {
     ] {
         let r = s3.call(&demo, "PUT", path, &[], &sse, body).await;
         assert_eq!(r.status, 503, "PUT {path} on a full disk: {}", r.text());
-        assert!(r.text().contains("ServiceUnavailable"), "{}", r.text());
+        assert_text_contains(&r, "ServiceUnavailable");
     }
     // A streamed overwrite (over the 8 MiB writer chunk, so through a staged backend write).
     // The backend's part writes fail in the background; the proxy finds out at the latest
@@ -912,12 +878,7 @@ async fn tampered_large_objects_never_return_altered_plaintext() {
     let sse = sse_c_headers(&demo.share_b64().unwrap());
     let h1 = S3::new(&proxy.endpoint(), &pki.ca_pem, b"http/1.1");
     let h2 = S3::new(&proxy.endpoint(), &pki.ca_pem, b"h2");
-    assert_eq!(
-        h1.call(&demo, "PUT", "/data", &[], &[], vec![])
-            .await
-            .status,
-        200
-    );
+    h1.create_bucket(&demo, "data").await;
     // 3 MiB + 1000: 48 full segments and a short final one; streamed on GET (over 1 MiB).
     let plaintext = data(3 * MIB + 1000, 13);
     let segment = treuhand::format::DEFAULT_SEGMENT_SIZE as usize;

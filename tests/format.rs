@@ -94,6 +94,17 @@ fn assert_fails(result: Result<Vec<u8>, format::Error>, what: &str) {
     }
 }
 
+/// Opens `stored` as the object `bucket/object` under the test key.
+fn open(stored: &[u8]) -> format::ObjectCipher {
+    let id = key();
+    let ctx = DekContext {
+        key: &id,
+        bucket: "bucket",
+        object: "object",
+    };
+    format::open_object(&kek(), &ctx, stored).unwrap().0
+}
+
 #[test]
 fn round_trip_at_segment_boundaries() {
     for len in [
@@ -275,13 +286,7 @@ fn trailing_bytes_are_detected() {
 #[test]
 fn trailing_bytes_pushed_beyond_the_plan_are_rejected() {
     let stored = encrypt(&data(100));
-    let id = key();
-    let ctx = DekContext {
-        key: &id,
-        bucket: "bucket",
-        object: "object",
-    };
-    let (cipher, _) = format::open_object(&kek(), &ctx, &stored).unwrap();
+    let cipher = open(&stored);
     let layout = cipher.single_layout(stored.len() as u64).unwrap();
     let (ct, mut dec) = layout.decryptor(0..100).unwrap();
     let mut out = Vec::new();
@@ -352,13 +357,7 @@ fn no_plaintext_is_emitted_from_a_tampered_segment() {
     let plain = data(3 * SEG);
     let mut stored = encrypt(&plain);
     stored[116 + STRIDE + 5] ^= 0x80; // inside segment 1
-    let id = key();
-    let ctx = DekContext {
-        key: &id,
-        bucket: "bucket",
-        object: "object",
-    };
-    let (cipher, _) = format::open_object(&kek(), &ctx, &stored).unwrap();
+    let cipher = open(&stored);
     let layout = cipher.single_layout(stored.len() as u64).unwrap();
     let (ct, mut dec) = layout.decryptor(0..plain.len() as u64).unwrap();
     let mut out = Vec::new();

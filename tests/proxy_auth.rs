@@ -5,11 +5,10 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
 use base64::Engine as _;
-use proxy_support::holders::Holders;
-use proxy_support::*;
+use support::*;
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -22,22 +21,25 @@ struct Setup {
 
 /// One holder tenant (no SSE-C needed), its bucket, and a plain HTTPS client.
 async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["trustee", "holder"]).await;
-    let (cfg, tenant) = holders
-        .enroll(&root, "demo-holder", &["trustee"], 2, Some("holder"))
-        .await;
-    let config = proxy_config(&pki, &root, 60);
-    let proxy = start_proxy(&config, &[cfg], &holders.factory()).await;
-    let raw = Raw::new(&proxy, &pki);
-    raw.create_bucket(&tenant, BUCKET).await;
+    let stack = Stack::start(&["trustee", "holder"], &HOLDER_TENANT, |_| {}).await;
+    let Stack {
+        enrolled,
+        proxy,
+        raw,
+    } = stack;
+    let Enrolled {
+        dir,
+        pki,
+        holders,
+        tenants,
+        ..
+    } = enrolled;
     let tls = (*treuhand::tls::client_config(&pki.ca_pem, None).unwrap()).clone();
     let http = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .build()
         .unwrap();
+    let [tenant] = exactly(tenants);
     Setup {
         _dir: dir,
         _holders: holders,
@@ -53,62 +55,16 @@ fn hmac_sha1_b64(secret: &str, data: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, data.as_bytes()))
 }
 
-fn hmac256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
-    ring::hmac::sign(&key, data).as_ref().to_vec()
-}
-
-fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// A presigned SigV4 URL for `GET path`, signed at `at` and valid for `expires` seconds.
-fn presign(
-    endpoint: &str,
-    tenant: &TestTenant,
-    path: &str,
-    at: time::OffsetDateTime,
-    expires: u64,
-) -> String {
-    let date = format!("{:04}{:02}{:02}", at.year(), u8::from(at.month()), at.day());
-    let amz_date = format!(
-        "{date}T{:02}{:02}{:02}Z",
-        at.hour(),
-        at.minute(),
-        at.second()
+/// GETs the bucket through a URL presigned at `at` for `expires` seconds.
+async fn get_presigned_bucket(s: &Setup, at: time::OffsetDateTime, expires: u64) -> (u16, String) {
+    let url = presign(
+        &s.proxy.endpoint(),
+        &s.tenant,
+        &format!("/{BUCKET}"),
+        at,
+        expires,
     );
-    let host = endpoint.trim_start_matches("https://");
-    let scope = format!("{date}/{REGION}/s3/aws4_request");
-    let credential = format!("{}/{scope}", tenant.access_key_id);
-    // Already in canonical (sorted) order.
-    let query = format!(
-        "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={}&X-Amz-Date={amz_date}\
-         &X-Amz-Expires={expires}&X-Amz-SignedHeaders=host",
-        encode(&credential)
-    );
-    let canonical = format!("GET\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
-    let digest = hex::encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        canonical.as_bytes(),
-    ));
-    let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}");
-    let mut key = hmac256(
-        format!("AWS4{}", tenant.secret_access_key).as_bytes(),
-        date.as_bytes(),
-    );
-    for part in [REGION.as_bytes(), b"s3", b"aws4_request"] {
-        key = hmac256(&key, part);
-    }
-    let signature = hex::encode(hmac256(&key, to_sign.as_bytes()));
-    format!("{endpoint}{path}?{query}&X-Amz-Signature={signature}")
+    status_and_body(s.http.get(url).send().await.unwrap()).await
 }
 
 async fn status_and_body(response: reqwest::Response) -> (u16, String) {
@@ -124,37 +80,26 @@ fn assert_refused_as_sigv2(status: u16, body: &str) {
 
 /// A stored object is visible to a SigV4 GET.
 async fn stored(s: &Setup, key: &str) -> bool {
-    let r = s
-        .raw
-        .send(
-            Some(&s.tenant),
-            "GET",
-            &format!("/{BUCKET}/{key}"),
-            &[],
-            &[],
-            Vec::new(),
-        )
-        .await;
+    let r = s.raw.get(&s.tenant, &format!("/{BUCKET}/{key}"), &[]).await;
     r.status == 200
+}
+
+/// A request signed the SigV2 way (`AWS key:signature`, HMAC-SHA1 over the method, the date
+/// and the path), dated 2001: the reproduction in the issue, a date s3s never checked.
+fn sigv2_request(s: &Setup, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    let date = "Mon, 01 Jan 2001 00:00:00 GMT";
+    let string_to_sign = format!("{method}\n\n\n{date}\n{path}");
+    let signature = hmac_sha1_b64(&s.tenant.secret_access_key, &string_to_sign);
+    let authorization = format!("AWS {}:{signature}", s.tenant.access_key_id);
+    let url = format!("{}{path}", s.proxy.endpoint());
+    let request = s.http.request(method, url).header("date", date);
+    request.header("authorization", authorization)
 }
 
 #[tokio::test]
 async fn sigv2_header_auth_is_refused_even_when_correctly_signed() {
     let s = setup().await;
-    // The reproduction in the issue: a 2001 date, which s3s never checked.
-    let date = "Mon, 01 Jan 2001 00:00:00 GMT";
-    let signature = hmac_sha1_b64(
-        &s.tenant.secret_access_key,
-        &format!("GET\n\n\n{date}\n/{BUCKET}"),
-    );
-    let response = s
-        .http
-        .get(format!("{}/{BUCKET}", s.proxy.endpoint()))
-        .header("date", date)
-        .header(
-            "authorization",
-            format!("AWS {}:{signature}", s.tenant.access_key_id),
-        )
+    let response = sigv2_request(&s, reqwest::Method::GET, &format!("/{BUCKET}"))
         .send()
         .await
         .unwrap();
@@ -165,19 +110,7 @@ async fn sigv2_header_auth_is_refused_even_when_correctly_signed() {
 #[tokio::test]
 async fn sigv2_signed_put_is_refused_and_stores_nothing() {
     let s = setup().await;
-    let date = "Mon, 01 Jan 2001 00:00:00 GMT";
-    let signature = hmac_sha1_b64(
-        &s.tenant.secret_access_key,
-        &format!("PUT\n\n\n{date}\n/{BUCKET}/v2.txt"),
-    );
-    let response = s
-        .http
-        .put(format!("{}/{BUCKET}/v2.txt", s.proxy.endpoint()))
-        .header("date", date)
-        .header(
-            "authorization",
-            format!("AWS {}:{signature}", s.tenant.access_key_id),
-        )
+    let response = sigv2_request(&s, reqwest::Method::PUT, &format!("/{BUCKET}/v2.txt"))
         .body("replayable body")
         .send()
         .await
@@ -199,7 +132,7 @@ async fn sigv2_presigned_url_is_refused() {
         "{}/{BUCKET}?AWSAccessKeyId={}&Expires={expires}&Signature={}",
         s.proxy.endpoint(),
         s.tenant.access_key_id,
-        encode(&signature)
+        treuhand::crypto::sigv4::uri_encode(&signature, false)
     );
     let (status, body) = status_and_body(s.http.get(url).send().await.unwrap()).await;
     assert_refused_as_sigv2(status, &body);
@@ -213,33 +146,15 @@ async fn sigv2_post_form_upload_is_refused_and_stores_nothing() {
          [\"starts-with\",\"$key\",\"\"]]}}"
     ));
     let signature = hmac_sha1_b64(&s.tenant.secret_access_key, &policy);
-    let boundary = "treuhandboundary";
-    let mut form = String::new();
-    for (name, value) in [
+    let fields = [
         ("key", "form.txt"),
         ("AWSAccessKeyId", s.tenant.access_key_id.as_str()),
         ("policy", policy.as_str()),
         ("signature", signature.as_str()),
-    ] {
-        form.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-        ));
-    }
-    form.push_str(&format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\
-         Content-Type: text/plain\r\n\r\nform body\r\n--{boundary}--\r\n"
-    ));
-    let response = s
-        .http
-        .post(format!("{}/{BUCKET}", s.proxy.endpoint()))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(form)
-        .send()
-        .await
-        .unwrap();
+    ];
+    let url = format!("{}/{BUCKET}", s.proxy.endpoint());
+    let file_headers = "Content-Type: text/plain\r\n";
+    let response = post_form(&s.http, url, &fields, file_headers, "form body").await;
     let (status, body) = status_and_body(response).await;
     assert_eq!(status, 501, "{body}");
     assert!(body.contains("<Code>NotImplemented</Code>"), "{body}");
@@ -274,14 +189,7 @@ async fn presigned_url_valid_for_more_than_a_week_is_refused() {
         // A URL from 2020 with a 12-year expiry (the issue's second reproduction).
         (from_2020, 12 * 365 * 86_400),
     ] {
-        let url = presign(
-            &s.proxy.endpoint(),
-            &s.tenant,
-            &format!("/{BUCKET}"),
-            at,
-            expires,
-        );
-        let (status, body) = status_and_body(s.http.get(url).send().await.unwrap()).await;
+        let (status, body) = get_presigned_bucket(&s, at, expires).await;
         assert_eq!(status, 400, "expires {expires}: {body}");
         assert!(
             body.contains("<Code>AuthorizationQueryParametersError</Code>"),
@@ -297,14 +205,7 @@ async fn expired_presigned_url_is_access_denied() {
     let two_hours_ago = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
     let from_2020 = time::OffsetDateTime::from_unix_timestamp(1_591_012_800).unwrap();
     for (at, expires) in [(two_hours_ago, 60), (from_2020, 604_800)] {
-        let url = presign(
-            &s.proxy.endpoint(),
-            &s.tenant,
-            &format!("/{BUCKET}"),
-            at,
-            expires,
-        );
-        let (status, body) = status_and_body(s.http.get(url).send().await.unwrap()).await;
+        let (status, body) = get_presigned_bucket(&s, at, expires).await;
         assert_eq!(status, 403, "{body}");
         assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
         assert!(body.contains("Request has expired"), "{body}");

@@ -5,46 +5,13 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
+use support::*;
 
 use base64::Engine as _;
-use proxy_support::{Pki, Raw, TestTenant, sse_c_headers};
 use treuhand::proxy::config::ProxyConfig;
 use treuhand::storage::StorageConfig;
-
-fn env_file(path: &Path) -> HashMap<String, String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-async fn start_trustee(config: &Path) -> tokio::sync::oneshot::Sender<()> {
-    let config = treuhand::trustee::config::Config::load(config).unwrap();
-    let server = treuhand::trustee::server::Server::from_config(
-        &config,
-        Arc::new(treuhand::trustee::policy::SystemClock),
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind(config.listen_addr().unwrap())
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = treuhand::trustee::server::run(listener, server, async {
-            let _ = rx.await;
-        })
-        .await;
-    });
-    tx
-}
 
 #[tokio::test]
 async fn dev_init_writes_a_working_stack() {
@@ -77,14 +44,10 @@ async fn dev_init_writes_a_working_stack() {
     let demo = env_file(&dir.join("dev.env"));
     let holder = env_file(&dir.join("dev-holder.env"));
     for vars in [&demo, &holder] {
-        for k in [
-            "TREUHAND_ENDPOINT",
-            "AWS_CA_BUNDLE",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_DEFAULT_REGION",
-            "TREUHAND_BUCKET",
-        ] {
+        // What the e2e clients read (tests/e2e/s3clients.py, ENV_VARS).
+        let names = "TREUHAND_ENDPOINT AWS_CA_BUNDLE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY \
+                     AWS_DEFAULT_REGION TREUHAND_BUCKET";
+        for k in names.split_whitespace() {
             assert!(vars.contains_key(k), "{k} missing");
         }
     }
@@ -104,8 +67,8 @@ async fn dev_init_writes_a_working_stack() {
     );
 
     // Run the stack from the written configs.
-    let stop_trustee = start_trustee(&dir.join("trustee.toml")).await;
-    let stop_holder = start_trustee(&dir.join("holder.toml")).await;
+    let stop_trustee = start_trustee_at(&dir.join("trustee.toml")).await;
+    let stop_holder = start_trustee_at(&dir.join("holder.toml")).await;
     let config = ProxyConfig::load(&dir.join("proxy.toml")).unwrap();
     let sources = treuhand::proxy::sources::TrusteeSources::new(&config).unwrap();
     let s3 = tokio::net::TcpListener::bind(config.listen).await.unwrap();
@@ -129,7 +92,7 @@ async fn dev_init_writes_a_working_stack() {
         .unwrap()
         .parse()
         .unwrap();
-    let handle = proxy_support::Proxy::attach(format!("127.0.0.1:{port}").parse().unwrap());
+    let handle = support::Proxy::attach(format!("127.0.0.1:{port}").parse().unwrap());
     let pki = Pki {
         dir: dir.join("certs"),
         ca: treuhand::tls::DevCa::load(&dir.join("certs/ca.pem"), &dir.join("certs/ca.key"))
@@ -149,23 +112,14 @@ async fn dev_init_writes_a_working_stack() {
         let headers = sse.as_deref().map(sse_c_headers).unwrap_or_default();
         let path = format!("/{}/hello.txt", vars["TREUHAND_BUCKET"]);
         let put = raw
-            .send(
-                Some(&tenant),
-                "PUT",
-                &path,
-                &[],
-                &headers,
-                b"hello, trustee".to_vec(),
-            )
+            .put(&tenant, &path, &headers, b"hello, trustee".to_vec())
             .await;
         assert_eq!(put.status, 200, "{}", put.text());
-        let get = raw
-            .send(Some(&tenant), "GET", &path, &[], &headers, vec![])
-            .await;
+        let get = raw.get(&tenant, &path, &headers).await;
         assert_eq!(get.body, b"hello, trustee");
     }
     let _ = tx.send(());
     proxy.await.unwrap();
-    let _ = stop_trustee.send(());
-    let _ = stop_holder.send(());
+    stop_trustee.stop().await;
+    stop_holder.stop().await;
 }

@@ -4,80 +4,33 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
 use base64::Engine as _;
+use object_store::ObjectStoreExt;
 use object_store::path::Path as OsPath;
-use object_store::{ObjectStoreExt, PutPayload};
-use proxy_support::holders::Holders;
-use proxy_support::*;
-use treuhand::proxy::config::TenantConfig;
+use support::*;
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    root: std::path::PathBuf,
-    pki: Pki,
-    holders: Holders,
-    proxy: Proxy,
-    tenants: Vec<TestTenant>,
-    raw: Raw,
-}
+type Setup = Stack;
 
 /// Starts trustees `t1`, `t2`, `holder` and enrolls: `demo` (SSE-C, t1, 2-of-2),
 /// `demo-holder` (holder, t1, 2-of-2), `wide` (SSE-C, t1+t2, 2-of-3), `other` (SSE-C, t1).
 async fn setup(ttl: u64) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["t1", "t2", "holder"]).await;
-    let mut configs: Vec<TenantConfig> = Vec::new();
-    let mut tenants = Vec::new();
-    for (id, trustees, k, holder) in [
-        ("demo", vec!["t1"], 2, None),
-        ("demo-holder", vec!["t1"], 2, Some("holder")),
-        ("wide", vec!["t1", "t2"], 2, None),
-        ("other", vec!["t1"], 2, None),
-    ] {
-        let (c, t) = holders.enroll(&root, id, &trustees, k, holder).await;
-        configs.push(c);
-        tenants.push(t);
-    }
-    let config = proxy_config(&pki, &root, ttl);
-    let proxy = start_proxy(&config, &configs, &holders.factory()).await;
-    let raw = Raw::new(&proxy, &pki);
-    for t in &tenants {
-        raw.create_bucket(t, BUCKET).await;
-    }
-    Setup {
-        _dir: dir,
-        root,
-        pki,
-        holders,
-        proxy,
-        tenants,
-        raw,
-    }
-}
-
-impl Setup {
-    fn tenant(&self, id: &str) -> &TestTenant {
-        self.tenants.iter().find(|t| t.id == id).unwrap()
-    }
-
-    fn object_files(&self, tenant: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-        stored_files(&self.root.join(format!("storage/tenants/{tenant}/objects")))
-    }
+    let tenants: [TenantSpec; 4] = [
+        ("demo", &["t1"], 2, None),
+        ("demo-holder", &["t1"], 2, Some("holder")),
+        ("wide", &["t1", "t2"], 2, None),
+        ("other", &["t1"], 2, None),
+    ];
+    Stack::start(&["t1", "t2", "holder"], &tenants, |c| {
+        c.cache.ttl_secs = ttl
+    })
+    .await
 }
 
 fn status_and_code(r: &RawResponse) -> (u16, String) {
-    let text = r.text();
-    let code = text
-        .split("<Code>")
-        .nth(1)
-        .and_then(|c| c.split("</Code>").next())
-        .unwrap_or("")
-        .to_owned();
-    (r.status, code)
+    let code = xml_tags(&r.text(), "Code").into_iter().next();
+    (r.status, code.unwrap_or_default())
 }
 
 #[tokio::test]
@@ -87,47 +40,24 @@ async fn missing_wrong_and_malformed_shares_get_precise_errors() {
     let key = demo.share_b64().unwrap();
     let put = s
         .raw
-        .send(
-            Some(demo),
-            "PUT",
-            "/data/obj",
-            &[],
-            &sse_c_headers(&key),
-            b"secret".to_vec(),
-        )
+        .put(demo, "/data/obj", &sse_c_headers(&key), b"secret".to_vec())
         .await;
     assert_eq!(put.status, 200);
 
     // Missing share: 400, for reads and for writes; nothing stored by the write.
-    let r = s
-        .raw
-        .send(Some(demo), "GET", "/data/obj", &[], &[], vec![])
-        .await;
+    let r = s.raw.get(demo, "/data/obj", &[]).await;
     assert_eq!(
         status_and_code(&r),
         (400, "InvalidRequest".into()),
         "{}",
         r.text()
     );
-    let r = s
-        .raw
-        .send(Some(demo), "PUT", "/data/new", &[], &[], b"x".to_vec())
-        .await;
+    let r = s.raw.put(demo, "/data/new", &[], b"x".to_vec()).await;
     assert_eq!(status_and_code(&r), (400, "InvalidRequest".into()));
 
     // Wrong share (well-formed, not the customer's): 403, never data.
     let wrong = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-    let r = s
-        .raw
-        .send(
-            Some(demo),
-            "GET",
-            "/data/obj",
-            &[],
-            &sse_c_headers(&wrong),
-            vec![],
-        )
-        .await;
+    let r = s.raw.get(demo, "/data/obj", &sse_c_headers(&wrong)).await;
     assert_eq!(
         status_and_code(&r),
         (403, "AccessDenied".into()),
@@ -137,30 +67,13 @@ async fn missing_wrong_and_malformed_shares_get_precise_errors() {
     assert!(!contains(&r.body, b"secret"));
     let r = s
         .raw
-        .send(
-            Some(demo),
-            "PUT",
-            "/data/new",
-            &[],
-            &sse_c_headers(&wrong),
-            b"x".to_vec(),
-        )
+        .put(demo, "/data/new", &sse_c_headers(&wrong), b"x".to_vec())
         .await;
     assert_eq!(r.status, 403);
 
     // Another tenant's share: 403 as well.
     let other = s.tenant("other").share_b64().unwrap();
-    let r = s
-        .raw
-        .send(
-            Some(demo),
-            "GET",
-            "/data/obj",
-            &[],
-            &sse_c_headers(&other),
-            vec![],
-        )
-        .await;
+    let r = s.raw.get(demo, "/data/obj", &sse_c_headers(&other)).await;
     assert_eq!(r.status, 403);
 
     // Malformed: wrong length, not base64, MD5 mismatch, wrong algorithm: all 400.
@@ -180,10 +93,7 @@ async fn missing_wrong_and_malformed_shares_get_precise_errors() {
         ),
     ];
     for headers in [sse_c_headers(&short), bad_md5, bad_alg, not_b64] {
-        let r = s
-            .raw
-            .send(Some(demo), "GET", "/data/obj", &[], &headers, vec![])
-            .await;
+        let r = s.raw.get(demo, "/data/obj", &headers).await;
         assert_eq!(r.status, 400, "{headers:?}: {}", r.text());
         assert!(!contains(&r.body, b"secret"));
     }
@@ -194,29 +104,9 @@ async fn missing_wrong_and_malformed_shares_get_precise_errors() {
     );
 
     // A wrong share never hits the key cache filled by the right one.
-    let r = s
-        .raw
-        .send(
-            Some(demo),
-            "GET",
-            "/data/obj",
-            &[],
-            &sse_c_headers(&key),
-            vec![],
-        )
-        .await;
+    let r = s.raw.get(demo, "/data/obj", &sse_c_headers(&key)).await;
     assert_eq!(r.body, b"secret");
-    let r = s
-        .raw
-        .send(
-            Some(demo),
-            "GET",
-            "/data/obj",
-            &[],
-            &sse_c_headers(&wrong),
-            vec![],
-        )
-        .await;
+    let r = s.raw.get(demo, "/data/obj", &sse_c_headers(&wrong)).await;
     assert_eq!(r.status, 403);
     s.proxy.stop().await;
 }
@@ -227,18 +117,12 @@ async fn trustee_down_is_503_then_works_again() {
     let demo = s.tenant("demo");
     let h = sse_c_headers(&demo.share_b64().unwrap());
     assert_eq!(
-        s.raw
-            .send(Some(demo), "PUT", "/data/a", &[], &h, b"one".to_vec())
-            .await
-            .status,
+        s.raw.put(demo, "/data/a", &h, b"one".to_vec()).await.status,
         200
     );
 
     s.holders.set_down("t1", true).await;
-    let r = s
-        .raw
-        .send(Some(demo), "GET", "/data/a", &[], &h, vec![])
-        .await;
+    let r = s.raw.get(demo, "/data/a", &h).await;
     assert_eq!(
         status_and_code(&r),
         (503, "ServiceUnavailable".into()),
@@ -246,10 +130,7 @@ async fn trustee_down_is_503_then_works_again() {
         r.text()
     );
     assert!(!contains(&r.body, b"one"));
-    let r = s
-        .raw
-        .send(Some(demo), "PUT", "/data/b", &[], &h, b"two".to_vec())
-        .await;
+    let r = s.raw.put(demo, "/data/b", &h, b"two".to_vec()).await;
     assert_eq!(r.status, 503);
     assert_eq!(
         s.object_files("demo").len(),
@@ -258,10 +139,7 @@ async fn trustee_down_is_503_then_works_again() {
     );
 
     s.holders.set_down("t1", false).await;
-    let r = s
-        .raw
-        .send(Some(demo), "GET", "/data/a", &[], &h, vec![])
-        .await;
+    let r = s.raw.get(demo, "/data/a", &h).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.body, b"one");
     s.proxy.stop().await;
@@ -272,58 +150,34 @@ async fn holder_down_is_503_for_holder_tenants_and_denial_is_403() {
     let s = setup(0).await;
     let t = s.tenant("demo-holder");
     assert_eq!(
-        s.raw
-            .send(Some(t), "PUT", "/data/a", &[], &[], b"held".to_vec())
-            .await
-            .status,
+        s.raw.put(t, "/data/a", &[], b"held".to_vec()).await.status,
         200
     );
-    assert_eq!(
-        s.raw
-            .send(Some(t), "GET", "/data/a", &[], &[], vec![])
-            .await
-            .body,
-        b"held"
-    );
+    assert_eq!(s.raw.get(t, "/data/a", &[]).await.body, b"held");
 
     s.holders.set_down("holder", true).await;
-    let r = s
-        .raw
-        .send(Some(t), "GET", "/data/a", &[], &[], vec![])
-        .await;
+    let r = s.raw.get(t, "/data/a", &[]).await;
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(!contains(&r.body, b"held"));
     s.holders.set_down("holder", false).await;
-    assert_eq!(
-        s.raw
-            .send(Some(t), "GET", "/data/a", &[], &[], vec![])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(s.raw.get(t, "/data/a", &[]).await.status, 200);
 
     // The customer's holder refuses: 403 with its reason code.
     s.holders.set_suspended("holder", "demo-holder", true).await;
-    let r = s
-        .raw
-        .send(Some(t), "GET", "/data/a", &[], &[], vec![])
-        .await;
+    let r = s.raw.get(t, "/data/a", &[]).await;
     assert_eq!(
         status_and_code(&r),
         (403, "AccessDenied".into()),
         "{}",
         r.text()
     );
-    assert!(r.text().contains("tenant_suspended"), "{}", r.text());
+    assert_text_contains(&r, "tenant_suspended");
     // The trustee refuses: 403 too.
     s.holders
         .set_suspended("holder", "demo-holder", false)
         .await;
     s.holders.set_suspended("t1", "demo-holder", true).await;
-    let r = s
-        .raw
-        .send(Some(t), "GET", "/data/a", &[], &[], vec![])
-        .await;
+    let r = s.raw.get(t, "/data/a", &[]).await;
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.text().contains("tenant_suspended"));
     assert!(s.holders.releases("holder", "demo-holder").await >= 2);
@@ -336,28 +190,19 @@ async fn two_of_three_keeps_working_with_one_trustee_down() {
     let t = s.tenant("wide");
     let h = sse_c_headers(&t.share_b64().unwrap());
     assert_eq!(
-        s.raw
-            .send(Some(t), "PUT", "/data/a", &[], &h, b"wide".to_vec())
-            .await
-            .status,
+        s.raw.put(t, "/data/a", &h, b"wide".to_vec()).await.status,
         200
     );
     for down in ["t1", "t2"] {
         s.holders.set_down(down, true).await;
-        let r = s.raw.send(Some(t), "GET", "/data/a", &[], &h, vec![]).await;
+        let r = s.raw.get(t, "/data/a", &h).await;
         assert_eq!(r.status, 200, "with {down} down: {}", r.text());
         assert_eq!(r.body, b"wide");
         s.holders.set_down(down, false).await;
     }
     s.holders.set_down("t1", true).await;
     s.holders.set_down("t2", true).await;
-    assert_eq!(
-        s.raw
-            .send(Some(t), "GET", "/data/a", &[], &h, vec![])
-            .await
-            .status,
-        503
-    );
+    assert_eq!(s.raw.get(t, "/data/a", &h).await.status, 503);
     s.holders.set_down("t1", false).await;
     s.holders.set_down("t2", false).await;
     s.proxy.stop().await;
@@ -369,30 +214,15 @@ async fn key_cache_serves_within_ttl_and_ttl_zero_always_asks() {
     let demo = s.tenant("demo");
     let h = sse_c_headers(&demo.share_b64().unwrap());
     assert_eq!(
-        s.raw
-            .send(Some(demo), "PUT", "/data/a", &[], &h, b"c".to_vec())
-            .await
-            .status,
+        s.raw.put(demo, "/data/a", &h, b"c".to_vec()).await.status,
         200
     );
     assert_eq!(s.proxy.keys.cached(), 1);
     s.holders.set_down("t1", true).await;
     // Within the TTL the cached key serves the right share, and only the right share.
-    assert_eq!(
-        s.raw
-            .send(Some(demo), "GET", "/data/a", &[], &h, vec![])
-            .await
-            .body,
-        b"c"
-    );
+    assert_eq!(s.raw.get(demo, "/data/a", &h).await.body, b"c");
     s.proxy.keys.clear();
-    assert_eq!(
-        s.raw
-            .send(Some(demo), "GET", "/data/a", &[], &h, vec![])
-            .await
-            .status,
-        503
-    );
+    assert_eq!(s.raw.get(demo, "/data/a", &h).await.status, 503);
     s.holders.set_down("t1", false).await;
     s.proxy.stop().await;
 }
@@ -405,10 +235,7 @@ async fn tampered_objects_fail_without_plaintext() {
     let store = client(&s.proxy, &s.pki, demo, Some(&key), BUCKET);
     let body = data(200_000, 11);
     for name in ["body", "header", "truncated", "swapped-a", "swapped-b"] {
-        store
-            .put(&OsPath::from(name), PutPayload::from(body.clone()))
-            .await
-            .unwrap();
+        put_object(&store, name, body.clone()).await;
     }
     let files = s.object_files("demo");
     let find = |name: &str| {
@@ -441,26 +268,16 @@ async fn tampered_objects_fail_without_plaintext() {
         assert!(result.is_err(), "{name}: tampered object was served");
         let r = s
             .raw
-            .send(
-                Some(demo),
-                "GET",
-                &format!("/data/{name}"),
-                &[],
-                &sse_c_headers(&key),
-                vec![],
-            )
+            .get(demo, &format!("/data/{name}"), &sse_c_headers(&key))
             .await;
         assert_eq!(r.status, 502, "{name}: {}", r.text());
-        assert!(r.text().contains("ObjectIntegrityError"), "{}", r.text());
+        assert_text_contains(&r, "ObjectIntegrityError");
         assert!(!contains(&r.body, &body[..32]));
     }
     // A large object streams: a flipped bit near its end aborts the body mid-way, so the
     // client never receives a complete (or unauthenticated) object.
     let large = data(3 * 1024 * 1024, 12);
-    store
-        .put(&OsPath::from("large"), PutPayload::from(large.clone()))
-        .await
-        .unwrap();
+    put_object(&store, "large", large.clone()).await;
     let files = s.object_files("demo");
     let (p, mut bytes) = files
         .iter()
@@ -503,11 +320,9 @@ async fn interrupted_upload_leaves_no_object() {
         .unwrap();
     let ok = s
         .raw
-        .send(
-            Some(demo),
-            "PUT",
+        .put(
+            demo,
             "/data/complete",
-            &[],
             &sse_c_headers(&key),
             b"fine".to_vec(),
         )
@@ -515,8 +330,8 @@ async fn interrupted_upload_leaves_no_object() {
     assert_eq!(ok.status, 200);
     let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
     // A signed PUT (UNSIGNED-PAYLOAD, declared Content-Length) whose body stream fails.
-    let url = format!("{}/data/cut", s.proxy.endpoint());
-    let result = interrupted_put(&http, &url, demo, &key, body).await;
+    let endpoint = s.proxy.endpoint();
+    let result = interrupted_put(&http, &endpoint, "/data/cut", demo, &key, body).await;
     assert!(
         result.is_err() || result.as_ref().is_ok_and(|s| *s >= 400),
         "{result:?}"
@@ -538,81 +353,20 @@ async fn interrupted_upload_leaves_no_object() {
 /// A SigV4-signed PUT with UNSIGNED-PAYLOAD and an explicit Content-Length whose body fails.
 async fn interrupted_put(
     http: &reqwest::Client,
-    url: &str,
+    endpoint: &str,
+    path: &str,
     tenant: &TestTenant,
     key_b64: &str,
     body: reqwest::Body,
 ) -> Result<u16, reqwest::Error> {
-    let signed = sign_put(url, tenant, key_b64, 10 * 1024 * 1024);
-    let mut request = http.put(url).body(body);
-    for (k, v) in signed {
+    let mut headers = sse_c_headers(key_b64);
+    headers.push(("content-length", (10 * 1024 * 1024).to_string()));
+    let signed = sign_request(endpoint, Some(tenant), "PUT", path, &[], &headers);
+    let mut request = http.put(signed.url).body(body);
+    for (k, v) in signed.headers {
         request = request.header(k, v);
     }
     request.send().await.map(|r| r.status().as_u16())
-}
-
-fn sign_put(url: &str, tenant: &TestTenant, key_b64: &str, length: usize) -> Vec<(String, String)> {
-    let now = time::OffsetDateTime::now_utc();
-    let date = format!(
-        "{:04}{:02}{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day()
-    );
-    let amz_date = format!(
-        "{date}T{:02}{:02}{:02}Z",
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
-    let rest = url.trim_start_matches("https://");
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let mut headers: Vec<(String, String)> = vec![
-        ("content-length".into(), length.to_string()),
-        ("host".into(), host.into()),
-        ("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into()),
-        ("x-amz-date".into(), amz_date.clone()),
-    ];
-    for (k, v) in sse_c_headers(key_b64) {
-        headers.push((k.into(), v));
-    }
-    headers.sort();
-    let signed_headers = headers
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
-    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-    let canonical =
-        format!("PUT\n{path}\n\n{canonical_headers}\n{signed_headers}\nUNSIGNED-PAYLOAD");
-    let scope = format!("{date}/{REGION}/s3/aws4_request");
-    let digest = hex::encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        canonical.as_bytes(),
-    ));
-    let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}");
-    let hmac = |k: &[u8], d: &[u8]| {
-        ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k), d)
-            .as_ref()
-            .to_vec()
-    };
-    let k = hmac(
-        format!("AWS4{}", tenant.secret_access_key).as_bytes(),
-        date.as_bytes(),
-    );
-    let k = hmac(&k, REGION.as_bytes());
-    let k = hmac(&k, b"s3");
-    let k = hmac(&k, b"aws4_request");
-    let signature = hex::encode(hmac(&k, to_sign.as_bytes()));
-    headers.retain(|(k, _)| k != "host");
-    headers.push((
-        "authorization".into(),
-        format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
-            tenant.access_key_id
-        ),
-    ));
-    headers
 }
 
 #[tokio::test]
@@ -625,14 +379,7 @@ async fn tenants_cannot_read_each_other() {
     let secret = b"demo's confidential data".to_vec();
     assert_eq!(
         s.raw
-            .send(
-                Some(demo),
-                "PUT",
-                "/data/doc",
-                &[],
-                &sse_c_headers(&demo_key),
-                secret.clone()
-            )
+            .put(demo, "/data/doc", &sse_c_headers(&demo_key), secret.clone())
             .await
             .status,
         200
@@ -640,27 +387,13 @@ async fn tenants_cannot_read_each_other() {
     // Through the API: other's bucket namespace does not contain demo's object.
     let r = s
         .raw
-        .send(
-            Some(other),
-            "GET",
-            "/data/doc",
-            &[],
-            &sse_c_headers(&other_key),
-            vec![],
-        )
+        .get(other, "/data/doc", &sse_c_headers(&other_key))
         .await;
     assert_eq!(r.status, 404);
     // Even with demo's share in hand, other's credentials only reach other's namespace.
     let r = s
         .raw
-        .send(
-            Some(other),
-            "GET",
-            "/data/doc",
-            &[],
-            &sse_c_headers(&demo_key),
-            vec![],
-        )
+        .get(other, "/data/doc", &sse_c_headers(&demo_key))
         .await;
     assert!(r.status == 403 || r.status == 404, "{}", r.status);
     // The operator copies demo's ciphertext into other's namespace: other cannot decrypt it.
@@ -673,14 +406,7 @@ async fn tenants_cannot_read_each_other() {
     std::fs::write(&dest, bytes).unwrap();
     let r = s
         .raw
-        .send(
-            Some(other),
-            "GET",
-            "/data/doc",
-            &[],
-            &sse_c_headers(&other_key),
-            vec![],
-        )
+        .get(other, "/data/doc", &sse_c_headers(&other_key))
         .await;
     assert!(r.status >= 500, "{}", r.status);
     assert!(!contains(&r.body, &secret));
@@ -745,11 +471,9 @@ async fn aws_chunked_upload_cut_before_its_final_chunk_is_refused_and_stores_not
     let rest = data(36, 8);
     let whole = s
         .raw
-        .send(
-            Some(demo),
-            "PUT",
+        .put(
+            demo,
             "/data/chunked-whole",
-            &[],
             &aws_chunked_headers(&key, 100),
             aws_chunked(&[&first, &rest], true),
         )
@@ -757,11 +481,9 @@ async fn aws_chunked_upload_cut_before_its_final_chunk_is_refused_and_stores_not
     assert_eq!(whole.status, 200, "{}", whole.text());
     let cut = s
         .raw
-        .send(
-            Some(demo),
-            "PUT",
+        .put(
+            demo,
             "/data/chunked-cut",
-            &[],
             &aws_chunked_headers(&key, 100),
             aws_chunked(&[&first], false),
         )
@@ -774,36 +496,22 @@ async fn aws_chunked_upload_cut_before_its_final_chunk_is_refused_and_stores_not
     );
     let get = s
         .raw
-        .send(
-            Some(demo),
-            "GET",
-            "/data/chunked-cut",
-            &[],
-            &sse_c_headers(&key),
-            Vec::new(),
-        )
+        .get(demo, "/data/chunked-cut", &sse_c_headers(&key))
         .await;
     assert_eq!(get.status, 404, "nothing of the cut upload is visible");
     // A part upload cut the same way is refused too, and Complete cannot use it.
     let created = s
         .raw
-        .send(
-            Some(demo),
+        .query(
+            demo,
             "POST",
             "/data/chunked-mp",
             &[("uploads", "")],
             &sse_c_headers(&key),
-            Vec::new(),
         )
         .await;
     assert_eq!(created.status, 200, "{}", created.text());
-    let upload_id = created
-        .text()
-        .split("<UploadId>")
-        .nth(1)
-        .and_then(|x| x.split("</UploadId>").next())
-        .unwrap()
-        .to_owned();
+    let upload_id = xml_tag(&created.text(), "UploadId");
     let part = s
         .raw
         .send(
@@ -823,13 +531,12 @@ async fn aws_chunked_upload_cut_before_its_final_chunk_is_refused_and_stores_not
     );
     let parts = s
         .raw
-        .send(
-            Some(demo),
+        .query(
+            demo,
             "GET",
             "/data/chunked-mp",
             &[("uploadId", &upload_id)],
             &sse_c_headers(&key),
-            Vec::new(),
         )
         .await;
     assert_eq!(parts.status, 200, "{}", parts.text());

@@ -3,51 +3,22 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
-use proxy_support::holders::Holders;
-use proxy_support::*;
+use support::*;
 use treuhand::storage::{Storage, StorageConfig, encode_key};
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    root: std::path::PathBuf,
-    _holders: Holders,
-    proxy: Proxy,
-    demo: TestTenant,
-    raw: Raw,
-}
+type Setup = Stack;
 
+/// One holder `trustee`, the SSE-C tenant `demo`, on fs storage or on `storage`.
 async fn setup(storage: Option<StorageConfig>) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["trustee"]).await;
-    let (demo_cfg, demo) = holders.enroll(&root, "demo", &["trustee"], 2, None).await;
-    let mut config = proxy_config(&pki, &root, 60);
-    if let Some(storage) = storage {
-        config.storage = storage;
-    }
-    let proxy = start_proxy(&config, &[demo_cfg], &holders.factory()).await;
-    let raw = Raw::new(&proxy, &pki);
-    raw.create_bucket(&demo, BUCKET).await;
-    Setup {
-        _dir: dir,
-        root,
-        _holders: holders,
-        proxy,
-        demo,
-        raw,
-    }
-}
-
-fn tags(text: &str, tag: &str) -> Vec<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    text.split(open.as_str())
-        .skip(1)
-        .filter_map(|part| part.split(close.as_str()).next().map(str::to_owned))
-        .collect()
+    let tenants: [TenantSpec; 1] = [("demo", &["trustee"], 2, None)];
+    Stack::start(&["trustee"], &tenants, |config| {
+        if let Some(storage) = storage {
+            config.storage = storage;
+        }
+    })
+    .await
 }
 
 /// Keys S3 accepts but a filesystem cannot name as one file.
@@ -66,29 +37,20 @@ fn long_keys() -> Vec<String> {
 }
 
 async fn long_keys_answer_every_operation(s: &Setup) {
-    let share = s.demo.share_b64().unwrap();
+    let share = s.demo().share_b64().unwrap();
     let h = sse_c_headers(&share);
     for (i, key) in long_keys().into_iter().enumerate() {
         assert!(key.len() <= 1024, "{}", key.len());
         let path = format!("/{BUCKET}/{key}");
         let body = data(1000 + i, i as u8);
-        let put = s
-            .raw
-            .send(Some(&s.demo), "PUT", &path, &[], &h, body.clone())
-            .await;
+        let put = s.raw.put(s.demo(), &path, &h, body.clone()).await;
         assert_eq!(put.status, 200, "PUT {} bytes: {}", key.len(), put.text());
 
-        let get = s
-            .raw
-            .send(Some(&s.demo), "GET", &path, &[], &h, vec![])
-            .await;
+        let get = s.raw.get(s.demo(), &path, &h).await;
         assert_eq!(get.status, 200, "GET {} bytes: {}", key.len(), get.text());
         assert_eq!(get.body, body);
 
-        let head = s
-            .raw
-            .send(Some(&s.demo), "HEAD", &path, &[], &h, vec![])
-            .await;
+        let head = s.raw.request(s.demo(), "HEAD", &path, &h).await;
         assert_eq!(head.status, 200);
         assert_eq!(
             head.headers["content-length"].to_str().unwrap(),
@@ -99,52 +61,32 @@ async fn long_keys_answer_every_operation(s: &Setup) {
         let prefix: String = key.chars().take(5).collect();
         let list = s
             .raw
-            .send(
-                Some(&s.demo),
+            .query(
+                s.demo(),
                 "GET",
                 &format!("/{BUCKET}"),
                 &[("list-type", "2"), ("prefix", prefix.as_str())],
                 &[],
-                vec![],
             )
             .await;
         assert_eq!(list.status, 200, "{}", list.text());
-        assert_eq!(tags(&list.text(), "Key"), std::slice::from_ref(&key));
-        assert_eq!(tags(&list.text(), "Size"), [body.len().to_string()]);
+        assert_eq!(xml_tags(&list.text(), "Key"), std::slice::from_ref(&key));
+        assert_eq!(xml_tags(&list.text(), "Size"), [body.len().to_string()]);
 
-        let delete = s
-            .raw
-            .send(Some(&s.demo), "DELETE", &path, &[], &[], vec![])
-            .await;
+        let delete = s.raw.request(s.demo(), "DELETE", &path, &[]).await;
         assert_eq!(delete.status, 204, "{}", delete.text());
-        let gone = s
-            .raw
-            .send(Some(&s.demo), "GET", &path, &[], &h, vec![])
-            .await;
+        let gone = s.raw.get(s.demo(), &path, &h).await;
         assert_eq!(gone.status, 404, "{}", gone.text());
     }
 
     // One byte over S3's limit is the client's error, not a retryable 503.
     let too_long = format!("/{BUCKET}/{}", "k".repeat(1025));
-    let put = s
-        .raw
-        .send(Some(&s.demo), "PUT", &too_long, &[], &h, b"v".to_vec())
-        .await;
+    let put = s.raw.put(s.demo(), &too_long, &h, b"v".to_vec()).await;
     assert_eq!(put.status, 400, "{}", put.text());
-    assert!(put.text().contains("KeyTooLongError"), "{}", put.text());
+    assert_text_contains(&put, "KeyTooLongError");
 
-    let list = s
-        .raw
-        .send(
-            Some(&s.demo),
-            "GET",
-            &format!("/{BUCKET}"),
-            &[],
-            &[],
-            vec![],
-        )
-        .await;
-    assert!(tags(&list.text(), "Key").is_empty(), "{}", list.text());
+    let list = s.raw.get(s.demo(), &format!("/{BUCKET}"), &[]).await;
+    assert!(xml_tags(&list.text(), "Key").is_empty(), "{}", list.text());
 }
 
 #[tokio::test]
@@ -188,28 +130,28 @@ async fn list_all(s: &Setup, delimiter: Option<&str>, v2: bool) -> (Vec<String>,
         let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let page = s
             .raw
-            .send(Some(&s.demo), "GET", &format!("/{BUCKET}"), &q, &[], vec![])
+            .query(s.demo(), "GET", &format!("/{BUCKET}"), &q, &[])
             .await;
         assert_eq!(page.status, 200, "{}", page.text());
         pages += 1;
         let text = page.text();
         // Objects and common prefixes arrive as two lists; merged they are in key order.
-        let mut on_page = tags(&text, "Key");
+        let mut on_page = xml_tags(&text, "Key");
         on_page.extend(
             text.split("<CommonPrefixes>")
                 .skip(1)
-                .flat_map(|part| tags(part, "Prefix").into_iter().take(1)),
+                .flat_map(|part| xml_tags(part, "Prefix").into_iter().take(1)),
         );
         assert!(on_page.len() <= 1000);
         on_page.sort();
         seen.extend(on_page);
-        if tags(&text, "IsTruncated") != ["true"] {
+        if xml_tags(&text, "IsTruncated") != ["true"] {
             return (seen, pages);
         }
         let next = if v2 {
-            tags(&text, "NextContinuationToken")
+            xml_tags(&text, "NextContinuationToken")
         } else {
-            tags(&text, "NextMarker")
+            xml_tags(&text, "NextMarker")
         };
         resume = Some(
             next.into_iter()
@@ -242,7 +184,11 @@ async fn paging_2500_keys_by_1000_returns_every_key_and_prefix_once_in_order() {
     keys.push("dir1".into());
     keys.push("dir1/".into());
     for key in keys.iter().rev() {
-        let path = format!("tenants/{}/objects/{BUCKET}/{}", s.demo.id, encode_key(key));
+        let path = format!(
+            "tenants/{}/objects/{BUCKET}/{}",
+            s.demo().id,
+            encode_key(key)
+        );
         storage
             .put(&path, bytes::Bytes::from_static(b"not a real header"))
             .await

@@ -5,17 +5,15 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use support::*;
 
-use proxy_support::holders::Holders;
-use proxy_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use treuhand::proxy::config::{LimitsConfig, ProxyConfig, TenantConfig};
-use treuhand::storage::Storage;
+use treuhand::proxy::config::{LimitsConfig, ProxyConfig};
 
 /// Far beyond every configured timeout in these tests: only a connection that is never closed
 /// reaches it.
@@ -29,51 +27,25 @@ struct Setup {
     pki: Pki,
     addr: SocketAddr,
     tenant: TestTenant,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-/// Starts the proxy like `start_proxy`, but with `limits`.
-async fn start_limited(
-    config: &ProxyConfig,
-    tenants: &[TenantConfig],
-    sources: &dyn treuhand::proxy::SourceFactory,
-    limits: LimitsConfig,
-) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let storage = Storage::from_config(&config.storage).unwrap();
-    let built = treuhand::proxy::build(config, tenants, storage, sources).unwrap();
-    let tls = treuhand::tls::server_config(&config.tls.cert, &config.tls.key, None).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(treuhand::proxy::server::serve_with_limits(
-        listener,
-        tls,
-        built.service,
-        limits,
-        async move {
-            let _ = rx.await;
-        },
-    ));
-    (addr, tx)
+    /// Stops the proxy when the test ends.
+    _proxy: Proxy,
 }
 
 async fn setup(limits: LimitsConfig) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["trustee", "holder"]).await;
-    let (cfg, tenant) = holders
-        .enroll(&root, "demo-holder", &["trustee"], 2, Some("holder"))
-        .await;
-    let config = proxy_config(&pki, &root, 60);
-    let (addr, stop) = start_limited(&config, &[cfg], &holders.factory(), limits).await;
+    let e = Enrolled::start(&["trustee", "holder"], &HOLDER_TENANT).await;
+    let (dir, root, pki, holders) = (e.dir, e.root, e.pki, e.holders);
+    let [cfg] = exactly(e.configs);
+    let [tenant] = exactly(e.tenants);
+    let mut config = proxy_config(&pki, &root, 60);
+    config.limits = limits;
+    let proxy = start_proxy(&config, &[cfg], &holders.factory()).await;
     Setup {
         _dir: dir,
         _holders: holders,
         pki,
-        addr,
+        addr: proxy.addr,
         tenant,
-        _stop: stop,
+        _proxy: proxy,
     }
 }
 
@@ -102,15 +74,15 @@ async fn connect(
         .await
 }
 
-/// True once the server has closed `stream` (end of stream or a reset), false if it is still
-/// open after [`OUTER`].
-async fn closed_by_server(
+/// Asserts that the server closes `stream` (end of stream or a reset) within [`OUTER`];
+/// `what` says what stayed open if it did not.
+async fn assert_closed_by_server(
     mut stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
-) -> bool {
+    what: &str,
+) {
     let mut sink = Vec::new();
-    tokio::time::timeout(OUTER, stream.read_to_end(&mut sink))
-        .await
-        .is_ok()
+    let closed = tokio::time::timeout(OUTER, stream.read_to_end(&mut sink)).await;
+    assert!(closed.is_ok(), "{what}");
 }
 
 fn loopback(last: u8) -> IpAddr {
@@ -134,11 +106,6 @@ async fn list_from(s: &Setup, local: IpAddr) -> Result<u16, reqwest::Error> {
     Ok(response.status().as_u16())
 }
 
-fn hmac256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
-    ring::hmac::sign(&key, data).as_ref().to_vec()
-}
-
 /// A presigned SigV4 URL (valid for 10 minutes) listing the tenant's bucket.
 fn presigned_list(s: &Setup) -> String {
     presigned_get(s, &format!("/{BUCKET}"))
@@ -146,41 +113,14 @@ fn presigned_list(s: &Setup) -> String {
 
 /// A presigned SigV4 URL (valid for 10 minutes) for `GET path`.
 fn presigned_get(s: &Setup, path: &str) -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let date = format!(
-        "{:04}{:02}{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day()
-    );
-    let amz_date = format!(
-        "{date}T{:02}{:02}{:02}Z",
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
-    let host = format!("127.0.0.1:{}", s.addr.port());
-    let scope = format!("{date}/{REGION}/s3/aws4_request");
-    let credential = format!("{}%2F{}", s.tenant.access_key_id, scope.replace('/', "%2F"));
-    let query = format!(
-        "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={credential}&X-Amz-Date={amz_date}\
-         &X-Amz-Expires=600&X-Amz-SignedHeaders=host"
-    );
-    let canonical = format!("GET\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
-    let digest = hex::encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        canonical.as_bytes(),
-    ));
-    let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}");
-    let mut key = hmac256(
-        format!("AWS4{}", s.tenant.secret_access_key).as_bytes(),
-        date.as_bytes(),
-    );
-    for part in [REGION.as_bytes(), b"s3", b"aws4_request"] {
-        key = hmac256(&key, part);
-    }
-    let signature = hex::encode(hmac256(&key, to_sign.as_bytes()));
-    format!("https://{host}{path}?{query}&X-Amz-Signature={signature}")
+    let endpoint = format!("https://127.0.0.1:{}", s.addr.port());
+    presign(
+        &endpoint,
+        &s.tenant,
+        path,
+        time::OffsetDateTime::now_utc(),
+        600,
+    )
 }
 
 async fn create_bucket(s: &Setup) {
@@ -199,10 +139,7 @@ async fn half_sent_header_is_closed_after_the_header_read_timeout() {
         .await
         .unwrap();
     stream.flush().await.unwrap();
-    assert!(
-        closed_by_server(stream).await,
-        "a connection with half a header stayed open"
-    );
+    assert_closed_by_server(stream, "a connection with half a header stayed open").await;
 }
 
 #[tokio::test]
@@ -212,10 +149,7 @@ async fn silent_connection_is_closed_after_the_idle_timeout() {
     // HTTP/1 from HTTP/2, where its own header timeout does not apply.
     for alpn in [&b"http/1.1"[..], b"h2"] {
         let stream = connect(&s, loopback(1), alpn).await.unwrap();
-        assert!(
-            closed_by_server(stream).await,
-            "a silent connection stayed open"
-        );
+        assert_closed_by_server(stream, "a silent connection stayed open").await;
     }
 }
 
@@ -234,10 +168,7 @@ async fn idle_http2_connection_is_closed_after_the_idle_timeout() {
         .await
         .unwrap();
     stream.flush().await.unwrap();
-    assert!(
-        closed_by_server(stream).await,
-        "an unused HTTP/2 connection stayed open"
-    );
+    assert_closed_by_server(stream, "an unused HTTP/2 connection stayed open").await;
 }
 
 #[tokio::test]
@@ -262,14 +193,7 @@ async fn a_slowly_read_download_is_not_cut_by_the_idle_timeout() {
     let proxy = Proxy::attach(s.addr);
     let body = data(16 << 20, 3);
     let put = Raw::new(&proxy, &s.pki)
-        .send(
-            Some(&s.tenant),
-            "PUT",
-            &format!("/{BUCKET}/big"),
-            &[],
-            &[],
-            body.clone(),
-        )
+        .put(&s.tenant, &format!("/{BUCKET}/big"), &[], body.clone())
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
     let http = http_from(&s, loopback(1));
@@ -449,13 +373,10 @@ impl treuhand::proxy::SourceFactory for InventiveFactory {
 #[tokio::test]
 async fn holder_denial_reasons_never_become_metric_labels() {
     let handle = treuhand::proxy::server::prometheus().expect("recorder installed");
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["trustee", "holder"]).await;
-    let (cfg, tenant) = holders
-        .enroll(&root, "demo-holder", &["trustee"], 2, Some("holder"))
-        .await;
+    let e = Enrolled::start(&["trustee", "holder"], &HOLDER_TENANT).await;
+    let (_dir, root, pki, _holders) = (e.dir, e.root, e.pki, e.holders);
+    let [cfg] = exactly(e.configs);
+    let [tenant] = exactly(e.tenants);
     let config = proxy_config(&pki, &root, 0);
     let factory = InventiveFactory(Arc::new(InventiveDenials(Default::default())));
     let proxy = start_proxy(&config, &[cfg], &factory).await;
@@ -463,14 +384,7 @@ async fn holder_denial_reasons_never_become_metric_labels() {
     raw.create_bucket(&tenant, BUCKET).await;
     for i in 0..10 {
         let r = raw
-            .send(
-                Some(&tenant),
-                "PUT",
-                &format!("/{BUCKET}/k{i}"),
-                &[],
-                &[],
-                b"x".to_vec(),
-            )
+            .put(&tenant, &format!("/{BUCKET}/k{i}"), &[], b"x".to_vec())
             .await;
         assert_eq!(r.status, 403, "{}", r.text());
     }

@@ -5,60 +5,31 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-
-use proxy_support::holders::Holders;
-use proxy_support::*;
+use support::*;
 
 const SEG: usize = 64 * 1024;
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    _holders: Holders,
-    proxy: Proxy,
-    demo: TestTenant,
-    other: TestTenant,
-    raw: Raw,
-}
+type Setup = Stack;
 
+/// One holder `trustee`, SSE-C tenants `demo` and `other`, at most `per_tenant_uploads` open
+/// uploads per tenant.
 async fn setup_with(per_tenant_uploads: usize) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["trustee"]).await;
-    let (demo_cfg, demo) = holders.enroll(&root, "demo", &["trustee"], 2, None).await;
-    let (other_cfg, other) = holders.enroll(&root, "other", &["trustee"], 2, None).await;
-    let mut config = proxy_config(&pki, &root, 60);
-    config.multipart.max_uploads_per_tenant = per_tenant_uploads;
-    let proxy = start_proxy(&config, &[demo_cfg, other_cfg], &holders.factory()).await;
-    let raw = Raw::new(&proxy, &pki);
-    raw.create_bucket(&demo, BUCKET).await;
-    raw.create_bucket(&other, BUCKET).await;
-    Setup {
-        _dir: dir,
-        root,
-        _holders: holders,
-        proxy,
-        demo,
-        other,
-        raw,
-    }
+    let tenants: [TenantSpec; 2] = [
+        ("demo", &["trustee"], 2, None),
+        ("other", &["trustee"], 2, None),
+    ];
+    Stack::start(&["trustee"], &tenants, |config| {
+        config.multipart.max_uploads_per_tenant = per_tenant_uploads;
+    })
+    .await
 }
 
 async fn setup() -> Setup {
     setup_with(1000).await
-}
-
-fn tag(text: &str, name: &str) -> String {
-    text.split(&format!("<{name}>"))
-        .nth(1)
-        .and_then(|t| t.split(&format!("</{name}>")).next())
-        .unwrap_or_else(|| panic!("no <{name}> in {text}"))
-        .to_owned()
 }
 
 impl Setup {
@@ -66,17 +37,16 @@ impl Setup {
         let h = sse_c_headers(&tenant.share_b64().unwrap());
         let r = self
             .raw
-            .send(
-                Some(tenant),
+            .query(
+                tenant,
                 "POST",
                 &format!("/{BUCKET}/{key}"),
                 &[("uploads", "")],
                 &h,
-                vec![],
             )
             .await;
         assert_eq!(r.status, 200, "{}", r.text());
-        tag(&r.text(), "UploadId")
+        xml_tag(&r.text(), "UploadId")
     }
 
     /// Uploads a part and returns its ETag (with quotes, as sent).
@@ -140,16 +110,7 @@ impl Setup {
 
     async fn get(&self, tenant: &TestTenant, key: &str) -> RawResponse {
         let h = sse_c_headers(&tenant.share_b64().unwrap());
-        self.raw
-            .send(
-                Some(tenant),
-                "GET",
-                &format!("/{BUCKET}/{key}"),
-                &[],
-                &h,
-                vec![],
-            )
-            .await
+        self.raw.get(tenant, &format!("/{BUCKET}/{key}"), &h).await
     }
 
     /// The staged files of one upload of `demo`.
@@ -177,13 +138,13 @@ fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
 async fn reuploaded_part_is_encrypted_under_fresh_nonces_and_completes_with_the_last_etag() {
     let s = setup().await;
     let key = "mp/again.bin";
-    let id = s.create(&s.demo, key).await;
+    let id = s.create(s.demo(), key).await;
     let first = data(2 * SEG + 100, 1);
     let second = data(2 * SEG + 100, 2);
-    let etag_first = s.part(&s.demo, key, &id, 1, first.clone()).await;
+    let etag_first = s.part(s.demo(), key, &id, 1, first.clone()).await;
     let staged_first = s.staged(&id);
     assert_eq!(staged_first.len(), 1, "one staged attempt");
-    let etag_second = s.part(&s.demo, key, &id, 1, second.clone()).await;
+    let etag_second = s.part(s.demo(), key, &id, 1, second.clone()).await;
     let staged_second = s.staged(&id);
     assert_eq!(staged_second.len(), 1, "the earlier attempt is replaced");
     assert_ne!(etag_first, etag_second, "different bytes, different ETags");
@@ -197,15 +158,15 @@ async fn reuploaded_part_is_encrypted_under_fresh_nonces_and_completes_with_the_
     );
     // The first ETag names an attempt that no longer exists.
     let stale = s
-        .complete(&s.demo, key, &id, &[(1, &etag_first)], true)
+        .complete(s.demo(), key, &id, &[(1, &etag_first)], true)
         .await;
     assert_eq!(stale.status, 400, "{}", stale.text());
-    assert!(stale.text().contains("InvalidPart"), "{}", stale.text());
+    assert_text_contains(&stale, "InvalidPart");
     let done = s
-        .complete(&s.demo, key, &id, &[(1, &etag_second)], true)
+        .complete(s.demo(), key, &id, &[(1, &etag_second)], true)
         .await;
     assert_eq!(done.status, 200, "{}", done.text());
-    let got = s.get(&s.demo, key).await;
+    let got = s.get(s.demo(), key).await;
     assert_eq!(got.status, 200, "{}", got.text());
     assert!(got.body == second, "the object is the last attempt");
     s.proxy.stop().await;
@@ -215,11 +176,11 @@ async fn reuploaded_part_is_encrypted_under_fresh_nonces_and_completes_with_the_
 async fn identical_part_bytes_sent_twice_get_one_etag_and_complete_with_the_first() {
     let s = setup().await;
     let key = "mp/same.bin";
-    let id = s.create(&s.demo, key).await;
+    let id = s.create(s.demo(), key).await;
     let body = data(SEG + 7, 3);
-    let etag_first = s.part(&s.demo, key, &id, 1, body.clone()).await;
+    let etag_first = s.part(s.demo(), key, &id, 1, body.clone()).await;
     let staged_first = s.staged(&id);
-    let etag_again = s.part(&s.demo, key, &id, 1, body.clone()).await;
+    let etag_again = s.part(s.demo(), key, &id, 1, body.clone()).await;
     let staged_again = s.staged(&id);
     assert_eq!(etag_first, etag_again, "S3 gives identical bytes one ETag");
     assert!(
@@ -227,7 +188,7 @@ async fn identical_part_bytes_sent_twice_get_one_etag_and_complete_with_the_firs
         "identical bytes are still encrypted afresh"
     );
     let tail = data(10, 4);
-    let etag_tail = s.part(&s.demo, key, &id, 2, tail.clone()).await;
+    let etag_tail = s.part(s.demo(), key, &id, 2, tail.clone()).await;
     // The part ETag is not the MD5 of the part (no guess can be confirmed from it).
     let md5 = {
         use md5::Digest as _;
@@ -236,7 +197,7 @@ async fn identical_part_bytes_sent_twice_get_one_etag_and_complete_with_the_firs
     assert!(!etag_first.contains(&md5));
     let done = s
         .complete(
-            &s.demo,
+            s.demo(),
             key,
             &id,
             &[(1, &etag_first), (2, &etag_tail)],
@@ -244,7 +205,7 @@ async fn identical_part_bytes_sent_twice_get_one_etag_and_complete_with_the_firs
         )
         .await;
     assert_eq!(done.status, 200, "{}", done.text());
-    let got = s.get(&s.demo, key).await;
+    let got = s.get(s.demo(), key).await;
     assert_eq!(got.status, 200, "{}", got.text());
     assert!(got.body == [body, tail].concat());
     s.proxy.stop().await;
@@ -256,32 +217,34 @@ async fn one_tenant_filling_its_upload_cap_does_not_break_another_tenants_comple
     // Tenant demo opens more uploads than its cap; its oldest in-memory ciphers are evicted.
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(s.create(&s.demo, &format!("mp/flood-{i}")).await);
+        ids.push(s.create(s.demo(), &format!("mp/flood-{i}")).await);
     }
     // Tenant other starts an upload after the flood and completes it without SSE-C headers
     // (stock clients do), which needs its cipher from memory.
     let key = "mp/other.bin";
-    let id = s.create(&s.other, key).await;
+    let id = s.create(s.tenant("other"), key).await;
     let body = data(1000, 5);
-    let etag = s.part(&s.other, key, &id, 1, body.clone()).await;
-    let done = s.complete(&s.other, key, &id, &[(1, &etag)], false).await;
+    let etag = s.part(s.tenant("other"), key, &id, 1, body.clone()).await;
+    let done = s
+        .complete(s.tenant("other"), key, &id, &[(1, &etag)], false)
+        .await;
     assert_eq!(done.status, 200, "{}", done.text());
-    let got = s.get(&s.other, key).await;
+    let got = s.get(s.tenant("other"), key).await;
     assert!(got.body == body);
     // demo's newest upload still completes without SSE-C, its oldest needs the share again.
     let newest = ids.last().unwrap();
-    let e = s.part(&s.demo, "mp/flood-4", newest, 1, data(5, 6)).await;
+    let e = s.part(s.demo(), "mp/flood-4", newest, 1, data(5, 6)).await;
     let done = s
-        .complete(&s.demo, "mp/flood-4", newest, &[(1, &e)], false)
+        .complete(s.demo(), "mp/flood-4", newest, &[(1, &e)], false)
         .await;
     assert_eq!(done.status, 200, "{}", done.text());
-    let e = s.part(&s.demo, "mp/flood-0", &ids[0], 1, data(5, 7)).await;
+    let e = s.part(s.demo(), "mp/flood-0", &ids[0], 1, data(5, 7)).await;
     let evicted = s
-        .complete(&s.demo, "mp/flood-0", &ids[0], &[(1, &e)], false)
+        .complete(s.demo(), "mp/flood-0", &ids[0], &[(1, &e)], false)
         .await;
     assert_eq!(evicted.status, 400, "{}", evicted.text());
     let done = s
-        .complete(&s.demo, "mp/flood-0", &ids[0], &[(1, &e)], true)
+        .complete(s.demo(), "mp/flood-0", &ids[0], &[(1, &e)], true)
         .await;
     assert_eq!(done.status, 200, "{}", done.text());
     s.proxy.stop().await;
@@ -291,23 +254,16 @@ async fn one_tenant_filling_its_upload_cap_does_not_break_another_tenants_comple
 async fn complete_into_a_deleted_bucket_answers_no_such_bucket() {
     let s = setup().await;
     let key = "mp/orphan.bin";
-    let id = s.create(&s.demo, key).await;
-    let etag = s.part(&s.demo, key, &id, 1, data(100, 8)).await;
+    let id = s.create(s.demo(), key).await;
+    let etag = s.part(s.demo(), key, &id, 1, data(100, 8)).await;
     let deleted = s
         .raw
-        .send(
-            Some(&s.demo),
-            "DELETE",
-            &format!("/{BUCKET}"),
-            &[],
-            &[],
-            vec![],
-        )
+        .request(s.demo(), "DELETE", &format!("/{BUCKET}"), &[])
         .await;
     assert_eq!(deleted.status, 204, "{}", deleted.text());
-    let done = s.complete(&s.demo, key, &id, &[(1, &etag)], true).await;
+    let done = s.complete(s.demo(), key, &id, &[(1, &etag)], true).await;
     assert_eq!(done.status, 404, "{}", done.text());
-    assert!(done.text().contains("NoSuchBucket"), "{}", done.text());
+    assert_text_contains(&done, "NoSuchBucket");
     let objects = stored_files(&s.root.join("storage/tenants/demo/objects"));
     assert!(
         objects.is_empty(),
@@ -333,8 +289,8 @@ fn upload_dirs(root: &Path) -> Vec<String> {
 #[tokio::test]
 async fn reaper_removes_uploads_older_than_the_age_and_keeps_fresh_ones() {
     let s = setup().await;
-    let old = s.create(&s.demo, "mp/old.bin").await;
-    s.part(&s.demo, "mp/old.bin", &old, 1, data(100, 9)).await;
+    let old = s.create(s.demo(), "mp/old.bin").await;
+    s.part(s.demo(), "mp/old.bin", &old, 1, data(100, 9)).await;
     let storage = treuhand::storage::Storage::from_config(&treuhand::storage::StorageConfig::Fs {
         root: s.root.join("storage"),
         fsync: false,
@@ -363,23 +319,23 @@ async fn reaper_removes_uploads_older_than_the_age_and_keeps_fresh_ones() {
         staged.iter().map(|x| &x.0).collect::<Vec<_>>()
     );
     // A fresh upload stays, and the reaped one is gone for S3 too.
-    let fresh = s.create(&s.demo, "mp/fresh.bin").await;
+    let fresh = s.create(s.demo(), "mp/fresh.bin").await;
     let summary =
         treuhand::proxy::reaper::reap_abandoned_uploads(&storage, &tenants, SystemTime::now(), age)
             .await
             .unwrap();
     assert_eq!(summary.uploads, 0);
     let etag = s
-        .part(&s.demo, "mp/fresh.bin", &fresh, 1, data(10, 1))
+        .part(s.demo(), "mp/fresh.bin", &fresh, 1, data(10, 1))
         .await;
     let done = s
-        .complete(&s.demo, "mp/fresh.bin", &fresh, &[(1, &etag)], true)
+        .complete(s.demo(), "mp/fresh.bin", &fresh, &[(1, &etag)], true)
         .await;
     assert_eq!(done.status, 200, "{}", done.text());
     let gone = s
-        .complete(&s.demo, "mp/old.bin", &old, &[(1, &etag)], true)
+        .complete(s.demo(), "mp/old.bin", &old, &[(1, &etag)], true)
         .await;
     assert_eq!(gone.status, 404, "{}", gone.text());
-    assert!(gone.text().contains("NoSuchUpload"), "{}", gone.text());
+    assert_text_contains(&gone, "NoSuchUpload");
     s.proxy.stop().await;
 }

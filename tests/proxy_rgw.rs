@@ -5,13 +5,12 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
 use futures::TryStreamExt;
 use object_store::path::Path as OsPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use proxy_support::holders::Holders;
-use proxy_support::*;
+use support::*;
 use treuhand::storage::{Storage, StorageConfig};
 
 #[tokio::test]
@@ -43,14 +42,10 @@ async fn rgw_backend_stores_only_ciphertext_and_round_trips() {
     };
     Storage::ensure_bucket(&storage_config).await.unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let pki = Pki::new(&root);
-    let holders = Holders::start(&pki, &["trustee", "holder"]).await;
-    let (demo_cfg, demo) = holders.enroll(&root, "demo", &["trustee"], 2, None).await;
-    let (holder_cfg, holder_tenant) = holders
-        .enroll(&root, "demo-holder", &["trustee"], 2, Some("holder"))
-        .await;
+    let e = Enrolled::start(&["trustee", "holder"], &DEMO_AND_HOLDER).await;
+    let (_dir, root, pki, holders) = (e.dir, e.root, e.pki, e.holders);
+    let [demo_cfg, holder_cfg] = exactly(e.configs);
+    let [demo, holder_tenant] = exactly(e.tenants);
     let mut config = proxy_config(&pki, &root, 60);
     config.storage = storage_config.clone();
     let proxy = start_proxy(&config, &[demo_cfg, holder_cfg], &holders.factory()).await;
@@ -64,16 +59,9 @@ async fn rgw_backend_stores_only_ciphertext_and_round_trips() {
     let small = data(100_000, 1);
     // 12 MiB: goes to RGW as a backend multipart upload with 8 MiB parts.
     let large = data(12 * 1024 * 1024 + 3, 2);
-    sse.put(&OsPath::from("small"), PutPayload::from(small.clone()))
-        .await
-        .unwrap();
-    sse.put(&OsPath::from("large"), PutPayload::from(large.clone()))
-        .await
-        .unwrap();
-    plain
-        .put(&OsPath::from("held"), PutPayload::from(small.clone()))
-        .await
-        .unwrap();
+    put_object(&sse, "small", small.clone()).await;
+    put_object(&sse, "large", large.clone()).await;
+    put_object(&plain, "held", small.clone()).await;
     // A client-side multipart upload as well.
     let mut upload = sse.put_multipart(&OsPath::from("mp")).await.unwrap();
     upload
@@ -86,47 +74,10 @@ async fn rgw_backend_stores_only_ciphertext_and_round_trips() {
         .unwrap();
     upload.complete().await.unwrap();
 
-    assert_eq!(
-        sse.get(&OsPath::from("small"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        small.as_slice()
-    );
-    assert_eq!(
-        sse.get(&OsPath::from("large"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        large.as_slice()
-    );
-    assert_eq!(
-        sse.get(&OsPath::from("mp"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        large.as_slice()
-    );
-    assert_eq!(
-        plain
-            .get(&OsPath::from("held"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        small.as_slice()
-    );
+    assert_eq!(get_object(&sse, "small").await.as_ref(), small.as_slice());
+    assert_eq!(get_object(&sse, "large").await.as_ref(), large.as_slice());
+    assert_eq!(get_object(&sse, "mp").await.as_ref(), large.as_slice());
+    assert_eq!(get_object(&plain, "held").await.as_ref(), small.as_slice());
     let r = 8 * 1024 * 1024 - 10..8 * 1024 * 1024 + 70_000;
     assert_eq!(
         sse.get_range(&OsPath::from("large"), r.clone())

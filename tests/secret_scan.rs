@@ -20,17 +20,17 @@
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod proxy_support;
+mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use support::*;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use proxy_support::{Pki, Raw, TestTenant, sse_c_headers};
 
 const BIN: &str = env!("CARGO_BIN_EXE_treuhand");
 
@@ -107,16 +107,6 @@ fn wait_for_port(addr: SocketAddr, child: &mut Child, name: &str) {
     panic!("{name} did not listen on {addr}");
 }
 
-fn env_file(path: &Path) -> HashMap<String, String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
 /// Every encoding a secret could leak in.
 fn encodings(raw: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     vec![
@@ -128,27 +118,6 @@ fn encodings(raw: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ("base64url", URL_SAFE.encode(raw).into_bytes()),
         ("base64url-nopad", URL_SAFE_NO_PAD.encode(raw).into_bytes()),
     ]
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn files_under(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The files whose job is to hold a secret, relative to the dev directory. Everything else
@@ -178,60 +147,6 @@ fn allowed_holders() -> Vec<&'static str> {
 
 fn read_hex_key(path: &Path) -> Vec<u8> {
     hex::decode(std::fs::read_to_string(path).unwrap().trim()).unwrap()
-}
-
-fn amz_date_now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    )
-}
-
-fn https_client(ca_pem: &Path) -> reqwest::Client {
-    let mut tls = (*treuhand::tls::client_config(ca_pem, None).unwrap()).clone();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .build()
-        .unwrap()
-}
-
-fn presigner(
-    endpoint: &str,
-    ca_pem: &Path,
-    tenant: &TestTenant,
-    bucket: &str,
-) -> object_store::aws::AmazonS3 {
-    let cert = std::fs::read(ca_pem).unwrap();
-    object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(endpoint)
-        .with_region(proxy_support::REGION)
-        .with_bucket_name(bucket)
-        .with_access_key_id(&tenant.access_key_id)
-        .with_secret_access_key(&tenant.secret_access_key)
-        .with_virtual_hosted_style_request(false)
-        .with_client_options(
-            object_store::ClientOptions::new()
-                .with_root_certificate(object_store::Certificate::from_pem(&cert).unwrap()),
-        )
-        .build()
-        .unwrap()
-}
-
-fn upload_id(text: &str) -> String {
-    text.split("<UploadId>")
-        .nth(1)
-        .unwrap()
-        .split("</UploadId>")
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,7 +203,7 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
 
     let endpoint = demo_vars["TREUHAND_ENDPOINT"].clone();
     let proxy_addr: SocketAddr = endpoint.trim_start_matches("https://").parse().unwrap();
-    let handle = proxy_support::Proxy::attach(proxy_addr);
+    let handle = support::Proxy::attach(proxy_addr);
     let ca_pem = dir.join("certs/ca.pem");
     let pki = Pki {
         dir: dir.join("certs"),
@@ -300,13 +215,9 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
 
     // SSE-C PUT and GET.
     let body = b"secret scan: hello".to_vec();
-    let put = raw
-        .send(Some(&demo), "PUT", "/demo/a.txt", &[], &sse, body.clone())
-        .await;
+    let put = raw.put(&demo, "/demo/a.txt", &sse, body.clone()).await;
     assert_eq!(put.status, 200, "{}", put.text());
-    let get = raw
-        .send(Some(&demo), "GET", "/demo/a.txt", &[], &sse, vec![])
-        .await;
+    let get = raw.get(&demo, "/demo/a.txt", &sse).await;
     assert_eq!(get.status, 200, "{}", get.text());
     assert_eq!(get.body, body);
 
@@ -320,24 +231,15 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
         copy.push((Box::leak(source.into_boxed_str()), value.clone()));
     }
     copy.push(("x-amz-copy-source", "/demo/a.txt".to_owned()));
-    let copied = raw
-        .send(Some(&demo), "PUT", "/demo/b.txt", &[], &copy, vec![])
-        .await;
+    let copied = raw.put(&demo, "/demo/b.txt", &copy, vec![]).await;
     assert_eq!(copied.status, 200, "{}", copied.text());
 
     // A multipart upload, SSE-C on every step.
     let create = raw
-        .send(
-            Some(&demo),
-            "POST",
-            "/demo/mp.bin",
-            &[("uploads", "")],
-            &sse,
-            vec![],
-        )
+        .query(&demo, "POST", "/demo/mp.bin", &[("uploads", "")], &sse)
         .await;
     assert_eq!(create.status, 200, "{}", create.text());
-    let id = upload_id(&create.text());
+    let id = xml_tag(&create.text(), "UploadId");
     let part = raw
         .send(
             Some(&demo),
@@ -345,7 +247,7 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
             "/demo/mp.bin",
             &[("partNumber", "1"), ("uploadId", &id)],
             &sse,
-            proxy_support::data(3000, 7),
+            support::data(3000, 7),
         )
         .await;
     assert_eq!(part.status, 200, "{}", part.text());
@@ -364,36 +266,27 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
         )
         .await;
     assert_eq!(done.status, 200, "{}", done.text());
-    let back = raw
-        .send(Some(&demo), "GET", "/demo/mp.bin", &[], &sse, vec![])
-        .await;
-    assert_eq!(back.body, proxy_support::data(3000, 7));
+    let back = raw.get(&demo, "/demo/mp.bin", &sse).await;
+    assert_eq!(back.body, support::data(3000, 7));
 
     // Holder-tenant traffic: the proxy fetches the customer share from the holder.
     let put = raw
-        .send(
-            Some(&holder),
-            "PUT",
-            "/demo-holder/h.txt",
-            &[],
-            &[],
-            body.clone(),
-        )
+        .put(&holder, "/demo-holder/h.txt", &[], body.clone())
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
-    let get = raw
-        .send(Some(&holder), "GET", "/demo-holder/h.txt", &[], &[], vec![])
-        .await;
+    let get = raw.get(&holder, "/demo-holder/h.txt", &[]).await;
     assert_eq!(get.body, body);
 
     // Presigned GETs: the holder tenant's, and the demo tenant's with SSE-C headers.
     use object_store::signer::Signer as _;
-    let http = https_client(&ca_pem);
+    let http = https_client(&ca_pem, b"http/1.1", reqwest::Client::builder());
     for (tenant, bucket, key, headers) in [
         (&holder, "demo-holder", "h.txt", Vec::new()),
         (&demo, "demo", "a.txt", sse.clone()),
     ] {
-        let url = presigner(&endpoint, &ca_pem, tenant, bucket)
+        let url = s3_builder(&endpoint, &ca_pem, tenant, bucket)
+            .build()
+            .unwrap()
             .signed_url(
                 http::Method::GET,
                 &object_store::path::Path::from(key),
@@ -422,7 +315,7 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
         query: &[],
         headers: &signed_headers,
         amz_date: &amz_date,
-        region: proxy_support::REGION,
+        region: support::REGION,
     };
     let wrong_secret = "not-the-secret-of-demo-0123456789";
     let forged = treuhand::crypto::sigv4::authorization(&input, &demo.access_key_id, wrong_secret);
@@ -449,9 +342,7 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
 
     // A browser-style POST upload whose form fields carry the share (s3s parses the form to
     // check its policy signature, whatever the answer is).
-    let boundary = "treuhand-secret-scan-boundary";
-    let mut form = String::new();
-    for (name, value) in [
+    let fields = [
         ("key", "form.txt"),
         ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
         (
@@ -460,24 +351,8 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
         ),
         ("policy", "e30="),
         ("x-amz-algorithm", "AWS4-HMAC-SHA256"),
-    ] {
-        form.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-        ));
-    }
-    form.push_str(&format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nbody\r\n--{boundary}--\r\n"
-    ));
-    let posted = http
-        .post(format!("{endpoint}/demo"))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(form)
-        .send()
-        .await
-        .unwrap();
+    ];
+    let posted = post_form(&http, format!("{endpoint}/demo"), &fields, "", "body").await;
     assert!(!posted.status().is_success(), "an unsigned form is refused");
 
     // A broken registration holding a SigV4 secret, picked up by a SIGHUP reload: the reload
@@ -669,13 +544,10 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
 const BROKEN_REGISTRATION: &str = "access_key_id = \"THTEST\"\n\
     secret_access_key = \"LeakedIfPrinted-0123456789\" trailing\n";
 
-#[test]
-fn registration_parse_error_names_position_not_the_secret() {
-    let tmp = tempfile::tempdir().unwrap();
-    let tenants = tmp.path().join("tenants");
-    std::fs::create_dir_all(&tenants).unwrap();
-    std::fs::write(tenants.join("t.toml"), BROKEN_REGISTRATION).unwrap();
-    let proxy_toml = tmp.path().join("proxy.toml");
+/// Loads the tenants of a minimal proxy.toml in `dir` (tenants in `dir/tenants`) and returns
+/// the error it must give.
+fn load_tenants_error(dir: &Path) -> String {
+    let proxy_toml = dir.join("proxy.toml");
     std::fs::write(
         &proxy_toml,
         "listen = \"127.0.0.1:0\"\ntenants_dir = \"tenants\"\n\
@@ -684,7 +556,16 @@ fn registration_parse_error_names_position_not_the_secret() {
     )
     .unwrap();
     let config = treuhand::proxy::config::ProxyConfig::load(&proxy_toml).unwrap();
-    let err = config.load_tenants().unwrap_err().to_string();
+    config.load_tenants().unwrap_err().to_string()
+}
+
+#[test]
+fn registration_parse_error_names_position_not_the_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tenants = tmp.path().join("tenants");
+    std::fs::create_dir_all(&tenants).unwrap();
+    std::fs::write(tenants.join("t.toml"), BROKEN_REGISTRATION).unwrap();
+    let err = load_tenants_error(tmp.path());
     assert!(!err.contains("LeakedIfPrinted"), "{err}");
     assert!(err.contains("t.toml"), "{err}");
     assert!(err.contains("line 2"), "{err}");
@@ -701,16 +582,7 @@ fn registration_type_error_does_not_echo_the_value() {
         "access_key_id = \"THTEST\"\nsecret_access_key = 918273645546372819\n",
     )
     .unwrap();
-    let proxy_toml = tmp.path().join("proxy.toml");
-    std::fs::write(
-        &proxy_toml,
-        "listen = \"127.0.0.1:0\"\ntenants_dir = \"tenants\"\n\
-         [tls]\ncert = \"c.pem\"\nkey = \"c.key\"\n\
-         [trustee_client]\nca = \"ca.pem\"\ncert = \"p.pem\"\nkey = \"p.key\"\n",
-    )
-    .unwrap();
-    let config = treuhand::proxy::config::ProxyConfig::load(&proxy_toml).unwrap();
-    let err = config.load_tenants().unwrap_err().to_string();
+    let err = load_tenants_error(tmp.path());
     assert!(!err.contains("918273645546372819"), "{err}");
     assert!(err.contains("line 2"), "{err}");
 }

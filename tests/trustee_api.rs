@@ -2,12 +2,12 @@
 //! client. Time is a manual clock; nothing sleeps and nothing asserts timings.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly on purpose
 
-mod common;
+mod support;
 
 use std::time::Duration;
+use support::*;
 
 use bytes::Bytes;
-use common::*;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -392,18 +392,8 @@ async fn shredded_tenant_answers_410_and_the_share_bytes_leave_the_store_file() 
 }
 
 async fn downloaded_log(harness: &Harness) -> treuhand::trustee::audit::AuditLog {
-    enroll(harness, "acme", &["proxy-1"]).await;
-    let proxy = harness.client(Role::Proxy, "proxy-1");
-    for i in 0..4 {
-        proxy
-            .release(
-                "acme",
-                1,
-                &release_request(Justification::CustomerAccess, &format!("r-{i}")),
-            )
-            .await
-            .unwrap();
-    }
+    let customer_access = |id: &str| release_request(Justification::CustomerAccess, id);
+    enroll_with_releases(harness, "proxy-1", customer_access).await;
     harness
         .client(Role::Customer, "acme")
         .audit("acme")

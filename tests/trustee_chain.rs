@@ -4,13 +4,13 @@
 //! appended. Real TLS on 127.0.0.1:0; time is a manual clock; nothing asserts timings.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly on purpose
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use support::*;
 
-use common::*;
 use treuhand::tls::Role;
 use treuhand::trustee::Error;
 use treuhand::trustee::audit::{
@@ -98,18 +98,39 @@ fn relink(entries: &mut [AuditEntry]) {
 
 /// Acme enrolled (proxy-a allowed) with four releases, each in its own group commit.
 async fn acme_with_releases(harness: &Harness) {
-    enroll(harness, "acme", &["proxy-a"]).await;
-    let proxy = harness.client(Role::Proxy, "proxy-a");
-    for i in 0..4 {
-        proxy
-            .release(
-                "acme",
-                1,
-                &request(Justification::CustomerAccess, &format!("r-{i}"), "GET"),
-            )
-            .await
-            .unwrap();
-    }
+    let customer_access = |id: &str| request(Justification::CustomerAccess, id, "GET");
+    enroll_with_releases(harness, "proxy-a", customer_access).await;
+}
+
+/// A stopped trustee whose store holds acme's chain with four releases: its directory, CA and
+/// configuration, to edit the store and start another trustee on it.
+async fn stopped_with_acme_releases() -> (
+    tempfile::TempDir,
+    treuhand::tls::DevCa,
+    treuhand::trustee::config::Config,
+) {
+    let harness = Harness::start().await;
+    acme_with_releases(&harness).await;
+    harness.stop_and_keep().await
+}
+
+/// Verifies `entries` of `acme` as a customer would, with a genuine checkpoint over their head
+/// signed by the trustee's own key; returns that log and the break verifying it must find.
+fn checkpointed_log_break(
+    config: &treuhand::trustee::config::Config,
+    entries: Vec<treuhand::trustee::audit::AuditEntry>,
+) -> (AuditLog, treuhand::trustee::audit::BrokenLink) {
+    let signing = load_signing_key(&config.keys.signing_key).unwrap();
+    let head = entries.last().unwrap().clone();
+    let checkpoint = Checkpoint::sign(&signing, "acme", head.seq, &head.hash, START_MS);
+    let log = AuditLog {
+        tenant: "acme".into(),
+        trustee_key: hex::encode(signing.public_key()),
+        entries,
+        checkpoint: Some(checkpoint),
+    };
+    let broken = verify_log(&log, &signing.public_key()).unwrap_err();
+    (log, broken)
 }
 
 #[tokio::test]
@@ -287,9 +308,7 @@ async fn denials_beyond_the_per_caller_limit_are_answered_but_not_stored() {
 
 #[tokio::test]
 async fn a_store_with_an_entry_deleted_and_the_hashes_recomputed_fails_verification() {
-    let harness = Harness::start().await;
-    acme_with_releases(&harness).await;
-    let (dir, _ca, config) = harness.stop_and_keep().await;
+    let (dir, _ca, config) = stopped_with_acme_releases().await;
     let store = config.store.path.clone();
 
     let mut entries = stored_entries(&store, "acme");
@@ -309,17 +328,7 @@ async fn a_store_with_an_entry_deleted_and_the_hashes_recomputed_fails_verificat
 
     // The customer's check: even with a genuine checkpoint over the new head (what a trustee
     // that only checked links signed before), `verify_log` names the first rewritten entry.
-    let signing = load_signing_key(&config.keys.signing_key).unwrap();
-    let head = entries.last().unwrap().clone();
-    let log = AuditLog {
-        tenant: "acme".into(),
-        trustee_key: hex::encode(signing.public_key()),
-        entries,
-        checkpoint: Some(Checkpoint::sign(
-            &signing, "acme", head.seq, &head.hash, START_MS,
-        )),
-    };
-    let err = verify_log(&log, &signing.public_key()).unwrap_err();
+    let (log, err) = checkpointed_log_break(&config, entries);
     assert_eq!(err.index, Some(2), "{err}");
     assert!(
         err.what.contains("entry #3") && err.what.contains("signature"),
@@ -342,9 +351,7 @@ async fn a_store_with_an_entry_deleted_and_the_hashes_recomputed_fails_verificat
 
 #[tokio::test]
 async fn an_untouched_store_verifies_after_a_restart_and_its_chain_goes_on() {
-    let harness = Harness::start().await;
-    acme_with_releases(&harness).await;
-    let (dir, ca, config) = harness.stop_and_keep().await;
+    let (dir, ca, config) = stopped_with_acme_releases().await;
     // Each release was its own group commit, so each is a signed head.
     let stored = stored_entries(&config.store.path, "acme");
     let signing = load_signing_key(&config.keys.signing_key).unwrap();
@@ -379,9 +386,7 @@ async fn an_untouched_store_verifies_after_a_restart_and_its_chain_goes_on() {
 
 #[tokio::test]
 async fn stripping_the_head_signatures_after_an_edit_does_not_help() {
-    let harness = Harness::start().await;
-    acme_with_releases(&harness).await;
-    let (_dir, _ca, config) = harness.stop_and_keep().await;
+    let (_dir, _ca, config) = stopped_with_acme_releases().await;
     let store = config.store.path.clone();
     let mut entries = stored_entries(&store, "acme");
     entries.remove(3);
@@ -393,17 +398,7 @@ async fn stripping_the_head_signatures_after_an_edit_does_not_help() {
 
     let err = Server::from_config(&config, Arc::new(ManualClock::new(START_MS))).unwrap_err();
     assert!(err.to_string().contains("seq 5"), "{err}");
-    let signing = load_signing_key(&config.keys.signing_key).unwrap();
-    let head = entries.last().unwrap().clone();
-    let log = AuditLog {
-        tenant: "acme".into(),
-        trustee_key: hex::encode(signing.public_key()),
-        entries,
-        checkpoint: Some(Checkpoint::sign(
-            &signing, "acme", head.seq, &head.hash, START_MS,
-        )),
-    };
-    let err = verify_log(&log, &signing.public_key()).unwrap_err();
+    let (_, err) = checkpointed_log_break(&config, entries);
     assert_eq!(err.index, Some(4), "{err}");
     assert!(err.what.contains("no head signature"), "{err}");
 }

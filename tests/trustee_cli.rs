@@ -2,9 +2,10 @@
 //! check-config.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly on purpose
 
-mod common;
+mod support;
 
 use std::process::{Command, Output};
+use support::*;
 
 fn treuhand(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_treuhand"))
@@ -12,6 +13,11 @@ fn treuhand(args: &[&str]) -> Output {
         .env("RUST_LOG", "off")
         .output()
         .unwrap()
+}
+
+/// Asserts that the command's stderr contains `text`, showing all of it if not.
+fn assert_stderr_contains(output: &Output, text: &str) {
+    assert!(stderr(output).contains(text), "{}", stderr(output));
 }
 
 fn stderr(output: &Output) -> String {
@@ -22,20 +28,18 @@ fn stderr(output: &Output) -> String {
 fn missing_config_file_is_a_clear_error() {
     let output = treuhand(&["trustee", "--config", "/nonexistent/trustee.toml"]);
     assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("cannot read the configuration file /nonexistent/trustee.toml"),
-        "{}",
-        stderr(&output)
+    assert_stderr_contains(
+        &output,
+        "cannot read the configuration file /nonexistent/trustee.toml",
     );
 }
 
 #[test]
 fn config_naming_a_missing_key_file_says_how_to_create_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, mut config) = common::write_setup(dir.path());
+    let (_, mut config) = write_setup(dir.path());
     config.keys.sealing_key = dir.path().join("missing.key");
-    let path = dir.path().join("trustee.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let path = save_trustee_toml(dir.path(), &config);
     let output = treuhand(&["trustee", "--config", path.to_str().unwrap()]);
     assert!(!output.status.success());
     let text = stderr(&output);
@@ -48,9 +52,8 @@ fn config_naming_a_missing_key_file_says_how_to_create_it() {
 #[test]
 fn keygen_then_check_config_succeeds_and_keygen_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, config) = common::write_setup(dir.path());
-    let path = dir.path().join("trustee.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let (_, config) = write_setup(dir.path());
+    let path = save_trustee_toml(dir.path(), &config);
     let output = treuhand(&[
         "trustee",
         "check-config",
@@ -69,11 +72,7 @@ fn keygen_then_check_config_succeeds_and_keygen_refuses_to_overwrite() {
     assert!(keys.join("signing.pub").is_file());
     let output = treuhand(&["trustee", "keygen", "--dir", keys.to_str().unwrap()]);
     assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("refusing to overwrite"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "refusing to overwrite");
 }
 
 #[test]
@@ -81,33 +80,12 @@ fn audit_verify_rejects_a_bad_key_and_a_non_log() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("log.json");
     std::fs::write(&file, br#"{"not": "a log"}"#).unwrap();
-    let output = treuhand(&[
-        "audit",
-        "verify",
-        "--log",
-        file.to_str().unwrap(),
-        "--trustee-key",
-        "abc",
-    ]);
+    let log = file.to_str().unwrap();
+    let output = treuhand(&["audit", "verify", "--log", log, "--trustee-key", "abc"]);
     assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("64 hex digits"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "64 hex digits");
     let key = "00".repeat(32);
-    let output = treuhand(&[
-        "audit",
-        "verify",
-        "--log",
-        file.to_str().unwrap(),
-        "--trustee-key",
-        &key,
-    ]);
+    let output = treuhand(&["audit", "verify", "--log", log, "--trustee-key", &key]);
     assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("not a treuhand audit log"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "not a treuhand audit log");
 }

@@ -1,12 +1,12 @@
 //! The engine without HTTP: fail-closed behaviour when the audit log cannot be written.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly on purpose
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use support::*;
 
-use common::*;
 use treuhand::crypto::seal::SealingKey;
 use treuhand::crypto::sign::SigningKey;
 use treuhand::tls::{PeerIdentity, Role};
@@ -15,7 +15,7 @@ use treuhand::trustee::audit::{AuditEntry, AuditEvent, verify_log};
 use treuhand::trustee::policy::ManualClock;
 use treuhand::trustee::service::{Options, Trustee};
 use treuhand::trustee::store::{AuditReader, Mutation, Snapshot, SqliteStore, Store};
-use treuhand::trustee::wire::{EnrollRequest, Justification, ReleaseRequest};
+use treuhand::trustee::wire::{Justification, ReleaseRequest};
 
 /// A store whose commits fail while `broken` is set (a full disk, a failed fsync).
 struct FlakyStore {
@@ -70,12 +70,7 @@ async fn release_fails_closed_when_the_audit_entry_cannot_be_committed() {
     )
     .unwrap();
     let (metadata, shares) = new_tenant_key("acme", 1);
-    let enroll = EnrollRequest {
-        metadata: metadata.clone(),
-        holder: "trustee".into(),
-        share: envelope(&metadata, &shares[1]),
-        policy: Some(policy_allowing(&["proxy-1"])),
-    };
+    let enroll = enroll_request(&metadata, &shares, &["proxy-1"]);
     trustee
         .enroll(identity(Role::Customer, "acme"), "acme".into(), enroll)
         .await

@@ -3,71 +3,31 @@
 //! before the kill is in the log.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly on purpose
 
-mod common;
+mod support;
 
-use std::collections::HashSet;
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use support::*;
 
-use common::*;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
 use treuhand::tls::Role;
-use treuhand::trustee::audit::{AuditEvent, verify_log};
+use treuhand::trustee::audit::verify_log;
 use treuhand::trustee::client::TrusteeClient;
 use treuhand::trustee::config::read_public_key;
-use treuhand::trustee::wire::{EnrollRequest, Justification, ReleaseRequest};
-
-fn write_config(dir: &Path) -> std::path::PathBuf {
-    let (_, config) = write_setup(dir);
-    let path = dir.join("trustee.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
-    path
-}
-
-/// Starts the binary and returns it with the URL it printed.
-async fn spawn_trustee(config: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_treuhand"))
-        .arg("trustee")
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = lines
-        .next_line()
-        .await
-        .unwrap()
-        .expect("the trustee exited before listening");
-    let url = line.rsplit(' ').next().unwrap().to_owned();
-    assert!(url.starts_with("https://127.0.0.1:"), "{line}");
-    (child, url)
-}
+use treuhand::trustee::wire::{Justification, ReleaseRequest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_releases_loses_no_acknowledged_release() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let config = save_trustee_toml(dir.path(), &write_setup(dir.path()).1);
     let ca =
         treuhand::tls::DevCa::load(&dir.path().join("ca.pem"), &dir.path().join("ca.key")).unwrap();
     let public_key = read_public_key(dir.path().join("signing.pub").to_str().unwrap()).unwrap();
     let proxy_tls = tls_for(&ca, dir.path(), Role::Proxy, "proxy-1");
     let customer_tls = tls_for(&ca, dir.path(), Role::Customer, "acme");
 
-    let (mut child, url) = spawn_trustee(&config).await;
+    let trustee = TrusteeProcess::start(&config).await;
+    let url = trustee.url.clone();
     let (metadata, shares) = new_tenant_key("acme", 1);
-    let enroll = EnrollRequest {
-        metadata: metadata.clone(),
-        holder: "trustee".into(),
-        share: envelope(&metadata, &shares[1]),
-        policy: Some(policy_allowing(&["proxy-1"])),
-    };
+    let enroll = enroll_request(&metadata, &shares, &["proxy-1"]);
     TrusteeClient::new(&url, customer_tls.clone())
         .unwrap()
         .enroll("acme", &enroll)
@@ -110,24 +70,19 @@ async fn sigkill_during_releases_loses_no_acknowledged_release() {
     drop(enough_tx);
     enough_rx.recv().await.unwrap();
     // SIGKILL while the workers are still releasing.
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    trustee.kill().await;
     for worker in workers {
         worker.await.unwrap();
     }
     let acknowledged: Vec<String> = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() >= 400);
 
-    let (_child, url) = spawn_trustee(&config).await;
+    let restarted = TrusteeProcess::start(&config).await;
+    let url = restarted.url.clone();
     let customer = TrusteeClient::new(&url, customer_tls).unwrap();
     let log = customer.audit("acme").await.unwrap();
     let summary = verify_log(&log, &public_key).unwrap();
-    let logged: HashSet<&str> = log
-        .entries
-        .iter()
-        .filter(|e| e.event == AuditEvent::Release)
-        .filter_map(|e| e.request_id.as_deref())
-        .collect();
+    let logged = release_request_ids(&log);
     for request_id in &acknowledged {
         assert!(
             logged.contains(request_id.as_str()),

@@ -52,16 +52,36 @@ fn fixed_object(len: usize, layout_multipart: bool) -> Vec<u8> {
     fixed_object_with(len, layout_multipart, None)
 }
 
+/// The first `len` plaintext bytes of the stored object `out`, decrypted through `layout`.
+fn read_back(layout: &format::ObjectLayout<'_>, out: &[u8], len: usize) -> Vec<u8> {
+    let (range, mut dec) = layout.decryptor(0..len as u64).unwrap();
+    let mut back = Vec::new();
+    dec.push(&out[range.start as usize..range.end as usize], &mut back)
+        .unwrap();
+    dec.finish().unwrap();
+    back
+}
+
+/// The vectors' KEK and key id.
+fn vector_keys() -> (Kek, KeyId) {
+    let id = KeyId::new("vector-tenant", 7).unwrap();
+    (Kek::from_bytes([0x11; 32]), id)
+}
+
+/// The vectors' object: `vectors/dir/object.bin` under `id`.
+fn vector_context(id: &KeyId) -> DekContext<'_> {
+    DekContext {
+        key: id,
+        bucket: "vectors",
+        object: "dir/object.bin",
+    }
+}
+
 /// The fixed object, written as v2 with `metadata` when given (through the v2 entry point even
 /// for v1, so the v1 vectors also pin that an empty metadata set still writes v1).
 fn fixed_object_with(len: usize, layout_multipart: bool, metadata: Option<&Metadata>) -> Vec<u8> {
-    let kek = Kek::from_bytes([0x11; 32]);
-    let id = KeyId::new("vector-tenant", 7).unwrap();
-    let ctx = DekContext {
-        key: &id,
-        bucket: "vectors",
-        object: "dir/object.bin",
-    };
+    let (kek, id) = vector_keys();
+    let ctx = vector_context(&id);
     let layout = if layout_multipart {
         Layout::Multipart
     } else {
@@ -107,12 +127,7 @@ fn fixed_object_with(len: usize, layout_multipart: bool, metadata: Option<&Metad
     } else {
         reader.single_layout(out.len() as u64).unwrap()
     };
-    let (range, mut dec) = layout.decryptor(0..len as u64).unwrap();
-    let mut back = Vec::new();
-    dec.push(&out[range.start as usize..range.end as usize], &mut back)
-        .unwrap();
-    dec.finish().unwrap();
-    assert_eq!(back, plain);
+    assert_eq!(read_back(&layout, &out, len), plain);
     assert_eq!(reader.metadata(), metadata.unwrap_or(&Metadata::new()));
     out
 }
@@ -121,13 +136,8 @@ fn fixed_object_with(len: usize, layout_multipart: bool, metadata: Option<&Metad
 /// ids, optionally with metadata (v2 header). Reads back through the reader before it is
 /// returned.
 fn fixed_mp2_object(len: usize, metadata: Option<&Metadata>) -> Vec<u8> {
-    let kek = Kek::from_bytes([0x11; 32]);
-    let id = KeyId::new("vector-tenant", 7).unwrap();
-    let ctx = DekContext {
-        key: &id,
-        bucket: "vectors",
-        object: "dir/object.bin",
-    };
+    let (kek, id) = vector_keys();
+    let ctx = vector_context(&id);
     let randomness = (Dek::from_bytes([0x22; 32]), [0x33; 12], [0x44; 7]);
     let empty = Metadata::new();
     let (cipher, mut out) = new_object_deterministic_with_metadata(
@@ -160,12 +170,7 @@ fn fixed_mp2_object(len: usize, metadata: Option<&Metadata>) -> Vec<u8> {
     let layout = reader
         .multipart_layout(&out[out.len() - footer_len..], out.len() as u64)
         .unwrap();
-    let (range, mut dec) = layout.decryptor(0..len as u64).unwrap();
-    let mut back = Vec::new();
-    dec.push(&out[range.start as usize..range.end as usize], &mut back)
-        .unwrap();
-    dec.finish().unwrap();
-    assert_eq!(back, plain);
+    assert_eq!(read_back(&layout, &out, len), plain);
     out
 }
 
@@ -274,22 +279,14 @@ fn object_format_v1_vectors_come_from_empty_metadata_too() {
 #[test]
 fn object_format_v2_vectors_are_frozen() {
     let m = fixed_metadata();
-    check(
-        "object-v2-empty.bin",
-        &fixed_object_with(0, false, Some(&m)),
-    );
-    check(
-        "object-v2-1byte.bin",
-        &fixed_object_with(1, false, Some(&m)),
-    );
-    check(
-        "object-v2-two-segments.bin",
-        &fixed_object_with(65537, false, Some(&m)),
-    );
-    check(
-        "object-v2-multipart.bin",
-        &fixed_object_with(70000, true, Some(&m)),
-    );
+    for (file, len, multipart) in [
+        ("object-v2-empty.bin", 0, false),
+        ("object-v2-1byte.bin", 1, false),
+        ("object-v2-two-segments.bin", 65537, false),
+        ("object-v2-multipart.bin", 70000, true),
+    ] {
+        check(file, &fixed_object_with(len, multipart, Some(&m)));
+    }
 }
 
 #[test]

@@ -91,24 +91,61 @@ pub fn authorization_for_payload(
         signed_headers,
         payload_hash
     );
-    let date = &input.amz_date[..8.min(input.amz_date.len())];
-    let scope = format!("{date}/{}/s3/aws4_request", input.region);
+    let (scope, signature) = sign(&canonical_request, input.amz_date, input.region, secret_key);
+    format!(
+        "AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed_headers}, Signature={signature}"
+    )
+}
+
+/// Signs a canonical request: returns the credential scope and the hex signature.
+fn sign(
+    canonical_request: &str,
+    amz_date: &str,
+    region: &str,
+    secret_key: &str,
+) -> (String, String) {
+    let date = &amz_date[..8.min(amz_date.len())];
+    let scope = format!("{date}/{region}/s3/aws4_request");
     let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
-        input.amz_date,
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(digest::digest(
             &digest::SHA256,
             canonical_request.as_bytes()
         ))
     );
     let k_date = hmac_sha256(format!("AWS4{secret_key}").as_bytes(), date.as_bytes());
-    let k_region = hmac_sha256(k_date.as_ref(), input.region.as_bytes());
+    let k_region = hmac_sha256(k_date.as_ref(), region.as_bytes());
     let k_service = hmac_sha256(k_region.as_ref(), b"s3");
     let k_signing = hmac_sha256(k_service.as_ref(), b"aws4_request");
     let signature = hex::encode(hmac_sha256(k_signing.as_ref(), string_to_sign.as_bytes()));
-    format!(
-        "AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed_headers}, Signature={signature}"
-    )
+    (scope, signature)
+}
+
+/// The query string of a presigned URL (query-string SigV4, only `host` signed,
+/// `UNSIGNED-PAYLOAD`): the `X-Amz-*` parameters in canonical order, then `X-Amz-Signature`.
+/// `input.query` and `input.headers` must be empty: a presigned URL here carries nothing else.
+/// The tests use it to present URLs signed at any date with any expiry.
+pub fn presigned_query(
+    input: &SigningInput<'_>,
+    expires_secs: u64,
+    access_key: &str,
+    secret_key: &str,
+) -> String {
+    let date = &input.amz_date[..8.min(input.amz_date.len())];
+    let credential = format!("{access_key}/{date}/{}/s3/aws4_request", input.region);
+    // Already in canonical (sorted) order.
+    let query = format!(
+        "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={}&X-Amz-Date={}\
+         &X-Amz-Expires={expires_secs}&X-Amz-SignedHeaders=host",
+        uri_encode(&credential, false),
+        input.amz_date
+    );
+    let canonical_request = format!(
+        "{}\n{}\n{query}\nhost:{}\n\nhost\n{UNSIGNED_PAYLOAD}",
+        input.method, input.path, input.host
+    );
+    let (_, signature) = sign(&canonical_request, input.amz_date, input.region, secret_key);
+    format!("{query}&X-Amz-Signature={signature}")
 }
 
 #[cfg(test)]

@@ -100,6 +100,14 @@ class Target:
         return cls(name=name, env_file=env_file, env=env)
 
 
+def write_tree(root: Path, files: dict) -> Path:
+    """Writes `files` (relative name -> bytes) below `root`; returns `root`."""
+    for name, body in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(body)
+    return root
+
+
 def read_env_file(path: Path) -> dict:
     """Evaluate a shell file of `export` lines with bash, in an empty environment, and return the
     variables it sets. Using bash (not a hand-written parser) gives exactly what `source` gives."""

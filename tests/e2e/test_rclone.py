@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from s3clients import clean_base_env
+from s3clients import clean_base_env, write_tree
 
 MIB = 1024 * 1024
 # Names that need encoding in a URL or in a listing; one of them is not ASCII.
@@ -100,10 +100,7 @@ def _assert_nothing_transferred(log: str, files: int) -> None:
 def test_rclone_copy_list_check_sync_and_purge(rclone, target, tmp_path):
     env = _env(target)
     remote = f"th:{target.bucket}/e2e/rclone/{uuid.uuid4().hex[:12]}"
-    src = tmp_path / "src"
-    for name, body in FILES.items():
-        (src / name).parent.mkdir(parents=True, exist_ok=True)
-        (src / name).write_bytes(body)
+    src = write_tree(tmp_path / "src", FILES)
     try:
         # copy HEADs every destination key first: on HTTP/2 each 404 must come without a body
         _run(rclone, env, "mkdir", f"th:{target.bucket}")

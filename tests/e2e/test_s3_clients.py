@@ -204,11 +204,17 @@ def _assert_refused(client, excinfo, secret: bytes):
         assert secret not in getattr(client, "last_failed_output", b""), "plaintext was written to the output file"
 
 
-@pytest.mark.sse_c
-def test_sse_c_get_without_key_is_refused(client, keys):
+def _put_secret(client, keys):
+    """Stores a recognisable secret under a fresh key; returns the secret and the key."""
     secret = b"TOP-SECRET-" + data(64).hex().encode()
     key = keys()
     client.put(key, secret)
+    return secret, key
+
+
+@pytest.mark.sse_c
+def test_sse_c_get_without_key_is_refused(client, keys):
+    secret, key = _put_secret(client, keys)
     with pytest.raises(S3Failure) as e:
         client.get(key, no_sse=True)
     _assert_refused(client, e, secret)
@@ -223,9 +229,7 @@ def test_sse_c_get_without_key_is_refused(client, keys):
 
 @pytest.mark.sse_c
 def test_sse_c_get_with_wrong_key_is_refused(client, keys):
-    secret = b"TOP-SECRET-" + data(64).hex().encode()
-    key = keys()
-    client.put(key, secret)
+    secret, key = _put_secret(client, keys)
     wrong = bytearray(client.target.share())
     wrong[0] ^= 0x01  # one bit off
     for bad in (bytes(wrong), os.urandom(32)):
@@ -239,9 +243,7 @@ def test_sse_c_get_with_wrong_key_is_refused(client, keys):
 
 @pytest.mark.sse_c
 def test_sse_c_get_with_malformed_key_is_refused(client, keys):
-    secret = b"TOP-SECRET-" + data(64).hex().encode()
-    key = keys()
-    client.put(key, secret)
+    secret, key = _put_secret(client, keys)
     with pytest.raises(S3Failure) as e:
         client.get(key, sse_key=client.target.share()[:31])  # 31 bytes: not a valid share
     _assert_refused(client, e, secret)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from s3clients import clean_base_env
+from s3clients import clean_base_env, write_tree
 
 MIB = 1024 * 1024
 FILES = {
@@ -73,10 +73,7 @@ def test_s3cmd_put_list_info_get_sync_and_delete(target, tmp_path):
         pytest.skip("s3cmd cannot send SSE-C keys; it runs against holder tenants only")
     cfg = _config(target, tmp_path)
     prefix = f"s3://{target.bucket}/e2e/s3cmd/{uuid.uuid4().hex[:12]}/"
-    src = tmp_path / "src"
-    for name, body in FILES.items():
-        (src / name).parent.mkdir(parents=True, exist_ok=True)
-        (src / name).write_bytes(body)
+    src = write_tree(tmp_path / "src", FILES)
     try:
         _run(cfg, "mb", f"s3://{target.bucket}", check=False)  # exists already: fine
         for name in FILES:
