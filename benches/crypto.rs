@@ -116,45 +116,45 @@ impl Fixture {
     }
 }
 
-fn stream_encrypt(c: &mut Criterion) {
-    per_size(c, "stream_encrypt", |size| {
+/// Times `routine` on the stored object of each size; `out` is emptied before each iteration.
+fn per_object(c: &mut Criterion, name: &str, routine: impl Fn(&Fixture, &mut Vec<u8>)) {
+    let routine = &routine;
+    per_size(c, name, |size| {
         let fixture = Fixture::new(size);
         let mut out = Vec::with_capacity(fixture.stored.len());
         move |b: &mut Bencher<'_>| {
             b.iter(|| {
                 out.clear();
-                let (cipher, header) = fixture.new_object();
-                out.extend_from_slice(&header);
-                let mut enc = cipher.encryptor(0);
-                // Feed in 1 MiB pieces, as a body stream would arrive.
-                for piece in fixture.plain.chunks(1 << 20) {
-                    enc.push(piece, &mut out).unwrap();
-                }
-                enc.finish(&mut out).unwrap();
+                routine(&fixture, &mut out);
                 black_box(out.len());
             })
         }
     });
 }
 
-fn stream_decrypt(c: &mut Criterion) {
-    per_size(c, "stream_decrypt", |size| {
-        let fixture = Fixture::new(size);
-        let mut out = Vec::with_capacity(fixture.plain.len());
-        move |b: &mut Bencher<'_>| {
-            b.iter(|| {
-                out.clear();
-                let (cipher, _) = fixture.open();
-                let layout = cipher.single_layout(fixture.stored.len() as u64).unwrap();
-                let (range, mut dec) = layout.decryptor(0..layout.plaintext_len()).unwrap();
-                let ciphertext = &fixture.stored[range.start as usize..range.end as usize];
-                for piece in ciphertext.chunks(1 << 20) {
-                    dec.push(piece, &mut out).unwrap();
-                }
-                dec.finish().unwrap();
-                black_box(out.len());
-            })
+fn stream_encrypt(c: &mut Criterion) {
+    per_object(c, "stream_encrypt", |fixture, out| {
+        let (cipher, header) = fixture.new_object();
+        out.extend_from_slice(&header);
+        let mut enc = cipher.encryptor(0);
+        // Feed in 1 MiB pieces, as a body stream would arrive.
+        for piece in fixture.plain.chunks(1 << 20) {
+            enc.push(piece, out).unwrap();
         }
+        enc.finish(out).unwrap();
+    });
+}
+
+fn stream_decrypt(c: &mut Criterion) {
+    per_object(c, "stream_decrypt", |fixture, out| {
+        let (cipher, _) = fixture.open();
+        let layout = cipher.single_layout(fixture.stored.len() as u64).unwrap();
+        let (range, mut dec) = layout.decryptor(0..layout.plaintext_len()).unwrap();
+        let ciphertext = &fixture.stored[range.start as usize..range.end as usize];
+        for piece in ciphertext.chunks(1 << 20) {
+            dec.push(piece, out).unwrap();
+        }
+        dec.finish().unwrap();
     });
 }
 
