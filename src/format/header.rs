@@ -29,7 +29,9 @@ use crate::crypto::envelope::{self, MAC_LEN, PartEtagDigest, PartKeys, WRAPPED_D
 use crate::crypto::{DekContext, KeyId, ObjectKeys};
 use crate::secret::{Dek, Kek};
 
-use super::cipher::{self, NONCE_PREFIX_LEN, PartAttempt};
+use super::cipher::{self, PartAttempt};
+// Re-exported where it was public before `cipher.rs` existed.
+pub use super::cipher::NONCE_PREFIX_LEN;
 use super::metadata::{MAX_METADATA, Metadata};
 use super::{DEFAULT_SEGMENT_SIZE, Error, fail};
 
@@ -501,6 +503,7 @@ impl ObjectCipher {
         cipher::run_prefix(&self.header.nonce_prefix, run)
     }
 
+    /// The DEK-derived segment key and header/footer MAC key.
     pub(crate) fn keys(&self) -> &ObjectKeys {
         &self.keys
     }

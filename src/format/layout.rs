@@ -12,7 +12,8 @@ use std::ops::Range;
 use crate::crypto::aead::TAG_LEN;
 use crate::crypto::envelope::{MAC_LEN, PART_ATTEMPT_LEN};
 
-use super::cipher::PartAttempt;
+// Re-exported where it was public before `cipher.rs` existed.
+pub use super::cipher::PartAttempt;
 use super::header::{Layout, ObjectCipher};
 use super::{Error, fail};
 

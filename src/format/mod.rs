@@ -1,7 +1,12 @@
-//! The encrypted object format (v1, and v2 = v1 plus sealed metadata in the header): an
-//! authenticated header, then one or more *runs* of
-//! STREAM-style AES-256-GCM segments, and for multipart objects an authenticated footer.
-//! `docs/format.md` is the normative specification; this module implements it.
+//! The encrypted object format, as `docs/format.md` (normative) specifies it; this module
+//! implements it. Every stored object is an authenticated header, then one or more *runs* of
+//! STREAM-style AES-256-GCM segments, and for multipart objects an authenticated footer:
+//!
+//! - format v1 (§1–5): the header holds the wrapped DEK; format v2 (§6) is v1 plus the object's
+//!   metadata sealed in the header, and is written only for objects that have metadata;
+//! - header layout byte: 0 = one run; 1 = multipart, all runs under the object's segment key
+//!   (read only now); 2 = multipart with per-attempt part keys (§7), which every new multipart
+//!   upload writes.
 //!
 //! Pure and synchronous: callers push bytes in and take bytes out, with memory bounded by one
 //! segment, so the proxy can stream objects of any size. No I/O, no async.
