@@ -127,7 +127,8 @@ pub struct ObjectLayout<'a> {
     plaintext_len: u64,
 }
 
-pub(crate) fn single(cipher: &ObjectCipher, total_len: u64) -> Result<ObjectLayout<'_>, Error> {
+/// The layout of a single-run object: the whole body after the header is run 0.
+fn single(cipher: &ObjectCipher, total_len: u64) -> Result<ObjectLayout<'_>, Error> {
     let header_len = cipher.header_len() as u64;
     let body = total_len
         .checked_sub(header_len)
@@ -182,7 +183,7 @@ fn footer_mac_input(keyed: bool, body: &[u8]) -> Vec<u8> {
 
 /// Encodes a footer: layout 1 when `attempts` is `None`, layout 2 (one attempt per part, in
 /// the same order) otherwise.
-pub(crate) fn encode_footer(
+fn encode_footer(
     cipher: &ObjectCipher,
     parts: &[PartInfo],
     attempts: Option<&[PartAttempt]>,
@@ -216,7 +217,7 @@ pub(crate) fn encode_footer(
 }
 
 /// The layout of a multipart object; `keyed` selects layout 2 (from the authenticated header).
-pub(crate) fn multipart<'a>(
+fn multipart<'a>(
     cipher: &'a ObjectCipher,
     footer: &[u8],
     total_len: u64,
