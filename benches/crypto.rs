@@ -8,11 +8,11 @@
 
 use std::hint::black_box;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Bencher, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use treuhand::crypto::envelope::{commit, generate_tmk, verify_commitment};
 use treuhand::crypto::{DekContext, KeyId, shamir};
-use treuhand::format::{self, Layout};
+use treuhand::format::{self, Layout, ObjectCipher};
 use treuhand::secret::Kek;
 
 const SEG: usize = 64 * 1024;
@@ -32,13 +32,28 @@ fn label(size: usize) -> String {
     }
 }
 
+/// Runs one benchmark per size of [`SIZES`] in group `name`, with that size's byte throughput.
+/// `setup` (untimed) prepares a size and returns the routine that is timed.
+fn per_size<S, R>(c: &mut Criterion, name: &str, mut setup: S)
+where
+    S: FnMut(usize) -> R,
+    R: FnMut(&mut Bencher<'_>),
+{
+    let mut group = c.benchmark_group(name);
+    for size in SIZES {
+        let mut routine = setup(size);
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function(BenchmarkId::from_parameter(label(size)), |b| routine(b));
+    }
+    group.finish();
+}
+
 fn raw_ring_seal(c: &mut Criterion) {
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7; 32]).unwrap());
-    let mut group = c.benchmark_group("raw_ring_seal");
-    for size in SIZES {
+    per_size(c, "raw_ring_seal", |size| {
         let mut buf = vec![0u8; size];
-        group.throughput(Throughput::Bytes(size as u64));
-        group.bench_function(BenchmarkId::from_parameter(label(size)), |b| {
+        let key = &key;
+        move |b: &mut Bencher<'_>| {
             b.iter(|| {
                 for (i, chunk) in buf.chunks_mut(SEG).enumerate() {
                     let mut nonce = [0u8; 12];
@@ -53,113 +68,112 @@ fn raw_ring_seal(c: &mut Criterion) {
                     let _ = black_box(tag);
                 }
             })
-        });
-    }
-    group.finish();
+        }
+    });
 }
 
-fn object(size: usize) -> (Kek, KeyId, Vec<u8>, Vec<u8>) {
-    let kek = Kek::from_bytes([1; 32]);
-    let id = KeyId::new("bench", 1).unwrap();
-    let plain = vec![0x5a; size];
-    let ctx = DekContext {
-        key: &id,
-        bucket: "b",
-        object: "o",
-    };
-    let (cipher, mut stored) = format::new_object(&kek, &ctx, Layout::Single).unwrap();
-    let mut enc = cipher.encryptor(0);
-    enc.push(&plain, &mut stored).unwrap();
-    enc.finish(&mut stored).unwrap();
-    (kek, id, plain, stored)
+/// A stored single-run object of `size` bytes of plaintext, with its key.
+struct Fixture {
+    kek: Kek,
+    id: KeyId,
+    plain: Vec<u8>,
+    stored: Vec<u8>,
+}
+
+impl Fixture {
+    fn new(size: usize) -> Self {
+        let mut fixture = Fixture {
+            kek: Kek::from_bytes([1; 32]),
+            id: KeyId::new("bench", 1).unwrap(),
+            plain: vec![0x5a; size],
+            stored: Vec::new(),
+        };
+        let (cipher, mut stored) = fixture.new_object();
+        let mut enc = cipher.encryptor(0);
+        enc.push(&fixture.plain, &mut stored).unwrap();
+        enc.finish(&mut stored).unwrap();
+        fixture.stored = stored;
+        fixture
+    }
+
+    fn context(&self) -> DekContext<'_> {
+        DekContext {
+            key: &self.id,
+            bucket: "b",
+            object: "o",
+        }
+    }
+
+    /// A new object under the fixture's key: its cipher and header bytes.
+    fn new_object(&self) -> (ObjectCipher, Vec<u8>) {
+        format::new_object(&self.kek, &self.context(), Layout::Single).unwrap()
+    }
+
+    /// Opens the stored object: its cipher and header length.
+    fn open(&self) -> (ObjectCipher, usize) {
+        let prefix = &self.stored[..format::MAX_HEADER_LEN.min(self.stored.len())];
+        format::open_object(&self.kek, &self.context(), prefix).unwrap()
+    }
+}
+
+/// Times `routine` on the stored object of each size; `out` is emptied before each iteration.
+fn per_object(c: &mut Criterion, name: &str, routine: impl Fn(&Fixture, &mut Vec<u8>)) {
+    let routine = &routine;
+    per_size(c, name, |size| {
+        let fixture = Fixture::new(size);
+        let mut out = Vec::with_capacity(fixture.stored.len());
+        move |b: &mut Bencher<'_>| {
+            b.iter(|| {
+                out.clear();
+                routine(&fixture, &mut out);
+                black_box(out.len());
+            })
+        }
+    });
 }
 
 fn stream_encrypt(c: &mut Criterion) {
-    let mut group = c.benchmark_group("stream_encrypt");
-    for size in SIZES {
-        let (kek, id, plain, stored) = object(size);
-        let ctx = DekContext {
-            key: &id,
-            bucket: "b",
-            object: "o",
-        };
-        let mut out = Vec::with_capacity(stored.len());
-        group.throughput(Throughput::Bytes(size as u64));
-        group.bench_function(BenchmarkId::from_parameter(label(size)), |b| {
-            b.iter(|| {
-                out.clear();
-                let (cipher, header) = format::new_object(&kek, &ctx, Layout::Single).unwrap();
-                out.extend_from_slice(&header);
-                let mut enc = cipher.encryptor(0);
-                // Feed in 1 MiB pieces, as a body stream would arrive.
-                for piece in plain.chunks(1 << 20) {
-                    enc.push(piece, &mut out).unwrap();
-                }
-                enc.finish(&mut out).unwrap();
-                black_box(out.len());
-            })
-        });
-    }
-    group.finish();
+    per_object(c, "stream_encrypt", |fixture, out| {
+        let (cipher, header) = fixture.new_object();
+        out.extend_from_slice(&header);
+        let mut enc = cipher.encryptor(0);
+        // Feed in 1 MiB pieces, as a body stream would arrive.
+        for piece in fixture.plain.chunks(1 << 20) {
+            enc.push(piece, out).unwrap();
+        }
+        enc.finish(out).unwrap();
+    });
 }
 
 fn stream_decrypt(c: &mut Criterion) {
-    let mut group = c.benchmark_group("stream_decrypt");
-    for size in SIZES {
-        let (kek, id, plain, stored) = object(size);
-        let ctx = DekContext {
-            key: &id,
-            bucket: "b",
-            object: "o",
-        };
-        let mut out = Vec::with_capacity(plain.len());
-        group.throughput(Throughput::Bytes(size as u64));
-        group.bench_function(BenchmarkId::from_parameter(label(size)), |b| {
-            b.iter(|| {
-                out.clear();
-                let (cipher, _) = format::open_object(
-                    &kek,
-                    &ctx,
-                    &stored[..format::MAX_HEADER_LEN.min(stored.len())],
-                )
-                .unwrap();
-                let layout = cipher.single_layout(stored.len() as u64).unwrap();
-                let (range, mut dec) = layout.decryptor(0..layout.plaintext_len()).unwrap();
-                for piece in stored[range.start as usize..range.end as usize].chunks(1 << 20) {
-                    dec.push(piece, &mut out).unwrap();
-                }
-                dec.finish().unwrap();
-                black_box(out.len());
-            })
-        });
-    }
-    group.finish();
+    per_object(c, "stream_decrypt", |fixture, out| {
+        let (cipher, _) = fixture.open();
+        let layout = cipher.single_layout(fixture.stored.len() as u64).unwrap();
+        let (range, mut dec) = layout.decryptor(0..layout.plaintext_len()).unwrap();
+        let ciphertext = &fixture.stored[range.start as usize..range.end as usize];
+        for piece in ciphertext.chunks(1 << 20) {
+            dec.push(piece, out).unwrap();
+        }
+        dec.finish().unwrap();
+    });
 }
 
 /// The zero-copy path the proxy uses: segments live in caller-owned buffers and are sealed in
 /// place, tags kept beside them (scatter-gather to storage).
 fn stream_encrypt_in_place(c: &mut Criterion) {
-    let mut group = c.benchmark_group("stream_encrypt_in_place");
-    let kek = Kek::from_bytes([1; 32]);
-    let id = KeyId::new("bench", 1).unwrap();
-    let ctx = DekContext {
-        key: &id,
-        bucket: "b",
-        object: "o",
-    };
-    for size in SIZES {
-        let mut segments: Vec<Vec<u8>> = vec![0x5a; size].chunks(SEG).map(<[u8]>::to_vec).collect();
+    per_size(c, "stream_encrypt_in_place", |size| {
+        let fixture = Fixture::new(size);
+        let mut segments: Vec<Vec<u8>> = fixture.plain.chunks(SEG).map(<[u8]>::to_vec).collect();
         let mut last = if size % SEG == 0 {
             Vec::new()
         } else {
             segments.pop().unwrap()
         };
         let mut tags = Vec::with_capacity(segments.len() + 1);
-        group.throughput(Throughput::Bytes(size as u64));
-        group.bench_function(BenchmarkId::from_parameter(label(size)), |b| {
+        move |b: &mut Bencher<'_>| {
             b.iter(|| {
                 tags.clear();
-                let (cipher, header) = format::new_object(&kek, &ctx, Layout::Single).unwrap();
+                let (cipher, header) = fixture.new_object();
                 let mut enc = cipher.encryptor(0);
                 for segment in &mut segments {
                     tags.push(enc.seal_segment_in_place(segment).unwrap());
@@ -167,35 +181,23 @@ fn stream_encrypt_in_place(c: &mut Criterion) {
                 tags.push(enc.finish_in_place(&mut last).unwrap().0);
                 black_box((header.len(), tags.len()));
             })
-        });
-    }
-    group.finish();
+        }
+    });
 }
 
 fn stream_decrypt_in_place(c: &mut Criterion) {
-    let mut group = c.benchmark_group("stream_decrypt_in_place");
-    for size in SIZES {
-        let (kek, id, _, stored) = object(size);
-        let ctx = DekContext {
-            key: &id,
-            bucket: "b",
-            object: "o",
-        };
-        let (cipher, header_len) = format::open_object(
-            &kek,
-            &ctx,
-            &stored[..format::MAX_HEADER_LEN.min(stored.len())],
-        )
-        .unwrap();
-        let layout = cipher.single_layout(stored.len() as u64).unwrap();
+    per_size(c, "stream_decrypt_in_place", |size| {
+        let fixture = Fixture::new(size);
+        let (cipher, header_len) = fixture.open();
         // Ciphertext segments as they would arrive in owned buffers from storage.
         let stride = SEG + 16;
-        let originals: Vec<Vec<u8>> = stored[header_len..]
+        let originals: Vec<Vec<u8>> = fixture.stored[header_len..]
             .chunks(stride)
             .map(<[u8]>::to_vec)
             .collect();
-        group.throughput(Throughput::Bytes(size as u64));
-        group.bench_function(BenchmarkId::from_parameter(label(size)), |b| {
+        let stored_len = fixture.stored.len() as u64;
+        move |b: &mut Bencher<'_>| {
+            let layout = cipher.single_layout(stored_len).unwrap();
             // Opening in place consumes the ciphertext, so each iteration gets a fresh copy
             // from the (untimed) setup closure.
             b.iter_batched(
@@ -212,19 +214,14 @@ fn stream_decrypt_in_place(c: &mut Criterion) {
                 },
                 criterion::BatchSize::LargeInput,
             )
-        });
-    }
-    group.finish();
+        }
+    });
 }
 
 fn segment(c: &mut Criterion) {
-    let (kek, id, _, stored) = object(SEG + 1);
-    let ctx = DekContext {
-        key: &id,
-        bucket: "b",
-        object: "o",
-    };
-    let (cipher, _) = format::open_object(&kek, &ctx, &stored).unwrap();
+    let fixture = Fixture::new(SEG + 1);
+    let (cipher, _) = fixture.open();
+    let stored = &fixture.stored;
     let layout = cipher.single_layout(stored.len() as u64).unwrap();
     let mut group = c.benchmark_group("segment");
     group.throughput(Throughput::Bytes(SEG as u64));

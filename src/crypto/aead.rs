@@ -17,11 +17,7 @@ pub const NONCE_BYTES: usize = NONCE_LEN;
 /// schedule internally (ring does not zeroize it, see docs/decisions.md).
 pub struct AeadKey(LessSafeKey);
 
-impl std::fmt::Debug for AeadKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AeadKey([REDACTED])")
-    }
-}
+redacted_debug!(AeadKey);
 
 impl AeadKey {
     /// Builds an AES-256-GCM key from 32 secret bytes.

@@ -287,11 +287,7 @@ pub struct ObjectKeys {
     mac: hmac::Key,
 }
 
-impl std::fmt::Debug for ObjectKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ObjectKeys([REDACTED])")
-    }
-}
+redacted_debug!(ObjectKeys);
 
 impl ObjectKeys {
     /// Derives both subkeys from the DEK (HKDF-SHA256, distinct info strings).
@@ -338,11 +334,7 @@ pub struct PartKeys {
     etag: hmac::Key,
 }
 
-impl std::fmt::Debug for PartKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PartKeys([REDACTED])")
-    }
-}
+redacted_debug!(PartKeys);
 
 impl PartKeys {
     /// Derives the part key root and the ETag key from the DEK.

@@ -3,6 +3,19 @@
 //! Nothing in here does I/O, spawns tasks or knows about HTTP or storage; it may depend only
 //! on [`crate::secret`]. ring and vsss-rs types never leave this module.
 
+/// `Debug` that prints only the type name and `[REDACTED]`, for the key schedules here that
+/// hold secrets but are not `crate::secret` newtypes (ring's keys, derived subkeys). Defined
+/// before the `mod` lines so the files below can use it by name.
+macro_rules! redacted_debug {
+    ($($name:ident),+ $(,)?) => {$(
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "([REDACTED])"))
+            }
+        }
+    )+};
+}
+
 pub mod aead;
 pub mod envelope;
 pub mod seal;

@@ -1,6 +1,7 @@
 //! The object header (format v1 and v2): byte layout, parsing, the header MAC, and
 //! [`ObjectCipher`], the per-object key state from which encryptors, decryptors and footers are
-//! made.
+//! made. Those makers live with what they make (`layout` for layouts and footers, `stream` for
+//! encryptors), on top of this file, so this file imports neither.
 //!
 //! ```text
 //! off      len  field
@@ -28,17 +29,16 @@ use crate::crypto::envelope::{self, MAC_LEN, PartEtagDigest, PartKeys, WRAPPED_D
 use crate::crypto::{DekContext, KeyId, ObjectKeys};
 use crate::secret::{Dek, Kek};
 
-use super::layout::{self, ObjectLayout, PartAttempt, PartInfo};
+use super::cipher::{self, PartAttempt};
+// Re-exported where it was public before `cipher.rs` existed.
+pub use super::cipher::NONCE_PREFIX_LEN;
 use super::metadata::{MAX_METADATA, Metadata};
-use super::stream::Encryptor;
 use super::{DEFAULT_SEGMENT_SIZE, Error, fail};
 
 const MAGIC: &[u8; 4] = b"TRHD";
 const VERSION_1: u8 = 1;
 const VERSION_2: u8 = 2;
 const AEAD_AES_256_GCM: u8 = 1;
-/// Length of the random nonce prefix.
-pub const NONCE_PREFIX_LEN: usize = 7;
 const FIXED_LEN: usize = 4 + 1 + 1 + 1 + 1 + 4 + 1 + WRAPPED_DEK_LEN + NONCE_PREFIX_LEN + MAC_LEN;
 /// Offset of the v2 metadata length field M, less the tenant length.
 const META_LEN_AT: usize = 13 + WRAPPED_DEK_LEN + NONCE_PREFIX_LEN;
@@ -477,37 +477,6 @@ impl ObjectCipher {
         self.header.encoded_len()
     }
 
-    /// An encryptor for run `run` under the object's segment key: 0 for single-run objects,
-    /// the S3 part number (1..=10000) for parts of a layout 1 multipart object (frozen test
-    /// vectors and in-flight uploads begun before layout 2). Layout 2 parts use
-    /// [`part_encryptor`](Self::part_encryptor).
-    pub fn encryptor(&self, run: u32) -> Encryptor<'_> {
-        Encryptor::new(
-            self.keys.segment().into(),
-            self.run_prefix(run),
-            self.header.segment_size as usize,
-        )
-    }
-
-    /// An encryptor for one upload attempt of part `part` of a layout 2 object: the run is
-    /// encrypted under the attempt's own key (docs/format.md §7), so a part uploaded again
-    /// never reuses a nonce under a key. Record `attempt` with the staged part: Complete
-    /// passes it to [`footer_with_attempts`](Self::footer_with_attempts).
-    ///
-    /// # Errors
-    /// [`Error::Misuse`] if the object is not in layout 2; [`Error::Crypto`].
-    pub fn part_encryptor(&self, part: u32, attempt: &PartAttempt) -> Result<Encryptor<'_>, Error> {
-        let keys = self
-            .part_keys
-            .as_ref()
-            .ok_or(Error::Misuse("part_encryptor needs a layout 2 object"))?;
-        Ok(Encryptor::new(
-            keys.attempt_key(part, &attempt.0)?.into(),
-            self.run_prefix(part),
-            self.header.segment_size as usize,
-        ))
-    }
-
     /// A keyed digest of a part's plaintext for its ETag (layout 2 only; `None` otherwise):
     /// HMAC-SHA256 under a key derived from the DEK, truncated to 16 bytes. Identical bytes
     /// give identical digests within one upload; the storage operator, without the DEK, can
@@ -529,76 +498,13 @@ impl ObjectCipher {
         }
     }
 
-    /// The 7-byte nonce prefix of a run: the header prefix XOR the run number in its last four
-    /// bytes, so no two runs of an object share a nonce.
+    /// The nonce prefix of run `run` (`cipher::run_prefix`).
     pub(crate) fn run_prefix(&self, run: u32) -> [u8; NONCE_PREFIX_LEN] {
-        let mut prefix = self.header.nonce_prefix;
-        for (p, r) in prefix[3..].iter_mut().zip(run.to_be_bytes()) {
-            *p ^= r;
-        }
-        prefix
+        cipher::run_prefix(&self.header.nonce_prefix, run)
     }
 
+    /// The DEK-derived segment key and header/footer MAC key.
     pub(crate) fn keys(&self) -> &ObjectKeys {
         &self.keys
-    }
-
-    /// The layout of a single-run object of `total_len` stored bytes.
-    ///
-    /// # Errors
-    /// [`Error::DecryptionFailed`] if the length cannot be a valid object (truncation, trailing
-    /// bytes) or the header says multipart.
-    pub fn single_layout(&self, total_len: u64) -> Result<ObjectLayout<'_>, Error> {
-        if self.header.layout != Layout::Single {
-            return Err(fail("single layout requested for multipart object"));
-        }
-        layout::single(self, total_len)
-    }
-
-    /// Encodes the authenticated footer for a completed layout 1 multipart object whose runs
-    /// are the given parts, in order.
-    ///
-    /// # Errors
-    /// [`Error::InvalidParts`]; [`Error::Misuse`] for a layout 2 object.
-    pub fn footer(&self, parts: &[PartInfo]) -> Result<Vec<u8>, Error> {
-        if self.header.layout != Layout::Multipart {
-            return Err(Error::Misuse("footer needs a layout 1 multipart object"));
-        }
-        layout::encode_footer(self, parts, None)
-    }
-
-    /// Encodes the authenticated footer for a completed layout 2 multipart object: the given
-    /// parts in order, each with the attempt that encrypted it.
-    ///
-    /// # Errors
-    /// [`Error::InvalidParts`]; [`Error::Misuse`] for another layout or a length mismatch.
-    pub fn footer_with_attempts(
-        &self,
-        parts: &[PartInfo],
-        attempts: &[PartAttempt],
-    ) -> Result<Vec<u8>, Error> {
-        if self.header.layout != Layout::MultipartKeyed {
-            return Err(Error::Misuse(
-                "footer_with_attempts needs a layout 2 multipart object",
-            ));
-        }
-        layout::encode_footer(self, parts, Some(attempts))
-    }
-
-    /// The layout of a multipart object from its footer bytes and total stored length.
-    ///
-    /// # Errors
-    /// [`Error::DecryptionFailed`] if the footer does not authenticate or the lengths disagree.
-    pub fn multipart_layout(
-        &self,
-        footer: &[u8],
-        total_len: u64,
-    ) -> Result<ObjectLayout<'_>, Error> {
-        let keyed = match self.header.layout {
-            Layout::Single => return Err(fail("multipart layout requested for single object")),
-            Layout::Multipart => false,
-            Layout::MultipartKeyed => true,
-        };
-        layout::multipart(self, footer, total_len, keyed)
     }
 }

@@ -10,10 +10,11 @@
 use std::ops::Range;
 
 use crate::crypto::aead::TAG_LEN;
-use crate::crypto::envelope::{self, MAC_LEN, PART_ATTEMPT_LEN};
+use crate::crypto::envelope::{MAC_LEN, PART_ATTEMPT_LEN};
 
-use super::header::ObjectCipher;
-use super::stream::Decryptor;
+// Re-exported where it was public before `cipher.rs` existed.
+pub use super::cipher::PartAttempt;
+use super::header::{Layout, ObjectCipher};
 use super::{Error, fail};
 
 const FOOTER_MAGIC: &[u8; 4] = b"TRFT";
@@ -39,36 +40,6 @@ pub struct PartInfo {
     pub part_number: u32,
     /// The part's plaintext length.
     pub plaintext_len: u64,
-}
-
-/// The random id of one upload attempt of a multipart part (layout 2): it selects the attempt's
-/// segment key (docs/format.md §7). Not secret; stored in the staged part's name and in the
-/// completed object's footer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PartAttempt(pub [u8; PART_ATTEMPT_LEN]);
-
-impl PartAttempt {
-    /// A fresh random attempt id.
-    ///
-    /// # Errors
-    /// [`Error::Crypto`] if the RNG fails.
-    pub fn random() -> Result<Self, Error> {
-        let mut id = [0u8; PART_ATTEMPT_LEN];
-        envelope::fill_random(&mut id)?;
-        Ok(Self(id))
-    }
-
-    /// Lower-case hex.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// Parses [`to_hex`](Self::to_hex) output; `None` for anything else.
-    pub fn from_hex(text: &str) -> Option<Self> {
-        let mut id = [0u8; PART_ATTEMPT_LEN];
-        hex::decode_to_slice(text, &mut id).ok()?;
-        Some(Self(id))
-    }
 }
 
 /// Number of segments of a run with `plaintext_len` bytes.
@@ -156,7 +127,8 @@ pub struct ObjectLayout<'a> {
     plaintext_len: u64,
 }
 
-pub(crate) fn single(cipher: &ObjectCipher, total_len: u64) -> Result<ObjectLayout<'_>, Error> {
+/// The layout of a single-run object: the whole body after the header is run 0.
+fn single(cipher: &ObjectCipher, total_len: u64) -> Result<ObjectLayout<'_>, Error> {
     let header_len = cipher.header_len() as u64;
     let body = total_len
         .checked_sub(header_len)
@@ -211,7 +183,7 @@ fn footer_mac_input(keyed: bool, body: &[u8]) -> Vec<u8> {
 
 /// Encodes a footer: layout 1 when `attempts` is `None`, layout 2 (one attempt per part, in
 /// the same order) otherwise.
-pub(crate) fn encode_footer(
+fn encode_footer(
     cipher: &ObjectCipher,
     parts: &[PartInfo],
     attempts: Option<&[PartAttempt]>,
@@ -245,7 +217,7 @@ pub(crate) fn encode_footer(
 }
 
 /// The layout of a multipart object; `keyed` selects layout 2 (from the authenticated header).
-pub(crate) fn multipart<'a>(
+fn multipart<'a>(
     cipher: &'a ObjectCipher,
     footer: &[u8],
     total_len: u64,
@@ -422,8 +394,13 @@ impl<'a> ObjectLayout<'a> {
         self.segment_ciphertext_start(run, segment) + len + TAG_LEN as u64
     }
 
+    /// The object's cipher state.
+    pub(super) fn cipher(&self) -> &'a ObjectCipher {
+        self.cipher
+    }
+
     /// Maps a plaintext range to the ciphertext byte range to fetch and the segments it covers.
-    fn plan(&self, range: &Range<u64>) -> Result<(Range<u64>, SegmentCursor), Error> {
+    pub(super) fn plan(&self, range: &Range<u64>) -> Result<(Range<u64>, SegmentCursor), Error> {
         if range.start > range.end || range.end > self.plaintext_len {
             return Err(Error::InvalidRange {
                 plaintext_len: self.plaintext_len,
@@ -477,14 +454,67 @@ impl<'a> ObjectLayout<'a> {
     pub fn ciphertext_range(&self, range: Range<u64>) -> Result<Range<u64>, Error> {
         Ok(self.plan(&range)?.0)
     }
+}
 
-    /// A decryptor for plaintext `range`, and the ciphertext range to feed it (in order).
+/// The layouts and footers of an object, made from its authenticated header.
+impl ObjectCipher {
+    /// The layout of a single-run object of `total_len` stored bytes.
     ///
     /// # Errors
-    /// [`Error::InvalidRange`] if the range exceeds the object.
-    pub fn decryptor(&self, range: Range<u64>) -> Result<(Range<u64>, Decryptor<'a>), Error> {
-        let (ciphertext, cursor) = self.plan(&range)?;
-        Ok((ciphertext, Decryptor::new(self.cipher, cursor)))
+    /// [`Error::DecryptionFailed`] if the length cannot be a valid object (truncation, trailing
+    /// bytes) or the header says multipart.
+    pub fn single_layout(&self, total_len: u64) -> Result<ObjectLayout<'_>, Error> {
+        if self.header().layout != Layout::Single {
+            return Err(fail("single layout requested for multipart object"));
+        }
+        single(self, total_len)
+    }
+
+    /// Encodes the authenticated footer for a completed layout 1 multipart object whose runs
+    /// are the given parts, in order.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParts`]; [`Error::Misuse`] for a layout 2 object.
+    pub fn footer(&self, parts: &[PartInfo]) -> Result<Vec<u8>, Error> {
+        if self.header().layout != Layout::Multipart {
+            return Err(Error::Misuse("footer needs a layout 1 multipart object"));
+        }
+        encode_footer(self, parts, None)
+    }
+
+    /// Encodes the authenticated footer for a completed layout 2 multipart object: the given
+    /// parts in order, each with the attempt that encrypted it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParts`]; [`Error::Misuse`] for another layout or a length mismatch.
+    pub fn footer_with_attempts(
+        &self,
+        parts: &[PartInfo],
+        attempts: &[PartAttempt],
+    ) -> Result<Vec<u8>, Error> {
+        if self.header().layout != Layout::MultipartKeyed {
+            return Err(Error::Misuse(
+                "footer_with_attempts needs a layout 2 multipart object",
+            ));
+        }
+        encode_footer(self, parts, Some(attempts))
+    }
+
+    /// The layout of a multipart object from its footer bytes and total stored length.
+    ///
+    /// # Errors
+    /// [`Error::DecryptionFailed`] if the footer does not authenticate or the lengths disagree.
+    pub fn multipart_layout(
+        &self,
+        footer: &[u8],
+        total_len: u64,
+    ) -> Result<ObjectLayout<'_>, Error> {
+        let keyed = match self.header().layout {
+            Layout::Single => return Err(fail("multipart layout requested for single object")),
+            Layout::Multipart => false,
+            Layout::MultipartKeyed => true,
+        };
+        multipart(self, footer, total_len, keyed)
     }
 }
 

@@ -1,32 +1,45 @@
-//! The encrypted object format (v1, and v2 = v1 plus sealed metadata in the header): an
-//! authenticated header, then one or more *runs* of
-//! STREAM-style AES-256-GCM segments, and for multipart objects an authenticated footer.
-//! `docs/format.md` is the normative specification; this module implements it.
+//! The encrypted object format, as `docs/format.md` (normative) specifies it; this module
+//! implements it. Every stored object is an authenticated header, then one or more *runs* of
+//! STREAM-style AES-256-GCM segments, and for multipart objects an authenticated footer:
+//!
+//! - format v1 (§1–5): the header holds the wrapped DEK; format v2 (§6) is v1 plus the object's
+//!   metadata sealed in the header, and is written only for objects that have metadata;
+//! - header layout byte: 0 = one run; 1 = multipart, all runs under the object's segment key
+//!   (read only now); 2 = multipart with per-attempt part keys (§7), which every new multipart
+//!   upload writes.
 //!
 //! Pure and synchronous: callers push bytes in and take bytes out, with memory bounded by one
 //! segment, so the proxy can stream objects of any size. No I/O, no async.
 //!
-//! - [`header`]: the header byte layout, parsing and MAC.
+//! Files layer strictly, each importing only those above it: [`metadata`], [`cipher`], [`header`],
+//! [`layout`], [`stream`].
+//!
 //! - [`metadata`]: object metadata and its canonical encoding (sealed into v2 headers).
-//! - [`stream`]: the incremental [`Encryptor`] and [`Decryptor`].
+//! - [`cipher`]: what every layer shares: segment nonces, run nonce prefixes and the layout 2
+//!   [`PartAttempt`].
+//! - [`header`]: the header byte layout, parsing and MAC, and [`ObjectCipher`], the per-object
+//!   key state ([`new_object`], [`open_object`]).
 //! - [`layout`]: run/segment arithmetic, plaintext length from ciphertext length, range
 //!   mapping, and the multipart footer (layout 1, and layout 2 whose footer names each part's
 //!   upload attempt: every attempt has its own key, docs/format.md §7).
+//! - [`stream`]: the incremental [`Encryptor`] and [`Decryptor`].
 
+pub mod cipher;
 pub mod header;
 pub mod inspect;
 pub mod layout;
 pub mod metadata;
 pub mod stream;
 
+pub use cipher::PartAttempt;
 pub use header::{
     HEADER_PROBE_LEN, Header, Layout, MAX_HEADER_LEN, ObjectCipher, header_len_hint, layout_hint,
     new_object, new_object_with_metadata, open_object,
 };
 pub use inspect::{Inspection, PlaintextLen, inspect};
 pub use layout::{
-    FOOTER_TAIL_LEN, ObjectLayout, PartAttempt, PartInfo, footer_len_from_tail,
-    footer_plaintext_len_hint, run_ciphertext_len,
+    FOOTER_TAIL_LEN, ObjectLayout, PartInfo, footer_len_from_tail, footer_plaintext_len_hint,
+    run_ciphertext_len,
 };
 pub use metadata::{MAX_METADATA, Metadata};
 pub use stream::{Decryptor, Encryptor};

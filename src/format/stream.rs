@@ -1,24 +1,65 @@
-//! The incremental STREAM encryptor and decryptor.
+//! The incremental STREAM encryptor and decryptor, and the calls that make them
+//! ([`ObjectCipher::encryptor`], [`ObjectCipher::part_encryptor`], [`ObjectLayout::decryptor`]).
 //!
-//! Nonce of segment i of a run: run prefix (7 bytes) ‖ i (u32, big endian) ‖ last flag (1 byte:
-//! 0x01 for the final segment of the run, else 0x00). The last flag is what makes truncation at a
-//! segment boundary detectable; the counter catches reordering, dropping and duplication.
+//! Segment nonces come from `cipher::segment_nonce`: run prefix ‖ segment index ‖ last flag.
 //!
 //! Both sides copy each byte once (input → output buffer) and then seal or open it in place;
 //! memory is bounded by one segment of buffered input.
 
-use crate::crypto::aead::{AeadKey, NONCE_BYTES, TAG_LEN};
+use std::ops::Range;
 
-use super::header::{NONCE_PREFIX_LEN, ObjectCipher};
-use super::layout::{SegmentCursor, SegmentPlan};
+use crate::crypto::aead::{AeadKey, TAG_LEN};
+
+use super::cipher::{NONCE_PREFIX_LEN, PartAttempt, segment_nonce as nonce};
+use super::header::{Layout, ObjectCipher};
+use super::layout::{ObjectLayout, SegmentCursor, SegmentPlan};
 use super::{Error, fail};
 
-fn nonce(prefix: &[u8; NONCE_PREFIX_LEN], index: u32, last: bool) -> [u8; NONCE_BYTES] {
-    let mut nonce = [0u8; NONCE_BYTES];
-    nonce[..NONCE_PREFIX_LEN].copy_from_slice(prefix);
-    nonce[NONCE_PREFIX_LEN..NONCE_PREFIX_LEN + 4].copy_from_slice(&index.to_be_bytes());
-    nonce[NONCE_BYTES - 1] = u8::from(last);
-    nonce
+/// The encryptors of an object's runs.
+impl ObjectCipher {
+    /// An encryptor for run `run` under the object's segment key: 0 for single-run objects,
+    /// the S3 part number (1..=10000) for parts of a layout 1 multipart object (frozen test
+    /// vectors and in-flight uploads begun before layout 2). Layout 2 parts use
+    /// [`part_encryptor`](Self::part_encryptor).
+    pub fn encryptor(&self, run: u32) -> Encryptor<'_> {
+        Encryptor::new(
+            self.keys().segment().into(),
+            self.run_prefix(run),
+            self.header().segment_size as usize,
+        )
+    }
+
+    /// An encryptor for one upload attempt of part `part` of a layout 2 object: the run is
+    /// encrypted under the attempt's own key (docs/format.md §7), so a part uploaded again
+    /// never reuses a nonce under a key. Record `attempt` with the staged part: Complete
+    /// passes it to [`footer_with_attempts`](Self::footer_with_attempts).
+    ///
+    /// # Errors
+    /// [`Error::Misuse`] if the object is not in layout 2; [`Error::Crypto`].
+    pub fn part_encryptor(&self, part: u32, attempt: &PartAttempt) -> Result<Encryptor<'_>, Error> {
+        const NOT_KEYED: Error = Error::Misuse("part_encryptor needs a layout 2 object");
+        // Only layout 2 objects carry part keys, so run_key cannot fail on the layout here.
+        if self.header().layout != Layout::MultipartKeyed {
+            return Err(NOT_KEYED);
+        }
+        let key = self.run_key(part, Some(attempt))?.ok_or(NOT_KEYED)?;
+        Ok(Encryptor::new(
+            key.into(),
+            self.run_prefix(part),
+            self.header().segment_size as usize,
+        ))
+    }
+}
+
+impl<'a> ObjectLayout<'a> {
+    /// A decryptor for plaintext `range`, and the ciphertext range to feed it (in order).
+    ///
+    /// # Errors
+    /// [`Error::InvalidRange`] if the range exceeds the object.
+    pub fn decryptor(&self, range: Range<u64>) -> Result<(Range<u64>, Decryptor<'a>), Error> {
+        let (ciphertext, cursor) = self.plan(&range)?;
+        Ok((ciphertext, Decryptor::new(self.cipher(), cursor)))
+    }
 }
 
 /// The segment key of one run: the object's segment key (single objects, layout 1 parts) or
@@ -314,7 +355,7 @@ impl<'a> Decryptor<'a> {
     /// # Errors
     /// [`Error::DecryptionFailed`]; [`Error::Misuse`] on a wrong length or when bytes are
     /// pending from [`push`](Self::push).
-    pub fn open_in_place(&mut self, segment: &mut [u8]) -> Result<std::ops::Range<usize>, Error> {
+    pub fn open_in_place(&mut self, segment: &mut [u8]) -> Result<Range<usize>, Error> {
         if self.failed {
             return Err(Error::DecryptionFailed);
         }

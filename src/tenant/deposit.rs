@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::crypto::KeyMetadata;
+use super::Deposit;
 use crate::trustee::client::TrusteeClient;
 use crate::trustee::policy::Policy;
 use crate::trustee::wire::EnrollRequest;
@@ -50,18 +50,13 @@ impl TrusteeDepositor {
 
 #[async_trait::async_trait]
 impl super::Depositor for TrusteeDepositor {
-    async fn deposit(
-        &self,
-        url: &str,
-        metadata: &KeyMetadata,
-        holder: &str,
-        envelope: &str,
-    ) -> Result<(), String> {
-        let client = TrusteeClient::new(url, self.tls.clone()).map_err(|e| e.to_string())?;
+    async fn deposit(&self, deposit: Deposit<'_>) -> Result<(), String> {
+        let client =
+            TrusteeClient::new(deposit.url, self.tls.clone()).map_err(|e| e.to_string())?;
         let request = EnrollRequest {
-            metadata: metadata.clone(),
-            holder: holder.to_owned(),
-            share: envelope.to_owned(),
+            metadata: deposit.metadata.clone(),
+            holder: deposit.holder.to_owned(),
+            share: deposit.envelope.to_owned(),
             policy: Some(Policy {
                 allowed_proxies: self.allowed_proxies.clone(),
                 rate_limit: self
@@ -71,7 +66,7 @@ impl super::Depositor for TrusteeDepositor {
             }),
         };
         client
-            .enroll(&metadata.tenant, &request)
+            .enroll(&deposit.metadata.tenant, &request)
             .await
             .map_err(|e| e.to_string())?;
         Ok(())

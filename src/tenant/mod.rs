@@ -48,17 +48,53 @@ pub enum Error {
     },
 }
 
+/// One share to deposit: where, for which holder, and the share itself.
+pub struct Deposit<'a> {
+    /// Base URL of the holder service.
+    pub url: &'a str,
+    /// The tenant key's public metadata.
+    pub metadata: &'a KeyMetadata,
+    /// The holder name the share is registered under.
+    pub holder: &'a str,
+    /// The share, as a `treuhand-share-v1:` envelope.
+    pub envelope: &'a str,
+}
+
+// Hand-written so the share never reaches a log through `{:?}`.
+impl std::fmt::Debug for Deposit<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Deposit({} at {}, [REDACTED])", self.holder, self.url)
+    }
+}
+
 /// Deposits one share with a holder service (trustee or customer-run holder).
 #[async_trait::async_trait]
 pub trait Depositor: Send + Sync {
-    /// Deposits `share` (a `treuhand-share-v1:` envelope) for `holder` at `url`.
-    async fn deposit(
-        &self,
-        url: &str,
-        metadata: &KeyMetadata,
-        holder: &str,
-        envelope: &str,
-    ) -> Result<(), String>;
+    /// Deposits the share of `deposit`; the error is a message for the operator.
+    async fn deposit(&self, deposit: Deposit<'_>) -> Result<(), String>;
+}
+
+/// Deposits `envelope` for `holder` at `url`, naming the holder in the error.
+async fn deposit_with(
+    depositor: &dyn Depositor,
+    url: &str,
+    metadata: &KeyMetadata,
+    holder: &str,
+    envelope: &str,
+) -> Result<(), Error> {
+    let deposit = Deposit {
+        url,
+        metadata,
+        holder,
+        envelope,
+    };
+    depositor
+        .deposit(deposit)
+        .await
+        .map_err(|message| Error::Deposit {
+            holder: holder.to_owned(),
+            message,
+        })
 }
 
 /// One trustee of the new tenant.
@@ -150,13 +186,7 @@ pub async fn create(params: &CreateParams, depositor: &dyn Depositor) -> Result<
             share,
         }
         .encode();
-        depositor
-            .deposit(&trustee.url, &metadata, &trustee.holder, &text)
-            .await
-            .map_err(|message| Error::Deposit {
-                holder: trustee.holder.clone(),
-                message,
-            })?;
+        deposit_with(depositor, &trustee.url, &metadata, &trustee.holder, &text).await?;
     }
     let customer_text = ShareEnvelope {
         key: key.clone(),
@@ -164,13 +194,7 @@ pub async fn create(params: &CreateParams, depositor: &dyn Depositor) -> Result<
     }
     .encode();
     if let Some(url) = &params.customer_holder_url {
-        depositor
-            .deposit(url, &metadata, CUSTOMER_HOLDER, &customer_text)
-            .await
-            .map_err(|message| Error::Deposit {
-                holder: CUSTOMER_HOLDER.into(),
-                message,
-            })?;
+        deposit_with(depositor, url, &metadata, CUSTOMER_HOLDER, &customer_text).await?;
     }
     std::fs::create_dir_all(&params.share_dir).map_err(|e| write_error(&params.share_dir, e))?;
     let share_text = params
