@@ -208,7 +208,8 @@ impl Scenario {
 
 impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        // `pad`, so progress lines can align it (`{:>11}`).
+        f.pad(self.name())
     }
 }
 
@@ -243,7 +244,7 @@ impl Threshold {
 
 impl fmt::Display for Threshold {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-of-{}", self.k, self.n)
+        f.pad(&format!("{}-of-{}", self.k, self.n))
     }
 }
 
@@ -447,5 +448,17 @@ mod tests {
             ]
         );
         assert_eq!(schedule(&['a'], 1), [(1, 0, &'a')]);
+    }
+
+    #[test]
+    fn scenarios_and_thresholds_print_as_in_sweep_files_and_align() {
+        assert_eq!(format!("{:>11}|", Scenario::Treuhand), "   treuhand|");
+        assert_eq!(Scenario::External("mine".into()).to_string(), "mine");
+        assert_eq!(
+            format!("{:<7}|", Threshold::parse("3-of-5").unwrap()),
+            "3-of-5 |"
+        );
+        assert!(Threshold::parse("1-of-2").is_err());
+        assert!(Scenario::parse("nope").is_err());
     }
 }

@@ -63,22 +63,9 @@ pub fn markdown(rows: &[Row], manifest: &serde_json::Value) -> String {
     let cells = aggregate::cells(rows);
     let repeated = aggregate::repeated(&cells);
     let mut out = String::from("# treuhand bench summary\n\n");
-    let _ = writeln!(
-        out,
-        "Run: `{}`\n",
-        manifest
-            .get("started")
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-    );
-    let _ = writeln!(
-        out,
-        "Machine: {}\n",
-        manifest
-            .get("machine")
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-    );
+    let manifest_text = |key: &str| manifest.get(key).and_then(|v| v.as_str()).unwrap_or("?");
+    let _ = writeln!(out, "Run: `{}`\n", manifest_text("started"));
+    let _ = writeln!(out, "Machine: {}\n", manifest_text("machine"));
     if repeated {
         let most = cells.iter().map(Cell::repeats).max().unwrap_or(1);
         let _ = writeln!(

@@ -18,11 +18,7 @@ use base64::Engine as _;
 /// # Errors
 /// Missing variables, unreadable CA or share file, with the name of what is missing.
 pub fn endpoint_from_env(vars: &HashMap<String, String>) -> anyhow::Result<Endpoint> {
-    let get = |k: &str| {
-        vars.get(k)
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("{k} is not set in the env file"))
-    };
+    let get = |k: &str| var(vars, k, "env file");
     let sse_c = match vars.get("TREUHAND_SHARE_FILE") {
         Some(path) => {
             let raw = std::fs::read(path)
@@ -53,20 +49,62 @@ pub fn endpoint_from_env(vars: &HashMap<String, String>) -> anyhow::Result<Endpo
         None => anyhow::bail!("AWS_CA_BUNDLE is not set: the harness needs the CA of {endpoint}"),
     };
     Ok(Endpoint {
-        target: client::Target {
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
-            bucket: get("TREUHAND_BUCKET")?,
-            access_key: get("AWS_ACCESS_KEY_ID")?,
-            secret_key: get("AWS_SECRET_ACCESS_KEY")?,
-            region: vars
-                .get("AWS_DEFAULT_REGION")
-                .cloned()
-                .unwrap_or_else(|| "us-east-1".into()),
+        target: target_from_env(
+            vars,
+            "env file",
+            TREUHAND_NAMES,
+            get("TREUHAND_BUCKET")?,
             sse_c,
-        },
+        )?,
         tls,
         proxy_pid: vars.get("TREUHAND_PROXY_PID").and_then(|p| p.parse().ok()),
         metrics_url: vars.get("TREUHAND_METRICS").cloned(),
+    })
+}
+
+/// The variables naming an S3 endpoint, its credentials and its region, in that order.
+type EnvNames = [&'static str; 4];
+
+/// `treuhand dev`'s env files.
+const TREUHAND_NAMES: EnvNames = [
+    "TREUHAND_ENDPOINT",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+];
+
+/// `.ci/ceph.sh`'s `rgw.env`.
+const RGW_NAMES: EnvNames = [
+    "RGW_ENDPOINT",
+    "RGW_ACCESS_KEY_ID",
+    "RGW_SECRET_ACCESS_KEY",
+    "RGW_REGION",
+];
+
+fn var(vars: &HashMap<String, String>, name: &str, file: &str) -> anyhow::Result<String> {
+    vars.get(name)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("{name} is not set in the {file}"))
+}
+
+/// The S3 target that `names` describe in `vars` (the region defaults to us-east-1).
+fn target_from_env(
+    vars: &HashMap<String, String>,
+    file: &str,
+    [endpoint, access_key, secret_key, region]: EnvNames,
+    bucket: String,
+    sse_c: Option<[u8; 32]>,
+) -> anyhow::Result<client::Target> {
+    Ok(client::Target {
+        endpoint: var(vars, endpoint, file)?.trim_end_matches('/').to_owned(),
+        bucket,
+        access_key: var(vars, access_key, file)?,
+        secret_key: var(vars, secret_key, file)?,
+        region: vars
+            .get(region)
+            .cloned()
+            .unwrap_or_else(|| "us-east-1".into()),
+        sse_c,
     })
 }
 
@@ -256,25 +294,18 @@ pub async fn start_own(
 }
 
 /// The S3 backend itself (e.g. Ceph RGW from `.ci/ceph.sh`), measured without any proxy.
+///
+/// # Errors
+/// Missing variables, with their names.
 pub fn direct_endpoint(vars: &HashMap<String, String>) -> anyhow::Result<Endpoint> {
-    let get = |k: &str| {
-        vars.get(k)
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("{k} is not set in the backend env file"))
-    };
-    let endpoint = get("RGW_ENDPOINT")?;
     Ok(Endpoint {
-        target: client::Target {
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
-            bucket: "bench-direct".into(),
-            access_key: get("RGW_ACCESS_KEY_ID")?,
-            secret_key: get("RGW_SECRET_ACCESS_KEY")?,
-            region: vars
-                .get("RGW_REGION")
-                .cloned()
-                .unwrap_or_else(|| "us-east-1".into()),
-            sse_c: None,
-        },
+        target: target_from_env(
+            vars,
+            "backend env file",
+            RGW_NAMES,
+            "bench-direct".into(),
+            None,
+        )?,
         tls: crate::tls::client_config_webpki_roots_free(),
         proxy_pid: None,
         metrics_url: None,

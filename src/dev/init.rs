@@ -77,6 +77,27 @@ pub fn trustee_config_at(listen: String, tls: TlsFiles, dir: &Path, store: &str)
     }
 }
 
+/// A one-trustee set-up in `dir`, for benchmarks and tests: a TEST-ONLY CA named `ca_name`
+/// (`ca.pem`, `ca.key`), the trustee's server certificate (`trustee.pem`, `trustee.key`), its
+/// keys, and a config listening on 127.0.0.1:0 with its store in `trustee.db`.
+///
+/// # Errors
+/// If generating or writing any of them fails.
+pub fn single_trustee(dir: &Path, ca_name: &str) -> anyhow::Result<(DevCa, TrusteeConfig)> {
+    crate::tls::install_crypto_provider();
+    let ca = DevCa::generate(ca_name)?;
+    ca.write(dir)?;
+    let (cert, key) = ca.issue_server("trustee", &[])?.write(dir, "trustee")?;
+    crate::trustee::config::generate_keys(dir)?;
+    let tls = TlsFiles {
+        cert,
+        key,
+        client_ca: dir.join("ca.pem"),
+    };
+    let config = trustee_config_at("127.0.0.1:0".into(), tls, dir, "trustee.db");
+    Ok((ca, config))
+}
+
 /// The dev proxy's `proxy.toml` (paths relative to the stack directory).
 fn proxy_config(
     listen: SocketAddr,

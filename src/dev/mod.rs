@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 pub use env::storage_from_env_file;
-pub use init::{DEV_PROXY, free_port, init, trustee_config, trustee_config_at};
+pub use init::{DEV_PROXY, free_port, init, single_trustee, trustee_config, trustee_config_at};
 
 /// The dev subcommand.
 #[derive(Debug, clap::Subcommand)]
