@@ -22,7 +22,7 @@ pub struct Launch<'a> {
     /// The config's address keys, the one waited for first. When the process finds its
     /// address taken, each of them that the config has is moved to a fresh port and the
     /// process restarted (up to three starts in all). Empty: the address is the config's
-    /// `listen` and is never moved (others, such as tenant registrations, name it).
+    /// `listen` and is never moved.
     pub movable: &'a [&'a str],
     /// Where its stderr goes, quietly (`TREUHAND_LOG=warn`, no stdout); `None`: both stay on
     /// this process's terminal.
@@ -188,17 +188,19 @@ pub fn listen_addr(table: &toml::Table, key: &str) -> anyhow::Result<SocketAddr>
 /// Runs the stack of a set-up DIR until Ctrl-C or until one of its processes exits.
 pub(super) async fn run_stack(dir: &Path) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the treuhand binary")?;
-    // The trustee's and the holder's addresses are in the tenant registrations too, so they
-    // stay where they are; the proxy's are only in proxy.toml and the env files.
+    // Every address may move to a fresh port if another process took it since set-up: the
+    // trustee's and the holder's are also in the tenant registrations, which follow them (the
+    // proxy, started last, reads them), the proxy's are also in the env files.
     let roles: [(&str, &str, &[&str]); 3] = [
-        ("trustee", "trustee", &[]),
-        ("holder", "trustee", &[]),
+        ("trustee", "trustee", &["listen"]),
+        ("holder", "trustee", &["listen"]),
         ("proxy", "proxy", &["listen", "metrics_listen"]),
     ];
     let mut children = Vec::new();
     let mut addrs = Vec::new();
     for (name, command, movable) in roles {
         let config = dir.join(format!("{name}.toml"));
+        let before = listen_addr(&read_toml(&config)?, "listen")?;
         let (child, addr) = spawn_listening(&Launch {
             exe: &exe,
             command,
@@ -209,14 +211,17 @@ pub(super) async fn run_stack(dir: &Path) -> anyhow::Result<()> {
         })
         .await
         .with_context(|| format!("cannot start the {name}"))?;
+        if addr != before {
+            if command == "proxy" {
+                super::env::move_endpoint(dir, addr)?;
+            } else {
+                move_in_registrations(&dir.join("tenants"), before, addr)?;
+            }
+        }
         addrs.push((name, addr, child.id()));
         children.push((name, child));
     }
     let proxy = read_toml(&dir.join("proxy.toml"))?;
-    if let Some(&(_, addr, _)) = addrs.last() {
-        // A no-op unless the proxy had to move to a fresh port.
-        super::env::move_endpoint(dir, addr)?;
-    }
     let metrics = listen_addr(&proxy, "metrics_listen")
         .map(|a| a.to_string())
         .unwrap_or_default();
@@ -249,6 +254,25 @@ pub(super) async fn run_stack(dir: &Path) -> anyhow::Result<()> {
         Some(name) => anyhow::bail!("the {name} process exited unexpectedly; see its log above"),
         None => Ok(()),
     }
+}
+
+/// Points every tenant registration in `tenants` that names a server at `from` to `to`
+/// (a trustee or holder that moved to a fresh port). Registrations hold a SigV4 secret: they
+/// are rewritten readable by their owner only, as `treuhand tenant create` writes them.
+fn move_in_registrations(tenants: &Path, from: SocketAddr, to: SocketAddr) -> anyhow::Result<()> {
+    let (from, to) = (format!("\"https://{from}\""), format!("\"https://{to}\""));
+    for entry in std::fs::read_dir(tenants)? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path)?);
+        if text.contains(&from) {
+            let moved = zeroize::Zeroizing::new(text.replace(&from, &to));
+            crate::tls::write_secret_file(&path, &moved)?;
+        }
+    }
+    Ok(())
 }
 
 async fn watch_children(children: &mut [(&'static str, tokio::process::Child)]) -> &'static str {
