@@ -66,7 +66,7 @@ pub async fn spawn_listening(
         edit_toml(launch.config, |t| {
             for key in launch.movable {
                 if t.contains_key(*key) {
-                    let port = super::free_port()?;
+                    let port = super::init::free_port()?;
                     t.insert(
                         (*key).to_owned(),
                         toml::Value::String(format!("127.0.0.1:{port}")),
