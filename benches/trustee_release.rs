@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 use treuhand::crypto::envelope::{KeyId, generate_tmk};
 use treuhand::crypto::shamir::{self, ShareEnvelope};
 use treuhand::secret::{Share, ShareValue};
-use treuhand::tls::{DevCa, Role};
+use treuhand::tls::Role;
 use treuhand::trustee::client::TrusteeClient;
-use treuhand::trustee::config::{Config, KeyFiles, Limits, StoreConfig, TlsFiles, generate_keys};
 use treuhand::trustee::policy::{Policy, RateLimit, SystemClock};
 use treuhand::trustee::server::{Server, run};
 use treuhand::trustee::wire::{EnrollRequest, Justification, ReleaseRequest};
@@ -62,34 +61,8 @@ async fn bench() {
         Err(_) => tempfile::tempdir().unwrap(),
     };
     let path = dir.path();
-    treuhand::tls::install_crypto_provider();
-    let ca = DevCa::generate("bench ca").unwrap();
-    ca.write(path).unwrap();
-    let (cert, key) = ca
-        .issue_server("trustee", &[])
-        .unwrap()
-        .write(path, "trustee")
-        .unwrap();
-    generate_keys(path).unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        tls: TlsFiles {
-            cert,
-            key,
-            client_ca: path.join("ca.pem"),
-        },
-        store: StoreConfig {
-            path: path.join("trustee.db"),
-        },
-        keys: KeyFiles {
-            sealing_key: path.join("sealing.key"),
-            signing_key: path.join("signing.key"),
-        },
-        limits: Limits {
-            max_batch: env_or("TREUHAND_BENCH_MAX_BATCH", 1024),
-            ..Limits::default()
-        },
-    };
+    let (ca, mut config) = treuhand::dev::single_trustee(path, "bench ca").unwrap();
+    config.limits.max_batch = env_or("TREUHAND_BENCH_MAX_BATCH", 1024);
     let server = Server::from_config(&config, Arc::new(SystemClock)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());

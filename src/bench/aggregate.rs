@@ -160,6 +160,26 @@ pub(crate) mod tests {
         }
     }
 
+    /// The rows of a sweep of passthrough and treuhand in the order a run writes them:
+    /// repetition `i` (1-based) measured `(ops/s, p50, p99)` = `passthrough[i - 1]`, then
+    /// `treuhand[i - 1]`.
+    pub(crate) fn interleaved(
+        passthrough: &[(f64, f64, f64)],
+        treuhand: &[(f64, f64, f64)],
+    ) -> Vec<Row> {
+        passthrough
+            .iter()
+            .zip(treuhand)
+            .enumerate()
+            .flat_map(|(i, (&(po, p50, p99), &(to, t50, t99)))| {
+                [
+                    row("passthrough", i + 1, po, p50, p99),
+                    row("treuhand", i + 1, to, t50, t99),
+                ]
+            })
+            .collect()
+    }
+
     #[test]
     fn median_of_an_odd_count_is_the_middle_value() {
         let s = spread(&[9.0, 1.0, 5.0]).unwrap();
@@ -189,12 +209,10 @@ pub(crate) mod tests {
 
     #[test]
     fn rows_differing_only_in_repeat_form_one_cell_in_first_seen_order() {
-        let rows = vec![
-            row("passthrough", 1, 100.0, 1.0, 2.0),
-            row("treuhand", 1, 50.0, 2.0, 4.0),
-            row("passthrough", 2, 120.0, 1.1, 2.2),
-            row("treuhand", 2, 40.0, 2.5, 5.0),
-        ];
+        let rows = interleaved(
+            &[(100.0, 1.0, 2.0), (120.0, 1.1, 2.2)],
+            &[(50.0, 2.0, 4.0), (40.0, 2.5, 5.0)],
+        );
         let cells = cells(&rows);
         assert_eq!(cells.len(), 2);
         assert_eq!(cells[0].params.scenario, "passthrough");

@@ -13,12 +13,16 @@ use tokio::sync::Mutex;
 use super::client::S3Client;
 
 /// The S3 operation a cell measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     /// PutObject of the full object size.
     Put,
-    /// GetObject of the whole object.
+    /// GetObject of the whole object (the default only so that a [`Row`] can be built field
+    /// by field).
+    ///
+    /// [`Row`]: super::results::Row
+    #[default]
     Get,
     /// GetObject of a 4 KiB range at a random offset.
     RangeGet,
@@ -35,6 +39,16 @@ pub enum Pacing {
         /// Requests per second.
         rate: f64,
     },
+}
+
+impl Pacing {
+    /// `closed` or `open@<rate>`, as results show it.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Closed => "closed".to_owned(),
+            Self::Open { rate } => format!("open@{rate}"),
+        }
+    }
 }
 
 /// One measurement.

@@ -92,6 +92,31 @@ fn line_chart(
     Ok(())
 }
 
+/// Draws the lines of `points` that have more than one point, sorted by x, into `path`;
+/// returns the path, or `None` (and writes nothing) when no line qualifies.
+fn line_chart_of(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    points: BTreeMap<String, Vec<(f64, f64)>>,
+    log_x: bool,
+) -> anyhow::Result<Option<PathBuf>> {
+    let series: Series = points
+        .into_iter()
+        .filter(|(_, p)| p.len() > 1)
+        .map(|(k, mut p)| {
+            p.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (k, p)
+        })
+        .collect();
+    if series.is_empty() {
+        return Ok(None);
+    }
+    line_chart(path, title, x_desc, y_desc, &series, log_x)?;
+    Ok(Some(path.to_owned()))
+}
+
 /// Writes every plot the results support into `dir` and returns their paths:
 /// latency CDFs per (operation, size), throughput against object size, and escrow overhead
 /// (p50 and p99) against trustee round trip.
@@ -153,26 +178,14 @@ pub fn write_all(dir: &Path, rows: &[Row]) -> anyhow::Result<Vec<PathBuf>> {
         .or_default()
         .push((row.object_size as f64, cell.spread(|r| r.mib_per_s).median));
     }
-    let series: Series = tput
-        .into_iter()
-        .filter(|(_, p)| p.len() > 1)
-        .map(|(k, mut p)| {
-            p.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (k, p)
-        })
-        .collect();
-    if !series.is_empty() {
-        let path = dir.join("throughput-vs-size.svg");
-        line_chart(
-            &path,
-            "throughput against object size",
-            "object size (bytes, log)",
-            "MiB/s",
-            &series,
-            true,
-        )?;
-        written.push(path);
-    }
+    written.extend(line_chart_of(
+        &dir.join("throughput-vs-size.svg"),
+        "throughput against object size",
+        "object size (bytes, log)",
+        "MiB/s",
+        tput,
+        true,
+    )?);
     // Escrow overhead against trustee RTT: p50/p99 of TTL-0 treuhand cells.
     let mut rtt: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for cell in cells.iter().filter(|c| c.params.cache_ttl_s == Some(0.0)) {
@@ -190,25 +203,13 @@ pub fn write_all(dir: &Path, rows: &[Row]) -> anyhow::Result<Vec<PathBuf>> {
             .or_default()
             .push((row.trustee_rtt_ms, cell.spread(|r| r.p99_ms).median));
     }
-    let series: Series = rtt
-        .into_iter()
-        .filter(|(_, p)| p.len() > 1)
-        .map(|(k, mut p)| {
-            p.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (k, p)
-        })
-        .collect();
-    if !series.is_empty() {
-        let path = dir.join("overhead-vs-rtt.svg");
-        line_chart(
-            &path,
-            "escrow latency against trustee round trip (TTL 0)",
-            "trustee RTT (ms)",
-            "latency (ms)",
-            &series,
-            false,
-        )?;
-        written.push(path);
-    }
+    written.extend(line_chart_of(
+        &dir.join("overhead-vs-rtt.svg"),
+        "escrow latency against trustee round trip (TTL 0)",
+        "trustee RTT (ms)",
+        "latency (ms)",
+        rtt,
+        false,
+    )?);
     Ok(written)
 }

@@ -63,22 +63,9 @@ pub fn markdown(rows: &[Row], manifest: &serde_json::Value) -> String {
     let cells = aggregate::cells(rows);
     let repeated = aggregate::repeated(&cells);
     let mut out = String::from("# treuhand bench summary\n\n");
-    let _ = writeln!(
-        out,
-        "Run: `{}`\n",
-        manifest
-            .get("started")
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-    );
-    let _ = writeln!(
-        out,
-        "Machine: {}\n",
-        manifest
-            .get("machine")
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-    );
+    let manifest_text = |key: &str| manifest.get(key).and_then(|v| v.as_str()).unwrap_or("?");
+    let _ = writeln!(out, "Run: `{}`\n", manifest_text("started"));
+    let _ = writeln!(out, "Machine: {}\n", manifest_text("machine"));
     if repeated {
         let most = cells.iter().map(Cell::repeats).max().unwrap_or(1);
         let _ = writeln!(
@@ -216,7 +203,7 @@ pub fn markdown(rows: &[Row], manifest: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::aggregate::tests::row;
+    use crate::bench::aggregate::tests::{interleaved, row};
 
     fn table_line<'a>(summary: &'a str, scenario: &str) -> &'a str {
         summary
@@ -227,10 +214,7 @@ mod tests {
 
     #[test]
     fn a_single_pass_renders_as_before_repetitions_existed() {
-        let rows = vec![
-            row("passthrough", 1, 100.0, 1.0, 2.0),
-            row("treuhand", 1, 50.0, 2.0, 4.0),
-        ];
+        let rows = interleaved(&[(100.0, 1.0, 2.0)], &[(50.0, 2.0, 4.0)]);
         let summary = markdown(&rows, &serde_json::json!({}));
         assert!(summary.contains(
             "| scenario | op | size | conc | pacing | ttl s | k-of-n | rtt ms | ok | err | ops/s | MiB/s | p50 ms | p99 ms | p99.9 ms | ×passthrough tput | +p50 ms vs passthrough | ×direct tput | proxy RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
@@ -250,14 +234,10 @@ mod tests {
     fn repeated_cells_show_median_and_range_and_ratios_from_medians() {
         // Throughput ratios per repetition are 1.0, 0.2 and 0.75 (median 0.75) and the means
         // give 0.52; only the ratio of the medians, 100 / 200, is 0.50.
-        let rows = vec![
-            row("passthrough", 1, 100.0, 1.0, 2.0),
-            row("treuhand", 1, 100.0, 2.0, 4.0),
-            row("passthrough", 2, 300.0, 1.2, 2.0),
-            row("treuhand", 2, 60.0, 3.0, 9.0),
-            row("passthrough", 3, 200.0, 1.1, 2.0),
-            row("treuhand", 3, 150.0, 2.5, 5.0),
-        ];
+        let rows = interleaved(
+            &[(100.0, 1.0, 2.0), (300.0, 1.2, 2.0), (200.0, 1.1, 2.0)],
+            &[(100.0, 2.0, 4.0), (60.0, 3.0, 9.0), (150.0, 2.5, 5.0)],
+        );
         let summary = markdown(&rows, &serde_json::json!({}));
         assert!(summary.contains("Repetitions: 3, interleaved"), "{summary}");
         assert!(

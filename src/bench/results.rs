@@ -1,4 +1,5 @@
-//! Result rows, the CSV/JSON writers, the run manifest and per-process CPU/RSS probes.
+//! Result rows, the CSV/JSON writers and the probes of the proxy process (CPU, RSS) and of
+//! the host (CPU steadiness).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -9,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::load::{LoadResult, Op};
 
 /// One cell of a sweep: its parameters and what was measured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// The parameters are set field by field (`..Row::default()` for the rest), then
+/// [`Row::measured`] fills in the measurements.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Row {
     /// `direct`, `passthrough` or `treuhand`, plus any label.
     pub scenario: String,
@@ -75,32 +79,10 @@ fn ms(histogram: &Histogram<u64>, q: f64) -> f64 {
     histogram.value_at_quantile(q) as f64 / 1000.0
 }
 
-/// The parameter part of a row; [`Row::from_load`] fills in the measurements.
-#[derive(Debug, Clone)]
-pub struct Params {
-    /// See [`Row::scenario`].
-    pub scenario: String,
-    /// See [`Row::op`].
-    pub op: Op,
-    /// See [`Row::object_size`].
-    pub object_size: u64,
-    /// See [`Row::concurrency`].
-    pub concurrency: usize,
-    /// See [`Row::pacing`].
-    pub pacing: String,
-    /// See [`Row::cache_ttl_s`].
-    pub cache_ttl_s: Option<f64>,
-    /// See [`Row::threshold`].
-    pub threshold: String,
-    /// See [`Row::trustee_rtt_ms`].
-    pub trustee_rtt_ms: f64,
-    /// See [`Row::repeat`].
-    pub repeat: usize,
-}
-
 impl Row {
-    /// Builds a row from parameters and a load result.
-    pub fn from_load(params: Params, load: &LoadResult) -> Self {
+    /// This row's parameters with the measurements of `load`.
+    #[must_use]
+    pub fn measured(self, load: &LoadResult) -> Self {
         let h = &load.histogram;
         let secs = load.elapsed.as_secs_f64().max(1e-9);
         let cdf = [
@@ -110,15 +92,6 @@ impl Row {
         .map(|&q| (q, ms(h, q)))
         .collect();
         Row {
-            scenario: params.scenario,
-            op: params.op,
-            object_size: params.object_size,
-            concurrency: params.concurrency,
-            pacing: params.pacing,
-            cache_ttl_s: params.cache_ttl_s,
-            threshold: params.threshold,
-            trustee_rtt_ms: params.trustee_rtt_ms,
-            repeat: params.repeat,
             requests_ok: load.ok,
             errors: load.errors,
             duration_s: secs,
@@ -135,6 +108,7 @@ impl Row {
             gen_lag_p99_ms: load.dispatch_lag.as_ref().map(|lag| ms(lag, 0.99)),
             cdf,
             first_error: load.first_error.clone(),
+            ..self
         }
     }
 }

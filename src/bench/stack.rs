@@ -1,34 +1,16 @@
 //! Starting and stopping what a sweep measures: either an already running endpoint described
-//! by a `dev.env`-style file, or (per variant) a stack of local processes.
+//! by a `dev.env`-style file, the S3 backend itself, or (per variant) a stack of local
+//! processes.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use super::cell::Endpoint;
+use super::client;
+use super::plan::{Scenario, Threshold, Variant};
+pub use crate::dev::env::parse_env_file;
+use crate::dev::stack::{Launch, edit_toml, listen_addr, read_toml, spawn_listening};
 use base64::Engine as _;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-
-use super::{Endpoint, SweepConfig, Variant, client, results::Row};
-
-/// Parses a shell file of `export NAME=value` lines (as `treuhand dev` writes them).
-///
-/// # Errors
-/// If the file cannot be read.
-pub fn parse_env_file(path: &Path) -> anyhow::Result<HashMap<String, String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let line = line.trim().strip_prefix("export ").unwrap_or(line.trim());
-            let (k, v) = line.split_once('=')?;
-            Some((
-                k.trim().to_owned(),
-                v.trim().trim_matches(['"', '\'']).to_owned(),
-            ))
-        })
-        .collect())
-}
 
 /// Builds an [`Endpoint`] from an env file (`TREUHAND_ENDPOINT`, `AWS_*`, `TREUHAND_BUCKET`,
 /// optional `TREUHAND_SHARE_FILE`, optional `TREUHAND_METRICS`/`TREUHAND_PROXY_PID`).
@@ -36,11 +18,7 @@ pub fn parse_env_file(path: &Path) -> anyhow::Result<HashMap<String, String>> {
 /// # Errors
 /// Missing variables, unreadable CA or share file, with the name of what is missing.
 pub fn endpoint_from_env(vars: &HashMap<String, String>) -> anyhow::Result<Endpoint> {
-    let get = |k: &str| {
-        vars.get(k)
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("{k} is not set in the env file"))
-    };
+    let get = |k: &str| var(vars, k, "env file");
     let sse_c = match vars.get("TREUHAND_SHARE_FILE") {
         Some(path) => {
             let raw = std::fs::read(path)
@@ -71,148 +49,63 @@ pub fn endpoint_from_env(vars: &HashMap<String, String>) -> anyhow::Result<Endpo
         None => anyhow::bail!("AWS_CA_BUNDLE is not set: the harness needs the CA of {endpoint}"),
     };
     Ok(Endpoint {
-        target: client::Target {
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
-            bucket: get("TREUHAND_BUCKET")?,
-            access_key: get("AWS_ACCESS_KEY_ID")?,
-            secret_key: get("AWS_SECRET_ACCESS_KEY")?,
-            region: vars
-                .get("AWS_DEFAULT_REGION")
-                .cloned()
-                .unwrap_or_else(|| "us-east-1".into()),
+        target: target_from_env(
+            vars,
+            "env file",
+            TREUHAND_NAMES,
+            get("TREUHAND_BUCKET")?,
             sse_c,
-        },
+        )?,
         tls,
         proxy_pid: vars.get("TREUHAND_PROXY_PID").and_then(|p| p.parse().ok()),
         metrics_url: vars.get("TREUHAND_METRICS").cloned(),
     })
 }
 
-/// Runs a whole sweep and writes every output into `out`.
-///
-/// With `env`, every cell targets that running endpoint as scenario `label`; otherwise the
-/// harness starts its own stack per variant.
-///
-/// # Errors
-/// Setup failures (with what to do); individual request failures are counted, not fatal.
-pub async fn run_sweep(
-    config: &SweepConfig,
-    out: &Path,
-    env: Option<&Path>,
-    backend_env: Option<&Path>,
-    label: &str,
-) -> anyhow::Result<Vec<Row>> {
-    std::fs::create_dir_all(out)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
-    let mut manifest = super::manifest_for(config, out);
-    if !config.skip_cpu_probe {
-        println!("probing CPU steadiness for 3 s (see manifest.json, cpu_stability)");
-        let probe = tokio::task::spawn_blocking(|| {
-            super::results::cpu_stability(std::time::Duration::from_secs(3))
-        })
-        .await?;
-        if let Some(m) = manifest.as_object_mut() {
-            m.insert("cpu_stability".into(), probe);
-        }
-    }
-    let progress = MultiProgress::new();
-    let mut rows = Vec::new();
-    let variants: Vec<Variant> = match env {
-        Some(_) => vec![Variant {
-            scenario: label.to_owned(),
-            cache_ttl_s: None,
-            threshold: "-".into(),
-            trustee_rtt_ms: 0.0,
-        }],
-        None => super::variants(config),
-    };
-    let overall = progress.add(ProgressBar::new(
-        (config.repeats * variants.len() * super::cells_per_variant(config)) as u64,
-    ));
-    overall.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} cells, {elapsed} elapsed, ~{eta} left")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let stacks = out.join("stacks");
-    for (repeat, index, variant) in super::schedule(&variants, config.repeats) {
-        let mut own = None;
-        let endpoint = match (env, variant.scenario.as_str()) {
-            (Some(path), _) => endpoint_from_env(&parse_env_file(path)?)?,
-            (None, "direct") => match backend_env {
-                Some(path) => direct_endpoint(&parse_env_file(path)?)?,
-                None => {
-                    if repeat == 1 {
-                        super::say(
-                            &overall,
-                            "skipping scenario direct: the default stack stores on the filesystem, which has no S3 endpoint of its own (pass --backend-env rgw.env to compare against an S3 backend)",
-                        );
-                    }
-                    overall.inc(super::cells_per_variant(config) as u64);
-                    continue;
-                }
-            },
-            (None, _) => {
-                super::say(
-                    &overall,
-                    format!(
-                        "starting stack {index}: {} ttl={:?} {} rtt={} ms{}",
-                        variant.scenario,
-                        variant.cache_ttl_s,
-                        variant.threshold,
-                        variant.trustee_rtt_ms,
-                        super::repeat_label(repeat, config.repeats)
-                    ),
-                );
-                let stack = start_own(
-                    variant,
-                    &stack_dir(&stacks, index, repeat, config.repeats),
-                    backend_env,
-                )
-                .await?;
-                let endpoint = stack.endpoint.clone();
-                own = Some(stack);
-                endpoint
-            }
-        };
-        super::run_variant(
-            config, variant, repeat, &endpoint, &progress, &overall, &mut rows,
-        )
-        .await?;
-        if let Some(stack) = own.take() {
-            let storage = stack.dir.join("storage");
-            drop(stack);
-            // The stored objects are only load (up to GiBs per variant with large sizes); the
-            // configs, certificates and logs stay for inspection.
-            if storage.is_dir()
-                && let Err(e) = std::fs::remove_dir_all(&storage)
-            {
-                super::say(
-                    &overall,
-                    format!("could not remove {}: {e}", storage.display()),
-                );
-            }
-        }
-    }
-    overall.finish_and_clear();
-    let plots = super::write_outputs(out, &rows, &manifest)?;
-    println!(
-        "wrote {} rows to {}/results.csv, results.json, manifest.json, summary.md and {} plot(s)",
-        rows.len(),
-        out.display(),
-        plots.len()
-    );
-    Ok(rows)
+/// The variables naming an S3 endpoint, its credentials and its region, in that order.
+type EnvNames = [&'static str; 4];
+
+/// `treuhand dev`'s env files.
+const TREUHAND_NAMES: EnvNames = [
+    "TREUHAND_ENDPOINT",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+];
+
+/// `.ci/ceph.sh`'s `rgw.env`.
+const RGW_NAMES: EnvNames = [
+    "RGW_ENDPOINT",
+    "RGW_ACCESS_KEY_ID",
+    "RGW_SECRET_ACCESS_KEY",
+    "RGW_REGION",
+];
+
+fn var(vars: &HashMap<String, String>, name: &str, file: &str) -> anyhow::Result<String> {
+    vars.get(name)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("{name} is not set in the {file}"))
 }
 
-/// Where variant `index` of repetition `repeat` keeps its stack: `stacks/N` for a single
-/// pass (as before repetitions existed), `stacks/repR/N` otherwise, so every repetition's logs
-/// stay for inspection.
-fn stack_dir(stacks: &Path, index: usize, repeat: usize, repeats: usize) -> PathBuf {
-    if repeats > 1 {
-        stacks.join(format!("rep{repeat}")).join(index.to_string())
-    } else {
-        stacks.join(index.to_string())
-    }
+/// The S3 target that `names` describe in `vars` (the region defaults to us-east-1).
+fn target_from_env(
+    vars: &HashMap<String, String>,
+    file: &str,
+    [endpoint, access_key, secret_key, region]: EnvNames,
+    bucket: String,
+    sse_c: Option<[u8; 32]>,
+) -> anyhow::Result<client::Target> {
+    Ok(client::Target {
+        endpoint: var(vars, endpoint, file)?.trim_end_matches('/').to_owned(),
+        bucket,
+        access_key: var(vars, access_key, file)?,
+        secret_key: var(vars, secret_key, file)?,
+        region: vars
+            .get(region)
+            .cloned()
+            .unwrap_or_else(|| "us-east-1".into()),
+        sse_c,
+    })
 }
 
 /// A stack of child processes started for one variant; killed on drop.
@@ -233,115 +126,6 @@ impl Drop for OwnStack {
     }
 }
 
-/// Parses a generated config. toml's own error message quotes the offending line, and a
-/// generated proxy.toml can hold the storage backend's secret, so errors give the position only.
-fn parse_toml(path: &Path, text: &str) -> anyhow::Result<toml::Table> {
-    toml::from_str(text)
-        .map_err(|e| anyhow::anyhow!(crate::logging::describe_toml_error(path, text, &e)))
-}
-
-fn read_toml(path: &Path) -> anyhow::Result<toml::Table> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    parse_toml(path, &text)
-}
-
-fn edit_toml(
-    path: &Path,
-    edit: impl FnOnce(&mut toml::Table) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let mut table = parse_toml(path, &text)?;
-    edit(&mut table)?;
-    std::fs::write(path, toml::to_string_pretty(&table)?)?;
-    Ok(())
-}
-
-fn spawn(exe: &Path, args: &[&str], log: &Path) -> anyhow::Result<tokio::process::Child> {
-    let log_file = std::fs::File::create(log)?;
-    let child = tokio::process::Command::new(exe)
-        .args(args)
-        .env("TREUHAND_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(log_file)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start {} {}: {e}", exe.display(), args.join(" ")))?;
-    Ok(child)
-}
-
-async fn wait_for_port(addr: SocketAddr, what: &str, log: &Path) -> anyhow::Result<()> {
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let tail = std::fs::read_to_string(log).unwrap_or_default();
-    anyhow::bail!(
-        "{what} did not start listening on {addr} within 15 s; its log ({}):\n{tail}",
-        log.display()
-    )
-}
-
-/// Starts `treuhand <command> --config <config>` and waits until it listens on the address
-/// the config's first `keys` entry names.
-///
-/// The ports were picked free by `dev init`, but other processes (parallel tests, a busy
-/// machine's outgoing connections) can take one before the child binds it. A child that fails
-/// with "Address already in use" is restarted on fresh free ports for every key in `keys`,
-/// up to three times, instead of failing the whole sweep.
-async fn spawn_listening(
-    exe: &Path,
-    command: &str,
-    config: &Path,
-    keys: &[&str],
-    log: &Path,
-    what: &str,
-) -> anyhow::Result<(tokio::process::Child, SocketAddr)> {
-    let config_arg = config.to_string_lossy().into_owned();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let table = read_toml(config)?;
-        let addr = listen_addr(&table, keys.first().copied().unwrap_or("listen"))?;
-        let mut child = spawn(exe, &[command, "--config", &config_arg], log)?;
-        match wait_for_port(addr, what, log).await {
-            Ok(()) => return Ok((child, addr)),
-            Err(e) => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                let log_text = std::fs::read_to_string(log).unwrap_or_default();
-                if attempt >= 3 || !log_text.contains("Address already in use") {
-                    return Err(e);
-                }
-                edit_toml(config, |t| {
-                    for key in keys {
-                        if t.contains_key(*key) {
-                            let port = crate::dev::free_port()?;
-                            t.insert(
-                                (*key).to_owned(),
-                                toml::Value::String(format!("127.0.0.1:{port}")),
-                            );
-                        }
-                    }
-                    Ok(())
-                })?;
-            }
-        }
-    }
-}
-
-fn listen_addr(table: &toml::Table, key: &str) -> anyhow::Result<SocketAddr> {
-    table
-        .get(key)
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| anyhow::anyhow!("config has no {key}"))?
-        .parse()
-        .map_err(|e| anyhow::anyhow!("bad {key}: {e}"))
-}
-
 /// Starts trustee and proxy for one variant, from a fresh `treuhand dev init` set-up in `dir`
 /// (filesystem storage, tenant `demo` with its share in SSE-C), adjusted to the variant:
 /// cache TTL, a delaying relay in front of the trustee, or pass-through mode.
@@ -353,11 +137,10 @@ pub async fn start_own(
     dir: &Path,
     backend_env: Option<&Path>,
 ) -> anyhow::Result<OwnStack> {
-    let (threshold, holders) = if variant.threshold == "-" {
-        (2, 2)
-    } else {
-        super::parse_threshold(&variant.threshold)?
-    };
+    let Threshold {
+        k: threshold,
+        n: holders,
+    } = variant.threshold.unwrap_or(Threshold::TWO_OF_TWO);
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let dir = std::fs::canonicalize(dir)?;
@@ -385,8 +168,15 @@ pub async fn start_own(
     for name in &trustee_names {
         let config_path = dir.join(format!("{name}.toml"));
         let log = dir.join(format!("{name}.log"));
-        let (child, addr) =
-            spawn_listening(&exe, "trustee", &config_path, &["listen"], &log, name).await?;
+        let (child, addr) = spawn_listening(&Launch {
+            exe: &exe,
+            command: "trustee",
+            config: &config_path,
+            movable: &["listen"],
+            log: Some(&log),
+            what: name,
+        })
+        .await?;
         children.push(child);
         let addr = if variant.trustee_rtt_ms > 0.0 {
             super::relay::start(
@@ -453,7 +243,7 @@ pub async fn start_own(
                 toml::Value::Integer(4096),
             );
         }
-        if variant.scenario == "passthrough" {
+        if variant.scenario == Scenario::Passthrough {
             t.insert(
                 "danger_passthrough_no_encryption".into(),
                 toml::Value::Boolean(true),
@@ -462,14 +252,14 @@ pub async fn start_own(
         Ok(())
     })?;
     let proxy_log = dir.join("proxy.log");
-    let (proxy, proxy_addr) = spawn_listening(
-        &exe,
-        "proxy",
-        &proxy_toml,
-        &["listen", "metrics_listen"],
-        &proxy_log,
-        "the proxy",
-    )
+    let (proxy, proxy_addr) = spawn_listening(&Launch {
+        exe: &exe,
+        command: "proxy",
+        config: &proxy_toml,
+        movable: &["listen", "metrics_listen"],
+        log: Some(&proxy_log),
+        what: "the proxy",
+    })
     .await?;
     let proxy_table = read_toml(&proxy_toml)?;
     let metrics_addr = listen_addr(&proxy_table, "metrics_listen").ok();
@@ -504,25 +294,18 @@ pub async fn start_own(
 }
 
 /// The S3 backend itself (e.g. Ceph RGW from `.ci/ceph.sh`), measured without any proxy.
-fn direct_endpoint(vars: &HashMap<String, String>) -> anyhow::Result<Endpoint> {
-    let get = |k: &str| {
-        vars.get(k)
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("{k} is not set in the backend env file"))
-    };
-    let endpoint = get("RGW_ENDPOINT")?;
+///
+/// # Errors
+/// Missing variables, with their names.
+pub fn direct_endpoint(vars: &HashMap<String, String>) -> anyhow::Result<Endpoint> {
     Ok(Endpoint {
-        target: client::Target {
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
-            bucket: "bench-direct".into(),
-            access_key: get("RGW_ACCESS_KEY_ID")?,
-            secret_key: get("RGW_SECRET_ACCESS_KEY")?,
-            region: vars
-                .get("RGW_REGION")
-                .cloned()
-                .unwrap_or_else(|| "us-east-1".into()),
-            sse_c: None,
-        },
+        target: target_from_env(
+            vars,
+            "backend env file",
+            RGW_NAMES,
+            "bench-direct".into(),
+            None,
+        )?,
         tls: crate::tls::client_config_webpki_roots_free(),
         proxy_pid: None,
         metrics_url: None,

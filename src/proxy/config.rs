@@ -22,15 +22,17 @@ pub struct ConfigError(pub String);
 /// `proxy.toml`.
 ///
 /// `Debug` is derived: its one secret, the storage backend's key in [`StorageConfig`], is a
-/// [`SecretString`] that prints `[REDACTED]`.
-#[derive(Debug, Clone, Deserialize)]
+/// [`SecretString`] that prints `[REDACTED]`. `Serialize` writes a `proxy.toml` that loads
+/// back with the same settings (`treuhand dev init` writes its config so), and so does write
+/// that secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
     /// Address of the S3 HTTPS endpoint.
     pub listen: SocketAddr,
     /// Address of the Prometheus `/metrics` endpoint (plain HTTP; keep it on loopback or a
     /// management network). Absent: no metrics endpoint.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
     /// Connection limits and timeouts of the S3 endpoint (`[limits]`; every field has a
     /// default, so configs without the section keep working).

@@ -1,0 +1,336 @@
+//! The running dev stack (`treuhand dev`): the trustee, the holder and the proxy as separate
+//! child processes of this binary on 127.0.0.1 (so each can be stopped alone), a quick start,
+//! and a graceful stop of all three on Ctrl-C.
+//!
+//! Also the one way this crate starts a server process from a config and waits until it
+//! listens ([`spawn_listening`]), shared with the bench harness's stacks.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+/// How to start one server process: `EXE COMMAND --config CONFIG`.
+pub struct Launch<'a> {
+    /// The treuhand binary.
+    pub exe: &'a Path,
+    /// `trustee` or `proxy`.
+    pub command: &'a str,
+    /// Its config file (TOML).
+    pub config: &'a Path,
+    /// The config's address keys, the one waited for first. When the process finds its
+    /// address taken, each of them that the config has is moved to a fresh port and the
+    /// process restarted (up to three starts in all). Empty: the address is the config's
+    /// `listen` and is never moved.
+    pub movable: &'a [&'a str],
+    /// Where its stderr goes, quietly (`TREUHAND_LOG=warn`, no stdout); `None`: both stay on
+    /// this process's terminal.
+    pub log: Option<&'a Path>,
+    /// Its name in messages.
+    pub what: &'a str,
+}
+
+/// Starts a server process and waits until it listens on the address its config names.
+///
+/// The ports of a generated config were free when they were picked, but other processes
+/// (parallel tests, a busy machine's outgoing connections) can take one before the child binds
+/// it. A child that fails because its address is taken (its log says "Address already in use",
+/// or the address cannot be bound once it has exited) is restarted on fresh free ports for
+/// every key in `movable`, instead of failing the whole stack.
+///
+/// # Errors
+/// Start failures, with the child's log where there is one.
+pub async fn spawn_listening(
+    launch: &Launch<'_>,
+) -> anyhow::Result<(tokio::process::Child, SocketAddr)> {
+    let key = launch.movable.first().copied().unwrap_or("listen");
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let addr = listen_addr(&read_toml(launch.config)?, key)?;
+        let mut child = spawn(launch)?;
+        let Err(e) = wait_listening(addr, &mut child, launch).await else {
+            return Ok((child, addr));
+        };
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        let log_says_taken = launch
+            .log
+            .and_then(|log| std::fs::read_to_string(log).ok())
+            .is_some_and(|text| text.contains("Address already in use"));
+        let taken = log_says_taken || address_taken(addr);
+        if attempt >= 3 || launch.movable.is_empty() || !taken {
+            return Err(e);
+        }
+        edit_toml(launch.config, |t| {
+            for key in launch.movable {
+                if t.contains_key(*key) {
+                    let port = super::init::free_port()?;
+                    t.insert(
+                        (*key).to_owned(),
+                        toml::Value::String(format!("127.0.0.1:{port}")),
+                    );
+                }
+            }
+            Ok(())
+        })?;
+    }
+}
+
+fn spawn(launch: &Launch<'_>) -> anyhow::Result<tokio::process::Child> {
+    let mut command = tokio::process::Command::new(launch.exe);
+    command
+        .arg(launch.command)
+        .arg("--config")
+        .arg(launch.config)
+        .kill_on_drop(true);
+    if let Some(log) = launch.log {
+        command
+            .env("TREUHAND_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log)?);
+    }
+    command.spawn().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot start {} {} --config {}: {e}",
+            launch.exe.display(),
+            launch.command,
+            launch.config.display()
+        )
+    })
+}
+
+async fn wait_listening(
+    addr: SocketAddr,
+    child: &mut tokio::process::Child,
+    launch: &Launch<'_>,
+) -> anyhow::Result<()> {
+    let what = launch.what;
+    let log = || match launch.log {
+        Some(log) => format!(
+            "; its log ({}):\n{}",
+            log.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        ),
+        None => String::new(),
+    };
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!(
+                "{what} exited with {status} before listening on {addr}{}",
+                log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!(
+        "{what} did not start listening on {addr} within 15 s{}",
+        log()
+    )
+}
+
+/// Whether another socket holds `addr` (binding it fails with "address in use").
+fn address_taken(addr: SocketAddr) -> bool {
+    matches!(
+        std::net::TcpListener::bind(addr),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse
+    )
+}
+
+/// Parses a generated config. toml's own error message quotes the offending line, and a
+/// generated proxy.toml can hold the storage backend's secret, so errors give the position only.
+fn parse_toml(path: &Path, text: &str) -> anyhow::Result<toml::Table> {
+    toml::from_str(text)
+        .map_err(|e| anyhow::anyhow!(crate::logging::describe_toml_error(path, text, &e)))
+}
+
+/// Reads a generated config as a table (see [`parse_toml`] for its errors).
+///
+/// # Errors
+/// An unreadable or malformed file.
+pub fn read_toml(path: &Path) -> anyhow::Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    parse_toml(path, &text)
+}
+
+/// Rewrites a generated config through `edit`.
+///
+/// # Errors
+/// An unreadable or malformed file, or `edit`'s error.
+pub fn edit_toml(
+    path: &Path,
+    edit: impl FnOnce(&mut toml::Table) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut table = read_toml(path)?;
+    edit(&mut table)?;
+    std::fs::write(path, toml::to_string_pretty(&table)?)?;
+    Ok(())
+}
+
+/// The socket address under `key` in a config table.
+///
+/// # Errors
+/// If the key is missing or not an address.
+pub fn listen_addr(table: &toml::Table, key: &str) -> anyhow::Result<SocketAddr> {
+    table
+        .get(key)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| anyhow::anyhow!("config has no {key}"))?
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad {key}: {e}"))
+}
+
+/// Runs the stack of a set-up DIR until Ctrl-C or until one of its processes exits.
+pub(super) async fn run_stack(dir: &Path) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the treuhand binary")?;
+    // Every address may move to a fresh port if another process took it since set-up: the
+    // trustee's and the holder's are also in the tenant registrations, which follow them (the
+    // proxy, started last, reads them), the proxy's are also in the env files.
+    let roles: [(&str, &str, &[&str]); 3] = [
+        ("trustee", "trustee", &["listen"]),
+        ("holder", "trustee", &["listen"]),
+        ("proxy", "proxy", &["listen", "metrics_listen"]),
+    ];
+    let mut children = Vec::new();
+    let mut addrs = Vec::new();
+    for (name, command, movable) in roles {
+        let config = dir.join(format!("{name}.toml"));
+        let before = listen_addr(&read_toml(&config)?, "listen")?;
+        let (child, addr) = spawn_listening(&Launch {
+            exe: &exe,
+            command,
+            config: &config,
+            movable,
+            log: None,
+            what: name,
+        })
+        .await
+        .with_context(|| format!("cannot start the {name}"))?;
+        if addr != before {
+            if command == "proxy" {
+                super::env::move_endpoint(dir, addr)?;
+            } else {
+                move_in_registrations(&dir.join("tenants"), before, addr)?;
+            }
+        }
+        addrs.push((name, addr, child.id()));
+        children.push((name, child));
+    }
+    let proxy = read_toml(&dir.join("proxy.toml"))?;
+    let metrics = listen_addr(&proxy, "metrics_listen")
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    print_quick_start(dir, &addrs, &metrics);
+
+    let mut failed = None;
+    tokio::select! {
+        () = crate::shutdown_signal() => {}
+        name = watch_children(&mut children) => failed = Some(name),
+    }
+    for (name, child) in &mut children {
+        if let Some(pid) = child.id() {
+            // SIGTERM first so each process shuts down gracefully.
+            let _ = tokio::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await;
+        }
+        match tokio::time::timeout(Duration::from_secs(12), child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!(role = %name, "did not stop in time; killing");
+                let _ = child.kill().await;
+            }
+        }
+    }
+    println!("treuhand dev: stopped trustee, holder and proxy");
+    match failed {
+        Some(name) => anyhow::bail!("the {name} process exited unexpectedly; see its log above"),
+        None => Ok(()),
+    }
+}
+
+/// Points every tenant registration in `tenants` that names a server at `from` to `to`
+/// (a trustee or holder that moved to a fresh port). Registrations hold a SigV4 secret: they
+/// are rewritten readable by their owner only, as `treuhand tenant create` writes them.
+fn move_in_registrations(tenants: &Path, from: SocketAddr, to: SocketAddr) -> anyhow::Result<()> {
+    let (from, to) = (format!("\"https://{from}\""), format!("\"https://{to}\""));
+    for entry in std::fs::read_dir(tenants)? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path)?);
+        if text.contains(&from) {
+            let moved = zeroize::Zeroizing::new(text.replace(&from, &to));
+            crate::tls::write_secret_file(&path, &moved)?;
+        }
+    }
+    Ok(())
+}
+
+async fn watch_children(children: &mut [(&'static str, tokio::process::Child)]) -> &'static str {
+    loop {
+        for (name, child) in children.iter_mut() {
+            if let Ok(Some(_)) = child.try_wait() {
+                return name;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn print_quick_start(dir: &Path, addrs: &[(&str, SocketAddr, Option<u32>)], metrics: &str) {
+    let d = dir.display();
+    println!();
+    println!("treuhand dev stack is running (TEST-ONLY certificates in {d}/certs)");
+    for (name, addr, pid) in addrs {
+        let what = match *name {
+            "trustee" => "independent trustee",
+            "holder" => "customer-run share holder (tenant demo-holder)",
+            _ => "S3 endpoint",
+        };
+        println!(
+            "  {name:<8} https://{addr}  pid {}  {what}",
+            pid.map(|p| p.to_string()).unwrap_or_default()
+        );
+    }
+    if !metrics.is_empty() {
+        println!("  metrics  http://{metrics}/metrics");
+    }
+    println!();
+    println!("Quick start (in another shell):");
+    println!();
+    println!("  # tenant demo: the customer share travels in SSE-C headers");
+    println!("  source {d}/dev.env");
+    println!("  echo 'hello, trustee' > hello.txt");
+    println!(
+        "  aws s3 cp hello.txt s3://$TREUHAND_BUCKET/hello.txt --endpoint-url $TREUHAND_ENDPOINT --sse-c AES256 --sse-c-key fileb://$TREUHAND_SHARE_FILE"
+    );
+    println!(
+        "  aws s3 cp s3://$TREUHAND_BUCKET/hello.txt - --endpoint-url $TREUHAND_ENDPOINT --sse-c AES256 --sse-c-key fileb://$TREUHAND_SHARE_FILE"
+    );
+    println!("  aws s3 ls s3://$TREUHAND_BUCKET --endpoint-url $TREUHAND_ENDPOINT");
+    println!();
+    println!(
+        "  # tenant demo-holder: the customer's own holder releases its share, plain S3 works"
+    );
+    println!("  source {d}/dev-holder.env");
+    println!(
+        "  aws s3 cp hello.txt s3://$TREUHAND_BUCKET/hello.txt --endpoint-url $TREUHAND_ENDPOINT"
+    );
+    println!("  aws s3 cp s3://$TREUHAND_BUCKET/hello.txt - --endpoint-url $TREUHAND_ENDPOINT");
+    println!();
+    println!(
+        "  The stored objects under {d}/storage are ciphertext. Stop the trustee (kill its pid)"
+    );
+    println!("  and reads fail with 503 once the key cache (60 s) expires.");
+    println!();
+    println!("Press Ctrl-C to stop all three.");
+}
