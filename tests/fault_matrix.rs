@@ -169,7 +169,7 @@ async fn proxy_sigkill_mid_overwrite_keeps_the_old_version() {
         let s3 = s3.clone();
         let tenant = owned(demo);
         tokio::spawn(async move {
-            s3.send(&tenant, "PUT", "/data/big", &[], &headers, body)
+            s3.send(Some(&tenant), "PUT", "/data/big", &[], &headers, body)
                 .await
                 .map(|o| o.status)
         })
@@ -267,7 +267,7 @@ async fn proxy_sigkill_mid_multipart_hides_the_upload_and_restart_completes_or_a
             let path = path.clone();
             tokio::spawn(async move {
                 s3.send(
-                    &tenant,
+                    Some(&tenant),
                     "PUT",
                     &path,
                     &[("partNumber", "2"), ("uploadId", &upload_id)],
@@ -412,7 +412,7 @@ async fn enroll(
         }],
         customer_holder_url: holder_url.map(str::to_owned),
         access_key_id: format!("AK{}", tenant.to_uppercase()),
-        secret_access_key: format!("secret-{tenant}-0123456789"),
+        secret_access_key: format!("secret-{tenant}-0123456789").into(),
         registration_dir: root.join("tenants"),
         share_dir: root.join("shares"),
     };
@@ -558,7 +558,7 @@ async fn assert_all_503(stack: &RealTrusteeStack, tenant: &TestTenant, secret: &
     headers.push(put_len(16 * MIB));
     let r = tokio::time::timeout(
         PATIENCE,
-        s3.send(tenant, "PUT", "/data/large", &[], &headers, body),
+        s3.send(Some(tenant), "PUT", "/data/large", &[], &headers, body),
     )
     .await
     .expect("the proxy answers before the body")
@@ -963,7 +963,7 @@ async fn tampered_large_objects_never_return_altered_plaintext() {
         for (version, client) in [("HTTP/1.1", &h1), ("HTTP/2", &h2)] {
             let context = format!("{name} over {version}");
             let sent = client
-                .send(&demo, "GET", &path, &[], &sse, Vec::new().into())
+                .send(Some(&demo), "GET", &path, &[], &sse, Vec::new())
                 .await;
             let got = match (sent, stops_at) {
                 (Ok(got), _) => got,

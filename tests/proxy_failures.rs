@@ -522,7 +522,8 @@ async fn aws_chunked_upload_cut_before_its_final_chunk_is_refused_and_stores_not
             &aws_chunked_headers(&key, 100),
             aws_chunked(&[&first], false),
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(
         status_and_code(&part),
         (400, "IncompleteBody".to_owned()),

@@ -70,7 +70,8 @@ impl Setup {
                 &h,
                 body,
             )
-            .await;
+            .await
+            .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
         r.headers.get("etag").unwrap().to_str().unwrap().to_owned()
     }
@@ -106,6 +107,7 @@ impl Setup {
                 xml.into_bytes(),
             )
             .await
+            .unwrap()
     }
 
     async fn get(&self, tenant: &TestTenant, key: &str) -> RawResponse {

@@ -176,7 +176,8 @@ async fn bucket_operations_and_anonymous_refusal() {
         let r = s
             .raw
             .send(None, method, path, &[], &[], b"x".to_vec())
-            .await;
+            .await
+            .unwrap();
         assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
     }
     // A wrong secret key fails SigV4.
@@ -263,7 +264,8 @@ async fn multipart_upload_complete_list_parts_abort() {
     let part_one = [("partNumber", "1"), ("uploadId", id.as_str())];
     let part = raw
         .send(Some(demo), "PUT", path, &part_one, &h, data(1000, 9))
-        .await;
+        .await
+        .unwrap();
     assert_eq!(part.status, 200, "{}", part.text());
     let listed = raw.query(demo, "GET", path, &upload, &h).await;
     assert_eq!(listed.status, 200, "{}", listed.text());
@@ -882,7 +884,8 @@ async fn multipart_create_with_metadata_is_returned_after_complete_and_listed_by
                 &h,
                 part.clone(),
             )
-            .await;
+            .await
+            .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
         xml.push_str(&format!(
             "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>",
@@ -900,7 +903,8 @@ async fn multipart_create_with_metadata_is_returned_after_complete_and_listed_by
             &h,
             xml.into_bytes(),
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(complete.status, 200, "{}", complete.text());
     let whole = parts.concat();
     let get = s.raw.get(s.demo(), "/data/mp/meta.mp4", &h).await;

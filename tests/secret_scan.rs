@@ -249,7 +249,8 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
             &sse,
             support::data(3000, 7),
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(part.status, 200, "{}", part.text());
     let etag = part.headers["etag"].to_str().unwrap().to_owned();
     let complete = format!(
@@ -264,7 +265,8 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
             &sse,
             complete.into_bytes(),
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(done.status, 200, "{}", done.text());
     let back = raw.get(&demo, "/demo/mp.bin", &sse).await;
     assert_eq!(back.body, support::data(3000, 7));

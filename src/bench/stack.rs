@@ -218,7 +218,7 @@ pub async fn start_own(
             .collect(),
         customer_holder_url: None,
         access_key_id: format!("THBENCH{}", hex::encode_upper(&token[..4])),
-        secret_access_key: hex::encode(&token[4..]),
+        secret_access_key: hex::encode(&token[4..]).into(),
         registration_dir: dir.join("tenants"),
         share_dir: dir.join("shares"),
     };
@@ -272,7 +272,7 @@ pub async fn start_own(
     vars.insert("AWS_ACCESS_KEY_ID".into(), params.access_key_id.clone());
     vars.insert(
         "AWS_SECRET_ACCESS_KEY".into(),
-        params.secret_access_key.clone(),
+        params.secret_access_key.expose_secret().to_owned(),
     );
     vars.insert("TREUHAND_BUCKET".into(), "bench".into());
     vars.insert(

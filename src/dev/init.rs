@@ -261,7 +261,7 @@ async fn enroll_demo_tenants(
             }],
             customer_holder_url: holder.then(|| format!("https://127.0.0.1:{holder_port}")),
             access_key_id: access_key_id.clone(),
-            secret_access_key: secret_access_key.clone(),
+            secret_access_key: secret_access_key.clone().into(),
             registration_dir: dir.join("tenants"),
             share_dir: dir.join("shares"),
         };

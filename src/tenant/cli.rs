@@ -115,7 +115,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 trustees,
                 customer_holder_url: holder_url,
                 access_key_id,
-                secret_access_key: secret_access_key.expose_secret().to_owned(),
+                secret_access_key,
                 registration_dir,
                 share_dir,
             };

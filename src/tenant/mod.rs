@@ -107,7 +107,7 @@ pub struct TrusteeSpec {
 }
 
 /// Parameters of `treuhand tenant create`.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct CreateParams {
     /// Tenant id.
     pub tenant: String,
@@ -122,28 +122,11 @@ pub struct CreateParams {
     /// The S3 access key pair the operator issued for this tenant.
     pub access_key_id: String,
     /// See `access_key_id`.
-    pub secret_access_key: String,
+    pub secret_access_key: crate::secret::SecretString,
     /// Where to write `<tenant>.toml` (the proxy's `tenants_dir`).
     pub registration_dir: PathBuf,
     /// Where to write the customer share (`<tenant>.share` raw, `<tenant>.share.txt` text).
     pub share_dir: PathBuf,
-}
-
-// Hand-written so the SigV4 secret never reaches a log or panic message through `{:?}`.
-impl std::fmt::Debug for CreateParams {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreateParams")
-            .field("tenant", &self.tenant)
-            .field("key_version", &self.key_version)
-            .field("threshold", &self.threshold)
-            .field("trustees", &self.trustees)
-            .field("customer_holder_url", &self.customer_holder_url)
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"[REDACTED]")
-            .field("registration_dir", &self.registration_dir)
-            .field("share_dir", &self.share_dir)
-            .finish()
-    }
 }
 
 /// What the ceremony produced.
@@ -215,7 +198,7 @@ pub async fn create(params: &CreateParams, depositor: &dyn Depositor) -> Result<
     };
     let registration = TenantConfig {
         access_key_id: params.access_key_id.clone(),
-        secret_access_key: params.secret_access_key.clone().into(),
+        secret_access_key: params.secret_access_key.clone(),
         customer_holder: CUSTOMER_HOLDER.into(),
         customer_url: params.customer_holder_url.clone(),
         trustees: params

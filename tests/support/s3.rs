@@ -279,20 +279,22 @@ pub fn assert_text_contains(response: &Response, needle: &str) {
 
 /// An HTTP client for one endpoint that signs with [`sign_request`].
 #[derive(Clone)]
-struct Signing {
+pub struct Signing {
     http: reqwest::Client,
     endpoint: String,
 }
 
 impl Signing {
-    async fn send(
+    /// Sends a request, signed for `tenant` (`None`: unsigned). An error means no response head
+    /// arrived (connection refused or reset before the status line).
+    pub async fn send(
         &self,
         tenant: Option<&TestTenant>,
         method: &str,
         path: &str,
         query: &[(&str, &str)],
         headers: &[(&str, String)],
-        body: reqwest::Body,
+        body: impl Into<reqwest::Body>,
     ) -> Result<Response, reqwest::Error> {
         let signed = sign_request(&self.endpoint, tenant, method, path, query, headers);
         let mut request = self.http.request(method.parse().unwrap(), &signed.url);
@@ -303,8 +305,17 @@ impl Signing {
     }
 }
 
-/// A raw HTTPS client for hand-made S3 requests.
+/// A raw HTTPS client for hand-made S3 requests: [`Signing::send`] (through `Deref`; `tenant =
+/// None` sends it unsigned) and short forms that panic when no response arrives.
 pub struct Raw(Signing);
+
+impl std::ops::Deref for Raw {
+    type Target = Signing;
+
+    fn deref(&self) -> &Signing {
+        &self.0
+    }
+}
 
 impl Raw {
     /// An HTTP/1.1 client (what boto3 and the aws cli speak).
@@ -324,21 +335,6 @@ impl Raw {
         })
     }
 
-    /// Sends a request; `tenant = None` sends it unsigned (anonymous).
-    pub async fn send(
-        &self,
-        tenant: Option<&TestTenant>,
-        method: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        headers: Headers<'_>,
-        body: Vec<u8>,
-    ) -> RawResponse {
-        let body = body.into();
-        let sent = self.0.send(tenant, method, path, query, headers, body);
-        sent.await.unwrap()
-    }
-
     // The short forms below sign for `t`, with headers `h`.
 
     /// A signed GET of `path`.
@@ -348,7 +344,10 @@ impl Raw {
 
     /// A signed PUT of `body` to `path`.
     pub async fn put(&self, t: &TestTenant, path: &str, h: Headers<'_>, body: Vec<u8>) -> Response {
-        self.send(Some(t), "PUT", path, &[], h, body).await
+        self.0
+            .send(Some(t), "PUT", path, &[], h, body)
+            .await
+            .unwrap()
     }
 
     /// A signed request without query or body (HEAD, DELETE, GET).
@@ -371,14 +370,17 @@ impl Raw {
         query: &[(&str, &str)],
         h: Headers<'_>,
     ) -> RawResponse {
-        self.send(Some(t), method, path, query, h, Vec::new()).await
+        let sent = self.0.send(Some(t), method, path, query, h, Vec::new());
+        sent.await.unwrap()
     }
 
     pub async fn create_bucket(&self, tenant: &TestTenant, bucket: &str) {
         let path = format!("/{bucket}");
         let r = self
+            .0
             .send(Some(tenant), "PUT", &path, &[], &[], Vec::new())
-            .await;
+            .await
+            .unwrap();
         assert_eq!(r.status, 200, "create bucket: {}", r.text());
     }
 }
@@ -387,6 +389,14 @@ impl Raw {
 /// cut short still shows what arrived.
 #[derive(Clone)]
 pub struct S3(Signing);
+
+impl std::ops::Deref for S3 {
+    type Target = Signing;
+
+    fn deref(&self) -> &Signing {
+        &self.0
+    }
+}
 
 impl S3 {
     /// `alpn`: `b"http/1.1"` or `b"h2"`.
@@ -402,22 +412,6 @@ impl S3 {
         })
     }
 
-    /// Sends a signed request. An error means no response head arrived (connection refused or
-    /// reset before the status line).
-    pub async fn send(
-        &self,
-        tenant: &TestTenant,
-        method: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        headers: &[(&str, String)],
-        body: reqwest::Body,
-    ) -> Result<Outcome, reqwest::Error> {
-        self.0
-            .send(Some(tenant), method, path, query, headers, body)
-            .await
-    }
-
     /// Creates `bucket` for `tenant`; panics unless the proxy answers 200.
     pub async fn create_bucket(&self, tenant: &TestTenant, bucket: &str) {
         let r = self
@@ -426,7 +420,7 @@ impl S3 {
         assert_eq!(r.status, 200, "create bucket: {}", r.text());
     }
 
-    /// [`Self::send`] with a body in memory; panics if no response arrived.
+    /// [`Signing::send`] with a body in memory; panics if no response arrived.
     pub async fn call(
         &self,
         tenant: &TestTenant,
@@ -436,7 +430,8 @@ impl S3 {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Outcome {
-        self.send(tenant, method, path, query, headers, body.into())
+        self.0
+            .send(Some(tenant), method, path, query, headers, body)
             .await
             .unwrap_or_else(|e| panic!("{method} {path}: no response: {e:?}"))
     }

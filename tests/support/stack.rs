@@ -182,7 +182,7 @@ impl Holders {
                 .collect(),
             customer_holder_url: customer_holder.map(|h| self.url(h)),
             access_key_id: format!("AK{}", tenant.to_uppercase().replace('-', "")),
-            secret_access_key: format!("secret-{tenant}-0123456789"),
+            secret_access_key: format!("secret-{tenant}-0123456789").into(),
             registration_dir: dir.join("tenants"),
             share_dir: dir.join("shares"),
         };
@@ -212,7 +212,7 @@ pub async fn ceremony(
     let test = TestTenant {
         id: params.tenant.clone(),
         access_key_id: params.access_key_id.clone(),
-        secret_access_key: params.secret_access_key.clone(),
+        secret_access_key: params.secret_access_key.expose_secret().to_owned(),
         share,
     };
     (config, test)
