@@ -10,18 +10,34 @@
 //! |---|---|---|
 //! | [`secret`] | secret newtypes (zeroize, redacted `Debug`, constant-time `Eq`) | anything |
 //! | [`logging`] | tracing set-up, dependency log ceilings, text-free config errors | anything |
-//! | `fuzzing` (doc-hidden) | fuzz target bodies, replayed on stable by `tests/fuzz_replay.rs` | |
-//! | [`crypto`] | pure crypto: AEAD, KEK/DEK hierarchy, key commitment, Shamir | I/O, async |
-//! | [`format`] | the encrypted object format v1 (header, segments, ranges, multipart) | I/O, async |
+//! | [`crypto`] | pure crypto: AEAD, KEK/DEK hierarchy, key commitment, Shamir, SigV4 signing | I/O, async |
+//! | [`format`](mod@format) | the encrypted object format (v1/v2; single, multipart layouts 1 and 2), [`format::inspect`](fn@format::inspect) for listings | I/O, async |
 //! | [`tls`] | rustls configs (ring only), mTLS identities, TEST-ONLY dev PKI | the S3 or trustee logic |
-//! | [`trustee`] | the trustee service: custody, policy, emergency grants, audit log, client | proxy, format |
-//! | [`storage`] | the storage backend trait over object_store: filesystem, memory, S3 | proxy, format, trustee |
-//! | [`proxy`] | the S3 data path: TLS, SigV4, key release and cache, encrypt/decrypt, metrics | bench |
+//! | [`trustee`] | the trustee service: wire types, pure policy, audit chain, store, engine (release, custody, grants), server, client | proxy, format |
+//! | [`storage`] | ciphertext storage over object_store: filesystem (ordered listing), memory, S3; atomic writers | proxy, format, trustee |
+//! | [`proxy`] | the S3 data path: TLS server, guard, SigV4 registry, key release and cache, `proxy::s3` handlers | bench |
 //! | [`tenant`] | the customer's key ceremony (`treuhand tenant create`) | proxy internals |
-//! | [`dev`] | `treuhand dev`: the one-command local stack (TEST-ONLY) | |
-//! | [`bench`] | `treuhand bench`: load generator, HDR percentiles, CSV/JSON/SVG/Markdown | product internals |
+//! | [`dev`] | `treuhand dev`: init, env files, the running local stack (TEST-ONLY) | |
+//! | [`bench`](mod@bench) | `treuhand bench`: plan, run, cell, load, results, report, plots | product internals |
+//! | `fuzzing` (doc-hidden) | fuzz target bodies, replayed on stable by `tests/fuzz_replay.rs` | |
 //!
-//! Normative format spec: `docs/format.md`. Design decisions: `docs/decisions.md`.
+//! ## Where a request goes, in order
+//!
+//! 1. [`proxy::server`] accepts TCP, enforces connection limits, finishes the TLS handshake
+//!    ([`tls`]) in the connection task, and serves HTTP/1.1 or HTTP/2 with hyper.
+//! 2. [`proxy::guard`] refuses what s3s must not see (SigV2, POST forms, week-plus presigned URLs).
+//! 3. s3s parses the S3 request and checks SigV4 against [`proxy::registry`] (the tenants).
+//! 4. [`proxy::s3`] hands the operation to its handler group (`buckets`, `objects`, `list`,
+//!    `multipart`); `s3::request` parses the SSE-C share and holds the request's context.
+//! 5. [`proxy::keys`] releases the tenant key from the holders ([`trustee::client`] over mTLS;
+//!    the trustee runs [`trustee::engine`]: policy, audit chain, then the share) or takes it from
+//!    the bounded cache.
+//! 6. `s3::pipeline` encrypts or decrypts with [`format`](mod@format) (keys from [`crypto`]).
+//! 7. [`storage`] reads or writes ciphertext at the places `s3::paths` names.
+//! 8. [`proxy::error`] maps any error to its S3 status and code, in that one place.
+//!
+//! The same flow step by step, with the file of each step: `docs/architecture.md`. Normative
+//! format spec: `docs/format.md`. Design decisions: `docs/decisions.md`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

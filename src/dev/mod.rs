@@ -1,7 +1,7 @@
 //! `treuhand dev [--dir DIR]` and `treuhand dev init DIR`: the one-command local stack.
 //!
-//! - [`init`]: writes the dev directory (PKI, configs, demo tenants), only what is absent;
-//! - [`env`]: the env files (`DIR/dev.env`, `DIR/dev-holder.env`), and reading such files;
+//! - [`init`](mod@init): writes the dev directory (PKI, configs, demo tenants), only what is absent;
+//! - [`env`](mod@env): the env files (`DIR/dev.env`, `DIR/dev-holder.env`), and reading such files;
 //! - [`stack`]: runs the set-up stack as child processes until Ctrl-C, and starts a server
 //!   process from its config for the bench harness too.
 

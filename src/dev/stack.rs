@@ -148,7 +148,7 @@ fn parse_toml(path: &Path, text: &str) -> anyhow::Result<toml::Table> {
         .map_err(|e| anyhow::anyhow!(crate::logging::describe_toml_error(path, text, &e)))
 }
 
-/// Reads a generated config as a table (see [`parse_toml`] for its errors).
+/// Reads a generated config as a table (see `parse_toml` for its errors).
 ///
 /// # Errors
 /// An unreadable or malformed file.

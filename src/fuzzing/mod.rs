@@ -16,7 +16,7 @@
 //! - `trustee.rs`: `trustee_json` (the trustee's JSON bodies);
 //! - `s3.rs`: `range_conditions`, `aws_chunked` (the proxy's S3 request parsing).
 //!
-//! This file holds what they share: the [`Input`] reader and the frozen test-vector key.
+//! This file holds what they share: the `Input` reader and the frozen test-vector key.
 
 // A fuzz target reports a broken invariant by panicking, so the asserts below are the point;
 // every `expect` is on a fixed input (the test-vector keys), never on fuzzed bytes.

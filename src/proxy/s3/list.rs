@@ -1,5 +1,5 @@
 //! ListObjects and ListObjectsV2: one page of a bucket, with the plaintext sizes and ETags
-//! GET and HEAD report, read without a key through [`format::inspect`].
+//! GET and HEAD report, read without a key through [`format::inspect`](fn@crate::format::inspect).
 
 use futures::StreamExt;
 use s3s::dto;

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`paths`] | where a tenant's buckets, objects and uploads live in storage |
 //! | [`metadata`] | object metadata between S3 headers and the sealed object header |
-//! | [`conditions`] | If-Match and friends, byte ranges ([`conditions::ByteRange`]) |
+//! | [`conditions`] | If-Match and friends, byte ranges (`ByteRange`) |
 //! | [`request`] | one request's context: tenant, request id, SSE-C key, echo headers, timers |
 //! | [`pipeline`] | the encrypt and decrypt streams between bodies and storage |
 //! | [`passthrough`] | the unencrypted benchmark baseline |
