@@ -11,7 +11,7 @@
 //!
 //! ring supplies SHA-512, HKDF and randomness; curve25519-dalek supplies only the group.
 
-use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
+use curve25519_dalek::constants::{RISTRETTO_BASEPOINT_POINT, RISTRETTO_BASEPOINT_TABLE};
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::Identity;
@@ -582,7 +582,7 @@ pub fn evaluate(share: &KeyShare, identity: &ObjectIdentity) -> Result<Evaluatio
     let proof = generate_proof_with(
         OBJECT_CONTEXT,
         &share.value,
-        &RistrettoPoint::mul_base(&Scalar::ONE),
+        &RISTRETTO_BASEPOINT_POINT,
         &share.public_key(),
         &[p],
         &[element],
@@ -647,7 +647,7 @@ pub fn verify_and_combine(
         });
     }
     let p = identity.point()?;
-    let g = RistrettoPoint::mul_base(&Scalar::ONE);
+    let g = RISTRETTO_BASEPOINT_POINT;
     for (index, public, evaluation) in evaluations {
         let ok = verify_proof(
             OBJECT_CONTEXT,
