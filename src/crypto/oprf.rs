@@ -477,9 +477,9 @@ impl KeyShare {
         })
     }
 
-    /// The one accessor for the secret value bytes.
-    pub fn expose_secret(&self) -> [u8; KEY_LEN] {
-        self.value.to_bytes()
+    /// The one accessor for the secret value bytes (zeroized when the caller drops them).
+    pub fn expose_secret(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        Zeroizing::new(self.value.to_bytes())
     }
 }
 
@@ -616,6 +616,10 @@ impl Eq for ObjectSecret {}
 /// Proxy side: verifies every holder's proof against its registered `K_i`, then combines
 /// `Y = Σ λ_i·Y_i` (Lagrange at 0 in the exponent). A bad proof is named by holder index;
 /// no output is produced unless every given evaluation verifies.
+///
+/// `threshold` must be the tenant's registered threshold, not a number from the request: with
+/// fewer answers than the real threshold the interpolation yields a wrong `Y` (and so a KEK
+/// that opens nothing), which this function cannot detect from the answers alone.
 pub fn verify_and_combine(
     identity: &ObjectIdentity,
     evaluations: &[(u8, RistrettoPoint, Evaluation)],

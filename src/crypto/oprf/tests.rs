@@ -367,7 +367,7 @@ fn debug_of_secrets_is_redacted() {
     let (k, shares, _) = setup(2, 2);
     let id = identity("b", "k");
     let secret = k.evaluate_unsplit(&id).unwrap();
-    let share_hex = hex::encode(shares[0].expose_secret());
+    let share_hex = hex::encode(*shares[0].expose_secret());
     let key_hex = hex::encode(k.0.to_bytes());
     let secret_hex = hex::encode(secret.0.compress().as_bytes());
     for (text, hidden) in [
@@ -417,4 +417,15 @@ proptest::proptest! {
         let combined = verify_and_combine(&ident, &answers(&[&shares[2], &shares[0]], &ident), 2).unwrap();
         proptest::prop_assert_eq!(combined, k.evaluate_unsplit(&ident).unwrap());
     }
+}
+
+#[test]
+fn share_round_trips_and_compares_index_and_value() {
+    let (_, shares, public) = setup(2, 3);
+    let copy = KeyShare::from_bytes(shares[0].index(), shares[0].expose_secret().as_ref()).unwrap();
+    assert_eq!(copy, shares[0]);
+    assert_eq!((copy.index(), copy.public_key()), public.holders[0]);
+    let moved = KeyShare::from_bytes(2, shares[0].expose_secret().as_ref()).unwrap();
+    assert_ne!(moved, shares[0]);
+    assert_ne!(shares[1], shares[0]);
 }
