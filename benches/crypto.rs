@@ -11,7 +11,7 @@ use std::hint::black_box;
 use criterion::{Bencher, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use treuhand::crypto::envelope::{commit, generate_tmk, verify_commitment};
-use treuhand::crypto::{DekContext, KeyId, shamir};
+use treuhand::crypto::{DekContext, KeyId, oprf, shamir};
 use treuhand::format::{self, Layout, ObjectCipher};
 use treuhand::secret::Kek;
 
@@ -273,9 +273,45 @@ fn shamir_and_commitment(c: &mut Criterion) {
     });
 }
 
+/// Per-object threshold OPRF (issue 12, not yet wired in): one holder's evaluation (one
+/// scalar multiplication plus a DLEQ proof) and the proxy's verify-then-combine, so the cost
+/// can be set against today's whole-key combine above.
+fn oprf(c: &mut Criterion) {
+    let identity = oprf::ObjectIdentity {
+        tenant: "bench".into(),
+        key_version: 1,
+        bucket: "bucket".into(),
+        key: "some/object/key".into(),
+        id: oprf::ObjectId([7; 32]),
+    };
+    let key = oprf::OprfKey::random().unwrap();
+    let mut group = c.benchmark_group("oprf");
+    for (t, n) in [(2usize, 2usize), (2, 3)] {
+        let (shares, _) = oprf::split(&key, t, n).unwrap();
+        group.bench_function(format!("evaluate_{t}_of_{n}"), |b| {
+            b.iter(|| black_box(oprf::evaluate(&shares[0], &identity).unwrap()))
+        });
+        let answers: Vec<_> = shares
+            .iter()
+            .take(t)
+            .map(|s| {
+                (
+                    s.index(),
+                    s.public_key(),
+                    oprf::evaluate(s, &identity).unwrap(),
+                )
+            })
+            .collect();
+        group.bench_function(format!("verify_and_combine_{t}_of_{n}"), |b| {
+            b.iter(|| black_box(oprf::verify_and_combine(&identity, &answers, t).unwrap()))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(2)).warm_up_time(std::time::Duration::from_millis(500));
-    targets = raw_ring_seal, stream_encrypt, stream_decrypt, stream_encrypt_in_place, stream_decrypt_in_place, segment, shamir_and_commitment
+    targets = raw_ring_seal, stream_encrypt, stream_decrypt, stream_encrypt_in_place, stream_decrypt_in_place, segment, shamir_and_commitment, oprf
 }
 criterion_main!(benches);

@@ -18,6 +18,7 @@ macro_rules! redacted_debug {
 
 pub mod aead;
 pub mod envelope;
+pub mod oprf;
 pub mod seal;
 pub mod shamir;
 pub mod sign;
