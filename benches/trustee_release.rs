@@ -108,6 +108,7 @@ async fn bench() {
             },
             ..Policy::default()
         }),
+        sigv4: None,
     };
     TrusteeClient::new(&url, client_tls(Role::Customer, "bench"))
         .unwrap()

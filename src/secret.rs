@@ -172,6 +172,18 @@ pub fn serialize_exposed<S: serde::Serializer>(
     serializer.serialize_str(secret.expose_secret())
 }
 
+/// [`serialize_exposed`] for an optional secret (absent fields are skipped by the caller's
+/// `skip_serializing_if`).
+pub fn serialize_exposed_option<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => serializer.serialize_str(secret.expose_secret()),
+        None => serializer.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

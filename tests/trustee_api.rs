@@ -499,6 +499,7 @@ async fn enrollment_is_validated() {
         holder: holder.into(),
         share,
         policy: None,
+        sigv4: None,
     };
     // The customer's share deposited as the trustee's: wrong x.
     let err = customer
@@ -580,6 +581,7 @@ async fn customer_run_share_holder_releases_the_customer_share() {
             holder: name.into(),
             share: envelope(&metadata, share),
             policy: Some(policy_allowing(&["proxy-1"])),
+            sigv4: None,
         };
         harness
             .client(Role::Customer, "acme")

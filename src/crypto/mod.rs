@@ -19,13 +19,14 @@ macro_rules! redacted_debug {
 pub mod aead;
 pub mod envelope;
 pub mod oprf;
+pub mod scheme;
 pub mod seal;
 pub mod shamir;
 pub mod sign;
 pub mod sigv4;
 
 pub use envelope::{DekContext, KeyCommitment, KeyId, ObjectKeys};
-pub use shamir::{Holder, KeyMetadata, ShareEnvelope};
+pub use shamir::{Holder, KeyMetadata, KeyScheme, ShareEnvelope};
 
 /// Errors of the crypto layer.
 #[derive(Debug, thiserror::Error)]

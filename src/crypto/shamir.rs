@@ -38,8 +38,29 @@ pub struct Holder {
     pub name: String,
     /// The holder's fixed x coordinate (1..=255).
     pub x: u8,
-    /// Hex of the truncated SHA-256 fingerprint of this holder's share.
+    /// Hex of the truncated SHA-256 fingerprint of this holder's share
+    /// ([`KeyScheme::ShamirTmk`] only; empty for OPRF keys).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub fingerprint: String,
+    /// Hex of the holder's public key `K_i = k_i·G` ([`KeyScheme::Oprf`] only; empty for
+    /// legacy keys).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub public_key: String,
+}
+
+/// Which key hierarchy a tenant key version uses (docs/oprf.md, docs/format.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum KeyScheme {
+    /// Format v1/v2 objects: a tenant master key that the proxy rebuilt from shares and
+    /// committed to. Read-only legacy: nothing new is created with it, and the lifecycle's
+    /// rewrap moves its objects to an OPRF version.
+    #[default]
+    #[serde(rename = "shamir-tmk-v1")]
+    ShamirTmk,
+    /// Format v3 objects: a threshold OPRF over ristretto255. The tenant key is never
+    /// reassembled; each holder evaluates its share per object ([`crate::crypto::oprf`]).
+    #[serde(rename = "oprf-ristretto255-v1")]
+    Oprf,
 }
 
 /// Public metadata of one tenant key: enough to validate shares and the recovered key, and
@@ -54,8 +75,24 @@ pub struct KeyMetadata {
     pub threshold: u8,
     /// All n holders, in x order.
     pub holders: Vec<Holder>,
-    /// Hex of the key commitment.
+    /// Hex of the key commitment ([`KeyScheme::ShamirTmk`] only; empty for OPRF keys).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub commitment: String,
+    /// The key hierarchy. Absent in files written before format v3: those are legacy keys.
+    #[serde(default)]
+    pub scheme: KeyScheme,
+    /// Hex of the tenant public key `K = k·G` ([`KeyScheme::Oprf`] only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub public_key: String,
+    /// Strict tenant: every request must carry the customer's own SigV4 signature, checked
+    /// by a holder that knows the S3 secret; the proxy never knows it.
+    #[serde(default)]
+    pub strict: bool,
+    /// The customer explicitly allowed a threshold that the trustees reach without the
+    /// customer's share (`tenant create --allow-trustees-alone`). Recorded in every holder's
+    /// audit log at enrollment.
+    #[serde(default)]
+    pub allow_trustees_alone: bool,
 }
 
 impl KeyMetadata {
@@ -97,12 +134,31 @@ impl KeyMetadata {
                     "duplicate holder name or x coordinate",
                 ));
             }
-            decode_hex::<FINGERPRINT_LEN>(&holder.fingerprint).ok_or(Error::InvalidMetadata(
-                "holder fingerprint must be 32 hex digits",
-            ))?;
+            if self.scheme == KeyScheme::ShamirTmk {
+                decode_hex::<FINGERPRINT_LEN>(&holder.fingerprint).ok_or(
+                    Error::InvalidMetadata("holder fingerprint must be 32 hex digits"),
+                )?;
+            }
         }
-        self.commitment()?;
+        match self.scheme {
+            KeyScheme::ShamirTmk => {
+                self.commitment()?;
+            }
+            // Decodes K and every K_i and checks that they lie on one polynomial of the
+            // registered degree.
+            KeyScheme::Oprf => {
+                super::scheme::public_keys(self)?;
+            }
+        }
         Ok(())
+    }
+
+    /// The customer's holder is needed whenever the trustees alone are fewer than the
+    /// threshold. True when the trustees (every holder but `customer`) could reach the
+    /// threshold without it.
+    pub fn trustees_alone_reach_threshold(&self, customer: &str) -> bool {
+        let others = self.holders.iter().filter(|h| h.name != customer).count();
+        others >= usize::from(self.threshold)
     }
 
     /// The decoded key commitment.
@@ -224,6 +280,7 @@ pub fn split(
             name: (*name).to_owned(),
             x: *x,
             fingerprint: hex::encode(fingerprint(key, &share)),
+            public_key: String::new(),
         });
         shares.push(share);
     }
@@ -233,6 +290,10 @@ pub fn split(
         threshold,
         holders,
         commitment: hex::encode(envelope::commit(tmk, key)?.0),
+        scheme: KeyScheme::ShamirTmk,
+        public_key: String::new(),
+        strict: false,
+        allow_trustees_alone: false,
     };
     metadata.validate()?;
     Ok((metadata, shares))

@@ -100,11 +100,13 @@ fn fixed_metadata(shares: &[Share]) -> KeyMetadata {
                 name: "customer".into(),
                 x: 1,
                 fingerprint: "00".repeat(16),
+                public_key: String::new(),
             },
             Holder {
                 name: "trustee".into(),
                 x: 2,
                 fingerprint: "00".repeat(16),
+                public_key: String::new(),
             },
         ]
     } else {
@@ -115,6 +117,7 @@ fn fixed_metadata(shares: &[Share]) -> KeyMetadata {
                 name: format!("holder-{i}"),
                 x: share.x(),
                 fingerprint: hex::encode(shamir::fingerprint(&key, share)),
+                public_key: String::new(),
             })
             .collect()
     };
@@ -125,5 +128,9 @@ fn fixed_metadata(shares: &[Share]) -> KeyMetadata {
         threshold: 2,
         holders,
         commitment: hex::encode(commitment.0),
+        scheme: shamir::KeyScheme::ShamirTmk,
+        public_key: String::new(),
+        strict: false,
+        allow_trustees_alone: false,
     }
 }

@@ -218,8 +218,14 @@ pub struct TenantConfig {
     /// S3 access key id of this tenant.
     pub access_key_id: String,
     /// S3 secret access key of this tenant (an operator-side credential, not key material).
-    #[serde(serialize_with = "crate::secret::serialize_exposed")]
-    pub secret_access_key: SecretString,
+    /// Absent for a strict tenant ([`KeyMetadata::strict`]): only the customer and the holder
+    /// that checks its signatures know it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::secret::serialize_exposed_option"
+    )]
+    pub secret_access_key: Option<SecretString>,
     /// Name of the customer's holder in the key metadata.
     pub customer_holder: String,
     /// URL of the customer-run share holder. Absent: the customer share travels in SSE-C
@@ -267,10 +273,20 @@ impl TenantConfig {
         self.metadata
             .validate()
             .map_err(|e| ConfigError(format!("tenant {tenant}: invalid metadata: {e}")))?;
-        if self.access_key_id.is_empty() || self.secret_access_key.expose_secret().len() < 8 {
-            return Err(ConfigError(format!(
-                "tenant {tenant}: access keys missing or too short"
-            )));
+        match (&self.secret_access_key, self.metadata.strict) {
+            (Some(secret), false)
+                if !self.access_key_id.is_empty() && secret.expose_secret().len() >= 8 => {}
+            (None, true) if !self.access_key_id.is_empty() => {}
+            (Some(_), true) => {
+                return Err(ConfigError(format!(
+                    "tenant {tenant}: a strict tenant's registration must not contain its secret_access_key (only the customer and its signature-checking holder know it); remove the line"
+                )));
+            }
+            _ => {
+                return Err(ConfigError(format!(
+                    "tenant {tenant}: access keys missing or too short"
+                )));
+            }
         }
         if self.metadata.holder(&self.customer_holder).is_none() {
             return Err(ConfigError(format!(

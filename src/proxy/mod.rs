@@ -29,6 +29,7 @@ pub mod registry;
 pub mod s3;
 pub mod server;
 pub mod sources;
+pub mod strict;
 pub mod sweep;
 
 /// The S3 layer's path before it became a folder ([`s3`]); kept so callers of
@@ -143,11 +144,11 @@ pub fn reload(
 fn build_tenants(
     tenants: &[TenantConfig],
     sources: &dyn SourceFactory,
-) -> Result<Vec<(Tenant, String)>, ConfigError> {
+) -> Result<Vec<(Tenant, Option<String>)>, ConfigError> {
     let mut built = Vec::new();
     for t in tenants {
         t.validate()?;
-        if built.iter().any(|(b, _): &(Tenant, String)| {
+        if built.iter().any(|(b, _): &(Tenant, Option<String>)| {
             b.id == t.metadata.tenant || b.access_key_id == t.access_key_id
         }) {
             return Err(ConfigError(format!(
@@ -188,7 +189,12 @@ fn build_tenants(
                 trustees,
             },
         };
-        built.push((tenant, t.secret_access_key.expose_secret().to_owned()));
+        built.push((
+            tenant,
+            t.secret_access_key
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned()),
+        ));
     }
     Ok(built)
 }

@@ -62,8 +62,9 @@ pub struct ReloadSummary {
 }
 
 impl Registry {
-    /// A registry holding `tenants`, each with its SigV4 secret.
-    pub fn new(tenants: Vec<(Tenant, String)>) -> Self {
+    /// A registry holding `tenants`, each with its SigV4 secret (`None` for a strict tenant,
+    /// whose signatures only its holder can check).
+    pub fn new(tenants: Vec<(Tenant, Option<String>)>) -> Self {
         Self {
             current: RwLock::new(Arc::new(snapshot(tenants))),
         }
@@ -102,7 +103,7 @@ impl Registry {
     }
 
     /// Replaces the whole set at once and reports the difference.
-    pub fn replace(&self, tenants: Vec<(Tenant, String)>) -> ReloadSummary {
+    pub fn replace(&self, tenants: Vec<(Tenant, Option<String>)>) -> ReloadSummary {
         let next = Arc::new(snapshot(tenants));
         let ids = |s: &Snapshot| -> BTreeSet<String> {
             s.tenants.values().map(|t| t.id.clone()).collect()
@@ -125,11 +126,15 @@ impl Registry {
     }
 }
 
-fn snapshot(tenants: Vec<(Tenant, String)>) -> Snapshot {
+fn snapshot(tenants: Vec<(Tenant, Option<String>)>) -> Snapshot {
     let mut by_key = HashMap::new();
     let mut secrets = HashMap::new();
     for (tenant, secret) in tenants {
-        secrets.insert(tenant.access_key_id.clone(), SecretString::from(secret));
+        // No entry for a strict tenant: s3s then finds no secret and refuses its signatures,
+        // which only `proxy::strict` may accept, after the tenant's holder checked them.
+        if let Some(secret) = secret {
+            secrets.insert(tenant.access_key_id.clone(), SecretString::from(secret));
+        }
         by_key.insert(tenant.access_key_id.clone(), Arc::new(tenant));
     }
     Snapshot {

@@ -198,7 +198,7 @@ pub async fn create(params: &CreateParams, depositor: &dyn Depositor) -> Result<
     };
     let registration = TenantConfig {
         access_key_id: params.access_key_id.clone(),
-        secret_access_key: params.secret_access_key.clone(),
+        secret_access_key: Some(params.secret_access_key.clone()),
         customer_holder: CUSTOMER_HOLDER.into(),
         customer_url: params.customer_holder_url.clone(),
         trustees: params

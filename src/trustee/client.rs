@@ -24,8 +24,9 @@ use super::audit::AuditLog;
 use super::policy::Denial;
 use super::wire::Policy;
 use super::wire::{
-    EnrollRequest, EnrollResponse, ErrorBody, Grant, GrantRequest, HealthResponse, ReleaseRequest,
-    ReleaseResponse, ShredReceipt, ShredRequest,
+    AuthorizeRequest, AuthorizeResponse, EnrollRequest, EnrollResponse, ErrorBody, EvaluateRequest,
+    EvaluateResponse, Grant, GrantRequest, HealthResponse, ReleaseRequest, ReleaseResponse,
+    ShredReceipt, ShredRequest,
 };
 use crate::crypto::envelope::validate_tenant_id;
 use crate::secret::{Share, ShareValue};
@@ -171,6 +172,47 @@ impl TrusteeClient {
     fn tenant_path(tenant: &str, rest: &str) -> Result<String, Error> {
         validate_tenant_id(tenant).map_err(|e| Error::Invalid(e.to_string()))?;
         Ok(format!("/v1/tenants/{tenant}/{rest}"))
+    }
+
+    /// `POST /v2/tenants/{tenant}/keys/{version}/evaluate`: the holder's evaluation of its
+    /// share on one object, with its proof. The caller checks the proof
+    /// ([`crate::crypto::oprf::combine`]); this only checks the encoding.
+    ///
+    /// # Errors
+    /// As [`Self::release`].
+    pub async fn evaluate(
+        &self,
+        tenant: &str,
+        key_version: u32,
+        request: &EvaluateRequest,
+    ) -> Result<crate::crypto::oprf::Evaluation, Error> {
+        validate_tenant_id(tenant).map_err(|e| Error::Invalid(e.to_string()))?;
+        let path = format!("/v2/tenants/{tenant}/keys/{key_version}/evaluate");
+        let response: EvaluateResponse = self.send_json(Method::POST, &path, request).await?;
+        let decode = |field: &str, text: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text.as_bytes())
+                .map_err(|_| Error::Protocol(format!("the evaluation's {field} is not base64")))
+        };
+        let element = decode("element", &response.element)?;
+        let proof = decode("proof", &response.proof)?;
+        crate::crypto::oprf::Evaluation::from_bytes(&element, &proof)
+            .map_err(|e| Error::Protocol(format!("the evaluation is malformed: {e}")))
+    }
+
+    /// `POST /v2/tenants/{tenant}/authorize`: has the holder check (and log) a strict
+    /// tenant's signed request.
+    ///
+    /// # Errors
+    /// As [`Self::release`].
+    pub async fn authorize(
+        &self,
+        tenant: &str,
+        request: &AuthorizeRequest,
+    ) -> Result<AuthorizeResponse, Error> {
+        validate_tenant_id(tenant).map_err(|e| Error::Invalid(e.to_string()))?;
+        let path = format!("/v2/tenants/{tenant}/authorize");
+        self.send_json(Method::POST, &path, request).await
     }
 
     /// Asks for the share of `tenant` / `key_version`. The response is checked: tenant and

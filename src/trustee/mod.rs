@@ -25,6 +25,7 @@ pub mod config;
 pub mod engine;
 pub mod policy;
 pub mod server;
+pub mod signature;
 pub mod store;
 pub mod wire;
 

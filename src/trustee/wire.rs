@@ -1,4 +1,4 @@
-//! The versioned `/v1` JSON wire types shared by the trustee server, the proxy and the CLI.
+//! The versioned `/v1` and `/v2` JSON wire types shared by the trustee server, the proxy and the CLI.
 //!
 //! Secret material appears in exactly two places: the share envelope of an enrollment request
 //! and the share of a release response. Both types have a redacting `Debug`.
@@ -142,6 +142,95 @@ impl Drop for ReleaseResponse {
     }
 }
 
+/// A customer's signed S3 request as the proxy received it, forwarded for a strict tenant so
+/// that the holder that knows the tenant's S3 secret can check the signature itself
+/// (`trustee::signature`). The proxy cannot forge one: it never knows the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedRequest {
+    /// HTTP method, upper case.
+    pub method: String,
+    /// The request path exactly as received (still percent-encoded).
+    pub path: String,
+    /// The raw query string as received, without `?` (presigned URLs carry the signature here).
+    #[serde(default)]
+    pub query: String,
+    /// Every header the signature names (`SignedHeaders`, or `X-Amz-SignedHeaders` of a
+    /// presigned URL), lower-case name and value as received. Always includes `host`.
+    pub headers: Vec<(String, String)>,
+    /// The `Authorization` header; `None` for a presigned URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<String>,
+}
+
+/// The object of an evaluation: bucket, key and the object's random id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluatedObject {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// Standard base64 of the 32-byte object id (format v3 header).
+    pub id: String,
+}
+
+/// Body of `POST /v2/tenants/{tenant}/keys/{version}/evaluate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateRequest {
+    /// Why the evaluation is needed.
+    pub justification: Justification,
+    /// The caller's request id, for correlating log entries (1..=128 bytes).
+    pub request_id: String,
+    /// The object whose key is being derived; logged with the evaluation.
+    pub object: EvaluatedObject,
+    /// Free text, at most [`MAX_REASON_BYTES`] (the S3 operation).
+    #[serde(default)]
+    pub reason: String,
+    /// For strict tenants: the customer's signed request that asks for this object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<SignedRequest>,
+}
+
+/// Response of a successful evaluation: `Y_i = k_i·P` and the DLEQ proof that the holder
+/// used the share behind its registered `K_i`. Public values (one share's worth of one
+/// object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvaluateResponse {
+    /// Standard base64 of the 32-byte compressed element `Y_i`.
+    pub element: String,
+    /// Standard base64 of the 64-byte proof (challenge ‖ response).
+    pub proof: String,
+    /// The holder's x coordinate.
+    #[serde(default)]
+    pub x: u8,
+    /// Sequence number of the audit entry that records the evaluation.
+    #[serde(default)]
+    pub audit_seq: u64,
+}
+
+/// Body of `POST /v2/tenants/{tenant}/authorize`: a strict tenant's request that needs no
+/// key (LIST, DELETE, bucket calls) is checked and logged by the holder that knows the
+/// tenant's S3 secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeRequest {
+    /// The caller's request id (1..=128 bytes).
+    pub request_id: String,
+    /// The customer's signed request.
+    pub signed: SignedRequest,
+}
+
+/// Response of a successful authorization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizeResponse {
+    /// The access key id the signature was made with.
+    pub access_key_id: String,
+    /// Sequence number of the audit entry that records the check.
+    pub audit_seq: u64,
+}
+
 /// Body of `POST /v1/tenants/{tenant}/keys` (enrollment).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,6 +245,35 @@ pub struct EnrollRequest {
     /// (no proxy allowed) applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Policy>,
+    /// Strict tenants: the tenant's S3 access key id and secret, deposited with the holder
+    /// that checks the customer's signatures (never with the proxy). Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigv4: Option<SigV4Credential>,
+}
+
+/// An S3 access key pair deposited with a signature-checking holder. Secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigV4Credential {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for SigV4Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigV4Credential")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"[REDACTED]")
+            .finish()
+    }
+}
+
+impl Drop for SigV4Credential {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret_access_key);
+    }
 }
 
 impl std::fmt::Debug for EnrollRequest {
@@ -165,6 +283,7 @@ impl std::fmt::Debug for EnrollRequest {
             .field("holder", &self.holder)
             .field("share", &"[REDACTED]")
             .field("policy", &self.policy)
+            .field("sigv4", &self.sigv4)
             .finish()
     }
 }

@@ -242,6 +242,7 @@ pub fn enroll_request(metadata: &KeyMetadata, shares: &[Share], proxies: &[&str]
         holder: "trustee".into(),
         share: envelope(metadata, &shares[1]),
         policy: Some(policy_allowing(proxies)),
+        sigv4: None,
     }
 }
 
