@@ -67,6 +67,31 @@ pub trait ShareSource: Send + Sync {
         key_version: u32,
         context: &ReleaseContext,
     ) -> Result<Share, ReleaseError>;
+
+    /// Asks the holder to evaluate its share of an OPRF tenant key on one object
+    /// (`POST /v2/.../evaluate`). The answer is unverified: the caller checks its proof.
+    async fn evaluate(
+        &self,
+        tenant: &str,
+        key_version: u32,
+        request: &crate::trustee::wire::EvaluateRequest,
+    ) -> Result<crate::crypto::oprf::Evaluation, ReleaseError> {
+        let _ = (tenant, key_version, request);
+        Err(ReleaseError::Protocol("this holder cannot evaluate".into()))
+    }
+
+    /// Asks the holder to check (and log) a strict tenant's signed request
+    /// (`POST /v2/tenants/{t}/authorize`).
+    async fn authorize(
+        &self,
+        tenant: &str,
+        request: &crate::trustee::wire::AuthorizeRequest,
+    ) -> Result<(), ReleaseError> {
+        let _ = (tenant, request);
+        Err(ReleaseError::Protocol(
+            "this holder cannot check signatures".into(),
+        ))
+    }
 }
 
 /// A named share source of one tenant.

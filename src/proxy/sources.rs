@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use super::config::{ConfigError, ProxyConfig};
 use super::keys::{ReleaseContext, ReleaseError, ShareSource};
+use crate::crypto::oprf::Evaluation;
 use crate::secret::Share;
 use crate::trustee::client::TrusteeClient;
-use crate::trustee::wire::{Justification, ObjectRef, ReleaseRequest};
+use crate::trustee::wire::{
+    AuthorizeRequest, EvaluateRequest, Justification, ObjectRef, ReleaseRequest,
+};
 
 /// Builds trustee clients sharing one mTLS client configuration (the proxy's identity).
 pub struct TrusteeSources {
@@ -69,20 +72,49 @@ impl ShareSource for TrusteeSource {
             request_id: context.request_id.clone(),
             object,
         };
-        use crate::trustee::Error as T;
         self.client
             .release(tenant, key_version, &request)
             .await
-            .map_err(|e| match e {
-                T::Unreachable(m) => ReleaseError::Unreachable(m),
-                T::Denied(denial) => ReleaseError::Denied {
-                    reason: denial.to_string(),
-                },
-                T::Shredded => ReleaseError::Shredded,
-                T::UnknownTenant => ReleaseError::UnknownTenant,
-                T::AuditUnavailable => ReleaseError::Unreachable("audit log unavailable".into()),
-                other => ReleaseError::Protocol(other.to_string()),
-            })
+            .map_err(release_error)
+    }
+
+    async fn evaluate(
+        &self,
+        tenant: &str,
+        key_version: u32,
+        request: &EvaluateRequest,
+    ) -> Result<Evaluation, ReleaseError> {
+        self.client
+            .evaluate(tenant, key_version, request)
+            .await
+            .map_err(release_error)
+    }
+
+    async fn authorize(
+        &self,
+        tenant: &str,
+        request: &AuthorizeRequest,
+    ) -> Result<(), ReleaseError> {
+        self.client
+            .authorize(tenant, request)
+            .await
+            .map(|_| ())
+            .map_err(release_error)
+    }
+}
+
+/// What a trustee client error means for a release or evaluation.
+fn release_error(e: crate::trustee::Error) -> ReleaseError {
+    use crate::trustee::Error as T;
+    match e {
+        T::Unreachable(m) => ReleaseError::Unreachable(m),
+        T::Denied(denial) => ReleaseError::Denied {
+            reason: denial.to_string(),
+        },
+        T::Shredded => ReleaseError::Shredded,
+        T::UnknownTenant => ReleaseError::UnknownTenant,
+        T::AuditUnavailable => ReleaseError::Unreachable("audit log unavailable".into()),
+        other => ReleaseError::Protocol(other.to_string()),
     }
 }
 
