@@ -10,12 +10,12 @@
 //! |---|---|---|
 //! | [`secret`] | secret newtypes (zeroize, redacted `Debug`, constant-time `Eq`) | anything |
 //! | [`logging`] | tracing set-up, dependency log ceilings, text-free config errors | anything |
-//! | [`crypto`] | pure crypto: AEAD, KEK/DEK hierarchy, key commitment, Shamir, SigV4 signing | I/O, async |
-//! | [`format`](mod@format) | the encrypted object format (v1/v2; single, multipart layouts 1 and 2), [`format::inspect`](fn@format::inspect) for listings | I/O, async |
+//! | [`crypto`] | pure crypto: AEAD, KEK/DEK hierarchy, the threshold OPRF for per-object keys (`oprf`, `scheme`), legacy Shamir and commitment, SigV4 | I/O, async |
+//! | [`format`](mod@format) | the encrypted object format (v3 with the object id; v1/v2 read; single, multipart layouts 1 and 2), [`format::inspect`](fn@format::inspect) for listings | I/O, async |
 //! | [`tls`] | rustls configs (ring only), mTLS identities, TEST-ONLY dev PKI | the S3 or trustee logic |
-//! | [`trustee`] | the trustee service: wire types, pure policy, audit chain, store, engine (release, custody, grants), server, client | proxy, format |
+//! | [`trustee`] | the holder service (trustee or customer-run): wire types, pure policy, strict tenants' signature check, audit chain, store, engine (evaluate, legacy release, custody, grants), server, client | proxy, format |
 //! | [`storage`] | ciphertext storage over object_store: filesystem (ordered listing), memory, S3; atomic writers | proxy, format, trustee |
-//! | [`proxy`] | the S3 data path: TLS server, guard, SigV4 registry, key release and cache, `proxy::s3` handlers | bench |
+//! | [`proxy`] | the S3 data path: TLS server, guard, strict tenants' forwarding, SigV4 registry, per-object keys and cache, `proxy::s3` handlers | bench |
 //! | [`tenant`] | the customer's key ceremony (`treuhand tenant create`) | proxy internals |
 //! | [`dev`] | `treuhand dev`: init, env files, the running local stack (TEST-ONLY) | |
 //! | [`bench`](mod@bench) | `treuhand bench`: plan, run, cell, load, results, report, plots | product internals |
@@ -25,13 +25,17 @@
 //!
 //! 1. [`proxy::server`] accepts TCP, enforces connection limits, finishes the TLS handshake
 //!    ([`tls`]) in the connection task, and serves HTTP/1.1 or HTTP/2 with hyper.
-//! 2. [`proxy::guard`] refuses what s3s must not see (SigV2, POST forms, week-plus presigned URLs).
+//! 2. [`proxy::guard`] refuses what s3s must not see (SigV2, POST forms, week-plus presigned URLs);
+//!    for a strict tenant, [`proxy::strict`] has the tenant's holder check the customer's own
+//!    signature ([`trustee::signature`]) before s3s sees the request.
 //! 3. s3s parses the S3 request and checks SigV4 against [`proxy::registry`] (the tenants).
 //! 4. [`proxy::s3`] hands the operation to its handler group (`buckets`, `objects`, `list`,
 //!    `multipart`); `s3::request` parses the SSE-C share and holds the request's context.
-//! 5. [`proxy::keys`] releases the tenant key from the holders ([`trustee::client`] over mTLS;
-//!    the trustee runs [`trustee::engine`]: policy, audit chain, then the share) or takes it from
-//!    the bounded cache.
+//! 5. [`proxy::keys`] derives the object's key: it asks each holder to evaluate its share on
+//!    this one object ([`trustee::client`] over mTLS; the holder runs [`trustee::engine`]:
+//!    policy, audit entry naming the object, then `Y_i = k_i·P` with a proof), checks every
+//!    proof, combines the answers ([`crypto::oprf`]) and keeps the object key in a bounded
+//!    cache. The tenant key is never reassembled. (Legacy v1/v2 key versions still rebuild it.)
 //! 6. `s3::pipeline` encrypts or decrypts with [`format`](mod@format) (keys from [`crypto`]).
 //! 7. [`storage`] reads or writes ciphertext at the places `s3::paths` names.
 //! 8. [`proxy::error`] maps any error to its S3 status and code, in that one place.
