@@ -229,6 +229,7 @@ impl RequestContext {
                 .unwrap_or_else(|| random_hex(8).unwrap_or_else(|_| "unknown".into())),
             object: Some((bucket.to_owned(), key.to_owned())),
             reason: reason.to_owned(),
+            signed: None,
         };
         self.keys
             .kek(
