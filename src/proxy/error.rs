@@ -153,6 +153,7 @@ impl From<crate::format::Error> for ProxyError {
         use crate::format::Error as F;
         match e {
             F::DecryptionFailed => ProxyError::Integrity,
+            F::NotAnObject | F::HeaderTruncated { .. } => ProxyError::Integrity,
             F::InvalidRange { .. } => ProxyError::InvalidRange,
             F::InvalidParts(msg) => ProxyError::InvalidPart(msg.to_owned()),
             F::TooLarge => ProxyError::InvalidRequest("the object is too large".into()),
