@@ -948,7 +948,11 @@ mod v3 {
         // The object id follows the tenant id; M sits after wrapped DEK and nonce prefix.
         assert_eq!(&stored[13 + t..45 + t], &[0xa5; 32]);
         let m = u32::from_be_bytes(stored[112 + t..116 + t].try_into().unwrap()) as usize;
-        assert_eq!(m, 16 + 2, "the empty set encodes to two bytes, sealed with its tag");
+        assert_eq!(
+            m,
+            16 + 2,
+            "the empty set encodes to two bytes, sealed with its tag"
+        );
         let header_len = 148 + t + m;
         assert_eq!(format::Header::parse(&stored).unwrap().2, header_len);
         assert_eq!(
@@ -1063,8 +1067,7 @@ mod v3 {
             // Exactly the documented number of bytes suffices, and the probe always does.
             assert_eq!(format::peek_header(&stored[..need]).unwrap(), expected);
             assert_eq!(
-                format::peek_header(&stored[..format::HEADER_PROBE_LEN.min(stored.len())])
-                    .unwrap(),
+                format::peek_header(&stored[..format::HEADER_PROBE_LEN.min(stored.len())]).unwrap(),
                 expected
             );
             // One byte less is refused as truncation, naming what is needed.
@@ -1154,7 +1157,10 @@ mod v3 {
     #[test]
     fn v1_and_v2_objects_still_open_beside_v3_and_report_no_object_id() {
         let plain = data(1000);
-        for stored in [encrypt(&plain), encrypt_with_metadata(&plain, &sample_metadata())] {
+        for stored in [
+            encrypt(&plain),
+            encrypt_with_metadata(&plain, &sample_metadata()),
+        ] {
             let cipher = open(&stored);
             assert_eq!(cipher.object_id(), None);
             assert!(cipher.format_version() < 3);

@@ -280,7 +280,11 @@ fn layout_2_round_trips_under_a_v3_header() {
     let layout = reader
         .multipart_layout(&stored[stored.len() - footer_len..], stored.len() as u64)
         .unwrap();
-    for range in [0..plain.len() as u64, 10..SEG as u64 + 50, SEG as u64..SEG as u64 + 3] {
+    for range in [
+        0..plain.len() as u64,
+        10..SEG as u64 + 50,
+        SEG as u64..SEG as u64 + 3,
+    ] {
         let (c, mut dec) = layout.decryptor(range.clone()).unwrap();
         let mut out = Vec::new();
         dec.push(&stored[c.start as usize..c.end as usize], &mut out)

@@ -450,13 +450,18 @@ mod tests {
         assert_eq!(info.tenant, "acme");
         assert_eq!(info.key_version, 7);
         assert_eq!(info.object_id, Some(ObjectId([9; 32])));
-        for (at, byte) in [(4, 4), (5, 2), (6, 11), (7, 3), (12, 0), (12, 64), (13, b'A')] {
+        for (at, byte) in [
+            (4, 4),
+            (5, 2),
+            (6, 11),
+            (7, 3),
+            (12, 0),
+            (12, 64),
+            (13, b'A'),
+        ] {
             let mut bad = v3.clone();
             bad[at] = byte;
-            assert!(
-                matches!(peek_header(&bad), Err(Error::NotAnObject)),
-                "{at}"
-            );
+            assert!(matches!(peek_header(&bad), Err(Error::NotAnObject)), "{at}");
         }
     }
 }

@@ -160,14 +160,7 @@ pub fn new_object_v3_deterministic(
     randomness: (Dek, [u8; 12], [u8; NONCE_PREFIX_LEN]),
     metadata: &Metadata,
 ) -> Result<(ObjectCipher, Vec<u8>), Error> {
-    build(
-        kek,
-        context,
-        Some(object_id),
-        layout,
-        randomness,
-        metadata,
-    )
+    build(kek, context, Some(object_id), layout, randomness, metadata)
 }
 
 /// [`new_object_with_metadata`] with caller-chosen randomness (DEK, wrap nonce, nonce prefix).
