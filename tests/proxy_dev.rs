@@ -153,9 +153,9 @@ async fn dev_init_writes_a_working_stack() {
         let put = raw
             .put(&tenant, &path, &headers, b"hello, trustee".to_vec())
             .await;
-        assert_eq!(put.status, 200, "{}", put.text());
+        assert_eq!(put.status, 200, "{}: {}", tenant.id, put.text());
         let get = raw.get(&tenant, &path, &headers).await;
-        assert_eq!(get.body, b"hello, trustee");
+        assert_eq!(get.body, b"hello, trustee", "{}", tenant.id);
     }
     let _ = tx.send(());
     proxy.await.unwrap();
