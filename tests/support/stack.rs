@@ -132,23 +132,24 @@ impl Holders {
         client.set_policy(tenant, &policy).await.unwrap();
     }
 
-    /// Number of releases a holder logged for a tenant (from its audit log).
+    /// Number of releases a holder logged for a tenant (from its audit log): `/v1` releases
+    /// of a legacy key or `/v2` evaluations of an OPRF key (what `tenant create` makes).
     pub async fn releases(&self, holder: &str, tenant: &str) -> usize {
         let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
         let log = client.audit(tenant).await.unwrap();
         log.entries
             .iter()
-            .filter(|e| e.event == treuhand::trustee::audit::AuditEvent::Release)
+            .filter(|e| hands_out_key(e.event))
             .count()
     }
 
-    /// Request ids of the releases a holder logged for a tenant.
+    /// Request ids of the releases (or evaluations) a holder logged for a tenant.
     pub async fn release_request_ids(&self, holder: &str, tenant: &str) -> Vec<String> {
         let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
         let log = client.audit(tenant).await.unwrap();
         log.entries
             .iter()
-            .filter(|e| e.event == treuhand::trustee::audit::AuditEvent::Release)
+            .filter(|e| hands_out_key(e.event))
             .filter_map(|e| e.request_id.clone())
             .collect()
     }
@@ -199,6 +200,13 @@ impl Holders {
         }
         (config, tenant)
     }
+}
+
+/// An audit event that hands key material to the proxy: a `/v1` release (legacy key) or a
+/// `/v2` evaluation (OPRF key).
+pub fn hands_out_key(event: treuhand::trustee::audit::AuditEvent) -> bool {
+    use treuhand::trustee::audit::AuditEvent;
+    matches!(event, AuditEvent::Release | AuditEvent::Evaluate)
 }
 
 /// Runs `treuhand tenant create` for `params`; returns the proxy's registration it wrote and

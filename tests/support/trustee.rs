@@ -196,14 +196,14 @@ impl Harness {
     }
 }
 
-/// The request ids of the releases in an audit log.
+/// The request ids of the releases (or, for an OPRF key, evaluations) in an audit log.
 pub fn release_request_ids(
     log: &treuhand::trustee::audit::AuditLog,
 ) -> std::collections::HashSet<&str> {
     let releases = log
         .entries
         .iter()
-        .filter(|e| e.event == AuditEvent::Release);
+        .filter(|e| matches!(e.event, AuditEvent::Release | AuditEvent::Evaluate));
     releases.filter_map(|e| e.request_id.as_deref()).collect()
 }
 
