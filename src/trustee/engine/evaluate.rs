@@ -11,8 +11,7 @@
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
-use super::release::Gate;
-use super::{Batch, Engine, Trustee, credential_aad};
+use super::{Batch, Engine, Gate, Trustee, credential_aad};
 use crate::crypto::oprf::{self, KeyShare, ObjectId, ObjectIdentity};
 use crate::crypto::shamir::KeyScheme;
 use crate::tls::{PeerIdentity, Role};
@@ -288,4 +287,39 @@ fn describe_claimed(signed: &SignedRequest) -> String {
         text.push_str("...");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trustee::signature::SignatureError;
+
+    #[test]
+    fn every_signature_refusal_is_a_known_denial_with_its_own_code() {
+        for refused in [
+            SignatureError::WrongAccessKey,
+            SignatureError::Expired,
+            SignatureError::Mismatch,
+            SignatureError::Malformed("x".into()),
+        ] {
+            let denial = Denial::from_code(refused.reason());
+            assert!(!matches!(denial, Denial::Other(_)), "{denial:?}");
+            assert_eq!(denial.code(), refused.reason());
+        }
+    }
+
+    #[test]
+    fn a_claimed_request_is_described_without_its_signature_and_bounded() {
+        let signed = SignedRequest {
+            method: "GET".into(),
+            path: format!("/photos/{}", "é".repeat(600)),
+            query: "X-Amz-Signature=abcdef".into(),
+            headers: vec![("host".into(), "h".into())],
+            authorization: Some("AWS4-HMAC-SHA256 Signature=abcdef".into()),
+        };
+        let text = describe_claimed(&signed);
+        assert!(text.starts_with("request GET /photos/"), "{text}");
+        assert!(!text.contains("abcdef"), "{text}");
+        assert!(text.len() <= MAX_DESCRIBED_BYTES + 3, "{}", text.len());
+    }
 }

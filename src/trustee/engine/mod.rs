@@ -43,15 +43,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
 
 pub use self::chain::migrate_audit;
 use crate::crypto::seal::SealingKey;
 use crate::crypto::sign::SigningKey;
 use crate::tls::{PeerIdentity, Role};
 use crate::trustee::Error;
+use crate::trustee::audit::AuditEntry;
 use crate::trustee::policy::{Clock, Denial, DenialLimiter, Policy, RateBucket, RateLimit};
 use crate::trustee::store::{AuditReader, KeyRecord, Mutation, Store};
-use crate::trustee::wire::Grant;
+use crate::trustee::wire::{Grant, Justification};
 
 /// Tuning knobs of the engine.
 #[derive(Debug, Clone, Copy)]
@@ -140,6 +142,26 @@ pub(super) fn share_aad(tenant: &str, key_version: u32, x: u8) -> Vec<u8> {
     aad.extend_from_slice(&key_version.to_be_bytes());
     aad.push(x);
     aad
+}
+
+/// Who asks for which tenant key version, and how a refused caller is treated
+/// ([`Engine::admit`]).
+#[derive(Clone, Copy)]
+pub(super) struct Gate<'a> {
+    pub(super) caller: &'a PeerIdentity,
+    pub(super) tenant: &'a str,
+    pub(super) key_version: u32,
+    pub(super) justification: Justification,
+    /// Chain the refusal of a proxy that the tenant's policy does not allow (evaluations).
+    pub(super) chain_refused_proxies: bool,
+}
+
+/// A use of a share that passed every gate: the opened share and the entry to append.
+pub(super) struct Admitted {
+    pub(super) share: Zeroizing<Vec<u8>>,
+    pub(super) x: u8,
+    pub(super) holder: String,
+    pub(super) entry: AuditEntry,
 }
 
 /// Associated data of a strict tenant's sealed S3 credential: bound to the tenant, and apart

@@ -6,33 +6,13 @@
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
-use super::{Batch, Engine, Trustee, share_aad};
+use super::{Admitted, Batch, Engine, Gate, Trustee, share_aad};
 use crate::crypto::shamir::KeyScheme;
 use crate::tls::{PeerIdentity, Role};
 use crate::trustee::Error;
 use crate::trustee::audit::{AuditEntry, AuditEvent};
 use crate::trustee::policy::{Denial, Policy, RateBucket, authorize, decide};
 use crate::trustee::wire::{Justification, ReleaseRequest, ReleaseResponse};
-
-/// Who asks for which tenant key version, and how a refused caller is treated
-/// ([`Engine::admit`]).
-#[derive(Clone, Copy)]
-pub(super) struct Gate<'a> {
-    pub(super) caller: &'a PeerIdentity,
-    pub(super) tenant: &'a str,
-    pub(super) key_version: u32,
-    pub(super) justification: Justification,
-    /// Chain the refusal of a proxy that the tenant's policy does not allow (evaluations).
-    pub(super) chain_refused_proxies: bool,
-}
-
-/// A use of a share that passed every gate: the opened share and the entry to append.
-pub(super) struct Admitted {
-    pub(super) share: Zeroizing<Vec<u8>>,
-    pub(super) x: u8,
-    pub(super) holder: String,
-    pub(super) entry: AuditEntry,
-}
 
 impl Trustee {
     /// Decides a release, logs it durably, and returns the share if allowed.
