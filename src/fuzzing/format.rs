@@ -13,35 +13,37 @@ use super::{Input, pattern, vector_context, vector_key, vector_object};
 /// The tenant OPRF key of the frozen v3 vectors (tests/vectors.rs, `key-hierarchy-v3.txt`).
 const VECTOR_OPRF_KEY: [u8; 32] = [0x07; 32];
 
-/// The per-object KEK of the vector object (vector tenant, bucket and key) with object id
-/// `id`, derived as the proxy derives it; for the frozen v3 vectors' id it opens them.
+/// The per-object KEK of `identity` under the vector OPRF key, derived as the proxy derives
+/// it; for the frozen v3 vectors' identity it opens them.
+fn vector_object_kek_of(identity: &ObjectIdentity) -> Kek {
+    let secret = OprfKey::from_bytes(&VECTOR_OPRF_KEY)
+        .and_then(|k| k.evaluate_unsplit(identity))
+        .expect("the vector OPRF key evaluates");
+    oprf::object_kek(&secret, identity).expect("the vector identity derives a KEK")
+}
+
+/// The per-object KEK of the vector object (vector tenant, bucket and key) with object id `id`.
 fn vector_object_kek(id: ObjectId) -> Kek {
     let (_, key) = vector_key();
     let context = vector_context(&key);
-    let identity = ObjectIdentity {
+    vector_object_kek_of(&ObjectIdentity {
         tenant: key.tenant.clone(),
         key_version: key.version,
         bucket: context.bucket.to_owned(),
         key: context.object.to_owned(),
         id,
-    };
-    let secret = OprfKey::from_bytes(&VECTOR_OPRF_KEY)
-        .and_then(|k| k.evaluate_unsplit(&identity))
-        .expect("the vector OPRF key evaluates");
-    oprf::object_kek(&secret, &identity).expect("the vector identity derives a KEK")
+    })
 }
 
 /// The KEK that opens `data` if it is a vector object: the legacy vector KEK for v1 and v2,
-/// the per-object KEK of the object id its header states for v3 (what the proxy does: peek,
+/// the per-object KEK of the identity its header states for v3 (what the proxy does: peek,
 /// derive, open).
 fn vector_kek_for(data: &[u8]) -> Kek {
-    match format::peek_header(data) {
-        Ok(info) => match info.object_id {
-            Some(id) => vector_object_kek(id),
-            None => vector_key().0,
-        },
-        Err(_) => vector_key().0,
-    }
+    let (legacy, key) = vector_key();
+    format::peek_header(data)
+        .ok()
+        .and_then(|info| info.object_identity(&vector_context(&key)))
+        .map_or(legacy, |identity| vector_object_kek_of(&identity))
 }
 
 /// The vector object in format v3 with object id `id`: same DEK, wrap nonce and nonce prefix
