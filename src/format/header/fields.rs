@@ -32,10 +32,10 @@
 //! 116+T+M  32   HMAC-SHA256(K_mac, "treuhand v3 header" ‖ bytes 0 .. 116+T+M)
 //! ```
 
-use crate::crypto::KeyId;
 use crate::crypto::aead::TAG_LEN;
 use crate::crypto::envelope::{MAC_LEN, WRAPPED_DEK_LEN};
-use crate::crypto::oprf::ObjectId;
+use crate::crypto::oprf::{ObjectId, ObjectIdentity};
+use crate::crypto::{DekContext, KeyId};
 
 use super::super::cipher::NONCE_PREFIX_LEN;
 use super::super::metadata::MAX_METADATA;
@@ -151,6 +151,27 @@ pub struct HeaderInfo {
     pub key_version: u32,
     /// The object id (format v3 only).
     pub object_id: Option<ObjectId>,
+}
+
+impl HeaderInfo {
+    /// The identity `x` is computed from (docs/format.md §8.1) for this v3 header read as the
+    /// object `context` names: tenant and key version from the header, which must be
+    /// `context.key`, bucket and object key from `context` (the strings of the DEK wrap's AAD,
+    /// as the format requires), and the header's object id. `None` for a v1 or v2 header or
+    /// one naming another tenant key. Unauthenticated like the header info itself: a wrong id
+    /// only yields a KEK that opens nothing.
+    pub fn object_identity(&self, context: &DekContext<'_>) -> Option<ObjectIdentity> {
+        let id = self.object_id?;
+        (self.tenant == context.key.tenant && self.key_version == context.key.version).then(|| {
+            ObjectIdentity {
+                tenant: self.tenant.clone(),
+                key_version: self.key_version,
+                bucket: context.bucket.to_owned(),
+                key: context.object.to_owned(),
+                id,
+            }
+        })
+    }
 }
 
 /// Why the public fields could not be read: the prefix ends too early, or is not a header.
@@ -429,7 +450,7 @@ mod tests {
     }
 
     #[test]
-    fn peek_tells_garbage_from_truncation() {
+    fn peek_tells_garbage_from_truncation_and_names_the_object_identity() {
         assert!(matches!(
             peek_header(b""),
             Err(Error::HeaderTruncated { need: 13 })
