@@ -190,14 +190,7 @@ impl Holders {
             self.customer_tls(tenant),
             vec![PROXY_NAME.into()],
         );
-        let (mut config, tenant) = ceremony(&params, &depositor).await;
-        // A tenant whose trustees alone reach the threshold (a k-of-n that survives a trustee
-        // outage) exists only with the customer's explicit consent; a test that wants one
-        // (`wide`) gives it, as `tenant create --allow-trustees-alone` records it.
-        if trustees.len() >= usize::from(threshold) {
-            config.metadata.allow_trustees_alone = true;
-        }
-        (config, tenant)
+        ceremony(&params, &depositor).await
     }
 }
 
