@@ -132,23 +132,24 @@ impl Holders {
         client.set_policy(tenant, &policy).await.unwrap();
     }
 
-    /// Number of releases a holder logged for a tenant (from its audit log).
+    /// Number of key answers a holder logged for a tenant (from its audit log): share
+    /// releases of a legacy tenant key, per-object evaluations of an OPRF one.
     pub async fn releases(&self, holder: &str, tenant: &str) -> usize {
         let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
         let log = client.audit(tenant).await.unwrap();
         log.entries
             .iter()
-            .filter(|e| e.event == treuhand::trustee::audit::AuditEvent::Release)
+            .filter(|e| is_key_answer(&e.event))
             .count()
     }
 
-    /// Request ids of the releases a holder logged for a tenant.
+    /// Request ids of the key answers (releases, evaluations) a holder logged for a tenant.
     pub async fn release_request_ids(&self, holder: &str, tenant: &str) -> Vec<String> {
         let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
         let log = client.audit(tenant).await.unwrap();
         log.entries
             .iter()
-            .filter(|e| e.event == treuhand::trustee::audit::AuditEvent::Release)
+            .filter(|e| is_key_answer(&e.event))
             .filter_map(|e| e.request_id.clone())
             .collect()
     }
@@ -192,6 +193,13 @@ impl Holders {
         );
         ceremony(&params, &depositor).await
     }
+}
+
+/// A holder's audit event that gave out key material for one request: a legacy share release
+/// or an OPRF evaluation.
+pub fn is_key_answer(event: &treuhand::trustee::audit::AuditEvent) -> bool {
+    use treuhand::trustee::audit::AuditEvent;
+    matches!(event, AuditEvent::Release | AuditEvent::Evaluate)
 }
 
 /// Runs `treuhand tenant create` for `params`; returns the proxy's registration it wrote and
