@@ -123,8 +123,8 @@ pub fn build(
     })
 }
 
-/// Replaces the running tenant set with `tenants`, all or nothing, and drops every cached
-/// tenant key, so a removed or re-registered tenant's key does not outlive its registration.
+/// Replaces the running tenant set with `tenants`, all or nothing, and drops every cached key
+/// (object KEKs, legacy tenant KEKs), so no key outlives its tenant's registration.
 ///
 /// # Errors
 /// [`ConfigError`] if any registration is unusable; the running set is then unchanged.

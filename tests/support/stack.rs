@@ -132,24 +132,24 @@ impl Holders {
         client.set_policy(tenant, &policy).await.unwrap();
     }
 
-    /// Number of releases a holder logged for a tenant (from its audit log): `/v1` releases
-    /// of a legacy key or `/v2` evaluations of an OPRF key (what `tenant create` makes).
+    /// Number of key answers a holder logged for a tenant (from its audit log): share
+    /// releases of a legacy tenant key, per-object evaluations of an OPRF one.
     pub async fn releases(&self, holder: &str, tenant: &str) -> usize {
         let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
         let log = client.audit(tenant).await.unwrap();
         log.entries
             .iter()
-            .filter(|e| hands_out_key(e.event))
+            .filter(|e| is_key_answer(&e.event))
             .count()
     }
 
-    /// Request ids of the releases (or evaluations) a holder logged for a tenant.
+    /// Request ids of the key answers (releases, evaluations) a holder logged for a tenant.
     pub async fn release_request_ids(&self, holder: &str, tenant: &str) -> Vec<String> {
         let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
         let log = client.audit(tenant).await.unwrap();
         log.entries
             .iter()
-            .filter(|e| hands_out_key(e.event))
+            .filter(|e| is_key_answer(&e.event))
             .filter_map(|e| e.request_id.clone())
             .collect()
     }
@@ -191,20 +191,13 @@ impl Holders {
             self.customer_tls(tenant),
             vec![PROXY_NAME.into()],
         );
-        let (mut config, tenant) = ceremony(&params, &depositor).await;
-        // A tenant whose trustees alone reach the threshold (a k-of-n that survives a trustee
-        // outage) exists only with the customer's explicit consent; a test that wants one
-        // (`wide`) gives it, as `tenant create --allow-trustees-alone` records it.
-        if trustees.len() >= usize::from(threshold) {
-            config.metadata.allow_trustees_alone = true;
-        }
-        (config, tenant)
+        ceremony(&params, &depositor).await
     }
 }
 
-/// An audit event that hands key material to the proxy: a `/v1` release (legacy key) or a
-/// `/v2` evaluation (OPRF key).
-pub fn hands_out_key(event: treuhand::trustee::audit::AuditEvent) -> bool {
+/// A holder's audit event that gave out key material for one request: a legacy share release
+/// or an OPRF evaluation.
+pub fn is_key_answer(event: &treuhand::trustee::audit::AuditEvent) -> bool {
     use treuhand::trustee::audit::AuditEvent;
     matches!(event, AuditEvent::Release | AuditEvent::Evaluate)
 }

@@ -405,3 +405,104 @@ impl RequestContext {
         Ok(format::open_object(kek, &ctx, stored)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::crypto::KeyId;
+    use crate::crypto::scheme::{self, SplitOptions};
+    use crate::proxy::keys::{CustomerShare, TenantKeys};
+
+    fn tenant(id: &str, strict: bool) -> (Tenant, Option<String>) {
+        let key_id = KeyId::new(id, 1).unwrap();
+        let options = SplitOptions {
+            strict,
+            ..SplitOptions::default()
+        };
+        let (metadata, _) = scheme::split(&key_id, 2, &["customer", "t1"], options).unwrap();
+        let tenant = Tenant {
+            id: id.into(),
+            access_key_id: format!("AK{id}"),
+            keys: TenantKeys {
+                metadata,
+                key_id,
+                customer: CustomerShare::SseC {
+                    holder: "customer".into(),
+                },
+                trustees: Vec::new(),
+            },
+        };
+        (tenant, (!strict).then(|| format!("secret-{id}-0123")))
+    }
+
+    fn request(access_key: Option<&str>, strict: Option<&str>) -> S3Request<()> {
+        let mut extensions = http::Extensions::new();
+        if let Some(access_key_id) = strict {
+            extensions.insert(StrictAuth {
+                access_key_id: access_key_id.into(),
+                signed: Arc::new(SignedRequest {
+                    method: "GET".into(),
+                    path: "/b/k".into(),
+                    query: String::new(),
+                    headers: vec![("host".into(), "s3.local".into())],
+                    authorization: Some("AWS4-HMAC-SHA256 ...".into()),
+                }),
+            });
+        }
+        S3Request {
+            input: (),
+            method: http::Method::GET,
+            uri: http::Uri::from_static("/b/k"),
+            headers: http::HeaderMap::new(),
+            extensions,
+            credentials: access_key.map(|a| s3s::auth::Credentials {
+                access_key: a.into(),
+                secret_key: "x".into(),
+            }),
+            region: None,
+            service: None,
+            trailing_headers: None,
+        }
+    }
+
+    #[test]
+    fn a_strict_tenant_is_served_only_after_its_holder_checked_the_signature() {
+        let registry = Registry::new(vec![tenant("strict", true), tenant("plain", false)]);
+        let keys = Arc::new(KeyService::new(Duration::ZERO, 0, Duration::from_secs(1)));
+        let context = |req: &S3Request<()>| RequestContext::of(&registry, &keys, req);
+
+        // Checked by its holder: the tenant of the access key it was signed with, and the
+        // signed request goes with every evaluation.
+        let checked = context(&request(None, Some("AKstrict"))).unwrap();
+        assert_eq!(checked.tenant.id, "strict");
+        let forwarded = checked.release_context("GetObject", ("b", "k")).signed;
+        assert_eq!(forwarded.unwrap().path, "/b/k");
+        // Its access key without the holder's check (s3s cannot check it): refused.
+        assert!(matches!(
+            context(&request(Some("AKstrict"), None)),
+            Err(ProxyError::AccessDenied(_))
+        ));
+        // A holder's check never makes a standard tenant's request, nor an unknown key.
+        for access_key in ["AKplain", "AKnobody"] {
+            assert!(matches!(
+                context(&request(None, Some(access_key))),
+                Err(ProxyError::AccessDenied(_))
+            ));
+        }
+        // A standard tenant as before, with nothing to forward.
+        let plain = context(&request(Some("AKplain"), None)).unwrap();
+        assert_eq!(plain.tenant.id, "plain");
+        assert!(
+            plain
+                .release_context("GetObject", ("b", "k"))
+                .signed
+                .is_none()
+        );
+        assert!(matches!(
+            context(&request(None, None)),
+            Err(ProxyError::AccessDenied(_))
+        ));
+    }
+}
