@@ -132,6 +132,12 @@ impl Holders {
         client.set_policy(tenant, &policy).await.unwrap();
     }
 
+    /// A holder's audit log of a tenant, as the customer reads it.
+    pub async fn audit(&self, holder: &str, tenant: &str) -> treuhand::trustee::audit::AuditLog {
+        let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
+        client.audit(tenant).await.unwrap()
+    }
+
     /// Number of key answers a holder logged for a tenant (from its audit log): share
     /// releases of a legacy tenant key, per-object evaluations of an OPRF one.
     pub async fn releases(&self, holder: &str, tenant: &str) -> usize {
