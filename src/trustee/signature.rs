@@ -92,73 +92,136 @@ pub fn verify(
     credential: &SigV4Credential,
     now_unix: u64,
 ) -> Result<Covered, SignatureError> {
-    let auth = match &signed.authorization {
-        Some(header) => parse_authorization(header)?,
-        None => parse_presigned(&signed.query)?,
-    };
-    let scope = parse_scope(&auth.credential)?;
-    if scope.access_key_id != credential.access_key_id {
+    let request = Canonicalized::of(signed)?;
+    if request.access_key_id != credential.access_key_id {
         return Err(SignatureError::WrongAccessKey);
     }
-    let names = signed_header_names(&auth.signed_headers)?;
-    let headers = collect_headers(signed, &names)?;
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let amz_date = match &auth.presigned {
-        Some(p) => p.amz_date.clone(),
-        None => header("x-amz-date")
-            .ok_or_else(|| malformed("x-amz-date is not signed"))?
-            .to_owned(),
-    };
-    let signed_at = sigv4::parse_amz_date(&amz_date).ok_or_else(|| malformed("bad x-amz-date"))?;
-    if amz_date.get(..8) != Some(scope.date) {
-        return Err(malformed("the credential date is not the request date"));
-    }
-    check_time(signed_at, auth.presigned.as_ref(), now_unix)?;
-    let payload_hash = match (header("x-amz-content-sha256"), &auth.presigned) {
-        (Some(hash), _) => hash.to_owned(),
-        (None, Some(_)) => sigv4::UNSIGNED_PAYLOAD.to_owned(),
-        (None, None) => return Err(malformed("x-amz-content-sha256 is not signed")),
-    };
-    let method = signed.method.to_ascii_uppercase();
-    let (raw_path, _) = split_path(&signed.path);
-    let uri = sigv4::canonical_uri(raw_path);
-    let query_pairs: Vec<(Vec<u8>, Vec<u8>)> = query_pairs(&signed.query)
-        .filter(|(name, _)| name.as_slice() != b"X-Amz-Signature")
-        .collect();
-    let query = sigv4::canonical_query(&query_pairs);
-    let canonical = sigv4::CanonicalRequest {
-        method: &method,
-        uri: &uri,
-        query: &query,
-        headers: &headers,
-        payload_hash: &payload_hash,
-    };
-    if canonical.signed_headers() != names.join(";") {
-        // Unsorted or repeated names: the list S3 signs must be canonical.
-        return Err(malformed("SignedHeaders is not in canonical order"));
-    }
-    let expected =
-        Zeroizing::new(canonical.signature(&amz_date, scope.region, &credential.secret_access_key));
-    let presented = auth.signature.to_ascii_lowercase();
+    check_time(request.signed_at, request.presigned.as_ref(), now_unix)?;
+    let expected = request.signature_with(&credential.secret_access_key);
+    let presented = request.signature.to_ascii_lowercase();
     if !bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) {
         return Err(SignatureError::Mismatch);
     }
+    let (raw_path, _) = split_path(&signed.path);
     let (bucket, key) = bucket_and_key(raw_path)?;
-    let copy_source = header("x-amz-copy-source")
+    let copy_source = request
+        .header("x-amz-copy-source")
         .map(parse_copy_source)
         .transpose()?;
     Ok(Covered {
-        access_key_id: scope.access_key_id.to_owned(),
-        method,
+        access_key_id: request.access_key_id,
+        method: request.method,
         bucket,
         key,
         copy_source,
     })
+}
+
+/// The signature of `signed` as it was received (same canonical request, date and scope)
+/// under another secret: the proxy re-signs a strict tenant's request, once its holder has
+/// accepted it, with a key of its own that s3s then checks (see `proxy::strict`). No time
+/// or access key check: the holder made those.
+///
+/// # Errors
+/// [`SignatureError::Malformed`] for what [`verify`] could not canonicalize either.
+pub fn signature_with(
+    signed: &SignedRequest,
+    secret_key: &str,
+) -> Result<Zeroizing<String>, SignatureError> {
+    Ok(Canonicalized::of(signed)?.signature_with(secret_key))
+}
+
+/// A signed request taken apart and canonicalized, before any secret is used.
+struct Canonicalized {
+    access_key_id: String,
+    method: String,
+    region: String,
+    amz_date: String,
+    signed_at: u64,
+    presigned: Option<Presigned>,
+    signature: String,
+    headers: Vec<(String, String)>,
+    text: String,
+}
+
+impl Canonicalized {
+    fn of(signed: &SignedRequest) -> Result<Self, SignatureError> {
+        let auth = match &signed.authorization {
+            Some(header) => parse_authorization(header)?,
+            None => parse_presigned(&signed.query)?,
+        };
+        let scope = parse_scope(&auth.credential)?;
+        let names = signed_header_names(&auth.signed_headers)?;
+        let headers = collect_headers(signed, &names)?;
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let amz_date = match &auth.presigned {
+            Some(p) => p.amz_date.clone(),
+            None => header("x-amz-date")
+                .ok_or_else(|| malformed("x-amz-date is not signed"))?
+                .to_owned(),
+        };
+        let signed_at =
+            sigv4::parse_amz_date(&amz_date).ok_or_else(|| malformed("bad x-amz-date"))?;
+        if amz_date.get(..8) != Some(scope.date) {
+            return Err(malformed("the credential date is not the request date"));
+        }
+        let payload_hash = match (header("x-amz-content-sha256"), &auth.presigned) {
+            (Some(hash), _) => hash.to_owned(),
+            (None, Some(_)) => sigv4::UNSIGNED_PAYLOAD.to_owned(),
+            (None, None) => return Err(malformed("x-amz-content-sha256 is not signed")),
+        };
+        let method = signed.method.to_ascii_uppercase();
+        let (raw_path, _) = split_path(&signed.path);
+        let uri = sigv4::canonical_uri(raw_path);
+        let query_pairs: Vec<(Vec<u8>, Vec<u8>)> = query_pairs(&signed.query)
+            .filter(|(name, _)| name.as_slice() != b"X-Amz-Signature")
+            .collect();
+        let query = sigv4::canonical_query(&query_pairs);
+        let canonical = sigv4::CanonicalRequest {
+            method: &method,
+            uri: &uri,
+            query: &query,
+            headers: &headers,
+            payload_hash: &payload_hash,
+        };
+        if canonical.signed_headers() != names.join(";") {
+            // Unsorted or repeated names: the list S3 signs must be canonical.
+            return Err(malformed("SignedHeaders is not in canonical order"));
+        }
+        let text = canonical.text();
+        Ok(Self {
+            access_key_id: scope.access_key_id.to_owned(),
+            region: scope.region.to_owned(),
+            method,
+            amz_date,
+            signed_at,
+            presigned: auth.presigned,
+            signature: auth.signature,
+            headers,
+            text,
+        })
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn signature_with(&self, secret_key: &str) -> Zeroizing<String> {
+        Zeroizing::new(sigv4::sign_canonical(
+            &self.text,
+            &self.amz_date,
+            &self.region,
+            secret_key,
+        ))
+    }
 }
 
 fn malformed(what: &str) -> SignatureError {
