@@ -24,7 +24,8 @@
 //! |---|---|
 //! | `mod.rs` | the handle ([`Trustee`]), the writer thread, group commit, shared state |
 //! | `chain.rs` | the audit chains: loading and checking heads, appending, signing, serving, migrating |
-//! | `release.rs` | share release: authorization, the policy decision, denials |
+//! | `release.rs` | share release, and the gates every use of a share passes: authorization, the policy decision, denials |
+//! | `evaluate.rs` | per-object OPRF evaluation (`/v2`) and the strict tenants' signature checks (evaluate, authorize) |
 //! | `custody.rs` | deposit (enrollment), the tenant's policy, shred |
 //! | `grants.rs` | emergency grants: request, approval, expiry, listing |
 //!
@@ -33,6 +34,7 @@
 
 mod chain;
 mod custody;
+mod evaluate;
 mod grants;
 mod release;
 
@@ -122,6 +124,8 @@ pub(super) struct Engine {
     policies: HashMap<String, Policy>,
     grants: HashMap<String, Grant>,
     heads: HashMap<String, (u64, String)>,
+    /// Sealed S3 credentials of the strict tenants whose signatures this holder checks.
+    credentials: HashMap<String, Vec<u8>>,
     buckets: HashMap<String, RateBucket>,
     /// Budget of chained denials per authorized caller.
     denials: DenialLimiter,
@@ -135,6 +139,14 @@ pub(super) fn share_aad(tenant: &str, key_version: u32, x: u8) -> Vec<u8> {
     aad.push(0);
     aad.extend_from_slice(&key_version.to_be_bytes());
     aad.push(x);
+    aad
+}
+
+/// Associated data of a strict tenant's sealed S3 credential: bound to the tenant, and apart
+/// from every share's.
+pub(super) fn credential_aad(tenant: &str) -> Vec<u8> {
+    let mut aad = b"treuhand-trustee-sigv4-v1\0".to_vec();
+    aad.extend_from_slice(tenant.as_bytes());
     aad
 }
 
@@ -177,6 +189,7 @@ impl Trustee {
             policies: HashMap::new(),
             grants: HashMap::new(),
             heads: HashMap::new(),
+            credentials: HashMap::new(),
             buckets: HashMap::new(),
             denials: DenialLimiter::new(options.denial_log, options.denial_log_callers),
             strangers: DenialLimiter::new(options.denial_log, options.denial_log_callers),
