@@ -419,3 +419,56 @@ async fn an_object_under_another_key_version_or_scheme_is_a_clear_500() {
     assert_text_contains(&r, "format v3");
     assert!(!contains(&r.body, b"secret"));
 }
+
+#[tokio::test]
+async fn tenants_from_tenant_create_write_v3_and_every_holder_logs_the_object_it_evaluated() {
+    let s = Stack::start(&["trustee", "holder"], &DEMO_AND_HOLDER, |c| {
+        c.cache.ttl_secs = 0
+    })
+    .await;
+    for (tenant, holders, headers) in [
+        (
+            s.demo(),
+            &["trustee"][..],
+            sse_c_headers(&s.demo().share_b64().unwrap()),
+        ),
+        (
+            s.tenant("demo-holder"),
+            &["trustee", "holder"][..],
+            Vec::new(),
+        ),
+    ] {
+        let path = format!("/{BUCKET}/obj");
+        let put = s
+            .raw
+            .put(tenant, &path, &headers, b"per-object".to_vec())
+            .await;
+        assert_eq!(put.status, 200, "{}", put.text());
+        let get = s.raw.get(tenant, &path, &headers).await;
+        assert_eq!(get.body, b"per-object", "{}", get.text());
+        let files = s.object_files(&tenant.id);
+        let [(_, stored)] = exactly(files);
+        let info = treuhand::format::peek_header(&stored).unwrap();
+        assert_eq!(info.version, 3);
+        let id = hex::encode(info.object_id.unwrap().0);
+        // The PUT and the GET, each logged with the object and its id, at every holder asked.
+        for holder in holders {
+            let log = s.holders.audit(holder, &tenant.id).await;
+            let evaluations: Vec<_> = log
+                .entries
+                .iter()
+                .filter(|e| e.event == treuhand::trustee::audit::AuditEvent::Evaluate)
+                .collect();
+            assert_eq!(evaluations.len(), 2, "{holder}");
+            for e in evaluations {
+                let object = e.object.as_ref().unwrap();
+                assert_eq!(
+                    (object.bucket.as_str(), object.key.as_str()),
+                    (BUCKET, "obj")
+                );
+                assert_eq!(e.object_id.as_deref(), Some(id.as_str()), "{holder}");
+            }
+        }
+    }
+    s.proxy.stop().await;
+}

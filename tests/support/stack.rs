@@ -106,7 +106,7 @@ impl Holders {
         }
     }
 
-    fn customer_tls(&self, tenant: &str) -> Arc<rustls::ClientConfig> {
+    pub fn customer_tls(&self, tenant: &str) -> Arc<rustls::ClientConfig> {
         let mut map = self.customer_tls.lock().unwrap();
         map.entry(tenant.to_owned())
             .or_insert_with(|| {
@@ -130,6 +130,12 @@ impl Holders {
             ..Policy::default()
         };
         client.set_policy(tenant, &policy).await.unwrap();
+    }
+
+    /// A holder's audit log of a tenant, as the customer reads it.
+    pub async fn audit(&self, holder: &str, tenant: &str) -> treuhand::trustee::audit::AuditLog {
+        let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
+        client.audit(tenant).await.unwrap()
     }
 
     /// Number of key answers a holder logged for a tenant (from its audit log): share
