@@ -75,7 +75,15 @@ async fn boto3_puts_gets_lists_deletes_and_presigns_as_a_strict_tenant() {
     let (enrolled, proxy, ak, secret) = strict_stack().await;
     let script = r#"
 s3.create_bucket(Bucket="bucket")
+modes = []
+def record(request, **kwargs):
+    value = request.headers.get("x-amz-content-sha256")
+    modes.append(value.decode() if isinstance(value, bytes) else value)
+s3.meta.events.register("before-send.s3.PutObject", record)
 s3.put_object(Bucket="bucket", Key="small.txt", Body=b"hello strict")
+# What boto3 sends over HTTPS by default: an aws-chunked body with a checksum trailer, which
+# s3s decodes once the gate has re-signed the request.
+assert modes == ["STREAMING-UNSIGNED-PAYLOAD-TRAILER"], modes
 assert s3.get_object(Bucket="bucket", Key="small.txt")["Body"].read() == b"hello strict"
 big = os.urandom(12 * 1024 * 1024 + 5)
 s3.upload_fileobj(io.BytesIO(big), "bucket", "dir/big file.bin",

@@ -11,12 +11,14 @@
 //! | [`error`] | [`error::ProxyError`] and the one error → S3 status/code mapping |
 //! | [`server`] | TLS accept loop (handshake in the connection task), connection limits, `/metrics` |
 //! | [`guard`] | requests refused before s3s: SigV2, POST forms, presigned URLs over a week |
+//! | [`strict`] | strict tenants: the customer's signature checked by its holder before s3s |
 //! | [`cli`] | `treuhand proxy --config FILE` |
 //!
 //! SigV4 is verified by s3s against per-tenant access keys ([`Auth`]); anonymous requests are
 //! refused by s3s' default access check, which runs because auth is always configured.
 //! SigV2, browser form uploads and presigned URLs valid for more than a week are refused before
-//! s3s sees them ([`guard`]).
+//! s3s sees them ([`guard`]). A strict tenant's requests are checked by its holder and
+//! re-signed with the proxy's in-memory key before s3s sees them ([`strict`], docs/strict.md).
 
 pub mod cli;
 pub mod config;

@@ -551,6 +551,33 @@ mod tests {
     }
 
     #[test]
+    fn the_forwarded_request_has_the_signed_headers_and_the_http2_authority_as_host() {
+        let mut parts = header_signed(STRICT_AK, "UNSIGNED-PAYLOAD", 3);
+        parts.headers.remove("host");
+        parts
+            .headers
+            .insert("x-unsigned", http::HeaderValue::from_static("no"));
+        parts.uri = http::Uri::from_static("https://s3.example:8443/bucket/a%20key?x=1");
+        let signed = signed_request(&parts).expect("signed");
+        let names: Vec<&str> = signed.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "content-length",
+                "host",
+                "x-amz-content-sha256",
+                "x-amz-date"
+            ]
+        );
+        assert_eq!(signed.headers[1].1, HOST);
+        assert_eq!(
+            (signed.path.as_str(), signed.query.as_str()),
+            ("/bucket/a%20key", "x=1")
+        );
+        assert!(signed.authorization.is_some());
+    }
+
+    #[test]
     fn the_internal_key_never_shows_in_debug() {
         let key = InternalKey::generate().expect("random");
         assert!(!format!("{key:?}").contains(key.expose_secret()));
