@@ -106,7 +106,7 @@ impl Holders {
         }
     }
 
-    fn customer_tls(&self, tenant: &str) -> Arc<rustls::ClientConfig> {
+    pub fn customer_tls(&self, tenant: &str) -> Arc<rustls::ClientConfig> {
         let mut map = self.customer_tls.lock().unwrap();
         map.entry(tenant.to_owned())
             .or_insert_with(|| {
