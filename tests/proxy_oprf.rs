@@ -227,7 +227,10 @@ async fn a_subverted_proxy_knows_only_the_keys_of_objects_it_handled() {
     ];
     for (key, body) in bodies {
         let path = format!("/{BUCKET}/{key}");
-        let put = s.raw.put(&s.tenant, &path, &s.headers(), body.to_vec()).await;
+        let put = s
+            .raw
+            .put(&s.tenant, &path, &s.headers(), body.to_vec())
+            .await;
         assert_eq!(put.status, 200, "{}", put.text());
     }
     // Every object is format v3 with its own random id.
@@ -290,12 +293,18 @@ async fn oprf_objects_round_trip_single_copy_and_multipart_and_a_cached_key_need
     let store = client(&s.proxy, &s.pki, &s.tenant, Some(&key), BUCKET);
     let body = data(200_000, 5);
     put_object(store.as_ref(), "one", body.clone()).await;
-    assert_eq!(get_object(store.as_ref(), "one").await.as_ref(), body.as_slice());
+    assert_eq!(
+        get_object(store.as_ref(), "one").await.as_ref(),
+        body.as_slice()
+    );
     store
         .copy(&OsPath::from("one"), &OsPath::from("two"))
         .await
         .unwrap();
-    assert_eq!(get_object(store.as_ref(), "two").await.as_ref(), body.as_slice());
+    assert_eq!(
+        get_object(store.as_ref(), "two").await.as_ref(),
+        body.as_slice()
+    );
     let parts = [data(70_000, 1), data(130_000, 2), data(7, 3)];
     let mut upload = store.put_multipart(&OsPath::from("mp")).await.unwrap();
     for p in &parts {
@@ -330,7 +339,12 @@ async fn a_wrong_element_or_an_outage_stores_and_serves_nothing() {
     let s = Setup::start(3, &[Answer::Honest, Answer::OtherShare(2)]).await;
     let r = s
         .raw
-        .put(&s.tenant, &format!("/{BUCKET}/x"), &s.headers(), b"secret".to_vec())
+        .put(
+            &s.tenant,
+            &format!("/{BUCKET}/x"),
+            &s.headers(),
+            b"secret".to_vec(),
+        )
         .await;
     assert_eq!(r.status, 502, "{}", r.text());
     assert_text_contains(&r, "t2");
@@ -340,7 +354,12 @@ async fn a_wrong_element_or_an_outage_stores_and_serves_nothing() {
     let s = Setup::start(2, &[Answer::Unreachable]).await;
     let r = s
         .raw
-        .put(&s.tenant, &format!("/{BUCKET}/x"), &s.headers(), b"secret".to_vec())
+        .put(
+            &s.tenant,
+            &format!("/{BUCKET}/x"),
+            &s.headers(),
+            b"secret".to_vec(),
+        )
         .await;
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(s.stored().is_empty(), "nothing written");
@@ -350,7 +369,10 @@ async fn a_wrong_element_or_an_outage_stores_and_serves_nothing() {
 async fn an_object_under_another_key_version_or_scheme_is_a_clear_500() {
     let s = Setup::start(2, &[Answer::Honest]).await;
     let path = format!("/{BUCKET}/v1");
-    let put = s.raw.put(&s.tenant, &path, &s.headers(), b"secret".to_vec()).await;
+    let put = s
+        .raw
+        .put(&s.tenant, &path, &s.headers(), b"secret".to_vec())
+        .await;
     assert_eq!(put.status, 200);
     let registry = s.proxy.tenants.as_ref().unwrap();
 
@@ -360,7 +382,11 @@ async fn an_object_under_another_key_version_or_scheme_is_a_clear_500() {
     treuhand::proxy::reload(registry, &s.proxy.keys, &[v2], &fakes).unwrap();
     let r = s
         .raw
-        .get(&v2_tenant, &path, &sse_c_headers(&v2_tenant.share_b64().unwrap()))
+        .get(
+            &v2_tenant,
+            &path,
+            &sse_c_headers(&v2_tenant.share_b64().unwrap()),
+        )
         .await;
     assert_eq!(r.status, 500, "{}", r.text());
     assert_text_contains(&r, "key version 1");

@@ -131,12 +131,15 @@ fn allowed_holders() -> Vec<&'static str> {
         "shares/demo.share",
         "shares/demo.share.txt",
         "shares/demo-holder.share.txt",
-        // The tenants' SigV4 credentials for the aws cli (mode 0600).
+        // The tenants' SigV4 credentials for the aws cli (mode 0600), and the strict tenant
+        // demo-holder's credentials file from the ceremony (and its copy in the dev dir).
         "dev.env",
         "dev-holder.env",
-        // The registrations: the proxy needs each tenant's SigV4 secret to verify signatures.
+        "shares/demo-holder.s3-credentials",
+        "demo-holder.s3-credentials",
+        // The standard tenant's registration: the proxy needs its SigV4 secret to verify
+        // signatures. demo-holder is strict: its registration has no secret and is scanned.
         "tenants/demo.toml",
-        "tenants/demo-holder.toml",
         // The trustee's and the holder's own keys (sealing shares at rest, signing the chain).
         "trustee/sealing.key",
         "trustee/signing.key",
@@ -383,21 +386,26 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
     assert!(reported, "the proxy did not report the failed reload");
     std::fs::remove_file(&broken).unwrap();
 
-    // The trustee's shares, the tenant master keys and the KEKs, fetched and derived the way
-    // the proxy does: none of them may be in a log either.
+    // The tenants `treuhand dev` makes are OPRF tenants: the trustee releases no share and
+    // nobody holds a tenant key. What the proxy derives per object is the trustee's answer
+    // `Y_i` and the object KEK: derived here the way the proxy does (the trustee evaluating
+    // its share on the object, the customer's share evaluated locally) for every stored
+    // object and the bucket/key pairs written above; none of them may be in a log either.
     let config = treuhand::proxy::config::ProxyConfig::load(&dir.join("proxy.toml")).unwrap();
     let tls = treuhand::tls::client_config(
         &config.trustee_client.ca,
         Some((&config.trustee_client.cert, &config.trustee_client.key)),
     )
     .unwrap();
+    let stored = support::stored_files(&dir.join("storage"));
     let mut derived: Vec<(String, Vec<u8>)> = Vec::new();
     for registration in config.load_tenants().unwrap() {
         let metadata = &registration.metadata;
         let tenant_id = metadata.tenant.clone();
         let trustee = &registration.trustees[0];
-        let released = treuhand::trustee::client::TrusteeClient::new(&trustee.url, tls.clone())
-            .unwrap()
+        let client =
+            treuhand::trustee::client::TrusteeClient::new(&trustee.url, tls.clone()).unwrap();
+        let release = client
             .release(
                 &tenant_id,
                 metadata.key_version,
@@ -408,32 +416,73 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
                     object: None,
                 },
             )
-            .await
-            .unwrap();
-        let customer = if tenant_id == "demo" {
-            treuhand::crypto::shamir::share_from_raw(
-                metadata,
-                &registration.customer_holder,
-                &share,
+            .await;
+        assert!(release.is_err(), "{tenant_id}: an OPRF share was released");
+        let (customer, written): (_, &[(&str, &str)]) = if tenant_id == "demo" {
+            (
+                treuhand::secret::Share::new(1, treuhand::secret::ShareValue::from_bytes(share)),
+                &[("demo", "a.txt"), ("demo", "b.txt"), ("demo", "mp.bin")],
             )
-            .unwrap()
         } else {
-            treuhand::secret::Share::new(
-                holder_share.share.x(),
-                treuhand::secret::ShareValue::from_bytes(*holder_share.share.expose_secret()),
+            (
+                treuhand::secret::Share::new(
+                    holder_share.share.x(),
+                    treuhand::secret::ShareValue::from_bytes(*holder_share.share.expose_secret()),
+                ),
+                &[("demo-holder", "h.txt")],
             )
         };
-        let tmk = treuhand::crypto::shamir::combine(metadata, &[&customer, &released]).unwrap();
-        let kek =
-            treuhand::crypto::envelope::derive_kek(&tmk, &metadata.key_id().unwrap()).unwrap();
-        derived.push((
-            format!("{tenant_id} trustee share"),
-            released.expose_secret().to_vec(),
-        ));
-        derived.push((format!("{tenant_id} TMK"), tmk.expose_secret().to_vec()));
-        derived.push((format!("{tenant_id} KEK"), kek.expose_secret().to_vec()));
+        let customer = treuhand::crypto::scheme::key_share(metadata, &customer).unwrap();
+        let trustee_x = metadata.holder(&trustee.holder).unwrap().x;
+        let trustee_key = treuhand::crypto::scheme::holder_key(metadata, trustee_x).unwrap();
+        for (_, bytes) in &stored {
+            let Ok(info) = treuhand::format::peek_header(bytes) else {
+                continue;
+            };
+            let Some(id) = info.object_id.filter(|_| info.tenant == tenant_id) else {
+                continue;
+            };
+            for (bucket, key) in written {
+                let identity = treuhand::crypto::oprf::ObjectIdentity {
+                    tenant: tenant_id.clone(),
+                    key_version: info.key_version,
+                    bucket: (*bucket).into(),
+                    key: (*key).into(),
+                    id,
+                };
+                let request = treuhand::trustee::wire::EvaluateRequest {
+                    justification: treuhand::trustee::wire::Justification::CustomerAccess,
+                    request_id: "secret-scan".into(),
+                    object: treuhand::trustee::wire::EvaluatedObject {
+                        bucket: (*bucket).into(),
+                        key: (*key).into(),
+                        id: base64::engine::general_purpose::STANDARD.encode(id.0),
+                    },
+                    reason: String::new(),
+                    signed: None,
+                };
+                let remote = client
+                    .evaluate(&tenant_id, info.key_version, &request)
+                    .await
+                    .unwrap();
+                let element = remote.element.compress().as_bytes().to_vec();
+                let local = treuhand::crypto::oprf::evaluate_local(&customer, &identity).unwrap();
+                let secret = treuhand::crypto::oprf::combine(
+                    &identity,
+                    &[local],
+                    &[(trustee_x, trustee_key, remote)],
+                    usize::from(metadata.threshold),
+                )
+                .unwrap();
+                let kek = treuhand::crypto::oprf::object_kek(&secret, &identity).unwrap();
+                let name = format!("{tenant_id} {bucket}/{key} {}", hex::encode(&id.0[..4]));
+                derived.push((format!("{name} trustee element"), element));
+                derived.push((format!("{name} object KEK"), kek.expose_secret().to_vec()));
+            }
+        }
     }
-    assert_eq!(derived.len(), 6);
+    // At least a.txt, b.txt and mp.bin of demo and h.txt of demo-holder.
+    assert!(derived.len() >= 8, "{}", derived.len());
 
     stack.stop();
 
