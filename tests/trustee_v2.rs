@@ -13,7 +13,7 @@ use treuhand::tls::Role;
 use treuhand::trustee::Error;
 use treuhand::trustee::audit::{AuditEntry, AuditEvent, AuditLog, verify_log};
 use treuhand::trustee::wire::{
-    ErrorBody, Justification, ObjectRef, Policy, ReleaseRequest, SigV4Credential,
+    ErrorBody, Justification, ObjectRef, Policy, ReleaseRequest, ShredRequest, SigV4Credential,
 };
 
 const CAT: [u8; 32] = [7; 32];
@@ -167,8 +167,33 @@ async fn evaluate_for_a_disallowed_proxy_is_denied_and_logged_with_the_object() 
             .await,
     );
     assert_eq!(reason, "tenant_suspended");
+    // After a shred, the refusal is chained with its object too.
+    customer
+        .shred("acme", 1, &ShredRequest::default())
+        .await
+        .unwrap();
+    let err = harness
+        .client(Role::Proxy, "proxy-1")
+        .evaluate(
+            "acme",
+            1,
+            &evaluate_request("e-4", "photos", "owl.jpg", [4; 32]),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Shredded), "{err:?}");
 
     let log = audit_log(&harness, "acme").await;
+    let entry = entry_for(&log, "e-4");
+    assert_eq!(
+        (entry.event, entry.outcome.as_str()),
+        (AuditEvent::Denial, "shredded")
+    );
+    assert_eq!(entry.object, object("photos", "owl.jpg"));
+    assert_eq!(
+        entry.object_id.as_deref(),
+        Some(hex::encode([4u8; 32]).as_str())
+    );
     let entry = entry_for(&log, "e-1");
     assert_eq!(
         (entry.event, entry.outcome.as_str(), entry.actor.as_str()),
