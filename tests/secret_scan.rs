@@ -131,14 +131,15 @@ fn allowed_holders() -> Vec<&'static str> {
         "shares/demo.share",
         "shares/demo.share.txt",
         "shares/demo-holder.share.txt",
-        // The tenants' SigV4 credentials for the aws cli (mode 0600), and the strict tenant
-        // demo-holder's credentials file from the ceremony (and its copy in the dev dir).
+        // The tenants' SigV4 credentials for the aws cli (mode 0600).
         "dev.env",
         "dev-holder.env",
-        "shares/demo-holder.s3-credentials",
+        // The strict tenant's S3 credentials, which its customer generated at the ceremony.
         "demo-holder.s3-credentials",
+        "shares/demo-holder.s3-credentials",
         // The standard tenant's registration: the proxy needs its SigV4 secret to verify
-        // signatures. demo-holder is strict: its registration has no secret and is scanned.
+        // signatures. Not `demo-holder`'s: a strict tenant's secret is never the proxy's, so
+        // its registration is scanned like any other file.
         "tenants/demo.toml",
         // The trustee's and the holder's own keys (sealing shares at rest, signing the chain).
         "trustee/sealing.key",
@@ -386,103 +387,91 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
     assert!(reported, "the proxy did not report the failed reload");
     std::fs::remove_file(&broken).unwrap();
 
-    // The tenants `treuhand dev` makes are OPRF tenants: the trustee releases no share and
-    // nobody holds a tenant key. What the proxy derives per object is the trustee's answer
-    // `Y_i` and the object KEK: derived here the way the proxy does (the trustee evaluating
-    // its share on the object, the customer's share evaluated locally) for every stored
-    // object and the bucket/key pairs written above; none of them may be in a log either.
+    // The object keys of `demo`'s stored objects and the trustee's evaluations behind them,
+    // fetched and derived the way the proxy does (per-object keys: no share of an OPRF tenant
+    // key is ever released, and there is no tenant key to derive): none may be in a log either.
+    // `demo-holder` is strict: its trustee evaluates only for the customer's signed requests.
     let config = treuhand::proxy::config::ProxyConfig::load(&dir.join("proxy.toml")).unwrap();
     let tls = treuhand::tls::client_config(
         &config.trustee_client.ca,
         Some((&config.trustee_client.cert, &config.trustee_client.key)),
     )
     .unwrap();
-    let stored = support::stored_files(&dir.join("storage"));
     let mut derived: Vec<(String, Vec<u8>)> = Vec::new();
-    for registration in config.load_tenants().unwrap() {
-        let metadata = &registration.metadata;
-        let tenant_id = metadata.tenant.clone();
-        let trustee = &registration.trustees[0];
-        let client =
-            treuhand::trustee::client::TrusteeClient::new(&trustee.url, tls.clone()).unwrap();
-        let release = client
-            .release(
-                &tenant_id,
-                metadata.key_version,
-                &treuhand::trustee::wire::ReleaseRequest {
-                    justification: treuhand::trustee::wire::Justification::CustomerAccess,
-                    reason: String::new(),
-                    request_id: "secret-scan".into(),
-                    object: None,
-                },
-            )
-            .await;
-        assert!(release.is_err(), "{tenant_id}: an OPRF share was released");
-        let (customer, written): (_, &[(&str, &str)]) = if tenant_id == "demo" {
-            (
-                treuhand::secret::Share::new(1, treuhand::secret::ShareValue::from_bytes(share)),
-                &[("demo", "a.txt"), ("demo", "b.txt"), ("demo", "mp.bin")],
-            )
-        } else {
-            (
-                treuhand::secret::Share::new(
-                    holder_share.share.x(),
-                    treuhand::secret::ShareValue::from_bytes(*holder_share.share.expose_secret()),
-                ),
-                &[("demo-holder", "h.txt")],
-            )
+    let registrations = config.load_tenants().unwrap();
+    let registration = registrations
+        .iter()
+        .find(|r| r.metadata.tenant == "demo")
+        .unwrap();
+    let metadata = &registration.metadata;
+    let trustee = &registration.trustees[0];
+    let trustee_x = metadata.holder(&trustee.holder).unwrap().x;
+    let trustee_key = treuhand::crypto::scheme::holder_key(metadata, trustee_x).unwrap();
+    let customer = treuhand::crypto::scheme::key_share(
+        metadata,
+        &treuhand::crypto::shamir::share_from_raw(metadata, &registration.customer_holder, &share)
+            .unwrap(),
+    )
+    .unwrap();
+    let client = treuhand::trustee::client::TrusteeClient::new(&trustee.url, tls.clone()).unwrap();
+    let objects = support::stored_files(&dir.join("storage/tenants/demo/objects"));
+    for (path, stored) in &objects {
+        let info = treuhand::format::peek_header(stored).unwrap();
+        // Stored as `<bucket>/<encoded key>`: the key is the one the test wrote.
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let key = treuhand::storage::decode_key(&name).unwrap_or(name);
+        let identity = treuhand::crypto::oprf::ObjectIdentity {
+            tenant: "demo".into(),
+            key_version: info.key_version,
+            bucket: "demo".into(),
+            key: key.clone(),
+            id: info.object_id.unwrap(),
         };
-        let customer = treuhand::crypto::scheme::key_share(metadata, &customer).unwrap();
-        let trustee_x = metadata.holder(&trustee.holder).unwrap().x;
-        let trustee_key = treuhand::crypto::scheme::holder_key(metadata, trustee_x).unwrap();
-        for (_, bytes) in &stored {
-            let Ok(info) = treuhand::format::peek_header(bytes) else {
-                continue;
-            };
-            let Some(id) = info.object_id.filter(|_| info.tenant == tenant_id) else {
-                continue;
-            };
-            for (bucket, key) in written {
-                let identity = treuhand::crypto::oprf::ObjectIdentity {
-                    tenant: tenant_id.clone(),
-                    key_version: info.key_version,
-                    bucket: (*bucket).into(),
-                    key: (*key).into(),
-                    id,
-                };
-                let request = treuhand::trustee::wire::EvaluateRequest {
+        let evaluation = client
+            .evaluate(
+                "demo",
+                info.key_version,
+                &treuhand::trustee::wire::EvaluateRequest {
                     justification: treuhand::trustee::wire::Justification::CustomerAccess,
                     request_id: "secret-scan".into(),
                     object: treuhand::trustee::wire::EvaluatedObject {
-                        bucket: (*bucket).into(),
-                        key: (*key).into(),
-                        id: base64::engine::general_purpose::STANDARD.encode(id.0),
+                        bucket: "demo".into(),
+                        key: key.clone(),
+                        id: STANDARD.encode(identity.id.0),
                     },
                     reason: String::new(),
                     signed: None,
-                };
-                let remote = client
-                    .evaluate(&tenant_id, info.key_version, &request)
-                    .await
-                    .unwrap();
-                let element = remote.element.compress().as_bytes().to_vec();
-                let local = treuhand::crypto::oprf::evaluate_local(&customer, &identity).unwrap();
-                let secret = treuhand::crypto::oprf::combine(
-                    &identity,
-                    &[local],
-                    &[(trustee_x, trustee_key, remote)],
-                    usize::from(metadata.threshold),
-                )
-                .unwrap();
-                let kek = treuhand::crypto::oprf::object_kek(&secret, &identity).unwrap();
-                let name = format!("{tenant_id} {bucket}/{key} {}", hex::encode(&id.0[..4]));
-                derived.push((format!("{name} trustee element"), element));
-                derived.push((format!("{name} object KEK"), kek.expose_secret().to_vec()));
-            }
-        }
+                },
+            )
+            .await
+            .unwrap();
+        let local = treuhand::crypto::oprf::evaluate_local(&customer, &identity).unwrap();
+        let y = treuhand::crypto::oprf::combine(
+            &identity,
+            &[local],
+            &[(trustee_x, trustee_key, evaluation)],
+            usize::from(metadata.threshold),
+        )
+        .unwrap();
+        let kek = treuhand::crypto::oprf::object_kek(&y, &identity).unwrap();
+        // The key the proxy used: it opens the stored header.
+        let key_id = metadata.key_id().unwrap();
+        let context = treuhand::crypto::DekContext {
+            key: &key_id,
+            bucket: "demo",
+            object: &key,
+        };
+        treuhand::format::open_object(&kek, &context, stored).unwrap();
+        derived.push((
+            format!("demo {key} trustee evaluation"),
+            evaluation.element.compress().to_bytes().to_vec(),
+        ));
+        derived.push((
+            format!("demo {key} object KEK"),
+            kek.expose_secret().to_vec(),
+        ));
     }
-    // At least a.txt, b.txt and mp.bin of demo and h.txt of demo-holder.
-    assert!(derived.len() >= 8, "{}", derived.len());
+    assert!(!objects.is_empty() && derived.len() == 2 * objects.len());
 
     stack.stop();
 
