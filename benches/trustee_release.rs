@@ -1,9 +1,15 @@
-//! End-to-end release throughput and latency of the trustee: mTLS keep-alive over loopback,
+//! End-to-end throughput and latency of the trustee's key paths, in one run against one
+//! trustee: `release` (a legacy tenant's share, `/v1`), `evaluate` (a per-object OPRF
+//! evaluation, `/v2`) and `evaluate-strict` (the same for a strict tenant whose signatures this
+//! trustee checks: one SigV4 verification more per request). mTLS keep-alive over loopback,
 //! durable audit log on (SQLite WAL, synchronous=FULL, group commit).
 //!
 //! Run: `cargo bench --bench trustee_release` (release profile). Knobs (environment):
-//! `TREUHAND_BENCH_CONCURRENCY` (default 32 in-flight requests, one pooled connection each),
-//! `TREUHAND_BENCH_SECS` (default 10 s measured, after 2 s warm-up),
+//! `TREUHAND_BENCH_CONCURRENCY` (in-flight requests, one pooled connection each; a comma list,
+//! each value measured for every operation; default `1,64`),
+//! `TREUHAND_BENCH_OPS` (a comma list of `release`, `evaluate`, `evaluate-strict`; default all),
+//! `TREUHAND_BENCH_SECS` (default 10 s measured per operation and concurrency, after 2 s
+//! warm-up),
 //! `TREUHAND_BENCH_DIR` (where the store lives; default a temp dir, i.e. /tmp),
 //! `TREUHAND_BENCH_MAX_BATCH` (most requests per group commit, default 1024; 1 = no group
 //! commit, one fsync per request).
@@ -14,14 +20,41 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use treuhand::crypto::envelope::{KeyId, generate_tmk};
-use treuhand::crypto::shamir::{self, ShareEnvelope};
+use treuhand::crypto::scheme::{self, SplitOptions};
+use treuhand::crypto::shamir::{self, KeyMetadata, ShareEnvelope};
+use treuhand::crypto::sigv4::{self, SigningInput};
 use treuhand::secret::{Share, ShareValue};
 use treuhand::tls::Role;
 use treuhand::trustee::client::TrusteeClient;
 use treuhand::trustee::policy::{Policy, RateLimit, SystemClock};
 use treuhand::trustee::server::{Server, run};
-use treuhand::trustee::wire::{EnrollRequest, Justification, ReleaseRequest};
+use treuhand::trustee::wire::{
+    EnrollRequest, EvaluateRequest, EvaluatedObject, Justification, ReleaseRequest,
+    SigV4Credential, SignedRequest,
+};
+
+const ACCESS_KEY: &str = "AKIDBENCH";
+const SECRET_KEY: &str = "bench-secret-access-key";
+const HOST: &str = "s3.bench:9000";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Release,
+    Evaluate,
+    EvaluateStrict,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Release => "release",
+            Op::Evaluate => "evaluate",
+            Op::EvaluateStrict => "evaluate-strict",
+        }
+    }
+}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -53,8 +86,86 @@ fn main() {
     runtime.block_on(bench());
 }
 
+/// `YYYYMMDDTHHMMSSZ` of the system clock (civil date from days, Hinnant's algorithm).
+fn amz_date_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// The customer's signed GET of `/bench/object`, as the proxy would forward it.
+fn signed_get() -> SignedRequest {
+    let amz_date = amz_date_now();
+    let input = SigningInput {
+        method: "GET",
+        host: HOST,
+        path: "/bench/object",
+        query: &[],
+        headers: &[],
+        amz_date: &amz_date,
+        region: "us-east-1",
+    };
+    SignedRequest {
+        method: "GET".into(),
+        path: "/bench/object".into(),
+        query: String::new(),
+        headers: vec![
+            ("host".into(), HOST.into()),
+            (
+                "x-amz-content-sha256".into(),
+                sigv4::UNSIGNED_PAYLOAD.into(),
+            ),
+            ("x-amz-date".into(), amz_date.clone()),
+        ],
+        authorization: Some(sigv4::authorization(&input, ACCESS_KEY, SECRET_KEY)),
+    }
+}
+
+fn enroll_request(
+    metadata: &KeyMetadata,
+    share: &Share,
+    sigv4: Option<SigV4Credential>,
+) -> EnrollRequest {
+    let share = Share::new(share.x(), ShareValue::from_bytes(*share.expose_secret()));
+    EnrollRequest {
+        metadata: metadata.clone(),
+        holder: "trustee".into(),
+        share: ShareEnvelope {
+            key: metadata.key_id().unwrap(),
+            share,
+        }
+        .encode()
+        .to_string(),
+        policy: Some(Policy {
+            allowed_proxies: vec!["bench-proxy".into()],
+            rate_limit: RateLimit {
+                per_second: 1_000_000,
+                burst: 10_000_000,
+            },
+            ..Policy::default()
+        }),
+        sigv4,
+    }
+}
+
 async fn bench() {
-    let concurrency: usize = env_or("TREUHAND_BENCH_CONCURRENCY", 32);
     let seconds: u64 = env_or("TREUHAND_BENCH_SECS", 10);
     let dir = match std::env::var("TREUHAND_BENCH_DIR") {
         Ok(base) => tempfile::tempdir_in(base).unwrap(),
@@ -87,36 +198,66 @@ async fn bench() {
         &["customer", "trustee"],
     )
     .unwrap();
-    let share = Share::new(
-        shares[1].x(),
-        ShareValue::from_bytes(*shares[1].expose_secret()),
-    );
-    let enroll = EnrollRequest {
-        metadata: metadata.clone(),
-        holder: "trustee".into(),
-        share: ShareEnvelope {
-            key: metadata.key_id().unwrap(),
-            share,
-        }
-        .encode()
-        .to_string(),
-        policy: Some(Policy {
-            allowed_proxies: vec!["bench-proxy".into()],
-            rate_limit: RateLimit {
-                per_second: 1_000_000,
-                burst: 10_000_000,
-            },
-            ..Policy::default()
-        }),
-        sigv4: None,
-    };
-    TrusteeClient::new(&url, client_tls(Role::Customer, "bench"))
-        .unwrap()
-        .enroll("bench", &enroll)
+    let customer = TrusteeClient::new(&url, client_tls(Role::Customer, "bench")).unwrap();
+    customer
+        .enroll("bench", &enroll_request(&metadata, &shares[1], None))
         .await
         .unwrap();
+    for (tenant, strict) in [("bench-oprf", false), ("bench-strict", true)] {
+        let (metadata, shares) = scheme::split(
+            &KeyId::new(tenant, 1).unwrap(),
+            2,
+            &["customer", "trustee"],
+            SplitOptions {
+                strict,
+                allow_trustees_alone: false,
+            },
+        )
+        .unwrap();
+        let sigv4 = strict.then(|| SigV4Credential {
+            access_key_id: ACCESS_KEY.into(),
+            secret_access_key: SECRET_KEY.into(),
+        });
+        TrusteeClient::new(&url, client_tls(Role::Customer, tenant))
+            .unwrap()
+            .enroll(tenant, &enroll_request(&metadata, &shares[1], sigv4))
+            .await
+            .unwrap();
+    }
     let client = TrusteeClient::new(&url, client_tls(Role::Proxy, "bench-proxy")).unwrap();
 
+    let concurrencies: Vec<usize> = std::env::var("TREUHAND_BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "1,64".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    let ops: Vec<Op> = std::env::var("TREUHAND_BENCH_OPS")
+        .unwrap_or_else(|_| "release,evaluate,evaluate-strict".into())
+        .split(',')
+        .filter_map(|name| {
+            [Op::Release, Op::Evaluate, Op::EvaluateStrict]
+                .into_iter()
+                .find(|op| op.name() == name.trim())
+        })
+        .collect();
+    for &concurrency in &concurrencies {
+        for &op in &ops {
+            measure(&client, op, concurrency, seconds, config.limits.max_batch).await;
+        }
+    }
+    let _ = stop_tx.send(());
+    server_task.await.unwrap().unwrap();
+}
+
+/// Runs `op` with `concurrency` requests in flight for the warm-up and `seconds`, and prints
+/// the throughput and latency percentiles of the measured part.
+async fn measure(
+    client: &TrusteeClient,
+    op: Op,
+    concurrency: usize,
+    seconds: u64,
+    max_batch: usize,
+) {
     let warmup = Duration::from_secs(2);
     let measured = Duration::from_secs(seconds);
     let start = Instant::now();
@@ -129,25 +270,56 @@ async fn bench() {
             let mut latencies = Vec::with_capacity(100_000);
             let mut errors = 0u64;
             let mut i = 0u64;
+            // One signature per worker: valid for the whole run (15-minute window), and
+            // verified afresh by the trustee on every request.
+            let signed = (op == Op::EvaluateStrict).then(signed_get);
             loop {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
                 }
                 i += 1;
-                let request = ReleaseRequest {
-                    justification: Justification::CustomerAccess,
-                    reason: String::new(),
-                    request_id: format!("b{worker}-{i}"),
-                    object: None,
+                let request_id = format!("{}-{worker}-{i}", op.name());
+                let ok = match op {
+                    Op::Release => {
+                        let request = ReleaseRequest {
+                            justification: Justification::CustomerAccess,
+                            reason: String::new(),
+                            request_id,
+                            object: None,
+                        };
+                        client.release("bench", 1, &request).await.is_ok()
+                    }
+                    Op::Evaluate | Op::EvaluateStrict => {
+                        // A new object each time, as writes of new objects ask.
+                        let mut id = [0u8; 32];
+                        id[..8].copy_from_slice(&(worker as u64).to_be_bytes());
+                        id[8..16].copy_from_slice(&i.to_be_bytes());
+                        let request = EvaluateRequest {
+                            justification: Justification::CustomerAccess,
+                            request_id,
+                            object: EvaluatedObject {
+                                bucket: "bench".into(),
+                                key: "object".into(),
+                                id: base64::engine::general_purpose::STANDARD.encode(id),
+                            },
+                            reason: String::new(),
+                            signed: signed.clone(),
+                        };
+                        let tenant = if op == Op::Evaluate {
+                            "bench-oprf"
+                        } else {
+                            "bench-strict"
+                        };
+                        client.evaluate(tenant, 1, &request).await.is_ok()
+                    }
                 };
-                let result = client.release("bench", 1, &request).await;
                 let done = Instant::now();
                 if now >= measure_from && done <= deadline {
-                    match result {
-                        Ok(_) => latencies
-                            .push(u32::try_from((done - now).as_micros()).unwrap_or(u32::MAX)),
-                        Err(_) => errors += 1,
+                    if ok {
+                        latencies.push(u32::try_from((done - now).as_micros()).unwrap_or(u32::MAX));
+                    } else {
+                        errors += 1;
                     }
                 }
             }
@@ -164,9 +336,9 @@ async fn bench() {
     all.sort_unstable();
     let rate = all.len() as f64 / measured.as_secs_f64();
     println!(
-        "trustee release: concurrency {concurrency}, max_batch {}, {seconds} s measured: {} releases ({errors} errors) = {rate:.0}/s; \
+        "trustee {}: concurrency {concurrency}, max_batch {max_batch}, {seconds} s measured: {} answers ({errors} errors) = {rate:.0}/s; \
          latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
-        config.limits.max_batch,
+        op.name(),
         all.len(),
         percentile(&all, 0.50),
         percentile(&all, 0.90),
@@ -174,6 +346,4 @@ async fn bench() {
         percentile(&all, 0.999),
         percentile(&all, 1.0),
     );
-    let _ = stop_tx.send(());
-    server_task.await.unwrap().unwrap();
 }

@@ -339,9 +339,18 @@ async fn invented_methods_never_become_metric_labels() {
     }
 }
 
-/// Every holder denies every release with a reason it makes up (a customer-run holder is the
-/// tenant's own program, so its answers are tenant-supplied strings).
+/// Every holder denies every release and evaluation with a reason it makes up (a customer-run
+/// holder is the tenant's own program, so its answers are tenant-supplied strings).
 struct InventiveDenials(std::sync::atomic::AtomicUsize);
+
+impl InventiveDenials {
+    fn deny(&self) -> treuhand::proxy::keys::ReleaseError {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        treuhand::proxy::keys::ReleaseError::Denied {
+            reason: format!("invented-reason-{n}"),
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl treuhand::proxy::keys::ShareSource for InventiveDenials {
@@ -351,10 +360,16 @@ impl treuhand::proxy::keys::ShareSource for InventiveDenials {
         _key_version: u32,
         _context: &treuhand::proxy::keys::ReleaseContext,
     ) -> Result<treuhand::secret::Share, treuhand::proxy::keys::ReleaseError> {
-        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Err(treuhand::proxy::keys::ReleaseError::Denied {
-            reason: format!("invented-reason-{n}"),
-        })
+        Err(self.deny())
+    }
+
+    async fn evaluate(
+        &self,
+        _tenant: &str,
+        _key_version: u32,
+        _request: &treuhand::trustee::wire::EvaluateRequest,
+    ) -> Result<treuhand::crypto::oprf::Evaluation, treuhand::proxy::keys::ReleaseError> {
+        Err(self.deny())
     }
 }
 

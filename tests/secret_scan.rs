@@ -134,9 +134,13 @@ fn allowed_holders() -> Vec<&'static str> {
         // The tenants' SigV4 credentials for the aws cli (mode 0600).
         "dev.env",
         "dev-holder.env",
-        // The registrations: the proxy needs each tenant's SigV4 secret to verify signatures.
+        // The strict tenant's S3 credentials, which its customer generated at the ceremony.
+        "demo-holder.s3-credentials",
+        "shares/demo-holder.s3-credentials",
+        // The standard tenant's registration: the proxy needs its SigV4 secret to verify
+        // signatures. Not `demo-holder`'s: a strict tenant's secret is never the proxy's, so
+        // its registration is scanned like any other file.
         "tenants/demo.toml",
-        "tenants/demo-holder.toml",
         // The trustee's and the holder's own keys (sealing shares at rest, signing the chain).
         "trustee/sealing.key",
         "trustee/signing.key",
@@ -383,8 +387,10 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
     assert!(reported, "the proxy did not report the failed reload");
     std::fs::remove_file(&broken).unwrap();
 
-    // The trustee's shares, the tenant master keys and the KEKs, fetched and derived the way
-    // the proxy does: none of them may be in a log either.
+    // The object keys of `demo`'s stored objects and the trustee's evaluations behind them,
+    // fetched and derived the way the proxy does (per-object keys: no share of an OPRF tenant
+    // key is ever released, and there is no tenant key to derive): none may be in a log either.
+    // `demo-holder` is strict: its trustee evaluates only for the customer's signed requests.
     let config = treuhand::proxy::config::ProxyConfig::load(&dir.join("proxy.toml")).unwrap();
     let tls = treuhand::tls::client_config(
         &config.trustee_client.ca,
@@ -392,48 +398,80 @@ async fn stack_at_trace_writes_no_secret_to_any_log_or_state_file() {
     )
     .unwrap();
     let mut derived: Vec<(String, Vec<u8>)> = Vec::new();
-    for registration in config.load_tenants().unwrap() {
-        let metadata = &registration.metadata;
-        let tenant_id = metadata.tenant.clone();
-        let trustee = &registration.trustees[0];
-        let released = treuhand::trustee::client::TrusteeClient::new(&trustee.url, tls.clone())
-            .unwrap()
-            .release(
-                &tenant_id,
-                metadata.key_version,
-                &treuhand::trustee::wire::ReleaseRequest {
+    let registrations = config.load_tenants().unwrap();
+    let registration = registrations
+        .iter()
+        .find(|r| r.metadata.tenant == "demo")
+        .unwrap();
+    let metadata = &registration.metadata;
+    let trustee = &registration.trustees[0];
+    let trustee_x = metadata.holder(&trustee.holder).unwrap().x;
+    let trustee_key = treuhand::crypto::scheme::holder_key(metadata, trustee_x).unwrap();
+    let customer = treuhand::crypto::scheme::key_share(
+        metadata,
+        &treuhand::crypto::shamir::share_from_raw(metadata, &registration.customer_holder, &share)
+            .unwrap(),
+    )
+    .unwrap();
+    let client = treuhand::trustee::client::TrusteeClient::new(&trustee.url, tls.clone()).unwrap();
+    let objects = support::stored_files(&dir.join("storage/tenants/demo/objects"));
+    for (path, stored) in &objects {
+        let info = treuhand::format::peek_header(stored).unwrap();
+        // Stored as `<bucket>/<encoded key>`: the key is the one the test wrote.
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let key = treuhand::storage::decode_key(&name).unwrap_or(name);
+        let identity = treuhand::crypto::oprf::ObjectIdentity {
+            tenant: "demo".into(),
+            key_version: info.key_version,
+            bucket: "demo".into(),
+            key: key.clone(),
+            id: info.object_id.unwrap(),
+        };
+        let evaluation = client
+            .evaluate(
+                "demo",
+                info.key_version,
+                &treuhand::trustee::wire::EvaluateRequest {
                     justification: treuhand::trustee::wire::Justification::CustomerAccess,
-                    reason: String::new(),
                     request_id: "secret-scan".into(),
-                    object: None,
+                    object: treuhand::trustee::wire::EvaluatedObject {
+                        bucket: "demo".into(),
+                        key: key.clone(),
+                        id: STANDARD.encode(identity.id.0),
+                    },
+                    reason: String::new(),
+                    signed: None,
                 },
             )
             .await
             .unwrap();
-        let customer = if tenant_id == "demo" {
-            treuhand::crypto::shamir::share_from_raw(
-                metadata,
-                &registration.customer_holder,
-                &share,
-            )
-            .unwrap()
-        } else {
-            treuhand::secret::Share::new(
-                holder_share.share.x(),
-                treuhand::secret::ShareValue::from_bytes(*holder_share.share.expose_secret()),
-            )
+        let local = treuhand::crypto::oprf::evaluate_local(&customer, &identity).unwrap();
+        let y = treuhand::crypto::oprf::combine(
+            &identity,
+            &[local],
+            &[(trustee_x, trustee_key, evaluation)],
+            usize::from(metadata.threshold),
+        )
+        .unwrap();
+        let kek = treuhand::crypto::oprf::object_kek(&y, &identity).unwrap();
+        // The key the proxy used: it opens the stored header.
+        let key_id = metadata.key_id().unwrap();
+        let context = treuhand::crypto::DekContext {
+            key: &key_id,
+            bucket: "demo",
+            object: &key,
         };
-        let tmk = treuhand::crypto::shamir::combine(metadata, &[&customer, &released]).unwrap();
-        let kek =
-            treuhand::crypto::envelope::derive_kek(&tmk, &metadata.key_id().unwrap()).unwrap();
+        treuhand::format::open_object(&kek, &context, stored).unwrap();
         derived.push((
-            format!("{tenant_id} trustee share"),
-            released.expose_secret().to_vec(),
+            format!("demo {key} trustee evaluation"),
+            evaluation.element.compress().to_bytes().to_vec(),
         ));
-        derived.push((format!("{tenant_id} TMK"), tmk.expose_secret().to_vec()));
-        derived.push((format!("{tenant_id} KEK"), kek.expose_secret().to_vec()));
+        derived.push((
+            format!("demo {key} object KEK"),
+            kek.expose_secret().to_vec(),
+        ));
     }
-    assert_eq!(derived.len(), 6);
+    assert!(!objects.is_empty() && derived.len() == 2 * objects.len());
 
     stack.stop();
 

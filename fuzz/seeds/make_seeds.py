@@ -27,6 +27,13 @@ for path in vectors:
     put("format_header", name + "-head", data[:400])
     put("format_header", name + "-tail", data[-300:])
 
+# Format v3 public fields (docs/format.md section 8): peek_header needs 45 + T bytes of a v3
+# header; one seed ends exactly there, one a byte short.
+v3 = open(os.path.join(ROOT, "tests", "data", "object-v3-1byte.bin"), "rb").read()
+v3_public = 45 + v3[12]
+put("format_header", "v3-public-fields", v3[:v3_public])
+put("format_header", "v3-public-fields-short", v3[:v3_public - 1])
+
 # Metadata encodings (docs/format.md section 6): u16 count, then (u16 len, name, u16 len, value).
 def meta(pairs):
     out = struct.pack(">H", len(pairs))

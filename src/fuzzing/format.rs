@@ -3,15 +3,70 @@
 
 use std::ops::Range;
 
-use crate::format::header::Header;
-use crate::format::{self, Layout, Metadata, ObjectLayout, PartInfo};
+use crate::crypto::oprf::{self, ObjectId, ObjectIdentity, OprfKey};
+use crate::format::header::{Header, new_object_v3_deterministic};
+use crate::format::{self, Layout, Metadata, ObjectCipher, ObjectLayout, PartAttempt, PartInfo};
+use crate::secret::{Dek, Kek};
 
 use super::{Input, pattern, vector_context, vector_key, vector_object};
 
+/// The tenant OPRF key of the frozen v3 vectors (tests/vectors.rs, `key-hierarchy-v3.txt`).
+const VECTOR_OPRF_KEY: [u8; 32] = [0x07; 32];
+
+/// The per-object KEK of `identity` under the vector OPRF key, derived as the proxy derives
+/// it; for the frozen v3 vectors' identity it opens them.
+fn vector_object_kek_of(identity: &ObjectIdentity) -> Kek {
+    let secret = OprfKey::from_bytes(&VECTOR_OPRF_KEY)
+        .and_then(|k| k.evaluate_unsplit(identity))
+        .expect("the vector OPRF key evaluates");
+    oprf::object_kek(&secret, identity).expect("the vector identity derives a KEK")
+}
+
+/// The per-object KEK of the vector object (vector tenant, bucket and key) with object id `id`.
+fn vector_object_kek(id: ObjectId) -> Kek {
+    let (_, key) = vector_key();
+    let context = vector_context(&key);
+    vector_object_kek_of(&ObjectIdentity {
+        tenant: key.tenant.clone(),
+        key_version: key.version,
+        bucket: context.bucket.to_owned(),
+        key: context.object.to_owned(),
+        id,
+    })
+}
+
+/// The KEK that opens `data` if it is a vector object: the legacy vector KEK for v1 and v2,
+/// the per-object KEK of the identity its header states for v3 (what the proxy does: peek,
+/// derive, open).
+fn vector_kek_for(data: &[u8]) -> Kek {
+    let (legacy, key) = vector_key();
+    format::peek_header(data)
+        .ok()
+        .and_then(|info| info.object_identity(&vector_context(&key)))
+        .map_or(legacy, |identity| vector_object_kek_of(&identity))
+}
+
+/// The vector object in format v3 with object id `id`: same DEK, wrap nonce and nonce prefix
+/// as [`vector_object`], so an encryption under it is deterministic.
+fn vector_object_v3(id: ObjectId, layout: Layout, metadata: &Metadata) -> (ObjectCipher, Vec<u8>) {
+    let (_, key) = vector_key();
+    new_object_v3_deterministic(
+        &vector_object_kek(id),
+        &vector_context(&key),
+        id,
+        layout,
+        (Dek::from_bytes([0x22; 32]), [0x33; 12], [0x44; 7]),
+        metadata,
+    )
+    .expect("the v3 vector object encrypts")
+}
+
 /// Header, metadata encoding and footer tail parsers (`format::header`, `format::metadata`,
-/// `format::layout::footer_len_from_tail`), and `open_object` under the vector key.
+/// `format::layout::footer_len_from_tail`), `peek_header`, and `open_object` under the vector
+/// key (v1, v2) or the per-object vector KEK of the stated object id (v3).
 pub fn format_header(data: &[u8]) {
     let hint = format::header_len_hint(data);
+    let peeked = format::peek_header(data);
     if let Ok((header, _mac, len)) = Header::parse(data) {
         assert!(len <= data.len(), "parsed header longer than its input");
         assert_eq!(
@@ -21,6 +76,26 @@ pub fn format_header(data: &[u8]) {
         );
         assert_eq!(header.encoded_len(), len);
         assert!(header.segment_size.is_power_of_two());
+        // Whatever parses as a whole header has public fields, and they are the parsed ones.
+        let info = peeked
+            .as_ref()
+            .expect("peek_header refused a header that parses");
+        assert_eq!(info.version, header.format_version());
+        assert_eq!(info.tenant, header.key.tenant);
+        assert_eq!(info.key_version, header.key.version);
+        assert_eq!(info.object_id, header.object_id);
+    }
+    match &peeked {
+        Ok(info) => {
+            assert!(matches!(info.version, 1..=3));
+            assert_eq!(info.object_id.is_some(), info.version == 3);
+        }
+        // A truncation names more bytes than there are, and no more than the probe.
+        Err(format::Error::HeaderTruncated { need }) => {
+            assert!(*need > data.len() && *need <= format::HEADER_PROBE_LEN);
+        }
+        Err(format::Error::NotAnObject) => {}
+        Err(other) => panic!("peek_header returned an untyped error: {other:?}"),
     }
     if let Some(at) = data.len().checked_sub(format::FOOTER_TAIL_LEN)
         && let Ok(len) = format::footer_len_from_tail(&data[at..])
@@ -34,10 +109,16 @@ pub fn format_header(data: &[u8]) {
             Err(_) => assert!(data.len() > format::MAX_METADATA),
         }
     }
-    let (kek, key) = vector_key();
+    let (_, key) = vector_key();
+    let kek = vector_kek_for(data);
     if let Ok((cipher, len)) = format::open_object(&kek, &vector_context(&key), data) {
         assert_eq!(cipher.header_len(), len);
         assert!(len <= data.len());
+        // What opened under a v3 KEK is a v3 header naming that object id, and only that.
+        if let Ok(info) = &peeked {
+            assert_eq!(cipher.object_id(), info.object_id);
+            assert_eq!(cipher.format_version(), info.version);
+        }
     }
 }
 
@@ -202,9 +283,10 @@ pub(super) fn check_range(
 /// must have been given exactly the canonical encryption of what it returned: no altered input
 /// ever yields plaintext.
 pub fn segment_decrypt(data: &[u8]) {
-    let (kek, key) = vector_key();
+    let (_, key) = vector_key();
     let context = vector_context(&key);
     let prefix = &data[..data.len().min(format::MAX_HEADER_LEN)];
+    let kek = vector_kek_for(prefix);
     let Ok((cipher, _header_len)) = format::open_object(&kek, &context, prefix) else {
         return;
     };
@@ -212,7 +294,7 @@ pub fn segment_decrypt(data: &[u8]) {
     let mut footer = None;
     let layout = match cipher.header().layout {
         Layout::Single => cipher.single_layout(total),
-        Layout::Multipart => {
+        Layout::Multipart | Layout::MultipartKeyed => {
             let Some(at) = data.len().checked_sub(format::FOOTER_TAIL_LEN) else {
                 return;
             };
@@ -225,10 +307,6 @@ pub fn segment_decrypt(data: &[u8]) {
             footer = Some(&data[start..]);
             cipher.multipart_layout(&data[start..], total)
         }
-        // Multipart layout 2 (per-attempt part keys) landed beside this target; its
-        // re-encryption check needs the attempt ids from the footer. Until the target learns
-        // them, layout 2 is covered by tests/format_multipart.rs and the mp2 vectors.
-        Layout::MultipartKeyed => return,
     };
     let Ok(layout) = layout else {
         return;
@@ -248,7 +326,12 @@ pub fn segment_decrypt(data: &[u8]) {
     assert_eq!(Some(&plaintext), in_place.as_ref());
     assert_eq!(plaintext.len() as u64, plaintext_len);
     // Only the exact encryption of this plaintext under the vector key decrypts.
-    let (again, mut expected) = vector_object(cipher.header().layout, cipher.metadata());
+    let layout_kind = cipher.header().layout;
+    let (again, mut expected) = match cipher.object_id() {
+        Some(id) => vector_object_v3(id, layout_kind, cipher.metadata()),
+        None => vector_object(layout_kind, cipher.metadata()),
+    };
+    let keyed = layout_kind == Layout::MultipartKeyed;
     match footer {
         None => {
             let mut encryptor = again.encryptor(0);
@@ -258,17 +341,29 @@ pub fn segment_decrypt(data: &[u8]) {
             encryptor.finish(&mut expected).expect("re-encryption");
         }
         Some(footer) => {
-            // The footer authenticated, so its part list is the writer's.
+            // The footer authenticated, so its part list is the writer's. Layout 2 entries
+            // also name the attempt whose key encrypted the part (docs/format.md §7.2).
             let count = u32::from_be_bytes([footer[4], footer[5], footer[6], footer[7]]) as usize;
+            let entry_len = if keyed { 28 } else { 12 };
             let mut at = 0usize;
             let mut parts = Vec::new();
-            for entry in footer[8..8 + 12 * count].chunks_exact(12) {
+            let mut attempts = Vec::new();
+            for entry in footer[8..8 + entry_len * count].chunks_exact(entry_len) {
                 let part_number = u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]);
                 let mut len = [0u8; 8];
-                len.copy_from_slice(&entry[4..]);
+                len.copy_from_slice(&entry[4..12]);
                 let plaintext_len = u64::from_be_bytes(len);
                 let end = at + plaintext_len as usize;
-                let mut encryptor = again.encryptor(part_number);
+                let mut encryptor = if keyed {
+                    let mut attempt = [0u8; 16];
+                    attempt.copy_from_slice(&entry[12..28]);
+                    attempts.push(PartAttempt(attempt));
+                    again
+                        .part_encryptor(part_number, &PartAttempt(attempt))
+                        .expect("a layout 2 object has part keys")
+                } else {
+                    again.encryptor(part_number)
+                };
                 encryptor
                     .push(&plaintext[at..end], &mut expected)
                     .expect("re-encryption");
@@ -279,7 +374,12 @@ pub fn segment_decrypt(data: &[u8]) {
                 });
                 at = end;
             }
-            expected.extend(again.footer(&parts).expect("re-encoding the footer"));
+            let footer = if keyed {
+                again.footer_with_attempts(&parts, &attempts)
+            } else {
+                again.footer(&parts)
+            };
+            expected.extend(footer.expect("re-encoding the footer"));
         }
     }
     assert!(

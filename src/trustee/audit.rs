@@ -50,6 +50,12 @@ pub enum AuditEvent {
     GrantExpired,
     /// A share was shredded.
     Shred,
+    /// A per-object OPRF evaluation was answered (`/v2/.../evaluate`); the entry names the
+    /// object (bucket, key in `object`, the object id in `object_id`).
+    Evaluate,
+    /// A strict tenant's request was authorized by checking the customer's own signature
+    /// (`/v2/tenants/{t}/authorize`); `detail` says what the signature covers.
+    Authorize,
 }
 
 /// One audit log entry.
@@ -80,6 +86,11 @@ pub struct AuditEntry {
     pub reason: Option<String>,
     /// The object concerned.
     pub object: Option<ObjectRef>,
+    /// Hex of the 32-byte object id of an evaluation (format v3). Absent from entries that
+    /// name no object id, so their JSON, and hash, are those of entries written before it
+    /// existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<String>,
     /// Event details (policy JSON, ticket id); never secret.
     pub detail: Option<String>,
     /// Hash of the previous entry (hex).
@@ -290,6 +301,8 @@ pub struct Verified {
     pub denials: usize,
     /// Number of releases under an emergency grant.
     pub grant_releases: usize,
+    /// Number of per-object evaluations.
+    pub evaluations: usize,
 }
 
 /// The one check of a tenant's chain: every entry's sequence number, tenant, `prev` link and
@@ -315,6 +328,7 @@ pub fn check_chain(
         releases: 0,
         denials: 0,
         grant_releases: 0,
+        evaluations: 0,
     };
     // Index of the last entry whose head signature verified.
     let mut last_signed: Option<usize> = None;
@@ -376,6 +390,7 @@ pub fn check_chain(
                 }
             }
             AuditEvent::Denial => summary.denials += 1,
+            AuditEvent::Evaluate => summary.evaluations += 1,
             _ => {}
         }
         prev = entry.hash.clone();
@@ -467,6 +482,7 @@ mod tests {
             grant: None,
             reason: None,
             object: None,
+            object_id: None,
             detail: None,
             prev: prev.into(),
             hash: String::new(),

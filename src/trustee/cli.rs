@@ -224,12 +224,13 @@ async fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
             match verify_log(&parsed, &key) {
                 Ok(summary) => {
                     println!(
-                        "OK: tenant {}, {} entries, head {}; {} releases ({} under emergency grants), {} denials",
+                        "OK: tenant {}, {} entries, head {}; {} releases ({} under emergency grants), {} evaluations, {} denials",
                         parsed.tenant,
                         summary.entries,
                         summary.head,
                         summary.releases,
                         summary.grant_releases,
+                        summary.evaluations,
                         summary.denials
                     );
                     Ok(())

@@ -200,6 +200,22 @@ impl TrusteeClient {
             .map_err(|e| Error::Protocol(format!("the evaluation is malformed: {e}")))
     }
 
+    /// [`Self::evaluate`] without decoding: the holder's answer as sent, with its x and the
+    /// sequence number of the audit entry that records the evaluation.
+    ///
+    /// # Errors
+    /// As [`Self::release`].
+    pub async fn evaluate_response(
+        &self,
+        tenant: &str,
+        key_version: u32,
+        request: &EvaluateRequest,
+    ) -> Result<EvaluateResponse, Error> {
+        validate_tenant_id(tenant).map_err(|e| Error::Invalid(e.to_string()))?;
+        let path = format!("/v2/tenants/{tenant}/keys/{key_version}/evaluate");
+        self.send_json(Method::POST, &path, request).await
+    }
+
     /// `POST /v2/tenants/{tenant}/authorize`: has the holder check (and log) a strict
     /// tenant's signed request.
     ///
@@ -375,6 +391,10 @@ fn map_error(status: StatusCode, body: ErrorBody) -> Error {
         StatusCode::GONE => Error::Shredded,
         StatusCode::NOT_FOUND if body.reason == "unknown_tenant" => Error::UnknownTenant,
         StatusCode::NOT_FOUND if body.reason == "not_found" => Error::NotFound(body.message),
+        StatusCode::CONFLICT if body.reason == "not_an_oprf_key" => Error::NotOprfKey,
+        StatusCode::CONFLICT if body.reason == "signatures_not_checked_here" => {
+            Error::SignaturesNotCheckedHere
+        }
         StatusCode::CONFLICT => Error::Conflict(body.message),
         StatusCode::SERVICE_UNAVAILABLE => {
             Error::Unreachable(format!("trustee unavailable: {}", body.message))

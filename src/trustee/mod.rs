@@ -6,11 +6,12 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`wire`] | the versioned `/v1` JSON types shared with the proxy and the CLI, `Policy` and `RateLimit` among them |
+//! | [`wire`] | the versioned `/v1` and `/v2` JSON types shared with the proxy and the CLI, `Policy` and `RateLimit` among them |
 //! | [`policy`] | pure decisions over the wire types: [`policy::authorize`], [`policy::decide`], the [`policy::Denial`] reasons, token buckets, the denial budget, the injectable clock |
 //! | [`audit`] | hash-chained entries, signed heads, checkpoints and receipts, the one chain check ([`audit::check_chain`]) |
 //! | [`store`] | the `Store` trait and its durable SQLite implementation |
-//! | [`engine`] | the single-writer engine, one file per duty (release, custody, grants, the audit chains): decisions, group commit, fail-closed replies |
+//! | [`engine`] | the single-writer engine, one file per duty (release, evaluation, custody, grants, the audit chains): decisions, group commit, fail-closed replies |
+//! | [`signature`] | strict tenants: checking the customer's own SigV4 signature on a forwarded request |
 //! | [`server`] | hyper 1 + tokio-rustls accept loop, routing, limits, graceful shutdown, the one error-to-HTTP map |
 //! | [`client`] | [`client::TrusteeClient`], used by the proxy and the CLI |
 //! | [`config`] | TOML configuration, validated at startup |
@@ -66,6 +67,15 @@ pub enum Error {
     /// A named object (e.g. an emergency grant) does not exist (HTTP 404).
     #[error("not found: {0}")]
     NotFound(String),
+    /// `/v2/.../evaluate` of a legacy (Shamir TMK) tenant key, which has no per-object
+    /// evaluation (HTTP 409, reason `not_an_oprf_key`).
+    #[error("this tenant key is a legacy key without per-object evaluation; use /v1 release")]
+    NotOprfKey,
+    /// `/v2/tenants/{t}/authorize` at a holder that holds no S3 credential for the tenant, so
+    /// it does not check the customer's signatures (HTTP 409, reason
+    /// `signatures_not_checked_here`).
+    #[error("this holder does not check the tenant's signatures (no S3 credential deposited here)")]
+    SignaturesNotCheckedHere,
     /// The audit entry could not be written durably, so nothing was released (fail closed).
     #[error("the audit log is unavailable; nothing was released")]
     AuditUnavailable,

@@ -178,13 +178,28 @@ pub enum Denial {
     NotTenantAdmin,
     /// The client certificate names no `<name>.<role>.treuhand` identity.
     UnknownIdentity,
+    /// `/v1/.../release` of an OPRF tenant key: its shares are never handed out, only
+    /// evaluated per object (`/v2/.../evaluate`).
+    OprfKeyNotReleasable,
+    /// A strict tenant's evaluation came without the customer's signed request.
+    SignatureRequired,
+    /// The customer's signature verifies but covers another object.
+    SignatureScope,
+    /// The customer's request is signed with another access key than the tenant's.
+    SignatureWrongAccessKey,
+    /// The customer's signature is outside its 15-minute window, or a presigned URL expired.
+    SignatureExpired,
+    /// The customer's signature does not verify.
+    SignatureMismatch,
+    /// The forwarded request is not a SigV4 request the holder can check.
+    SignatureMalformed,
     /// A code this build does not know, as the other side sent it.
     Other(String),
 }
 
 impl Denial {
     /// Every reason this build decides, for reading codes back ([`Denial::from_code`]).
-    const KNOWN: [Denial; 8] = [
+    const KNOWN: [Denial; 15] = [
         Denial::WrongRole,
         Denial::ProxyNotAllowed,
         Denial::TenantSuspended,
@@ -193,6 +208,13 @@ impl Denial {
         Denial::RateLimited,
         Denial::NotTenantAdmin,
         Denial::UnknownIdentity,
+        Denial::OprfKeyNotReleasable,
+        Denial::SignatureRequired,
+        Denial::SignatureScope,
+        Denial::SignatureWrongAccessKey,
+        Denial::SignatureExpired,
+        Denial::SignatureMismatch,
+        Denial::SignatureMalformed,
     ];
 
     /// The machine code and the human text of the 403 body.
@@ -229,6 +251,34 @@ impl Denial {
             Denial::UnknownIdentity => (
                 "unknown_identity",
                 "the client certificate does not carry a <name>.<role>.treuhand identity",
+            ),
+            Denial::OprfKeyNotReleasable => (
+                "oprf_key_not_releasable",
+                "this tenant key is an OPRF key: its shares are never released; ask for a per-object evaluation (POST /v2/tenants/{tenant}/keys/{version}/evaluate)",
+            ),
+            Denial::SignatureRequired => (
+                "signature_required",
+                "this holder checks the customer's signatures for this tenant: forward the customer's signed request (signed)",
+            ),
+            Denial::SignatureScope => (
+                "signature_scope",
+                "the customer's signed request does not address this bucket and key",
+            ),
+            Denial::SignatureWrongAccessKey => (
+                "signature_wrong_access_key",
+                "the customer's request is signed with another access key than the tenant's",
+            ),
+            Denial::SignatureExpired => (
+                "signature_expired",
+                "the customer's signature is outside its 15-minute window, or the presigned URL has expired",
+            ),
+            Denial::SignatureMismatch => (
+                "signature_mismatch",
+                "the customer's signature does not match the forwarded request",
+            ),
+            Denial::SignatureMalformed => (
+                "signature_malformed",
+                "the forwarded request is not a SigV4-signed request this holder can check",
             ),
             Denial::Other(code) => (code, "denied by policy"),
         }

@@ -37,7 +37,9 @@ use super::config::{Config, Limits, load_sealing_key, load_signing_key};
 use super::engine::{Options, Trustee};
 use super::policy::{Clock, Denial};
 use super::store::SqliteStore;
-use super::wire::{ErrorBody, HealthResponse, ReleaseRequest, ShredRequest};
+use super::wire::{
+    AuthorizeRequest, ErrorBody, EvaluateRequest, HealthResponse, ReleaseRequest, ShredRequest,
+};
 use crate::tls::{PeerIdentity, peer_identity};
 
 /// Everything [`run`] needs.
@@ -232,6 +234,8 @@ fn error_to_response(error: &Error) -> Response<Body> {
     const SHREDDED: &str = "this tenant key was shredded; its share will never be released again";
     const UNAVAILABLE: &str = "the audit log cannot be written durably; nothing was released";
     const INTERNAL: &str = "internal error; see the trustee log";
+    const NOT_OPRF: &str = "this tenant key version is a legacy (shamir-tmk-v1) key: it has no per-object evaluation; its objects are read through /v1 release until they are rewrapped";
+    const NOT_CHECKED_HERE: &str = "this holder keeps no S3 credential for the tenant, so it does not check the tenant's signatures; ask the holder that does";
     let (status, class, reason, message) = match error {
         Error::Denied(denial) => (S::FORBIDDEN, "denied", denial.code(), denial.message()),
         Error::UnknownTenant => (S::NOT_FOUND, "not_found", "unknown_tenant", UNKNOWN),
@@ -244,6 +248,13 @@ fn error_to_response(error: &Error) -> Response<Body> {
             message.as_str(),
         ),
         Error::Conflict(message) => (S::CONFLICT, "conflict", "conflict", message.as_str()),
+        Error::NotOprfKey => (S::CONFLICT, "conflict", "not_an_oprf_key", NOT_OPRF),
+        Error::SignaturesNotCheckedHere => (
+            S::CONFLICT,
+            "conflict",
+            "signatures_not_checked_here",
+            NOT_CHECKED_HERE,
+        ),
         Error::AuditUnavailable => (
             S::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -261,7 +272,8 @@ fn error_to_response(error: &Error) -> Response<Body> {
 enum Route<'a> {
     Health,
     Ready,
-    /// `/v1/tenants/{tenant}/...`: the tenant (not yet validated) and what under it.
+    /// `/v1/tenants/{tenant}/...` or `/v2/tenants/{tenant}/...`: the tenant (not yet
+    /// validated) and what under it.
     Tenant(&'a str, TenantRoute<'a>),
 }
 
@@ -273,6 +285,10 @@ enum TenantRoute<'a> {
     Grants,
     Approve(&'a str),
     Audit,
+    /// `/v2`: a per-object OPRF evaluation.
+    Evaluate(&'a str),
+    /// `/v2`: a strict tenant's signed request, checked and logged.
+    Authorize,
 }
 
 impl Route<'_> {
@@ -286,13 +302,25 @@ impl Route<'_> {
                 TenantRoute::Enroll
                 | TenantRoute::Release(_)
                 | TenantRoute::Shred(_)
-                | TenantRoute::Approve(_),
+                | TenantRoute::Approve(_)
+                | TenantRoute::Evaluate(_)
+                | TenantRoute::Authorize,
             ) => &[Method::POST],
         }
     }
 }
 
 fn route(path: &str) -> Option<Route<'_>> {
+    if let Some(rest) = path.strip_prefix("/v2/") {
+        let parts: Vec<&str> = rest.split('/').collect();
+        return Some(match parts.as_slice() {
+            ["tenants", tenant, "keys", version, "evaluate"] => {
+                Route::Tenant(tenant, TenantRoute::Evaluate(version))
+            }
+            ["tenants", tenant, "authorize"] => Route::Tenant(tenant, TenantRoute::Authorize),
+            _ => return None,
+        });
+    }
     let rest = path.strip_prefix("/v1/")?;
     let parts: Vec<&str> = rest.split('/').collect();
     Some(match parts.as_slice() {
@@ -503,6 +531,19 @@ async fn dispatch(
             body.validate()
                 .map_err(|m| bad_request("invalid_field", m))?;
             ok(trustee.release(caller, tenant, version, body).await)
+        }
+        TenantRoute::Evaluate(version) => {
+            let version = version_param(version)?;
+            let body: EvaluateRequest = required_body(request, limit).await?;
+            body.validate()
+                .map_err(|m| bad_request("invalid_field", m))?;
+            ok(trustee.evaluate(caller, tenant, version, body).await)
+        }
+        TenantRoute::Authorize => {
+            let body: AuthorizeRequest = required_body(request, limit).await?;
+            body.validate()
+                .map_err(|m| bad_request("invalid_field", m))?;
+            ok(trustee.authorize(caller, tenant, body).await)
         }
         TenantRoute::Enroll => {
             let body = required_body(request, limit).await?;

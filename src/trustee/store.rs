@@ -10,8 +10,8 @@
 //! overwrites freed content with zeros, and [`Store::erase_freed`] checkpoints and truncates
 //! the WAL after a shred, so the sealed share bytes leave the files.
 //!
-//! Shares are stored only sealed (see [`crate::crypto::seal`]); this module never sees them in
-//! clear.
+//! Shares, and the S3 credentials of strict tenants, are stored only sealed (see
+//! [`crate::crypto::seal`]); this module never sees them in clear.
 
 use std::path::Path;
 
@@ -52,6 +52,8 @@ pub struct Snapshot {
     pub grants: Vec<Grant>,
     /// The last entry of each tenant's chain.
     pub heads: Vec<AuditEntry>,
+    /// The sealed S3 credential of each strict tenant whose signatures this holder checks.
+    pub credentials: Vec<(String, Vec<u8>)>,
     /// The chains were written before treuhand signed chain heads: the engine refuses to start
     /// until [`super::engine::migrate_audit`] has signed them.
     pub unsigned_heads: bool,
@@ -82,6 +84,13 @@ pub enum Mutation {
     },
     /// Append an audit entry.
     Append(AuditEntry),
+    /// Deposit (or replace) a strict tenant's sealed S3 credential.
+    PutCredential {
+        /// Tenant id.
+        tenant: String,
+        /// The credential, sealed like a share.
+        sealed: Vec<u8>,
+    },
 }
 
 /// A separate read path for audit downloads, so a long download never holds up the writer.
@@ -199,6 +208,7 @@ CREATE TABLE IF NOT EXISTS keys (
 );
 CREATE TABLE IF NOT EXISTS policies (tenant TEXT PRIMARY KEY, policy TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS grants (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, grant_json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS credentials (tenant TEXT PRIMARY KEY, sealed BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     tenant TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -388,6 +398,12 @@ impl Store for SqliteStore {
                 .policies
                 .push((tenant, serde_json::from_str(&policy).map_err(json_err)?));
         }
+        snapshot.credentials = rows(
+            &self.conn,
+            "SELECT tenant, sealed FROM credentials",
+            [],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)),
+        )?;
         snapshot.grants = json_rows(&self.conn, "SELECT grant_json FROM grants", [])?;
         snapshot.heads = json_rows(
             &self.conn,
@@ -457,6 +473,11 @@ impl Store for SqliteStore {
                     .and_then(|mut statement| statement.execute(params![tenant, key_version, time_ms]))
                     .map_err(db_err)?;
                 }
+                Mutation::PutCredential { tenant, sealed } => {
+                    tx.prepare_cached("INSERT INTO credentials (tenant, sealed) VALUES (?1, ?2) ON CONFLICT(tenant) DO UPDATE SET sealed = excluded.sealed")
+                    .and_then(|mut statement| statement.execute(params![tenant, sealed]))
+                    .map_err(db_err)?;
+                }
                 Mutation::Append(entry) => {
                     let json = serde_json::to_string(entry).map_err(json_err)?;
                     let seq = i64::try_from(entry.seq)
@@ -520,6 +541,7 @@ mod tests {
             grant: None,
             reason: None,
             object: None,
+            object_id: None,
             detail: Some("x".repeat(400)),
             prev: GENESIS.into(),
             hash: GENESIS.into(),

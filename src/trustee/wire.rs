@@ -193,6 +193,93 @@ pub struct EvaluateRequest {
     pub signed: Option<SignedRequest>,
 }
 
+/// Length of an object id, in bytes.
+pub const OBJECT_ID_BYTES: usize = 32;
+/// Most bytes of a SigV4 access key id or secret deposited with a holder.
+pub const MAX_CREDENTIAL_BYTES: usize = 128;
+
+impl EvaluatedObject {
+    /// Checks the bounds (bucket 1..=1024 bytes, key at most 1024 bytes) and decodes the id.
+    ///
+    /// # Errors
+    /// A message naming the field that is wrong.
+    pub fn object_id(&self) -> Result<[u8; OBJECT_ID_BYTES], String> {
+        use base64::Engine as _;
+        if self.bucket.is_empty() || self.bucket.len() > MAX_OBJECT_REF_BYTES {
+            return Err(format!(
+                "object.bucket must be 1-{MAX_OBJECT_REF_BYTES} bytes"
+            ));
+        }
+        if self.key.len() > MAX_OBJECT_REF_BYTES {
+            return Err(format!(
+                "object.key must be at most {MAX_OBJECT_REF_BYTES} bytes"
+            ));
+        }
+        let id = base64::engine::general_purpose::STANDARD
+            .decode(self.id.as_bytes())
+            .map_err(|_| "object.id must be standard base64".to_owned())?;
+        <[u8; OBJECT_ID_BYTES]>::try_from(id.as_slice()).map_err(|_| {
+            format!(
+                "object.id must encode exactly {OBJECT_ID_BYTES} bytes, not {}",
+                id.len()
+            )
+        })
+    }
+}
+
+impl EvaluateRequest {
+    /// Checks the request id, the reason's length and the object ([`EvaluatedObject::object_id`]).
+    ///
+    /// # Errors
+    /// A message naming the field that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_request_id(&self.request_id)?;
+        if self.reason.len() > MAX_REASON_BYTES {
+            return Err(format!(
+                "reason is {} bytes; the limit is {MAX_REASON_BYTES}",
+                self.reason.len()
+            ));
+        }
+        self.object.object_id().map(|_| ())
+    }
+}
+
+impl AuthorizeRequest {
+    /// Checks the request id.
+    ///
+    /// # Errors
+    /// A message naming the field that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_request_id(&self.request_id)
+    }
+}
+
+impl SigV4Credential {
+    /// Checks the bounds: an access key id of 1..=128 printable characters and a secret of
+    /// 1..=128 bytes. The message never contains the secret.
+    ///
+    /// # Errors
+    /// A message naming the field that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let id = &self.access_key_id;
+        if id.is_empty()
+            || id.len() > MAX_CREDENTIAL_BYTES
+            || !id.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(format!(
+                "sigv4.access_key_id must be 1-{MAX_CREDENTIAL_BYTES} printable characters"
+            ));
+        }
+        if self.secret_access_key.is_empty() || self.secret_access_key.len() > MAX_CREDENTIAL_BYTES
+        {
+            return Err(format!(
+                "sigv4.secret_access_key must be 1-{MAX_CREDENTIAL_BYTES} bytes"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Response of a successful evaluation: `Y_i = k_i·P` and the DLEQ proof that the holder
 /// used the share behind its registered `K_i`. Public values (one share's worth of one
 /// object).

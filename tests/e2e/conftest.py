@@ -2,7 +2,7 @@
 
 Inputs (environment):
   TREUHAND_DEV_DIR                  the dir given to `treuhand dev --dir DIR`; the suite reads
-                                    DIR/dev.env (SSE-C tenant) and DIR/dev-holder.env (holder tenant)
+                                    DIR/dev.env (SSE-C tenant) and DIR/dev-holder.env (strict holder tenant)
   TREUHAND_E2E_ENV_FILES            optional, overrides the above: colon-separated env files
   AWS_REQUEST_CHECKSUM_CALCULATION  when_supported | when_required: run only that mode
                                     (.ci/e2e.sh runs the suite once per mode); if unset, both

@@ -106,7 +106,7 @@ impl Holders {
         }
     }
 
-    fn customer_tls(&self, tenant: &str) -> Arc<rustls::ClientConfig> {
+    pub fn customer_tls(&self, tenant: &str) -> Arc<rustls::ClientConfig> {
         let mut map = self.customer_tls.lock().unwrap();
         map.entry(tenant.to_owned())
             .or_insert_with(|| {
@@ -132,23 +132,30 @@ impl Holders {
         client.set_policy(tenant, &policy).await.unwrap();
     }
 
-    /// Number of releases a holder logged for a tenant (from its audit log).
+    /// A holder's audit log of a tenant, as the customer reads it.
+    pub async fn audit(&self, holder: &str, tenant: &str) -> treuhand::trustee::audit::AuditLog {
+        let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
+        client.audit(tenant).await.unwrap()
+    }
+
+    /// Number of key answers a holder logged for a tenant (from its audit log): share
+    /// releases of a legacy tenant key, per-object evaluations of an OPRF one.
     pub async fn releases(&self, holder: &str, tenant: &str) -> usize {
         let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
         let log = client.audit(tenant).await.unwrap();
         log.entries
             .iter()
-            .filter(|e| e.event == treuhand::trustee::audit::AuditEvent::Release)
+            .filter(|e| is_key_answer(&e.event))
             .count()
     }
 
-    /// Request ids of the releases a holder logged for a tenant.
+    /// Request ids of the key answers (releases, evaluations) a holder logged for a tenant.
     pub async fn release_request_ids(&self, holder: &str, tenant: &str) -> Vec<String> {
         let client = TrusteeClient::new(&self.url(holder), self.customer_tls(tenant)).unwrap();
         let log = client.audit(tenant).await.unwrap();
         log.entries
             .iter()
-            .filter(|e| e.event == treuhand::trustee::audit::AuditEvent::Release)
+            .filter(|e| is_key_answer(&e.event))
             .filter_map(|e| e.request_id.clone())
             .collect()
     }
@@ -194,13 +201,28 @@ impl Holders {
     }
 }
 
+/// A holder's audit event that gave out key material for one request: a legacy share release
+/// or an OPRF evaluation.
+pub fn is_key_answer(event: &treuhand::trustee::audit::AuditEvent) -> bool {
+    use treuhand::trustee::audit::AuditEvent;
+    matches!(event, AuditEvent::Release | AuditEvent::Evaluate)
+}
+
 /// Runs `treuhand tenant create` for `params`; returns the proxy's registration it wrote and
 /// the tenant as a test sees it (credentials, raw customer share).
 pub async fn ceremony(
     params: &treuhand::tenant::CreateParams,
     depositor: &treuhand::tenant::deposit::TrusteeDepositor,
 ) -> (TenantConfig, TestTenant) {
-    let created = treuhand::tenant::create(params, depositor).await.unwrap();
+    // Some test tenants (`wide`: SSE-C, two trustees, 2-of-3) are deliberately reachable by
+    // the trustees alone; they accept it explicitly, as a customer would.
+    let options = treuhand::tenant::CreateOptions {
+        allow_trustees_alone: params.trustees.len() >= usize::from(params.threshold),
+        ..treuhand::tenant::CreateOptions::default()
+    };
+    let created = treuhand::tenant::create_with(params, options, depositor)
+        .await
+        .unwrap();
     let text = std::fs::read_to_string(&created.registration).unwrap();
     let config: TenantConfig = toml::from_str(&text).unwrap();
     let share = created.share_raw.as_ref().map(|p| {

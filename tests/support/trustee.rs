@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use treuhand::crypto::envelope::{KeyId, generate_tmk};
+use treuhand::crypto::oprf::{self, Evaluation, ObjectId, ObjectIdentity, ObjectSecret};
 use treuhand::crypto::shamir::{self, KeyMetadata, ShareEnvelope};
 use treuhand::secret::{Share, ShareValue};
 use treuhand::tls::{DevCa, Role};
@@ -16,7 +17,9 @@ use treuhand::trustee::client::TrusteeClient;
 use treuhand::trustee::config::{Config, KeyFiles, Limits, StoreConfig, TlsFiles, generate_keys};
 use treuhand::trustee::policy::{Clock, ManualClock, Policy, SystemClock};
 use treuhand::trustee::server::{Server, run};
-use treuhand::trustee::wire::EnrollRequest;
+use treuhand::trustee::wire::{
+    EnrollRequest, EvaluateRequest, EvaluatedObject, Justification, SigV4Credential,
+};
 
 use crate::support::pki::{Pki, tls_for};
 
@@ -193,14 +196,14 @@ impl Harness {
     }
 }
 
-/// The request ids of the releases in an audit log.
+/// The request ids of the releases (or, for an OPRF key, evaluations) in an audit log.
 pub fn release_request_ids(
     log: &treuhand::trustee::audit::AuditLog,
 ) -> std::collections::HashSet<&str> {
     let releases = log
         .entries
         .iter()
-        .filter(|e| e.event == AuditEvent::Release);
+        .filter(|e| matches!(e.event, AuditEvent::Release | AuditEvent::Evaluate));
     releases.filter_map(|e| e.request_id.as_deref()).collect()
 }
 
@@ -275,4 +278,143 @@ pub async fn enroll(
         .await
         .unwrap();
     (metadata, shares)
+}
+
+/// A fresh 2-of-2 OPRF tenant key from the key ceremony (`crypto::scheme::split`): metadata
+/// plus the customer (x=1) and trustee (x=2) shares.
+pub fn new_oprf_tenant_key(tenant: &str, version: u32, strict: bool) -> (KeyMetadata, Vec<Share>) {
+    treuhand::crypto::scheme::split(
+        &KeyId::new(tenant, version).unwrap(),
+        2,
+        &["customer", "trustee"],
+        treuhand::crypto::scheme::SplitOptions {
+            strict,
+            allow_trustees_alone: false,
+        },
+    )
+    .unwrap()
+}
+
+/// Enrolls the trustee share of a new OPRF tenant key with a policy allowing `proxies`; with
+/// `sigv4` the tenant is strict and this trustee checks its signatures.
+pub async fn enroll_oprf(
+    harness: &Harness,
+    tenant: &str,
+    proxies: &[&str],
+    sigv4: Option<SigV4Credential>,
+) -> (KeyMetadata, Vec<Share>) {
+    let (metadata, shares) = new_oprf_tenant_key(tenant, 1, sigv4.is_some());
+    let mut request = enroll_request(&metadata, &shares, proxies);
+    request.sigv4 = sigv4;
+    harness
+        .client(Role::Customer, tenant)
+        .enroll(tenant, &request)
+        .await
+        .unwrap();
+    (metadata, shares)
+}
+
+/// A `customer_access` evaluation request for `bucket`/`key` with object id `id`.
+pub fn evaluate_request(
+    request_id: &str,
+    bucket: &str,
+    key: &str,
+    id: [u8; 32],
+) -> EvaluateRequest {
+    use base64::Engine as _;
+    EvaluateRequest {
+        justification: Justification::CustomerAccess,
+        request_id: request_id.into(),
+        object: EvaluatedObject {
+            bucket: bucket.into(),
+            key: key.into(),
+            id: base64::engine::general_purpose::STANDARD.encode(id),
+        },
+        reason: "GetObject".into(),
+        signed: None,
+    }
+}
+
+/// The identity the trustee hashes for `request` of `tenant` key version 1.
+pub fn identity_of(tenant: &str, request: &EvaluateRequest) -> ObjectIdentity {
+    let id = request.object.object_id().unwrap();
+    ObjectIdentity {
+        tenant: tenant.into(),
+        key_version: 1,
+        bucket: request.object.bucket.clone(),
+        key: request.object.key.clone(),
+        id: ObjectId(id),
+    }
+}
+
+/// The trustee's answer to `request`, decoded (element and proof) with its audit seq.
+pub async fn evaluate_decoded(
+    client: &TrusteeClient,
+    tenant: &str,
+    request: &EvaluateRequest,
+) -> Result<(Evaluation, u64), treuhand::trustee::Error> {
+    use base64::Engine as _;
+    let response = client.evaluate_response(tenant, 1, request).await?;
+    assert_eq!(response.x, 2, "the trustee holds x = 2");
+    let decode = |text: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap()
+    };
+    let evaluation =
+        Evaluation::from_bytes(&decode(&response.element), &decode(&response.proof)).unwrap();
+    Ok((evaluation, response.audit_seq))
+}
+
+/// `Y` of the object of `request` from the trustee's proven answer and the customer's own
+/// share (`evaluate_local`), as the proxy combines them for an SSE-C tenant.
+pub fn combine_with_customer(
+    metadata: &KeyMetadata,
+    shares: &[Share],
+    identity: &ObjectIdentity,
+    answer: Evaluation,
+) -> ObjectSecret {
+    let customer = treuhand::crypto::scheme::key_share(metadata, &shares[0]).unwrap();
+    let local = oprf::evaluate_local(&customer, identity).unwrap();
+    let trustee_key = treuhand::crypto::scheme::holder_key(metadata, 2).unwrap();
+    oprf::combine(identity, &[local], &[(2, trustee_key, answer)], 2).unwrap()
+}
+
+/// One raw HTTPS request to `harness` as `role`/`name`: the status and the body.
+pub async fn raw_request(
+    harness: &Harness,
+    (role, name): (Role, &str),
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (http::StatusCode, bytes::Bytes) {
+    use http_body_util::BodyExt as _;
+    let mut tls = (*harness.tls(role, name)).clone();
+    tls.alpn_protocols.clear();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", harness.url));
+    if let Some(content_type) = content_type {
+        builder = builder.header("content-type", content_type);
+    }
+    let response = client
+        .request(
+            builder
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, bytes)
 }

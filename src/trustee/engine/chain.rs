@@ -74,6 +74,7 @@ impl Engine {
             .map(|k| ((k.tenant.clone(), k.key_version), k))
             .collect();
         self.policies = snapshot.policies.into_iter().collect();
+        self.credentials = snapshot.credentials.into_iter().collect();
         self.grants = snapshot
             .grants
             .into_iter()
@@ -125,6 +126,7 @@ impl Engine {
             grant: None,
             reason: None,
             object: None,
+            object_id: None,
             detail: None,
             prev: String::new(),
             hash: String::new(),
@@ -157,17 +159,22 @@ impl Engine {
     ) {
         entry.event = AuditEvent::Denial;
         entry.outcome = outcome.into();
+        let what = entry.detail.take();
         match self.denials.admit(&entry.actor, batch.now_ms) {
             None => {
                 metrics::counter!("trustee_denials_not_chained_total", "why" => "denial_budget")
                     .increment(1);
                 return;
             }
-            Some(0) => {}
+            Some(0) => entry.detail = what,
             Some(left_out) => {
-                entry.detail = Some(format!(
+                let left_out = format!(
                     "{left_out} earlier denials of this caller were answered but not chained (denial budget, limits.denial_log_*)"
-                ));
+                );
+                entry.detail = Some(match what {
+                    Some(what) => format!("{what}; {left_out}"),
+                    None => left_out,
+                });
             }
         }
         self.append(batch, entry);

@@ -1,8 +1,12 @@
-//! Custody of shares: deposit (enrollment, with an optional first policy), the tenant's
-//! policy, and shredding with a signed receipt.
+//! Custody of shares: deposit (enrollment, with an optional first policy and, for a strict
+//! tenant, the S3 credential this holder checks signatures with), the tenant's policy, and
+//! shredding with a signed receipt.
 
-use super::{Batch, Engine, Trustee, require_admin, share_aad};
-use crate::crypto::shamir::{self, ShareEnvelope};
+use zeroize::Zeroizing;
+
+use super::{Batch, Engine, Trustee, credential_aad, require_admin, share_aad};
+use crate::crypto::scheme;
+use crate::crypto::shamir::{self, KeyScheme, ShareEnvelope};
 use crate::tls::PeerIdentity;
 use crate::trustee::Error;
 use crate::trustee::audit::{AuditEvent, sign_receipt};
@@ -118,8 +122,24 @@ impl Engine {
                 holder.x
             )));
         }
-        shamir::check_share(metadata, &envelope.share)
-            .map_err(|e| Error::Invalid(format!("share: {e}")))?;
+        // A legacy share is checked against its fingerprint, an OPRF share against the
+        // holder's registered K_i; either way a wrong share is refused naming the holder.
+        match metadata.scheme {
+            KeyScheme::ShamirTmk => shamir::check_share(metadata, &envelope.share)
+                .map_err(|e| Error::Invalid(format!("share: {e}")))?,
+            KeyScheme::Oprf => {
+                scheme::key_share(metadata, &envelope.share)
+                    .map_err(|e| Error::Invalid(format!("share: {e}")))?;
+            }
+        }
+        if let Some(credential) = &request.sigv4 {
+            if !metadata.strict {
+                return Err(Error::Invalid(
+                    "sigv4 is deposited only for strict tenants (metadata.strict); a standard tenant's S3 secret stays with the proxy".into(),
+                ));
+            }
+            credential.validate().map_err(Error::Invalid)?;
+        }
         if let Some(policy) = &request.policy {
             policy
                 .validate()
@@ -144,8 +164,27 @@ impl Engine {
             sealed: Some(sealed),
             shredded_ms: None,
         };
+        // The S3 credential is sealed as the shares are, under its own associated data.
+        let sealed_credential = match &request.sigv4 {
+            Some(credential) => {
+                let json =
+                    Zeroizing::new(serde_json::to_vec(credential).map_err(|e| {
+                        Error::Internal(format!("cannot encode the credential: {e}"))
+                    })?);
+                Some(self.sealing.seal(&credential_aad(tenant), &json)?)
+            }
+            None => None,
+        };
         batch.mutations.push(Mutation::InsertKey(record.clone()));
         self.keys.insert(slot, record);
+        if let Some(sealed) = sealed_credential {
+            batch.mutations.push(Mutation::PutCredential {
+                tenant: tenant.to_owned(),
+                sealed: sealed.clone(),
+            });
+            self.credentials.insert(tenant.to_owned(), sealed);
+        }
+        let checks_signatures = self.credentials.contains_key(tenant);
         let mut entry = self.entry(
             batch,
             tenant,
@@ -153,13 +192,31 @@ impl Engine {
             caller.to_string(),
             AuditEvent::Deposit,
         );
+        let (scheme_name, share_key) = match metadata.scheme {
+            KeyScheme::ShamirTmk => (
+                "shamir-tmk-v1",
+                format!("fingerprint={}", holder.fingerprint),
+            ),
+            KeyScheme::Oprf => (
+                "oprf-ristretto255-v1",
+                format!("public_key={}", holder.public_key),
+            ),
+        };
+        let signatures = match &request.sigv4 {
+            Some(credential) => format!(
+                "checks_signatures=true access_key_id={}",
+                credential.access_key_id
+            ),
+            None => format!("checks_signatures={checks_signatures}"),
+        };
         entry.detail = Some(format!(
-            "holder={} x={} fingerprint={} threshold={}-of-{}",
+            "holder={} x={} {share_key} threshold={}-of-{} scheme={scheme_name} strict={} allow_trustees_alone={} {signatures}",
             holder.name,
             holder.x,
-            holder.fingerprint,
             metadata.threshold,
-            metadata.holders.len()
+            metadata.holders.len(),
+            metadata.strict,
+            metadata.allow_trustees_alone,
         ));
         let (audit_seq, _) = self.append(batch, entry);
         if let Some(policy) = &request.policy {

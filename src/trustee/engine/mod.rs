@@ -24,7 +24,8 @@
 //! |---|---|
 //! | `mod.rs` | the handle ([`Trustee`]), the writer thread, group commit, shared state |
 //! | `chain.rs` | the audit chains: loading and checking heads, appending, signing, serving, migrating |
-//! | `release.rs` | share release: authorization, the policy decision, denials |
+//! | `release.rs` | share release, and the gates every use of a share passes: authorization, the policy decision, denials |
+//! | `evaluate.rs` | per-object OPRF evaluation (`/v2`) and the strict tenants' signature checks (evaluate, authorize) |
 //! | `custody.rs` | deposit (enrollment), the tenant's policy, shred |
 //! | `grants.rs` | emergency grants: request, approval, expiry, listing |
 //!
@@ -33,6 +34,7 @@
 
 mod chain;
 mod custody;
+mod evaluate;
 mod grants;
 mod release;
 
@@ -41,15 +43,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
 
 pub use self::chain::migrate_audit;
 use crate::crypto::seal::SealingKey;
 use crate::crypto::sign::SigningKey;
 use crate::tls::{PeerIdentity, Role};
 use crate::trustee::Error;
+use crate::trustee::audit::AuditEntry;
 use crate::trustee::policy::{Clock, Denial, DenialLimiter, Policy, RateBucket, RateLimit};
 use crate::trustee::store::{AuditReader, KeyRecord, Mutation, Store};
-use crate::trustee::wire::Grant;
+use crate::trustee::wire::{Grant, Justification};
 
 /// Tuning knobs of the engine.
 #[derive(Debug, Clone, Copy)]
@@ -122,6 +126,8 @@ pub(super) struct Engine {
     policies: HashMap<String, Policy>,
     grants: HashMap<String, Grant>,
     heads: HashMap<String, (u64, String)>,
+    /// Sealed S3 credentials of the strict tenants whose signatures this holder checks.
+    credentials: HashMap<String, Vec<u8>>,
     buckets: HashMap<String, RateBucket>,
     /// Budget of chained denials per authorized caller.
     denials: DenialLimiter,
@@ -135,6 +141,34 @@ pub(super) fn share_aad(tenant: &str, key_version: u32, x: u8) -> Vec<u8> {
     aad.push(0);
     aad.extend_from_slice(&key_version.to_be_bytes());
     aad.push(x);
+    aad
+}
+
+/// Who asks for which tenant key version, and how a refused caller is treated
+/// ([`Engine::admit`]).
+#[derive(Clone, Copy)]
+pub(super) struct Gate<'a> {
+    pub(super) caller: &'a PeerIdentity,
+    pub(super) tenant: &'a str,
+    pub(super) key_version: u32,
+    pub(super) justification: Justification,
+    /// Chain the refusal of a proxy that the tenant's policy does not allow (evaluations).
+    pub(super) chain_refused_proxies: bool,
+}
+
+/// A use of a share that passed every gate: the opened share and the entry to append.
+pub(super) struct Admitted {
+    pub(super) share: Zeroizing<Vec<u8>>,
+    pub(super) x: u8,
+    pub(super) holder: String,
+    pub(super) entry: AuditEntry,
+}
+
+/// Associated data of a strict tenant's sealed S3 credential: bound to the tenant, and apart
+/// from every share's.
+pub(super) fn credential_aad(tenant: &str) -> Vec<u8> {
+    let mut aad = b"treuhand-trustee-sigv4-v1\0".to_vec();
+    aad.extend_from_slice(tenant.as_bytes());
     aad
 }
 
@@ -177,6 +211,7 @@ impl Trustee {
             policies: HashMap::new(),
             grants: HashMap::new(),
             heads: HashMap::new(),
+            credentials: HashMap::new(),
             buckets: HashMap::new(),
             denials: DenialLimiter::new(options.denial_log, options.denial_log_callers),
             strangers: DenialLimiter::new(options.denial_log, options.denial_log_callers),

@@ -1,14 +1,16 @@
-//! Share release: the authorization of the caller, the policy decision
-//! ([`crate::trustee::policy::decide`]), opening the sealed share, and the chained (or
-//! budgeted) denials.
+//! Share release, and the gates every use of a share passes ([`Engine::admit`]): the
+//! authorization of the caller, the policy decision ([`crate::trustee::policy::decide`]),
+//! opening the sealed share, and the chained (or budgeted) denials. An OPRF tenant key is
+//! never released: `/v1` release refuses it (`oprf_key_not_releasable`, chained).
 
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
-use super::{Batch, Engine, Trustee, share_aad};
-use crate::tls::PeerIdentity;
+use super::{Admitted, Batch, Engine, Gate, Trustee, share_aad};
+use crate::crypto::shamir::KeyScheme;
+use crate::tls::{PeerIdentity, Role};
 use crate::trustee::Error;
-use crate::trustee::audit::AuditEvent;
+use crate::trustee::audit::{AuditEntry, AuditEvent};
 use crate::trustee::policy::{Denial, Policy, RateBucket, authorize, decide};
 use crate::trustee::wire::{Justification, ReleaseRequest, ReleaseResponse};
 
@@ -61,27 +63,6 @@ impl Engine {
         key_version: u32,
         request: ReleaseRequest,
     ) -> Result<ReleaseResponse, Error> {
-        let Some(record) = self.keys.get(&(tenant.to_owned(), key_version)) else {
-            // No chain exists for an unknown tenant, so this goes to the service log only,
-            // within the same per-caller budget as other unchained refusals.
-            if self
-                .strangers
-                .admit(&caller.to_string(), batch.now_ms)
-                .is_some()
-            {
-                tracing::info!(tenant, key_version, caller = %caller, "release for an unknown tenant or key version");
-            }
-            return Err(Error::UnknownTenant);
-        };
-        let sealed = record.sealed.clone();
-        let holder = record.holder.clone();
-        let x = record.metadata.holder(&holder).map(|h| h.x);
-        // Authorize before any entry exists: otherwise any certificate holder could append
-        // denials, with free text of its choosing, to any tenant's chain.
-        if let Err(denial) = authorize(self.policies.get(tenant), caller) {
-            self.note_unauthorized(caller, tenant, key_version, &denial, batch.now_ms);
-            return Err(Error::Denied(denial));
-        }
         let mut entry = self.entry(
             batch,
             tenant,
@@ -93,12 +74,97 @@ impl Engine {
         entry.request_id = Some(request.request_id);
         entry.reason = Some(request.reason.clone()).filter(|r| !r.is_empty());
         entry.object = request.object;
+        let gate = Gate {
+            caller,
+            tenant,
+            key_version,
+            justification: request.justification,
+            chain_refused_proxies: false,
+        };
+        // An OPRF share never leaves its holder: it is only evaluated per object (/v2).
+        let admitted = self.admit(batch, &gate, entry, |_, scheme, _, _| match scheme {
+            KeyScheme::ShamirTmk => Ok(()),
+            KeyScheme::Oprf => Err(Error::Denied(Denial::OprfKeyNotReleasable)),
+        })?;
+        let encoded = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD.encode(admitted.share.as_slice()),
+        );
+        self.append(batch, admitted.entry);
+        Ok(ReleaseResponse {
+            tenant: tenant.to_owned(),
+            key_version,
+            holder: admitted.holder,
+            x: admitted.x,
+            share: encoded.to_string(),
+        })
+    }
+
+    /// The gates every use of a share passes, release or evaluation, in this order: a known
+    /// tenant key version; an authorized caller ([`authorize`]; a refused caller is not
+    /// chained unless `chain_refused_proxies` and it is a proxy); not shredded; `check` (the
+    /// use's own conditions: the key's scheme, the customer's signature); the policy decision
+    /// ([`Engine::decide`]). Every refusal after authorization is chained with `entry` (the
+    /// use's event and the request's fields). On success the share is open and `entry`
+    /// carries the grant; the caller appends it and answers only after the commit.
+    pub(super) fn admit(
+        &mut self,
+        batch: &mut Batch,
+        gate: &Gate<'_>,
+        mut entry: AuditEntry,
+        check: impl FnOnce(&Engine, KeyScheme, &mut AuditEntry, u64) -> Result<(), Error>,
+    ) -> Result<Admitted, Error> {
+        let Gate {
+            caller,
+            tenant,
+            key_version,
+            justification,
+            chain_refused_proxies,
+        } = *gate;
+        let Some(record) = self.keys.get(&(tenant.to_owned(), key_version)) else {
+            // No chain exists for an unknown tenant, so this goes to the service log only,
+            // within the same per-caller budget as other unchained refusals.
+            if self
+                .strangers
+                .admit(&caller.to_string(), batch.now_ms)
+                .is_some()
+            {
+                tracing::info!(tenant, key_version, caller = %caller, "request for an unknown tenant or key version");
+            }
+            return Err(Error::UnknownTenant);
+        };
+        let sealed = record.sealed.clone();
+        let holder = record.holder.clone();
+        let scheme = record.metadata.scheme;
+        let x = record.metadata.holder(&holder).map(|h| h.x);
+        // Authorize before any entry is chained: otherwise any certificate holder could append
+        // denials, with free text of its choosing, to any tenant's chain.
+        if let Err(denial) = authorize(self.policies.get(tenant), caller) {
+            if chain_refused_proxies && caller.role == Role::Proxy {
+                // A per-object evaluation asked by a proxy the tenant does not allow is what
+                // the customer wants to see; its free text stays out, and the caller's denial
+                // budget bounds what it can add.
+                entry.reason = None;
+                self.append_denial(batch, entry, denial.code());
+            } else {
+                self.note_unauthorized(caller, tenant, key_version, &denial, batch.now_ms);
+            }
+            return Err(Error::Denied(denial));
+        }
         let Some(sealed) = sealed else {
             self.append_denial(batch, entry, "shredded");
             return Err(Error::Shredded);
         };
         let x = x.ok_or_else(|| Error::Internal("enrolled holder missing from metadata".into()))?;
-        match self.decide(tenant, key_version, request.justification, batch.now_ms) {
+        if let Err(error) = check(self, scheme, &mut entry, batch.now_ms) {
+            let outcome = match &error {
+                Error::Denied(denial) => denial.code().to_owned(),
+                Error::NotOprfKey => "not_an_oprf_key".to_owned(),
+                _ => "refused".to_owned(),
+            };
+            self.append_denial(batch, entry, &outcome);
+            return Err(error);
+        }
+        match self.decide(tenant, key_version, justification, batch.now_ms) {
             Err(denial) => {
                 self.append_denial(batch, entry, denial.code());
                 Err(Error::Denied(denial))
@@ -117,17 +183,12 @@ impl Engine {
                             "the stored share does not open with the configured sealing key".into(),
                         )
                     })?;
-                let encoded = Zeroizing::new(
-                    base64::engine::general_purpose::STANDARD.encode(share.as_slice()),
-                );
                 entry.grant = grant;
-                self.append(batch, entry);
-                Ok(ReleaseResponse {
-                    tenant: tenant.to_owned(),
-                    key_version,
-                    holder,
+                Ok(Admitted {
+                    share,
                     x,
-                    share: encoded.to_string(),
+                    holder,
+                    entry,
                 })
             }
         }
