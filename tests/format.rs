@@ -1,5 +1,5 @@
-//! Round trips, range reads and every tamper class of the object format (v1, and v2 with
-//! sealed metadata).
+//! Round trips, range reads and every tamper class of the object format (v1, v2 with sealed
+//! metadata, and v3 with the object id and a per-object KEK).
 // Tests assert with unwrap/expect/panic by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -769,8 +769,18 @@ fn metadata_too_large_is_a_typed_error() {
     };
     let (cipher, header) =
         format::new_object_with_metadata(&kek(), &ctx, Layout::Single, &largest).unwrap();
+    // v3 (§8) adds the 32-byte object id: the largest header of any version is a v3 one.
+    assert_eq!(header.len(), MAX_HEADER_LEN - 32);
+    assert_eq!(cipher.header_len(), MAX_HEADER_LEN - 32);
+    let object_id = treuhand::crypto::oprf::ObjectId([1; 32]);
+    let (cipher, header) =
+        format::new_object_v3(&kek(), &ctx, object_id, Layout::Single, &largest).unwrap();
     assert_eq!(header.len(), MAX_HEADER_LEN);
     assert_eq!(cipher.header_len(), MAX_HEADER_LEN);
+    assert!(matches!(
+        format::new_object_v3(&kek(), &ctx, object_id, Layout::Single, &big),
+        Err(format::Error::MetadataTooLarge { .. })
+    ));
 }
 
 #[test]
@@ -818,5 +828,358 @@ proptest! {
         prop_assert_eq!(stored[4], if metadata.is_empty() { 1 } else { 2 });
         prop_assert_eq!(decrypt(&stored).unwrap(), plain);
         prop_assert_eq!(open_metadata(&stored).unwrap(), metadata);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Format v3 (docs/format.md §8): object id, per-object KEK, sealed metadata always present.
+// ---------------------------------------------------------------------------------------------
+
+mod v3 {
+    use super::*;
+    use treuhand::crypto::oprf::{self, ObjectId, ObjectIdentity, OprfKey};
+    use treuhand::format::HeaderInfo;
+
+    fn tenant_key() -> OprfKey {
+        OprfKey::from_bytes(&[0x07; 32]).unwrap()
+    }
+
+    fn identity(object: &str, id: ObjectId) -> ObjectIdentity {
+        ObjectIdentity {
+            tenant: "acme".into(),
+            key_version: 1,
+            bucket: "bucket".into(),
+            key: object.into(),
+            id,
+        }
+    }
+
+    /// The per-object KEK of `bucket/object` with object id `id`, as the proxy derives it.
+    fn object_kek(object: &str, id: ObjectId) -> Kek {
+        let identity = identity(object, id);
+        let secret = tenant_key().evaluate_unsplit(&identity).unwrap();
+        oprf::object_kek(&secret, &identity).unwrap()
+    }
+
+    fn id(byte: u8) -> ObjectId {
+        ObjectId([byte; 32])
+    }
+
+    /// A new v3 object `bucket/object` (id `id`) of `layout` and its header bytes.
+    fn new_v3(
+        object: &str,
+        id: ObjectId,
+        layout: Layout,
+        metadata: &Metadata,
+    ) -> (format::ObjectCipher, Vec<u8>) {
+        let key = key();
+        let ctx = DekContext {
+            key: &key,
+            bucket: "bucket",
+            object,
+        };
+        format::new_object_v3(&object_kek(object, id), &ctx, id, layout, metadata).unwrap()
+    }
+
+    /// A single-run v3 object of `plain`.
+    fn encrypt_v3(plain: &[u8], metadata: &Metadata) -> Vec<u8> {
+        let (cipher, mut out) = new_v3("object", id(0xa5), Layout::Single, metadata);
+        let mut enc = cipher.encryptor(0);
+        enc.push(plain, &mut out).unwrap();
+        enc.finish(&mut out).unwrap();
+        out
+    }
+
+    /// Reads a stored single-run v3 object as the proxy does: peek the object id without a
+    /// key, derive that object's KEK, open.
+    fn decrypt_v3(stored: &[u8]) -> Result<(Vec<u8>, Metadata), format::Error> {
+        let info = format::peek_header(&stored[..stored.len().min(format::HEADER_PROBE_LEN)])?;
+        let id = info.object_id.ok_or(format::Error::DecryptionFailed)?;
+        decrypt_v3_with(&object_kek("object", id), stored)
+    }
+
+    fn decrypt_v3_with(kek: &Kek, stored: &[u8]) -> Result<(Vec<u8>, Metadata), format::Error> {
+        let key = key();
+        let ctx = DekContext {
+            key: &key,
+            bucket: "bucket",
+            object: "object",
+        };
+        let head = &stored[..stored.len().min(MAX_HEADER_LEN)];
+        let (cipher, _) = format::open_object(kek, &ctx, head)?;
+        let layout = cipher.single_layout(stored.len() as u64)?;
+        let (ct, mut dec) = layout.decryptor(0..layout.plaintext_len())?;
+        let mut out = Vec::new();
+        dec.push(&stored[ct.start as usize..ct.end as usize], &mut out)?;
+        dec.finish()?;
+        Ok((out, cipher.metadata().clone()))
+    }
+
+    #[test]
+    fn v3_single_round_trip_with_and_without_metadata() {
+        for metadata in [Metadata::new(), sample_metadata()] {
+            for len in [0, 1, SEG - 1, SEG, SEG + 1] {
+                let plain = data(len);
+                let stored = encrypt_v3(&plain, &metadata);
+                assert_eq!(stored[4], 3, "new_object_v3 writes format v3");
+                let (cipher, _) = format::open_object(
+                    &object_kek("object", id(0xa5)),
+                    &DekContext {
+                        key: &key(),
+                        bucket: "bucket",
+                        object: "object",
+                    },
+                    &stored,
+                )
+                .unwrap();
+                assert_eq!(cipher.format_version(), 3);
+                assert_eq!(cipher.object_id(), Some(id(0xa5)));
+                let (back, got) = decrypt_v3(&stored).unwrap();
+                assert_eq!(back, plain, "{len}");
+                assert_eq!(got, metadata);
+            }
+        }
+    }
+
+    #[test]
+    fn a_v3_object_without_metadata_keeps_an_empty_sealed_block() {
+        let stored = encrypt_v3(b"body", &Metadata::new());
+        let t = "acme".len();
+        // The object id follows the tenant id; M sits after wrapped DEK and nonce prefix.
+        assert_eq!(&stored[13 + t..45 + t], &[0xa5; 32]);
+        let m = u32::from_be_bytes(stored[112 + t..116 + t].try_into().unwrap()) as usize;
+        assert_eq!(
+            m,
+            16 + 2,
+            "the empty set encodes to two bytes, sealed with its tag"
+        );
+        let header_len = 148 + t + m;
+        assert_eq!(format::Header::parse(&stored).unwrap().2, header_len);
+        assert_eq!(
+            format::header_len_hint(&stored[..format::HEADER_PROBE_LEN.min(stored.len())]),
+            Some(header_len)
+        );
+        assert_eq!(stored.len(), header_len + 4 + 16);
+        assert!(decrypt_v3(&stored).unwrap().1.is_empty());
+    }
+
+    #[test]
+    fn v3_metadata_is_not_stored_in_plaintext() {
+        let stored = encrypt_v3(b"body", &sample_metadata());
+        for needle in [&b"text/html"[..], b"max-age", b"Geheimnis", b"content-type"] {
+            assert!(!stored.windows(needle.len()).any(|w| w == needle));
+        }
+    }
+
+    #[test]
+    fn every_single_byte_tamper_of_a_v3_header_fails_including_the_object_id() {
+        let plain = data(300);
+        let stored = encrypt_v3(&plain, &sample_metadata());
+        let header_len = format::Header::parse(&stored).unwrap().2;
+        let original = object_kek("object", id(0xa5));
+        // Every byte: fixed fields, tenant, object id, wrapped DEK, nonce prefix, M, sealed
+        // block, MAC.
+        for pos in 0..header_len {
+            for flip in [0x01u8, 0x80] {
+                let mut bad = stored.clone();
+                bad[pos] ^= flip;
+                // The KEK the proxy would derive from the (altered) header, and the KEK of the
+                // genuine object: neither opens it.
+                let peeked = decrypt_v3(&bad);
+                assert!(
+                    matches!(
+                        peeked,
+                        Err(format::Error::DecryptionFailed
+                            | format::Error::NotAnObject
+                            | format::Error::HeaderTruncated { .. })
+                    ),
+                    "opened after xor {flip:#x} at {pos}"
+                );
+                assert!(
+                    matches!(
+                        decrypt_v3_with(&original, &bad),
+                        Err(format::Error::DecryptionFailed)
+                    ),
+                    "opened with the genuine KEK after xor {flip:#x} at {pos}"
+                );
+            }
+        }
+        assert_eq!(decrypt_v3(&stored).unwrap().0, plain);
+    }
+
+    #[test]
+    fn a_v3_header_opened_with_the_kek_of_another_object_id_fails() {
+        let stored = encrypt_v3(b"secret body", &Metadata::new());
+        assert!(decrypt_v3_with(&object_kek("object", id(0xa5)), &stored).is_ok());
+        for other in [id(0xa4), id(0x00), {
+            let mut one_bit = [0xa5; 32];
+            one_bit[31] ^= 1;
+            ObjectId(one_bit)
+        }] {
+            assert!(matches!(
+                decrypt_v3_with(&object_kek("object", other), &stored),
+                Err(format::Error::DecryptionFailed)
+            ));
+        }
+        // The same id under another object key of the bucket is another identity, too.
+        assert!(matches!(
+            decrypt_v3_with(&object_kek("other-object", id(0xa5)), &stored),
+            Err(format::Error::DecryptionFailed)
+        ));
+    }
+
+    #[test]
+    fn a_v3_object_id_swapped_with_a_consistent_kek_still_fails() {
+        // The attacker writes another id into the header and the proxy derives the KEK of that
+        // id: the wrapped DEK does not unwrap, and the MAC would not verify either.
+        let stored = encrypt_v3(b"secret body", &Metadata::new());
+        let t = "acme".len();
+        let mut swapped = stored.clone();
+        swapped[13 + t..45 + t].copy_from_slice(&[0x5a; 32]);
+        assert_eq!(
+            format::peek_header(&swapped).unwrap().object_id,
+            Some(id(0x5a))
+        );
+        assert!(matches!(
+            decrypt_v3(&swapped),
+            Err(format::Error::DecryptionFailed)
+        ));
+    }
+
+    #[test]
+    fn peek_header_returns_the_public_fields_of_every_version() {
+        let v1 = encrypt(b"x");
+        let v2 = encrypt_with_metadata(b"x", &sample_metadata());
+        let v3 = encrypt_v3(b"x", &Metadata::new());
+        let t = "acme".len();
+        for (stored, version, object_id, need) in [
+            (&v1, 1, None, 13 + t),
+            (&v2, 2, None, 13 + t),
+            (&v3, 3, Some(id(0xa5)), 45 + t),
+        ] {
+            let expected = HeaderInfo {
+                version,
+                tenant: "acme".into(),
+                key_version: 1,
+                object_id,
+            };
+            assert_eq!(format::peek_header(stored).unwrap(), expected);
+            // Exactly the documented number of bytes suffices, and the probe always does.
+            assert_eq!(format::peek_header(&stored[..need]).unwrap(), expected);
+            assert_eq!(
+                format::peek_header(&stored[..format::HEADER_PROBE_LEN.min(stored.len())]).unwrap(),
+                expected
+            );
+            // One byte less is refused as truncation, naming what is needed.
+            for short in 0..need {
+                match format::peek_header(&stored[..short]) {
+                    Err(format::Error::HeaderTruncated { need: n }) => {
+                        assert!(n > short && n <= need, "{short}: need {n}")
+                    }
+                    other => panic!("v{version}, {short} bytes: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn peek_header_refuses_garbage_with_a_typed_error() {
+        for garbage in [
+            &b"not a treuhand object at all, but long enough"[..],
+            b"TRHD\x04\x01\x10\x00\x00\x00\x00\x01\x04acme",
+            b"TRHD\x03\x01\x10\x00\x00\x00\x00\x01\x00",
+            b"TRHD\x03\x01\x10\x00\x00\x00\x00\x01\x04AC/E",
+            b"\xff",
+        ] {
+            assert!(
+                matches!(
+                    format::peek_header(garbage),
+                    Err(format::Error::NotAnObject)
+                ),
+                "{garbage:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn v3_refuses_to_write_layout_1_but_reads_it() {
+        let key = key();
+        let ctx = DekContext {
+            key: &key,
+            bucket: "bucket",
+            object: "object",
+        };
+        let kek = object_kek("object", id(1));
+        assert!(matches!(
+            format::new_object_v3(&kek, &ctx, id(1), Layout::Multipart, &Metadata::new()),
+            Err(format::Error::Misuse(_))
+        ));
+        // A layout 1 object moved to v3 (what the test-only constructor stands in for) reads.
+        let (cipher, mut stored) = format::header::new_object_v3_deterministic(
+            &kek,
+            &ctx,
+            id(1),
+            Layout::Multipart,
+            (
+                treuhand::secret::Dek::from_bytes([0x22; 32]),
+                [0x33; 12],
+                [0x44; 7],
+            ),
+            &Metadata::new(),
+        )
+        .unwrap();
+        let plain = data(SEG + 9);
+        let mut infos = Vec::new();
+        for (number, part) in [(2u32, &plain[..SEG]), (5, &plain[SEG..])] {
+            let mut enc = cipher.encryptor(number);
+            enc.push(part, &mut stored).unwrap();
+            enc.finish(&mut stored).unwrap();
+            infos.push(PartInfo {
+                part_number: number,
+                plaintext_len: part.len() as u64,
+            });
+        }
+        stored.extend(cipher.footer(&infos).unwrap());
+        let (reader, _) = format::open_object(&kek, &ctx, &stored).unwrap();
+        assert_eq!(reader.format_version(), 3);
+        let footer_len = format::footer_len_from_tail(&stored[stored.len() - 4..]).unwrap();
+        let layout = reader
+            .multipart_layout(&stored[stored.len() - footer_len..], stored.len() as u64)
+            .unwrap();
+        let (ct, mut dec) = layout.decryptor(0..plain.len() as u64).unwrap();
+        let mut out = Vec::new();
+        dec.push(&stored[ct.start as usize..ct.end as usize], &mut out)
+            .unwrap();
+        dec.finish().unwrap();
+        assert_eq!(out, plain);
+    }
+
+    #[test]
+    fn v1_and_v2_objects_still_open_beside_v3_and_report_no_object_id() {
+        let plain = data(1000);
+        for stored in [
+            encrypt(&plain),
+            encrypt_with_metadata(&plain, &sample_metadata()),
+        ] {
+            let cipher = open(&stored);
+            assert_eq!(cipher.object_id(), None);
+            assert!(cipher.format_version() < 3);
+            assert_eq!(decrypt(&stored).unwrap(), plain);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn arbitrary_bytes_never_panic_peek_or_open_as_v3(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let mut v3 = b"TRHD\x03\x01\x10\x00\x00\x00\x00\x01\x04acme".to_vec();
+            v3.extend_from_slice(&bytes);
+            for input in [&bytes, &v3] {
+                let _ = format::peek_header(input);
+                prop_assert!(decrypt_v3(input).is_err());
+            }
+        }
     }
 }

@@ -232,3 +232,67 @@ fn listing_hints_read_both_multipart_layouts() {
     }
     assert_eq!(format::footer_plaintext_len_hint(b"TRF2\0\0\0\x05"), None);
 }
+
+/// Layout 2 under a format v3 header (docs/format.md §8): the same runs and footer, the DEK
+/// wrapped under the per-object KEK, read as the proxy reads it (peek the id, derive the KEK).
+#[test]
+fn layout_2_round_trips_under_a_v3_header() {
+    use treuhand::crypto::oprf::{self, ObjectId, ObjectIdentity, OprfKey};
+    let id = key_id();
+    let object_kek = |object_id: ObjectId| {
+        let identity = ObjectIdentity {
+            tenant: "acme".into(),
+            key_version: 1,
+            bucket: "b".into(),
+            key: "k".into(),
+            id: object_id,
+        };
+        let tenant_key = OprfKey::from_bytes(&[0x07; 32]).unwrap();
+        let secret = tenant_key.evaluate_unsplit(&identity).unwrap();
+        oprf::object_kek(&secret, &identity).unwrap()
+    };
+    let mut metadata = format::Metadata::new();
+    metadata.insert("content-type", "application/octet-stream");
+    let (cipher, header) = format::new_object_v3(
+        &object_kek(ObjectId([0x3c; 32])),
+        &ctx(&id),
+        ObjectId([0x3c; 32]),
+        Layout::MultipartKeyed,
+        &metadata,
+    )
+    .unwrap();
+    assert_eq!(header[4], 3);
+    let parts = [
+        (1, PartAttempt::random().unwrap(), data(SEG + 3, 1)),
+        (2, PartAttempt::random().unwrap(), Vec::new()),
+        (7, PartAttempt::random().unwrap(), data(100, 2)),
+    ];
+    let stored = assemble(&cipher, &header, &parts);
+    let plain: Vec<u8> = parts.iter().flat_map(|(_, _, p)| p.clone()).collect();
+
+    let peeked = format::peek_header(&stored[..format::HEADER_PROBE_LEN]).unwrap();
+    assert_eq!(peeked.object_id, Some(ObjectId([0x3c; 32])));
+    let kek = object_kek(peeked.object_id.unwrap());
+    let (reader, header_len) = format::open_object(&kek, &ctx(&id), &stored).unwrap();
+    assert_eq!(header_len, header.len());
+    assert_eq!(reader.metadata(), &metadata);
+    let footer_len = format::footer_len_from_tail(&stored[stored.len() - 4..]).unwrap();
+    let layout = reader
+        .multipart_layout(&stored[stored.len() - footer_len..], stored.len() as u64)
+        .unwrap();
+    for range in [
+        0..plain.len() as u64,
+        10..SEG as u64 + 50,
+        SEG as u64..SEG as u64 + 3,
+    ] {
+        let (c, mut dec) = layout.decryptor(range.clone()).unwrap();
+        let mut out = Vec::new();
+        dec.push(&stored[c.start as usize..c.end as usize], &mut out)
+            .unwrap();
+        dec.finish().unwrap();
+        assert_eq!(out, &plain[range.start as usize..range.end as usize]);
+    }
+    // The legacy reader's KEK (and another object's) opens nothing.
+    assert!(read(&stored, 0..1).is_err());
+    assert!(format::open_object(&object_kek(ObjectId([0x3d; 32])), &ctx(&id), &stored).is_err());
+}

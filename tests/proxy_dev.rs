@@ -1,7 +1,7 @@
 //! `treuhand dev init`: the set-up a newcomer gets, checked end to end. The configs it writes
 //! are loaded by the real loaders, the trustee, the holder and the proxy are started in-process
-//! from them, and both demo tenants round-trip an object with the credentials of their env
-//! files.
+//! from them, and both demo tenants (`demo`: SSE-C; `demo-holder`: strict, its S3 secret only
+//! in the customer's files) round-trip an object with the credentials of their env files.
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -56,6 +56,45 @@ async fn dev_init_writes_a_working_stack() {
         dir.join("customer.share").display().to_string()
     );
     assert!(!holder.contains_key("TREUHAND_SHARE_FILE"));
+    // Both demo tenants are OPRF tenants; demo-holder is strict: its S3 secret is in the
+    // customer's files only (env file and credentials file), never in the proxy's
+    // registration, while demo stays a standard SSE-C tenant.
+    let registration = |tenant: &str| -> (treuhand::proxy::config::TenantConfig, String) {
+        let text = std::fs::read_to_string(dir.join(format!("tenants/{tenant}.toml"))).unwrap();
+        (toml::from_str(&text).unwrap(), text)
+    };
+    let (demo_config, _) = registration("demo");
+    assert_eq!(
+        demo_config.metadata.scheme,
+        treuhand::crypto::KeyScheme::Oprf
+    );
+    assert!(!demo_config.metadata.strict);
+    assert_eq!(
+        demo_config.secret_access_key.unwrap().expose_secret(),
+        demo["AWS_SECRET_ACCESS_KEY"]
+    );
+    let (holder_config, holder_text) = registration("demo-holder");
+    assert_eq!(
+        holder_config.metadata.scheme,
+        treuhand::crypto::KeyScheme::Oprf
+    );
+    assert!(holder_config.metadata.strict);
+    assert!(holder_config.secret_access_key.is_none());
+    assert!(!holder_text.contains(&holder["AWS_SECRET_ACCESS_KEY"]));
+    let credentials = std::fs::read_to_string(dir.join("demo-holder.s3-credentials")).unwrap();
+    assert!(credentials.contains(&format!(
+        "aws_access_key_id = {}\n",
+        holder["AWS_ACCESS_KEY_ID"]
+    )));
+    assert!(credentials.contains(&format!(
+        "aws_secret_access_key = {}\n",
+        holder["AWS_SECRET_ACCESS_KEY"]
+    )));
+    assert!(
+        !std::fs::read_to_string(dir.join("proxy.toml"))
+            .unwrap()
+            .contains(&holder["AWS_SECRET_ACCESS_KEY"])
+    );
     // A second init leaves everything as it is.
     let before = std::fs::read_to_string(dir.join("dev.env")).unwrap();
     treuhand::dev::init(&dir, StorageConfig::Memory)

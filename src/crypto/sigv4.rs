@@ -235,6 +235,17 @@ pub fn authorization_for_payload(
     )
 }
 
+/// The hex signature of a canonical request text ([`CanonicalRequest::text`]).
+/// Secret-derived: compare it in constant time.
+pub fn sign_canonical(
+    canonical_request: &str,
+    amz_date: &str,
+    region: &str,
+    secret_key: &str,
+) -> String {
+    sign(canonical_request, amz_date, region, secret_key).1
+}
+
 /// Signs a canonical request: returns the credential scope and the hex signature.
 fn sign(
     canonical_request: &str,

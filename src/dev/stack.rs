@@ -319,8 +319,12 @@ fn print_quick_start(dir: &Path, addrs: &[(&str, SocketAddr, Option<u32>)], metr
     println!("  aws s3 ls s3://$TREUHAND_BUCKET --endpoint-url $TREUHAND_ENDPOINT");
     println!();
     println!(
-        "  # tenant demo-holder: the customer's own holder releases its share, plain S3 works"
+        "  # tenant demo-holder (strict): plain S3 works; the customer's own holder checks every"
     );
+    println!(
+        "  # request's signature and evaluates its share per object. The proxy never has the S3"
+    );
+    println!("  # secret (also in {d}/demo-holder.s3-credentials, profile demo-holder).");
     println!("  source {d}/dev-holder.env");
     println!(
         "  aws s3 cp hello.txt s3://$TREUHAND_BUCKET/hello.txt --endpoint-url $TREUHAND_ENDPOINT"
@@ -330,7 +334,7 @@ fn print_quick_start(dir: &Path, addrs: &[(&str, SocketAddr, Option<u32>)], metr
     println!(
         "  The stored objects under {d}/storage are ciphertext. Stop the trustee (kill its pid)"
     );
-    println!("  and reads fail with 503 once the key cache (60 s) expires.");
+    println!("  and reads of objects whose keys are not cached (60 s) fail with 503.");
     println!();
     println!("Press Ctrl-C to stop all three.");
 }

@@ -184,6 +184,40 @@ mod tests {
     }
 
     #[test]
+    fn a_v3_header_with_its_object_id_and_block_is_measured_whole() {
+        use crate::crypto::oprf::ObjectId;
+        let key = KeyId::new("acme", 1).unwrap();
+        let context = DekContext {
+            key: &key,
+            bucket: "b",
+            object: "o",
+        };
+        for metadata in [Metadata::new(), {
+            let mut m = Metadata::new();
+            m.insert("content-type", "text/plain");
+            m
+        }] {
+            let (cipher, mut stored) = crate::format::new_object_v3(
+                &kek(),
+                &context,
+                ObjectId([3; 32]),
+                Layout::Single,
+                &metadata,
+            )
+            .unwrap();
+            let mut encryptor = cipher.encryptor(0);
+            encryptor.push(&[1; 70_000], &mut stored).unwrap();
+            encryptor.finish(&mut stored).unwrap();
+            let inspection = inspect(&stored, stored.len() as u64).unwrap();
+            // 148 + T + M, M = 16 + the encoding (2 bytes for the empty set).
+            let m = 16 + metadata.encoded_len();
+            assert_eq!(inspection.header_len, 148 + 4 + m);
+            assert_eq!(inspection.header_len, cipher.header_len());
+            assert_eq!(known(&stored), 70_000);
+        }
+    }
+
+    #[test]
     fn a_multipart_object_is_measured_through_its_footer() {
         let (cipher, mut stored) = object(Layout::MultipartKeyed, &Metadata::new());
         let lengths = [70_000usize, 5];

@@ -3,7 +3,11 @@
 //! STREAM-style AES-256-GCM segments, and for multipart objects an authenticated footer:
 //!
 //! - format v1 (§1–5): the header holds the wrapped DEK; format v2 (§6) is v1 plus the object's
-//!   metadata sealed in the header, and is written only for objects that have metadata;
+//!   metadata sealed in the header, and is written only for objects that have metadata (both
+//!   for tenant keys of the legacy scheme, whose KEK is derived from the TMK);
+//! - format v3 (§8): the header also holds a random object id, the DEK is wrapped under a
+//!   per-object KEK from the tenant's threshold OPRF, and the sealed metadata block is always
+//!   there ([`new_object_v3`]; [`peek_header`] reads the id without a key, to derive the KEK);
 //! - header layout byte: 0 = one run; 1 = multipart, all runs under the object's segment key
 //!   (read only now); 2 = multipart with per-attempt part keys (§7), which every new multipart
 //!   upload writes.
@@ -17,8 +21,9 @@
 //! - [`metadata`]: object metadata and its canonical encoding (sealed into v2 headers).
 //! - [`cipher`]: what every layer shares: segment nonces, run nonce prefixes and the layout 2
 //!   [`PartAttempt`].
-//! - [`header`]: the header byte layout, parsing and MAC, and [`ObjectCipher`], the per-object
-//!   key state ([`new_object`], [`open_object`]).
+//! - [`header`]: the header byte layout and parsing (`header::fields`, with [`peek_header`]), the
+//!   MAC, and [`ObjectCipher`], the per-object key state ([`new_object`], [`new_object_v3`],
+//!   [`open_object`]).
 //! - [`layout`]: run/segment arithmetic, plaintext length from ciphertext length, range
 //!   mapping, and the multipart footer (layout 1, and layout 2 whose footer names each part's
 //!   upload attempt: every attempt has its own key, docs/format.md §7).
@@ -33,8 +38,8 @@ pub mod stream;
 
 pub use cipher::PartAttempt;
 pub use header::{
-    HEADER_PROBE_LEN, Header, Layout, MAX_HEADER_LEN, ObjectCipher, header_len_hint, layout_hint,
-    new_object, new_object_with_metadata, open_object,
+    HEADER_PROBE_LEN, Header, HeaderInfo, Layout, MAX_HEADER_LEN, ObjectCipher, header_len_hint,
+    layout_hint, new_object, new_object_v3, new_object_with_metadata, open_object, peek_header,
 };
 pub use inspect::{Inspection, PlaintextLen, inspect};
 pub use layout::{
@@ -79,6 +84,18 @@ pub enum Error {
     /// More input than the format allows (2^32 segments per run).
     #[error("object too large for the format")]
     TooLarge,
+    /// [`peek_header`]: the bytes end before the header's public fields do. Read at least
+    /// `need` bytes (never more than [`HEADER_PROBE_LEN`]), or the whole object: if the object
+    /// is shorter than that, it is not a whole object.
+    #[error("object header truncated: its public fields need {need} bytes")]
+    HeaderTruncated {
+        /// Bytes needed to read the public fields.
+        need: usize,
+    },
+    /// [`peek_header`]: the bytes are not a treuhand object header of a known version (magic,
+    /// version, AEAD id, segment size, layout or tenant id). The field is logged at debug level.
+    #[error("not a treuhand object header")]
+    NotAnObject,
     /// A crypto-layer failure that is not an authentication failure (RNG, internal).
     #[error(transparent)]
     Crypto(crate::crypto::Error),

@@ -304,6 +304,24 @@ impl TenantConfig {
                 )));
             }
         }
+        // A threshold the trustees reach without the customer would let them (and an operator
+        // who persuades them) derive every key alone: only with the customer's explicit
+        // consent, recorded at the ceremony and in every holder's audit entry.
+        if self
+            .metadata
+            .trustees_alone_reach_threshold(&self.customer_holder)
+            && !self.metadata.allow_trustees_alone
+        {
+            return Err(ConfigError(format!(
+                "tenant {tenant}: the {} trustees alone reach threshold {} without the customer; raise the threshold above the number of trustees (a new key ceremony with `treuhand tenant create`), or, if the customer accepts that the trustees together can read every object, re-run the ceremony with --allow-trustees-alone",
+                self.metadata
+                    .holders
+                    .iter()
+                    .filter(|h| h.name != self.customer_holder)
+                    .count(),
+                self.metadata.threshold
+            )));
+        }
         if self.trustees.len() + 1 < usize::from(self.metadata.threshold) {
             return Err(ConfigError(format!(
                 "tenant {tenant}: {} trustees plus the customer cannot reach threshold {}",
@@ -395,5 +413,78 @@ impl ProxyConfig {
             tenants.push(tenant);
         }
         Ok(tenants)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KeyId;
+    use crate::crypto::scheme::{self, SplitOptions};
+
+    /// A registration of `acme` with the customer and `trustees`, threshold `k`.
+    fn registration(k: u8, trustees: &[&str], options: SplitOptions) -> TenantConfig {
+        let key = KeyId::new("acme", 1).unwrap();
+        let mut names = vec!["customer"];
+        names.extend_from_slice(trustees);
+        let (metadata, _) = scheme::split(&key, k, &names, options).unwrap();
+        TenantConfig {
+            access_key_id: "AKACME".into(),
+            secret_access_key: (!options.strict).then(|| "secret-acme-0123".to_owned().into()),
+            customer_holder: "customer".into(),
+            customer_url: None,
+            trustees: trustees
+                .iter()
+                .map(|t| TrusteeRef {
+                    holder: (*t).into(),
+                    url: format!("https://{t}.example:7443"),
+                })
+                .collect(),
+            metadata,
+        }
+    }
+
+    #[test]
+    fn a_tenant_whose_trustees_alone_reach_the_threshold_is_refused_unless_allowed() {
+        // 2-of-3 with two trustees: they could derive every object key without the customer.
+        let wide = registration(2, &["t1", "t2"], SplitOptions::default());
+        let message = wide.validate().unwrap_err().0;
+        assert!(
+            message.contains("trustees alone reach threshold 2"),
+            "{message}"
+        );
+        assert!(message.contains("--allow-trustees-alone"), "{message}");
+        // The customer's explicit consent, recorded at the ceremony, lets it through.
+        let allowed = SplitOptions {
+            allow_trustees_alone: true,
+            ..SplitOptions::default()
+        };
+        registration(2, &["t1", "t2"], allowed).validate().unwrap();
+        // Thresholds that need the customer pass without it: 2-of-2, 3-of-3.
+        registration(2, &["t1"], SplitOptions::default())
+            .validate()
+            .unwrap();
+        registration(3, &["t1", "t2"], SplitOptions::default())
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_strict_tenant_has_no_secret_and_a_standard_one_needs_it() {
+        let strict = SplitOptions {
+            strict: true,
+            ..SplitOptions::default()
+        };
+        registration(2, &["t1"], strict).validate().unwrap();
+        let mut leaked = registration(2, &["t1"], strict);
+        leaked.secret_access_key = Some("secret-acme-0123".to_owned().into());
+        let message = leaked.validate().unwrap_err().0;
+        assert!(
+            message.contains("must not contain its secret_access_key"),
+            "{message}"
+        );
+        let mut missing = registration(2, &["t1"], SplitOptions::default());
+        missing.secret_access_key = None;
+        assert!(missing.validate().is_err());
     }
 }

@@ -131,6 +131,10 @@ pub enum ProxyError {
     /// The crypto layer failed (the RNG, a key derivation).
     #[error("internal cryptographic error")]
     Crypto(#[source] crate::crypto::Error),
+    /// The stored object or the request needs a tenant key other than the registered one (a
+    /// format v3 object of a legacy tenant key, another key version). Nothing is decrypted.
+    #[error("the object cannot be opened with the registered tenant key: {0}")]
+    KeyMismatch(String),
 }
 
 impl From<storage::Error> for ProxyError {
@@ -149,6 +153,7 @@ impl From<crate::format::Error> for ProxyError {
         use crate::format::Error as F;
         match e {
             F::DecryptionFailed => ProxyError::Integrity,
+            F::NotAnObject | F::HeaderTruncated { .. } => ProxyError::Integrity,
             F::InvalidRange { .. } => ProxyError::InvalidRange,
             F::InvalidParts(msg) => ProxyError::InvalidPart(msg.to_owned()),
             F::TooLarge => ProxyError::InvalidRequest("the object is too large".into()),
@@ -204,7 +209,7 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
             S3ErrorCode::ServiceUnavailable,
             StatusCode::SERVICE_UNAVAILABLE,
         ),
-        ProxyError::Format(_) | ProxyError::Crypto(_) => (
+        ProxyError::Format(_) | ProxyError::Crypto(_) | ProxyError::KeyMismatch(_) => (
             S3ErrorCode::InternalError,
             StatusCode::INTERNAL_SERVER_ERROR,
         ),
@@ -220,6 +225,7 @@ impl From<ProxyError> for S3Error {
             ProxyError::Storage(_)
             | ProxyError::Format(_)
             | ProxyError::Crypto(_)
+            | ProxyError::KeyMismatch(_)
             | ProxyError::Integrity
             | ProxyError::BadGateway { .. } => {
                 tracing::error!(error = ?e, "request failed");

@@ -1,6 +1,10 @@
 //! Requests refused before s3s sees them: Signature Version 2 in every form, browser form
 //! uploads (POST Object), and presigned URLs valid for more than a week.
 //!
+//! Also the pure parts of the strict-tenant gate (`super::strict`): which access keys a
+//! request names ([`sigv4_access_keys`]) and which payload modes a strict tenant may use
+//! ([`check_strict_payload`]), with their refusals.
+//!
 //! Pure: looks at the request head only (method, URI, headers), never at the body, and
 //! depends on nothing but `http`. The server calls [`check`] for every request and answers a
 //! [`Refusal`] itself.
@@ -26,6 +30,10 @@ const POST_FORM_MESSAGE: &str = "Browser form uploads (POST Object) are not supp
 // S3's own wording for this case.
 const EXPIRES_MESSAGE: &str = "X-Amz-Expires must be less than a week (in seconds) that is, \
      the given X-Amz-Expires must be less than 604800 seconds";
+
+const STRICT_PAYLOAD_MESSAGE: &str = "This tenant's signatures are checked by its own holder, which \
+     cannot check signed payloads: send UNSIGNED-PAYLOAD or STREAMING-UNSIGNED-PAYLOAD-TRAILER over \
+     TLS (the default of boto3 and the aws cli over HTTPS)";
 
 /// Why a request is refused: an S3 error code with a fixed message (no request data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +62,28 @@ impl Refusal {
         code: "AuthorizationQueryParametersError",
         message: EXPIRES_MESSAGE,
         reason: "presigned_expires",
+    };
+
+    /// A strict tenant's request with a payload its holder cannot check.
+    pub(crate) const STRICT_PAYLOAD: Self = Self {
+        status: StatusCode::BAD_REQUEST,
+        code: "InvalidRequest",
+        message: STRICT_PAYLOAD_MESSAGE,
+        reason: "strict_signed_payload",
+    };
+    /// A strict tenant's request its holder refused (or that cannot be forwarded to it).
+    pub(crate) const STRICT_DENIED: Self = Self {
+        status: StatusCode::FORBIDDEN,
+        code: "AccessDenied",
+        message: "Access Denied",
+        reason: "strict_denied",
+    };
+    /// A strict tenant's holder could not be asked: fail closed, and let the client retry.
+    pub(crate) const STRICT_UNAVAILABLE: Self = Self {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "ServiceUnavailable",
+        message: "The tenant's signature-checking holder is unreachable; retry later",
+        reason: "strict_holder_unreachable",
     };
 
     /// The HTTP status.
@@ -153,6 +183,56 @@ pub fn check(parts: &http::request::Parts) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// The access key ids a SigV4 request names: `Credential=AK/...` of each `Authorization`
+/// header, and each `X-Amz-Credential` of a presigned URL. More than one (two headers, or a
+/// header and a presigned credential) is ambiguous: which one s3s would take is not the
+/// strict gate's guess to make, so it refuses such a request when any of them is strict.
+pub fn sigv4_access_keys(parts: &http::request::Parts) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for value in parts.headers.get_all(http::header::AUTHORIZATION) {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        if let Some(rest) = value.trim_start().strip_prefix("AWS4-HMAC-SHA256") {
+            let credential = rest
+                .split(',')
+                .find_map(|part| part.trim().strip_prefix("Credential="))
+                .unwrap_or_default();
+            found.push(credential.split('/').next().unwrap_or_default().to_owned());
+        }
+    }
+    if let Some(query) = parts.uri.query() {
+        for (name, value) in query_pairs(query) {
+            if name == "X-Amz-Credential" {
+                found.push(value.split('/').next().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    found
+}
+
+/// The payload modes a strict tenant's holder can vouch for: `UNSIGNED-PAYLOAD`,
+/// `STREAMING-UNSIGNED-PAYLOAD-TRAILER`, no header (a presigned URL), and a hex SHA-256 of
+/// the body. The holder checks the signature over the hash it is shown; s3s then checks the
+/// body against that hash (it does so for every single-chunk hash, after the gate re-signed
+/// the request), as for any tenant. boto3 sends one for CompleteMultipartUpload and other
+/// XML bodies even over HTTPS. Signed chunks (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]`,
+/// ECDSA) chain every chunk's signature to the customer's secret, which neither the proxy nor
+/// s3s has, so they cannot be checked here.
+///
+/// # Errors
+/// [`Refusal`] 400 `InvalidRequest` saying to send unsigned payloads over TLS.
+pub fn check_strict_payload(parts: &http::request::Parts) -> Result<(), Refusal> {
+    let mut values = parts.headers.get_all("x-amz-content-sha256").iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        // No header: a presigned URL (S3 takes it as UNSIGNED-PAYLOAD). Two: s3s refuses.
+        return Ok(());
+    };
+    match value.as_bytes() {
+        b"UNSIGNED-PAYLOAD" | b"STREAMING-UNSIGNED-PAYLOAD-TRAILER" => Ok(()),
+        hash if hash.len() == 64 && hash.iter().all(u8::is_ascii_hexdigit) => Ok(()),
+        _ => Err(Refusal::STRICT_PAYLOAD),
+    }
 }
 
 /// `AWS <access key>:<signature>` (SigV2); SigV4 starts with `AWS4-HMAC-SHA256 `.
@@ -263,6 +343,69 @@ mod tests {
             check(&parts("GET", "/b?list-type=2&prefix=a%2Bb", &[])),
             Ok(())
         );
+    }
+
+    #[test]
+    fn sigv4_access_keys_come_from_the_header_and_the_presigned_credential() {
+        let auth = "AWS4-HMAC-SHA256 Credential=AKH/20260101/us-east-1/s3/aws4_request, \
+                    SignedHeaders=host, Signature=abc";
+        assert_eq!(
+            sigv4_access_keys(&parts("GET", "/b/k", &[("authorization", auth)])),
+            vec!["AKH"]
+        );
+        let presigned = "/b/k?X-Amz-Credential=AKQ%2F20260101%2Fus-east-1%2Fs3%2Faws4_request";
+        assert_eq!(
+            sigv4_access_keys(&parts("GET", presigned, &[])),
+            vec!["AKQ"]
+        );
+        assert_eq!(
+            sigv4_access_keys(&parts("GET", presigned, &[("authorization", auth)])).len(),
+            2
+        );
+        assert!(sigv4_access_keys(&parts("GET", "/b/k", &[])).is_empty());
+    }
+
+    #[test]
+    fn strict_payload_modes_are_the_ones_someone_can_check() {
+        let put = |hash: &str, length: &str| {
+            parts(
+                "PUT",
+                "/b/k",
+                &[("x-amz-content-sha256", hash), ("content-length", length)],
+            )
+        };
+        let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        for (hash, length) in [
+            ("UNSIGNED-PAYLOAD", "10"),
+            ("STREAMING-UNSIGNED-PAYLOAD-TRAILER", "10"),
+            (empty, "0"),
+            // s3s checks the body against the signed hash.
+            (empty, "10"),
+        ] {
+            assert_eq!(check_strict_payload(&put(hash, length)), Ok(()), "{hash}");
+        }
+        assert_eq!(check_strict_payload(&parts("GET", "/b/k", &[])), Ok(()));
+        for (hash, length) in [
+            ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "10"),
+            ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER", "10"),
+            ("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD", "10"),
+            ("unsigned-payload", "10"),
+            (&empty[1..], "10"),
+        ] {
+            let refusal = check_strict_payload(&put(hash, length)).expect_err(hash);
+            assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
+            assert!(refusal.message().contains("UNSIGNED-PAYLOAD"));
+            assert!(refusal.message().contains("TLS"));
+        }
+        let chunked = parts(
+            "PUT",
+            "/b/k",
+            &[
+                ("x-amz-content-sha256", empty),
+                ("transfer-encoding", "chunked"),
+            ],
+        );
+        assert_eq!(check_strict_payload(&chunked), Ok(()));
     }
 
     #[test]

@@ -11,12 +11,14 @@
 //! | [`error`] | [`error::ProxyError`] and the one error → S3 status/code mapping |
 //! | [`server`] | TLS accept loop (handshake in the connection task), connection limits, `/metrics` |
 //! | [`guard`] | requests refused before s3s: SigV2, POST forms, presigned URLs over a week |
+//! | [`strict`] | strict tenants: the customer's signature checked by its holder before s3s |
 //! | [`cli`] | `treuhand proxy --config FILE` |
 //!
 //! SigV4 is verified by s3s against per-tenant access keys ([`Auth`]); anonymous requests are
 //! refused by s3s' default access check, which runs because auth is always configured.
 //! SigV2, browser form uploads and presigned URLs valid for more than a week are refused before
-//! s3s sees them ([`guard`]).
+//! s3s sees them ([`guard`]). A strict tenant's requests are checked by its holder and
+//! re-signed with the proxy's in-memory key before s3s sees them ([`strict`], docs/strict.md).
 
 pub mod cli;
 pub mod config;
@@ -54,6 +56,8 @@ use crate::storage::Storage;
 /// Per-tenant SigV4 credentials, read from the current tenant set on every request.
 pub struct Auth {
     tenants: Arc<Registry>,
+    /// The key strict tenants' requests are re-signed with once their holder accepted them.
+    strict: Arc<strict::InternalKey>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -69,6 +73,14 @@ impl S3Auth for Auth {
     async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<SecretKey> {
         match self.tenants.secret(access_key) {
             Some(secret) => Ok(SecretKey::from(secret.as_str())),
+            // Only `strict::Gate` signs with this key, after the tenant's holder said yes.
+            None if self
+                .tenants
+                .tenant(access_key)
+                .is_some_and(|t| t.keys.metadata.strict) =>
+            {
+                Ok(SecretKey::from(self.strict.expose_secret()))
+            }
             None => Err(s3s::s3_error!(InvalidAccessKeyId)),
         }
     }
@@ -85,8 +97,8 @@ pub trait SourceFactory: Send + Sync {
 
 /// A built proxy: the S3 service plus handles tests and the CLI need.
 pub struct Built {
-    /// The S3 HTTP service.
-    pub service: s3s::service::S3Service,
+    /// The S3 HTTP service, behind the strict-tenant gate.
+    pub service: server::ProxyService,
     /// The key service (cache inspection in tests).
     pub keys: Arc<KeyService>,
     /// The tenant set, for [`reload`].
@@ -112,12 +124,20 @@ pub fn build(
     let proxy = Proxy::new(registry.clone(), storage, keys.clone())
         .with_passthrough(config.danger_passthrough_no_encryption)
         .with_multipart(config.multipart);
+    let internal =
+        Arc::new(strict::InternalKey::generate().map_err(|e| ConfigError(format!("random: {e}")))?);
+    let gate = Arc::new(strict::Gate::new(
+        registry.clone(),
+        internal.clone(),
+        Duration::from_millis(config.release_timeout_ms),
+    ));
     let mut builder = S3ServiceBuilder::new(proxy);
     builder.set_auth(Auth {
         tenants: registry.clone(),
+        strict: internal,
     });
     Ok(Built {
-        service: builder.build(),
+        service: server::ProxyService::new(builder.build(), gate),
         keys,
         tenants: registry,
     })

@@ -38,7 +38,7 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    service: s3s::service::S3Service,
+    service: impl Into<ProxyService>,
     shutdown: impl Future<Output = ()>,
 ) {
     serve_with_limits(listener, tls, service, LimitsConfig::default(), shutdown).await;
@@ -48,10 +48,11 @@ pub async fn serve(
 pub async fn serve_with_limits(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    service: s3s::service::S3Service,
+    service: impl Into<ProxyService>,
     limits: LimitsConfig,
     shutdown: impl Future<Output = ()>,
 ) {
+    let service: ProxyService = service.into();
     let acceptor = TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -127,6 +128,31 @@ pub async fn serve_with_limits(
     }
     // Give open requests a bounded time to finish.
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+/// What the server runs for each request: the S3 service, behind the strict-tenant gate
+/// when the proxy has one (see [`super::strict`]).
+#[derive(Clone)]
+pub struct ProxyService {
+    s3: s3s::service::S3Service,
+    strict: Option<Arc<super::strict::Gate>>,
+}
+
+impl ProxyService {
+    /// `s3` behind `strict`.
+    pub fn new(s3: s3s::service::S3Service, strict: Arc<super::strict::Gate>) -> Self {
+        Self {
+            s3,
+            strict: Some(strict),
+        }
+    }
+}
+
+/// Without a gate: a strict tenant's requests then fail in s3s (no key checks them).
+impl From<s3s::service::S3Service> for ProxyService {
+    fn from(s3: s3s::service::S3Service) -> Self {
+        Self { s3, strict: None }
+    }
 }
 
 /// The per-connection HTTP builder: HTTP/1 and HTTP/2 (told apart by hyper-util from the first
@@ -328,7 +354,7 @@ pub fn method_label(method: &http::Method) -> &'static str {
 }
 
 fn with_request_id(
-    service: &s3s::service::S3Service,
+    service: &ProxyService,
     mut req: http::Request<hyper::body::Incoming>,
     activity: &Arc<Activity>,
 ) -> impl Future<Output = Result<http::Response<TrackedBody>, s3s::HttpError>> + use<> {
@@ -338,19 +364,23 @@ fn with_request_id(
     let method = req.method().clone();
     let span = tracing::info_span!("request", id = %id.0, method = method_label(&method));
     req.extensions_mut().insert(id.clone());
-    // Refused requests never reach s3s (see `guard`).
-    let (parts, body) = req.into_parts();
-    let call = match guard::check(&parts) {
-        Ok(()) => Ok(hyper::service::Service::call(
-            service,
-            http::Request::from_parts(parts, body),
-        )),
-        Err(refusal) => Err(refusal),
-    };
+    // Refused requests never reach s3s (see `guard`); a strict tenant's requests reach it
+    // only once the tenant's holder accepted them (see `strict`).
+    let (mut parts, body) = req.into_parts();
+    let checked = guard::check(&parts);
+    let service = service.clone();
     let started = Instant::now();
     async move {
-        let mut response = match call {
-            Ok(call) => call.await?,
+        let admitted = match (checked, &service.strict) {
+            (Err(refusal), _) => Err(refusal),
+            (Ok(()), Some(gate)) => gate.admit(&mut parts, &id.0).await,
+            (Ok(()), None) => Ok(()),
+        };
+        let mut response = match admitted {
+            Ok(()) => {
+                hyper::service::Service::call(&service.s3, http::Request::from_parts(parts, body))
+                    .await?
+            }
             Err(refusal) => {
                 tracing::debug!(code = refusal.code(), "request refused before s3s");
                 metrics::counter!("treuhand_requests_refused_total", "reason" => refusal.reason())

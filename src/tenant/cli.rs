@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::{CreateParams, TrusteeSpec};
+use super::{CreateOptions, CreateParams, TrusteeSpec};
+use crate::secret::SecretString;
 
 /// The tenant subcommands (run by the customer).
 #[derive(Debug, clap::Subcommand)]
@@ -49,14 +50,27 @@ pub enum TenantCommand {
         #[arg(long)]
         access_key_id: String,
         /// S3 secret access key issued by the operator (prefer the environment variable: a
-        /// command line is visible to every user of the machine).
+        /// command line is visible to every user of the machine). Required for a standard
+        /// tenant; refused with --strict, whose secret the ceremony generates.
         // hide_env_values: clap would otherwise print the secret in `--help`.
         #[arg(
             long,
             env = "TREUHAND_TENANT_SECRET_ACCESS_KEY",
             hide_env_values = true
         )]
-        secret_access_key: crate::secret::SecretString,
+        secret_access_key: Option<crate::secret::SecretString>,
+        /// Strict tenant: every request must carry your own SigV4 signature, checked by your
+        /// holder (or, without --holder-url, by every trustee). The S3 secret access key is
+        /// generated here, deposited only with those holders and written to
+        /// SHARE_DIR/<tenant>.s3-credentials; the operator supplies only --access-key-id and
+        /// its proxy never knows the secret.
+        #[arg(long)]
+        strict: bool,
+        /// Accept a threshold that the trustees reach without your share: together they could
+        /// then derive every object key without you. Refused without this flag; recorded in
+        /// the key metadata and in every holder's audit log.
+        #[arg(long)]
+        allow_trustees_alone: bool,
         /// Directory for the proxy registration file (the proxy's tenants_dir).
         #[arg(long)]
         registration_dir: PathBuf,
@@ -93,9 +107,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             allow_proxies,
             access_key_id,
             secret_access_key,
+            strict,
+            allow_trustees_alone,
             registration_dir,
             share_dir,
         } => {
+            let secret_access_key = secret_for(strict, secret_access_key)?;
             let trustees = trustees
                 .iter()
                 .map(|t| {
@@ -125,7 +142,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 &client_key,
                 allow_proxies,
             )?;
-            let created = super::create(&params, &depositor).await?;
+            let options = CreateOptions {
+                strict,
+                allow_trustees_alone,
+            };
+            let created = super::create_with(&params, options, &depositor).await?;
             println!("tenant {} created (key version 1)", created.metadata.tenant);
             println!(
                 "  registration for the proxy: {}",
@@ -138,6 +159,18 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 "  customer share (text envelope, keep it safe): {}",
                 created.share_text.display()
             );
+            if let Some(credentials) = &created.s3_credentials {
+                println!(
+                    "  strict tenant: your S3 credentials (profile {}, never give the secret to the operator): {}",
+                    created.metadata.tenant,
+                    credentials.display()
+                );
+            }
+            if created.metadata.allow_trustees_alone {
+                println!(
+                    "  warning: the trustees alone reach the threshold (--allow-trustees-alone)"
+                );
+            }
             Ok(())
         }
         TenantCommand::ExportRaw { input, out } => {
@@ -145,5 +178,22 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             println!("wrote {}", out.display());
             Ok(())
         }
+    }
+}
+
+/// The secret the registration gets: the operator's for a standard tenant (required), none
+/// for a strict tenant. A secret passed for a strict tenant is refused, not ignored: it would
+/// be one the operator knows, and the customer should notice the mistake (e.g. a leftover
+/// `TREUHAND_TENANT_SECRET_ACCESS_KEY`).
+fn secret_for(strict: bool, secret: Option<SecretString>) -> anyhow::Result<SecretString> {
+    match (strict, secret) {
+        (false, Some(secret)) => Ok(secret),
+        (false, None) => Err(anyhow::anyhow!(
+            "--secret-access-key (or TREUHAND_TENANT_SECRET_ACCESS_KEY) is required: the S3 secret the operator issued for this tenant; or pass --strict to have the secret generated here, known only to you and your signature-checking holder"
+        )),
+        (true, None) => Ok(SecretString::default()),
+        (true, Some(_)) => Err(anyhow::anyhow!(
+            "--strict generates the tenant's S3 secret access key here; the operator must not know it: drop --secret-access-key and unset TREUHAND_TENANT_SECRET_ACCESS_KEY, and pass only the operator's --access-key-id"
+        )),
     }
 }

@@ -64,7 +64,7 @@ impl super::Depositor for TrusteeDepositor {
                     .unwrap_or_else(|| Policy::default().rate_limit),
                 ..Policy::default()
             }),
-            sigv4: None,
+            sigv4: deposit.sigv4.cloned(),
         };
         client
             .enroll(&deposit.metadata.tenant, &request)

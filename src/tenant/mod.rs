@@ -1,24 +1,44 @@
 //! The customer's key ceremony: `treuhand tenant create`.
 //!
-//! Runs on the customer's machine. It generates the tenant master key locally, splits it,
-//! deposits each non-customer share with its trustee (and, for holder tenants, the customer's
-//! own share with the customer's holder), writes the public tenant registration file the proxy
-//! loads, and writes the customer share to files. The TMK never leaves this process and is
-//! zeroized when the ceremony ends; the operator receives only public metadata.
+//! Runs on the customer's machine. It generates the tenant's OPRF key locally
+//! ([`scheme::split`], `oprf-ristretto255-v1`), splits it, deposits each non-customer share
+//! with its trustee (and, for holder tenants, the customer's own share with the customer's
+//! holder), writes the public tenant registration file the proxy loads, and writes the
+//! customer share to files. The tenant key never leaves this process and is zeroized inside
+//! the split; nobody holds it afterwards, and the operator receives only public metadata
+//! (`K`, every `K_i`). New tenants are never legacy (`shamir-tmk-v1`) tenants.
+//!
+//! Two choices of the customer are recorded in the metadata every holder enrolls:
+//! - a threshold the trustees reach without the customer's share is refused unless the
+//!   customer passes `--allow-trustees-alone` ([`CreateOptions::allow_trustees_alone`]);
+//! - a strict tenant ([`CreateOptions::strict`]) has an S3 secret access key that the
+//!   customer generates here. It is deposited only with the holders that check the customer's
+//!   signatures (the customer's own holder when there is one, otherwise every trustee) and
+//!   written for the customer to `<share_dir>/<tenant>.s3-credentials`; the operator supplies
+//!   only the access key id and never sees the secret. An operator-supplied secret for a
+//!   strict tenant is refused (it would be a secret the operator knows).
 //!
 //! Registration with the proxy is a file: `<tenants_dir>/<tenant>.toml`
 //! ([`crate::proxy::config::TenantConfig`]). The customer hands it to the operator (or writes
 //! it directly into the proxy's `tenants_dir`); it contains no secret key material, only the
-//! S3 access key pair the operator issues, trustee URLs and the key metadata.
+//! S3 access key id (and, for a standard tenant, the secret the operator issued), trustee
+//! URLs and the key metadata.
 
 pub mod cli;
 pub mod deposit;
+mod files;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 
-use crate::crypto::{KeyId, KeyMetadata, ShareEnvelope, envelope, shamir};
+pub use files::{export_raw, write_raw_share};
+
+use crate::crypto::scheme::{self, SplitOptions};
+use crate::crypto::{KeyId, KeyMetadata, ShareEnvelope};
 use crate::proxy::config::{TenantConfig, TrusteeRef};
-use crate::secret::Share;
+use crate::secret::{SecretString, Share};
+use crate::trustee::wire::SigV4Credential;
 
 /// Errors of the ceremony.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +57,18 @@ pub enum Error {
         holder: String,
         /// What went wrong.
         message: String,
+    },
+    /// The trustees alone reach the threshold and the customer did not allow it.
+    #[error(
+        "the {trustees} trustee(s) alone reach the threshold of {threshold} shares without the customer's share: together they could derive every object key of this tenant without you. Raise --threshold to {needed} so that your share is always needed, or pass --allow-trustees-alone if you accept that the trustees together can read your data (e.g. to recover it if your share is lost); that choice is recorded in the key metadata and in every holder's audit log"
+    )]
+    TrusteesAlone {
+        /// How many trustees the tenant has.
+        trustees: usize,
+        /// The requested threshold.
+        threshold: u8,
+        /// The smallest threshold that needs the customer.
+        needed: usize,
     },
     /// Writing an output file failed.
     #[error("cannot write {path}: {message}")]
@@ -58,6 +90,9 @@ pub struct Deposit<'a> {
     pub holder: &'a str,
     /// The share, as a `treuhand-share-v1:` envelope.
     pub envelope: &'a str,
+    /// Strict tenants: the S3 credential, given only to the holders that check the customer's
+    /// signatures ([`EnrollRequest::sigv4`](crate::trustee::wire::EnrollRequest::sigv4)).
+    pub sigv4: Option<&'a SigV4Credential>,
 }
 
 // Hand-written so the share never reaches a log through `{:?}`.
@@ -81,12 +116,14 @@ async fn deposit_with(
     metadata: &KeyMetadata,
     holder: &str,
     envelope: &str,
+    sigv4: Option<&SigV4Credential>,
 ) -> Result<(), Error> {
     let deposit = Deposit {
         url,
         metadata,
         holder,
         envelope,
+        sigv4,
     };
     depositor
         .deposit(deposit)
@@ -119,14 +156,26 @@ pub struct CreateParams {
     pub trustees: Vec<TrusteeSpec>,
     /// URL of the customer's own holder, or `None` for SSE-C.
     pub customer_holder_url: Option<String>,
-    /// The S3 access key pair the operator issued for this tenant.
+    /// The S3 access key id the operator issued for this tenant.
     pub access_key_id: String,
-    /// See `access_key_id`.
-    pub secret_access_key: crate::secret::SecretString,
+    /// The S3 secret access key the operator issued with it. Must be empty for a strict
+    /// tenant, whose secret the ceremony generates ([`CreateOptions::strict`]).
+    pub secret_access_key: SecretString,
     /// Where to write `<tenant>.toml` (the proxy's `tenants_dir`).
     pub registration_dir: PathBuf,
     /// Where to write the customer share (`<tenant>.share` raw, `<tenant>.share.txt` text).
     pub share_dir: PathBuf,
+}
+
+/// The customer's choices beyond the split, recorded in the key metadata.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreateOptions {
+    /// Strict tenant ([`KeyMetadata::strict`]): the ceremony generates the S3 secret access
+    /// key; only the customer and the signature-checking holders get it.
+    pub strict: bool,
+    /// Accept a threshold that the trustees reach without the customer's share
+    /// ([`KeyMetadata::allow_trustees_alone`]); refused without it.
+    pub allow_trustees_alone: bool,
 }
 
 /// What the ceremony produced.
@@ -140,25 +189,77 @@ pub struct Created {
     pub share_raw: Option<PathBuf>,
     /// Text envelope of the customer share.
     pub share_text: PathBuf,
+    /// Strict tenants: the customer's S3 credentials file (aws cli credentials INI form,
+    /// profile named after the tenant, mode 0600).
+    pub s3_credentials: Option<PathBuf>,
+    /// Strict tenants: the generated S3 secret access key (also in `s3_credentials`), for a
+    /// caller that sets up the customer's client directly (`treuhand dev init`).
+    pub s3_secret: Option<SecretString>,
 }
 
 /// The holder name of the customer in every tenant created here.
 pub const CUSTOMER_HOLDER: &str = "customer";
 
+/// Runs the ceremony for a standard tenant whose threshold needs the customer
+/// ([`CreateOptions::default`]).
+///
+/// # Errors
+/// See [`create_with`].
+pub async fn create(params: &CreateParams, depositor: &dyn Depositor) -> Result<Created, Error> {
+    create_with(params, CreateOptions::default(), depositor).await
+}
+
 /// Runs the ceremony.
 ///
 /// # Errors
-/// [`Error`]; on a deposit failure nothing is registered with the proxy.
-pub async fn create(params: &CreateParams, depositor: &dyn Depositor) -> Result<Created, Error> {
+/// [`Error::TrusteesAlone`] when the trustees reach the threshold without the customer and
+/// `options.allow_trustees_alone` is not set; [`Error::Invalid`] (also for a secret passed
+/// for a strict tenant); [`Error::Deposit`] naming the holder; [`Error::Write`]. Nothing is
+/// registered with the proxy unless every deposit succeeded.
+pub async fn create_with(
+    params: &CreateParams,
+    options: CreateOptions,
+    depositor: &dyn Depositor,
+) -> Result<Created, Error> {
     if params.trustees.is_empty() {
         return Err(Error::Invalid("at least one trustee is needed".into()));
+    }
+    if options.strict && !params.secret_access_key.expose_secret().is_empty() {
+        return Err(Error::Invalid(
+            "a strict tenant's S3 secret access key is generated by the customer at the ceremony and never known to the operator: pass only the access key id, no secret access key".into(),
+        ));
     }
     let key = KeyId::new(&params.tenant, params.key_version)?;
     let mut names: Vec<&str> = vec![CUSTOMER_HOLDER];
     names.extend(params.trustees.iter().map(|t| t.holder.as_str()));
-    let tmk = envelope::generate_tmk()?;
-    let (metadata, shares) = shamir::split(&tmk, &key, params.threshold, &names)?;
-    drop(tmk);
+    let (metadata, shares) = scheme::split(
+        &key,
+        params.threshold,
+        &names,
+        SplitOptions {
+            strict: options.strict,
+            allow_trustees_alone: options.allow_trustees_alone,
+        },
+    )?;
+    if metadata.trustees_alone_reach_threshold(CUSTOMER_HOLDER) && !options.allow_trustees_alone {
+        return Err(Error::TrusteesAlone {
+            trustees: params.trustees.len(),
+            threshold: params.threshold,
+            needed: params.trustees.len() + 1,
+        });
+    }
+    let sigv4 = if options.strict {
+        Some(SigV4Credential {
+            access_key_id: params.access_key_id.clone(),
+            secret_access_key: files::generate_s3_secret()?,
+        })
+    } else {
+        None
+    };
+    // The holders that check the customer's signatures get the credential: the customer's
+    // own holder when there is one (the trustees then never learn it), otherwise every
+    // trustee.
+    let trustees_check = params.customer_holder_url.is_none();
     let mut shares = shares.into_iter();
     let customer_share = shares
         .next()
@@ -169,7 +270,16 @@ pub async fn create(params: &CreateParams, depositor: &dyn Depositor) -> Result<
             share,
         }
         .encode();
-        deposit_with(depositor, &trustee.url, &metadata, &trustee.holder, &text).await?;
+        let checking = sigv4.as_ref().filter(|_| trustees_check);
+        deposit_with(
+            depositor,
+            &trustee.url,
+            &metadata,
+            &trustee.holder,
+            &text,
+            checking,
+        )
+        .await?;
     }
     let customer_text = ShareEnvelope {
         key: key.clone(),
@@ -177,7 +287,15 @@ pub async fn create(params: &CreateParams, depositor: &dyn Depositor) -> Result<
     }
     .encode();
     if let Some(url) = &params.customer_holder_url {
-        deposit_with(depositor, url, &metadata, CUSTOMER_HOLDER, &customer_text).await?;
+        deposit_with(
+            depositor,
+            url,
+            &metadata,
+            CUSTOMER_HOLDER,
+            &customer_text,
+            sigv4.as_ref(),
+        )
+        .await?;
     }
     std::fs::create_dir_all(&params.share_dir).map_err(|e| write_error(&params.share_dir, e))?;
     let share_text = params
@@ -196,9 +314,21 @@ pub async fn create(params: &CreateParams, depositor: &dyn Depositor) -> Result<
     } else {
         None
     };
+    let s3_credentials = match &sigv4 {
+        Some(credential) => {
+            let path = params
+                .share_dir
+                .join(format!("{}.s3-credentials", params.tenant));
+            files::write_s3_credentials(&path, &params.tenant, credential)?;
+            Some(path)
+        }
+        None => None,
+    };
     let registration = TenantConfig {
         access_key_id: params.access_key_id.clone(),
-        secret_access_key: Some(params.secret_access_key.clone()),
+        // A strict tenant's registration never carries its secret: the proxy cannot check
+        // (or forge) the customer's signatures, the signature-checking holder does.
+        secret_access_key: (!options.strict).then(|| params.secret_access_key.clone()),
         customer_holder: CUSTOMER_HOLDER.into(),
         customer_url: params.customer_holder_url.clone(),
         trustees: params
@@ -232,6 +362,10 @@ pub async fn create(params: &CreateParams, depositor: &dyn Depositor) -> Result<
         registration: path,
         share_raw,
         share_text,
+        s3_credentials,
+        s3_secret: sigv4
+            .as_ref()
+            .map(|c| SecretString::from(c.secret_access_key.as_str())),
     })
 }
 
@@ -247,36 +381,4 @@ fn write_error(path: &Path, e: std::io::Error) -> Error {
         path: path.to_owned(),
         message: e.to_string(),
     }
-}
-
-/// Writes the raw 32-byte y value (what SSE-C headers carry) with mode 0600.
-///
-/// # Errors
-/// [`Error::Write`].
-pub fn write_raw_share(path: &Path, share: &Share) -> Result<(), Error> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(|e| write_error(path, e))?;
-    file.write_all(share.expose_secret())
-        .map_err(|e| write_error(path, e))?;
-    Ok(())
-}
-
-/// Converts a text envelope file into the raw 32-byte SSE-C key file.
-///
-/// # Errors
-/// [`Error::Invalid`] for a malformed envelope, [`Error::Write`].
-pub fn export_raw(envelope_path: &Path, out: &Path) -> Result<(), Error> {
-    let text =
-        zeroize::Zeroizing::new(std::fs::read_to_string(envelope_path).map_err(|e| {
-            Error::Invalid(format!("cannot read {}: {e}", envelope_path.display()))
-        })?);
-    let envelope = ShareEnvelope::parse(&text)?;
-    write_raw_share(out, &envelope.share)
 }

@@ -25,6 +25,7 @@ pub mod process;
 pub mod proxy;
 pub mod s3;
 pub mod stack;
+pub mod strict;
 pub mod trustee;
 
 pub use pki::*;

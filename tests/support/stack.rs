@@ -106,7 +106,7 @@ impl Holders {
         }
     }
 
-    fn customer_tls(&self, tenant: &str) -> Arc<rustls::ClientConfig> {
+    pub fn customer_tls(&self, tenant: &str) -> Arc<rustls::ClientConfig> {
         let mut map = self.customer_tls.lock().unwrap();
         map.entry(tenant.to_owned())
             .or_insert_with(|| {
@@ -200,7 +200,15 @@ pub async fn ceremony(
     params: &treuhand::tenant::CreateParams,
     depositor: &treuhand::tenant::deposit::TrusteeDepositor,
 ) -> (TenantConfig, TestTenant) {
-    let created = treuhand::tenant::create(params, depositor).await.unwrap();
+    // Some test tenants (`wide`: SSE-C, two trustees, 2-of-3) are deliberately reachable by
+    // the trustees alone; they accept it explicitly, as a customer would.
+    let options = treuhand::tenant::CreateOptions {
+        allow_trustees_alone: params.trustees.len() >= usize::from(params.threshold),
+        ..treuhand::tenant::CreateOptions::default()
+    };
+    let created = treuhand::tenant::create_with(params, options, depositor)
+        .await
+        .unwrap();
     let text = std::fs::read_to_string(&created.registration).unwrap();
     let config: TenantConfig = toml::from_str(&text).unwrap();
     let share = created.share_raw.as_ref().map(|p| {

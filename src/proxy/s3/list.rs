@@ -74,7 +74,7 @@ async fn listing_view(
     tenant_len: usize,
 ) -> (Option<String>, u64) {
     // If the header cannot be read or parsed, assume v1 for the displayed size.
-    let v1_len = format::HEADER_PROBE_LEN - 63 + tenant_len;
+    let v1_len = format::header::HEADER_V1_BASE_LEN + tenant_len;
     let probe = (format::HEADER_PROBE_LEN as u64).min(stored);
     let Ok(mut head) = storage.read_range(path, 0..probe).await else {
         return (None, fallback_size(stored, v1_len));

@@ -329,8 +329,11 @@ impl Proxy {
         object: (&str, &str),
         upload: &Upload,
     ) -> Result<format::ObjectCipher, ProxyError> {
-        let kek = request.kek(customer, reason, object).await?;
-        Ok(request.open_object(&kek, object, upload.header.header())?.0)
+        let stored = upload.header.header();
+        Ok(request
+            .open_stored(customer, reason, object, stored)
+            .await?
+            .0)
     }
 
     async fn staged_parts(&self, upload: &UploadPaths) -> Result<Vec<StagedPart>, ProxyError> {
@@ -360,10 +363,10 @@ pub(super) async fn create_multipart_upload(
     // header, which Complete writes unchanged.
     let metadata = request_metadata!(input)?;
     let object = (input.bucket.as_str(), input.key.as_str());
-    let kek = request
-        .kek(customer.as_ref(), "CreateMultipartUpload", object)
+    let key = request
+        .write_key(customer.as_ref(), "CreateMultipartUpload", object)
         .await?;
-    let (cipher, header) = request.new_object(&kek, object, Layout::MultipartKeyed, &metadata)?;
+    let (cipher, header) = request.new_object(&key, object, Layout::MultipartKeyed, &metadata)?;
     let upload_id = UploadId::random()?;
     let upload = request.paths().upload(&input.bucket, upload_id.as_str());
     proxy.remember_upload(&request.tenant.id, &upload, cipher);

@@ -106,8 +106,8 @@ macro_rules! object_output {
 
 impl Proxy {
     /// The shared preamble of GetObject and HeadObject: existence first (so a missing key is a
-    /// 404 without bothering the trustee), then release the key, open the object and apply the
-    /// conditional headers.
+    /// 404 without bothering the trustee), then read the header, derive its key, open the
+    /// object and apply the conditional headers.
     async fn read_object(
         &self,
         read: &Read<'_>,
@@ -120,15 +120,9 @@ impl Proxy {
         if self.passthrough {
             return Ok(Stat::Passthrough(meta));
         }
-        let object = (read.bucket, read.key);
-        let kek = read
-            .request
-            .kek(read.customer, read.operation, object)
-            .await?;
         let opened = pipeline::open(
             &self.storage,
-            read.request,
-            &kek,
+            (read.request, read.customer, read.operation),
             (read.bucket, read.key, &read.path),
             meta,
             read_ahead,
@@ -150,8 +144,10 @@ pub(super) async fn put_object(op: Op<'_, dto::PutObjectInput>) -> Out<dto::PutO
     }
     let metadata = request_metadata!(input)?;
     let object = (input.bucket.as_str(), input.key.as_str());
-    let kek = request.kek(customer.as_ref(), "PutObject", object).await?;
-    let (cipher, header) = request.new_object(&kek, object, Layout::Single, &metadata)?;
+    let key = request
+        .write_key(customer.as_ref(), "PutObject", object)
+        .await?;
+    let (cipher, header) = request.new_object(&key, object, Layout::Single, &metadata)?;
     let declared = declared_len(input.body.as_ref());
     let body = body_stream(input.body);
     let len =
@@ -307,18 +303,10 @@ pub(super) async fn copy_object(op: Op<'_, dto::CopyObjectInput>) -> Out<dto::Co
     proxy.require_bucket(paths, &input.bucket).await?;
     // Both sides belong to the same tenant key, so both shares must be the customer's
     // share; each is checked by the key service.
-    let source = (src_bucket.as_str(), src_key.as_str());
     let dest = (input.bucket.as_str(), input.key.as_str());
-    let src_kek = request
-        .kek(src_customer.as_ref(), "CopyObject source", source)
-        .await?;
-    let dest_kek = request
-        .kek(dest_customer.as_ref(), "CopyObject", dest)
-        .await?;
     let opened = pipeline::open(
         &proxy.storage,
-        &request,
-        &src_kek,
+        (&request, src_customer.as_ref(), "CopyObject source"),
         (&src_bucket, &src_key, &src_path),
         src_meta,
         0,
@@ -331,7 +319,10 @@ pub(super) async fn copy_object(op: Op<'_, dto::CopyObjectInput>) -> Out<dto::Co
         None => opened.cipher.metadata().clone(),
     };
     let plaintext = pipeline::decrypt_stream(&proxy.storage, src_path, opened, 0..total);
-    let (cipher, header) = request.new_object(&dest_kek, dest, Layout::Single, &metadata)?;
+    let dest_key = request
+        .write_key(dest_customer.as_ref(), "CopyObject", dest)
+        .await?;
+    let (cipher, header) = request.new_object(&dest_key, dest, Layout::Single, &metadata)?;
     let dest_path = paths.object(&input.bucket, &input.key);
     pipeline::store_single(
         &proxy.storage,

@@ -9,10 +9,9 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use s3s::dto::StreamingBlob;
 
-use super::request::{RequestContext, md5_hex, phase, timed};
+use super::request::{CustomerKey, RequestContext, md5_hex, phase, timed};
 use crate::format::{self, Layout};
 use crate::proxy::error::ProxyError;
-use crate::secret::Kek;
 use crate::storage::{self, Storage};
 
 /// Plaintext is written to storage in pieces of about this size.
@@ -73,12 +72,13 @@ impl Opened {
 }
 
 /// Opens the stored object at `path` (`bucket`/`key`, of which the caller has `meta` from a
-/// stat): header, layout, plaintext length. Fails closed. An object of at most `read_ahead`
-/// bytes is read whole, in the same backend call that reads the header.
+/// stat) for operation `reason`: header, layout, plaintext length. Fails closed. An object of
+/// at most `read_ahead` bytes is read whole, in the same backend call that reads the header;
+/// the key is found from that header's public fields (format v3: the object's own key), so
+/// finding it costs no extra read.
 pub(crate) async fn open(
     storage: &Storage,
-    request: &RequestContext,
-    kek: &Kek,
+    (request, customer, reason): (&RequestContext, Option<&CustomerKey>, &str),
     (bucket, key, path): (&str, &str, &str),
     meta: storage::Meta,
     read_ahead: u64,
@@ -92,8 +92,11 @@ pub(crate) async fn open(
         Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey),
         other => other?,
     };
+    let kek = request
+        .read_key(customer, reason, (bucket, key), &prefix)
+        .await?;
     let crypto_started = std::time::Instant::now();
-    let (cipher, header_len) = request.open_object(kek, (bucket, key), &prefix)?;
+    let (cipher, header_len) = request.open_object(&kek, (bucket, key), &prefix)?;
     let etag = md5_hex(prefix.get(..header_len).ok_or(ProxyError::Integrity)?);
     phase("crypto", crypto_started);
     let (footer, plaintext_len) = match cipher.header().layout {

@@ -12,13 +12,16 @@ use s3s::S3Request;
 use s3s::dto;
 use zeroize::Zeroizing;
 
-use crate::crypto::DekContext;
+use crate::crypto::oprf::{ObjectId, ObjectIdentity};
+use crate::crypto::{DekContext, KeyScheme};
 use crate::format::{self, Layout};
 use crate::proxy::error::ProxyError;
 use crate::proxy::keys::{KeyService, ReleaseContext};
 use crate::proxy::registry::{Registry, Tenant};
 use crate::proxy::server::RequestId;
+use crate::proxy::strict::StrictAuth;
 use crate::secret::Kek;
+use crate::trustee::wire::SignedRequest;
 
 /// Records how long one phase of a request took (`treuhand_phase_seconds{phase}`).
 pub(crate) fn phase(name: &'static str, started: Instant) {
@@ -170,6 +173,13 @@ macro_rules! echoed {
 }
 pub(crate) use echoed;
 
+/// The key a new object is written under ([`RequestContext::write_key`]).
+pub struct WriteKey {
+    kek: Arc<Kek>,
+    /// The object's id, for a per-object key (format v3).
+    object_id: Option<ObjectId>,
+}
+
 /// Who is asking, under which request id.
 pub struct RequestContext {
     /// The tenant the signing access key belongs to.
@@ -177,18 +187,37 @@ pub struct RequestContext {
     request_id: Option<RequestId>,
     /// Releases the tenant's key.
     keys: Arc<KeyService>,
+    /// A strict tenant's signed request, forwarded with every evaluation for this request.
+    signed: Option<Arc<SignedRequest>>,
 }
 
 impl RequestContext {
-    /// The context of `req`, whose signature s3s has already verified.
+    /// The context of `req`, whose signature s3s (or, for a strict tenant, the tenant's
+    /// signature-checking holder: [`StrictAuth`]) has already verified.
     ///
     /// # Errors
-    /// [`ProxyError::AccessDenied`] for anonymous requests and unknown access keys.
+    /// [`ProxyError::AccessDenied`] for anonymous requests, unknown access keys, and a strict
+    /// tenant's access key on a request its holder has not checked.
     pub fn of<T>(
         tenants: &Registry,
         keys: &Arc<KeyService>,
         req: &S3Request<T>,
     ) -> Result<Self, ProxyError> {
+        let request_id = req.extensions.get::<RequestId>().cloned();
+        // A strict tenant's request: its holder checked the signature; the access key it was
+        // made with names the tenant, and the signed request goes with every evaluation.
+        if let Some(strict) = req.extensions.get::<StrictAuth>() {
+            let tenant = tenants
+                .tenant(&strict.access_key_id)
+                .filter(|t| t.keys.metadata.strict)
+                .ok_or(ProxyError::AccessDenied("unknown access key"))?;
+            return Ok(Self {
+                tenant,
+                request_id,
+                keys: keys.clone(),
+                signed: Some(strict.signed.clone()),
+            });
+        }
         // The access key maps to exactly one tenant.
         let creds = req
             .credentials
@@ -197,10 +226,18 @@ impl RequestContext {
         let tenant = tenants
             .tenant(&creds.access_key)
             .ok_or(ProxyError::AccessDenied("unknown access key"))?;
+        if tenant.keys.metadata.strict {
+            // s3s cannot have checked it (the proxy has no secret for a strict tenant); only
+            // the tenant's holder can, and it has not.
+            return Err(ProxyError::AccessDenied(
+                "a strict tenant's requests must be checked by its signature-checking holder",
+            ));
+        }
         Ok(Self {
             tenant,
-            request_id: req.extensions.get::<RequestId>().cloned(),
+            request_id,
             keys: keys.clone(),
+            signed: None,
         })
     }
 
@@ -214,14 +251,10 @@ impl RequestContext {
         SseEcho::new(&self.tenant, customer)
     }
 
-    /// Releases the tenant's key for operation `reason` on `bucket`/`key`.
-    pub async fn kek(
-        &self,
-        customer: Option<&CustomerKey>,
-        reason: &str,
-        (bucket, key): (&str, &str),
-    ) -> Result<Arc<Kek>, ProxyError> {
-        let context = ReleaseContext {
+    /// What the proxy tells a key holder about this request's operation `reason` on
+    /// `bucket`/`key`.
+    fn release_context(&self, reason: &str, (bucket, key): (&str, &str)) -> ReleaseContext {
+        ReleaseContext {
             request_id: self
                 .request_id
                 .as_ref()
@@ -229,14 +262,110 @@ impl RequestContext {
                 .unwrap_or_else(|| random_hex(8).unwrap_or_else(|_| "unknown".into())),
             object: Some((bucket.to_owned(), key.to_owned())),
             reason: reason.to_owned(),
-        };
-        self.keys
-            .kek(
-                &self.tenant.keys,
-                customer.map(CustomerKey::expose_secret),
-                &context,
-            )
-            .await
+            signed: self.signed.clone(),
+        }
+    }
+
+    /// The identity of object `id` stored as `bucket`/`key` under the registered tenant key.
+    fn identity(&self, (bucket, key): (&str, &str), id: ObjectId) -> ObjectIdentity {
+        ObjectIdentity {
+            tenant: self.tenant.keys.key_id.tenant.clone(),
+            key_version: self.tenant.keys.key_id.version,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            id,
+        }
+    }
+
+    /// The key a new object at `bucket`/`key` is written under: for an OPRF tenant key the
+    /// KEK of a fresh object id (format v3), for a legacy one the tenant KEK (v1/v2).
+    pub async fn write_key(
+        &self,
+        customer: Option<&CustomerKey>,
+        reason: &str,
+        object: (&str, &str),
+    ) -> Result<WriteKey, ProxyError> {
+        let keys = &self.tenant.keys;
+        let context = self.release_context(reason, object);
+        let share = customer.map(CustomerKey::expose_secret);
+        match keys.metadata.scheme {
+            KeyScheme::Oprf => {
+                let id = ObjectId::random()
+                    .map_err(|_| ProxyError::Crypto(crate::crypto::Error::Random))?;
+                let identity = self.identity(object, id);
+                let kek = self
+                    .keys
+                    .object_kek(keys, share, &identity, &context)
+                    .await?;
+                Ok(WriteKey {
+                    kek,
+                    object_id: Some(id),
+                })
+            }
+            KeyScheme::ShamirTmk => Ok(WriteKey {
+                kek: self.keys.kek(keys, share, &context).await?,
+                object_id: None,
+            }),
+        }
+    }
+
+    /// The key that opens the stored object at `bucket`/`key` whose first bytes are `prefix`
+    /// (at least [`format::HEADER_PROBE_LEN`] of them, or the whole object): read from the
+    /// header's public fields, which `open_object` authenticates afterwards.
+    ///
+    /// # Errors
+    /// [`ProxyError::KeyMismatch`] (500, nothing decrypted) for an object under another key
+    /// version than the registered one, or a v3 object of a legacy tenant key;
+    /// [`ProxyError::Integrity`] for bytes that are not a header; the key service's errors.
+    pub async fn read_key(
+        &self,
+        customer: Option<&CustomerKey>,
+        reason: &str,
+        object: (&str, &str),
+        prefix: &[u8],
+    ) -> Result<Arc<Kek>, ProxyError> {
+        let info = format::peek_header(prefix)?;
+        let keys = &self.tenant.keys;
+        if info.tenant != keys.key_id.tenant {
+            // Another tenant's header: moved or forged bytes, which open_object would refuse.
+            return Err(ProxyError::Integrity);
+        }
+        if info.key_version != keys.key_id.version {
+            return Err(ProxyError::KeyMismatch(format!(
+                "the object was written under key version {} of tenant {}, but the registered key is version {}",
+                info.key_version, keys.key_id.tenant, keys.key_id.version
+            )));
+        }
+        let context = self.release_context(reason, object);
+        let share = customer.map(CustomerKey::expose_secret);
+        match (info.object_id, keys.metadata.scheme) {
+            (Some(id), KeyScheme::Oprf) => {
+                let identity = self.identity(object, id);
+                self.keys.object_kek(keys, share, &identity, &context).await
+            }
+            (Some(_), KeyScheme::ShamirTmk) => Err(ProxyError::KeyMismatch(format!(
+                "the object is format v{} (per-object keys), but key version {} of tenant {} is a legacy tenant key",
+                info.version, keys.key_id.version, keys.key_id.tenant
+            ))),
+            (None, KeyScheme::Oprf) => Err(ProxyError::KeyMismatch(format!(
+                "the object is format v{} (tenant key), but key version {} of tenant {} is a per-object (OPRF) key",
+                info.version, keys.key_id.version, keys.key_id.tenant
+            ))),
+            (None, KeyScheme::ShamirTmk) => self.keys.kek(keys, share, &context).await,
+        }
+    }
+
+    /// Finds the key of the stored object whose first bytes are `stored` (see
+    /// [`Self::read_key`]) and opens its header: the cipher and the header's length.
+    pub async fn open_stored(
+        &self,
+        customer: Option<&CustomerKey>,
+        reason: &str,
+        object: (&str, &str),
+        stored: &[u8],
+    ) -> Result<(format::ObjectCipher, usize), ProxyError> {
+        let kek = self.read_key(customer, reason, object, stored).await?;
+        self.open_object(&kek, object, stored)
     }
 
     /// The associated data binding an object's DEK to this tenant key and the object's name.
@@ -248,18 +377,20 @@ impl RequestContext {
         }
     }
 
-    /// A fresh object (new DEK) for `bucket`/`key`: its cipher and its header bytes.
+    /// A fresh object (new DEK) for `bucket`/`key` under `key` (format v3 when it is a
+    /// per-object key): its cipher and its header bytes.
     pub fn new_object(
         &self,
-        kek: &Kek,
-        (bucket, key): (&str, &str),
+        key: &WriteKey,
+        (bucket, object): (&str, &str),
         layout: Layout,
         metadata: &format::Metadata,
     ) -> Result<(format::ObjectCipher, Vec<u8>), ProxyError> {
-        let ctx = self.dek_context(bucket, key);
-        Ok(format::new_object_with_metadata(
-            kek, &ctx, layout, metadata,
-        )?)
+        let ctx = self.dek_context(bucket, object);
+        Ok(match key.object_id {
+            Some(id) => format::new_object_v3(&key.kek, &ctx, id, layout, metadata)?,
+            None => format::new_object_with_metadata(&key.kek, &ctx, layout, metadata)?,
+        })
     }
 
     /// Opens the header at the start of `stored` for `bucket`/`key`: the cipher and the

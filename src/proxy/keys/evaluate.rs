@@ -1,0 +1,212 @@
+//! The per-object path ([`crate::crypto::KeyScheme::Oprf`]): every holder evaluates its share
+//! of the tenant key on the object's `H(x)` and proves it did; the proxy checks each proof
+//! against the holder's registered `K_i`, combines `Y = k·H(x)` in the exponent and derives the
+//! object's KEK `HKDF(Y, x)`. Nobody, the proxy included, ever holds the tenant key.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use curve25519_dalek::ristretto::RistrettoPoint;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use super::cache::{Cache, CacheKey};
+use super::{
+    CustomerShare, KeyService, ReleaseContext, ReleaseError, TenantKeys, classify, customer_name,
+    holders_to_ask, record_failure,
+};
+use crate::crypto::oprf::{self, Evaluation, LocalEvaluation, ObjectIdentity, OprfError};
+use crate::crypto::{Error as CryptoError, KeyMetadata, scheme};
+use crate::proxy::error::ProxyError;
+use crate::secret::{Kek, Share, ShareValue};
+use crate::trustee::wire::{EvaluateRequest, EvaluatedObject, Justification};
+
+type Evaluated = (String, Result<Evaluation, ReleaseError>);
+
+/// [`KeyService::object_kek`] for a tenant and identity the caller checked.
+pub(super) async fn object_kek(
+    service: &KeyService,
+    tenant: &TenantKeys,
+    sse_c: Option<&[u8]>,
+    identity: &ObjectIdentity,
+    context: &ReleaseContext,
+) -> Result<Arc<Kek>, ProxyError> {
+    let metadata = &tenant.metadata;
+    // The customer's share is checked against K_c before anything else, so a request without
+    // the right share never reaches the cache.
+    let customer_share = match (&tenant.customer, sse_c) {
+        (CustomerShare::SseC { .. }, None) => return Err(ProxyError::MissingShare),
+        (CustomerShare::SseC { holder }, Some(raw)) => {
+            Some(customer_key_share(metadata, holder, raw)?)
+        }
+        // A holder tenant ignores SSE-C headers: its part comes from its holder.
+        (CustomerShare::Holder(_), _) => None,
+    };
+    let encoded = identity.encode().map_err(|e| oprf_internal(&e))?;
+    let cache_key = CacheKey {
+        key: tenant.key_id.clone(),
+        scope: Cache::object_scope(&encoded),
+        customer: sse_c
+            .filter(|_| customer_share.is_some())
+            .map(|raw| service.cache.share_digest(raw))
+            .unwrap_or_default(),
+    };
+    if let Some(kek) = service.cache.lookup(&cache_key) {
+        return Ok(kek);
+    }
+    // The customer's evaluation replaces its share at once: the share is dropped (zeroized)
+    // here, before any holder is asked.
+    let local = customer_share
+        .map(|share| oprf::evaluate_local(&share, identity))
+        .transpose()
+        .map_err(|e| oprf_internal(&e))?;
+    let kek = Arc::new(evaluate(service, tenant, local, identity, context).await?);
+    service
+        .cache
+        .insert(cache_key, kek.clone(), Some(identity.clone()));
+    Ok(kek)
+}
+
+/// The SSE-C bytes as the customer's OPRF key share, checked against its registered `K_c`.
+fn customer_key_share(
+    metadata: &KeyMetadata,
+    holder: &str,
+    raw: &[u8],
+) -> Result<oprf::KeyShare, ProxyError> {
+    let x = metadata
+        .holder(holder)
+        .map(|h| h.x)
+        .ok_or_else(|| ProxyError::KeyMismatch("the customer holder is not registered".into()))?;
+    let value = ShareValue::from_slice(raw)
+        .ok_or(ProxyError::MalformedShare("the SSE-C key must be 32 bytes"))?;
+    match scheme::key_share(metadata, &Share::new(x, value)) {
+        Ok(share) => Ok(share),
+        Err(CryptoError::ShareEncoding(_)) => Err(ProxyError::MalformedShare(
+            "the SSE-C key is not a valid key share",
+        )),
+        Err(_) => Err(ProxyError::WrongShare),
+    }
+}
+
+/// Asks every holder at once and combines the first answers that reach the registered
+/// threshold together with the customer's part.
+async fn evaluate(
+    service: &KeyService,
+    tenant: &TenantKeys,
+    local: Option<LocalEvaluation>,
+    identity: &ObjectIdentity,
+    context: &ReleaseContext,
+) -> Result<Kek, ProxyError> {
+    let metadata = &tenant.metadata;
+    let need = usize::from(metadata.threshold);
+    let customer_name = customer_name(tenant).to_owned();
+    let request = Arc::new(EvaluateRequest {
+        justification: Justification::CustomerAccess,
+        request_id: context.request_id.clone(),
+        object: EvaluatedObject {
+            bucket: identity.bucket.clone(),
+            key: identity.key.clone(),
+            id: STANDARD.encode(identity.id.0),
+        },
+        reason: context.reason.clone(),
+        signed: context.signed.as_deref().cloned(),
+    });
+    let mut asks: FuturesUnordered<_> = FuturesUnordered::new();
+    for holder in holders_to_ask(tenant) {
+        let tenant_id = tenant.key_id.tenant.clone();
+        let version = tenant.key_id.version;
+        let request = request.clone();
+        let timeout = service.timeout;
+        asks.push(async move {
+            let started = Instant::now();
+            let result = tokio::time::timeout(
+                timeout,
+                holder.source.evaluate(&tenant_id, version, &request),
+            )
+            .await
+            .unwrap_or_else(|_| Err(ReleaseError::Unreachable("timed out".into())));
+            metrics::histogram!("treuhand_phase_seconds", "phase" => "trustee_round_trip")
+                .record(started.elapsed().as_secs_f64());
+            (holder.name, result)
+        });
+    }
+
+    let mut have_customer = local.is_some();
+    let locals: Vec<LocalEvaluation> = local.into_iter().collect();
+    let mut remote: Vec<(u8, RistrettoPoint, Evaluation)> = Vec::new();
+    let mut names: Vec<(u8, String)> = Vec::new();
+    let mut failures: Vec<(String, ReleaseError)> = Vec::new();
+    while !(have_customer && locals.len() + remote.len() >= need) {
+        let Some((name, result)): Option<Evaluated> = asks.next().await else {
+            break;
+        };
+        match result.and_then(|evaluation| registered(metadata, &name, evaluation)) {
+            Ok((x, public, evaluation)) => {
+                metrics::counter!("treuhand_releases_total", "holder" => name.clone(), "result" => "evaluated")
+                    .increment(1);
+                if name == customer_name {
+                    have_customer = true;
+                }
+                remote.push((x, public, evaluation));
+                names.push((x, name));
+            }
+            Err(e) => {
+                record_failure(&name, &e);
+                failures.push((name, e));
+            }
+        }
+    }
+    if !asks.is_empty() {
+        // As for releases: let the slower answers arrive in the background, so their pooled
+        // keep-alive connections survive. Evaluations are public values; they are dropped.
+        tokio::spawn(async move { while asks.next().await.is_some() {} });
+    }
+    if !(have_customer && locals.len() + remote.len() >= need) {
+        return Err(classify(&customer_name, &failures));
+    }
+    let started = Instant::now();
+    // The REGISTERED threshold, never a count from the answers: with fewer answers than the
+    // real threshold the interpolation would give a wrong Y that no check here could notice.
+    let secret = oprf::combine(identity, &locals, &remote, need).map_err(|e| match e {
+        OprfError::BadEvaluation { index } => {
+            let holder = names
+                .iter()
+                .find(|(x, _)| *x == index)
+                .map_or_else(|| format!("holder {index}"), |(_, n)| n.clone());
+            tracing::error!(holder = %holder, "a key holder's evaluation does not verify against its registered public key");
+            ProxyError::BadGateway {
+                message: format!("{holder} answered an evaluation that does not verify; no key was derived"),
+                cause: Some(Box::new(e)),
+            }
+        }
+        other => oprf_internal(&other),
+    })?;
+    let kek = oprf::object_kek(&secret, identity).map_err(|e| oprf_internal(&e))?;
+    metrics::histogram!("treuhand_phase_seconds", "phase" => "combine_verify")
+        .record(started.elapsed().as_secs_f64());
+    Ok(kek)
+}
+
+/// The holder's registered x and `K_i` with its answer; an unregistered holder is a protocol
+/// error (a registration mistake, not the holder's).
+fn registered(
+    metadata: &KeyMetadata,
+    name: &str,
+    evaluation: Evaluation,
+) -> Result<(u8, RistrettoPoint, Evaluation), ReleaseError> {
+    let x = metadata
+        .holder(name)
+        .map(|h| h.x)
+        .ok_or_else(|| ReleaseError::Protocol("holder is not in the key metadata".into()))?;
+    let public = scheme::holder_key(metadata, x)
+        .map_err(|_| ReleaseError::Protocol("holder has no registered public key".into()))?;
+    Ok((x, public, evaluation))
+}
+
+/// An OPRF failure that no holder or client caused (the identity encoding, the KDF).
+fn oprf_internal(e: &OprfError) -> ProxyError {
+    tracing::error!(error = %e, "deriving an object key failed");
+    ProxyError::Crypto(CryptoError::Internal("object key derivation"))
+}
