@@ -18,6 +18,7 @@ macro_rules! redacted_debug {
 
 pub mod aead;
 pub mod envelope;
+pub mod metadata;
 pub mod oprf;
 pub mod scheme;
 pub mod seal;
@@ -26,7 +27,8 @@ pub mod sign;
 pub mod sigv4;
 
 pub use envelope::{DekContext, KeyCommitment, KeyId, ObjectKeys};
-pub use shamir::{Holder, KeyMetadata, KeyScheme, ShareEnvelope};
+pub use metadata::{Holder, KeyMetadata, KeyScheme};
+pub use shamir::ShareEnvelope;
 
 /// Errors of the crypto layer.
 #[derive(Debug, thiserror::Error)]

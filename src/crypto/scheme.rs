@@ -6,12 +6,9 @@
 //! deposits, share files and clients keep their form. What changes is how it is checked:
 //! against the holder's public key `K_i = k_i·G` instead of a fingerprint.
 
-use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
-use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::VartimeMultiscalarMul;
-
-use super::oprf::{self, KeyShare, OprfKey, PublicKeys};
-use super::shamir::{Holder, KeyMetadata, KeyScheme};
+use super::metadata::{Holder, KeyMetadata, KeyScheme};
+pub use super::metadata::{encode_point, holder_key, public_keys};
+use super::oprf::{self, KeyShare, OprfKey};
 use super::{Error, KeyId};
 use crate::secret::{Share, ShareValue};
 
@@ -70,78 +67,6 @@ pub fn split(
     Ok((metadata, out))
 }
 
-/// Decodes `K` and every `K_i` of OPRF metadata and checks that they are consistent: the
-/// first `threshold` holders' keys, interpolated in the exponent, give `K` at 0 and every
-/// other holder's `K_j` at `x_j`. So the registered keys describe one sharing of one key with
-/// the registered threshold, and a holder cannot be registered with a key from another split.
-///
-/// # Errors
-/// [`Error::InvalidMetadata`] naming the problem.
-pub fn public_keys(metadata: &KeyMetadata) -> Result<PublicKeys, Error> {
-    if metadata.scheme != KeyScheme::Oprf {
-        return Err(Error::InvalidMetadata("not an OPRF tenant key"));
-    }
-    let key = decode_point(&metadata.public_key).ok_or(Error::InvalidMetadata(
-        "public_key must be a 64-hex-digit ristretto255 element",
-    ))?;
-    let mut holders = Vec::with_capacity(metadata.holders.len());
-    for holder in &metadata.holders {
-        let point = decode_point(&holder.public_key).ok_or(Error::InvalidMetadata(
-            "holder public_key must be a 64-hex-digit ristretto255 element",
-        ))?;
-        holders.push((holder.x, point));
-    }
-    let t = usize::from(metadata.threshold);
-    if t < 2 || t > holders.len() {
-        return Err(Error::InvalidThreshold {
-            threshold: t,
-            holders: holders.len(),
-        });
-    }
-    let basis = &holders[..t];
-    let at = |x: Scalar| -> Result<RistrettoPoint, Error> {
-        let mut weights = Vec::with_capacity(t);
-        for (i, _) in basis {
-            weights.push(
-                oprf::lagrange_at(x, *i, basis.iter().map(|(j, _)| *j))
-                    .map_err(|_| Error::InvalidMetadata("duplicate holder x coordinate"))?,
-            );
-        }
-        Ok(RistrettoPoint::vartime_multiscalar_mul(
-            weights,
-            basis.iter().map(|(_, p)| p),
-        ))
-    };
-    if at(Scalar::ZERO)? != key {
-        return Err(Error::InvalidMetadata(
-            "the holders' public keys do not interpolate to the tenant public key",
-        ));
-    }
-    for (x, point) in &holders[t..] {
-        if at(Scalar::from(*x))? != *point {
-            return Err(Error::InvalidMetadata(
-                "a holder's public key is not on the registered sharing polynomial",
-            ));
-        }
-    }
-    Ok(PublicKeys { key, holders })
-}
-
-/// The registered public key `K_i` of the holder with x coordinate `x`.
-///
-/// # Errors
-/// [`Error::UnknownHolder`], [`Error::InvalidMetadata`].
-pub fn holder_key(metadata: &KeyMetadata, x: u8) -> Result<RistrettoPoint, Error> {
-    let holder = metadata
-        .holders
-        .iter()
-        .find(|h| h.x == x)
-        .ok_or(Error::UnknownHolder { x })?;
-    decode_point(&holder.public_key).ok_or(Error::InvalidMetadata(
-        "holder public_key must be a ristretto255 element",
-    ))
-}
-
 /// Turns a share (from an envelope, a store or an SSE-C header) into an OPRF key share and
 /// checks it against its holder's registered `K_i`.
 ///
@@ -164,17 +89,6 @@ pub fn key_share(metadata: &KeyMetadata, share: &Share) -> Result<KeyShare, Erro
         });
     }
     Ok(key_share)
-}
-
-/// Lower-case hex of a compressed element.
-pub fn encode_point(point: &RistrettoPoint) -> String {
-    hex::encode(point.compress().as_bytes())
-}
-
-fn decode_point(text: &str) -> Option<RistrettoPoint> {
-    let bytes = hex::decode(text).ok()?;
-    let compressed = CompressedRistretto::from_slice(&bytes).ok()?;
-    oprf::element_from_bytes(compressed.as_bytes()).ok()
 }
 
 fn oprf_error(e: oprf::OprfError) -> Error {

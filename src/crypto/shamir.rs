@@ -16,176 +16,19 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::digest;
-use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::Error;
-use super::envelope::{self, KeyCommitment, KeyId};
+use super::envelope::{self, KeyId};
+pub use super::metadata::{FINGERPRINT_LEN, Holder, KeyMetadata, KeyScheme};
+use super::metadata::{check_threshold, decode_hex};
 use crate::secret::{KEY_LEN, Share, ShareValue, Tmk};
 
-/// Length of a public share fingerprint.
-pub const FINGERPRINT_LEN: usize = 16;
 /// Prefix of the text envelope; the `v1` is the envelope version.
 pub const ENVELOPE_PREFIX: &str = "treuhand-share-v1:";
 const FINGERPRINT_LABEL: &[u8] = b"treuhand share fingerprint v1";
 const CHECKSUM_LEN: usize = 4;
-
-/// One share holder as registered at enrollment. Public.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Holder {
-    /// Human-readable holder name, e.g. `customer` or `trustee-a`.
-    pub name: String,
-    /// The holder's fixed x coordinate (1..=255).
-    pub x: u8,
-    /// Hex of the truncated SHA-256 fingerprint of this holder's share
-    /// ([`KeyScheme::ShamirTmk`] only; empty for OPRF keys).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub fingerprint: String,
-    /// Hex of the holder's public key `K_i = k_i·G` ([`KeyScheme::Oprf`] only; empty for
-    /// legacy keys).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub public_key: String,
-}
-
-/// Which key hierarchy a tenant key version uses (docs/oprf.md, docs/format.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum KeyScheme {
-    /// Format v1/v2 objects: a tenant master key that the proxy rebuilt from shares and
-    /// committed to. Read-only legacy: nothing new is created with it, and the lifecycle's
-    /// rewrap moves its objects to an OPRF version.
-    #[default]
-    #[serde(rename = "shamir-tmk-v1")]
-    ShamirTmk,
-    /// Format v3 objects: a threshold OPRF over ristretto255. The tenant key is never
-    /// reassembled; each holder evaluates its share per object ([`crate::crypto::oprf`]).
-    #[serde(rename = "oprf-ristretto255-v1")]
-    Oprf,
-}
-
-/// Public metadata of one tenant key: enough to validate shares and the recovered key, and
-/// nothing that helps recover it. Deposited with trustees and registered with proxies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyMetadata {
-    /// Tenant id.
-    pub tenant: String,
-    /// Key version.
-    pub key_version: u32,
-    /// Shares needed to recover the key (k).
-    pub threshold: u8,
-    /// All n holders, in x order.
-    pub holders: Vec<Holder>,
-    /// Hex of the key commitment ([`KeyScheme::ShamirTmk`] only; empty for OPRF keys).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub commitment: String,
-    /// The key hierarchy. Absent in files written before format v3: those are legacy keys.
-    #[serde(default)]
-    pub scheme: KeyScheme,
-    /// Hex of the tenant public key `K = k·G` ([`KeyScheme::Oprf`] only).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub public_key: String,
-    /// Strict tenant: every request must carry the customer's own SigV4 signature, checked
-    /// by a holder that knows the S3 secret; the proxy never knows it.
-    #[serde(default)]
-    pub strict: bool,
-    /// The customer explicitly allowed a threshold that the trustees reach without the
-    /// customer's share (`tenant create --allow-trustees-alone`). Recorded in every holder's
-    /// audit log at enrollment.
-    #[serde(default)]
-    pub allow_trustees_alone: bool,
-}
-
-impl KeyMetadata {
-    /// The tenant key this metadata describes.
-    ///
-    /// # Errors
-    /// [`Error::InvalidTenant`].
-    pub fn key_id(&self) -> Result<KeyId, Error> {
-        KeyId::new(&self.tenant, self.key_version)
-    }
-
-    /// The holder registered under `name`.
-    pub fn holder(&self, name: &str) -> Option<&Holder> {
-        self.holders.iter().find(|h| h.name == name)
-    }
-
-    /// Checks internal consistency: threshold bounds, unique non-zero x, unique names,
-    /// well-formed fingerprints and commitment.
-    ///
-    /// # Errors
-    /// [`Error::InvalidThreshold`] or [`Error::InvalidMetadata`] naming the problem.
-    pub fn validate(&self) -> Result<(), Error> {
-        self.key_id()?;
-        check_threshold(usize::from(self.threshold), self.holders.len())?;
-        for (i, holder) in self.holders.iter().enumerate() {
-            if holder.x == 0 {
-                return Err(Error::InvalidMetadata(
-                    "holder x coordinate 0 is not allowed",
-                ));
-            }
-            if holder.name.is_empty() || holder.name.len() > 64 {
-                return Err(Error::InvalidMetadata("holder names must be 1-64 bytes"));
-            }
-            if self.holders[..i]
-                .iter()
-                .any(|h| h.x == holder.x || h.name == holder.name)
-            {
-                return Err(Error::InvalidMetadata(
-                    "duplicate holder name or x coordinate",
-                ));
-            }
-            if self.scheme == KeyScheme::ShamirTmk {
-                decode_hex::<FINGERPRINT_LEN>(&holder.fingerprint).ok_or(
-                    Error::InvalidMetadata("holder fingerprint must be 32 hex digits"),
-                )?;
-            }
-        }
-        match self.scheme {
-            KeyScheme::ShamirTmk => {
-                self.commitment()?;
-            }
-            // Decodes K and every K_i and checks that they lie on one polynomial of the
-            // registered degree.
-            KeyScheme::Oprf => {
-                super::scheme::public_keys(self)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The customer's holder is needed whenever the trustees alone are fewer than the
-    /// threshold. True when the trustees (every holder but `customer`) could reach the
-    /// threshold without it.
-    pub fn trustees_alone_reach_threshold(&self, customer: &str) -> bool {
-        let others = self.holders.iter().filter(|h| h.name != customer).count();
-        others >= usize::from(self.threshold)
-    }
-
-    /// The decoded key commitment.
-    ///
-    /// # Errors
-    /// [`Error::InvalidMetadata`] if it is not 64 hex digits.
-    pub fn commitment(&self) -> Result<KeyCommitment, Error> {
-        decode_hex::<{ envelope::COMMITMENT_LEN }>(&self.commitment)
-            .map(KeyCommitment)
-            .ok_or(Error::InvalidMetadata("commitment must be 64 hex digits"))
-    }
-}
-
-fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let bytes = hex::decode(text).ok()?;
-    bytes.try_into().ok()
-}
-
-fn check_threshold(k: usize, n: usize) -> Result<(), Error> {
-    if k < 2 || k > n || n > 255 {
-        return Err(Error::InvalidThreshold {
-            threshold: k,
-            holders: n,
-        });
-    }
-    Ok(())
-}
 
 /// The public fingerprint of a share: SHA-256 over a label, the key id and x ‖ y, truncated.
 /// y is 32 uniformly random bytes, so the fingerprint reveals nothing usable about it.
