@@ -17,6 +17,7 @@
 //! | [`storage`] | ciphertext storage over object_store: filesystem (ordered listing), memory, S3; atomic writers | proxy, format, trustee |
 //! | [`proxy`] | the S3 data path: TLS server, guard, strict tenants' forwarding, SigV4 registry, per-object keys and cache, `proxy::s3` handlers | bench |
 //! | [`tenant`] | the customer's key ceremony (`treuhand tenant create`) | proxy internals |
+//! | [`admin`] | the trusteeship's lifetime from the command line: profiles, status, policy, grants, rotate, rewrap, shred, hand-over, operator grants, receipts, `audit pull` | proxy internals |
 //! | [`dev`] | `treuhand dev`: init, env files, the running local stack (TEST-ONLY) | |
 //! | [`bench`](mod@bench) | `treuhand bench`: plan, run, cell, load, results, report, plots | product internals |
 //! | `fuzzing` (doc-hidden) | fuzz target bodies, replayed on stable by `tests/fuzz_replay.rs` | |
@@ -45,6 +46,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod bench;
 pub mod crypto;
 pub mod dev;

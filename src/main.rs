@@ -21,6 +21,12 @@ enum Command {
     Dev(treuhand::dev::Command),
     #[command(flatten)]
     Trustee(treuhand::trustee::cli::Command),
+    /// The operator's commands: emergency grant requests and listings.
+    #[command(subcommand)]
+    Operator(treuhand::admin::cli::OperatorCommand),
+    /// Shred receipts.
+    #[command(subcommand)]
+    Receipt(treuhand::admin::cli::ReceiptCommand),
     /// Benchmark harness for researchers: sweeps, percentiles, CSV/JSON, SVG plots.
     #[command(subcommand)]
     Bench(treuhand::bench::cli::BenchCommand),
@@ -36,6 +42,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Tenant(command) => treuhand::tenant::cli::run(command).await,
         Command::Dev(command) => treuhand::dev::run(command).await,
         Command::Trustee(command) => treuhand::trustee::cli::run(command).await,
+        Command::Operator(command) => treuhand::admin::cli::run_operator(command).await,
+        Command::Receipt(command) => treuhand::admin::cli::run_receipt(command),
         Command::Bench(command) => treuhand::bench::cli::run(command).await,
     }
 }

@@ -139,6 +139,7 @@ fn registration(
         customer_url: None,
         trustees,
         metadata,
+        previous: Vec::new(),
     };
     let tenant = TestTenant {
         id: "acme".into(),

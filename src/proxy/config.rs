@@ -234,8 +234,14 @@ pub struct TenantConfig {
     pub customer_url: Option<String>,
     /// The trustees holding the other shares.
     pub trustees: Vec<TrusteeRef>,
-    /// Public key metadata from the key ceremony.
+    /// Public key metadata of the current key version (new objects are written under it).
     pub metadata: KeyMetadata,
+    /// Older key versions that are still readable (decrypt-only), newest first: what
+    /// `treuhand tenant rotate` moved out of `metadata`. `treuhand tenant shred` removes a
+    /// version from here. Each version's trustees are the entries of `trustees` whose holder
+    /// is in that version's metadata.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous: Vec<KeyMetadata>,
 }
 
 // Hand-written so the SigV4 secret never reaches a log or panic message through `{:?}` (its
@@ -249,6 +255,7 @@ impl std::fmt::Debug for TenantConfig {
             .field("customer_url", &self.customer_url)
             .field("trustees", &self.trustees)
             .field("metadata", &self.metadata)
+            .field("previous", &self.previous)
             .finish()
     }
 }
@@ -270,10 +277,63 @@ impl TenantConfig {
     /// [`ConfigError`] naming the problem.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let tenant = &self.metadata.tenant;
-        self.metadata
-            .validate()
-            .map_err(|e| ConfigError(format!("tenant {tenant}: invalid metadata: {e}")))?;
-        match (&self.secret_access_key, self.metadata.strict) {
+        self.validate_version(&self.metadata)?;
+        let mut seen = vec![self.metadata.key_version];
+        for older in &self.previous {
+            if older.tenant != *tenant {
+                return Err(ConfigError(format!(
+                    "tenant {tenant}: previous key version {} belongs to tenant {}",
+                    older.key_version, older.tenant
+                )));
+            }
+            if older.key_version >= self.metadata.key_version || seen.contains(&older.key_version) {
+                return Err(ConfigError(format!(
+                    "tenant {tenant}: previous key version {} must be older than the current version {} and listed once",
+                    older.key_version, self.metadata.key_version
+                )));
+            }
+            seen.push(older.key_version);
+            self.validate_version(older)?;
+        }
+        for trustee in &self.trustees {
+            let in_some_version = std::iter::once(&self.metadata)
+                .chain(&self.previous)
+                .any(|m| m.holder(&trustee.holder).is_some());
+            if !in_some_version || trustee.holder == self.customer_holder {
+                return Err(ConfigError(format!(
+                    "tenant {tenant}: trustee holder '{}' is not a registered non-customer holder",
+                    trustee.holder
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every key version of the registration: the current one first, then the older ones.
+    pub fn versions(&self) -> impl Iterator<Item = &KeyMetadata> {
+        std::iter::once(&self.metadata).chain(&self.previous)
+    }
+
+    /// The trustees of one key version: those of `trustees` whose holder is in `metadata`.
+    pub fn trustees_of<'a>(
+        &'a self,
+        metadata: &'a KeyMetadata,
+    ) -> impl Iterator<Item = &'a TrusteeRef> {
+        self.trustees
+            .iter()
+            .filter(|t| metadata.holder(&t.holder).is_some())
+    }
+
+    /// The checks of one key version of this registration.
+    fn validate_version(&self, metadata: &KeyMetadata) -> Result<(), ConfigError> {
+        let tenant = &self.metadata.tenant;
+        let version = metadata.key_version;
+        metadata.validate().map_err(|e| {
+            ConfigError(format!(
+                "tenant {tenant}: invalid metadata of key version {version}: {e}"
+            ))
+        })?;
+        match (&self.secret_access_key, metadata.strict) {
             (Some(secret), false)
                 if !self.access_key_id.is_empty() && secret.expose_secret().len() >= 8 => {}
             (None, true) if !self.access_key_id.is_empty() => {}
@@ -288,45 +348,33 @@ impl TenantConfig {
                 )));
             }
         }
-        if self.metadata.holder(&self.customer_holder).is_none() {
+        if metadata.holder(&self.customer_holder).is_none() {
             return Err(ConfigError(format!(
-                "tenant {tenant}: customer_holder '{}' is not in the metadata",
+                "tenant {tenant}: customer_holder '{}' is not in the metadata of key version {version}",
                 self.customer_holder
             )));
-        }
-        for trustee in &self.trustees {
-            if self.metadata.holder(&trustee.holder).is_none()
-                || trustee.holder == self.customer_holder
-            {
-                return Err(ConfigError(format!(
-                    "tenant {tenant}: trustee holder '{}' is not a registered non-customer holder",
-                    trustee.holder
-                )));
-            }
         }
         // A threshold the trustees reach without the customer would let them (and an operator
         // who persuades them) derive every key alone: only with the customer's explicit
         // consent, recorded at the ceremony and in every holder's audit entry.
-        if self
-            .metadata
-            .trustees_alone_reach_threshold(&self.customer_holder)
-            && !self.metadata.allow_trustees_alone
+        if metadata.trustees_alone_reach_threshold(&self.customer_holder)
+            && !metadata.allow_trustees_alone
         {
             return Err(ConfigError(format!(
                 "tenant {tenant}: the {} trustees alone reach threshold {} without the customer; raise the threshold above the number of trustees (a new key ceremony with `treuhand tenant create`), or, if the customer accepts that the trustees together can read every object, re-run the ceremony with --allow-trustees-alone",
-                self.metadata
+                metadata
                     .holders
                     .iter()
                     .filter(|h| h.name != self.customer_holder)
                     .count(),
-                self.metadata.threshold
+                metadata.threshold
             )));
         }
-        if self.trustees.len() + 1 < usize::from(self.metadata.threshold) {
+        let trustees = self.trustees_of(metadata).count();
+        if trustees + 1 < usize::from(metadata.threshold) {
             return Err(ConfigError(format!(
-                "tenant {tenant}: {} trustees plus the customer cannot reach threshold {}",
-                self.trustees.len(),
-                self.metadata.threshold
+                "tenant {tenant}: {trustees} trustees plus the customer cannot reach threshold {} of key version {version}",
+                metadata.threshold
             )));
         }
         Ok(())
@@ -441,6 +489,7 @@ mod tests {
                 })
                 .collect(),
             metadata,
+            previous: Vec::new(),
         }
     }
 

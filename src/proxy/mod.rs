@@ -176,10 +176,6 @@ fn build_tenants(
                 t.metadata.tenant
             )));
         }
-        let key_id = t
-            .metadata
-            .key_id()
-            .map_err(|e| ConfigError(e.to_string()))?;
         let customer = match &t.customer_url {
             None => CustomerShare::SseC {
                 holder: t.customer_holder.clone(),
@@ -189,25 +185,39 @@ fn build_tenants(
                 source: sources.source(url)?,
             }),
         };
-        let trustees = t
-            .trustees
-            .iter()
-            .map(|tr| {
-                Ok(Holder {
-                    name: tr.holder.clone(),
-                    source: sources.source(&tr.url)?,
+        let mut versions = t
+            .versions()
+            .map(|metadata| {
+                let key_id = metadata.key_id().map_err(|e| ConfigError(e.to_string()))?;
+                let trustees = t
+                    .trustees_of(metadata)
+                    .map(|tr| {
+                        Ok(Holder {
+                            name: tr.holder.clone(),
+                            source: sources.source(&tr.url)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ConfigError>>()?;
+                Ok(TenantKeys {
+                    metadata: metadata.clone(),
+                    key_id,
+                    customer: customer.clone(),
+                    trustees,
                 })
             })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
+            .collect::<Result<Vec<_>, ConfigError>>()?
+            .into_iter();
+        let Some(current) = versions.next() else {
+            return Err(ConfigError(format!(
+                "tenant {}: no key version",
+                t.metadata.tenant
+            )));
+        };
         let tenant = Tenant {
             id: t.metadata.tenant.clone(),
             access_key_id: t.access_key_id.clone(),
-            keys: TenantKeys {
-                metadata: t.metadata.clone(),
-                key_id,
-                customer,
-                trustees,
-            },
+            keys: current,
+            older: versions.collect(),
         };
         built.push((
             tenant,

@@ -17,11 +17,26 @@ pub struct Tenant {
     pub id: String,
     /// The tenant's S3 access key id.
     pub access_key_id: String,
-    /// Key release configuration.
+    /// Key release configuration of the current key version (new objects are written under
+    /// it).
     pub keys: TenantKeys,
+    /// Older key versions that are still readable (decrypt-only), newest first.
+    pub older: Vec<TenantKeys>,
 }
 
 impl Tenant {
+    /// The keys of `key_version`: the current version or a decrypt-only older one.
+    pub fn keys_for(&self, key_version: u32) -> Option<&TenantKeys> {
+        std::iter::once(&self.keys)
+            .chain(&self.older)
+            .find(|k| k.key_id.version == key_version)
+    }
+
+    /// The current key version.
+    pub fn current_version(&self) -> u32 {
+        self.keys.key_id.version
+    }
+
     /// True when the tenant's share travels in the SSE-C headers of each request (rather than
     /// coming from the customer's own holder).
     pub fn needs_sse_c(&self) -> bool {

@@ -347,6 +347,7 @@ mod tests {
                 customer,
                 trustees,
             },
+            older: Vec::new(),
         }
     }
 

@@ -78,6 +78,10 @@ pub enum TenantCommand {
         #[arg(long, default_value = ".")]
         share_dir: PathBuf,
     },
+    /// The customer admin's lifecycle commands (status, policy, grants, rotate, rewrap, shred,
+    /// handover).
+    #[command(flatten)]
+    Admin(crate::admin::cli::CustomerCommand),
     /// Convert a `treuhand-share-v1:` text envelope into the raw 32-byte SSE-C key file.
     ExportRaw {
         /// The text envelope file.
@@ -173,6 +177,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        TenantCommand::Admin(command) => crate::admin::cli::run_customer(command).await,
         TenantCommand::ExportRaw { input, out } => {
             super::export_raw(&input, &out)?;
             println!("wrote {}", out.display());

@@ -9,6 +9,26 @@ use crate::crypto::ShareEnvelope;
 use crate::secret::Share;
 use crate::trustee::wire::SigV4Credential;
 
+/// Where the customer's share files of one key version live in `share_dir`: the raw 32-byte
+/// share (SSE-C) and the text envelope. Version 1 keeps the names `tenant create` always used
+/// (`<tenant>.share`, `<tenant>.share.txt`); later versions add `.v<N>`
+/// (`<tenant>.v2.share`, `<tenant>.v2.share.txt`).
+pub fn share_paths(
+    share_dir: &Path,
+    tenant: &str,
+    key_version: u32,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let stem = if key_version == 1 {
+        tenant.to_owned()
+    } else {
+        format!("{tenant}.v{key_version}")
+    };
+    (
+        share_dir.join(format!("{stem}.share")),
+        share_dir.join(format!("{stem}.share.txt")),
+    )
+}
+
 /// Writes the raw 32-byte y value (what SSE-C headers carry) with mode 0600.
 ///
 /// # Errors

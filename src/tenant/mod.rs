@@ -32,7 +32,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use files::{export_raw, write_raw_share};
+pub use files::{export_raw, share_paths, write_raw_share};
 
 use crate::crypto::scheme::{self, SplitOptions};
 use crate::crypto::{KeyId, KeyMetadata, ShareEnvelope};
@@ -298,9 +298,7 @@ pub async fn create_with(
         .await?;
     }
     std::fs::create_dir_all(&params.share_dir).map_err(|e| write_error(&params.share_dir, e))?;
-    let share_text = params
-        .share_dir
-        .join(format!("{}.share.txt", params.tenant));
+    let (raw_path, share_text) = share_paths(&params.share_dir, &params.tenant, params.key_version);
     crate::tls::write_secret_file(&share_text, &format!("{}\n", customer_text.as_str())).map_err(
         |e| Error::Write {
             path: share_text.clone(),
@@ -308,9 +306,8 @@ pub async fn create_with(
         },
     )?;
     let share_raw = if params.customer_holder_url.is_none() {
-        let path = params.share_dir.join(format!("{}.share", params.tenant));
-        write_raw_share(&path, &customer_share)?;
-        Some(path)
+        write_raw_share(&raw_path, &customer_share)?;
+        Some(raw_path)
     } else {
         None
     };
@@ -340,6 +337,7 @@ pub async fn create_with(
             })
             .collect(),
         metadata: metadata.clone(),
+        previous: Vec::new(),
     };
     registration
         .validate()

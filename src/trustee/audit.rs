@@ -56,6 +56,15 @@ pub enum AuditEvent {
     /// A strict tenant's request was authorized by checking the customer's own signature
     /// (`/v2/tenants/{t}/authorize`); `detail` says what the signature covers.
     Authorize,
+    /// The customer admin denied a pending grant.
+    GrantDenied,
+    /// The customer admin revoked an approved grant.
+    GrantRevoked,
+    /// The share was handed to the customer admin for a re-deal to another holder
+    /// (`detail` names it).
+    Handover,
+    /// The version's public metadata was replaced after a hand-over.
+    MetadataUpdated,
 }
 
 /// One audit log entry.

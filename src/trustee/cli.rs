@@ -95,6 +95,18 @@ pub enum AuditCommand {
         #[arg(long, value_name = "PUB")]
         trustee_key: String,
     },
+    /// Download what is new in the tenant's audit log at every holder of the profile, check
+    /// that it extends the last verified checkpoint kept in the state file, and keep the new
+    /// checkpoint. A log rolled back, forked or with a removed entry is reported with the first
+    /// broken point and a non-zero exit code. Run it on a schedule (docs/operations.md).
+    Pull {
+        /// Profile and output format.
+        #[command(flatten)]
+        admin: crate::admin::cli::AdminArgs,
+        /// The state file (created on the first run; keep it).
+        #[arg(long, value_name = "FILE")]
+        state: PathBuf,
+    },
     /// Download a tenant's audit log (needs the tenant's customer admin certificate).
     Download {
         /// Trustee URL, e.g. `https://trustee.example:8443`.
@@ -240,6 +252,7 @@ async fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        AuditCommand::Pull { admin, state } => crate::admin::audit::pull(&admin, &state).await,
         AuditCommand::Download {
             trustee,
             tenant,

@@ -25,8 +25,9 @@ use super::policy::Denial;
 use super::wire::Policy;
 use super::wire::{
     AuthorizeRequest, AuthorizeResponse, EnrollRequest, EnrollResponse, ErrorBody, EvaluateRequest,
-    EvaluateResponse, Grant, GrantRequest, HealthResponse, ReleaseRequest, ReleaseResponse,
-    ShredReceipt, ShredRequest,
+    EvaluateResponse, Grant, GrantRequest, HandoverRequest, HandoverResponse, HealthResponse,
+    KeysResponse, MetadataUpdate, MetadataUpdated, ReleaseRequest, ReleaseResponse,
+    RevocationsResponse, ShredReceipt, ShredRequest,
 };
 use crate::crypto::envelope::validate_tenant_id;
 use crate::secret::{Share, ShareValue};
@@ -355,6 +356,111 @@ impl TrusteeClient {
     pub async fn audit(&self, tenant: &str) -> Result<AuditLog, Error> {
         self.send(Method::GET, &Self::tenant_path(tenant, "audit")?, None)
             .await
+    }
+
+    /// Denies a pending grant (customer admin).
+    ///
+    /// # Errors
+    /// As [`TrusteeClient::approve_grant`].
+    pub async fn deny_grant(&self, tenant: &str, grant_id: &str) -> Result<Grant, Error> {
+        self.grant_action(tenant, grant_id, "deny").await
+    }
+
+    /// Revokes an approved grant at once (customer admin).
+    ///
+    /// # Errors
+    /// As [`TrusteeClient::approve_grant`].
+    pub async fn revoke_grant(&self, tenant: &str, grant_id: &str) -> Result<Grant, Error> {
+        self.grant_action(tenant, grant_id, "revoke").await
+    }
+
+    async fn grant_action(
+        &self,
+        tenant: &str,
+        grant_id: &str,
+        action: &str,
+    ) -> Result<Grant, Error> {
+        if grant_id.is_empty()
+            || !grant_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(Error::Invalid(
+                "grant ids are letters, digits and '-'".into(),
+            ));
+        }
+        let path = Self::tenant_path(tenant, &format!("grants/{grant_id}/{action}"))?;
+        self.send(Method::POST, &path, None).await
+    }
+
+    /// The key versions this holder knows for the tenant, with their state (customer admin or
+    /// operator).
+    ///
+    /// # Errors
+    /// As [`TrusteeClient::release`].
+    pub async fn keys(&self, tenant: &str) -> Result<KeysResponse, Error> {
+        self.send(Method::GET, &Self::tenant_path(tenant, "keys")?, None)
+            .await
+    }
+
+    /// Hands this holder's share of `key_version` to the customer admin for a re-deal
+    /// (customer admin only; logged). The holder stops evaluating the version.
+    ///
+    /// # Errors
+    /// As [`TrusteeClient::release`].
+    pub async fn handover(
+        &self,
+        tenant: &str,
+        key_version: u32,
+        request: &HandoverRequest,
+    ) -> Result<HandoverResponse, Error> {
+        let path = Self::tenant_path(tenant, &format!("keys/{key_version}/handover"))?;
+        self.send_json(Method::POST, &path, request).await
+    }
+
+    /// Replaces the public metadata of `key_version` after a hand-over (customer admin).
+    ///
+    /// # Errors
+    /// As [`TrusteeClient::release`].
+    pub async fn update_metadata(
+        &self,
+        tenant: &str,
+        key_version: u32,
+        update: &MetadataUpdate,
+    ) -> Result<MetadataUpdated, Error> {
+        let path = Self::tenant_path(tenant, &format!("keys/{key_version}/metadata"))?;
+        self.send_json(Method::PUT, &path, update).await
+    }
+
+    /// The audit entries from sequence number `from` on (all with `from` = 1), with the
+    /// latest signed checkpoint (customer admin).
+    ///
+    /// # Errors
+    /// As [`TrusteeClient::release`].
+    pub async fn audit_from(&self, tenant: &str, from: u64) -> Result<AuditLog, Error> {
+        let path = Self::tenant_path(tenant, &format!("audit?from={from}"))?;
+        self.send(Method::GET, &path, None).await
+    }
+
+    /// Long-polls the revocation events after `after` of stream `epoch` (proxy). Build the
+    /// client with a timeout longer than `wait`.
+    ///
+    /// # Errors
+    /// As [`TrusteeClient::release`].
+    pub async fn revocations(
+        &self,
+        epoch: &str,
+        after: u64,
+        wait: Duration,
+    ) -> Result<RevocationsResponse, Error> {
+        if !epoch.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Error::Invalid("epochs are letters and digits".into()));
+        }
+        let path = format!(
+            "/v1/revocations?epoch={epoch}&after={after}&wait_ms={}",
+            wait.as_millis()
+        );
+        self.send(Method::GET, &path, None).await
     }
 
     /// Liveness (`/v1/health`); returns the trustee's public key.

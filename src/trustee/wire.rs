@@ -431,6 +431,11 @@ pub enum GrantState {
     Approved,
     /// Expired by itself.
     Expired,
+    /// Refused by the customer admin while pending (`POST .../grants/{id}/deny`).
+    Denied,
+    /// Ended by the customer admin after approval (`POST .../grants/{id}/revoke`); releases
+    /// under it stop at once.
+    Revoked,
 }
 
 /// An emergency access grant.
@@ -596,4 +601,161 @@ impl Policy {
         }
         Ok(())
     }
+}
+
+/// State of one tenant key version at one holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    /// The share is held and evaluations are answered (under the policy).
+    Active,
+    /// The share was destroyed; a receipt exists.
+    Shredded,
+    /// The share was handed to the customer admin for a re-deal (`handover`) and is about to be
+    /// shredded; this holder answers no more evaluations for it.
+    HandedOver,
+}
+
+/// One key version as `GET /v1/tenants/{tenant}/keys` reports it (customer admin or operator).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyStatus {
+    /// Key version.
+    pub key_version: u32,
+    /// This service's holder name for the version.
+    pub holder: String,
+    /// This holder's x.
+    pub x: u8,
+    /// State of this holder's share.
+    pub state: KeyState,
+    /// When the share was deposited (Unix ms).
+    pub deposited_ms: u64,
+    /// The public metadata this holder keeps for the version.
+    pub metadata: KeyMetadata,
+}
+
+/// Body of `GET /v1/tenants/{tenant}/keys`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysResponse {
+    /// Tenant id.
+    pub tenant: String,
+    /// Every version this holder knows, ascending.
+    pub keys: Vec<KeyStatus>,
+}
+
+/// Body of `POST /v1/tenants/{tenant}/keys/{version}/handover` (customer admin only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoverRequest {
+    /// Name of the holder that takes over (for the audit entry).
+    pub to: String,
+    /// The caller's request id.
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+/// Answer of a handover: this holder's share, to the customer admin alone. The holder
+/// answers no evaluation of the version afterwards and expects a shred.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoverResponse {
+    /// Tenant id.
+    pub tenant: String,
+    /// Key version.
+    pub key_version: u32,
+    /// The departing holder's name.
+    pub holder: String,
+    /// Its x.
+    pub x: u8,
+    /// The share as a `treuhand-share-v1:` text envelope. Secret.
+    pub share: String,
+    /// Sequence number of the audit entry recording the handover.
+    pub audit_seq: u64,
+}
+
+impl std::fmt::Debug for HandoverResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandoverResponse")
+            .field("tenant", &self.tenant)
+            .field("key_version", &self.key_version)
+            .field("holder", &self.holder)
+            .field("x", &self.x)
+            .field("share", &"[REDACTED]")
+            .field("audit_seq", &self.audit_seq)
+            .finish()
+    }
+}
+
+/// Body of `PUT /v1/tenants/{tenant}/keys/{version}/metadata` (customer admin): new public
+/// metadata after a hand-over. Accepted only when it keeps the scheme, the tenant key (`K`
+/// or the commitment), the threshold, and this holder's name, x and public key, and is
+/// consistent by itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataUpdate {
+    /// The new metadata.
+    pub metadata: KeyMetadata,
+}
+
+/// Answer of a metadata update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataUpdated {
+    /// Tenant id.
+    pub tenant: String,
+    /// Key version.
+    pub key_version: u32,
+    /// Sequence number of the audit entry.
+    pub audit_seq: u64,
+}
+
+/// What a revocation event revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationKind {
+    /// A key version was shredded (`key_version` set).
+    Shred,
+    /// A key version was handed over (`key_version` set).
+    Handover,
+    /// The tenant's policy changed (suspension, proxies, justifications, rate).
+    Policy,
+    /// An emergency grant was revoked or denied.
+    Grant,
+}
+
+/// One revocation event (`GET /v1/revocations`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationEvent {
+    /// Position in this trustee process's event stream, from 1.
+    pub seq: u64,
+    /// Tenant concerned.
+    pub tenant: String,
+    /// Key version concerned, if one.
+    pub key_version: Option<u32>,
+    /// What changed.
+    pub kind: RevocationKind,
+}
+
+/// Body of `GET /v1/revocations?epoch=E&after=N&wait_ms=W` (proxy). The call returns at once
+/// when events after `N` exist, otherwise when one arrives or after `wait_ms` (at most 30 s)
+/// with none.
+///
+/// `epoch` names the trustee process's stream (events live in memory). When the caller's epoch
+/// differs, or `after` is older than the oldest event kept, the answer has `reset: true`: the
+/// caller missed events and must drop every cached key of the tenants it serves from this
+/// holder, then continue from `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationsResponse {
+    /// The stream's epoch (random per trustee process).
+    pub epoch: String,
+    /// The last event's sequence number (0 if none yet): the next call's `after`.
+    pub seq: u64,
+    /// True when the caller must resync (see above).
+    pub reset: bool,
+    /// Events after the caller's `after`, in order, only for tenants whose policy allows the
+    /// calling proxy (before or after the change).
+    pub events: Vec<RevocationEvent>,
 }

@@ -433,6 +433,7 @@ mod tests {
                 },
                 trustees: Vec::new(),
             },
+            older: Vec::new(),
         };
         (tenant, (!strict).then(|| format!("secret-{id}-0123")))
     }
