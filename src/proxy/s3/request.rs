@@ -16,7 +16,7 @@ use crate::crypto::oprf::{ObjectId, ObjectIdentity};
 use crate::crypto::{DekContext, KeyScheme};
 use crate::format::{self, Layout};
 use crate::proxy::error::ProxyError;
-use crate::proxy::keys::{KeyService, ReleaseContext};
+use crate::proxy::keys::{KeyService, ReleaseContext, TenantKeys};
 use crate::proxy::registry::{Registry, Tenant};
 use crate::proxy::server::RequestId;
 use crate::proxy::strict::StrictAuth;
@@ -180,6 +180,15 @@ pub struct WriteKey {
     object_id: Option<ObjectId>,
 }
 
+/// The key that opens one stored object ([`RequestContext::read_key`]): its KEK and the tenant
+/// key version the object's header names (the current version or a decrypt-only older one).
+pub struct ReadKey {
+    /// The object's KEK (per-object for v3, the tenant KEK for v1/v2).
+    pub kek: Arc<Kek>,
+    /// The key version it belongs to.
+    pub key_id: crate::crypto::KeyId,
+}
+
 /// Who is asking, under which request id.
 pub struct RequestContext {
     /// The tenant the signing access key belongs to.
@@ -266,11 +275,11 @@ impl RequestContext {
         }
     }
 
-    /// The identity of object `id` stored as `bucket`/`key` under the registered tenant key.
-    fn identity(&self, (bucket, key): (&str, &str), id: ObjectId) -> ObjectIdentity {
+    /// The identity of object `id` stored as `bucket`/`key` under the tenant key `keys`.
+    fn identity(keys: &TenantKeys, (bucket, key): (&str, &str), id: ObjectId) -> ObjectIdentity {
         ObjectIdentity {
-            tenant: self.tenant.keys.key_id.tenant.clone(),
-            key_version: self.tenant.keys.key_id.version,
+            tenant: keys.key_id.tenant.clone(),
+            key_version: keys.key_id.version,
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             id,
@@ -292,7 +301,7 @@ impl RequestContext {
             KeyScheme::Oprf => {
                 let id = ObjectId::random()
                     .map_err(|_| ProxyError::Crypto(crate::crypto::Error::Random))?;
-                let identity = self.identity(object, id);
+                let identity = Self::identity(keys, object, id);
                 let kek = self
                     .keys
                     .object_kek(keys, share, &identity, &context)
@@ -311,48 +320,60 @@ impl RequestContext {
 
     /// The key that opens the stored object at `bucket`/`key` whose first bytes are `prefix`
     /// (at least [`format::HEADER_PROBE_LEN`] of them, or the whole object): read from the
-    /// header's public fields, which `open_object` authenticates afterwards.
+    /// header's public fields, which `open_object` authenticates afterwards. The header names
+    /// the key version: the current one or a registered decrypt-only older one.
     ///
     /// # Errors
-    /// [`ProxyError::KeyMismatch`] (500, nothing decrypted) for an object under another key
-    /// version than the registered one, or a v3 object of a legacy tenant key;
-    /// [`ProxyError::Integrity`] for bytes that are not a header; the key service's errors.
+    /// [`ProxyError::KeyMismatch`] (500, nothing decrypted) for an object under a key version
+    /// the registration does not list (shredded, or never registered), or a v3 object of a
+    /// legacy tenant key; [`ProxyError::Integrity`] for bytes that are not a header; the key
+    /// service's errors.
     pub async fn read_key(
         &self,
         customer: Option<&CustomerKey>,
         reason: &str,
         object: (&str, &str),
         prefix: &[u8],
-    ) -> Result<Arc<Kek>, ProxyError> {
+    ) -> Result<ReadKey, ProxyError> {
         let info = format::peek_header(prefix)?;
-        let keys = &self.tenant.keys;
-        if info.tenant != keys.key_id.tenant {
+        let current = &self.tenant.keys;
+        if info.tenant != current.key_id.tenant {
             // Another tenant's header: moved or forged bytes, which open_object would refuse.
             return Err(ProxyError::Integrity);
         }
-        if info.key_version != keys.key_id.version {
+        let Some(keys) = self.tenant.keys_for(info.key_version) else {
             return Err(ProxyError::KeyMismatch(format!(
-                "the object was written under key version {} of tenant {}, but the registered key is version {}",
-                info.key_version, keys.key_id.tenant, keys.key_id.version
+                "the object was written under key version {} of tenant {}, which is not registered (the current key is version {}; a shredded version's objects cannot be read)",
+                info.key_version, current.key_id.tenant, current.key_id.version
             )));
-        }
+        };
         let context = self.release_context(reason, object);
         let share = customer.map(CustomerKey::expose_secret);
-        match (info.object_id, keys.metadata.scheme) {
+        let kek = match (info.object_id, keys.metadata.scheme) {
             (Some(id), KeyScheme::Oprf) => {
-                let identity = self.identity(object, id);
-                self.keys.object_kek(keys, share, &identity, &context).await
+                let identity = Self::identity(keys, object, id);
+                self.keys
+                    .object_kek(keys, share, &identity, &context)
+                    .await?
             }
-            (Some(_), KeyScheme::ShamirTmk) => Err(ProxyError::KeyMismatch(format!(
-                "the object is format v{} (per-object keys), but key version {} of tenant {} is a legacy tenant key",
-                info.version, keys.key_id.version, keys.key_id.tenant
-            ))),
-            (None, KeyScheme::Oprf) => Err(ProxyError::KeyMismatch(format!(
-                "the object is format v{} (tenant key), but key version {} of tenant {} is a per-object (OPRF) key",
-                info.version, keys.key_id.version, keys.key_id.tenant
-            ))),
-            (None, KeyScheme::ShamirTmk) => self.keys.kek(keys, share, &context).await,
-        }
+            (Some(_), KeyScheme::ShamirTmk) => {
+                return Err(ProxyError::KeyMismatch(format!(
+                    "the object is format v{} (per-object keys), but key version {} of tenant {} is a legacy tenant key",
+                    info.version, keys.key_id.version, keys.key_id.tenant
+                )));
+            }
+            (None, KeyScheme::Oprf) => {
+                return Err(ProxyError::KeyMismatch(format!(
+                    "the object is format v{} (tenant key), but key version {} of tenant {} is a per-object (OPRF) key",
+                    info.version, keys.key_id.version, keys.key_id.tenant
+                )));
+            }
+            (None, KeyScheme::ShamirTmk) => self.keys.kek(keys, share, &context).await?,
+        };
+        Ok(ReadKey {
+            kek,
+            key_id: keys.key_id.clone(),
+        })
     }
 
     /// Finds the key of the stored object whose first bytes are `stored` (see
@@ -364,11 +385,12 @@ impl RequestContext {
         object: (&str, &str),
         stored: &[u8],
     ) -> Result<(format::ObjectCipher, usize), ProxyError> {
-        let kek = self.read_key(customer, reason, object, stored).await?;
-        self.open_object(&kek, object, stored)
+        let key = self.read_key(customer, reason, object, stored).await?;
+        self.open_object(&key, object, stored)
     }
 
-    /// The associated data binding an object's DEK to this tenant key and the object's name.
+    /// The associated data binding a new object's DEK to the current tenant key and the
+    /// object's name.
     pub fn dek_context<'a>(&'a self, bucket: &'a str, key: &'a str) -> DekContext<'a> {
         DekContext {
             key: &self.tenant.keys.key_id,
@@ -393,16 +415,20 @@ impl RequestContext {
         })
     }
 
-    /// Opens the header at the start of `stored` for `bucket`/`key`: the cipher and the
-    /// header's length. Fails closed.
+    /// Opens the header at the start of `stored` for `bucket`/`key` with `key` (from
+    /// [`Self::read_key`]): the cipher and the header's length. Fails closed.
     pub fn open_object(
         &self,
-        kek: &Kek,
-        (bucket, key): (&str, &str),
+        key: &ReadKey,
+        (bucket, object): (&str, &str),
         stored: &[u8],
     ) -> Result<(format::ObjectCipher, usize), ProxyError> {
-        let ctx = self.dek_context(bucket, key);
-        Ok(format::open_object(kek, &ctx, stored)?)
+        let ctx = DekContext {
+            key: &key.key_id,
+            bucket,
+            object,
+        };
+        Ok(format::open_object(&key.kek, &ctx, stored)?)
     }
 }
 
