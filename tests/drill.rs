@@ -158,7 +158,11 @@ async fn the_whole_trusteeship_drill() {
         )
         .await;
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.text().contains("version 2"), "{}", r.text());
+    assert!(
+        r.text().contains("current key version is 2"),
+        "{}",
+        r.text()
+    );
 
     // Rewrap version 1 to version 2: headers change, body bytes do not.
     let rewrapped = json(&treuhand(&[
