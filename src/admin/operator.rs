@@ -193,9 +193,24 @@ pub async fn grant_request(admin: &AdminArgs, request: GrantRequestArgs) -> anyh
 /// No trustee answered.
 pub async fn grants_list(admin: &AdminArgs, tenant: &str) -> anyhow::Result<()> {
     let (profile, output) = admin.load()?;
-    let list = customer::list_grants(&profile, profile.trustees.iter(), tenant).await;
+    let mut list = customer::list_grants(&profile, profile.trustees.iter(), tenant).await;
+    // A trustee that does not serve the tenant has no grants for it: not an error.
+    let (unknown, errors): (Vec<HolderError>, Vec<HolderError>) = list
+        .errors
+        .into_iter()
+        .partition(|e| e.error == "unknown_tenant");
+    list.errors = errors;
+    for u in &unknown {
+        output.note(format!(
+            "note: trustee {} ({}) does not serve tenant {tenant}",
+            u.holder, u.url
+        ));
+    }
     output.emit(&list, customer::print_grants)?;
-    if !profile.trustees.is_empty() && list.errors.len() == profile.trustees.len() {
+    if !profile.trustees.is_empty() && unknown.len() == profile.trustees.len() {
+        anyhow::bail!("no trustee of the profile serves tenant {tenant}");
+    }
+    if !profile.trustees.is_empty() && list.errors.len() + unknown.len() == profile.trustees.len() {
         anyhow::bail!("no trustee of the profile answered (see above)");
     }
     Ok(())
