@@ -56,7 +56,7 @@ struct Setup {
     trustee: Option<TrusteeProcess>,
     holder: Option<TrusteeProcess>,
     trustee_config: PathBuf,
-    holder_config: PathBuf,
+
     customer_profile: PathBuf,
     operator_profile: PathBuf,
 }
@@ -106,7 +106,7 @@ impl Setup {
             trustee: Some(trustee),
             holder: Some(holder),
             trustee_config,
-            holder_config,
+
         };
         setup.write_profiles();
         setup
@@ -649,6 +649,44 @@ async fn audit_pull_reports_a_rolled_back_log() {
     assert!(!again.status.success());
 }
 
+/// A trustee that serves `body` (JSON) to every request over mTLS-capable TLS: a trustee
+/// whose own chain check was bypassed, serving a log with an entry cut out.
+async fn serve_tampered(setup: &Setup, body: String) -> String {
+    let (cert, key) = setup.pki.server("tampering");
+    let mut config = (*treuhand::tls::server_config(&cert, &key, None).unwrap()).clone();
+    config.alpn_protocols.clear();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !contains(&request, b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    url
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_pull_reports_a_removed_entry() {
     let mut setup = Setup::start().await;
@@ -658,27 +696,39 @@ async fn audit_pull_reports_a_removed_entry() {
     let seq = holder(&pulled(&output), "trustee")["seq"].as_u64().unwrap();
     add_entries(&setup, 3).await;
 
-    // Someone with access to the trustee's store deletes the first new entry (the chain's
-    // signed head stays, so the trustee starts and serves the log with a gap).
-    setup.kill_trustee().await;
-    let conn = rusqlite::Connection::open(setup.root.join("trustee/store.db")).unwrap();
-    let deleted = conn
-        .execute(
-            "DELETE FROM audit WHERE tenant = ?1 AND seq = ?2",
-            rusqlite::params![TENANT, (seq + 1) as i64],
-        )
+    // A real trustee refuses to sign a checkpoint over a chain with a gap (it checks the
+    // whole chain first), so deleting a row of its store is not enough: the tampering trustee
+    // here serves the real, signed log with the first new entry cut out.
+    let mut log = setup
+        .client(&setup.trustee_url())
+        .audit_from(TENANT, seq)
+        .await
         .unwrap();
-    assert_eq!(deleted, 1);
-    drop(conn);
-    setup.restart_trustee().await;
+    let before = log.entries.len();
+    log.entries.retain(|e| e.seq != seq + 1);
+    assert_eq!(log.entries.len(), before - 1);
+    let url = serve_tampered(&setup, serde_json::to_string(&log).unwrap()).await;
+    let profile = std::fs::read_to_string(&setup.customer_profile).unwrap();
+    std::fs::write(
+        &setup.customer_profile,
+        profile.replace(&setup.trustee_url(), &url),
+    )
+    .unwrap();
 
     let output = pull(&setup, &state).await;
     assert!(!output.status.success(), "{}", text(&output));
     let all = text(&output);
     assert!(
-        all.contains(&format!("entry seq {} (the first missing)", seq + 1)),
+        all.contains(&format!("entry seq {} (the first missing) was deleted", seq + 1)),
         "{all}"
     );
+    let report = pulled(&output);
+    assert_eq!(holder(&report, "trustee")["ok"], false);
+    // The state keeps the last verified point for it.
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(kept["holders"]["trustee"]["seq"], seq);
+    setup.kill_trustee().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
