@@ -106,7 +106,6 @@ impl Setup {
             trustee: Some(trustee),
             holder: Some(holder),
             trustee_config,
-
         };
         setup.write_profiles();
         setup
@@ -215,8 +214,14 @@ async fn status_shows_versions_holders_and_policy() {
     assert_eq!(v1["scheme"], "oprf-ristretto255-v1");
     assert_eq!(v1["threshold"], 2);
     let holders = v1["holders"].as_array().unwrap();
-    let names: Vec<&str> = holders.iter().map(|h| h["name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"trustee") && names.contains(&"customer"), "{v1}");
+    let names: Vec<&str> = holders
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"trustee") && names.contains(&"customer"),
+        "{v1}"
+    );
     for h in holders {
         assert_eq!(h["state"], "active", "{h}");
         assert!(h["x"].as_u64().unwrap() > 0);
@@ -291,7 +296,15 @@ async fn policy_set_suspend_reaches_every_holder_and_resume_lifts_it() {
         assert_eq!(h["policy"]["suspended"], true, "{h}");
     }
 
-    json_ok(&["tenant", "policy", "set", "--resume", "--profile", setup.customer()]).await;
+    json_ok(&[
+        "tenant",
+        "policy",
+        "set",
+        "--resume",
+        "--profile",
+        setup.customer(),
+    ])
+    .await;
     for url in &urls {
         let policy = setup.client(url).policy(TENANT).await.unwrap();
         assert!(!policy.suspended, "{url}");
@@ -311,7 +324,10 @@ async fn policy_set_suspend_reaches_every_holder_and_resume_lifts_it() {
     .await;
     assert!(!output.status.success(), "{}", text(&output));
     let all = text(&output);
-    assert!(all.contains("NOT set at every holder") && all.contains("customer"), "{all}");
+    assert!(
+        all.contains("NOT set at every holder") && all.contains("customer"),
+        "{all}"
+    );
     // The reachable trustee took it.
     let policy = setup
         .client(&setup.trustee_url())
@@ -429,12 +445,28 @@ async fn receipt_verify_accepts_a_real_receipt_and_refuses_a_tampered_one() {
     let key = setup.root.join("trustee/signing.pub");
     let (file_s, key_s) = (file.to_str().unwrap(), key.to_str().unwrap());
 
-    let output = treuhand(&["receipt", "verify", "--receipt", file_s, "--trustee-key", key_s]).await;
+    let output = treuhand(&[
+        "receipt",
+        "verify",
+        "--receipt",
+        file_s,
+        "--trustee-key",
+        key_s,
+    ])
+    .await;
     assert!(output.status.success(), "{}", text(&output));
     let human = String::from_utf8_lossy(&output.stdout);
     assert!(human.starts_with("OK"), "{human}");
     assert!(human.contains("tenant acme key version 1"), "{human}");
-    let verified = json_ok(&["receipt", "verify", "--receipt", file_s, "--trustee-key", key_s]).await;
+    let verified = json_ok(&[
+        "receipt",
+        "verify",
+        "--receipt",
+        file_s,
+        "--trustee-key",
+        key_s,
+    ])
+    .await;
     assert_eq!(verified["ok"], true);
     assert_eq!(verified["holder"], "trustee");
 
@@ -519,7 +551,16 @@ fn holder<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Valu
 async fn add_entries(setup: &Setup, n: usize) {
     for i in 0..n {
         let rate = format!("{}", 100 + i);
-        json_ok(&["tenant", "policy", "set", "--rate", &rate, "--profile", setup.customer()]).await;
+        json_ok(&[
+            "tenant",
+            "policy",
+            "set",
+            "--rate",
+            &rate,
+            "--profile",
+            setup.customer(),
+        ])
+        .await;
     }
 }
 
@@ -572,11 +613,10 @@ async fn audit_pull_verifies_incrementally_and_keeps_state() {
     let mut edited = kept.clone();
     edited["holders"]["trustee"]["seq"] = serde_json::json!(seq1 + 2);
     edited["holders"]["trustee"]["head"] = serde_json::json!("ab".repeat(32));
-    edited["holders"]["customer"] = serde_json::from_str::<serde_json::Value>(
-        &std::fs::read_to_string(&state).unwrap(),
-    )
-    .unwrap()["holders"]["customer"]
-        .clone();
+    edited["holders"]["customer"] =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&state).unwrap())
+            .unwrap()["holders"]["customer"]
+            .clone();
     std::fs::write(&state, serde_json::to_vec(&edited).unwrap()).unwrap();
     let forked = pull(&setup, &state).await;
     assert!(!forked.status.success(), "{}", text(&forked));
@@ -640,7 +680,11 @@ async fn audit_pull_reports_a_rolled_back_log() {
     );
     let report = pulled(&output);
     assert_eq!(holder(&report, "trustee")["ok"], false);
-    assert_eq!(holder(&report, "customer")["ok"], true, "the other holder is fine");
+    assert_eq!(
+        holder(&report, "customer")["ok"],
+        true,
+        "the other holder is fine"
+    );
     // The state still holds the last verified point, so the next run reports it again.
     let kept: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
@@ -719,7 +763,10 @@ async fn audit_pull_reports_a_removed_entry() {
     assert!(!output.status.success(), "{}", text(&output));
     let all = text(&output);
     assert!(
-        all.contains(&format!("entry seq {} (the first missing) was deleted", seq + 1)),
+        all.contains(&format!(
+            "entry seq {} (the first missing) was deleted",
+            seq + 1
+        )),
         "{all}"
     );
     let report = pulled(&output);
@@ -748,7 +795,8 @@ async fn dev_init_writes_admin_profiles_that_work() {
     ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
-    let profile = treuhand::admin::profile::Profile::load(&dir.join("admin/demo-holder.toml")).unwrap();
+    let profile =
+        treuhand::admin::profile::Profile::load(&dir.join("admin/demo-holder.toml")).unwrap();
     let holder_env = env_file(&dir.join("dev-holder.env"));
     let s3 = profile.s3.as_ref().unwrap();
     assert_eq!(s3.access_key_id, holder_env["AWS_ACCESS_KEY_ID"]);
@@ -759,7 +807,9 @@ async fn dev_init_writes_admin_profiles_that_work() {
     assert_eq!(s3.endpoint, holder_env["TREUHAND_ENDPOINT"]);
     assert_eq!(profile.holder.as_ref().unwrap().name, "customer");
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(dir.join("admin/demo-holder.toml")).unwrap().permissions(),
+        &std::fs::metadata(dir.join("admin/demo-holder.toml"))
+            .unwrap()
+            .permissions(),
     );
     assert_eq!(mode & 0o077, 0, "profiles hold S3 secrets");
 

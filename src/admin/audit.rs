@@ -209,7 +209,12 @@ fn read_state(path: &Path, tenant: &str) -> anyhow::Result<Option<State>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(anyhow::anyhow!("cannot read the state file {}: {e}", path.display())),
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "cannot read the state file {}: {e}",
+                path.display()
+            ));
+        }
     };
     let state: State = serde_json::from_str(&text).map_err(|e| {
         anyhow::anyhow!(
@@ -229,7 +234,10 @@ fn read_state(path: &Path, tenant: &str) -> anyhow::Result<Option<State>> {
 
 /// Writes `contents` to `path` atomically: a temp file next to it, fsynced, then renamed.
 fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -265,7 +273,13 @@ fn append_entries(dir: &Path, holder: &str, entries: &[AuditEntry]) -> anyhow::R
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let safe: String = holder
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let path = dir.join(format!("{safe}.jsonl"));
     let mut text = String::new();
@@ -410,7 +424,10 @@ pub async fn pull(admin: &AdminArgs, state: &Path) -> anyhow::Result<()> {
             }
         }
         if first_run && r.ok {
-            println!("state kept in {} (keep it for the next run)", r.state.display());
+            println!(
+                "state kept in {} (keep it for the next run)",
+                r.state.display()
+            );
         }
     })?;
     if !report.ok {
@@ -418,7 +435,14 @@ pub async fn pull(admin: &AdminArgs, state: &Path) -> anyhow::Result<()> {
             .holders
             .iter()
             .filter(|h| !h.ok)
-            .map(|h| format!("{} ({}): {}", h.holder, h.url, h.error.as_deref().unwrap_or("")))
+            .map(|h| {
+                format!(
+                    "{} ({}): {}",
+                    h.holder,
+                    h.url,
+                    h.error.as_deref().unwrap_or("")
+                )
+            })
             .collect();
         anyhow::bail!(
             "audit pull FAILED for tenant {tenant}: {}. The state keeps the last verified point for these holders; investigate before trusting their logs",
@@ -490,9 +514,25 @@ mod tests {
     fn a_log_that_grew_verifies_from_the_kept_point() {
         let key = SigningKey::from_seed(&[1; 32]).unwrap();
         let entries = chain(6, &key);
-        let first = check_pull("acme", &key.public_key(), None, log_from(&entries[..3], 1, &key), 1, "u").unwrap();
+        let first = check_pull(
+            "acme",
+            &key.public_key(),
+            None,
+            log_from(&entries[..3], 1, &key),
+            1,
+            "u",
+        )
+        .unwrap();
         assert_eq!((first.0.seq, first.1.len()), (3, 3));
-        let (point, new) = check_pull("acme", &key.public_key(), Some(&first.0), log_from(&entries, 3, &key), 2, "u").unwrap();
+        let (point, new) = check_pull(
+            "acme",
+            &key.public_key(),
+            Some(&first.0),
+            log_from(&entries, 3, &key),
+            2,
+            "u",
+        )
+        .unwrap();
         assert_eq!((point.seq, new.len()), (6, 3));
         assert_eq!(point.head, entries[5].hash);
     }
@@ -503,27 +543,55 @@ mod tests {
         let pk = key.public_key();
         let entries = chain(6, &key);
         let at5 = kept(&entries, 5, &key);
-        let err = check_pull("acme", &pk, Some(&at5), log_from(&entries[..3], 5, &key), 1, "u").unwrap_err();
-        assert!(err.0.contains("rolled back from seq 5 to seq 3"), "{}", err.0);
+        let err = check_pull(
+            "acme",
+            &pk,
+            Some(&at5),
+            log_from(&entries[..3], 5, &key),
+            1,
+            "u",
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("rolled back from seq 5 to seq 3"),
+            "{}",
+            err.0
+        );
 
         let other = SigningKey::from_seed(&[1; 32]).unwrap();
         let mut forked = chain(6, &other);
         forked[4].actor = "proxy:evil".into();
         forked[4].hash = forked[4].compute_hash();
         sign_head(&other, &mut forked[4]);
-        let err = check_pull("acme", &pk, Some(&at5), log_from(&forked[..5], 5, &key), 1, "u").unwrap_err();
+        let err = check_pull(
+            "acme",
+            &pk,
+            Some(&at5),
+            log_from(&forked[..5], 5, &key),
+            1,
+            "u",
+        )
+        .unwrap_err();
         assert!(err.0.contains("forked or rewritten at seq 5"), "{}", err.0);
 
         let at3 = kept(&entries, 3, &key);
         let mut gap = log_from(&entries, 3, &key);
         gap.entries.retain(|e| e.seq != 4);
         let err = check_pull("acme", &pk, Some(&at3), gap, 1, "u").unwrap_err();
-        assert!(err.0.contains("seq 4") && err.0.contains("deleted"), "{}", err.0);
+        assert!(
+            err.0.contains("seq 4") && err.0.contains("deleted"),
+            "{}",
+            err.0
+        );
 
         let mut gone = log_from(&entries, 3, &key);
         gone.entries.retain(|e| e.seq != 3);
         let err = check_pull("acme", &pk, Some(&at3), gone, 1, "u").unwrap_err();
-        assert!(err.0.contains("seq 3") && err.0.contains("removed"), "{}", err.0);
+        assert!(
+            err.0.contains("seq 3") && err.0.contains("removed"),
+            "{}",
+            err.0
+        );
     }
 
     #[test]
@@ -531,7 +599,15 @@ mod tests {
         let key = SigningKey::from_seed(&[1; 32]).unwrap();
         let forger = SigningKey::from_seed(&[2; 32]).unwrap();
         let entries = chain(2, &key);
-        let err = check_pull("acme", &key.public_key(), None, log_from(&entries, 1, &forger), 1, "u").unwrap_err();
+        let err = check_pull(
+            "acme",
+            &key.public_key(),
+            None,
+            log_from(&entries, 1, &forger),
+            1,
+            "u",
+        )
+        .unwrap_err();
         assert!(err.0.contains("checkpoint"), "{}", err.0);
     }
 }

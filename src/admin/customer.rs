@@ -390,10 +390,8 @@ pub async fn status(admin: &AdminArgs) -> anyhow::Result<()> {
             policy: policy.ok(),
         });
     }
-    let key_views: Vec<(&HolderRef, Option<&KeysResponse>)> = keys
-        .iter()
-        .map(|(h, a)| (*h, a.as_ref().ok()))
-        .collect();
+    let key_views: Vec<(&HolderRef, Option<&KeysResponse>)> =
+        keys.iter().map(|(h, a)| (*h, a.as_ref().ok())).collect();
     let profile_holders: Vec<HolderRef> = profile.holders().cloned().collect();
     let status = build_status(
         &tenant,
@@ -473,7 +471,11 @@ pub(super) fn describe_policy(p: &Policy) -> String {
     } else {
         p.allowed_proxies.join(",")
     };
-    let justifications: Vec<&str> = p.allowed_justifications.iter().map(|j| j.as_str()).collect();
+    let justifications: Vec<&str> = p
+        .allowed_justifications
+        .iter()
+        .map(|j| j.as_str())
+        .collect();
     format!(
         "{}proxies {proxies}; justifications {}; rate {}/s burst {}",
         if p.suspended { "SUSPENDED; " } else { "" },
@@ -526,8 +528,7 @@ fn policy_report(tenant: &str, answers: Vec<(&HolderRef, anyhow::Result<Policy>)
         })
         .collect();
     let policies: Vec<&Policy> = holders.iter().filter_map(|h| h.policy.as_ref()).collect();
-    let consistent =
-        policies.len() == holders.len() && policies.windows(2).all(|w| w[0] == w[1]);
+    let consistent = policies.len() == holders.len() && policies.windows(2).all(|w| w[0] == w[1]);
     PolicyReport {
         tenant: tenant.to_owned(),
         holders,
@@ -872,7 +873,10 @@ pub async fn grant_action(admin: &AdminArgs, action: GrantAction, id: &str) -> a
             );
         }
         for f in &r.failed {
-            println!("grant {} at {} ({}): FAILED: {}", r.id, f.holder, f.url, f.message);
+            println!(
+                "grant {} at {} ({}): FAILED: {}",
+                r.id, f.holder, f.url, f.message
+            );
         }
     })?;
     if !report.failed.is_empty() {
@@ -897,11 +901,11 @@ pub async fn grant_action(admin: &AdminArgs, action: GrantAction, id: &str) -> a
 
 /// A duration in the largest whole unit (`2h`, `90m`, `45s`).
 pub(super) fn format_duration(secs: u64) -> String {
-    if secs > 0 && secs % 86_400 == 0 {
+    if secs > 0 && secs.is_multiple_of(86_400) {
         format!("{}d", secs / 86_400)
-    } else if secs > 0 && secs % 3600 == 0 {
+    } else if secs > 0 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs > 0 && secs % 60 == 0 {
+    } else if secs > 0 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")

@@ -137,10 +137,7 @@ pub async fn grant_request(admin: &AdminArgs, request: GrantRequestArgs) -> anyh
             .chain(&skipped)
             .map(|f| format!("{} ({}): {}", f.holder, f.url, f.message))
             .collect();
-        anyhow::bail!(
-            "no trustee filed the grant request: {}",
-            reasons.join("; ")
-        );
+        anyhow::bail!("no trustee filed the grant request: {}", reasons.join("; "));
     };
     let report = GrantRequested {
         id: first.id.clone(),

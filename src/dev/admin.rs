@@ -32,7 +32,8 @@ pub fn write_absent(dir: &Path) -> anyhow::Result<()> {
         .context("loading the dev CA to issue the admin certificates")?;
     write_trustee_b(dir, &ca)?;
     let admin = dir.join("admin");
-    std::fs::create_dir_all(&admin).with_context(|| format!("cannot create {}", admin.display()))?;
+    std::fs::create_dir_all(&admin)
+        .with_context(|| format!("cannot create {}", admin.display()))?;
     if !certs.join(format!("{DEV_OPERATOR}.pem")).exists() {
         ca.issue_client(Role::Operator, DEV_OPERATOR)?
             .write(&certs, DEV_OPERATOR)?;
@@ -176,10 +177,7 @@ fn customer_profile(
 }
 
 fn write_profile(path: &Path, profile: &Profile, header: &str) -> anyhow::Result<()> {
-    let text = zeroize::Zeroizing::new(format!(
-        "{header}{}",
-        toml::to_string_pretty(profile)?
-    ));
+    let text = zeroize::Zeroizing::new(format!("{header}{}", toml::to_string_pretty(profile)?));
     crate::tls::write_secret_file(path, &text)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())

@@ -197,7 +197,10 @@ pub(super) async fn run_stack(dir: &Path) -> anyhow::Result<()> {
         ("trustee", "trustee", &["listen"]),
         ("holder", "trustee", &["listen"]),
     ];
-    if dir.join(format!("{}.toml", super::admin::TRUSTEE_B)).exists() {
+    if dir
+        .join(format!("{}.toml", super::admin::TRUSTEE_B))
+        .exists()
+    {
         roles.push((super::admin::TRUSTEE_B, "trustee", &["listen"]));
     }
     roles.push(("proxy", "proxy", &["listen", "metrics_listen"]));
@@ -351,7 +354,9 @@ fn print_quick_start(dir: &Path, addrs: &[(&str, SocketAddr, Option<u32>)], metr
         "  treuhand operator grant request --profile {d}/admin/operator.toml --tenant demo --ticket T-1 --duration 2h --reason 'disk repair'"
     );
     println!("  treuhand tenant grants list --profile {d}/admin/demo.toml");
-    println!("  treuhand audit pull --profile {d}/admin/demo.toml --state {d}/admin/demo-audit.json");
+    println!(
+        "  treuhand audit pull --profile {d}/admin/demo.toml --state {d}/admin/demo-audit.json"
+    );
     println!();
     println!("Press Ctrl-C to stop them all.");
 }
