@@ -236,3 +236,49 @@ pub fn move_in_profiles(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moved_server_is_followed_by_every_profile_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = dir.path().join("admin");
+        std::fs::create_dir_all(&admin).unwrap();
+        let profile = customer_profile(
+            "demo",
+            vec![HolderRef {
+                name: "trustee".into(),
+                url: "https://127.0.0.1:1".into(),
+                trustee_key: None,
+            }],
+            None,
+            S3Profile {
+                endpoint: "https://127.0.0.1:3".into(),
+                region: REGION.into(),
+                access_key_id: "AK".into(),
+                secret_access_key: "secret-0123".into(),
+                ca: None,
+            },
+        );
+        write_profile(&admin.join("demo.toml"), &profile, "# test\n").unwrap();
+        move_in_profiles(
+            dir.path(),
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        )
+        .unwrap();
+        move_in_profiles(
+            dir.path(),
+            "127.0.0.1:3".parse().unwrap(),
+            "127.0.0.1:4".parse().unwrap(),
+        )
+        .unwrap();
+        let loaded = Profile::load(&admin.join("demo.toml")).unwrap();
+        assert_eq!(loaded.trustees[0].url, "https://127.0.0.1:2");
+        let s3 = loaded.s3.unwrap();
+        assert_eq!(s3.endpoint, "https://127.0.0.1:4");
+        assert_eq!(s3.secret_access_key.expose_secret(), "secret-0123");
+    }
+}
