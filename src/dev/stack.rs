@@ -346,7 +346,6 @@ fn print_quick_start(dir: &Path, addrs: &[(&str, SocketAddr, Option<u32>)], metr
     );
     println!("  and reads of objects whose keys are not cached (60 s) fail with 503.");
     println!();
-    println!();
     println!("  # the customer admin and the operator (profiles in {d}/admin)");
     println!("  treuhand tenant status --profile {d}/admin/demo.toml");
     println!("  treuhand tenant policy show --profile {d}/admin/demo-holder.toml");
