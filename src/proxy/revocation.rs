@@ -451,32 +451,36 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_stream_caps_the_ttl_at_the_fallback() {
-        // A zero fallback: while the stream is down, nothing cached is served at all, so the
-        // test needs no clock.
-        let keys = keys(Duration::ZERO, &["acme", "initech"]);
+        // A zero fallback: while the stream is down, nothing cached is served at all (and an
+        // entry past it is dropped), so the test needs no clock.
+        let keys = keys(Duration::ZERO, &["initech"]);
         let (tx, feed) = feed();
         let revocations = Revocations::new(keys.clone());
         revocations.update(served(&[("https://h1", &["acme"])]), &|_| {
             Some(feed.clone())
         });
         // Not connected yet: capped.
+        keys.cache_for_test("acme", 1);
         assert!(!keys.serves_for_test("acme", 1));
         assert!(
             keys.serves_for_test("initech", 1),
             "a tenant of no watched holder keeps the configured TTL"
         );
         tx.send(answer(false, &[])).unwrap();
-        eventually("served with the configured TTL once up", || {
-            keys.serves_for_test("acme", 1)
-        })
-        .await;
-        // The stream breaks: capped again, the entry itself stays for when it is back.
+        eventually("stream up", || revocations.up() == ["https://h1"]).await;
+        keys.cache_for_test("acme", 1);
+        assert!(keys.serves_for_test("acme", 1), "the configured TTL once up");
+        // The stream breaks: capped again.
         tx.send(Err(crate::trustee::Error::Unreachable("reset".into())))
             .unwrap();
         eventually("capped while down", || !keys.serves_for_test("acme", 1)).await;
         assert!(revocations.up().is_empty());
+        keys.cache_for_test("acme", 1);
+        assert!(!keys.serves_for_test("acme", 1));
+        // Back: the configured TTL again.
         tx.send(answer(false, &[])).unwrap();
         eventually("up again", || revocations.up() == ["https://h1"]).await;
+        keys.cache_for_test("acme", 1);
         assert!(keys.serves_for_test("acme", 1));
         // A holder that is no longer registered is no longer watched.
         revocations.update(BTreeMap::new(), &|_| Some(feed.clone()));
