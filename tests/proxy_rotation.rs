@@ -307,3 +307,48 @@ async fn a_removed_version_is_refused_after_the_reload() {
     assert_eq!(put.status, 200, "{}", put.text());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_shred_at_the_trustee_reaches_a_warm_cache_within_a_second() {
+    // An hour's TTL: only the revocation stream (or, while it is down, the one-second
+    // fallback TTL) can stop the cached key from being served.
+    let s = Running::start(3600).await;
+    let v1 = copy_tenant(&s.tenant, None);
+    let put = s.put(&v1, "doomed", b"shred me").await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let evaluations = s.enrolled.holders.releases("trustee", "demo").await;
+    for _ in 0..3 {
+        assert_eq!(s.get(&v1, "doomed").await.status, 200);
+    }
+    // The PUT cached the object's key; a reset when the revocation stream first connected may
+    // have dropped it, so at most one read asked the trustee.
+    let asked = s.enrolled.holders.releases("trustee", "demo").await - evaluations;
+    assert!(asked <= 1, "the reads are served from the warm cache ({asked} evaluations)");
+
+    let customer = treuhand::trustee::client::TrusteeClient::new(
+        &s.enrolled.holders.url("trustee"),
+        s.enrolled.holders.customer_tls("demo"),
+    )
+    .unwrap();
+    let request = treuhand::trustee::wire::ShredRequest { request_id: None };
+    customer.shred("demo", 1, &request).await.unwrap();
+    let shredded = Instant::now();
+    let refused = loop {
+        let r = s.get(&v1, "doomed").await;
+        if r.status != 200 {
+            break r;
+        }
+        assert!(
+            shredded.elapsed() < Duration::from_secs(30),
+            "the shredded key is still served from the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    eprintln!(
+        "shred-to-refusal delay with a warm cache (TTL 3600 s): {:?}",
+        shredded.elapsed()
+    );
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(refused.text().contains("key_shredded"), "{}", refused.text());
+    s.stop().await;
+}
