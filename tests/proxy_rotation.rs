@@ -189,8 +189,15 @@ async fn after_a_rotation_new_writes_use_the_new_version_and_old_objects_stay_re
 
     // Every new object is under version 2; the old one stays under version 1.
     let versions = s.stored_versions();
-    assert_eq!(versions.iter().filter(|v| **v == 1).count(), 1, "{versions:?}");
-    assert!(versions.iter().filter(|v| **v == 2).count() >= 2, "{versions:?}");
+    assert_eq!(
+        versions.iter().filter(|v| **v == 1).count(),
+        1,
+        "{versions:?}"
+    );
+    assert!(
+        versions.iter().filter(|v| **v == 2).count() >= 2,
+        "{versions:?}"
+    );
     assert!(versions.iter().all(|v| *v == 1 || *v == 2), "{versions:?}");
 
     let old = s.get(&v1, "old").await;
@@ -251,7 +258,11 @@ async fn a_put_with_a_retired_share_is_refused_naming_the_current_version() {
         .await
         .unwrap();
     assert_eq!(create.status, 400, "{}", create.text());
-    assert!(create.text().contains("retired for writes"), "{}", create.text());
+    assert!(
+        create.text().contains("retired for writes"),
+        "{}",
+        create.text()
+    );
 
     // A share of no version stays a plain refusal.
     let mut other = [0x42; 32];
@@ -294,7 +305,10 @@ async fn a_removed_version_is_refused_after_the_reload() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    eprintln!("a removed version was refused after {:?}", started.elapsed());
+    eprintln!(
+        "a removed version was refused after {:?}",
+        started.elapsed()
+    );
     let text = refused.text();
     assert_eq!(refused.status, 500, "{text}");
     assert!(
@@ -323,7 +337,10 @@ async fn a_shred_at_the_trustee_reaches_a_warm_cache_within_a_second() {
     // The PUT cached the object's key; a reset when the revocation stream first connected may
     // have dropped it, so at most one read asked the trustee.
     let asked = s.enrolled.holders.releases("trustee", "demo").await - evaluations;
-    assert!(asked <= 1, "the reads are served from the warm cache ({asked} evaluations)");
+    assert!(
+        asked <= 1,
+        "the reads are served from the warm cache ({asked} evaluations)"
+    );
 
     let customer = treuhand::trustee::client::TrusteeClient::new(
         &s.enrolled.holders.url("trustee"),
@@ -349,6 +366,10 @@ async fn a_shred_at_the_trustee_reaches_a_warm_cache_within_a_second() {
         shredded.elapsed()
     );
     assert_eq!(refused.status, 403, "{}", refused.text());
-    assert!(refused.text().contains("key_shredded"), "{}", refused.text());
+    assert!(
+        refused.text().contains("key_shredded"),
+        "{}",
+        refused.text()
+    );
     s.stop().await;
 }

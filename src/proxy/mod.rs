@@ -51,7 +51,7 @@ use s3s::service::S3ServiceBuilder;
 use self::config::{ConfigError, ProxyConfig, TenantConfig};
 use self::keys::{CustomerShare, Holder, KeyService, ShareSource, TenantKeys};
 use self::registry::Tenant;
-use self::registry::{DirWatch, Registry, RegistrationDigest, ReloadSummary};
+use self::registry::{DirWatch, RegistrationDigest, Registry, ReloadSummary};
 use self::revocation::{RevocationFeed, Revocations};
 use self::s3::Proxy;
 use crate::storage::Storage;
@@ -354,7 +354,9 @@ impl Follow<'_> {
     /// Watches the revocation streams of exactly the holders of `tenants`.
     fn watch_holders(&self, tenants: &[TenantConfig]) {
         self.revocations
-            .update(revocation::holders_of(tenants), &|url| self.sources.feed(url));
+            .update(revocation::holders_of(tenants), &|url| {
+                self.sources.feed(url)
+            });
     }
 
     /// Reloads on every `SIGHUP`. Pends forever (also where signals are unavailable).

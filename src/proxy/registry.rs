@@ -159,10 +159,12 @@ impl Registry {
         };
         let changed = after
             .intersection(&before)
-            .filter(|id| match (previous.digests.get(*id), next.digests.get(*id)) {
-                (Some(old), Some(new)) => old != new,
-                _ => true,
-            })
+            .filter(
+                |id| match (previous.digests.get(*id), next.digests.get(*id)) {
+                    (Some(old), Some(new)) => old != new,
+                    _ => true,
+                },
+            )
             .cloned()
             .collect();
         ReloadSummary {
@@ -179,7 +181,11 @@ impl Registry {
 /// plus rename, as `treuhand tenant rotate` does) changes the inode even within one clock
 /// tick. Reading it costs one directory listing, no file is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirFingerprint(Result<Vec<(std::ffi::OsString, u64, Option<SystemTime>, u64)>, String>);
+pub struct DirFingerprint(Result<Vec<FileStamp>, String>);
+
+/// One registration file as [`DirFingerprint`] sees it: name, length, modification time,
+/// inode.
+type FileStamp = (std::ffi::OsString, u64, Option<SystemTime>, u64);
 
 impl DirFingerprint {
     /// The fingerprint of `dir` now; a directory that cannot be read has a fingerprint too
@@ -200,7 +206,12 @@ impl DirFingerprint {
                     files.push((entry.file_name(), 0, None, 0));
                     continue;
                 };
-                files.push((entry.file_name(), meta.len(), meta.modified().ok(), meta.ino()));
+                files.push((
+                    entry.file_name(),
+                    meta.len(),
+                    meta.modified().ok(),
+                    meta.ino(),
+                ));
             }
             files.sort();
             Ok(files)

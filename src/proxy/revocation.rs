@@ -119,8 +119,11 @@ impl Shared {
             w.up = up;
         }
         self.publish(&holders);
-        metrics::gauge!("treuhand_revocation_stream_up", "holder" => url.to_owned())
-            .set(if up { 1.0 } else { 0.0 });
+        metrics::gauge!("treuhand_revocation_stream_up", "holder" => url.to_owned()).set(if up {
+            1.0
+        } else {
+            0.0
+        });
     }
 
     /// Drops the cached keys of every tenant `url` serves.
@@ -469,7 +472,10 @@ mod tests {
         tx.send(answer(false, &[])).unwrap();
         eventually("stream up", || revocations.up() == ["https://h1"]).await;
         keys.cache_for_test("acme", 1);
-        assert!(keys.serves_for_test("acme", 1), "the configured TTL once up");
+        assert!(
+            keys.serves_for_test("acme", 1),
+            "the configured TTL once up"
+        );
         // The stream breaks: capped again.
         tx.send(Err(crate::trustee::Error::Unreachable("reset".into())))
             .unwrap();
