@@ -274,6 +274,55 @@ impl DirWatch {
 mod tests {
     use super::*;
 
+    fn tenant(id: &str) -> (Tenant, Option<String>) {
+        use crate::crypto::KeyId;
+        use crate::crypto::scheme::{self, SplitOptions};
+        let key_id = KeyId::new(id, 1).unwrap();
+        let (metadata, _) =
+            scheme::split(&key_id, 2, &["customer", "t1"], SplitOptions::default()).unwrap();
+        let keys = TenantKeys {
+            metadata,
+            key_id,
+            customer: CustomerShare::SseC {
+                holder: "customer".into(),
+            },
+            trustees: Vec::new(),
+        };
+        let tenant = Tenant {
+            id: id.into(),
+            access_key_id: format!("AK{id}"),
+            keys,
+            older: Vec::new(),
+        };
+        (tenant, Some(format!("secret-{id}-0123")))
+    }
+
+    #[test]
+    fn a_reload_names_only_the_tenants_whose_registration_changed() {
+        let digests = |pairs: &[(&str, u8)]| -> HashMap<String, RegistrationDigest> {
+            pairs
+                .iter()
+                .map(|(t, d)| ((*t).to_owned(), [*d; 32]))
+                .collect()
+        };
+        let registry = Registry::new(Vec::new());
+        registry.replace_digested(
+            vec![tenant("acme"), tenant("globex")],
+            digests(&[("acme", 1), ("globex", 1)]),
+        );
+        let summary = registry.replace_digested(
+            vec![tenant("acme"), tenant("globex"), tenant("initech")],
+            digests(&[("acme", 1), ("globex", 2), ("initech", 1)]),
+        );
+        assert_eq!(summary.added, ["initech"]);
+        assert_eq!(summary.changed, ["globex"], "acme is unchanged");
+        assert_eq!(summary.kept, 2);
+        // Without digests every kept tenant counts as changed (the safe side).
+        let summary = registry.replace(vec![tenant("acme")]);
+        assert_eq!(summary.changed, ["acme"]);
+        assert_eq!(summary.removed, ["globex", "initech"]);
+    }
+
     #[test]
     fn an_unchanged_registration_dir_does_not_reload() {
         let dir = tempfile::tempdir().unwrap();
