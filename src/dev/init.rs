@@ -124,6 +124,7 @@ fn proxy_config(
         cache: CacheConfig {
             ttl_secs: 60,
             max_entries: 1024,
+            fallback_ttl_secs: 1,
         },
         release_timeout_ms: 5000,
         storage,
