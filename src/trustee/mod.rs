@@ -51,6 +51,11 @@ pub enum Error {
     /// The tenant's share for this key version was shredded; it will never be released again.
     #[error("the tenant key was shredded")]
     Shredded,
+    /// This holder handed its share of the key version to the customer admin for a re-deal
+    /// (`handover`); it serves the version no more (HTTP 410, reason `handed_over`; the client
+    /// reads every 410 as [`Error::Shredded`]: this holder no longer serves the key).
+    #[error("the share of this key version was handed over; this holder no longer serves it")]
+    HandedOver,
     /// No such tenant or key version is enrolled.
     #[error("unknown tenant or key version")]
     UnknownTenant,

@@ -29,16 +29,17 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::Error;
 use super::config::{Config, Limits, load_sealing_key, load_signing_key};
-use super::engine::{Options, Trustee};
+use super::engine::{MAX_REVOCATION_WAIT, Options, Trustee};
 use super::policy::{Clock, Denial};
 use super::store::SqliteStore;
 use super::wire::{
-    AuthorizeRequest, ErrorBody, EvaluateRequest, HealthResponse, ReleaseRequest, ShredRequest,
+    AuthorizeRequest, ErrorBody, EvaluateRequest, HandoverRequest, HealthResponse, MetadataUpdate,
+    ReleaseRequest, ShredRequest,
 };
 use crate::tls::{PeerIdentity, peer_identity};
 
@@ -123,6 +124,9 @@ pub async fn run(
     let connections = Arc::new(Semaphore::new(server.limits.max_connections));
     let handshake_timeout = Duration::from_secs(server.limits.handshake_timeout_secs);
     let server = Arc::new(server);
+    // Open long polls (`/v1/revocations`) end when this turns true, so a shutdown does not
+    // wait for them.
+    let (closing_tx, closing) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -144,6 +148,7 @@ pub async fn run(
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
         let server = server.clone();
+        let closing = closing.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let Some(tls) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
@@ -169,7 +174,10 @@ pub async fn run(
             let service = service_fn(move |request| {
                 let server = server.clone();
                 let identity = identity.clone();
-                async move { Ok::<_, Infallible>(handle(&server, identity, request).await) }
+                let closing = closing.clone();
+                async move {
+                    Ok::<_, Infallible>(handle(&server, identity, request, closing).await)
+                }
             });
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
@@ -185,6 +193,7 @@ pub async fn run(
         });
     }
     drop(listener);
+    closing_tx.send_replace(true);
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
         .await
         .is_err()
@@ -234,6 +243,7 @@ fn error_to_response(error: &Error) -> Response<Body> {
     const SHREDDED: &str = "this tenant key was shredded; its share will never be released again";
     const UNAVAILABLE: &str = "the audit log cannot be written durably; nothing was released";
     const INTERNAL: &str = "internal error; see the trustee log";
+    const HANDED_OVER: &str = "this holder handed its share of this key version to the customer admin for a re-deal; it serves the version no more: ask the holder that took over";
     const NOT_OPRF: &str = "this tenant key version is a legacy (shamir-tmk-v1) key: it has no per-object evaluation; its objects are read through /v1 release until they are rewrapped";
     const NOT_CHECKED_HERE: &str = "this holder keeps no S3 credential for the tenant, so it does not check the tenant's signatures; ask the holder that does";
     let (status, class, reason, message) = match error {
@@ -241,6 +251,7 @@ fn error_to_response(error: &Error) -> Response<Body> {
         Error::UnknownTenant => (S::NOT_FOUND, "not_found", "unknown_tenant", UNKNOWN),
         Error::NotFound(message) => (S::NOT_FOUND, "not_found", "not_found", message.as_str()),
         Error::Shredded => (S::GONE, "shredded", "shredded", SHREDDED),
+        Error::HandedOver => (S::GONE, "handed_over", "handed_over", HANDED_OVER),
         Error::Invalid(message) => (
             S::BAD_REQUEST,
             "bad_request",
@@ -272,18 +283,25 @@ fn error_to_response(error: &Error) -> Response<Body> {
 enum Route<'a> {
     Health,
     Ready,
+    /// `/v1/revocations`: the proxies' long poll.
+    Revocations,
     /// `/v1/tenants/{tenant}/...` or `/v2/tenants/{tenant}/...`: the tenant (not yet
     /// validated) and what under it.
     Tenant(&'a str, TenantRoute<'a>),
 }
 
 enum TenantRoute<'a> {
-    Enroll,
+    /// `keys`: enroll (POST) or list (GET).
+    Keys,
     Release(&'a str),
     Shred(&'a str),
+    Handover(&'a str),
+    Metadata(&'a str),
     Policy,
     Grants,
     Approve(&'a str),
+    Deny(&'a str),
+    Revoke(&'a str),
     Audit,
     /// `/v2`: a per-object OPRF evaluation.
     Evaluate(&'a str),
@@ -294,15 +312,23 @@ enum TenantRoute<'a> {
 impl Route<'_> {
     fn allowed(&self) -> &'static [Method] {
         match self {
-            Route::Health | Route::Ready | Route::Tenant(_, TenantRoute::Audit) => &[Method::GET],
+            Route::Health
+            | Route::Ready
+            | Route::Revocations
+            | Route::Tenant(_, TenantRoute::Audit) => &[Method::GET],
             Route::Tenant(_, TenantRoute::Policy) => &[Method::GET, Method::PUT],
-            Route::Tenant(_, TenantRoute::Grants) => &[Method::GET, Method::POST],
+            Route::Tenant(_, TenantRoute::Metadata(_)) => &[Method::PUT],
+            Route::Tenant(_, TenantRoute::Grants | TenantRoute::Keys) => {
+                &[Method::GET, Method::POST]
+            }
             Route::Tenant(
                 _,
-                TenantRoute::Enroll
-                | TenantRoute::Release(_)
+                TenantRoute::Release(_)
                 | TenantRoute::Shred(_)
+                | TenantRoute::Handover(_)
                 | TenantRoute::Approve(_)
+                | TenantRoute::Deny(_)
+                | TenantRoute::Revoke(_)
                 | TenantRoute::Evaluate(_)
                 | TenantRoute::Authorize,
             ) => &[Method::POST],
@@ -326,15 +352,20 @@ fn route(path: &str) -> Option<Route<'_>> {
     Some(match parts.as_slice() {
         ["health"] => Route::Health,
         ["ready"] => Route::Ready,
+        ["revocations"] => Route::Revocations,
         ["tenants", tenant, under @ ..] => Route::Tenant(
             tenant,
             match under {
-                ["keys"] => TenantRoute::Enroll,
+                ["keys"] => TenantRoute::Keys,
                 ["keys", version, "release"] => TenantRoute::Release(version),
                 ["keys", version, "shred"] => TenantRoute::Shred(version),
+                ["keys", version, "handover"] => TenantRoute::Handover(version),
+                ["keys", version, "metadata"] => TenantRoute::Metadata(version),
                 ["policy"] => TenantRoute::Policy,
                 ["grants"] => TenantRoute::Grants,
                 ["grants", id, "approve"] => TenantRoute::Approve(id),
+                ["grants", id, "deny"] => TenantRoute::Deny(id),
+                ["grants", id, "revoke"] => TenantRoute::Revoke(id),
                 ["audit"] => TenantRoute::Audit,
                 _ => return None,
             },
@@ -360,6 +391,38 @@ fn version_param(version: &str) -> Result<u32, Response<Body>> {
             "the key version in the URL must be a decimal number (0..=4294967295)",
         )
     })
+}
+
+/// The query string's `name=value` pairs. Values are used as sent (every parameter of this
+/// API is digits or letters, so nothing needs decoding); a repeated name is refused.
+fn query_params(query: Option<&str>) -> Result<Vec<(&str, &str)>, Response<Body>> {
+    let mut params: Vec<(&str, &str)> = Vec::new();
+    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if params.iter().any(|(seen, _)| *seen == name) {
+            return Err(bad_request(
+                "invalid_query",
+                format!("the query parameter {name:?} is given twice"),
+            ));
+        }
+        params.push((name, value));
+    }
+    Ok(params)
+}
+
+/// The named parameter as a decimal `u64`; `None` when absent.
+fn u64_param(params: &[(&str, &str)], name: &str) -> Result<Option<u64>, Response<Body>> {
+    let Some((_, value)) = params.iter().find(|(n, _)| *n == name) else {
+        return Ok(None);
+    };
+    let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    match value.parse::<u64>() {
+        Ok(number) if digits => Ok(Some(number)),
+        _ => Err(bad_request(
+            "invalid_query",
+            format!("the query parameter {name} must be a decimal number (0..=18446744073709551615)"),
+        )),
+    }
 }
 
 /// Reads and parses a JSON body with the size limit and a content type check. An empty body
@@ -441,8 +504,9 @@ async fn handle(
     server: &Server,
     identity: Option<PeerIdentity>,
     request: Request<Incoming>,
+    closing: watch::Receiver<bool>,
 ) -> Response<Body> {
-    match dispatch(server, identity, request).await {
+    match dispatch(server, identity, request, closing).await {
         Ok(response) | Err(response) => response,
     }
 }
@@ -470,6 +534,7 @@ async fn dispatch(
     server: &Server,
     identity: Option<PeerIdentity>,
     request: Request<Incoming>,
+    closing: watch::Receiver<bool>,
 ) -> Result<Response<Body>, Response<Body>> {
     let path = request.uri().path().to_owned();
     let Some(route) = route(&path) else {
@@ -503,6 +568,12 @@ async fn dispatch(
     let public_key = hex::encode(trustee.public_key());
     let (tenant, under) = match route {
         Route::Tenant(tenant, under) => (tenant, under),
+        Route::Revocations => {
+            let Some(caller) = identity else {
+                return Err(error_to_response(&Error::Denied(Denial::UnknownIdentity)));
+            };
+            return revocations(trustee, caller, request.uri().query(), closing).await;
+        }
         Route::Health | Route::Ready => {
             // Liveness is answering at all; readiness also needs a usable store.
             let ready = matches!(route, Route::Health) || trustee.ready().await;
@@ -545,9 +616,20 @@ async fn dispatch(
                 .map_err(|m| bad_request("invalid_field", m))?;
             ok(trustee.authorize(caller, tenant, body).await)
         }
-        TenantRoute::Enroll => {
+        TenantRoute::Keys if get => ok(trustee.keys(caller, tenant).await),
+        TenantRoute::Keys => {
             let body = required_body(request, limit).await?;
             created(trustee.enroll(caller, tenant, body).await)
+        }
+        TenantRoute::Handover(version) => {
+            let version = version_param(version)?;
+            let body: HandoverRequest = required_body(request, limit).await?;
+            ok(trustee.handover(caller, tenant, version, body).await)
+        }
+        TenantRoute::Metadata(version) => {
+            let version = version_param(version)?;
+            let body: MetadataUpdate = required_body(request, limit).await?;
+            ok(trustee.update_metadata(caller, tenant, version, body).await)
         }
         TenantRoute::Shred(version) => {
             let version = version_param(version)?;
@@ -567,6 +649,50 @@ async fn dispatch(
             created(trustee.request_grant(caller, tenant, body).await)
         }
         TenantRoute::Approve(id) => ok(trustee.approve_grant(caller, tenant, id.to_owned()).await),
-        TenantRoute::Audit => ok(trustee.audit(caller, tenant).await),
+        TenantRoute::Deny(id) => ok(trustee.deny_grant(caller, tenant, id.to_owned()).await),
+        TenantRoute::Revoke(id) => ok(trustee.revoke_grant(caller, tenant, id.to_owned()).await),
+        TenantRoute::Audit => {
+            let params = query_params(request.uri().query())?;
+            let from = u64_param(&params, "from")?.unwrap_or(0);
+            ok(trustee.audit_from(caller, tenant, from).await)
+        }
     }
+}
+
+/// `GET /v1/revocations?epoch=E&after=N&wait_ms=W`: every parameter must be there (`epoch`
+/// may be empty: a caller without a stream yet); `wait_ms` is capped at 30 s.
+async fn revocations(
+    trustee: &Trustee,
+    caller: PeerIdentity,
+    query: Option<&str>,
+    mut closing: watch::Receiver<bool>,
+) -> Result<Response<Body>, Response<Body>> {
+    let params = query_params(query)?;
+    let missing = |name: &str| {
+        bad_request(
+            "invalid_query",
+            format!("the query parameter {name} is missing: use ?epoch=E&after=N&wait_ms=W"),
+        )
+    };
+    let epoch = params
+        .iter()
+        .find(|(name, _)| *name == "epoch")
+        .map(|(_, value)| *value)
+        .ok_or_else(|| missing("epoch"))?;
+    if epoch.len() > 64 || !epoch.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(bad_request(
+            "invalid_query",
+            "the query parameter epoch must be at most 64 letters and digits (empty for none)",
+        ));
+    }
+    let after = u64_param(&params, "after")?.ok_or_else(|| missing("after"))?;
+    let wait_ms = u64_param(&params, "wait_ms")?.ok_or_else(|| missing("wait_ms"))?;
+    let wait = Duration::from_millis(wait_ms).min(MAX_REVOCATION_WAIT);
+    let closing = async move {
+        // An error means the server is gone: end the poll as well.
+        let _ = closing.wait_for(|closing| *closing).await;
+    };
+    ok(trustee
+        .revocations(caller, epoch.to_owned(), after, wait, closing)
+        .await)
 }

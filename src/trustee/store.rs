@@ -39,6 +39,12 @@ pub struct KeyRecord {
     pub sealed: Option<Vec<u8>>,
     /// When it was shredded (Unix ms).
     pub shredded_ms: Option<u64>,
+    /// When it was deposited (Unix ms; for keys deposited before this was kept, the time of
+    /// their deposit entry, or 0 if that cannot be found).
+    pub deposited_ms: u64,
+    /// When the share was first handed to the customer admin for a re-deal (Unix ms); from
+    /// then on it is used for nothing but a repeated hand-over and the shred.
+    pub handed_over_ms: Option<u64>,
 }
 
 /// Everything the engine keeps in memory, loaded at start.
@@ -84,6 +90,24 @@ pub enum Mutation {
     },
     /// Append an audit entry.
     Append(AuditEntry),
+    /// Mark a share as handed over (`handover`).
+    HandOver {
+        /// Tenant id.
+        tenant: String,
+        /// Key version.
+        key_version: u32,
+        /// When.
+        time_ms: u64,
+    },
+    /// Replace a key version's public metadata (after a hand-over).
+    PutMetadata {
+        /// Tenant id.
+        tenant: String,
+        /// Key version.
+        key_version: u32,
+        /// The new metadata.
+        metadata: KeyMetadata,
+    },
     /// Deposit (or replace) a strict tenant's sealed S3 credential.
     PutCredential {
         /// Tenant id.
@@ -204,6 +228,8 @@ CREATE TABLE IF NOT EXISTS keys (
     metadata TEXT NOT NULL,
     sealed BLOB,
     shredded_ms INTEGER,
+    deposited_ms INTEGER,
+    handed_over_ms INTEGER,
     PRIMARY KEY (tenant, key_version)
 );
 CREATE TABLE IF NOT EXISTS policies (tenant TEXT PRIMARY KEY, policy TEXT NOT NULL);
@@ -239,6 +265,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        add_key_lifecycle_columns(&conn)?;
         let format = audit_format(&conn)?;
         if format > AUDIT_FORMAT_SIGNED_HEADS {
             return Err(Error::Store(format!(
@@ -299,6 +326,33 @@ impl SqliteStore {
             "the WAL could not be truncated: checkpoint stayed busy".into(),
         ))
     }
+}
+
+/// Stores created before key hand-overs lack the `deposited_ms` and `handed_over_ms` columns:
+/// adds them, and takes each key's deposit time from its deposit entry in the audit chain.
+fn add_key_lifecycle_columns(conn: &Connection) -> Result<(), Error> {
+    let columns = rows(conn, "SELECT name FROM pragma_table_info('keys')", [], |row| {
+        row.get::<_, String>(0)
+    })?;
+    if !columns.iter().any(|c| c == "handed_over_ms") {
+        conn.execute_batch("ALTER TABLE keys ADD COLUMN handed_over_ms INTEGER")
+            .map_err(db_err)?;
+    }
+    if !columns.iter().any(|c| c == "deposited_ms") {
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE keys ADD COLUMN deposited_ms INTEGER;
+             UPDATE keys SET deposited_ms = COALESCE((
+                 SELECT json_extract(a.entry, '$.time_ms') FROM audit a
+                 WHERE a.tenant = keys.tenant
+                   AND json_extract(a.entry, '$.event') = 'deposit'
+                   AND json_extract(a.entry, '$.key_version') = keys.key_version
+                 ORDER BY a.seq LIMIT 1), 0);
+             COMMIT;",
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
 }
 
 fn audit_format(conn: &Connection) -> Result<i64, Error> {
@@ -363,28 +417,41 @@ impl Store for SqliteStore {
     fn load(&mut self) -> Result<Snapshot, Error> {
         let keys = rows(
             &self.conn,
-            "SELECT tenant, key_version, holder, metadata, sealed, shredded_ms FROM keys",
+            "SELECT tenant, key_version, holder, metadata, sealed, shredded_ms, deposited_ms, handed_over_ms FROM keys",
             [],
             |row| {
                 Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, u32>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, Option<Vec<u8>>>(4)?,
-                    row.get::<_, Option<i64>>(5)?,
+                    (
+                        row.get::<_, String>(0)?,
+                        row.get::<_, u32>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, Option<Vec<u8>>>(4)?,
+                    ),
+                    (
+                        row.get::<_, Option<i64>>(5)?,
+                        row.get::<_, Option<i64>>(6)?,
+                        row.get::<_, Option<i64>>(7)?,
+                    ),
                 ))
             },
         )?;
+        let ms = |ms: i64| u64::try_from(ms).unwrap_or(0);
         let mut snapshot = Snapshot::default();
-        for (tenant, key_version, holder, metadata, sealed, shredded_ms) in keys {
+        for (
+            (tenant, key_version, holder, metadata, sealed),
+            (shredded_ms, deposited_ms, handed_over_ms),
+        ) in keys
+        {
             snapshot.keys.push(KeyRecord {
                 tenant,
                 key_version,
                 holder,
                 metadata: serde_json::from_str(&metadata).map_err(json_err)?,
                 sealed,
-                shredded_ms: shredded_ms.map(|ms| u64::try_from(ms).unwrap_or(0)),
+                shredded_ms: shredded_ms.map(ms),
+                deposited_ms: deposited_ms.map(ms).unwrap_or(0),
+                handed_over_ms: handed_over_ms.map(ms),
             });
         }
         let policies = rows(
@@ -447,8 +514,9 @@ impl Store for SqliteStore {
             match mutation {
                 Mutation::InsertKey(record) => {
                     let metadata = serde_json::to_string(&record.metadata).map_err(json_err)?;
-                    tx.prepare_cached("INSERT INTO keys (tenant, key_version, holder, metadata, sealed, shredded_ms) VALUES (?1, ?2, ?3, ?4, ?5, NULL)")
-                    .and_then(|mut statement| statement.execute(params![record.tenant, record.key_version, record.holder, metadata, record.sealed]))
+                    let deposited_ms = i64::try_from(record.deposited_ms).unwrap_or(i64::MAX);
+                    tx.prepare_cached("INSERT INTO keys (tenant, key_version, holder, metadata, sealed, shredded_ms, deposited_ms, handed_over_ms) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, NULL)")
+                    .and_then(|mut statement| statement.execute(params![record.tenant, record.key_version, record.holder, metadata, record.sealed, deposited_ms]))
                     .map_err(db_err)?;
                 }
                 Mutation::PutPolicy { tenant, policy } => {
@@ -471,6 +539,26 @@ impl Store for SqliteStore {
                     let time_ms = i64::try_from(*time_ms).unwrap_or(i64::MAX);
                     tx.prepare_cached("UPDATE keys SET sealed = NULL, shredded_ms = ?3 WHERE tenant = ?1 AND key_version = ?2")
                     .and_then(|mut statement| statement.execute(params![tenant, key_version, time_ms]))
+                    .map_err(db_err)?;
+                }
+                Mutation::HandOver {
+                    tenant,
+                    key_version,
+                    time_ms,
+                } => {
+                    let time_ms = i64::try_from(*time_ms).unwrap_or(i64::MAX);
+                    tx.prepare_cached("UPDATE keys SET handed_over_ms = ?3 WHERE tenant = ?1 AND key_version = ?2")
+                    .and_then(|mut statement| statement.execute(params![tenant, key_version, time_ms]))
+                    .map_err(db_err)?;
+                }
+                Mutation::PutMetadata {
+                    tenant,
+                    key_version,
+                    metadata,
+                } => {
+                    let metadata = serde_json::to_string(metadata).map_err(json_err)?;
+                    tx.prepare_cached("UPDATE keys SET metadata = ?3 WHERE tenant = ?1 AND key_version = ?2")
+                    .and_then(|mut statement| statement.execute(params![tenant, key_version, metadata]))
                     .map_err(db_err)?;
                 }
                 Mutation::PutCredential { tenant, sealed } => {

@@ -22,6 +22,21 @@ impl Trustee {
     /// # Errors
     /// [`Error::Denied`], [`Error::UnknownTenant`], [`Error::Store`].
     pub async fn audit(&self, caller: PeerIdentity, tenant: String) -> Result<AuditLog, Error> {
+        self.audit_from(caller, tenant, 0).await
+    }
+
+    /// The entries of the tenant's chain with `seq >= from` (all with 0 or 1), with a fresh
+    /// signed checkpoint over the head (customer admin). The whole chain is still checked
+    /// before the checkpoint is signed; only the answer is cut.
+    ///
+    /// # Errors
+    /// As [`Self::audit`].
+    pub async fn audit_from(
+        &self,
+        caller: PeerIdentity,
+        tenant: String,
+        from: u64,
+    ) -> Result<AuditLog, Error> {
         // The check runs in the engine, after every earlier request was committed; the read
         // itself runs on a separate connection so a long download never holds up releases.
         let checked = tenant.clone();
@@ -40,7 +55,9 @@ impl Trustee {
                     .map_err(|_| Error::Internal("audit reader lock poisoned".into()))?;
                 reader.audit_entries(&tenant)?
             };
-            signed_log(&signing, &tenant, entries, clock.now_ms())
+            let mut log = signed_log(&signing, &tenant, entries, clock.now_ms())?;
+            log.entries.retain(|entry| entry.seq >= from);
+            Ok(log)
         })
         .await
         .map_err(|e| Error::Internal(format!("audit task failed: {e}")))?

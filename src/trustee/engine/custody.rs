@@ -12,7 +12,8 @@ use crate::trustee::Error;
 use crate::trustee::audit::{AuditEvent, sign_receipt};
 use crate::trustee::store::{KeyRecord, Mutation};
 use crate::trustee::wire::{
-    EnrollRequest, EnrollResponse, Policy, ShredReceipt, ShredRequest, validate_request_id,
+    EnrollRequest, EnrollResponse, Policy, RevocationKind, ShredReceipt, ShredRequest,
+    validate_request_id,
 };
 
 impl Trustee {
@@ -163,6 +164,8 @@ impl Engine {
             metadata: metadata.clone(),
             sealed: Some(sealed),
             shredded_ms: None,
+            deposited_ms: batch.now_ms,
+            handed_over_ms: None,
         };
         // The S3 credential is sealed as the shares are, under its own associated data.
         let sealed_credential = match &request.sigv4 {
@@ -250,7 +253,14 @@ impl Engine {
             tenant: tenant.to_owned(),
             policy: policy.clone(),
         });
-        self.policies.insert(tenant.to_owned(), policy);
+        // The proxies allowed before hear of the change too (a removed proxy must drop its
+        // cached keys).
+        let before = self
+            .policies
+            .insert(tenant.to_owned(), policy)
+            .map(|old| old.allowed_proxies)
+            .unwrap_or_default();
+        self.revoke(batch, tenant, None, RevocationKind::Policy, &before);
         // A new rate limit takes effect with a full bucket.
         self.buckets.remove(tenant);
         self.append(batch, entry);
@@ -288,6 +298,8 @@ impl Engine {
         let Some(record) = self.keys.get_mut(&(tenant.to_owned(), key_version)) else {
             return Err(Error::UnknownTenant);
         };
+        // A handed-over share is still here until this shred: shredding it is the hand-over's
+        // last step, and works like any other shred.
         if record.sealed.is_none() {
             return Err(Error::Shredded);
         }
@@ -315,6 +327,13 @@ impl Engine {
         entry.request_id = request.request_id.clone();
         entry.detail = Some(format!("holder={holder} fingerprint={fingerprint}"));
         let (audit_seq, audit_hash) = self.append(batch, entry);
+        self.revoke(
+            batch,
+            tenant,
+            Some(key_version),
+            RevocationKind::Shred,
+            &[],
+        );
         let mut receipt = ShredReceipt {
             kind: "treuhand-shred-receipt-v1".into(),
             tenant: tenant.to_owned(),

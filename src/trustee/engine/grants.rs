@@ -1,5 +1,6 @@
-//! Emergency grants: an operator files one, the tenant's customer admin approves it, and it
-//! expires by itself; releases under `operator_maintenance` need a live one.
+//! Emergency grants: an operator files one, the tenant's customer admin approves or denies
+//! it, and it expires by itself unless the customer admin revokes it first; releases under
+//! `operator_maintenance` need a live (approved, unexpired) one.
 
 use super::{Batch, Engine, Trustee, require_admin};
 use crate::tls::{PeerIdentity, Role};
@@ -8,8 +9,19 @@ use crate::trustee::audit::AuditEvent;
 use crate::trustee::policy::Denial;
 use crate::trustee::store::Mutation;
 use crate::trustee::wire::{
-    Grant, GrantRequest, GrantState, MAX_REASON_BYTES, validate_request_id,
+    Grant, GrantRequest, GrantState, MAX_REASON_BYTES, RevocationKind, validate_request_id,
 };
+
+/// A grant state's wire name, for messages.
+fn state_name(state: GrantState) -> &'static str {
+    match state {
+        GrantState::Pending => "pending",
+        GrantState::Approved => "approved",
+        GrantState::Expired => "expired",
+        GrantState::Denied => "denied",
+        GrantState::Revoked => "revoked",
+    }
+}
 
 impl Trustee {
     /// Files an emergency grant request (operator).
@@ -38,6 +50,38 @@ impl Trustee {
     ) -> Result<Grant, Error> {
         self.submit(move |engine, batch| engine.approve_grant(batch, &caller, &tenant, &grant_id))
             .await
+    }
+
+    /// Denies a pending grant (customer admin).
+    ///
+    /// # Errors
+    /// [`Error::Denied`], [`Error::NotFound`], [`Error::Conflict`].
+    pub async fn deny_grant(
+        &self,
+        caller: PeerIdentity,
+        tenant: String,
+        grant_id: String,
+    ) -> Result<Grant, Error> {
+        self.submit(move |engine, batch| {
+            engine.end_grant(batch, &caller, &tenant, &grant_id, GrantState::Denied)
+        })
+        .await
+    }
+
+    /// Revokes an approved grant (customer admin): releases under it stop at once.
+    ///
+    /// # Errors
+    /// [`Error::Denied`], [`Error::NotFound`], [`Error::Conflict`].
+    pub async fn revoke_grant(
+        &self,
+        caller: PeerIdentity,
+        tenant: String,
+        grant_id: String,
+    ) -> Result<Grant, Error> {
+        self.submit(move |engine, batch| {
+            engine.end_grant(batch, &caller, &tenant, &grant_id, GrantState::Revoked)
+        })
+        .await
     }
 
     /// Lists a tenant's grants (customer admin or operator).
@@ -140,8 +184,8 @@ impl Engine {
         };
         if grant.state != GrantState::Pending {
             return Err(Error::Conflict(format!(
-                "grant {grant_id} is {:?}, only a pending grant can be approved",
-                grant.state
+                "grant {grant_id} is {}; only a pending grant can be approved",
+                state_name(grant.state)
             )));
         }
         grant.state = GrantState::Approved;
@@ -164,6 +208,70 @@ impl Engine {
             grant.expires_ms.unwrap_or(0)
         ));
         self.append(batch, entry);
+        Ok(grant)
+    }
+
+    /// Ends a grant at the customer admin's word: `Denied` from pending, `Revoked` from
+    /// approved. A revoked grant ends now: its `expires_ms` becomes the revocation time, and
+    /// [`crate::trustee::policy::grant_covers`] no longer admits anything under it.
+    pub(super) fn end_grant(
+        &mut self,
+        batch: &mut Batch,
+        caller: &PeerIdentity,
+        tenant: &str,
+        grant_id: &str,
+        to: GrantState,
+    ) -> Result<Grant, Error> {
+        require_admin(caller, tenant)?;
+        let now = batch.now_ms;
+        let grant = match self.grants.get_mut(grant_id) {
+            Some(grant) if grant.tenant == tenant => grant,
+            _ => {
+                return Err(Error::NotFound(format!(
+                    "no grant {grant_id:?} for tenant {tenant:?}"
+                )));
+            }
+        };
+        let (from, event, verb) = match to {
+            GrantState::Denied => (GrantState::Pending, AuditEvent::GrantDenied, "denied"),
+            _ => (GrantState::Approved, AuditEvent::GrantRevoked, "revoked"),
+        };
+        if grant.state != from {
+            let hint = match (to, grant.state) {
+                (GrantState::Denied, GrantState::Approved) => "; revoke an approved grant instead",
+                (GrantState::Revoked, GrantState::Pending) => "; deny a pending grant instead",
+                _ => "; it has already ended",
+            };
+            return Err(Error::Conflict(format!(
+                "grant {grant_id} is {}; only a{} {} grant can be {verb}{hint}",
+                state_name(grant.state),
+                if from == GrantState::Approved { "n" } else { "" },
+                state_name(from),
+            )));
+        }
+        grant.state = to;
+        if to == GrantState::Revoked {
+            grant.expires_ms = Some(grant.expires_ms.map_or(now, |e| e.min(now)));
+        }
+        let grant = grant.clone();
+        batch.mutations.push(Mutation::PutGrant(grant.clone()));
+        let mut entry = self.entry(
+            batch,
+            tenant,
+            grant.scope.key_version,
+            caller.to_string(),
+            event,
+        );
+        entry.grant = Some(grant.id.clone());
+        entry.detail = Some(format!("ticket={}", grant.ticket));
+        self.append(batch, entry);
+        self.revoke(
+            batch,
+            tenant,
+            grant.scope.key_version,
+            RevocationKind::Grant,
+            &[],
+        );
         Ok(grant)
     }
 

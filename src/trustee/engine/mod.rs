@@ -27,7 +27,9 @@
 //! | `release.rs` | share release, and the gates every use of a share passes: authorization, the policy decision, denials |
 //! | `evaluate.rs` | per-object OPRF evaluation (`/v2`) and the strict tenants' signature checks (evaluate, authorize) |
 //! | `custody.rs` | deposit (enrollment), the tenant's policy, shred |
-//! | `grants.rs` | emergency grants: request, approval, expiry, listing |
+//! | `grants.rs` | emergency grants: request, approval, denial, revocation, expiry, listing |
+//! | `lifecycle.rs` | the key lifecycle at this holder: listing key versions, the hand-over of a share to the customer admin, metadata updates after a re-deal |
+//! | `revocations.rs` | the in-memory revocation stream the proxies long-poll (`/v1/revocations`) |
 //!
 //! The duty files extend `Engine` and [`Trustee`] with `impl` blocks and import only from
 //! this file, never from each other.
@@ -36,7 +38,9 @@ mod chain;
 mod custody;
 mod evaluate;
 mod grants;
+mod lifecycle;
 mod release;
+mod revocations;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +50,8 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 pub use self::chain::migrate_audit;
+pub use self::revocations::MAX_WAIT as MAX_REVOCATION_WAIT;
+use self::revocations::{PendingEvent, Revocations};
 use crate::crypto::seal::SealingKey;
 use crate::crypto::sign::SigningKey;
 use crate::tls::{PeerIdentity, Role};
@@ -95,6 +101,8 @@ pub(super) struct Batch {
     mutations: Vec<Mutation>,
     replies: Vec<Reply>,
     erase: bool,
+    /// Revocation events, published once the batch committed.
+    events: Vec<PendingEvent>,
 }
 
 /// Handle to the running engine; cheap to clone.
@@ -105,6 +113,7 @@ pub struct Trustee {
     signing: Arc<SigningKey>,
     clock: Arc<dyn Clock>,
     reader: Arc<std::sync::Mutex<Box<dyn AuditReader>>>,
+    revocations: Arc<Revocations>,
 }
 
 impl std::fmt::Debug for Trustee {
@@ -133,6 +142,8 @@ pub(super) struct Engine {
     denials: DenialLimiter,
     /// Budget of service-log lines for callers refused before anything is chained.
     strangers: DenialLimiter,
+    /// Where committed revocation events go.
+    revocations: Arc<Revocations>,
 }
 
 pub(super) fn share_aad(tenant: &str, key_version: u32, x: u8) -> Vec<u8> {
@@ -200,6 +211,7 @@ impl Trustee {
         let public_key = signing.public_key();
         let signing = Arc::new(signing);
         let reader = Arc::new(std::sync::Mutex::new(store.reader()?));
+        let revocations = Arc::new(Revocations::new()?);
         let mut engine = Engine {
             store,
             sealing,
@@ -215,6 +227,7 @@ impl Trustee {
             buckets: HashMap::new(),
             denials: DenialLimiter::new(options.denial_log, options.denial_log_callers),
             strangers: DenialLimiter::new(options.denial_log, options.denial_log_callers),
+            revocations: revocations.clone(),
         };
         engine.reload()?;
         let (tx, rx) = mpsc::channel::<Job>(options.queue.max(1));
@@ -242,6 +255,7 @@ impl Trustee {
             signing,
             clock,
             reader,
+            revocations,
         })
     }
 
@@ -290,6 +304,7 @@ impl Engine {
                 mutations: Vec::new(),
                 replies: Vec::new(),
                 erase: false,
+                events: Vec::new(),
             };
             if !self.poisoned {
                 self.expire_grants(&mut batch);
@@ -330,11 +345,38 @@ impl Engine {
                     tracing::error!(error = %e, "erasing freed pages after a shred failed");
                 }
             }
+            if committed {
+                // Before the replies: a caller that got its answer (a shred) finds the event
+                // already in the stream.
+                self.revocations.publish(std::mem::take(&mut batch.events));
+            }
             metrics::histogram!("trustee_group_commit_jobs").record(jobs as f64);
             for reply in batch.replies {
                 reply(committed);
             }
         }
+    }
+
+    /// Queues a revocation event for `tenant`, visible to the proxies its policy allows now
+    /// and to `also` (those it allowed before the change).
+    fn revoke(
+        &self,
+        batch: &mut Batch,
+        tenant: &str,
+        key_version: Option<u32>,
+        kind: crate::trustee::wire::RevocationKind,
+        also: &[String],
+    ) {
+        let mut proxies: std::collections::BTreeSet<String> = also.iter().cloned().collect();
+        if let Some(policy) = self.policies.get(tenant) {
+            proxies.extend(policy.allowed_proxies.iter().cloned());
+        }
+        batch.events.push(PendingEvent {
+            tenant: tenant.to_owned(),
+            key_version,
+            kind,
+            proxies,
+        });
     }
 
     fn require_tenant(&self, tenant: &str) -> Result<(), Error> {

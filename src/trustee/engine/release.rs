@@ -101,7 +101,8 @@ impl Engine {
 
     /// The gates every use of a share passes, release or evaluation, in this order: a known
     /// tenant key version; an authorized caller ([`authorize`]; a refused caller is not
-    /// chained unless `chain_refused_proxies` and it is a proxy); not shredded; `check` (the
+    /// chained unless `chain_refused_proxies` and it is a proxy); not shredded; not handed
+    /// over; `check` (the
     /// use's own conditions: the key's scheme, the customer's signature); the policy decision
     /// ([`Engine::decide`]). Every refusal after authorization is chained with `entry` (the
     /// use's event and the request's fields). On success the share is open and `entry`
@@ -133,6 +134,7 @@ impl Engine {
             return Err(Error::UnknownTenant);
         };
         let sealed = record.sealed.clone();
+        let handed_over = record.handed_over_ms.is_some();
         let holder = record.holder.clone();
         let scheme = record.metadata.scheme;
         let x = record.metadata.holder(&holder).map(|h| h.x);
@@ -154,6 +156,11 @@ impl Engine {
             self.append_denial(batch, entry, "shredded");
             return Err(Error::Shredded);
         };
+        // Handed to the customer admin for a re-deal: the new holder serves the version now.
+        if handed_over {
+            self.append_denial(batch, entry, "handed_over");
+            return Err(Error::HandedOver);
+        }
         let x = x.ok_or_else(|| Error::Internal("enrolled holder missing from metadata".into()))?;
         if let Err(error) = check(self, scheme, &mut entry, batch.now_ms) {
             let outcome = match &error {
