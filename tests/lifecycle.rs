@@ -172,7 +172,10 @@ impl Setup {
             key: "k".into(),
             id: ObjectId([5; 32]),
         };
-        let answer = self.proxy(holder).evaluate(TENANT, version, &request).await?;
+        let answer = self
+            .proxy(holder)
+            .evaluate(TENANT, version, &request)
+            .await?;
         let x = metadata.holder(holder).unwrap().x;
         let customer = scheme::key_share(metadata, &self.customer_share(version).share).unwrap();
         let local = oprf::evaluate_local(&customer, &identity).unwrap();
@@ -227,7 +230,10 @@ async fn rotate_makes_a_new_version_and_keeps_the_old_one_readable_in_the_regist
     let after = setup.registration();
     assert_eq!(after.metadata.key_version, 2);
     assert_eq!(after.previous.len(), 1);
-    assert_eq!(after.previous[0], before.metadata, "version 1 stays, unchanged");
+    assert_eq!(
+        after.previous[0], before.metadata,
+        "version 1 stays, unchanged"
+    );
     assert_eq!(after.metadata.threshold, before.metadata.threshold);
     assert_ne!(after.metadata.public_key, before.metadata.public_key);
     assert_eq!(after.metadata.holder("trustee").unwrap().x, 2);
@@ -246,7 +252,10 @@ async fn rotate_makes_a_new_version_and_keeps_the_old_one_readable_in_the_regist
     let policy = trustee.policy(TENANT).await.unwrap();
     assert_eq!(policy.allowed_proxies, vec!["dev-proxy".to_owned()]);
     // Both versions answer evaluations the proxy can combine with the customer's shares.
-    setup.object_kek(&after.previous[0], "trustee").await.unwrap();
+    setup
+        .object_kek(&after.previous[0], "trustee")
+        .await
+        .unwrap();
     setup.object_kek(&after.metadata, "trustee").await.unwrap();
 }
 
@@ -284,14 +293,22 @@ async fn shred_writes_a_verifiable_receipt_per_holder_and_removes_the_version() 
     let out = setup
         .admin(
             &["shred"],
-            &["--version", "1", "--receipt-dir", receipts.to_str().unwrap()],
+            &[
+                "--version",
+                "1",
+                "--receipt-dir",
+                receipts.to_str().unwrap(),
+            ],
         )
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let file = receipts.join("acme-v1-trustee.receipt.json");
     let receipt: ShredReceipt =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    assert_eq!((receipt.key_version, receipt.holder.as_str()), (1, "trustee"));
+    assert_eq!(
+        (receipt.key_version, receipt.holder.as_str()),
+        (1, "trustee")
+    );
     let key = treuhand::admin::profile::read_public_key(
         setup.dir.join("trustee/signing.pub").to_str().unwrap(),
     )
@@ -371,7 +388,10 @@ async fn handover_moves_the_share_without_changing_any_object_key() {
     assert_eq!(after.trustees[0].url, setup.url("trustee-b"));
     for (old, new) in before.versions().zip(after.versions()) {
         assert_eq!(old.key_version, new.key_version);
-        assert_eq!(old.public_key, new.public_key, "the tenant key is unchanged");
+        assert_eq!(
+            old.public_key, new.public_key,
+            "the tenant key is unchanged"
+        );
         assert_eq!(old.holder("customer"), new.holder("customer"));
         assert!(new.holder("trustee").is_none());
         assert_eq!(new.holder("trustee-b").unwrap().x, 3);
@@ -379,10 +399,7 @@ async fn handover_moves_the_share_without_changing_any_object_key() {
     // Every object's key is the same through the new trustee and the customer's unchanged
     // share.
     for (metadata, kek) in after.versions().zip(&keks) {
-        assert_eq!(
-            &setup.object_kek(metadata, "trustee-b").await.unwrap(),
-            kek
-        );
+        assert_eq!(&setup.object_kek(metadata, "trustee-b").await.unwrap(), kek);
     }
     for (v, bytes) in [1, 2].iter().zip(&customer_shares) {
         let now = std::fs::read(setup.dir.join(format!("shares/{}", share_name(*v)))).unwrap();
@@ -427,7 +444,7 @@ async fn handover_moves_the_share_without_changing_any_object_key() {
             ],
         )
         .await;
-    let _ = out;
+    assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         states(&setup.customer("trustee-b")).await,
         vec![(1, KeyState::Active), (2, KeyState::Active)]

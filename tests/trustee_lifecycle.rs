@@ -310,7 +310,10 @@ async fn handover_gives_the_share_to_the_customer_admin_only_and_logs_it() {
     assert!(detail.contains("to=trustee-b"), "{detail}");
     // No share material in the log.
     let text = serde_json::to_string(&log).unwrap();
-    assert!(!text.contains(&answer.share), "the share leaked into the log");
+    assert!(
+        !text.contains(&answer.share),
+        "the share leaked into the log"
+    );
 
     // A bad target name is refused before anything happens.
     let bad = invalid(customer.handover("acme", 1, &handover_to("")).await);
@@ -343,9 +346,13 @@ async fn a_handed_over_key_evaluates_nothing() {
     enroll_oprf(&harness, "acme", &["proxy-1"], None).await;
     let proxy = harness.client(Role::Proxy, "proxy-1");
     let customer = harness.client(Role::Customer, "acme");
-    evaluate_decoded(&proxy, "acme", &evaluate_request("e-1", "photos", "cat", CAT))
-        .await
-        .unwrap();
+    evaluate_decoded(
+        &proxy,
+        "acme",
+        &evaluate_request("e-1", "photos", "cat", CAT),
+    )
+    .await
+    .unwrap();
     customer
         .handover("acme", 1, &handover_to("trustee-b"))
         .await
@@ -447,13 +454,19 @@ async fn a_metadata_update_must_keep_this_holders_key_and_the_tenant_key() {
     let mut renamed = redealt.clone();
     renamed.holders[1].name = "trustee-x".into();
     let message = invalid(customer.update_metadata("acme", 1, &update(&renamed)).await);
-    assert!(message.contains("\"trustee\" (this holder) is not listed"), "{message}");
+    assert!(
+        message.contains("\"trustee\" (this holder) is not listed"),
+        "{message}"
+    );
     // This holder under another x or public key (the swapped names stay consistent in K).
     let mut swapped = redealt.clone();
     swapped.holders[0].name = "trustee".into();
     swapped.holders[1].name = "customer".into();
     let message = invalid(customer.update_metadata("acme", 1, &update(&swapped)).await);
-    assert!(message.contains("has x = 1 but its share has x = 2"), "{message}");
+    assert!(
+        message.contains("has x = 1 but its share has x = 2"),
+        "{message}"
+    );
     // A different threshold, strictness, version or an inconsistent set of keys.
     let mut strict = redealt.clone();
     strict.strict = true;
@@ -472,14 +485,20 @@ async fn a_metadata_update_must_keep_this_holders_key_and_the_tenant_key() {
         "wrong_role"
     );
     // Nothing changed so far.
-    assert_eq!(customer.keys("acme").await.unwrap().keys[0].metadata, metadata);
+    assert_eq!(
+        customer.keys("acme").await.unwrap().keys[0].metadata,
+        metadata
+    );
 
     let updated = customer
         .update_metadata("acme", 1, &update(&redealt))
         .await
         .unwrap();
     assert_eq!((updated.tenant.as_str(), updated.key_version), ("acme", 1));
-    assert_eq!(customer.keys("acme").await.unwrap().keys[0].metadata, redealt);
+    assert_eq!(
+        customer.keys("acme").await.unwrap().keys[0].metadata,
+        redealt
+    );
     let log = customer.audit("acme").await.unwrap();
     verify_log(&log, &harness.public_key).unwrap();
     let entry = log
@@ -494,9 +513,13 @@ async fn a_metadata_update_must_keep_this_holders_key_and_the_tenant_key() {
         "{detail}"
     );
     // The holder still evaluates under the new metadata.
-    evaluate_decoded(&proxy, "acme", &evaluate_request("e-1", "photos", "cat", CAT))
-        .await
-        .unwrap();
+    evaluate_decoded(
+        &proxy,
+        "acme",
+        &evaluate_request("e-1", "photos", "cat", CAT),
+    )
+    .await
+    .unwrap();
     harness.stop().await;
 }
 
@@ -745,7 +768,10 @@ async fn audit_from_returns_only_the_new_entries_and_they_chain_onto_the_old_hea
     let new = customer.audit_from("acme", head.seq + 1).await.unwrap();
     assert_eq!(new.entries.len(), 3);
     assert_eq!(new.entries[0].seq, head.seq + 1);
-    assert_eq!(new.entries[0].prev, head.hash, "the new part links to the old head");
+    assert_eq!(
+        new.entries[0].prev, head.hash,
+        "the new part links to the old head"
+    );
     for pair in new.entries.windows(2) {
         assert_eq!(pair[1].prev, pair[0].hash);
         assert_eq!(pair[1].seq, pair[0].seq + 1);

@@ -86,7 +86,7 @@ pub async fn run(
     std::fs::create_dir_all(receipt_dir)
         .with_context(|| format!("cannot create {}", receipt_dir.display()))?;
     // The departing holder's URL: from the registration, or (on a rerun after the registration
-    // dropped it) from the profile.
+    // dropped it) from the profile, which keeps it until its shreds are done.
     let from_url = config
         .trustees
         .iter()
@@ -98,10 +98,18 @@ pub async fn run(
                 .iter()
                 .find(|t| t.name == from)
                 .map(|t| t.url.clone())
-        })
-        .ok_or_else(|| {
-            anyhow::anyhow!("'{from}' is not a trustee of the registration or the profile")
-        })?;
+        });
+    let Some(from_url) = from_url else {
+        if config.versions().all(|m| m.holder(from).is_none())
+            && config.trustees.iter().any(|t| t.holder == new_name)
+        {
+            output.note(format!(
+                "nothing left to hand over: no live key version names '{from}' and the profile no longer lists it (an earlier run finished)"
+            ));
+            return Ok(());
+        }
+        anyhow::bail!("'{from}' is not a trustee of the registration or the profile");
+    };
     // Refuse up front what cannot be re-dealt, before any holder is touched.
     let pending: Vec<u32> = config
         .versions()
@@ -175,7 +183,7 @@ pub async fn run(
                     (from, new_name),
                     &share_dir,
                     policy,
-                    sigv4.as_ref().map(|c| c.clone()),
+                    sigv4.clone(),
                 )
                 .await?;
                 (next, true)
@@ -217,31 +225,9 @@ pub async fn run(
             dealt_now,
         });
     }
-    // The profile names the new trustee instead of the departing one (the departing one's
-    // pinned key is needed for its receipts, so keep a copy).
-    let departing_ref = profile.trustees.iter().find(|t| t.name == from).cloned();
-    let mut pin_new = false;
-    if profile.trustees.iter().any(|t| t.name == from) || !profile.trustees.iter().any(|t| t.name == new_name) {
-        let known = profile
-            .trustees
-            .iter()
-            .find(|t| t.name == new_name)
-            .and_then(|t| t.trustee_key.clone());
-        profile.trustees.retain(|t| t.name != from && t.name != new_name);
-        pin_new = known.is_none();
-        profile.trustees.push(super::profile::HolderRef {
-            name: new_name.to_owned(),
-            url: new_url.to_owned(),
-            trustee_key: known,
-        });
-        profile.save(&admin.profile)?;
-    }
     // The departing holder shreds every version it held (also those an earlier run handed
     // over), with its own pinned key for the receipts.
-    let mut shred_profile = profile.clone();
-    if let Some(d) = departing_ref {
-        shred_profile.trustees.push(d);
-    }
+    let shred_profile = profile.clone();
     let mut shreds = Vec::new();
     let held_there: Vec<u32> = match departing.keys(&tenant).await {
         Ok(keys) => keys
@@ -253,19 +239,43 @@ pub async fn run(
         Err(_) => versions.iter().map(|v| v.key_version).collect(),
     };
     for version in held_there {
-        shreds.push(shred_at(&shred_profile, &tenant, version, (from, &from_url), receipt_dir).await);
+        shreds.push(
+            shred_at(
+                &shred_profile,
+                &tenant,
+                version,
+                (from, &from_url),
+                receipt_dir,
+            )
+            .await,
+        );
     }
     let failed: Vec<String> = shreds
         .iter()
         .filter(|s| !s.done())
-        .map(|s| {
-            format!(
-                "{} ({})",
-                s.holder,
-                s.error.as_deref().unwrap_or("failed")
-            )
-        })
+        .map(|s| format!("{} ({})", s.holder, s.error.as_deref().unwrap_or("failed")))
         .collect();
+    // The profile names the new trustee; the departing one leaves it once its shreds are done
+    // (a rerun still finds its URL and pinned key until then).
+    let known = profile
+        .trustees
+        .iter()
+        .find(|t| t.name == new_name)
+        .and_then(|t| t.trustee_key.clone());
+    let pin_new = known.is_none();
+    let keep_departing = !failed.is_empty();
+    let before = profile.trustees.clone();
+    profile
+        .trustees
+        .retain(|t| t.name != new_name && (keep_departing || t.name != from));
+    profile.trustees.push(super::profile::HolderRef {
+        name: new_name.to_owned(),
+        url: new_url.to_owned(),
+        trustee_key: known,
+    });
+    if profile.trustees != before {
+        profile.save(&admin.profile)?;
+    }
     let result = HandedOver {
         tenant: tenant.clone(),
         from: from.to_owned(),
@@ -342,10 +352,14 @@ async fn deal(
         );
     }
     let answer = departing
-        .handover(tenant, version, &HandoverRequest {
-            to: new_name.to_owned(),
-            request_id: Some(format!("handover-{tenant}-v{version}-{from}")),
-        })
+        .handover(
+            tenant,
+            version,
+            &HandoverRequest {
+                to: new_name.to_owned(),
+                request_id: Some(format!("handover-{tenant}-v{version}-{from}")),
+            },
+        )
         .await
         .with_context(|| format!("key version {version}: '{from}' did not hand its share over"))?;
     let departed = ShareEnvelope::parse(&answer.share)?;
@@ -353,8 +367,7 @@ async fn deal(
     if departed.key != customer.key {
         anyhow::bail!("key version {version}: '{from}' handed over a share of another key");
     }
-    let (next, share) =
-        scheme::redeal(metadata, &customer.share, &departed.share, from, new_name)?;
+    let (next, share) = scheme::redeal(metadata, &customer.share, &departed.share, from, new_name)?;
     let envelope = ShareEnvelope {
         key: customer.key.clone(),
         share,

@@ -95,7 +95,12 @@ pub async fn rotate(admin: &AdminArgs) -> anyhow::Result<()> {
             let order: Vec<&str> = trustees
                 .iter()
                 .map(|t| t.holder.as_str())
-                .chain(config.customer_url.as_ref().map(|_| tenant::CUSTOMER_HOLDER))
+                .chain(
+                    config
+                        .customer_url
+                        .as_ref()
+                        .map(|_| tenant::CUSTOMER_HOLDER),
+                )
                 .collect();
             let got: Vec<&str> = order.iter().copied().take_while(|h| *h != holder).collect();
             anyhow::bail!(
@@ -148,7 +153,11 @@ pub async fn rotate(admin: &AdminArgs) -> anyhow::Result<()> {
 
 /// One above every version the registration or any reachable holder knows, so a rerun after
 /// a failed deposit never reuses a version some holder already holds.
-async fn next_version(profile: &Profile, config: &TenantConfig, output: &super::output::Output) -> u32 {
+async fn next_version(
+    profile: &Profile,
+    config: &TenantConfig,
+    output: &super::output::Output,
+) -> u32 {
     let mut highest = config.versions().map(|m| m.key_version).max().unwrap_or(0);
     let tenant = &config.metadata.tenant;
     for (name, url) in registered_holders(config) {
@@ -323,7 +332,10 @@ fn check_receipt(
     if crate::trustee::audit::verify_receipt(&key, receipt) {
         Ok(true)
     } else {
-        Err("the receipt's signature does not verify against the holder's pinned trustee_key".into())
+        Err(
+            "the receipt's signature does not verify against the holder's pinned trustee_key"
+                .into(),
+        )
     }
 }
 

@@ -233,7 +233,9 @@ impl S3Client {
         let truncated = tag_values(&text, "IsTruncated")
             .first()
             .is_some_and(|v| v == "true");
-        let next = tag_values(&text, "NextContinuationToken").into_iter().next();
+        let next = tag_values(&text, "NextContinuationToken")
+            .into_iter()
+            .next();
         Ok(Page {
             keys: tag_values(&text, "Key"),
             next: if truncated { next } else { None },

@@ -228,8 +228,10 @@ pub fn redeal(
 /// The scalar of a checked key share (its bytes are canonical by construction).
 fn scalar_of(share: &KeyShare) -> Result<curve25519_dalek::scalar::Scalar, Error> {
     let bytes = share.expose_secret();
-    Option::from(curve25519_dalek::scalar::Scalar::from_canonical_bytes(*bytes))
-        .ok_or(Error::Internal("key share not canonical"))
+    Option::from(curve25519_dalek::scalar::Scalar::from_canonical_bytes(
+        *bytes,
+    ))
+    .ok_or(Error::Internal("key share not canonical"))
 }
 
 fn oprf_error(e: oprf::OprfError) -> Error {
@@ -352,17 +354,12 @@ mod tests {
 
     #[test]
     fn a_redealt_share_combines_with_the_customers_to_the_same_object_secret() {
-        let (metadata, shares) = split(
-            &key(),
-            2,
-            &["customer", "trustee"],
-            SplitOptions::default(),
-        )
-        .unwrap();
+        let (metadata, shares) =
+            split(&key(), 2, &["customer", "trustee"], SplitOptions::default()).unwrap();
         let object = identity(1);
         let before = y_with(&metadata, &shares[0], &shares[1], &object);
-        let (next, share) = redeal(&metadata, &shares[0], &shares[1], "trustee", "trustee-b")
-            .unwrap();
+        let (next, share) =
+            redeal(&metadata, &shares[0], &shares[1], "trustee", "trustee-b").unwrap();
         next.validate().unwrap();
         assert_eq!(share.x(), 3, "a fresh x above every registered one");
         assert_eq!(next.public_key, metadata.public_key, "K is unchanged");
@@ -430,7 +427,9 @@ mod tests {
             RedealError::ThresholdAboveTwo { threshold: 3, .. }
         ));
         let text = error.to_string();
-        assert!(text.contains("tenant rotate") && text.contains("rewrap") && text.contains("shred"));
+        assert!(
+            text.contains("tenant rotate") && text.contains("rewrap") && text.contains("shred")
+        );
     }
 
     #[test]

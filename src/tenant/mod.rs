@@ -351,8 +351,7 @@ pub async fn ceremony(c: &Ceremony<'_>, depositor: &dyn Depositor) -> Result<Dea
             allow_trustees_alone: c.options.allow_trustees_alone,
         },
     )?;
-    if metadata.trustees_alone_reach_threshold(CUSTOMER_HOLDER) && !c.options.allow_trustees_alone
-    {
+    if metadata.trustees_alone_reach_threshold(CUSTOMER_HOLDER) && !c.options.allow_trustees_alone {
         return Err(Error::TrusteesAlone {
             trustees: c.trustees.len(),
             threshold: c.threshold,

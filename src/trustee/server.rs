@@ -175,9 +175,7 @@ pub async fn run(
                 let server = server.clone();
                 let identity = identity.clone();
                 let closing = closing.clone();
-                async move {
-                    Ok::<_, Infallible>(handle(&server, identity, request, closing).await)
-                }
+                async move { Ok::<_, Infallible>(handle(&server, identity, request, closing).await) }
             });
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
@@ -397,7 +395,11 @@ fn version_param(version: &str) -> Result<u32, Response<Body>> {
 /// API is digits or letters, so nothing needs decoding); a repeated name is refused.
 fn query_params(query: Option<&str>) -> Result<Vec<(&str, &str)>, Response<Body>> {
     let mut params: Vec<(&str, &str)> = Vec::new();
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if params.iter().any(|(seen, _)| *seen == name) {
             return Err(bad_request(
@@ -420,7 +422,9 @@ fn u64_param(params: &[(&str, &str)], name: &str) -> Result<Option<u64>, Respons
         Ok(number) if digits => Ok(Some(number)),
         _ => Err(bad_request(
             "invalid_query",
-            format!("the query parameter {name} must be a decimal number (0..=18446744073709551615)"),
+            format!(
+                "the query parameter {name} must be a decimal number (0..=18446744073709551615)"
+            ),
         )),
     }
 }

@@ -331,9 +331,12 @@ impl SqliteStore {
 /// Stores created before key hand-overs lack the `deposited_ms` and `handed_over_ms` columns:
 /// adds them, and takes each key's deposit time from its deposit entry in the audit chain.
 fn add_key_lifecycle_columns(conn: &Connection) -> Result<(), Error> {
-    let columns = rows(conn, "SELECT name FROM pragma_table_info('keys')", [], |row| {
-        row.get::<_, String>(0)
-    })?;
+    let columns = rows(
+        conn,
+        "SELECT name FROM pragma_table_info('keys')",
+        [],
+        |row| row.get::<_, String>(0),
+    )?;
     if !columns.iter().any(|c| c == "handed_over_ms") {
         conn.execute_batch("ALTER TABLE keys ADD COLUMN handed_over_ms INTEGER")
             .map_err(db_err)?;
@@ -557,8 +560,12 @@ impl Store for SqliteStore {
                     metadata,
                 } => {
                     let metadata = serde_json::to_string(metadata).map_err(json_err)?;
-                    tx.prepare_cached("UPDATE keys SET metadata = ?3 WHERE tenant = ?1 AND key_version = ?2")
-                    .and_then(|mut statement| statement.execute(params![tenant, key_version, metadata]))
+                    tx.prepare_cached(
+                        "UPDATE keys SET metadata = ?3 WHERE tenant = ?1 AND key_version = ?2",
+                    )
+                    .and_then(|mut statement| {
+                        statement.execute(params![tenant, key_version, metadata])
+                    })
                     .map_err(db_err)?;
                 }
                 Mutation::PutCredential { tenant, sealed } => {

@@ -327,13 +327,7 @@ impl Engine {
         entry.request_id = request.request_id.clone();
         entry.detail = Some(format!("holder={holder} fingerprint={fingerprint}"));
         let (audit_seq, audit_hash) = self.append(batch, entry);
-        self.revoke(
-            batch,
-            tenant,
-            Some(key_version),
-            RevocationKind::Shred,
-            &[],
-        );
+        self.revoke(batch, tenant, Some(key_version), RevocationKind::Shred, &[]);
         let mut receipt = ShredReceipt {
             kind: "treuhand-shred-receipt-v1".into(),
             tenant: tenant.to_owned(),

@@ -245,7 +245,11 @@ impl Engine {
             return Err(Error::Conflict(format!(
                 "grant {grant_id} is {}; only a{} {} grant can be {verb}{hint}",
                 state_name(grant.state),
-                if from == GrantState::Approved { "n" } else { "" },
+                if from == GrantState::Approved {
+                    "n"
+                } else {
+                    ""
+                },
                 state_name(from),
             )));
         }

@@ -127,8 +127,7 @@ impl Engine {
     ) -> Result<HandoverResponse, Error> {
         require_admin(caller, tenant)?;
         let to = request.to.as_str();
-        if to.is_empty() || to.len() > MAX_HOLDER_NAME_BYTES || to.chars().any(char::is_control)
-        {
+        if to.is_empty() || to.len() > MAX_HOLDER_NAME_BYTES || to.chars().any(char::is_control) {
             return Err(Error::Invalid(format!(
                 "to must name the holder taking over in 1-{MAX_HOLDER_NAME_BYTES} bytes without control characters"
             )));
@@ -294,7 +293,10 @@ fn check_successor(old: &KeyMetadata, holder: &str, new: &KeyMetadata) -> Result
     }
     same("scheme", new.scheme == old.scheme)?;
     same("threshold", new.threshold == old.threshold)?;
-    same("the tenant public key (public_key)", new.public_key == old.public_key)?;
+    same(
+        "the tenant public key (public_key)",
+        new.public_key == old.public_key,
+    )?;
     same("the key commitment", new.commitment == old.commitment)?;
     same("strict", new.strict == old.strict)?;
     same(

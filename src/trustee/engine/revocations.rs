@@ -216,9 +216,15 @@ mod tests {
     fn a_caller_behind_the_ring_is_reset_and_one_at_its_edge_is_not() {
         let stream = Revocations::new().unwrap();
         let epoch = stream.epoch.clone();
-        stream.publish((0..RING_CAPACITY + 10).map(|_| event("acme", &["p"])).collect());
+        stream.publish(
+            (0..RING_CAPACITY + 10)
+                .map(|_| event("acme", &["p"]))
+                .collect(),
+        );
         // Kept: seq 11..=4106. After 10 the next one (11) is kept; after 9 it is not.
-        assert!(matches!(stream.look("p", &epoch, 10), Look::Events(_, e) if e.len() == RING_CAPACITY));
+        assert!(
+            matches!(stream.look("p", &epoch, 10), Look::Events(_, e) if e.len() == RING_CAPACITY)
+        );
         assert!(matches!(stream.look("p", &epoch, 9), Look::Reset(4106)));
         assert!(matches!(stream.look("p", "", 4106), Look::Reset(4106)));
         assert!(matches!(stream.look("p", &epoch, 4107), Look::Reset(4106)));
@@ -236,11 +242,6 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].tenant, "beta");
         assert_eq!(events[0].seq, 2);
-        assert!(
-            stream
-                .epoch
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric())
-        );
+        assert!(stream.epoch.bytes().all(|b| b.is_ascii_alphanumeric()));
     }
 }
