@@ -60,6 +60,8 @@ impl Setup {
             key.to_str().unwrap(),
             "--allow-proxy",
             "dev-proxy",
+            "--allow-proxy",
+            "test-proxy",
             "--access-key-id",
             "AKACME",
             "--secret-access-key",
@@ -250,7 +252,7 @@ async fn rotate_makes_a_new_version_and_keeps_the_old_one_readable_in_the_regist
     );
     // The policy the customer set at create is kept (the rotation's deposit carries none).
     let policy = trustee.policy(TENANT).await.unwrap();
-    assert_eq!(policy.allowed_proxies, vec!["dev-proxy".to_owned()]);
+    assert_eq!(policy.allowed_proxies, ["dev-proxy", "test-proxy"]);
     // Both versions answer evaluations the proxy can combine with the customer's shares.
     setup
         .object_kek(&after.previous[0], "trustee")
@@ -492,4 +494,132 @@ async fn handover_refuses_a_threshold_above_two_with_the_alternative() {
     );
     assert!(setup.customer("trustee-c").keys(TENANT).await.is_err());
     assert_eq!(setup.registration().metadata, before.metadata);
+}
+
+/// The SSE-C headers of a raw share, under `prefix`.
+fn sse(prefix: &str, share: &[u8; 32]) -> Vec<(String, String)> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    vec![
+        (format!("{prefix}algorithm"), "AES256".to_owned()),
+        (format!("{prefix}key"), b64.encode(share)),
+        (
+            format!("{prefix}key-md5"),
+            treuhand::bench::client::md5_base64(share),
+        ),
+    ]
+}
+
+fn raw_share(dir: &std::path::Path, version: u32) -> [u8; 32] {
+    let (raw, _) = treuhand::tenant::share_paths(&dir.join("shares"), TENANT, version);
+    std::fs::read(raw).unwrap().try_into().unwrap()
+}
+
+/// The stored bytes of `data/key` in the proxy's (filesystem) storage.
+async fn stored(config: &treuhand::proxy::config::ProxyConfig, key: &str) -> Vec<u8> {
+    let storage = treuhand::storage::Storage::from_config(&config.storage).unwrap();
+    let path = treuhand::proxy::s3::paths::TenantPaths::new(TENANT).object("data", key);
+    let size = storage.head(&path).await.unwrap().size;
+    storage.read_range(&path, 0..size).await.unwrap().to_vec()
+}
+
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    a.iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+#[tokio::test]
+async fn rewrap_moves_every_object_of_the_old_version_and_keeps_the_body_bytes() {
+    const SSE: &str = "x-amz-server-side-encryption-customer-";
+    let setup = Setup::start(&["trustee"], &[], 2).await;
+    let config = proxy_config(&setup.pki, &setup.dir, 3600);
+    let proxy_toml = setup.dir.join("proxy.toml");
+    write_proxy_toml(&proxy_toml, &config);
+    let process = ProxyProcess::start(&proxy_toml).await;
+    let tenant = TestTenant {
+        id: TENANT.into(),
+        access_key_id: "AKACME".into(),
+        secret_access_key: "operator-secret-1".into(),
+        share: None,
+    };
+    let v1 = raw_share(&setup.dir, 1);
+    let raw = Raw::new(&Proxy::attach(process.addr), &setup.pki);
+    raw.create_bucket(&tenant, "data").await;
+    let body = |i: u8| vec![i; 100_000];
+    let keys = ["a", "dir/b c", "z&1"];
+    for (i, key) in keys.iter().enumerate() {
+        let path = format!("/data/{key}");
+        let headers = sse(SSE, &v1);
+        let h: Vec<(&str, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let r = raw.put(&tenant, &path, &h, body(i as u8)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let mut before = Vec::new();
+    for key in keys {
+        before.push(stored(&config, key).await);
+    }
+    let out = setup.admin(&["rotate"], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A fresh proxy process reads the rotated registration (no reliance on its polling here).
+    process.kill().await;
+    let process = ProxyProcess::start(&proxy_toml).await;
+    let raw = Raw::new(&Proxy::attach(process.addr), &setup.pki);
+    let v2 = raw_share(&setup.dir, 2);
+    // One object written under version 2 already: skipped.
+    let headers = sse(SSE, &v2);
+    let h2: Vec<(&str, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let r = raw.put(&tenant, "/data/new", &h2, b"new".to_vec()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut profile = std::fs::read_to_string(&setup.profile).unwrap();
+    profile = profile.replacen(
+        "\n[[trustees]]",
+        &format!(
+            "\n[s3]\nendpoint = \"{}\"\naccess_key_id = \"AKACME\"\nsecret_access_key = \"operator-secret-1\"\n\n[[trustees]]",
+            process.endpoint()
+        ),
+        1,
+    );
+    std::fs::write(&setup.profile, profile).unwrap();
+    let value = json(&setup.admin(&["rewrap"], &["--from", "1", "--json"]).await);
+    assert_eq!(value["from"], 1);
+    assert_eq!(value["to"], 2);
+    assert_eq!(value["rewrapped"], 3);
+    assert_eq!(value["skipped"], 1);
+    assert_eq!(value["failed"], 0);
+    for (i, key) in keys.iter().enumerate() {
+        let path = format!("/data/{key}");
+        let r = raw.get(&tenant, &path, &h2).await;
+        assert_eq!(r.status, 200, "{key}: {}", r.text());
+        assert_eq!(
+            r.headers
+                .get("x-treuhand-key-version")
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            "2"
+        );
+        assert_eq!(r.body, body(i as u8));
+        // The body ciphertext is the same bytes: only the header changed.
+        let after = stored(&config, key).await;
+        assert!(
+            common_suffix(&before[i], &after) >= 100_000,
+            "{key}: body re-encrypted"
+        );
+    }
+    // A rerun has nothing left to do.
+    let value = json(&setup.admin(&["rewrap"], &["--from", "1", "--json"]).await);
+    assert_eq!(
+        (value["rewrapped"].as_u64(), value["skipped"].as_u64()),
+        (Some(0), Some(4))
+    );
+    process.kill().await;
 }
