@@ -33,6 +33,12 @@ impl Setup {
     /// `names` hold shares (threshold `threshold`, the customer always one of them); `idle`
     /// trustees only run.
     async fn start(names: &[&str], idle: &[&str], threshold: u8) -> Self {
+        Self::start_with(names, idle, threshold, false).await
+    }
+
+    /// As [`Setup::start`]; with `holder`, the customer's share is held by a customer-run
+    /// holder process named `customer` (no SSE-C).
+    async fn start_with(names: &[&str], idle: &[&str], threshold: u8, holder: bool) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = std::fs::canonicalize(tmp.path()).unwrap();
         let pki = Pki::new(&dir);
@@ -45,6 +51,10 @@ impl Setup {
         for name in idle {
             let config = write_trustee_toml(&pki, &dir.join(name), name);
             idle_ones.push((name.to_string(), TrusteeProcess::start(&config).await));
+        }
+        if holder {
+            let config = write_trustee_toml(&pki, &dir.join("customer"), "customer");
+            idle_ones.push(("customer".to_owned(), TrusteeProcess::start(&config).await));
         }
         let (cert, key) = pki.client(Role::Customer, TENANT, "customer-acme");
         let mut args: Vec<String> = [
@@ -80,6 +90,10 @@ impl Setup {
             args.push("--trustee".into());
             args.push(format!("{name}={}", process.url));
         }
+        if holder {
+            args.push("--holder-url".into());
+            args.push(idle_ones.last().unwrap().1.url.clone());
+        }
         if usize::from(threshold) <= trustees.len() {
             args.push("--allow-trustees-alone".into());
         }
@@ -98,6 +112,13 @@ impl Setup {
                 "\n[[trustees]]\nname = \"{name}\"\nurl = \"{}\"\ntrustee_key = \"{}\"\n",
                 process.url,
                 dir.join(name).join("signing.pub").display()
+            ));
+        }
+        if holder {
+            profile.push_str(&format!(
+                "\n[holder]\nname = \"customer\"\nurl = \"{}\"\ntrustee_key = \"{}\"\n",
+                idle_ones.last().unwrap().1.url,
+                dir.join("customer/signing.pub").display()
             ));
         }
         let path = dir.join("admin.toml");
@@ -622,4 +643,75 @@ async fn rewrap_moves_every_object_of_the_old_version_and_keeps_the_body_bytes()
         (Some(0), Some(4))
     );
     process.kill().await;
+}
+
+#[tokio::test]
+async fn handover_of_a_holder_tenant_gives_the_customers_holder_the_new_metadata() {
+    let setup = Setup::start_with(&["trustee"], &["trustee-b"], 2, true).await;
+    let before = setup.registration();
+    assert!(before.customer_url.is_some());
+    let kek = setup.object_kek(&before.metadata, "trustee").await.unwrap();
+    // Rotation deposits the customer's new share at its holder, too.
+    let value = json(&setup.admin(&["rotate"], &["--json"]).await);
+    assert_eq!(
+        PathBuf::from(value["share_file"].as_str().unwrap()),
+        setup.dir.join("shares/acme.v2.share.txt"),
+        "a holder tenant's share file is the text envelope"
+    );
+    let holder = setup.customer("customer");
+    assert_eq!(
+        states(&holder).await,
+        vec![(1, KeyState::Active), (2, KeyState::Active)]
+    );
+    let receipts = setup.dir.join("receipts");
+    let to = format!("trustee-b={}", setup.url("trustee-b"));
+    let out = setup
+        .admin(
+            &["handover"],
+            &[
+                "--from",
+                "trustee",
+                "--to",
+                &to,
+                "--receipt-dir",
+                receipts.to_str().unwrap(),
+            ],
+        )
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = setup.registration();
+    // The customer's holder keeps the same metadata as the registration for every version.
+    let keys = holder.keys(TENANT).await.unwrap();
+    for status in &keys.keys {
+        let registered = after
+            .versions()
+            .find(|m| m.key_version == status.key_version)
+            .unwrap();
+        assert_eq!(&status.metadata, registered);
+        assert!(status.metadata.holder("trustee-b").is_some());
+    }
+    let v1 = after.versions().find(|m| m.key_version == 1).unwrap();
+    assert_eq!(setup.object_kek(v1, "trustee-b").await.unwrap(), kek);
+    // Shredding a version reaches the customer's holder as well, with its receipt.
+    let out = setup
+        .admin(
+            &["shred"],
+            &[
+                "--version",
+                "1",
+                "--receipt-dir",
+                receipts.to_str().unwrap(),
+            ],
+        )
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    for holder in ["trustee-b", "customer"] {
+        assert!(
+            receipts
+                .join(format!("acme-v1-{holder}.receipt.json"))
+                .is_file(),
+            "{holder}"
+        );
+    }
+    assert!(!setup.dir.join("shares/acme.share.txt").exists());
 }
