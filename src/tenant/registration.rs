@@ -76,3 +76,68 @@ pub fn save(registration_dir: &Path, config: &TenantConfig) -> Result<PathBuf, E
     }
     Ok(file)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KeyId;
+    use crate::crypto::scheme::{self, SplitOptions};
+    use crate::proxy::config::TrusteeRef;
+
+    fn registration(version: u32) -> TenantConfig {
+        let (metadata, _) = scheme::split(
+            &KeyId::new("acme", version).unwrap(),
+            2,
+            &["customer", "trustee"],
+            SplitOptions::default(),
+        )
+        .unwrap();
+        TenantConfig {
+            access_key_id: "AKACME".into(),
+            secret_access_key: Some("operator-secret".into()),
+            customer_holder: "customer".into(),
+            customer_url: None,
+            trustees: vec![TrusteeRef {
+                holder: "trustee".into(),
+                url: "https://127.0.0.1:7443".into(),
+            }],
+            metadata,
+            previous: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_saved_registration_loads_back_whole_with_its_header_and_no_temp_file_left() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = registration(2);
+        config.previous.push(registration(1).metadata);
+        let file = save(dir.path(), &config).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.starts_with(HEADER), "{text}");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let loaded = load(dir.path(), "acme").unwrap();
+        assert_eq!(loaded.metadata, config.metadata);
+        assert_eq!(loaded.previous, config.previous);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["acme.toml"]);
+    }
+
+    #[test]
+    fn an_inconsistent_registration_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = registration(1);
+        // A decrypt-only version newer than the current one.
+        config.previous.push(registration(2).metadata);
+        assert!(matches!(save(dir.path(), &config), Err(Error::Invalid(_))));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Loading a registration of another tenant under this name is refused.
+        save(dir.path(), &registration(1)).unwrap();
+        std::fs::rename(dir.path().join("acme.toml"), dir.path().join("other.toml")).unwrap();
+        assert!(load(dir.path(), "other").is_err());
+    }
+}
