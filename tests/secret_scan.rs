@@ -137,6 +137,9 @@ fn allowed_holders() -> Vec<&'static str> {
         // The strict tenant's S3 credentials, which its customer generated at the ceremony.
         "demo-holder.s3-credentials",
         "shares/demo-holder.s3-credentials",
+        // The customer admins' profiles carry their tenant's S3 credentials (`[s3]`, mode 0600).
+        "admin/demo.toml",
+        "admin/demo-holder.toml",
         // The standard tenant's registration: the proxy needs its SigV4 secret to verify
         // signatures. Not `demo-holder`'s: a strict tenant's secret is never the proxy's, so
         // its registration is scanned like any other file.

@@ -476,8 +476,16 @@ async fn a_metadata_update_must_keep_this_holders_key_and_the_tenant_key() {
     broken.holders[2].public_key = metadata.holders[2].public_key.clone();
     broken.holders[2].x = 4;
     invalid(customer.update_metadata("acme", 1, &update(&broken)).await);
-    let message = invalid(customer.update_metadata("acme", 2, &update(&redealt)).await);
-    assert!(message.contains("key_version is 1"), "{message}");
+    let mut other_version = redealt.clone();
+    other_version.key_version = 2;
+    let message = invalid(
+        customer
+            .update_metadata("acme", 1, &update(&other_version))
+            .await,
+    );
+    assert!(message.contains("key_version is 2"), "{message}");
+    let unknown = customer.update_metadata("acme", 2, &update(&redealt)).await;
+    assert!(matches!(unknown, Err(Error::UnknownTenant)), "{unknown:?}");
     // Only the tenant's admin.
     let proxy = harness.client(Role::Proxy, "proxy-1");
     assert_eq!(
@@ -523,12 +531,57 @@ async fn a_metadata_update_must_keep_this_holders_key_and_the_tenant_key() {
     harness.stop().await;
 }
 
+/// A trustee started in-process with its engine handle at hand (to see waiting long polls).
+struct Bare {
+    dir: tempfile::TempDir,
+    ca: treuhand::tls::DevCa,
+    url: String,
+    server: treuhand::trustee::server::Server,
+    running: RunningTrustee,
+}
+
+impl Bare {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, config) = write_setup(dir.path());
+        let clock = std::sync::Arc::new(treuhand::trustee::policy::ManualClock::new(START_MS));
+        let any_port = "127.0.0.1:0".parse().unwrap();
+        let (addr, server, running) = start_trustee(&config, clock, any_port).await;
+        Self {
+            dir,
+            ca,
+            url: format!("https://{addr}"),
+            server,
+            running,
+        }
+    }
+
+    fn client(&self, role: Role, name: &str) -> TrusteeClient {
+        let tls = tls_for(&self.ca, self.dir.path(), role, name);
+        TrusteeClient::new(&self.url, tls)
+            .unwrap()
+            .with_timeout(Duration::from_secs(60))
+    }
+
+    async fn until_polls_wait(&self, polls: usize) {
+        let trustee = self.server.trustee().clone();
+        wait_until("the long polls wait at the trustee", || {
+            trustee.revocation_waiters() == polls
+        })
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn a_proxy_long_polling_revocations_sees_a_shred_within_the_wait() {
-    let harness = Harness::start().await;
-    enroll_oprf(&harness, "acme", &["proxy-1"], None).await;
-    let proxy = patient(&harness, Role::Proxy, "proxy-1");
-    let customer = harness.client(Role::Customer, "acme");
+    let trustee = Bare::start().await;
+    let customer = trustee.client(Role::Customer, "acme");
+    let (metadata, shares) = new_oprf_tenant_key("acme", 1, false);
+    customer
+        .enroll("acme", &enroll_request(&metadata, &shares, &["proxy-1"]))
+        .await
+        .unwrap();
+    let proxy = trustee.client(Role::Proxy, "proxy-1");
 
     // First contact: no epoch yet, so a reset naming the stream and its position.
     let start = proxy.revocations("", 0, Duration::ZERO).await.unwrap();
@@ -546,7 +599,8 @@ async fn a_proxy_long_polling_revocations_sees_a_shred_within_the_wait() {
                 .await
         })
     };
-    // The poll may start before or after the shred: either way it must see it.
+    // The poll is waiting (nothing to answer yet) when the shred comes.
+    trustee.until_polls_wait(1).await;
     customer
         .shred("acme", 1, &ShredRequest::default())
         .await
@@ -568,8 +622,12 @@ async fn a_proxy_long_polling_revocations_sees_a_shred_within_the_wait() {
         .unwrap();
     assert!(!next.reset && next.events.is_empty());
     assert_eq!(next.seq, answer.seq);
+    trustee.running.stop().await;
+}
 
-    // Only proxies may poll, and the parameters must be there.
+#[tokio::test]
+async fn only_proxies_poll_revocations_and_the_parameters_must_be_there() {
+    let harness = Harness::start().await;
     let customer_poll = harness
         .client(Role::Customer, "acme")
         .revocations("", 0, Duration::ZERO)
@@ -729,26 +787,25 @@ async fn a_stale_epoch_gets_a_reset() {
 
 #[tokio::test]
 async fn stopping_the_trustee_ends_open_long_polls() {
-    let harness = Harness::start().await;
-    enroll_oprf(&harness, "acme", &["proxy-1"], None).await;
-    let proxy = patient(&harness, Role::Proxy, "proxy-1");
+    let trustee = Bare::start().await;
+    let proxy = trustee.client(Role::Proxy, "proxy-1");
     let start = proxy.revocations("", 0, Duration::ZERO).await.unwrap();
     let poll = tokio::spawn(async move {
         proxy
             .revocations(&start.epoch, start.seq, Duration::from_secs(30))
             .await
     });
-    // Let the poll reach the server (its answer is the same either way).
-    tokio::task::yield_now().await;
-    // The stop returns (and the poll with it) without waiting out the 30 s: a hang here makes
-    // the test run into the harness's own limits rather than pass.
-    tokio::time::timeout(Duration::from_secs(20), harness.stop())
+    trustee.until_polls_wait(1).await;
+
+    // The stop does not wait out the poll's 30 s: the poll is answered (with nothing) at
+    // shutdown. The bound only keeps a hang from running forever.
+    tokio::time::timeout(Duration::from_secs(25), trustee.running.stop())
         .await
         .expect("the trustee stopped despite an open long poll");
-    let answer = poll.await.unwrap();
-    if let Ok(answer) = answer {
-        assert!(answer.events.is_empty());
-    }
+    let answer = poll.await.unwrap().unwrap();
+    assert!(!answer.reset);
+    assert!(answer.events.is_empty());
+    assert_eq!(answer.seq, start.seq);
 }
 
 #[tokio::test]

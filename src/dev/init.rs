@@ -12,7 +12,9 @@
 //!   signatures; its S3 credentials are only in the customer's files `DIR/dev-holder.env` and
 //!   `DIR/demo-holder.s3-credentials`, not in the proxy's registration), each with a bucket
 //!   named after the tenant;
-//! - the env files (see [`super::env`]).
+//! - the env files (see [`super::env`]);
+//! - a second, idle trustee `DIR/trustee-b.toml` and the admin profiles under `DIR/admin/`
+//!   (see [`super::admin`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -122,6 +124,7 @@ fn proxy_config(
         cache: CacheConfig {
             ttl_secs: 60,
             max_entries: 1024,
+            fallback_ttl_secs: 1,
         },
         release_timeout_ms: 5000,
         storage,
@@ -130,15 +133,21 @@ fn proxy_config(
     }
 }
 
-/// Sets up DIR if it is not set up yet.
+/// Sets up DIR if it is not set up yet, and adds what a DIR set up by an older version lacks
+/// (the second trustee and the admin profiles).
 ///
 /// # Errors
 /// Any failing step, with the path involved.
 pub async fn init(dir: &Path, storage_config: StorageConfig) -> anyhow::Result<()> {
-    if dir.join("proxy.toml").exists() {
-        return Ok(());
-    }
     crate::tls::install_crypto_provider();
+    if !dir.join("proxy.toml").exists() {
+        init_stack(dir, storage_config).await?;
+    }
+    super::admin::write_absent(dir)
+}
+
+/// The stack proper: PKI, trustee, holder, demo tenants, proxy. `proxy.toml` is written last.
+async fn init_stack(dir: &Path, storage_config: StorageConfig) -> anyhow::Result<()> {
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs)?;
     let ca = DevCa::generate("treuhand dev CA (TEST-ONLY)")?;

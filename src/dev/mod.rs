@@ -1,10 +1,12 @@
 //! `treuhand dev [--dir DIR]` and `treuhand dev init DIR`: the one-command local stack.
 //!
 //! - [`init`](mod@init): writes the dev directory (PKI, configs, demo tenants), only what is absent;
+//! - [`admin`]: the second, idle trustee and the admin profiles under `DIR/admin/`;
 //! - [`env`](mod@env): the env files (`DIR/dev.env`, `DIR/dev-holder.env`), and reading such files;
 //! - [`stack`]: runs the set-up stack as child processes until Ctrl-C, and starts a server
 //!   process from its config for the bench harness too.
 
+pub mod admin;
 pub mod env;
 pub mod init;
 pub mod stack;

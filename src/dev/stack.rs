@@ -1,6 +1,6 @@
-//! The running dev stack (`treuhand dev`): the trustee, the holder and the proxy as separate
-//! child processes of this binary on 127.0.0.1 (so each can be stopped alone), a quick start,
-//! and a graceful stop of all three on Ctrl-C.
+//! The running dev stack (`treuhand dev`): the trustee, the holder, the second (idle) trustee
+//! and the proxy as separate child processes of this binary on 127.0.0.1 (so each can be
+//! stopped alone), a quick start, and a graceful stop of all of them on Ctrl-C.
 //!
 //! Also the one way this crate starts a server process from a config and waits until it
 //! listens ([`spawn_listening`]), shared with the bench harness's stacks.
@@ -191,11 +191,19 @@ pub(super) async fn run_stack(dir: &Path) -> anyhow::Result<()> {
     // Every address may move to a fresh port if another process took it since set-up: the
     // trustee's and the holder's are also in the tenant registrations, which follow them (the
     // proxy, started last, reads them), the proxy's are also in the env files.
-    let roles: [(&str, &str, &[&str]); 3] = [
+    // The admin profiles (DIR/admin) name the trustees, the holder and the proxy too and
+    // follow every move. The second trustee runs when its config exists (dev init writes it).
+    let mut roles: Vec<(&str, &str, &[&str])> = vec![
         ("trustee", "trustee", &["listen"]),
         ("holder", "trustee", &["listen"]),
-        ("proxy", "proxy", &["listen", "metrics_listen"]),
     ];
+    if dir
+        .join(format!("{}.toml", super::admin::TRUSTEE_B))
+        .exists()
+    {
+        roles.push((super::admin::TRUSTEE_B, "trustee", &["listen"]));
+    }
+    roles.push(("proxy", "proxy", &["listen", "metrics_listen"]));
     let mut children = Vec::new();
     let mut addrs = Vec::new();
     for (name, command, movable) in roles {
@@ -217,6 +225,7 @@ pub(super) async fn run_stack(dir: &Path) -> anyhow::Result<()> {
             } else {
                 move_in_registrations(&dir.join("tenants"), before, addr)?;
             }
+            super::admin::move_in_profiles(dir, before, addr)?;
         }
         addrs.push((name, addr, child.id()));
         children.push((name, child));
@@ -249,7 +258,7 @@ pub(super) async fn run_stack(dir: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    println!("treuhand dev: stopped trustee, holder and proxy");
+    println!("treuhand dev: stopped every process of the stack");
     match failed {
         Some(name) => anyhow::bail!("the {name} process exited unexpectedly; see its log above"),
         None => Ok(()),
@@ -294,15 +303,16 @@ fn print_quick_start(dir: &Path, addrs: &[(&str, SocketAddr, Option<u32>)], metr
         let what = match *name {
             "trustee" => "independent trustee",
             "holder" => "customer-run share holder (tenant demo-holder)",
+            "trustee-b" => "second trustee, idle (the hand-over drill)",
             _ => "S3 endpoint",
         };
         println!(
-            "  {name:<8} https://{addr}  pid {}  {what}",
+            "  {name:<9} https://{addr}  pid {}  {what}",
             pid.map(|p| p.to_string()).unwrap_or_default()
         );
     }
     if !metrics.is_empty() {
-        println!("  metrics  http://{metrics}/metrics");
+        println!("  metrics   http://{metrics}/metrics");
     }
     println!();
     println!("Quick start (in another shell):");
@@ -336,5 +346,16 @@ fn print_quick_start(dir: &Path, addrs: &[(&str, SocketAddr, Option<u32>)], metr
     );
     println!("  and reads of objects whose keys are not cached (60 s) fail with 503.");
     println!();
-    println!("Press Ctrl-C to stop all three.");
+    println!("  # the customer admin and the operator (profiles in {d}/admin)");
+    println!("  treuhand tenant status --profile {d}/admin/demo.toml");
+    println!("  treuhand tenant policy show --profile {d}/admin/demo-holder.toml");
+    println!(
+        "  treuhand operator grant request --profile {d}/admin/operator.toml --tenant demo --ticket T-1 --duration 2h --reason 'disk repair'"
+    );
+    println!("  treuhand tenant grants list --profile {d}/admin/demo.toml");
+    println!(
+        "  treuhand audit pull --profile {d}/admin/demo.toml --state {d}/admin/demo-audit.json"
+    );
+    println!();
+    println!("Press Ctrl-C to stop them all.");
 }

@@ -174,6 +174,15 @@ pub struct CacheConfig {
     pub ttl_secs: u64,
     /// Maximum number of cached keys.
     pub max_entries: usize,
+    /// Seconds a key stays cached at most while the revocation stream of one of its tenant's
+    /// holders is down (not yet connected, an error, a timeout): a shred the proxy did not
+    /// hear about then still takes effect within this time. Never above `ttl_secs`.
+    #[serde(default = "default_fallback_ttl")]
+    pub fallback_ttl_secs: u64,
+}
+
+fn default_fallback_ttl() -> u64 {
+    1
 }
 
 impl Default for CacheConfig {
@@ -181,6 +190,7 @@ impl Default for CacheConfig {
         Self {
             ttl_secs: 60,
             max_entries: 1024,
+            fallback_ttl_secs: default_fallback_ttl(),
         }
     }
 }

@@ -26,6 +26,20 @@ pub enum ProxyError {
     /// The customer share does not belong to this tenant key.
     #[error("the customer share does not match this tenant's key")]
     WrongShare,
+    /// A write (PUT, CreateMultipartUpload, the destination of a copy) sent the customer
+    /// share of an older, decrypt-only key version: new objects go under the current version
+    /// only. Public facts only (version numbers and the share file's name), never the share.
+    #[error(
+        "this SSE-C key is the customer share of key version {retired}, which is retired for writes; the current key version is {current}: send the share `treuhand tenant rotate` wrote ({share_file})"
+    )]
+    RetiredShare {
+        /// The version the sent share belongs to.
+        retired: u32,
+        /// The current version.
+        current: u32,
+        /// The file name of the current version's raw share (`<tenant>.v<N>.share`).
+        share_file: String,
+    },
     /// A trustee or holder could not be reached; nothing was served or stored.
     #[error("key holder unreachable: {message}")]
     Unavailable {
@@ -171,7 +185,9 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
         | ProxyError::MalformedShare(_)
         | ProxyError::BodyRead(_)
         | ProxyError::InvalidRequest(_) => (S3ErrorCode::InvalidRequest, StatusCode::BAD_REQUEST),
-        ProxyError::InvalidArgument(_) => (S3ErrorCode::InvalidArgument, StatusCode::BAD_REQUEST),
+        ProxyError::InvalidArgument(_) | ProxyError::RetiredShare { .. } => {
+            (S3ErrorCode::InvalidArgument, StatusCode::BAD_REQUEST)
+        }
         ProxyError::IncompleteBody { .. } => (S3ErrorCode::IncompleteBody, StatusCode::BAD_REQUEST),
         ProxyError::MetadataTooLarge { .. } => {
             (S3ErrorCode::MetadataTooLarge, StatusCode::BAD_REQUEST)

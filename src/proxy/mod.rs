@@ -4,7 +4,8 @@
 //! |---|---|
 //! | [`config`] | `proxy.toml` and the tenant registration files |
 //! | [`keys`] | key release from trustees / the customer's holder, combine, bounded key cache |
-//! | [`registry`] | the tenant set, swapped as a whole on `SIGHUP` |
+//! | [`registry`] | the tenant set, swapped as a whole when `tenants_dir` changes or on `SIGHUP` |
+//! | [`revocation`] | revocation streams from every key holder: drop a revoked tenant's cached keys at once |
 //! | [`s3`] | the S3 operations (s3s), encrypting and decrypting with [`crate::format`]; one file per job |
 //! | [`listing`] | one page of a bucket listing (markers, delimiter, `encoding-type=url`), pure |
 //! | [`reaper`] | removes abandoned multipart staging (at startup and on a timer) |
@@ -28,6 +29,7 @@ pub mod keys;
 pub mod listing;
 pub mod reaper;
 pub mod registry;
+pub mod revocation;
 pub mod s3;
 pub mod server;
 pub mod sources;
@@ -49,7 +51,8 @@ use s3s::service::S3ServiceBuilder;
 use self::config::{ConfigError, ProxyConfig, TenantConfig};
 use self::keys::{CustomerShare, Holder, KeyService, ShareSource, TenantKeys};
 use self::registry::Tenant;
-use self::registry::{Registry, ReloadSummary};
+use self::registry::{DirWatch, RegistrationDigest, Registry, ReloadSummary};
+use self::revocation::{RevocationFeed, Revocations};
 use self::s3::Proxy;
 use crate::storage::Storage;
 
@@ -93,6 +96,13 @@ pub trait SourceFactory: Send + Sync {
     /// # Errors
     /// [`ConfigError`] if the URL or TLS setup is unusable.
     fn source(&self, url: &str) -> Result<Arc<dyn ShareSource>, ConfigError>;
+
+    /// The revocation event stream of the holder at `url`, if it has one. Without one the
+    /// holder's tenants are not watched ([`revocation`]) and keep the configured cache TTL.
+    fn feed(&self, url: &str) -> Option<Arc<dyn RevocationFeed>> {
+        let _ = url;
+        None
+    }
 }
 
 /// A built proxy: the S3 service plus handles tests and the CLI need.
@@ -115,12 +125,16 @@ pub fn build(
     storage: Storage,
     sources: &dyn SourceFactory,
 ) -> Result<Built, ConfigError> {
-    let keys = Arc::new(KeyService::new(
-        Duration::from_secs(config.cache.ttl_secs),
-        config.cache.max_entries,
-        Duration::from_millis(config.release_timeout_ms),
-    ));
-    let registry = Arc::new(Registry::new(build_tenants(tenants, sources)?));
+    let keys = Arc::new(
+        KeyService::new(
+            Duration::from_secs(config.cache.ttl_secs),
+            config.cache.max_entries,
+            Duration::from_millis(config.release_timeout_ms),
+        )
+        .with_fallback_ttl(Duration::from_secs(config.cache.fallback_ttl_secs)),
+    );
+    let registry = Arc::new(Registry::new(Vec::new()));
+    registry.replace_digested(build_tenants(tenants, sources)?, digests(tenants));
     let proxy = Proxy::new(registry.clone(), storage, keys.clone())
         .with_passthrough(config.danger_passthrough_no_encryption)
         .with_multipart(config.multipart);
@@ -155,9 +169,54 @@ pub fn reload(
     sources: &dyn SourceFactory,
 ) -> Result<ReloadSummary, ConfigError> {
     let next = build_tenants(tenants, sources)?;
-    let summary = registry.replace(next);
+    let summary = registry.replace_digested(next, digests(tenants));
     keys.clear();
     Ok(summary)
+}
+
+/// As [`reload`], but drops only the cached keys of tenants that are gone or whose
+/// registration changed (key versions, holders, URLs: [`registration_digest`]); the others
+/// keep their warm keys. What the proxy does when it notices a change in `tenants_dir`.
+///
+/// # Errors
+/// [`ConfigError`] if any registration is unusable; the running set is then unchanged.
+pub fn reload_changed(
+    registry: &Registry,
+    keys: &KeyService,
+    tenants: &[TenantConfig],
+    sources: &dyn SourceFactory,
+) -> Result<ReloadSummary, ConfigError> {
+    let next = build_tenants(tenants, sources)?;
+    let summary = registry.replace_digested(next, digests(tenants));
+    for tenant in summary.removed.iter().chain(&summary.changed) {
+        keys.forget_tenant(tenant);
+    }
+    Ok(summary)
+}
+
+/// The digest of what in a registration decides the tenant's keys: every key version's
+/// metadata, the customer holder and its URL, the trustees and their URLs. The S3 credentials
+/// are not in it (they decide who may sign, not which keys are right).
+pub fn registration_digest(t: &TenantConfig) -> RegistrationDigest {
+    let relevant = serde_json::json!({
+        "customer_holder": t.customer_holder,
+        "customer_url": t.customer_url,
+        "trustees": t.trustees,
+        "metadata": t.metadata,
+        "previous": t.previous,
+    });
+    let mut out = [0u8; 32];
+    // Serializing plain public data cannot fail; an empty encoding would still be a digest.
+    let bytes = serde_json::to_vec(&relevant).unwrap_or_default();
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
+    out
+}
+
+fn digests(tenants: &[TenantConfig]) -> std::collections::HashMap<String, RegistrationDigest> {
+    tenants
+        .iter()
+        .map(|t| (t.metadata.tenant.clone(), registration_digest(t)))
+        .collect()
 }
 
 /// The service-side tenants (with their SigV4 secrets) for the registrations.
@@ -229,33 +288,108 @@ fn build_tenants(
     Ok(built)
 }
 
-/// Reloads the tenant registrations on every `SIGHUP`, logging what changed or why nothing
-/// did. Pends forever (also where signals are unavailable).
-async fn reload_on_sighup(config: &ProxyConfig, built: &Built, sources: &dyn SourceFactory) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; tenant reload is off");
-        return std::future::pending().await;
-    };
-    while hangups.recv().await.is_some() {
-        let result = config
-            .load_tenants()
-            .and_then(|tenants| reload(&built.tenants, &built.keys, &tenants, sources));
+/// What a reload is for: how much of the key cache it drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// The operator sent `SIGHUP`: every cached key goes (an explicit flush).
+    Sighup,
+    /// `tenants_dir` changed: only the keys of changed or removed tenants go.
+    DirChanged,
+}
+
+/// The background jobs that follow the registrations: the tenant set, and the revocation
+/// watchers of its holders.
+struct Follow<'a> {
+    config: &'a ProxyConfig,
+    built: &'a Built,
+    sources: &'a dyn SourceFactory,
+    revocations: &'a Revocations,
+}
+
+impl Follow<'_> {
+    /// Re-reads `tenants_dir` and applies it, logging what changed or why nothing did.
+    fn reload(&self, trigger: Trigger) {
+        let label = match trigger {
+            Trigger::Sighup => "SIGHUP",
+            Trigger::DirChanged => "tenants_dir changed",
+        };
+        let result = self.config.load_tenants().and_then(|tenants| {
+            let summary = match trigger {
+                Trigger::Sighup => reload(
+                    &self.built.tenants,
+                    &self.built.keys,
+                    &tenants,
+                    self.sources,
+                ),
+                Trigger::DirChanged => reload_changed(
+                    &self.built.tenants,
+                    &self.built.keys,
+                    &tenants,
+                    self.sources,
+                ),
+            }?;
+            self.watch_holders(&tenants);
+            Ok(summary)
+        });
         match result {
             Ok(summary) => tracing::info!(
                 added = ?summary.added,
                 removed = ?summary.removed,
+                changed = ?summary.changed,
                 kept = summary.kept,
-                "SIGHUP: tenants reloaded; cached tenant keys dropped"
+                "{label}: tenants reloaded; {}",
+                match trigger {
+                    Trigger::Sighup => "every cached key dropped",
+                    Trigger::DirChanged => "cached keys of changed and removed tenants dropped",
+                }
             ),
+            // `tenant reload failed` is what operators (and tests) look for.
             Err(e) => tracing::error!(
                 error = %e,
-                "SIGHUP: tenant reload failed; the running tenants are unchanged"
+                "{label}: tenant reload failed; the running tenants are unchanged"
             ),
         }
     }
-    std::future::pending().await
+
+    /// Watches the revocation streams of exactly the holders of `tenants`.
+    fn watch_holders(&self, tenants: &[TenantConfig]) {
+        self.revocations
+            .update(revocation::holders_of(tenants), &|url| {
+                self.sources.feed(url)
+            });
+    }
+
+    /// Reloads on every `SIGHUP`. Pends forever (also where signals are unavailable).
+    async fn on_sighup(&self) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reloads follow tenants_dir only");
+            return std::future::pending().await;
+        };
+        while hangups.recv().await.is_some() {
+            self.reload(Trigger::Sighup);
+        }
+        std::future::pending().await
+    }
+
+    /// Reloads when `tenants_dir` changed, checked about once a second (`treuhand tenant
+    /// rotate`, `shred` and `handover` rewrite a registration and expect it to take effect
+    /// without a restart). A change that does not parse is logged once, and the next change
+    /// is tried again. Pends forever.
+    async fn on_change(&self, mut watch: DirWatch) {
+        let mut tick = tokio::time::interval(DIR_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if watch.changed() {
+                self.reload(Trigger::DirChanged);
+            }
+        }
+    }
 }
+
+/// How often the proxy looks at `tenants_dir`.
+const DIR_POLL: Duration = Duration::from_secs(1);
 
 /// Everything [`run`] needs besides the config.
 pub struct Listeners {
@@ -275,6 +409,8 @@ pub async fn run(
     sources: &dyn SourceFactory,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ConfigError> {
+    // Taken before the registrations are read, so a change during the read is seen.
+    let watch = DirWatch::new(&config.tenants_dir);
     let tenants = config.load_tenants()?;
     let storage = Storage::from_config(&config.storage).map_err(|e| ConfigError(e.to_string()))?;
     Storage::ensure_bucket(&config.storage)
@@ -304,12 +440,22 @@ pub async fn run(
             let _ = stop_tx.send(true);
         },
     );
-    // SIGHUP re-reads tenants_dir. The reload loop never ends on its own, so the select ends
-    // when serving ends (after shutdown).
+    let revocations = Revocations::new(built.keys.clone());
+    let follow = Follow {
+        config: &config,
+        built: &built,
+        sources,
+        revocations: &revocations,
+    };
+    follow.watch_holders(&tenants);
+    // A change in tenants_dir, or SIGHUP, reloads. The reload loops never end on their own,
+    // so the select ends when serving ends (after shutdown).
     tokio::select! {
         () = serve => {}
-        () = reload_on_sighup(&config, &built, sources) => {}
+        () = follow.on_sighup() => {}
+        () = follow.on_change(watch) => {}
     }
+    revocations.stop();
     if let Some(task) = metrics_task {
         let _ = task.await;
     }

@@ -47,7 +47,21 @@ impl super::SourceFactory for TrusteeSources {
             .with_timeout(self.timeout);
         Ok(Arc::new(TrusteeSource { client }))
     }
+
+    fn feed(&self, url: &str) -> Option<Arc<dyn super::revocation::RevocationFeed>> {
+        // Its own client (and connection pool): the long poll holds a connection for up to
+        // `WAIT`, and must outlast it.
+        let client = TrusteeClient::new(url, self.tls.clone())
+            .map_err(|e| tracing::warn!(holder = %url, error = %e, "no revocation stream for this holder URL"))
+            .ok()?
+            .with_timeout(super::revocation::WAIT + FEED_GRACE);
+        Some(Arc::new(client))
+    }
 }
+
+/// How much longer than the long-poll wait a revocation call may take before it counts as
+/// failed (the stream is then down and the fallback TTL applies).
+const FEED_GRACE: Duration = Duration::from_secs(5);
 
 struct TrusteeSource {
     client: TrusteeClient,

@@ -330,7 +330,24 @@ pub fn check_chain(
     entries: &[AuditEntry],
     public_key: Option<&[u8; PUBLIC_KEY_LEN]>,
 ) -> Result<Verified, BrokenLink> {
-    let mut prev = GENESIS.to_owned();
+    check_segment(tenant, 1, GENESIS, entries, public_key)
+}
+
+/// [`check_chain`] for a segment of a chain: `entries` must start at sequence number
+/// `first_seq` and link to `prev` (the hash of entry `first_seq - 1`, already verified by the
+/// caller: `treuhand audit pull` keeps it). With `first_seq` 1 and [`GENESIS`] this is
+/// [`check_chain`]. A missing sequence number is reported as a removed entry.
+///
+/// # Errors
+/// [`BrokenLink`] naming the first entry that does not verify (its `index` is into `entries`).
+pub fn check_segment(
+    tenant: &str,
+    first_seq: u64,
+    prev: &str,
+    entries: &[AuditEntry],
+    public_key: Option<&[u8; PUBLIC_KEY_LEN]>,
+) -> Result<Verified, BrokenLink> {
+    let mut prev = prev.to_owned();
     let mut summary = Verified {
         entries: 0,
         head: GENESIS.to_owned(),
@@ -346,12 +363,18 @@ pub fn check_chain(
             index: Some(index),
             what: format!(
                 "entry #{} (seq {}, {:?}): {what}",
-                index + 1,
+                first_seq + index as u64,
                 entry.seq,
                 entry.event
             ),
         };
-        let expected_seq = index as u64 + 1;
+        let expected_seq = first_seq + index as u64;
+        if entry.seq > expected_seq {
+            return Err(broken(format!(
+                "sequence number is {} but {expected_seq} was expected: entry seq {expected_seq} (the first missing) was deleted",
+                entry.seq
+            )));
+        }
         if entry.seq != expected_seq {
             return Err(broken(format!(
                 "sequence number is {} but {expected_seq} was expected: an entry before it was deleted, or entries were reordered",
@@ -381,7 +404,7 @@ pub fn check_chain(
                 let since = match last_signed {
                     Some(signed) => format!(
                         "this entry, or one after entry #{} (the last head whose signature verifies),",
-                        signed + 1
+                        first_seq + signed as u64
                     ),
                     None => "this entry, or one before it,".to_owned(),
                 };
@@ -409,14 +432,14 @@ pub fn check_chain(
         && last_signed != Some(last)
     {
         let signed = match last_signed {
-            Some(signed) => format!("entry #{}", signed + 1),
+            Some(signed) => format!("entry #{}", first_seq + signed as u64),
             None => "none".to_owned(),
         };
         return Err(BrokenLink {
             index: Some(last),
             what: format!(
                 "entry #{} (seq {}): the last entry carries no head signature (last signed head: {signed}): entries after the last signed head were added or rewritten without the trustee's key, or the signatures were stripped (a log downloaded before treuhand signed chain heads has none: download it again)",
-                last + 1,
+                first_seq + last as u64,
                 entries[last].seq
             ),
         });

@@ -98,7 +98,7 @@ pub enum AuditCommand {
     /// Download what is new in the tenant's audit log at every holder of the profile, check
     /// that it extends the last verified checkpoint kept in the state file, and keep the new
     /// checkpoint. A log rolled back, forked or with a removed entry is reported with the first
-    /// broken point and a non-zero exit code. Run it on a schedule (docs/operations.md).
+    /// broken point and a non-zero exit code. Run it on a schedule (docs/admin.md).
     Pull {
         /// Profile and output format.
         #[command(flatten)]

@@ -8,6 +8,9 @@
 //!
 //! Every error becomes a JSON body `{error, reason, message}` with a precise status; no input
 //! can panic a handler.
+//!
+//! `/v1/revocations` is a long poll (up to 30 s). At shutdown every open poll is answered at
+//! once (empty), so stopping the server never waits for them.
 
 // Handlers return `Result<Response, Response>` so `?` turns a bad parameter into its answer at
 // once; the Err side is built once per failed request, so boxing it would buy nothing.

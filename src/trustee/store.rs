@@ -645,6 +645,52 @@ mod tests {
     }
 
     #[test]
+    fn a_store_from_before_hand_overs_gains_the_columns_and_its_deposit_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE keys (tenant TEXT NOT NULL, key_version INTEGER NOT NULL, holder TEXT NOT NULL, metadata TEXT NOT NULL, sealed BLOB, shredded_ms INTEGER, PRIMARY KEY (tenant, key_version));
+                 CREATE TABLE audit (tenant TEXT NOT NULL, seq INTEGER NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (tenant, seq)) WITHOUT ROWID;",
+            )
+            .unwrap();
+            let metadata = r#"{"tenant":"acme","key_version":1,"threshold":2,"holders":[]}"#;
+            conn.execute(
+                "INSERT INTO keys VALUES ('acme', 1, 'trustee', ?1, x'00', NULL)",
+                [metadata],
+            )
+            .unwrap();
+            let mut deposit = entry(1);
+            deposit.event = AuditEvent::Deposit;
+            deposit.time_ms = 1234;
+            conn.execute(
+                "INSERT INTO audit VALUES ('acme', 1, ?1)",
+                [serde_json::to_string(&deposit).unwrap()],
+            )
+            .unwrap();
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        let snapshot = store.load().unwrap();
+        assert_eq!(snapshot.keys.len(), 1);
+        assert_eq!(snapshot.keys[0].deposited_ms, 1234);
+        assert_eq!(snapshot.keys[0].handed_over_ms, None);
+        store
+            .commit(&[Mutation::HandOver {
+                tenant: "acme".into(),
+                key_version: 1,
+                time_ms: 5678,
+            }])
+            .unwrap();
+        drop(store);
+        // Opening again changes nothing more.
+        let mut store = SqliteStore::open(&path).unwrap();
+        let snapshot = store.load().unwrap();
+        assert_eq!(snapshot.keys[0].deposited_ms, 1234);
+        assert_eq!(snapshot.keys[0].handed_over_ms, Some(5678));
+    }
+
+    #[test]
     fn wal_stays_bounded_under_a_steady_stream_of_commits() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");

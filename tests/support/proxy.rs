@@ -72,6 +72,7 @@ pub fn proxy_config(pki: &Pki, root: &Path, ttl_secs: u64) -> ProxyConfig {
         cache: CacheConfig {
             ttl_secs,
             max_entries: 16,
+            ..CacheConfig::default()
         },
         release_timeout_ms: 2000,
         storage: StorageConfig::Fs {

@@ -53,9 +53,10 @@ pub(super) async fn object_kek(
             .map(|raw| service.cache.share_digest(raw))
             .unwrap_or_default(),
     };
-    if let Some(kek) = service.cache.lookup(&cache_key) {
-        return Ok(kek);
-    }
+    let ticket = match service.cache.lookup(&cache_key) {
+        Ok(kek) => return Ok(kek),
+        Err(ticket) => ticket,
+    };
     // The customer's evaluation replaces its share at once: the share is dropped (zeroized)
     // here, before any holder is asked.
     let local = customer_share
@@ -65,12 +66,12 @@ pub(super) async fn object_kek(
     let kek = Arc::new(evaluate(service, tenant, local, identity, context).await?);
     service
         .cache
-        .insert(cache_key, kek.clone(), Some(identity.clone()));
+        .insert(cache_key, kek.clone(), Some(identity.clone()), ticket);
     Ok(kek)
 }
 
 /// The SSE-C bytes as the customer's OPRF key share, checked against its registered `K_c`.
-fn customer_key_share(
+pub(super) fn customer_key_share(
     metadata: &KeyMetadata,
     holder: &str,
     raw: &[u8],

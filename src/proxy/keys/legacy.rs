@@ -47,11 +47,12 @@ pub(super) async fn kek(
             .map(|s| shamir::fingerprint(&tenant.key_id, s).to_vec())
             .unwrap_or_default(),
     };
-    if let Some(kek) = service.cache.lookup(&cache_key) {
-        return Ok(kek);
-    }
+    let ticket = match service.cache.lookup(&cache_key) {
+        Ok(kek) => return Ok(kek),
+        Err(ticket) => ticket,
+    };
     let kek = Arc::new(release(service, tenant, customer_share, context).await?);
-    service.cache.insert(cache_key, kek.clone(), None);
+    service.cache.insert(cache_key, kek.clone(), None, ticket);
     Ok(kek)
 }
 

@@ -188,6 +188,56 @@ impl KeyService {
         self.cache.clear();
     }
 
+    /// Caps the cache TTL of the tenants named by [`KeyService::set_fallback_tenants`] at
+    /// `fallback` (never above the configured TTL). Without this call the cap is one second.
+    #[must_use]
+    pub fn with_fallback_ttl(mut self, fallback: Duration) -> Self {
+        self.cache.set_fallback_ttl(fallback);
+        self
+    }
+
+    /// Drops every cached key of `tenant` (every key version and share), at once: a revocation
+    /// event named it (shred, hand-over, policy change, grant revoked). Keys being derived
+    /// for it right now are used for their request and not cached. Returns how many went.
+    pub fn forget_tenant(&self, tenant: &str) -> usize {
+        self.cache.forget_tenant(tenant)
+    }
+
+    /// The tenants whose cached keys live at most the fallback TTL from now on (one of their
+    /// holders' revocation streams is down), replacing the previous set.
+    pub fn set_fallback_tenants(&self, tenants: std::collections::HashSet<String>) {
+        self.cache.set_fallback_tenants(tenants);
+    }
+
+    /// Test support: caches a key for version `version` of `tenant` (an OPRF object scope
+    /// without customer digest) as a release would.
+    #[cfg(test)]
+    pub(crate) fn cache_for_test(&self, tenant: &str, version: u32) {
+        if let Ok(key_id) = KeyId::new(tenant, version) {
+            let key = cache::CacheKey {
+                key: key_id,
+                scope: cache::Scope::Tenant,
+                customer: Vec::new(),
+            };
+            if let Err(ticket) = self.cache.lookup(&key) {
+                self.cache
+                    .insert(key, Arc::new(Kek::from_bytes([7; 32])), None, ticket);
+            }
+        }
+    }
+
+    /// Test support: whether the key [`KeyService::cache_for_test`] cached would be served now.
+    #[cfg(test)]
+    pub(crate) fn serves_for_test(&self, tenant: &str, version: u32) -> bool {
+        KeyId::new(tenant, version).is_ok_and(|key_id| {
+            self.cache.serves(&cache::CacheKey {
+                key: key_id,
+                scope: cache::Scope::Tenant,
+                customer: Vec::new(),
+            })
+        })
+    }
+
     /// Everything this process holds that opens objects: each cached key with what it is the
     /// key of. For the subverted-proxy tests: a proxy process that is taken over knows exactly
     /// this (besides the requests in flight), so these keys must open the objects it handled
@@ -254,6 +304,23 @@ impl KeyService {
             )));
         }
         evaluate::object_kek(self, tenant, sse_c, identity, context).await
+    }
+}
+
+/// True when `raw` (an SSE-C key) is the customer's share of the key version `tenant`: what
+/// the proxy looks at only after the current version refused a share, to say which version it
+/// belongs to. One scalar multiplication (OPRF) or one fingerprint (legacy); never cached.
+pub fn is_customer_share_of(tenant: &TenantKeys, raw: &[u8]) -> bool {
+    let CustomerShare::SseC { holder } = &tenant.customer else {
+        return false;
+    };
+    match tenant.metadata.scheme {
+        KeyScheme::Oprf => evaluate::customer_key_share(&tenant.metadata, holder, raw).is_ok(),
+        KeyScheme::ShamirTmk => {
+            crate::crypto::shamir::share_from_raw(&tenant.metadata, holder, raw).is_ok_and(
+                |share| crate::crypto::shamir::check_share(&tenant.metadata, &share).is_ok(),
+            )
+        }
     }
 }
 

@@ -287,8 +287,47 @@ impl RequestContext {
     }
 
     /// The key a new object at `bucket`/`key` is written under: for an OPRF tenant key the
-    /// KEK of a fresh object id (format v3), for a legacy one the tenant KEK (v1/v2).
+    /// KEK of a fresh object id (format v3), for a legacy one the tenant KEK (v1/v2). Always
+    /// the current key version; older versions are decrypt-only.
+    ///
+    /// # Errors
+    /// The key service's errors; [`ProxyError::RetiredShare`] instead of
+    /// [`ProxyError::WrongShare`] when the SSE-C share is the customer share of a registered
+    /// older version (a client not yet switched to the share `tenant rotate` wrote).
     pub async fn write_key(
+        &self,
+        customer: Option<&CustomerKey>,
+        reason: &str,
+        object: (&str, &str),
+    ) -> Result<WriteKey, ProxyError> {
+        match self.current_write_key(customer, reason, object).await {
+            // Only a refused share costs a look at the older versions: the right share pays
+            // nothing extra.
+            Err(ProxyError::WrongShare) => Err(customer
+                .and_then(|share| self.retired_share(share.expose_secret()))
+                .unwrap_or(ProxyError::WrongShare)),
+            other => other,
+        }
+    }
+
+    /// [`ProxyError::RetiredShare`] if `raw` is the customer share of a decrypt-only version.
+    fn retired_share(&self, raw: &[u8]) -> Option<ProxyError> {
+        let retired = self
+            .tenant
+            .older
+            .iter()
+            .find(|keys| crate::proxy::keys::is_customer_share_of(keys, raw))?;
+        let current = self.tenant.current_version();
+        let (raw_path, _) =
+            crate::tenant::share_paths(std::path::Path::new(""), &self.tenant.id, current);
+        Some(ProxyError::RetiredShare {
+            retired: retired.key_id.version,
+            current,
+            share_file: raw_path.display().to_string(),
+        })
+    }
+
+    async fn current_write_key(
         &self,
         customer: Option<&CustomerKey>,
         reason: &str,

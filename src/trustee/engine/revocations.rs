@@ -196,6 +196,11 @@ impl Trustee {
     pub fn revocation_epoch(&self) -> &str {
         &self.revocations.epoch
     }
+
+    /// How many revocation long polls are waiting now (for metrics and tests).
+    pub fn revocation_waiters(&self) -> usize {
+        self.revocations.last.receiver_count()
+    }
 }
 
 #[cfg(test)]
