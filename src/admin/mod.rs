@@ -17,6 +17,7 @@
 //! - [`lifecycle`]: rotate and shred;
 //! - [`rewrap`]: moving objects of one key version to the current one over S3;
 //! - [`handover`]: re-dealing a departing holder's share to a new trustee.
+//! - [`s3client`]: the small signed S3 client of `rewrap`.
 
 pub mod audit;
 pub mod cli;
@@ -28,3 +29,4 @@ pub mod output;
 pub mod profile;
 pub mod receipt;
 pub mod rewrap;
+pub mod s3client;

@@ -38,8 +38,9 @@ pub mod stream;
 
 pub use cipher::PartAttempt;
 pub use header::{
-    HEADER_PROBE_LEN, Header, HeaderInfo, Layout, MAX_HEADER_LEN, ObjectCipher, header_len_hint,
-    layout_hint, new_object, new_object_v3, new_object_with_metadata, open_object, peek_header,
+    HEADER_PROBE_LEN, Header, HeaderInfo, Layout, MAX_HEADER_LEN, ObjectCipher, Rewrapped,
+    header_len_hint, layout_hint, new_object, new_object_v3, new_object_with_metadata, open_object,
+    peek_header,
 };
 pub use inspect::{Inspection, PlaintextLen, inspect};
 pub use layout::{

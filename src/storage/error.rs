@@ -16,6 +16,11 @@ pub enum Error {
     /// The object does not exist.
     #[error("not found")]
     NotFound,
+    /// [`Storage::replace_prefix`](super::Storage::replace_prefix): the stored object no longer
+    /// starts with the bytes the caller read (another write replaced it meanwhile); nothing
+    /// was written.
+    #[error("the stored object changed since it was read")]
+    Changed,
     /// A path that cannot be stored (e.g. a key segment too long for the backend).
     #[error("invalid storage path: {0}")]
     InvalidPath(String),

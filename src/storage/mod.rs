@@ -29,6 +29,7 @@
 //! | `meta.rs` | [`Meta`] and [`SweepReport`], what backends report |
 //! | `keys.rs` | [`encode_key`] / [`decode_key`]: keys as paths every backend can hold |
 //! | `writer.rs` | [`Writer`], the atomic streaming write |
+//! | `replace.rs` | [`Storage::replace_prefix`]: a new header for a stored body (rewrap) |
 //! | `fs.rs` | the filesystem's own parts: staging sweep, listing in key order |
 //! | `s3.rs` | an S3 backend's own parts: signed requests for the sweep and bucket creation |
 
@@ -48,6 +49,7 @@ mod error;
 mod fs;
 mod keys;
 mod meta;
+mod replace;
 mod s3;
 mod writer;
 
@@ -55,6 +57,7 @@ pub use config::StorageConfig;
 pub use error::{BoxError, Error, Result};
 pub use keys::{MAX_COMPONENT, decode_key, encode_key, encode_prefix_dir};
 pub use meta::{Meta, SweepReport};
+pub use replace::Replaced;
 pub use writer::Writer;
 
 use s3::S3Backend;
@@ -74,6 +77,11 @@ enum Kind {
     /// The filesystem below `root`.
     Fs {
         root: std::path::PathBuf,
+        /// The same store as `Storage::store`, typed: it maps paths to files for
+        /// [`Storage::replace_prefix`].
+        local: Arc<object_store::local::LocalFileSystem>,
+        /// Whether writes are fsynced (`[storage] fsync`).
+        fsync: bool,
         /// Names the ordered listings have read from directories (tests pin that a page reads
         /// a page's worth, not the bucket).
         names_read: Arc<AtomicUsize>,
@@ -121,13 +129,18 @@ impl Storage {
             return Ok(Self::new(s3.store(), Kind::S3(s3)));
         }
         Ok(match config {
-            StorageConfig::Fs { root, fsync } => Self::new(
-                Arc::new(fs::open(root, *fsync)?),
-                Kind::Fs {
-                    root: root.clone(),
-                    names_read: Arc::default(),
-                },
-            ),
+            StorageConfig::Fs { root, fsync } => {
+                let local = Arc::new(fs::open(root, *fsync)?);
+                Self::new(
+                    local.clone(),
+                    Kind::Fs {
+                        root: root.clone(),
+                        local,
+                        fsync: *fsync,
+                        names_read: Arc::default(),
+                    },
+                )
+            }
             // Memory (an S3 configuration was built above).
             _ => Self::memory(),
         })
@@ -343,6 +356,7 @@ impl Storage {
         if let Kind::Fs {
             root: fs_root,
             names_read,
+            ..
         } = &self.kind
         {
             if let Err(e) = Self::path(&root) {

@@ -13,6 +13,8 @@ pub struct TrusteeDepositor {
     tls: Arc<rustls::ClientConfig>,
     allowed_proxies: Vec<String>,
     rate_limit: Option<crate::trustee::policy::RateLimit>,
+    /// Send no policy: the holder keeps the tenant's existing one (`tenant rotate`).
+    keep_policy: bool,
 }
 
 impl TrusteeDepositor {
@@ -38,6 +40,18 @@ impl TrusteeDepositor {
             tls,
             allowed_proxies,
             rate_limit: None,
+            keep_policy: false,
+        }
+    }
+
+    /// A depositor for a further key version of an existing tenant: it sends no policy, so
+    /// every holder keeps the policy the customer set (an enrollment without one keeps it).
+    pub fn keeping_policy(tls: Arc<rustls::ClientConfig>) -> Self {
+        Self {
+            tls,
+            allowed_proxies: Vec::new(),
+            rate_limit: None,
+            keep_policy: true,
         }
     }
 
@@ -57,7 +71,7 @@ impl super::Depositor for TrusteeDepositor {
             metadata: deposit.metadata.clone(),
             holder: deposit.holder.to_owned(),
             share: deposit.envelope.to_owned(),
-            policy: Some(Policy {
+            policy: (!self.keep_policy).then(|| Policy {
                 allowed_proxies: self.allowed_proxies.clone(),
                 rate_limit: self
                     .rate_limit

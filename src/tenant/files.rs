@@ -92,3 +92,50 @@ pub(super) fn write_s3_credentials(
         message: e.to_string(),
     })
 }
+
+/// Reads a strict tenant's credentials back from the file [`write_s3_credentials`] wrote
+/// (`<share_dir>/<tenant>.s3-credentials`): the `[tenant]` section's
+/// `aws_access_key_id` and `aws_secret_access_key`.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the file when it is unreadable or lacks either key.
+pub fn read_s3_credentials(path: &Path, tenant: &str) -> Result<SigV4Credential, Error> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        Error::Invalid(format!(
+            "cannot read the strict tenant's S3 credentials {} ({e}); `tenant create --strict` wrote them",
+            path.display()
+        ))
+    })?);
+    let mut section = String::new();
+    let mut access_key_id = None;
+    let mut secret = None;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_owned();
+            continue;
+        }
+        if section != tenant {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            match key.trim() {
+                "aws_access_key_id" => access_key_id = Some(value.trim().to_owned()),
+                "aws_secret_access_key" => secret = Some(value.trim().to_owned()),
+                _ => {}
+            }
+        }
+    }
+    match (access_key_id, secret) {
+        (Some(access_key_id), Some(secret_access_key)) => Ok(SigV4Credential {
+            access_key_id,
+            secret_access_key,
+        }),
+        _ => Err(Error::Invalid(format!(
+            "{} has no [{tenant}] section with aws_access_key_id and aws_secret_access_key",
+            path.display()
+        ))),
+    }
+}

@@ -27,12 +27,13 @@
 pub mod cli;
 pub mod deposit;
 mod files;
+pub mod registration;
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use files::{export_raw, share_paths, write_raw_share};
+pub use files::{export_raw, read_s3_credentials, share_paths, write_raw_share};
 
 use crate::crypto::scheme::{self, SplitOptions};
 use crate::crypto::{KeyId, KeyMetadata, ShareEnvelope};
@@ -230,24 +231,6 @@ pub async fn create_with(
         ));
     }
     let key = KeyId::new(&params.tenant, params.key_version)?;
-    let mut names: Vec<&str> = vec![CUSTOMER_HOLDER];
-    names.extend(params.trustees.iter().map(|t| t.holder.as_str()));
-    let (metadata, shares) = scheme::split(
-        &key,
-        params.threshold,
-        &names,
-        SplitOptions {
-            strict: options.strict,
-            allow_trustees_alone: options.allow_trustees_alone,
-        },
-    )?;
-    if metadata.trustees_alone_reach_threshold(CUSTOMER_HOLDER) && !options.allow_trustees_alone {
-        return Err(Error::TrusteesAlone {
-            trustees: params.trustees.len(),
-            threshold: params.threshold,
-            needed: params.trustees.len() + 1,
-        });
-    }
     let sigv4 = if options.strict {
         Some(SigV4Credential {
             access_key_id: params.access_key_id.clone(),
@@ -256,61 +239,21 @@ pub async fn create_with(
     } else {
         None
     };
-    // The holders that check the customer's signatures get the credential: the customer's
-    // own holder when there is one (the trustees then never learn it), otherwise every
-    // trustee.
-    let trustees_check = params.customer_holder_url.is_none();
-    let mut shares = shares.into_iter();
-    let customer_share = shares
-        .next()
-        .ok_or(Error::Invalid("split returned no shares".into()))?;
-    for (trustee, share) in params.trustees.iter().zip(shares) {
-        let text = ShareEnvelope {
-            key: key.clone(),
-            share,
-        }
-        .encode();
-        let checking = sigv4.as_ref().filter(|_| trustees_check);
-        deposit_with(
-            depositor,
-            &trustee.url,
-            &metadata,
-            &trustee.holder,
-            &text,
-            checking,
-        )
-        .await?;
-    }
-    let customer_text = ShareEnvelope {
-        key: key.clone(),
-        share: copy_share(&customer_share),
-    }
-    .encode();
-    if let Some(url) = &params.customer_holder_url {
-        deposit_with(
-            depositor,
-            url,
-            &metadata,
-            CUSTOMER_HOLDER,
-            &customer_text,
-            sigv4.as_ref(),
-        )
-        .await?;
-    }
-    std::fs::create_dir_all(&params.share_dir).map_err(|e| write_error(&params.share_dir, e))?;
-    let (raw_path, share_text) = share_paths(&params.share_dir, &params.tenant, params.key_version);
-    crate::tls::write_secret_file(&share_text, &format!("{}\n", customer_text.as_str())).map_err(
-        |e| Error::Write {
-            path: share_text.clone(),
-            message: e.to_string(),
+    let dealt = ceremony(
+        &Ceremony {
+            key: &key,
+            threshold: params.threshold,
+            trustees: &params.trustees,
+            customer_holder_url: params.customer_holder_url.as_deref(),
+            options,
+            sigv4: sigv4.as_ref(),
+            share_dir: &params.share_dir,
         },
-    )?;
-    let share_raw = if params.customer_holder_url.is_none() {
-        write_raw_share(&raw_path, &customer_share)?;
-        Some(raw_path)
-    } else {
-        None
-    };
+        depositor,
+    )
+    .await?;
+    let metadata = dealt.metadata;
+    let (share_raw, share_text) = (dealt.share_raw, dealt.share_text);
     let s3_credentials = match &sigv4 {
         Some(credential) => {
             let path = params
@@ -339,22 +282,7 @@ pub async fn create_with(
         metadata: metadata.clone(),
         previous: Vec::new(),
     };
-    registration
-        .validate()
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-    std::fs::create_dir_all(&params.registration_dir)
-        .map_err(|e| write_error(&params.registration_dir, e))?;
-    let path = params
-        .registration_dir
-        .join(format!("{}.toml", params.tenant));
-    let text = toml::to_string_pretty(&registration).map_err(|e| Error::Invalid(e.to_string()))?;
-    let text = format!(
-        "# treuhand tenant registration for the proxy (public metadata; written by `treuhand tenant create`)\n{text}"
-    );
-    crate::tls::write_secret_file(&path, &text).map_err(|e| Error::Write {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let path = registration::save(&params.registration_dir, &registration)?;
     Ok(Created {
         metadata,
         registration: path,
@@ -364,6 +292,131 @@ pub async fn create_with(
         s3_secret: sigv4
             .as_ref()
             .map(|c| SecretString::from(c.secret_access_key.as_str())),
+    })
+}
+
+/// One key version's split and deposits ([`ceremony`]), shared by `tenant create` and
+/// `tenant rotate`.
+#[derive(Debug)]
+pub struct Ceremony<'a> {
+    /// The tenant and the version to make.
+    pub key: &'a KeyId,
+    /// Threshold k.
+    pub threshold: u8,
+    /// The trustees, in x order after the customer (x = 1 is the customer).
+    pub trustees: &'a [TrusteeSpec],
+    /// The customer's holder, or `None` for SSE-C.
+    pub customer_holder_url: Option<&'a str>,
+    /// Strict / allow-trustees-alone, recorded in the metadata.
+    pub options: CreateOptions,
+    /// Strict tenants: the S3 credential for the signature-checking holders.
+    pub sigv4: Option<&'a SigV4Credential>,
+    /// Where the customer's share files go ([`share_paths`]).
+    pub share_dir: &'a Path,
+}
+
+/// What [`ceremony`] dealt and wrote.
+#[derive(Debug, Clone)]
+pub struct Dealt {
+    /// The new version's public metadata.
+    pub metadata: KeyMetadata,
+    /// The raw customer share (SSE-C tenants).
+    pub share_raw: Option<PathBuf>,
+    /// The customer share's text envelope.
+    pub share_text: PathBuf,
+}
+
+/// Generates and splits a fresh OPRF key for `c.key` (customer x = 1, the trustees after it),
+/// deposits each trustee's share (with the S3 credential when the trustees check the
+/// customer's signatures) and, for holder tenants, the customer's share at its holder (with
+/// the credential), then writes the customer's share files ([`share_paths`]). Files are
+/// written only after every deposit succeeded; the registration is the caller's.
+///
+/// # Errors
+/// As [`create_with`]; a failed deposit names the holder, and the holders before it in the
+/// order (trustees, then the customer's holder) hold the new version.
+pub async fn ceremony(c: &Ceremony<'_>, depositor: &dyn Depositor) -> Result<Dealt, Error> {
+    if c.trustees.is_empty() {
+        return Err(Error::Invalid("at least one trustee is needed".into()));
+    }
+    let key = c.key;
+    let mut names: Vec<&str> = vec![CUSTOMER_HOLDER];
+    names.extend(c.trustees.iter().map(|t| t.holder.as_str()));
+    let (metadata, shares) = scheme::split(
+        key,
+        c.threshold,
+        &names,
+        SplitOptions {
+            strict: c.options.strict,
+            allow_trustees_alone: c.options.allow_trustees_alone,
+        },
+    )?;
+    if metadata.trustees_alone_reach_threshold(CUSTOMER_HOLDER) && !c.options.allow_trustees_alone {
+        return Err(Error::TrusteesAlone {
+            trustees: c.trustees.len(),
+            threshold: c.threshold,
+            needed: c.trustees.len() + 1,
+        });
+    }
+    // The holders that check the customer's signatures get the credential: the customer's
+    // own holder when there is one (the trustees then never learn it), otherwise every
+    // trustee.
+    let trustees_check = c.customer_holder_url.is_none();
+    let mut shares = shares.into_iter();
+    let customer_share = shares
+        .next()
+        .ok_or(Error::Invalid("split returned no shares".into()))?;
+    for (trustee, share) in c.trustees.iter().zip(shares) {
+        let text = ShareEnvelope {
+            key: key.clone(),
+            share,
+        }
+        .encode();
+        let checking = c.sigv4.filter(|_| trustees_check);
+        deposit_with(
+            depositor,
+            &trustee.url,
+            &metadata,
+            &trustee.holder,
+            &text,
+            checking,
+        )
+        .await?;
+    }
+    let customer_text = ShareEnvelope {
+        key: key.clone(),
+        share: copy_share(&customer_share),
+    }
+    .encode();
+    if let Some(url) = c.customer_holder_url {
+        deposit_with(
+            depositor,
+            url,
+            &metadata,
+            CUSTOMER_HOLDER,
+            &customer_text,
+            c.sigv4,
+        )
+        .await?;
+    }
+    std::fs::create_dir_all(c.share_dir).map_err(|e| write_error(c.share_dir, e))?;
+    let (raw_path, share_text) = share_paths(c.share_dir, &key.tenant, key.version);
+    crate::tls::write_secret_file(&share_text, &format!("{}\n", customer_text.as_str())).map_err(
+        |e| Error::Write {
+            path: share_text.clone(),
+            message: e.to_string(),
+        },
+    )?;
+    let share_raw = if c.customer_holder_url.is_none() {
+        write_raw_share(&raw_path, &customer_share)?;
+        Some(raw_path)
+    } else {
+        None
+    };
+    Ok(Dealt {
+        metadata,
+        share_raw,
+        share_text,
     })
 }
 

@@ -6,6 +6,7 @@
 //! this module, so this module imports neither.
 
 pub mod fields;
+mod rewrap;
 
 use crate::crypto::aead::{NONCE_BYTES, TAG_LEN};
 use crate::crypto::envelope::{self, PartEtagDigest, PartKeys};
@@ -22,6 +23,7 @@ pub use fields::{
     HEADER_PROBE_LEN, HEADER_V1_BASE_LEN, Header, HeaderInfo, Layout, MAX_HEADER_LEN,
     OBJECT_ID_LEN, header_len_hint, layout_hint, peek_header,
 };
+pub use rewrap::Rewrapped;
 
 /// The AAD of the sealed metadata block, in v2 and v3 alike: a later rewrap of a v2 object to
 /// v3 keeps the DEK and so K_meta, and must be able to keep the block byte for byte. A second
@@ -43,6 +45,9 @@ pub struct ObjectCipher {
     part_keys: Option<PartKeys>,
     /// The authenticated, decrypted metadata (empty for v1).
     metadata: Metadata,
+    /// The DEK itself, kept for [`ObjectCipher::rewrap`] (docs/format.md §9): a rotation wraps
+    /// the same DEK under another key. No more exposure than `keys`, which it derives.
+    dek: Dek,
 }
 
 /// Starts a new object: draws a DEK and nonce prefix, wraps the DEK under the KEK bound to
@@ -213,16 +218,23 @@ fn build(
         nonce_prefix,
         sealed_metadata,
     };
-    let mut bytes = header.mac_input();
-    let mac = keys.mac(&header.labelled_mac_input());
-    bytes.extend_from_slice(&mac);
+    let bytes = encode(&header, &keys);
     let cipher = ObjectCipher {
         header,
         keys,
         part_keys,
         metadata: metadata.clone(),
+        dek,
     };
     Ok((cipher, bytes))
+}
+
+/// The header's bytes: every field, then the MAC under K_mac.
+fn encode(header: &Header, keys: &ObjectKeys) -> Vec<u8> {
+    let mut bytes = header.mac_input();
+    let mac = keys.mac(&header.labelled_mac_input());
+    bytes.extend_from_slice(&mac);
+    bytes
 }
 
 /// Opens an existing object from its first bytes: parses the header, checks that it names the
@@ -272,6 +284,7 @@ pub fn open_object(
             keys,
             part_keys,
             metadata,
+            dek,
         },
         len,
     ))

@@ -159,6 +159,46 @@ pub(crate) struct Op<'a, I>(
 /// What a handler returns: the operation's output, or the error [`crate::proxy::error`] maps.
 pub(crate) type Out<T> = Result<T, ProxyError>;
 
+/// The response header naming the tenant key version of an object's header, on GET and HEAD
+/// (public information: it is in the stored header). The rewrap driver reads it to find the
+/// objects of an older version (docs/rewrap.md).
+pub const KEY_VERSION_HEADER: &str = "x-treuhand-key-version";
+
+/// A handler's output with response headers of treuhand's own beside the S3 ones.
+pub(crate) struct WithHeaders<T>(pub(crate) T, pub(crate) http::HeaderMap);
+
+impl<T> WithHeaders<T> {
+    /// `output` with `x-treuhand-key-version: version`, or with no extra header.
+    pub(crate) fn key_version(output: T, version: Option<u32>) -> Self {
+        let mut headers = http::HeaderMap::new();
+        if let Some(version) = version {
+            headers.insert(KEY_VERSION_HEADER, http::HeaderValue::from(version));
+        }
+        Self(output, headers)
+    }
+}
+
+/// What the `impl S3` methods make of a handler's output: a response, with the extra headers
+/// of a [`WithHeaders`].
+pub(crate) trait IntoResponse<T> {
+    /// The response.
+    fn into_response(self) -> S3Response<T>;
+}
+
+impl<T> IntoResponse<T> for T {
+    fn into_response(self) -> S3Response<T> {
+        S3Response::new(self)
+    }
+}
+
+impl<T> IntoResponse<T> for WithHeaders<T> {
+    fn into_response(self) -> S3Response<T> {
+        let mut response = S3Response::new(self.0);
+        response.headers = self.1;
+        response
+    }
+}
+
 /// The `impl S3` methods, one per operation, from a table: each names its input and output
 /// types, the handler in its group's file, and the fields of its log span. Written out as
 /// `async_trait` would expand them (a macro inside an `#[async_trait]` impl is not expanded
@@ -180,7 +220,8 @@ macro_rules! operations {
                 async move {
                     let request = self.request(&$req)?;
                     let op = Op(self, request, $req.input);
-                    Ok(S3Response::new($handler(op).await?))
+                    let output = $handler(op).await?;
+                    Ok(IntoResponse::<dto::$output>::into_response(output))
                 }
                 .instrument(span),
             )

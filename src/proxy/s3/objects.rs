@@ -10,7 +10,7 @@ use super::metadata::{ResponseMetadata, etag, request_metadata, timestamp};
 use super::passthrough;
 use super::pipeline::{self, Opened, body_stream, declared_len};
 use super::request::{CustomerKey, RequestContext, SseEcho, customer_key, echoed, md5_hex};
-use super::{Op, Out, Proxy};
+use super::{Op, Out, Proxy, WithHeaders};
 use crate::format::Layout;
 use crate::proxy::error::ProxyError;
 use crate::storage;
@@ -161,7 +161,9 @@ pub(super) async fn put_object(op: Op<'_, dto::PutObjectInput>) -> Out<dto::PutO
     ))
 }
 
-pub(super) async fn get_object(op: Op<'_, dto::GetObjectInput>) -> Out<dto::GetObjectOutput> {
+pub(super) async fn get_object(
+    op: Op<'_, dto::GetObjectInput>,
+) -> Out<WithHeaders<dto::GetObjectOutput>> {
     let Op(proxy, request, input) = op;
     let customer = customer_key!(input)?;
     let object = (input.bucket.as_str(), input.key.as_str());
@@ -172,12 +174,14 @@ pub(super) async fn get_object(op: Op<'_, dto::GetObjectInput>) -> Out<dto::GetO
     {
         Stat::Passthrough(meta) => {
             let range = input.range.as_ref();
-            return passthrough::get(&proxy.storage, read.path, &meta, range);
+            let output = passthrough::get(&proxy.storage, read.path, &meta, range)?;
+            return Ok(WithHeaders::key_version(output, None));
         }
         Stat::Opened(opened) => *opened,
     };
     let echo = request.echo(customer.as_ref());
     let headers = ObjectHeaders::of(&opened, input.range.as_ref(), echo)?;
+    let version = Some(opened.key_version());
     // Small responses are decrypted completely before the status line goes out, so any
     // tampering is a clean 502. Larger ones stream; a bad segment then aborts the body.
     let range = headers.bytes.range.clone();
@@ -188,22 +192,29 @@ pub(super) async fn get_object(op: Op<'_, dto::GetObjectInput>) -> Out<dto::GetO
     } else {
         pipeline::decrypt_stream(&proxy.storage, read.path.clone(), opened, range)
     };
-    Ok(object_output!(dto::GetObjectOutput, headers, { body: Some(body) }))
+    let output = object_output!(dto::GetObjectOutput, headers, { body: Some(body) });
+    Ok(WithHeaders::key_version(output, version))
 }
 
-pub(super) async fn head_object(op: Op<'_, dto::HeadObjectInput>) -> Out<dto::HeadObjectOutput> {
+pub(super) async fn head_object(
+    op: Op<'_, dto::HeadObjectInput>,
+) -> Out<WithHeaders<dto::HeadObjectOutput>> {
     let Op(proxy, request, input) = op;
     let customer = customer_key!(input)?;
     let object = (input.bucket.as_str(), input.key.as_str());
     let read = Read::new(&request, customer.as_ref(), "HeadObject", object);
     // HEAD needs the header only: no read-ahead.
     let opened = match proxy.read_object(&read, conditions!(input), 0).await? {
-        Stat::Passthrough(meta) => return Ok(passthrough::head(&meta)),
+        Stat::Passthrough(meta) => {
+            return Ok(WithHeaders::key_version(passthrough::head(&meta), None));
+        }
         Stat::Opened(opened) => *opened,
     };
     let echo = request.echo(customer.as_ref());
     let headers = ObjectHeaders::of(&opened, input.range.as_ref(), echo)?;
-    Ok(object_output!(dto::HeadObjectOutput, headers, {}))
+    let version = Some(opened.key_version());
+    let output = object_output!(dto::HeadObjectOutput, headers, {});
+    Ok(WithHeaders::key_version(output, version))
 }
 
 pub(super) async fn delete_object(
@@ -301,9 +312,16 @@ pub(super) async fn copy_object(op: Op<'_, dto::CopyObjectInput>) -> Out<dto::Co
     let src_path = paths.object(&src_bucket, &src_key);
     let src_meta = proxy.stat_object(paths, &src_bucket, &src_path).await?;
     proxy.require_bucket(paths, &input.bucket).await?;
+    let dest = (input.bucket.as_str(), input.key.as_str());
+    // An in-place copy keeping the metadata of an object under an older key version is a
+    // rewrap: a new header, the same body (docs/rewrap.md).
+    let in_place = (src_bucket.as_str(), src_key.as_str()) == dest;
+    if in_place && !replace && under_older_version(proxy, &request, &src_path, &src_meta).await {
+        let customers = (src_customer.as_ref(), dest_customer.as_ref());
+        return rewrap_in_place(proxy, &request, &input, customers, (dest, src_meta)).await;
+    }
     // Both sides belong to the same tenant key, so both shares must be the customer's
     // share; each is checked by the key service.
-    let dest = (input.bucket.as_str(), input.key.as_str());
     let opened = pipeline::open(
         &proxy.storage,
         (&request, src_customer.as_ref(), "CopyObject source"),
@@ -345,6 +363,80 @@ pub(super) async fn copy_object(op: Op<'_, dto::CopyObjectInput>) -> Out<dto::Co
     };
     Ok(echoed!(
         request.echo(dest_customer.as_ref()),
+        dto::CopyObjectOutput {
+            copy_object_result: Some(result),
+        }
+    ))
+}
+
+/// Whether the stored object at `path` names a registered key version other than the
+/// tenant's current one, from its header's public fields (authenticated when it is opened). An
+/// unreadable header is not: the ordinary copy reports it.
+async fn under_older_version(
+    proxy: &Proxy,
+    request: &RequestContext,
+    path: &str,
+    meta: &storage::Meta,
+) -> bool {
+    let probe = meta.size.min(crate::format::HEADER_PROBE_LEN as u64);
+    let Ok(prefix) = proxy.storage.read_range(path, 0..probe).await else {
+        return false;
+    };
+    let Ok(info) = crate::format::peek_header(&prefix) else {
+        return false;
+    };
+    let tenant = &request.tenant;
+    info.key_version != tenant.current_version() && tenant.keys_for(info.key_version).is_some()
+}
+
+/// The rewrap: opens the object's header with its (older) key version, wraps the same DEK
+/// under the current version's key for the same bucket/key, and replaces the stored header,
+/// keeping every body byte. On the filesystem with a header of the same length that is one
+/// small in-place write; otherwise the object is rewritten with the new header (docs/rewrap.md).
+/// The ETag is the MD5 of the header, as for every object, so it is the new header's.
+async fn rewrap_in_place(
+    proxy: &Proxy,
+    request: &RequestContext,
+    input: &dto::CopyObjectInput,
+    (source, dest): (Option<&CustomerKey>, Option<&CustomerKey>),
+    (object, meta): ((&str, &str), storage::Meta),
+) -> Out<dto::CopyObjectOutput> {
+    let path = request.paths().object(object.0, object.1);
+    let opened = pipeline::open(
+        &proxy.storage,
+        (request, source, "rewrap (old key version)"),
+        (object.0, object.1, &path),
+        meta,
+        0,
+    )
+    .await?;
+    check_copy_conditions(input, &opened)?;
+    let key = request
+        .write_key(dest, "rewrap (current key version)", object)
+        .await?;
+    let rewrapped = request.rewrap(&key, object, &opened.cipher)?;
+    let how = proxy
+        .storage
+        .replace_prefix(&path, opened.header_bytes()?, &rewrapped.header)
+        .await
+        .map_err(|e| match e {
+            // Another write replaced the object since it was opened: that write stands.
+            storage::Error::Changed => ProxyError::PreconditionFailed,
+            other => other.into(),
+        })?;
+    tracing::info!(
+        from = opened.key_version(),
+        to = request.tenant.current_version(),
+        in_place = how == storage::Replaced::InPlace,
+        "object rewrapped"
+    );
+    let result = dto::CopyObjectResult {
+        e_tag: Some(etag(md5_hex(&rewrapped.header))),
+        last_modified: Some(timestamp(SystemTime::now())),
+        ..Default::default()
+    };
+    Ok(echoed!(
+        request.echo(dest),
         dto::CopyObjectOutput {
             copy_object_result: Some(result),
         }

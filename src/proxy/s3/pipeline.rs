@@ -63,6 +63,18 @@ pub(crate) struct Opened {
 }
 
 impl Opened {
+    /// The stored header's bytes, exactly as read (what a rewrap replaces).
+    pub(crate) fn header_bytes(&self) -> Result<&[u8], ProxyError> {
+        self.prefix
+            .get(..self.cipher.header_len())
+            .ok_or(ProxyError::Integrity)
+    }
+
+    /// The tenant key version the object's (authenticated) header names.
+    pub(crate) fn key_version(&self) -> u32 {
+        self.cipher.header().key.version
+    }
+
     fn layout(&self) -> Result<format::ObjectLayout<'_>, ProxyError> {
         Ok(match &self.footer {
             None => self.cipher.single_layout(self.meta.size)?,

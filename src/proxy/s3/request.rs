@@ -454,6 +454,19 @@ impl RequestContext {
         })
     }
 
+    /// A new header for the opened object `cipher` at `bucket`/`key` under `key` (the current
+    /// version's write key, [`Self::write_key`]): the same DEK, nonce prefix, layout and
+    /// sealed metadata, so the stored body stays valid (docs/format.md §9).
+    pub fn rewrap(
+        &self,
+        key: &WriteKey,
+        (bucket, object): (&str, &str),
+        cipher: &format::ObjectCipher,
+    ) -> Result<format::Rewrapped, ProxyError> {
+        let ctx = self.dek_context(bucket, object);
+        Ok(cipher.rewrap(&key.kek, &ctx, key.object_id)?)
+    }
+
     /// Opens the header at the start of `stored` for `bucket`/`key` with `key` (from
     /// [`Self::read_key`]): the cipher and the header's length. Fails closed.
     pub fn open_object(
