@@ -266,8 +266,7 @@ mod tests {
                     && (v3 || opened.header().sealed_metadata.is_some() == !metadata.is_empty());
                 assert_eq!(re.same_len(), same_version, "{label}, {target:?}");
                 let new_stored = [re.header.as_slice(), body].concat();
-                let (new, new_len) =
-                    open_object(&kek(2), &ctx(&new_key), &new_stored).unwrap();
+                let (new, new_len) = open_object(&kek(2), &ctx(&new_key), &new_stored).unwrap();
                 assert_eq!(new_len, re.header.len());
                 let (h, old) = (new.header(), opened.header());
                 assert_eq!(h.key.version, 2);
@@ -282,7 +281,11 @@ mod tests {
                     assert_eq!(h.sealed_metadata, old.sealed_metadata, "kept byte for byte");
                 }
                 let total = plaintext.len() as u64;
-                assert_eq!(read(&new_stored, &kek(2), 2, 0..total), plaintext, "{label}");
+                assert_eq!(
+                    read(&new_stored, &kek(2), 2, 0..total),
+                    plaintext,
+                    "{label}"
+                );
                 for range in [0..1, 65_530..65_545, total - 10..total, 69_999..70_001] {
                     let expected = &plaintext[range.start as usize..range.end as usize];
                     assert_eq!(read(&new_stored, &kek(2), 2, range), expected, "{label}");
