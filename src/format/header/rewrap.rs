@@ -329,6 +329,17 @@ mod tests {
             .unwrap();
         assert!(re.same_len());
         assert_eq!(re.old_len, old_len);
+        let moved = [re.header.as_slice(), &stored[old_len..]].concat();
+        let (new_cipher, _) =
+            open_object(&Kek::from_bytes([0x66; 32]), &context(&new), &moved).unwrap();
+        assert_eq!(new_cipher.metadata(), cipher.metadata());
+        let layout = new_cipher.single_layout(moved.len() as u64).unwrap();
+        let (c, mut dec) = layout.decryptor(0..1).unwrap();
+        let mut plaintext = Vec::new();
+        dec.push(&moved[c.start as usize..c.end as usize], &mut plaintext)
+            .unwrap();
+        dec.finish().unwrap();
+        assert_eq!(plaintext, [0]);
         let digest = ring::digest::digest(&ring::digest::SHA256, &re.header);
         assert_eq!(
             hex::encode(digest.as_ref()),
