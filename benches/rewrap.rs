@@ -76,7 +76,9 @@ async fn rewrap(storage: &Storage, versions: &[Version; 2], size: u64) {
     let old_kek = old.kek(info.object_id.unwrap());
     let (cipher, old_len) = format::open_object(&old_kek, &old.context(), &prefix).unwrap();
     let id = ObjectId::random().unwrap();
-    let rewrapped = cipher.rewrap(&new.kek(id), &new.context(), Some(id)).unwrap();
+    let rewrapped = cipher
+        .rewrap(&new.kek(id), &new.context(), Some(id))
+        .unwrap();
     let how = storage
         .replace_prefix(PATH, &prefix[..old_len], &rewrapped.header)
         .await

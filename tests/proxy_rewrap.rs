@@ -25,6 +25,8 @@ use treuhand::secret::Share;
 use treuhand::trustee::wire::EvaluateRequest;
 
 const TRUSTEE_URL: &str = "https://t1.fake";
+/// The customer's holder, for a holder tenant (no SSE-C headers).
+const CUSTOMER_URL: &str = "https://customer.fake";
 
 /// A key holder with a share of every key version, evaluating the one a request names.
 struct FakeHolder {
@@ -64,14 +66,13 @@ impl ShareSource for FakeHolder {
     }
 }
 
-struct Fakes(Arc<FakeHolder>);
+/// The holders by URL.
+struct Fakes(HashMap<&'static str, Arc<FakeHolder>>);
 
 impl treuhand::proxy::SourceFactory for Fakes {
     fn source(&self, url: &str) -> Result<Arc<dyn ShareSource>, ConfigError> {
-        if url != TRUSTEE_URL {
-            return Err(ConfigError(url.into()));
-        }
-        Ok(self.0.clone())
+        let holder = self.0.get(url).ok_or_else(|| ConfigError(url.into()))?;
+        Ok(holder.clone())
     }
 }
 
@@ -88,20 +89,28 @@ struct Setup {
     shares: [String; 2],
     v2: TenantConfig,
     fakes: Fakes,
+    /// The customer's share is at a holder: requests carry no SSE-C headers.
+    holder_tenant: bool,
 }
 
 impl Setup {
     async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    async fn start_with(holder_tenant: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new(dir.path());
         let mut metadata = Vec::new();
         let mut customer = Vec::new();
         let mut holder = HashMap::new();
+        let mut customer_holder = HashMap::new();
         for version in [1, 2] {
             let key = KeyId::new("acme", version).unwrap();
             let (m, shares) =
                 scheme::split(&key, 2, &["customer", "t1"], SplitOptions::default()).unwrap();
             holder.insert(version, scheme::key_share(&m, &shares[1]).unwrap());
+            customer_holder.insert(version, scheme::key_share(&m, &shares[0]).unwrap());
             customer.push(STANDARD.encode(shares[0].expose_secret()));
             metadata.push(m);
         }
@@ -109,7 +118,7 @@ impl Setup {
             access_key_id: "AKACME".into(),
             secret_access_key: Some("secret-acme-0123456789".to_owned().into()),
             customer_holder: "customer".into(),
-            customer_url: None,
+            customer_url: holder_tenant.then(|| CUSTOMER_URL.to_owned()),
             trustees: vec![TrusteeRef {
                 holder: "t1".into(),
                 url: TRUSTEE_URL.into(),
@@ -118,7 +127,15 @@ impl Setup {
             previous: previous.into_iter().map(|i| metadata[i].clone()).collect(),
         };
         let (v1, v2) = (config(0, vec![]), config(1, vec![0]));
-        let fakes = Fakes(Arc::new(FakeHolder { shares: holder }));
+        let fakes = Fakes(HashMap::from([
+            (TRUSTEE_URL, Arc::new(FakeHolder { shares: holder })),
+            (
+                CUSTOMER_URL,
+                Arc::new(FakeHolder {
+                    shares: customer_holder,
+                }),
+            ),
+        ]));
         let proxy = start_proxy(&proxy_config(&pki, dir.path(), 60), &[v1], &fakes).await;
         let raw = Raw::new(&proxy, &pki);
         let tenant = TestTenant {
@@ -137,6 +154,7 @@ impl Setup {
             shares: [customer[0].clone(), customer[1].clone()],
             v2,
             fakes,
+            holder_tenant,
         }
     }
 
@@ -148,6 +166,9 @@ impl Setup {
     }
 
     fn sse(&self, version: usize) -> Vec<(&'static str, String)> {
+        if self.holder_tenant {
+            return Vec::new();
+        }
         sse_c_headers(&self.shares[version - 1])
     }
 
@@ -356,5 +377,26 @@ async fn get_and_head_name_the_key_version() {
     assert_eq!(r.status, 200, "{}", r.text());
     let r = s.get("a", 2, &[]).await;
     assert_eq!((r.status, r.body.as_slice()), (200, &b"x"[..]));
+    assert_eq!(key_version(&r).as_deref(), Some("2"));
+}
+
+#[tokio::test]
+async fn a_holder_tenant_rewraps_with_no_headers() {
+    let s = Setup::start_with(true).await;
+    let body = data(100_000, 3);
+    s.put("h", body.clone()).await;
+    let before = s.stored("h");
+    s.rotate();
+    let head = s.raw.request(&s.tenant, "HEAD", &path("h"), &[]).await;
+    assert_eq!(key_version(&head).as_deref(), Some("1"));
+    let headers = vec![("x-amz-copy-source", path("h"))];
+    let r = s.raw.put(&s.tenant, &path("h"), &headers, Vec::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let after = s.stored("h");
+    let ((_, old_len), (v, new_len)) = (header_of(&before), header_of(&after));
+    assert_eq!(v, 2);
+    assert_eq!(before[old_len..], after[new_len..]);
+    let r = s.get("h", 2, &[]).await;
+    assert_eq!((r.status, r.body == body), (200, true));
     assert_eq!(key_version(&r).as_deref(), Some("2"));
 }
