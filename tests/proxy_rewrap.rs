@@ -161,8 +161,13 @@ impl Setup {
     /// Version 2 becomes current (what `tenant rotate` does to the registration).
     fn rotate(&self) {
         let registry = self.proxy.tenants.as_ref().unwrap();
-        treuhand::proxy::reload(registry, &self.proxy.keys, &[self.v2.clone()], &self.fakes)
-            .unwrap();
+        treuhand::proxy::reload(
+            registry,
+            &self.proxy.keys,
+            std::slice::from_ref(&self.v2),
+            &self.fakes,
+        )
+        .unwrap();
     }
 
     fn sse(&self, version: usize) -> Vec<(&'static str, String)> {
