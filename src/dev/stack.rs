@@ -284,11 +284,24 @@ fn move_in_registrations(tenants: &Path, from: SocketAddr, to: SocketAddr) -> an
     Ok(())
 }
 
+/// Waits until the proxy exits. A trustee or holder that exits is reported and the rest of the
+/// stack keeps running: stopping the trustee is part of the drills (a trustee outage fails
+/// closed with 503; after a hand-over the old trustee is stopped for good).
 async fn watch_children(children: &mut [(&'static str, tokio::process::Child)]) -> &'static str {
+    let mut gone = vec![false; children.len()];
     loop {
-        for (name, child) in children.iter_mut() {
-            if let Ok(Some(_)) = child.try_wait() {
-                return name;
+        for ((name, child), gone) in children.iter_mut().zip(gone.iter_mut()) {
+            if *gone {
+                continue;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                if *name == "proxy" {
+                    return name;
+                }
+                *gone = true;
+                println!(
+                    "treuhand dev: the {name} exited ({status}); the rest of the stack keeps running (requests that need it fail closed with 503)"
+                );
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
