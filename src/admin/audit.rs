@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::cli::AdminArgs;
+use super::args::AdminArgs;
 use super::profile::{HolderRef, Profile, read_public_key};
 use crate::trustee::audit::{AuditEntry, AuditLog, GENESIS, check_segment};
 

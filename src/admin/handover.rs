@@ -22,7 +22,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::cli::AdminArgs;
+use super::args::AdminArgs;
 use super::lifecycle::{HolderShred, registered_holders, shred_at, strict_credential};
 use crate::crypto::{KeyMetadata, KeyScheme, ShareEnvelope, scheme};
 use crate::proxy::config::{TenantConfig, TrusteeRef};

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::cli::AdminArgs;
+use super::args::AdminArgs;
 use super::profile::{Profile, read_public_key};
 use crate::crypto::{KeyId, KeyMetadata};
 use crate::proxy::config::TenantConfig;

@@ -8,9 +8,11 @@
 //!
 //! Rooms:
 //! - [`profile`]: the profile file and the clients it builds;
-//! - [`cli`]: the clap commands and their dispatch;
+//! - [`cli`]: the clap commands and their dispatch; [`args`]: `--profile` and `--json`;
+//! - [`holders`]: asking every holder of a profile at once, and the report formatters;
+//! - [`status`]: `tenant status`;
 //! - [`output`]: human or JSON output;
-//! - [`customer`]: status, policy and grants (the customer admin);
+//! - [`customer`]: policy and grants (the customer admin);
 //! - [`operator`]: grant requests and listings (the operator);
 //! - [`receipt`]: shred receipts;
 //! - [`audit`]: incremental audit verification (`audit pull`);
@@ -19,10 +21,12 @@
 //! - [`handover`]: re-dealing a departing holder's share to a new trustee.
 //! - [`s3client`]: the small signed S3 client of `rewrap`.
 
+pub mod args;
 pub mod audit;
 pub mod cli;
 pub mod customer;
 pub mod handover;
+pub mod holders;
 pub mod lifecycle;
 pub mod operator;
 pub mod output;
@@ -30,3 +34,4 @@ pub mod profile;
 pub mod receipt;
 pub mod rewrap;
 pub mod s3client;
+pub mod status;

@@ -7,8 +7,9 @@
 
 use serde::Serialize;
 
-use super::cli::AdminArgs;
-use super::customer::{self, HolderError, HolderGrant, each_holder, format_duration};
+use super::args::AdminArgs;
+use super::customer::{self, HolderGrant};
+use super::holders::{HolderError, each_holder, format_duration};
 use crate::trustee::Error as TrusteeError;
 use crate::trustee::wire::{GrantRequest, GrantScope};
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::customer::utc;
+use super::holders::utc;
 use super::output::Output;
 use crate::trustee::wire::ShredReceipt;
 

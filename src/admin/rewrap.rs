@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::cli::AdminArgs;
+use super::args::AdminArgs;
 use super::output::Output;
 use super::profile::Profile;
 use super::s3client::S3Client;

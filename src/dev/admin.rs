@@ -11,9 +11,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
+use super::configs::{free_port, listen_addr, read_toml, trustee_config};
 use super::env::{REGION, parse_env_file};
-use super::init::{free_port, trustee_config};
-use super::stack::{listen_addr, read_toml};
 use crate::admin::profile::{HolderRef, Profile, Role as ProfileRole, S3Profile};
 use crate::tls::{DevCa, Role};
 

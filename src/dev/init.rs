@@ -22,64 +22,22 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+pub use super::configs::{free_port, trustee_config, trustee_config_at};
 use super::env::{REGION, TenantEnv};
 use crate::proxy::config::{
     CacheConfig, ClientTls, LimitsConfig, MultipartConfig, ProxyConfig, ServerTls,
 };
 use crate::storage::StorageConfig;
 use crate::tls::{DevCa, Role};
-use crate::trustee::config::{Config as TrusteeConfig, KeyFiles, Limits, StoreConfig, TlsFiles};
+use crate::trustee::config::{Config as TrusteeConfig, TlsFiles};
 
 /// The proxy identity of the dev proxy (its client certificate names `dev-proxy.proxy.treuhand`).
 pub const DEV_PROXY: &str = "dev-proxy";
-
-/// A currently free loopback port. Whoever uses it must bind it later, so another process can
-/// take it in between: callers that start a server from a config written with it retry on a
-/// fresh port when that happens ([`super::stack::spawn_listening`]).
-///
-/// # Errors
-/// If binding fails.
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-    Ok(listener.local_addr()?.port())
-}
 
 fn random_token(len: usize) -> anyhow::Result<String> {
     let mut buf = vec![0u8; len];
     crate::crypto::envelope::fill_random(&mut buf)?;
     Ok(hex::encode(buf))
-}
-
-/// The trustee config the dev stack uses for `name` (paths relative to the stack directory).
-pub fn trustee_config(name: &str, port: u16) -> TrusteeConfig {
-    trustee_config_at(
-        format!("127.0.0.1:{port}"),
-        TlsFiles {
-            cert: format!("certs/{name}.pem").into(),
-            key: format!("certs/{name}.key").into(),
-            client_ca: "certs/ca.pem".into(),
-        },
-        Path::new(name),
-        "store.db",
-    )
-}
-
-/// A trustee config listening on `listen`, whose keys (`sealing.key` and `signing.key`, as
-/// `trustee::config::generate_keys` writes them) and store (`store`) lie in `dir`, with the
-/// default limits.
-pub fn trustee_config_at(listen: String, tls: TlsFiles, dir: &Path, store: &str) -> TrusteeConfig {
-    TrusteeConfig {
-        listen,
-        tls,
-        store: StoreConfig {
-            path: dir.join(store),
-        },
-        keys: KeyFiles {
-            sealing_key: dir.join("sealing.key"),
-            signing_key: dir.join("signing.key"),
-        },
-        limits: Limits::default(),
-    }
 }
 
 /// A one-trustee set-up in `dir`, for benchmarks and tests: a TEST-ONLY CA named `ca_name`

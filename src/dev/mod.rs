@@ -2,11 +2,13 @@
 //!
 //! - [`init`](mod@init): writes the dev directory (PKI, configs, demo tenants), only what is absent;
 //! - [`admin`]: the second, idle trustee and the admin profiles under `DIR/admin/`;
+//! - [`configs`]: reading and editing the generated TOML, the dev trustee config, free ports;
 //! - [`env`](mod@env): the env files (`DIR/dev.env`, `DIR/dev-holder.env`), and reading such files;
 //! - [`stack`]: runs the set-up stack as child processes until Ctrl-C, and starts a server
 //!   process from its config for the bench harness too.
 
 pub mod admin;
+pub mod configs;
 pub mod env;
 pub mod init;
 pub mod stack;

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+pub use super::configs::{edit_toml, listen_addr, read_toml};
+
 /// How to start one server process: `EXE COMMAND --config CONFIG`.
 pub struct Launch<'a> {
     /// The treuhand binary.
@@ -66,7 +68,7 @@ pub async fn spawn_listening(
         edit_toml(launch.config, |t| {
             for key in launch.movable {
                 if t.contains_key(*key) {
-                    let port = super::init::free_port()?;
+                    let port = super::configs::free_port()?;
                     t.insert(
                         (*key).to_owned(),
                         toml::Value::String(format!("127.0.0.1:{port}")),
@@ -139,50 +141,6 @@ fn address_taken(addr: SocketAddr) -> bool {
         std::net::TcpListener::bind(addr),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse
     )
-}
-
-/// Parses a generated config. toml's own error message quotes the offending line, and a
-/// generated proxy.toml can hold the storage backend's secret, so errors give the position only.
-fn parse_toml(path: &Path, text: &str) -> anyhow::Result<toml::Table> {
-    toml::from_str(text)
-        .map_err(|e| anyhow::anyhow!(crate::logging::describe_toml_error(path, text, &e)))
-}
-
-/// Reads a generated config as a table (see `parse_toml` for its errors).
-///
-/// # Errors
-/// An unreadable or malformed file.
-pub fn read_toml(path: &Path) -> anyhow::Result<toml::Table> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    parse_toml(path, &text)
-}
-
-/// Rewrites a generated config through `edit`.
-///
-/// # Errors
-/// An unreadable or malformed file, or `edit`'s error.
-pub fn edit_toml(
-    path: &Path,
-    edit: impl FnOnce(&mut toml::Table) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let mut table = read_toml(path)?;
-    edit(&mut table)?;
-    std::fs::write(path, toml::to_string_pretty(&table)?)?;
-    Ok(())
-}
-
-/// The socket address under `key` in a config table.
-///
-/// # Errors
-/// If the key is missing or not an address.
-pub fn listen_addr(table: &toml::Table, key: &str) -> anyhow::Result<SocketAddr> {
-    table
-        .get(key)
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| anyhow::anyhow!("config has no {key}"))?
-        .parse()
-        .map_err(|e| anyhow::anyhow!("bad {key}: {e}"))
 }
 
 /// Runs the stack of a set-up DIR until Ctrl-C or until one of its processes exits.
