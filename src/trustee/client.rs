@@ -313,17 +313,7 @@ impl TrusteeClient {
     /// # Errors
     /// As [`TrusteeClient::release`], plus [`Error::NotFound`] and [`Error::Conflict`].
     pub async fn approve_grant(&self, tenant: &str, grant_id: &str) -> Result<Grant, Error> {
-        if grant_id.is_empty()
-            || !grant_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(Error::Invalid(
-                "grant ids are letters, digits and '-'".into(),
-            ));
-        }
-        let path = Self::tenant_path(tenant, &format!("grants/{grant_id}/approve"))?;
-        self.send(Method::POST, &path, None).await
+        self.grant_action(tenant, grant_id, "approve").await
     }
 
     /// Lists the tenant's grants (customer admin or operator).
