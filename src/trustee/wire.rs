@@ -674,6 +674,14 @@ pub struct HandoverResponse {
     pub audit_seq: u64,
 }
 
+// The share text is wiped when the answer goes, on both sides (server and customer admin).
+impl Drop for HandoverResponse {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.share.zeroize();
+    }
+}
+
 impl std::fmt::Debug for HandoverResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HandoverResponse")
