@@ -715,3 +715,131 @@ async fn handover_of_a_holder_tenant_gives_the_customers_holder_the_new_metadata
     }
     assert!(!setup.dir.join("shares/acme.share.txt").exists());
 }
+
+/// SIGKILL of the proxy and of the driver in the middle of `tenant rewrap`: every object still
+/// reads back whole, under exactly one of the two versions (the header is replaced in one step),
+/// and a rerun finishes the job.
+#[tokio::test]
+async fn a_rewrap_killed_midway_loses_no_object_and_a_rerun_finishes() {
+    const SSE: &str = "x-amz-server-side-encryption-customer-";
+    const OBJECTS: usize = 100;
+    let setup = Setup::start(&["trustee"], &[], 2).await;
+    let config = proxy_config(&setup.pki, &setup.dir, 3600);
+    let proxy_toml = setup.dir.join("proxy.toml");
+    write_proxy_toml(&proxy_toml, &config);
+    let process = ProxyProcess::start(&proxy_toml).await;
+    let tenant = TestTenant {
+        id: TENANT.into(),
+        access_key_id: "AKACME".into(),
+        secret_access_key: "operator-secret-1".into(),
+        share: None,
+    };
+    let headers = |share: &[u8; 32]| -> Vec<(String, String)> { sse(SSE, share) };
+    let borrow = |h: &[(String, String)]| -> Vec<(String, String)> { h.to_vec() };
+    let v1 = raw_share(&setup.dir, 1);
+    let raw = Raw::new(&Proxy::attach(process.addr), &setup.pki);
+    raw.create_bucket(&tenant, "data").await;
+    let body = |i: usize| -> Vec<u8> { format!("object {i} ").repeat(400).into_bytes() };
+    let h1 = borrow(&headers(&v1));
+    let h1: Vec<(&str, String)> = h1.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    for i in 0..OBJECTS {
+        let r = raw
+            .put(&tenant, &format!("/data/o{i:03}"), &h1, body(i))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let mut before = Vec::new();
+    for i in 0..OBJECTS {
+        before.push(stored(&config, &format!("o{i:03}")).await);
+    }
+    let out = setup.admin(&["rotate"], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    process.kill().await;
+    let process = ProxyProcess::start(&proxy_toml).await;
+    let mut profile = std::fs::read_to_string(&setup.profile).unwrap();
+    profile = profile.replacen(
+        "\n[[trustees]]",
+        &format!(
+            "\n[s3]\nendpoint = \"{}\"\naccess_key_id = \"AKACME\"\nsecret_access_key = \"operator-secret-1\"\n\n[[trustees]]",
+            process.endpoint()
+        ),
+        1,
+    );
+    std::fs::write(&setup.profile, profile).unwrap();
+
+    // Start the driver and kill proxy and driver once some objects have moved.
+    let mut driver = tokio::process::Command::new(env!("CARGO_BIN_EXE_treuhand"))
+        .args(["tenant", "rewrap", "--profile"])
+        .arg(&setup.profile)
+        .args(["--from", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let moved = |after: &[Vec<u8>]| before.iter().zip(after).filter(|(b, a)| b != a).count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let mut now = Vec::new();
+        for i in 0..OBJECTS {
+            now.push(stored(&config, &format!("o{i:03}")).await);
+        }
+        let n = moved(&now);
+        if n >= 5 || std::time::Instant::now() > deadline {
+            eprintln!("killing proxy and driver after {n} of {OBJECTS} objects moved");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    process.kill().await;
+    driver.start_kill().unwrap();
+    let _ = driver.wait().await;
+
+    let process = ProxyProcess::start(&proxy_toml).await;
+    let raw = Raw::new(&Proxy::attach(process.addr), &setup.pki);
+    let v2 = raw_share(&setup.dir, 2);
+    let h2 = borrow(&headers(&v2));
+    let h2: Vec<(&str, String)> = h2.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let mut under_v2 = 0;
+    for i in 0..OBJECTS {
+        let path = format!("/data/o{i:03}");
+        let r = raw.get(&tenant, &path, &h2).await;
+        let r = if r.status == 200 {
+            under_v2 += 1;
+            r
+        } else {
+            raw.get(&tenant, &path, &h1).await
+        };
+        assert_eq!(r.status, 200, "o{i:03} lost: {}", r.text());
+        assert_eq!(r.body, body(i), "o{i:03}");
+        let now = stored(&config, &format!("o{i:03}")).await;
+        assert!(
+            common_suffix(&before[i], &now) >= body(i).len(),
+            "o{i:03}: body changed"
+        );
+    }
+    assert!(under_v2 > 0, "nothing was rewrapped before the kill");
+
+    // A rerun finishes: everything under version 2 afterwards.
+    let mut profile = std::fs::read_to_string(&setup.profile).unwrap();
+    let old = profile
+        .lines()
+        .find(|l| l.starts_with("endpoint = "))
+        .unwrap()
+        .to_owned();
+    profile = profile.replace(&old, &format!("endpoint = \"{}\"", process.endpoint()));
+    std::fs::write(&setup.profile, profile).unwrap();
+    let value = json(&setup.admin(&["rewrap"], &["--from", "1", "--json"]).await);
+    assert_eq!(value["failed"], 0, "{value}");
+    assert_eq!(
+        value["rewrapped"].as_u64().unwrap() + value["skipped"].as_u64().unwrap(),
+        OBJECTS as u64,
+        "{value}"
+    );
+    for i in 0..OBJECTS {
+        let r = raw.get(&tenant, &format!("/data/o{i:03}"), &h2).await;
+        assert_eq!(r.status, 200, "o{i:03}: {}", r.text());
+        assert_eq!(r.body, body(i));
+    }
+    process.kill().await;
+}
