@@ -144,32 +144,16 @@ impl Profile {
         })?);
         let mut profile: Profile = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!(crate::logging::describe_toml_error(path, &text, &e)))?;
-        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let resolve = |p: &mut PathBuf| {
+        // Absolute, so a profile written back (`save`, after a hand-over) can name its paths
+        // relative to its own directory again, whatever the caller's working directory.
+        let base = profile_dir(path)?;
+        profile.map_paths(|p| {
             if p.is_relative() {
-                *p = base.join(&*p);
+                base.join(p)
+            } else {
+                p.to_owned()
             }
-        };
-        resolve(&mut profile.ca);
-        resolve(&mut profile.client_cert);
-        resolve(&mut profile.client_key);
-        if let Some(p) = profile.share_dir.as_mut() {
-            resolve(p);
-        }
-        if let Some(p) = profile.registration_dir.as_mut() {
-            resolve(p);
-        }
-        if let Some(p) = profile.s3.as_mut().and_then(|s| s.ca.as_mut()) {
-            resolve(p);
-        }
-        for h in profile.trustees.iter_mut().chain(profile.holder.as_mut()) {
-            if let Some(key) = h.trustee_key.as_mut() {
-                let is_hex = key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit());
-                if !is_hex && Path::new(key.as_str()).is_relative() {
-                    *key = base.join(&*key).display().to_string();
-                }
-            }
-        }
+        });
         Ok(profile)
     }
 
@@ -249,11 +233,53 @@ impl Profile {
     /// # Errors
     /// Serialization or write failures.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let text = toml::to_string_pretty(self)?;
+        // Paths under the profile's directory are written relative to it, as `load` reads them
+        // (so a dev directory can still move); others stay as they are.
+        let base = profile_dir(path)?;
+        let mut out = self.clone();
+        out.map_paths(|p| match p.strip_prefix(&base) {
+            Ok(rest) => rest.to_owned(),
+            Err(_) => p.to_owned(),
+        });
+        let text = toml::to_string_pretty(&out)?;
         crate::tls::write_secret_file(path, &text)
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
     }
+
+    /// Applies `f` to every path of the profile (a `trustee_key` that is a file name, not
+    /// 64 hex digits, included).
+    fn map_paths(&mut self, f: impl Fn(&Path) -> PathBuf) {
+        for p in [&mut self.ca, &mut self.client_cert, &mut self.client_key] {
+            *p = f(p);
+        }
+        let optional = [
+            self.share_dir.as_mut(),
+            self.registration_dir.as_mut(),
+            self.s3.as_mut().and_then(|s| s.ca.as_mut()),
+        ];
+        for p in optional.into_iter().flatten() {
+            *p = f(p);
+        }
+        for h in self.trustees.iter_mut().chain(self.holder.as_mut()) {
+            if let Some(key) = h.trustee_key.as_mut() {
+                let is_hex = key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit());
+                if !is_hex {
+                    *key = f(Path::new(key.as_str())).display().to_string();
+                }
+            }
+        }
+    }
+}
+
+/// The absolute directory of the profile file at `path`.
+fn profile_dir(path: &Path) -> anyhow::Result<PathBuf> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::path::absolute(parent)
+        .with_context(|| format!("cannot resolve the directory of {}", path.display()))
 }
 
 /// Reads a holder's public key: 64 hex digits, or a file holding them.
@@ -262,4 +288,36 @@ impl Profile {
 /// Neither, with what was expected.
 pub fn read_public_key(spec: &str) -> anyhow::Result<[u8; 32]> {
     Ok(crate::trustee::config::read_public_key(spec)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_profile_keeps_its_paths_relative_and_loads_back_the_same() {
+        let tmp = tempfile::tempdir().unwrap();
+        let admin = tmp.path().join("dev/admin");
+        std::fs::create_dir_all(&admin).unwrap();
+        let file = admin.join("demo.toml");
+        std::fs::write(
+            &file,
+            "role = \"customer\"\ntenant = \"demo\"\nca = \"../certs/ca.pem\"\nclient_cert = \"../certs/c.pem\"\nclient_key = \"/abs/c.key\"\nshare_dir = \"../shares\"\n\n[[trustees]]\nname = \"trustee\"\nurl = \"https://127.0.0.1:1\"\ntrustee_key = \"../trustee/signing.pub\"\n",
+        )
+        .unwrap();
+        let loaded = Profile::load(&file).unwrap();
+        assert!(loaded.ca.is_absolute(), "{:?}", loaded.ca);
+        loaded.save(&file).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("ca = \"../certs/ca.pem\""), "{text}");
+        assert!(text.contains("client_key = \"/abs/c.key\""), "{text}");
+        assert!(
+            text.contains("trustee_key = \"../trustee/signing.pub\""),
+            "{text}"
+        );
+        let again = Profile::load(&file).unwrap();
+        assert_eq!(again.ca, loaded.ca);
+        assert_eq!(again.share_dir, loaded.share_dir);
+        assert_eq!(again.trustees, loaded.trustees);
+    }
 }
