@@ -99,6 +99,31 @@ pub enum ProxyError {
     /// Parts not in ascending order.
     #[error("parts must be listed in ascending order")]
     InvalidPartOrder,
+    /// A part other than the last is smaller than S3's minimum part size (5 MiB).
+    #[error("part {part} has {size} bytes; every part but the last needs at least {min} bytes")]
+    EntityTooSmall {
+        /// The part number.
+        part: u32,
+        /// Its plaintext size.
+        size: u64,
+        /// The minimum.
+        min: u64,
+    },
+    /// GetObject/HeadObject `partNumber` beyond the object's parts.
+    #[error("the object has {parts} part(s); part {requested} does not exist")]
+    InvalidPartNumber {
+        /// The requested part.
+        requested: i32,
+        /// How many parts the object has.
+        parts: u32,
+    },
+    /// A request body that is not the XML the operation takes (DeleteObjects over 1,000
+    /// keys, among others).
+    #[error("malformed XML: {0}")]
+    MalformedXml(String),
+    /// GetBucketPolicy: treuhand buckets never have a policy.
+    #[error("the bucket policy does not exist")]
+    NoSuchBucketPolicy,
     /// Range outside the object.
     #[error("the requested range is not satisfiable")]
     InvalidRange,
@@ -214,6 +239,13 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
         ProxyError::NoSuchUpload => (S3ErrorCode::NoSuchUpload, StatusCode::NOT_FOUND),
         ProxyError::InvalidPart(_) => (S3ErrorCode::InvalidPart, StatusCode::BAD_REQUEST),
         ProxyError::InvalidPartOrder => (S3ErrorCode::InvalidPartOrder, StatusCode::BAD_REQUEST),
+        ProxyError::EntityTooSmall { .. } => (S3ErrorCode::EntityTooSmall, StatusCode::BAD_REQUEST),
+        ProxyError::InvalidPartNumber { .. } => (
+            S3ErrorCode::Custom("InvalidPartNumber".into()),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+        ),
+        ProxyError::MalformedXml(_) => (S3ErrorCode::MalformedXML, StatusCode::BAD_REQUEST),
+        ProxyError::NoSuchBucketPolicy => (S3ErrorCode::NoSuchBucketPolicy, StatusCode::NOT_FOUND),
         ProxyError::InvalidRange => (S3ErrorCode::InvalidRange, StatusCode::RANGE_NOT_SATISFIABLE),
         ProxyError::PreconditionFailed => (
             S3ErrorCode::PreconditionFailed,

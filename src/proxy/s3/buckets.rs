@@ -87,3 +87,39 @@ pub(super) async fn delete_bucket(
     proxy.storage.delete(&paths.bucket_marker(bucket)).await?;
     Ok(dto::DeleteBucketOutput::default())
 }
+
+pub(super) async fn get_bucket_versioning(
+    op: Op<'_, dto::GetBucketVersioningInput>,
+) -> Out<dto::GetBucketVersioningOutput> {
+    let Op(_proxy, _request, _input) = op;
+    Err(ProxyError::NotImplemented(
+        "GetBucketVersioning (contract stub, issue 14)",
+    ))
+}
+
+pub(super) async fn get_bucket_acl(
+    op: Op<'_, dto::GetBucketAclInput>,
+) -> Out<dto::GetBucketAclOutput> {
+    let Op(_proxy, _request, _input) = op;
+    Err(ProxyError::NotImplemented(
+        "GetBucketAcl (contract stub, issue 14)",
+    ))
+}
+
+pub(super) async fn put_bucket_acl(
+    op: Op<'_, dto::PutBucketAclInput>,
+) -> Out<dto::PutBucketAclOutput> {
+    let Op(_proxy, _request, _input) = op;
+    Err(ProxyError::NotImplemented(
+        "PutBucketAcl (contract stub, issue 14)",
+    ))
+}
+
+pub(super) async fn get_bucket_policy(
+    op: Op<'_, dto::GetBucketPolicyInput>,
+) -> Out<dto::GetBucketPolicyOutput> {
+    let Op(_proxy, _request, _input) = op;
+    Err(ProxyError::NotImplemented(
+        "GetBucketPolicy (contract stub, issue 14)",
+    ))
+}

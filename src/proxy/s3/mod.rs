@@ -277,5 +277,23 @@ impl S3 for Proxy {
         list_parts(ListPartsInput -> ListPartsOutput) = multipart::list_parts {
             bucket = %req.input.bucket, key = %req.input.key
         };
+        upload_part_copy(UploadPartCopyInput -> UploadPartCopyOutput) = multipart::upload_part_copy {
+            bucket = %req.input.bucket, key = %req.input.key, part = req.input.part_number
+        };
+        list_multipart_uploads(ListMultipartUploadsInput -> ListMultipartUploadsOutput) = multipart::list_multipart_uploads { bucket = %req.input.bucket };
+        get_bucket_versioning(GetBucketVersioningInput -> GetBucketVersioningOutput) = buckets::get_bucket_versioning { bucket = %req.input.bucket };
+        get_bucket_acl(GetBucketAclInput -> GetBucketAclOutput) = buckets::get_bucket_acl {
+            bucket = %req.input.bucket
+        };
+        put_bucket_acl(PutBucketAclInput -> PutBucketAclOutput) = buckets::put_bucket_acl {
+            bucket = %req.input.bucket
+        };
+        get_bucket_policy(GetBucketPolicyInput -> GetBucketPolicyOutput) = buckets::get_bucket_policy { bucket = %req.input.bucket };
+        get_object_acl(GetObjectAclInput -> GetObjectAclOutput) = objects::get_object_acl {
+            bucket = %req.input.bucket, key = %req.input.key
+        };
+        put_object_acl(PutObjectAclInput -> PutObjectAclOutput) = objects::put_object_acl {
+            bucket = %req.input.bucket, key = %req.input.key
+        };
     }
 }

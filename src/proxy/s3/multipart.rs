@@ -595,3 +595,21 @@ pub(super) async fn list_parts(op: Op<'_, dto::ListPartsInput>) -> Out<dto::List
         ..Default::default()
     })
 }
+
+pub(super) async fn upload_part_copy(
+    op: Op<'_, dto::UploadPartCopyInput>,
+) -> Out<dto::UploadPartCopyOutput> {
+    let Op(_proxy, _request, _input) = op;
+    Err(ProxyError::NotImplemented(
+        "UploadPartCopy (contract stub, issue 14)",
+    ))
+}
+
+pub(super) async fn list_multipart_uploads(
+    op: Op<'_, dto::ListMultipartUploadsInput>,
+) -> Out<dto::ListMultipartUploadsOutput> {
+    let Op(_proxy, _request, _input) = op;
+    Err(ProxyError::NotImplemented(
+        "ListMultipartUploads (contract stub, issue 14)",
+    ))
+}

@@ -458,3 +458,21 @@ fn check_copy_conditions(input: &dto::CopyObjectInput, opened: &Opened) -> Resul
             other => other,
         })
 }
+
+pub(super) async fn get_object_acl(
+    op: Op<'_, dto::GetObjectAclInput>,
+) -> Out<dto::GetObjectAclOutput> {
+    let Op(_proxy, _request, _input) = op;
+    Err(ProxyError::NotImplemented(
+        "GetObjectAcl (contract stub, issue 14)",
+    ))
+}
+
+pub(super) async fn put_object_acl(
+    op: Op<'_, dto::PutObjectAclInput>,
+) -> Out<dto::PutObjectAclOutput> {
+    let Op(_proxy, _request, _input) = op;
+    Err(ProxyError::NotImplemented(
+        "PutObjectAcl (contract stub, issue 14)",
+    ))
+}
