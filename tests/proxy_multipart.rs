@@ -361,10 +361,16 @@ async fn a_second_complete_answers_the_same_etag_until_the_reaper_removes_its_ma
     assert_eq!(first.status, 200, "{}", first.text());
     // Stock clients repeat a Complete whose answer they lost, with or without SSE-C headers.
     for with_share in [true, false] {
-        let again = s.complete(s.demo(), key, &id, &[(1, &etag)], with_share).await;
+        let again = s
+            .complete(s.demo(), key, &id, &[(1, &etag)], with_share)
+            .await;
         assert_eq!(again.status, 200, "{}", again.text());
         for tag in ["ETag", "Bucket", "Key", "Location"] {
-            assert_eq!(xml_tag(&again.text(), tag), xml_tag(&first.text(), tag), "{tag}");
+            assert_eq!(
+                xml_tag(&again.text(), tag),
+                xml_tag(&first.text(), tag),
+                "{tag}"
+            );
         }
     }
     // What stays of the upload is the marker: the ETag and the key, no header, no key material.
@@ -372,14 +378,23 @@ async fn a_second_complete_answers_the_same_etag_until_the_reaper_removes_its_ma
         .root
         .join(format!("storage/tenants/demo/uploads/{BUCKET}/{id}"));
     let left = stored_files(&dir);
-    assert_eq!(left.len(), 1, "{:?}", left.iter().map(|x| &x.0).collect::<Vec<_>>());
-    let etag_hex = xml_tag(&first.text(), "ETag").replace("&quot;", "").replace('"', "");
+    assert_eq!(
+        left.len(),
+        1,
+        "{:?}",
+        left.iter().map(|x| &x.0).collect::<Vec<_>>()
+    );
+    let etag_hex = xml_tag(&first.text(), "ETag")
+        .replace("&quot;", "")
+        .replace('"', "");
     assert_eq!(
         String::from_utf8(left[0].1.clone()).unwrap(),
         format!("treuhand-completed-v1\n{etag_hex}\n{key}")
     );
     // The marker names its key: the id completes nothing else, and other calls see no upload.
-    let other = s.complete(s.demo(), "mp/other.bin", &id, &[(1, &etag)], true).await;
+    let other = s
+        .complete(s.demo(), "mp/other.bin", &id, &[(1, &etag)], true)
+        .await;
     assert_eq!(other.status, 404, "{}", other.text());
     assert_text_contains(&other, "NoSuchUpload");
     let part = s
@@ -431,7 +446,9 @@ async fn parts_below_the_default_minimum_are_entity_too_small() {
     );
     let key = "mp/small.bin";
     let id = s.create(s.demo(), key).await;
-    let small = s.part(s.demo(), key, &id, 1, data(5 * 1024 * 1024 - 1, 1)).await;
+    let small = s
+        .part(s.demo(), key, &id, 1, data(5 * 1024 * 1024 - 1, 1))
+        .await;
     let last = s.part(s.demo(), key, &id, 2, data(10, 2)).await;
     let refused = s
         .complete(s.demo(), key, &id, &[(1, &small), (2, &last)], true)
@@ -439,7 +456,9 @@ async fn parts_below_the_default_minimum_are_entity_too_small() {
     assert_eq!(refused.status, 400, "{}", refused.text());
     assert_text_contains(&refused, "EntityTooSmall");
     // A single small part is the last part: allowed. So is a first part of exactly 5 MiB.
-    let full = s.part(s.demo(), key, &id, 1, data(5 * 1024 * 1024, 3)).await;
+    let full = s
+        .part(s.demo(), key, &id, 1, data(5 * 1024 * 1024, 3))
+        .await;
     let done = s
         .complete(s.demo(), key, &id, &[(1, &full), (2, &last)], true)
         .await;

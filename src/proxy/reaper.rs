@@ -70,9 +70,9 @@ pub async fn reap_abandoned_uploads(
             if idle < max_age {
                 continue;
             }
-            let completed = files.iter().any(|f| {
-                f.rsplit('/').next() == Some(crate::proxy::s3::paths::COMPLETED_MARKER)
-            });
+            let completed = files
+                .iter()
+                .any(|f| f.rsplit('/').next() == Some(crate::proxy::s3::paths::COMPLETED_MARKER));
             for file in &files {
                 match storage.delete(file).await {
                     Ok(()) | Err(storage::Error::NotFound) => summary.files += 1,
@@ -148,7 +148,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reaper_removes_only_idle_uploads_and_completion_markers_of_the_listed_tenants_on_the_memory_backend() {
+    async fn reaper_removes_only_idle_uploads_and_completion_markers_of_the_listed_tenants_on_the_memory_backend()
+     {
         let storage = Storage::memory();
         for path in [
             "tenants/a/uploads/b/u1/header",

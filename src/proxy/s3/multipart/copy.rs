@@ -184,7 +184,10 @@ mod tests {
     fn copy_source_ranges_are_first_to_last_inclusive() {
         let r = CopyRange::parse("bytes=0-9").unwrap();
         assert_eq!(r.resolve(10).unwrap(), 0..10);
-        assert_eq!(CopyRange::parse("bytes=5-5").unwrap().resolve(6).unwrap(), 5..6);
+        assert_eq!(
+            CopyRange::parse("bytes=5-5").unwrap().resolve(6).unwrap(),
+            5..6
+        );
     }
 
     #[test]

@@ -310,7 +310,12 @@ pub(super) async fn complete_multipart_upload(
     // needed to answer.
     if let Some(marker) = proxy.completed(&paths, &input.key).await? {
         let etag_value = marker.etag().to_owned();
-        return Ok(completed_output(&request, input.bucket, input.key, etag_value));
+        return Ok(completed_output(
+            &request,
+            input.bucket,
+            input.key,
+            etag_value,
+        ));
     }
     let upload = proxy.staged_header(paths, &input.key).await?;
     // Stock clients (object_store, some SDKs) send no SSE-C headers on Complete, which S3
@@ -396,7 +401,12 @@ pub(super) async fn complete_multipart_upload(
         }
         Err(e) => tracing::warn!(error = %e, "completed marker not written; staging kept"),
     }
-    Ok(completed_output(&request, input.bucket, input.key, etag_value))
+    Ok(completed_output(
+        &request,
+        input.bucket,
+        input.key,
+        etag_value,
+    ))
 }
 
 pub(super) async fn abort_multipart_upload(

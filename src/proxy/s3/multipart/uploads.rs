@@ -79,8 +79,7 @@ pub(super) fn page(mut uploads: Vec<Listed>, req: &UploadsRequest<'_>) -> Upload
         };
         let after_marker = match (req.key_marker, req.upload_id_marker) {
             (Some(key), Some(id)) => {
-                upload.key.as_str() > key
-                    || (upload.key == key && upload.upload_id.as_str() > id)
+                upload.key.as_str() > key || (upload.key == key && upload.upload_id.as_str() > id)
             }
             (Some(key), None) => upload.key.as_str() > key,
             (None, _) => true,
@@ -225,9 +224,7 @@ pub(in crate::proxy::s3) async fn list_multipart_uploads(
                     display_name: Some(request.tenant.id.clone()),
                 }),
                 owner: Some(owner()),
-                storage_class: Some(dto::StorageClass::from_static(
-                    dto::StorageClass::STANDARD,
-                )),
+                storage_class: Some(dto::StorageClass::from_static(dto::StorageClass::STANDARD)),
                 ..Default::default()
             }),
             Entry::Prefix(p) => common_prefixes.push(dto::CommonPrefix {
