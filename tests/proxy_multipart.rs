@@ -1,7 +1,9 @@
 //! Multipart uploads through the proxy with real TLS, real SigV4 and the filesystem backend:
 //! a re-uploaded part never reuses a nonce, part ETags are keyed digests of the plaintext, the
-//! in-memory upload ciphers are capped per tenant, Complete checks the bucket, and abandoned
-//! staging is reaped.
+//! in-memory upload ciphers are capped per tenant, Complete checks the bucket, abandoned
+//! staging is reaped, a repeated Complete answers the same ETag, the default minimum part size
+//! holds, UploadPartCopy opens its source with the copy-source share, and ListMultipartUploads
+//! lists uploads in progress only. (boto3 and aws cli: tests/e2e/test_multipart_conformance.py.)
 // Tests may unwrap/expect/panic: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -554,5 +556,46 @@ async fn upload_part_copy_needs_the_source_share_and_stages_a_freshly_encrypted_
     assert_eq!(done.status, 200, "{}", done.text());
     let got = s.get(s.demo(), key).await;
     assert!(got.body == [&source[..], &source[10..100]].concat());
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn list_multipart_uploads_shows_uploads_in_progress_only_and_skips_damaged_staging() {
+    let s = setup().await;
+    let done = s.create(s.demo(), "mp/done.bin").await;
+    let open = s.create(s.demo(), "mp/open.bin").await;
+    let damaged = s.create(s.demo(), "mp/damaged.bin").await;
+    let etag = s.part(s.demo(), "mp/done.bin", &done, 1, data(10, 1)).await;
+    let completed = s
+        .complete(s.demo(), "mp/done.bin", &done, &[(1, &etag)], true)
+        .await;
+    assert_eq!(completed.status, 200, "{}", completed.text());
+    let header = s.root.join(format!(
+        "storage/tenants/demo/uploads/{BUCKET}/{damaged}/header"
+    ));
+    std::fs::write(&header, b"\xff\xff\xff\xffnot a staged header").unwrap();
+    // No SSE-C headers: listing uploads releases no key.
+    let listed = s
+        .raw
+        .query(
+            s.demo(),
+            "GET",
+            &format!("/{BUCKET}"),
+            &[("uploads", "")],
+            &[],
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    assert_eq!(xml_tags(&listed.text(), "UploadId"), vec![open]);
+    assert_eq!(
+        xml_tags(&listed.text(), "Key"),
+        vec!["mp/open.bin".to_owned()]
+    );
+    let missing = s
+        .raw
+        .query(s.demo(), "GET", "/no-such-bucket", &[("uploads", "")], &[])
+        .await;
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    assert_text_contains(&missing, "NoSuchBucket");
     s.proxy.stop().await;
 }

@@ -155,11 +155,15 @@ impl Proxy {
         let reads = futures::stream::iter(candidates)
             .map(|(id, meta)| async move {
                 let path = paths.upload(bucket, &id).header();
-                // Gone since the listing (completed, aborted): not in progress any more.
-                let Some((staged, _)) = self.read_small(&path).await? else {
-                    return Ok(None);
+                let staged = match self.read_small(&path).await {
+                    Ok(Some((staged, _))) => StagedHeader::decode_any(&staged).ok(),
+                    // Gone since the listing (completed, aborted): not in progress any more.
+                    Ok(None) => return Ok(None),
+                    Err(ProxyError::Integrity) => None,
+                    Err(e) => return Err(e),
                 };
-                let Ok(staged) = StagedHeader::decode_any(&staged) else {
+                // One damaged staging must not break the bucket's listing.
+                let Some(staged) = staged else {
                     tracing::warn!(upload_id = %id, "unreadable staged header skipped");
                     return Ok(None);
                 };
