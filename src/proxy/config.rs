@@ -208,6 +208,9 @@ pub struct MultipartConfig {
     pub abandon_after_secs: u64,
     /// Seconds between two reaper passes (the first runs at startup); at least 1.
     pub reap_interval_secs: u64,
+    /// The smallest plaintext size, in bytes, of every part but the last that
+    /// CompleteMultipartUpload accepts (`EntityTooSmall` otherwise); S3's 5 MiB by default.
+    pub min_part_size: u64,
 }
 
 impl Default for MultipartConfig {
@@ -216,6 +219,7 @@ impl Default for MultipartConfig {
             max_uploads_per_tenant: 1000,
             abandon_after_secs: 7 * 24 * 3600,
             reap_interval_secs: 3600,
+            min_part_size: 5 * 1024 * 1024,
         }
     }
 }

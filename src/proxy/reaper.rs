@@ -8,6 +8,11 @@
 //! staged file (its header, or its latest part), so an upload that is still receiving parts is
 //! never reaped; an abandoned one answers `NoSuchUpload` afterwards, as on S3.
 //!
+//! A completed upload leaves only its marker (`completed`: the object's ETag and key, so a
+//! repeated CompleteMultipartUpload answers the same ETag, as S3 does). The same rule removes
+//! it: `abandon_after_secs` after the completion (7 days by default), a repeated Complete
+//! answers `NoSuchUpload`.
+//!
 //! Depends on storage only: no keys are needed to delete ciphertext.
 
 use std::collections::BTreeMap;
@@ -24,6 +29,8 @@ use crate::storage::{self, Storage};
 pub struct ReapSummary {
     /// Abandoned uploads removed.
     pub uploads: usize,
+    /// Markers of completed uploads removed (with any staging a crash left beside them).
+    pub completed: usize,
     /// Staged files deleted (headers, parts, temporary files).
     pub files: usize,
 }
@@ -63,13 +70,20 @@ pub async fn reap_abandoned_uploads(
             if idle < max_age {
                 continue;
             }
+            let completed = files
+                .iter()
+                .any(|f| f.rsplit('/').next() == Some(crate::proxy::s3::paths::COMPLETED_MARKER));
             for file in &files {
                 match storage.delete(file).await {
                     Ok(()) | Err(storage::Error::NotFound) => summary.files += 1,
                     Err(e) => return Err(e),
                 }
             }
-            summary.uploads += 1;
+            if completed {
+                summary.completed += 1;
+            } else {
+                summary.uploads += 1;
+            }
         }
     }
     Ok(summary)
@@ -102,10 +116,11 @@ pub fn spawn(config: &ProxyConfig) -> Result<tokio::task::JoinHandle<()>, Config
                 }
             };
             match reap_abandoned_uploads(&storage, &tenants, SystemTime::now(), max_age).await {
-                Ok(s) if s.uploads > 0 => tracing::info!(
+                Ok(s) if s.uploads > 0 || s.completed > 0 => tracing::info!(
                     uploads = s.uploads,
+                    completed = s.completed,
                     files = s.files,
-                    "multipart reaper: abandoned uploads removed"
+                    "multipart reaper: abandoned uploads and old completion markers removed"
                 ),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "multipart reaper pass failed"),
@@ -133,11 +148,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reaper_removes_only_idle_uploads_of_the_listed_tenants_on_the_memory_backend() {
+    async fn reaper_removes_only_idle_uploads_and_completion_markers_of_the_listed_tenants_on_the_memory_backend()
+     {
         let storage = Storage::memory();
         for path in [
             "tenants/a/uploads/b/u1/header",
             "tenants/a/uploads/b/u1/p00001-3-ab-cd",
+            "tenants/a/uploads/b/u3/completed",
             "tenants/a/objects/b/fkey",
             "tenants/c/uploads/b/u2/header",
         ] {
@@ -159,7 +176,8 @@ mod tests {
             reaped,
             ReapSummary {
                 uploads: 1,
-                files: 2
+                completed: 1,
+                files: 3
             }
         );
         // Objects and other tenants' uploads are untouched.

@@ -80,7 +80,12 @@ pub fn proxy_config(pki: &Pki, root: &Path, ttl_secs: u64) -> ProxyConfig {
             fsync: false,
         },
         danger_passthrough_no_encryption: false,
-        multipart: Default::default(),
+        // Tests upload tiny parts; S3's 5 MiB minimum (the default) is pinned by
+        // proxy_multipart's `parts_below_the_default_minimum_are_entity_too_small`.
+        multipart: treuhand::proxy::config::MultipartConfig {
+            min_part_size: 1,
+            ..Default::default()
+        },
     }
 }
 
@@ -136,6 +141,10 @@ pub fn write_proxy_toml(path: &Path, config: &ProxyConfig) {
     table.insert(
         "storage".into(),
         toml::Value::try_from(&config.storage).unwrap(),
+    );
+    table.insert(
+        "multipart".into(),
+        toml::Value::try_from(config.multipart).unwrap(),
     );
     std::fs::write(path, toml::to_string(&table).unwrap()).unwrap();
 }

@@ -7,6 +7,7 @@
 //! tenants/<tenant>/uploads/<bucket>/<id>/p<part>-<len>-<etag>-<attempt>
 //!                                                       one staged run per part attempt
 //! tenants/<tenant>/uploads/<bucket>/<id>/tmp-<random>   a part attempt being written
+//! tenants/<tenant>/uploads/<bucket>/<id>/completed      after Complete: ETag and key only
 //! ```
 //!
 //! The object key encoding is [`crate::storage::encode_key`].
@@ -55,13 +56,25 @@ impl<'a> TenantPaths<'a> {
         format!("tenants/{}/uploads", self.tenant)
     }
 
+    /// The directory of one bucket's multipart uploads (what ListMultipartUploads lists); each
+    /// entry is an upload id's directory.
+    pub fn bucket_uploads_dir(&self, bucket: &str) -> String {
+        format!("{}/{bucket}", self.uploads_dir())
+    }
+
     /// The staging of one multipart upload; `upload_id` is a checked upload id.
     pub fn upload(&self, bucket: &str, upload_id: &str) -> UploadPaths {
         UploadPaths {
-            dir: format!("{}/{bucket}/{upload_id}", self.uploads_dir()),
+            dir: format!("{}/{upload_id}", self.bucket_uploads_dir(bucket)),
         }
     }
 }
+
+/// The file name of a completed upload's marker ([`UploadPaths::completed`]).
+pub const COMPLETED_MARKER: &str = "completed";
+
+/// The file name of an upload's staged header ([`UploadPaths::header`]).
+pub const STAGED_HEADER: &str = "header";
 
 /// The staging directory of one multipart upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,12 +90,18 @@ impl UploadPaths {
 
     /// The staged header (with the object key).
     pub fn header(&self) -> String {
-        format!("{}/header", self.dir)
+        format!("{}/{STAGED_HEADER}", self.dir)
     }
 
     /// A part attempt while it is written, before it is renamed to [`Self::part`].
     pub fn temporary(&self, random: &str) -> String {
         format!("{}/tmp-{random}", self.dir)
+    }
+
+    /// The marker a completed upload leaves behind (its ETag and key, never key material), so
+    /// a repeated CompleteMultipartUpload answers as the first did; the reaper removes it.
+    pub fn completed(&self) -> String {
+        format!("{}/{COMPLETED_MARKER}", self.dir)
     }
 
     /// A staged part attempt, by its name (see `multipart::StagedPart`).
