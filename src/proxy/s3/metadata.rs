@@ -35,8 +35,12 @@ pub(crate) fn sealed_metadata(
 ) -> Result<format::Metadata, ProxyError> {
     let mut out = format::Metadata::new();
     for (name, value) in standard {
+        let value = match (name, value) {
+            (CONTENT_ENCODING, Some(value)) => without_aws_chunked(value),
+            (_, value) => value.map(str::to_owned),
+        };
         if let Some(value) = value {
-            out.insert(name, value);
+            out.insert(name, &value);
         }
     }
     if let Some(expires) = expires {
@@ -51,6 +55,18 @@ pub(crate) fn sealed_metadata(
     }
     out.check_size()?;
     Ok(out)
+}
+
+/// Content-Encoding without `aws-chunked`, the transfer encoding of a streaming-signed upload
+/// (boto3 and the aws cli send it over HTTPS), which s3s has already decoded: S3 does not store
+/// it either. `None` when nothing else is left.
+fn without_aws_chunked(value: &str) -> Option<String> {
+    let rest: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!rest.is_empty()).then(|| rest.join(", "))
 }
 
 /// [`sealed_metadata`] for any input type with the standard fields (they share field names).
@@ -120,4 +136,17 @@ pub(crate) fn etag(value: String) -> dto::ETag {
 /// A time as the S3 types carry it.
 pub(crate) fn timestamp(t: std::time::SystemTime) -> dto::Timestamp {
     dto::Timestamp::from(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_chunked_is_not_stored_as_a_content_encoding() {
+        assert_eq!(without_aws_chunked("aws-chunked"), None);
+        assert_eq!(without_aws_chunked("aws-chunked,gzip"), Some("gzip".into()));
+        assert_eq!(without_aws_chunked("gzip, aws-chunked"), Some("gzip".into()));
+        assert_eq!(without_aws_chunked("gzip"), Some("gzip".into()));
+    }
 }

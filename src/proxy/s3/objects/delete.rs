@@ -8,6 +8,9 @@ use crate::proxy::error::{ProxyError, to_s3_error};
 /// S3 takes at most this many keys in one DeleteObjects request.
 const MAX_DELETE_KEYS: usize = 1000;
 
+/// S3's longest key, in UTF-8 bytes.
+const MAX_KEY_LEN: usize = 1024;
+
 pub(crate) async fn delete_object(
     op: Op<'_, dto::DeleteObjectInput>,
 ) -> Out<dto::DeleteObjectOutput> {
@@ -40,6 +43,16 @@ pub(crate) async fn delete_objects(
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for object in input.delete.objects {
+        if object.key.len() > MAX_KEY_LEN {
+            // S3 refuses such a key in the path of any request; here it is one key of many.
+            errors.push(dto::Error {
+                code: Some("KeyTooLongError".into()),
+                key: Some(object.key),
+                message: Some(format!("the key is longer than {MAX_KEY_LEN} bytes")),
+                ..Default::default()
+            });
+            continue;
+        }
         let path = paths.object(&input.bucket, &object.key);
         match proxy.storage.delete(&path).await.map_err(ProxyError::from) {
             Ok(()) => {
