@@ -216,6 +216,29 @@ def test_precondition_failure_comes_before_not_modified(s3, stored):
     assert _refused(s3, stored, IfMatch=stored["etag"], IfNoneMatch=stored["etag"])[0] == 304
 
 
+def test_put_if_none_match_star_does_not_overwrite(s3, key):
+    k, bucket = key(), s3.target.bucket
+    s3.s3.put_object(Bucket=bucket, Key=k, Body=b"first", IfNoneMatch="*", **s3.sse())
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.s3.put_object(Bucket=bucket, Key=k, Body=b"second", IfNoneMatch="*", **s3.sse())
+    assert error_of(e) == (412, "PreconditionFailed")
+    assert s3.s3.get_object(Bucket=bucket, Key=k, **s3.sse())["Body"].read() == b"first"
+
+
+def test_put_if_match_overwrites_only_the_matching_object(s3, key):
+    k, bucket = key(), s3.target.bucket
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.s3.put_object(Bucket=bucket, Key=k, Body=b"x", IfMatch='"0"', **s3.sse())
+    assert error_of(e) == (404, "NoSuchKey")
+    etag = s3.s3.put_object(Bucket=bucket, Key=k, Body=b"first", **s3.sse())["ETag"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.s3.put_object(Bucket=bucket, Key=k, Body=b"second", IfMatch='"00000000000000000000000000000000"',
+                         **s3.sse())
+    assert error_of(e) == (412, "PreconditionFailed")
+    s3.s3.put_object(Bucket=bucket, Key=k, Body=b"second", IfMatch=etag, **s3.sse())
+    assert s3.s3.get_object(Bucket=bucket, Key=k, **s3.sse())["Body"].read() == b"second"
+
+
 # ----------------------------------------------------------------------------------------------
 # DeleteObjects
 
