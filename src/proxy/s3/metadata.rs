@@ -146,7 +146,10 @@ mod tests {
     fn aws_chunked_is_not_stored_as_a_content_encoding() {
         assert_eq!(without_aws_chunked("aws-chunked"), None);
         assert_eq!(without_aws_chunked("aws-chunked,gzip"), Some("gzip".into()));
-        assert_eq!(without_aws_chunked("gzip, aws-chunked"), Some("gzip".into()));
+        assert_eq!(
+            without_aws_chunked("gzip, aws-chunked"),
+            Some("gzip".into())
+        );
         assert_eq!(without_aws_chunked("gzip"), Some("gzip".into()));
     }
 }

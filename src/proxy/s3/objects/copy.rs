@@ -200,4 +200,3 @@ fn check_copy_conditions(input: &dto::CopyObjectInput, opened: &Opened) -> Resul
             other => other,
         })
 }
-

@@ -126,7 +126,9 @@ impl<'a> Selection<'a> {
     /// single-run object has one part, the whole object.
     fn resolve(self, opened: &Opened) -> Result<(ByteRange, Option<i32>), ProxyError> {
         let part = match self {
-            Self::Range(range) => return Ok((ByteRange::resolve(range, opened.plaintext_len)?, None)),
+            Self::Range(range) => {
+                return Ok((ByteRange::resolve(range, opened.plaintext_len)?, None));
+            }
             Self::Part(part) => part,
         };
         let parts = opened.part_ranges()?;
@@ -336,4 +338,3 @@ pub(super) async fn head_object(
     let output = object_output!(dto::HeadObjectOutput, headers, {});
     Ok(WithHeaders::key_version(output, version))
 }
-
