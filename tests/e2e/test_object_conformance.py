@@ -22,6 +22,9 @@ PART = 5 * MIB  # S3's minimum for every part but the last
 
 @pytest.fixture
 def s3(target, checksum_mode):
+    if target.env.get("TREUHAND_E2E_NO_AWS_CHUNKED") == "1" and checksum_mode == "when_supported" \
+            and target.endpoint.startswith("https:"):
+        pytest.skip("backend of this adapter env rejects aws-chunked uploads (rgw), as in conftest.py")
     c = Boto3Client(target, checksum_mode)
     c.ensure_bucket()
     return c
