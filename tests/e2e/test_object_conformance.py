@@ -382,10 +382,14 @@ def test_put_object_acl_accepts_private_only(s3, key):
     assert error_of(e) == (501, "NotImplemented")
 
 
-def test_object_acl_of_a_missing_key_is_no_such_key(s3, key):
+def test_object_acl_of_a_missing_key_or_bucket_is_404(s3, key):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         s3.s3.get_object_acl(Bucket=s3.target.bucket, Key=key("missing"))
     assert error_of(e) == (404, "NoSuchKey")
     with pytest.raises(botocore.exceptions.ClientError) as e:
         s3.s3.put_object_acl(Bucket=s3.target.bucket, Key=key("missing"), ACL="private")
     assert error_of(e) == (404, "NoSuchKey")
+    missing_bucket = f"no-such-bucket-{uuid.uuid4().hex[:12]}"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.s3.get_object_acl(Bucket=missing_bucket, Key="k")
+    assert error_of(e) == (404, "NoSuchBucket")
