@@ -369,6 +369,16 @@ impl<'a> ObjectLayout<'a> {
         self.plaintext_len
     }
 
+    /// The plaintext range of each run, in order: the whole object for a single-run object,
+    /// one per part (in part order) for a multipart object. GetObject's `partNumber=N` reads
+    /// the N-th.
+    pub fn part_ranges(&self) -> impl Iterator<Item = Range<u64>> + '_ {
+        // `multipart` checked that these sums do not overflow.
+        self.runs
+            .iter()
+            .map(|r| r.plaintext_offset..r.plaintext_offset + r.plaintext_len)
+    }
+
     /// The (run index, segment index) holding plaintext byte `pos` (`pos < plaintext_len`).
     fn locate(&self, pos: u64) -> (usize, u64) {
         // First run whose end lies beyond pos; empty runs are skipped naturally.

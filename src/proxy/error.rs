@@ -130,9 +130,15 @@ pub enum ProxyError {
     /// If-Match / If-Unmodified-Since failed.
     #[error("a precondition failed")]
     PreconditionFailed,
-    /// If-None-Match / If-Modified-Since: not modified.
+    /// If-None-Match / If-Modified-Since: not modified. The 304 carries the object's ETag and
+    /// Last-Modified, as S3's does (RFC 9110 §15.4.5: the headers a 200 would have sent).
     #[error("not modified")]
-    NotModified,
+    NotModified {
+        /// The object's ETag (unquoted hex).
+        etag: String,
+        /// The object's modification time.
+        last_modified: std::time::SystemTime,
+    },
     /// The request is not acceptable for another reason.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -251,7 +257,7 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
             S3ErrorCode::PreconditionFailed,
             StatusCode::PRECONDITION_FAILED,
         ),
-        ProxyError::NotModified => (S3ErrorCode::NotModified, StatusCode::NOT_MODIFIED),
+        ProxyError::NotModified { .. } => (S3ErrorCode::NotModified, StatusCode::NOT_MODIFIED),
         ProxyError::NotImplemented(_) => (S3ErrorCode::NotImplemented, StatusCode::NOT_IMPLEMENTED),
         ProxyError::Storage(_) => (
             S3ErrorCode::ServiceUnavailable,
@@ -264,7 +270,32 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
     };
     let mut s3 = S3Error::with_message(code, error.to_string());
     s3.set_status_code(status);
+    if let ProxyError::NotModified {
+        etag,
+        last_modified,
+    } = error
+    {
+        s3.set_headers(not_modified_headers(etag, *last_modified));
+    }
     s3
+}
+
+/// The ETag and Last-Modified of a 304 (s3s sends an error's headers instead of its own).
+fn not_modified_headers(etag: &str, last_modified: std::time::SystemTime) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    if let Ok(value) = http::HeaderValue::try_from(format!("\"{etag}\"")) {
+        headers.insert(http::header::ETAG, value);
+    }
+    let mut date = Vec::new();
+    let time = s3s::dto::Timestamp::from(last_modified);
+    if time
+        .format(s3s::dto::TimestampFormat::HttpDate, &mut date)
+        .is_ok()
+        && let Ok(value) = http::HeaderValue::from_bytes(&date)
+    {
+        headers.insert(http::header::LAST_MODIFIED, value);
+    }
+    headers
 }
 
 impl From<ProxyError> for S3Error {

@@ -247,3 +247,35 @@ def test_sse_c_get_with_malformed_key_is_refused(client, keys):
     with pytest.raises(S3Failure) as e:
         client.get(key, sse_key=client.target.share()[:31])  # 31 bytes: not a valid share
     _assert_refused(client, e, secret)
+
+
+def test_transfers_up_and_down_report_no_checksum_mismatch(client, keys, tmp_path):
+    # The ETag is not the plaintext MD5 (docs/proxy.md, "ETag"): no upload or download mode may
+    # take it for one. Single PUT and multipart (above the 8 MiB threshold), both directions:
+    # `aws s3 sync` for the cli, upload_file/download_file for boto3; the checksum mode
+    # (conftest) switches the clients' own checksums on and off.
+    files = {"small.bin": data(300_001), "empty.bin": b"", "sub/big.bin": data(9 * MIB)}
+    src = tmp_path / "up"
+    for name, body in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(body)
+    down = tmp_path / "down"
+    for name in files:
+        keys.track(keys.prefix + name)
+    if client.kind == "awscli":
+        remote = f"s3://{client.target.bucket}/{keys.prefix}"
+        quiet = ("--only-show-errors", *client.s3_sse())
+        up = client.run("s3", "sync", str(src), remote, *quiet)
+        back = client.run("s3", "sync", remote, str(down), *quiet)
+        again = client.run("s3", "sync", str(src), remote, *client.s3_sse())
+        assert again.stdout.decode().strip() == "", "a second sync of unchanged files uploads nothing"
+        for p in (up, back, again):
+            out = (p.stdout + p.stderr).decode(errors="replace")
+            assert out.strip() == "", f"the cli reported something: {out[-2000:]}"
+    else:
+        for name in files:
+            client.put_file(keys.prefix + name, src / name)
+            (down / name).parent.mkdir(parents=True, exist_ok=True)
+            client.download(keys.prefix + name, down / name)
+    for name, body in files.items():
+        assert sha256((down / name).read_bytes()) == sha256(body), name

@@ -1,4 +1,5 @@
-//! Conditional requests (If-Match and friends, RFC 7232 §6) and byte ranges (RFC 9110 §14).
+//! Conditional requests (If-Match and friends, RFC 9110 §13.2.2) and byte ranges (RFC 9110
+//! §14), including the part a GetObject `partNumber` selects.
 
 use std::ops::Range;
 use std::time::SystemTime;
@@ -52,7 +53,10 @@ fn system_time(t: &Timestamp) -> SystemTime {
     SystemTime::from(odt)
 }
 
-/// Evaluates If-Match, If-None-Match, If-Modified-Since and If-Unmodified-Since (RFC 7232 §6).
+/// Evaluates If-Match, If-None-Match, If-Modified-Since and If-Unmodified-Since in the order
+/// of RFC 9110 §13.2.2: If-Match (else If-Unmodified-Since) first, failing with 412; then
+/// If-None-Match (else If-Modified-Since), answering 304 (these are reads: GET and HEAD). A
+/// date condition is ignored when its ETag counterpart is present.
 pub(crate) fn check_conditions(
     etag_value: &str,
     last_modified: SystemTime,
@@ -82,14 +86,21 @@ pub(crate) fn check_conditions(
     }
     if let Some(c) = if_none_match {
         if matches(c) {
-            return Err(ProxyError::NotModified);
+            return Err(not_modified(etag_value, last_modified));
         }
     } else if let Some(t) = if_modified_since
         && secs(last_modified) <= secs(system_time(t))
     {
-        return Err(ProxyError::NotModified);
+        return Err(not_modified(etag_value, last_modified));
     }
     Ok(())
+}
+
+fn not_modified(etag: &str, last_modified: SystemTime) -> ProxyError {
+    ProxyError::NotModified {
+        etag: etag.to_owned(),
+        last_modified,
+    }
 }
 
 /// The requested range of an object of `len` bytes; `None` without a Range header.
@@ -131,6 +142,16 @@ impl ByteRange {
             range: resolved.unwrap_or(0..total),
             total,
         })
+    }
+
+    /// The bytes of one part (`partNumber`) of an object of `total` bytes: a 206 with
+    /// Content-Range as S3 answers, except for an empty part, which no Content-Range can name.
+    pub(crate) fn part(range: Range<u64>, total: u64) -> Self {
+        Self {
+            partial: !range.is_empty(),
+            range,
+            total,
+        }
     }
 
     /// Number of bytes served.

@@ -75,6 +75,17 @@ impl Opened {
         self.cipher.header().key.version
     }
 
+    /// Whether the object was stored by a multipart upload (it has a footer of parts).
+    pub(crate) fn is_multipart(&self) -> bool {
+        self.footer.is_some()
+    }
+
+    /// The plaintext range of each part in order (one range for a single-run object), from
+    /// the authenticated layout: what GetObject's `partNumber` selects from.
+    pub(crate) fn part_ranges(&self) -> Result<Vec<Range<u64>>, ProxyError> {
+        Ok(self.layout()?.part_ranges().collect())
+    }
+
     fn layout(&self) -> Result<format::ObjectLayout<'_>, ProxyError> {
         Ok(match &self.footer {
             None => self.cipher.single_layout(self.meta.size)?,
