@@ -121,7 +121,12 @@ impl Counted {
             .skip(1) // the echoed request prefix comes first
             .collect();
         eprintln!("page {query:?}: {} keys, {cost:?}, {elapsed:?}", keys.len());
-        (keys, prefixes, xml_tag(&text, "IsTruncated") == "true", cost)
+        (
+            keys,
+            prefixes,
+            xml_tag(&text, "IsTruncated") == "true",
+            cost,
+        )
     }
 }
 

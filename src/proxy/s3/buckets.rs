@@ -333,6 +333,12 @@ mod tests {
         assert!(grantees_are_owner("id=\"demo\"", "demo").is_ok());
         assert!(grantees_are_owner("id=demo, id=\"demo\"", "demo").is_ok());
         assert!(grantees_are_owner("id=\"demo\", id=\"x\"", "demo").is_err());
-        assert!(grantees_are_owner("uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"", "demo").is_err());
+        assert!(
+            grantees_are_owner(
+                "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"",
+                "demo"
+            )
+            .is_err()
+        );
     }
 }
