@@ -153,9 +153,14 @@ async fn list_all(s: &Setup, delimiter: Option<&str>, v2: bool) -> (Vec<String>,
         } else {
             xml_tags(&text, "NextMarker")
         };
+        // v1 without a delimiter sends no NextMarker (as S3): resume after the last key.
+        let last_key = (!v2 && delimiter.is_none())
+            .then(|| seen.last().cloned())
+            .flatten();
         resume = Some(
             next.into_iter()
                 .next()
+                .or(last_key)
                 .expect("a truncated page says where to resume"),
         );
     }

@@ -156,9 +156,11 @@ impl<'a, T> PageBuilder<'a, T> {
         }
     }
 
-    /// The page: the first `max_keys` entries in key order.
+    /// The page: the first `max_keys` entries in key order. A page of `max-keys=0` is empty
+    /// and not truncated, as S3 answers it (a truncated page without a resume point would
+    /// send a paginating client round for ever).
     pub fn finish(self) -> Page<T> {
-        let truncated = self.entries.len() > self.req.max_keys;
+        let truncated = self.req.max_keys > 0 && self.entries.len() > self.req.max_keys;
         let mut contents = Vec::new();
         let mut common_prefixes = Vec::new();
         let mut last = None;
@@ -367,10 +369,10 @@ mod tests {
     }
 
     #[test]
-    fn max_keys_zero_returns_an_empty_truncated_page() {
+    fn max_keys_zero_returns_an_empty_page_that_is_not_truncated() {
         let p = page(keys(&["a"]), &req("", None, None, 0));
         assert!(p.contents.is_empty());
-        assert!(p.truncated);
+        assert!(!p.truncated);
     }
 
     #[test]

@@ -56,7 +56,7 @@ mod writer;
 pub use config::StorageConfig;
 pub use error::{BoxError, Error, Result};
 pub use keys::{MAX_COMPONENT, decode_key, encode_key, encode_prefix_dir};
-pub use meta::{Meta, SweepReport};
+pub use meta::{Meta, ReadCounts, SweepReport};
 pub use replace::Replaced;
 pub use writer::Writer;
 
@@ -68,6 +68,8 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     chunk_size: usize,
     kind: Kind,
+    /// Object reads sent to the backend ([`Storage::read_counts`]).
+    reads: Arc<meta::ReadCounters>,
 }
 
 /// Which backend a [`Storage`] is, for what object_store cannot do for us (the staging sweep,
@@ -165,6 +167,7 @@ impl Storage {
             store,
             chunk_size: DEFAULT_CHUNK_SIZE,
             kind,
+            reads: Arc::default(),
         }
     }
 
@@ -244,6 +247,7 @@ impl Storage {
     /// # Errors
     /// [`Error::NotFound`], [`Error::Backend`].
     pub async fn head(&self, path: &str) -> Result<Meta> {
+        self.reads.head();
         Ok(self.store.head(&self.read_path(path)?).await?.into())
     }
 
@@ -255,6 +259,7 @@ impl Storage {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
+        self.reads.range();
         Ok(self.store.get_range(&self.read_path(path)?, range).await?)
     }
 
@@ -270,6 +275,7 @@ impl Storage {
         if range.is_empty() {
             return Ok(futures::stream::empty().boxed());
         }
+        self.reads.range();
         let options = object_store::GetOptions {
             range: Some(range.into()),
             ..Default::default()
@@ -396,6 +402,12 @@ impl Storage {
             keys,
             ordered: false,
         }
+    }
+
+    /// The object reads this storage and its clones have sent to the backend so far (counted
+    /// before the backend answers, so failed reads count too).
+    pub fn read_counts(&self) -> ReadCounts {
+        self.reads.snapshot()
     }
 
     /// How many names the filesystem's ordered listings have read from directories.

@@ -142,7 +142,12 @@ impl Proxy {
             max_keys: listing::max_keys(params.max_keys),
         };
         self.require_bucket(paths, bucket).await?;
-        let page = timed("backend_io", list_keys(&self.storage, paths, bucket, &req)).await?;
+        let page = if req.max_keys == 0 {
+            // Nothing can be on the page: the storage is not listed.
+            listing::page(std::iter::empty(), &req)
+        } else {
+            timed("backend_io", list_keys(&self.storage, paths, bucket, &req)).await?
+        };
         // Sizes: arithmetic for single objects, the footer's part lengths for multipart ones
         // (a few small range reads per listed object, 16 at a time).
         let objects = futures::stream::iter(page.contents)
@@ -187,29 +192,54 @@ pub(super) async fn list_objects(op: Op<'_, dto::ListObjectsInput>) -> Out<dto::
     let Op(proxy, request, input) = op;
     let params = list_params!(input, input.marker.as_deref());
     let tenant_len = request.tenant.id.len();
-    let page = proxy
+    let mut page = proxy
         .list_page(request.paths(), tenant_len, &input.bucket, params)
         .await?;
-    // S3 sends NextMarker only with a delimiter (clients otherwise resume after the last
-    // key); sending it whenever the page is truncated serves both kinds of client.
-    let next_marker = if page.truncated {
+    // S3 sends NextMarker only with a delimiter: without one, clients resume after the last
+    // key of the page (botocore's paginator does), and the last common prefix is what they
+    // could not know.
+    let next_marker = if page.truncated && has_delimiter(input.delimiter.as_deref()) {
         page.echo(page.last.clone())
     } else {
         None
     };
+    // ListObjects (v1) always names each object's owner.
+    let contents = with_owner(std::mem::take(&mut page.objects), &request.tenant.id);
     Ok(dto::ListObjectsOutput {
         name: Some(input.bucket),
-        prefix: page.echo(input.prefix),
-        delimiter: page.echo(input.delimiter),
-        marker: page.echo(input.marker),
+        // S3 always sends Prefix and Marker (empty when not given) and Delimiter only when
+        // one is in effect (an empty one is none).
+        prefix: page.echo(Some(input.prefix.unwrap_or_default())),
+        delimiter: page.echo(input.delimiter.filter(|d| !d.is_empty())),
+        marker: page.echo(Some(input.marker.unwrap_or_default())),
         max_keys: Some(page.max_keys),
         is_truncated: Some(page.truncated),
         next_marker,
-        contents: Some(page.objects),
+        contents: Some(contents),
         common_prefixes: Some(page.common_prefixes),
         encoding_type: input.encoding_type,
         ..Default::default()
     })
+}
+
+/// Whether a request's delimiter is in effect (S3 ignores an empty one).
+fn has_delimiter(delimiter: Option<&str>) -> bool {
+    delimiter.is_some_and(|d| !d.is_empty())
+}
+
+/// `objects` naming their owner: the tenant, as ListBuckets and the ACLs name it.
+fn with_owner(objects: Vec<dto::Object>, tenant: &str) -> Vec<dto::Object> {
+    let owner = dto::Owner {
+        display_name: Some(tenant.to_owned()),
+        id: Some(tenant.to_owned()),
+    };
+    objects
+        .into_iter()
+        .map(|object| dto::Object {
+            owner: Some(owner.clone()),
+            ..object
+        })
+        .collect()
 }
 
 pub(super) async fn list_objects_v2(
@@ -228,15 +258,20 @@ pub(super) async fn list_objects_v2(
     };
     let params = list_params!(input, after.as_deref());
     let tenant_len = request.tenant.id.len();
-    let page = proxy
+    let mut page = proxy
         .list_page(request.paths(), tenant_len, &input.bucket, params)
         .await?;
     let key_count =
         i32::try_from(page.objects.len() + page.common_prefixes.len()).unwrap_or(i32::MAX);
+    // ListObjectsV2 names owners only when asked (`fetch-owner=true`).
+    let mut contents = std::mem::take(&mut page.objects);
+    if input.fetch_owner == Some(true) {
+        contents = with_owner(contents, &request.tenant.id);
+    }
     Ok(dto::ListObjectsV2Output {
         name: Some(input.bucket),
-        prefix: page.echo(input.prefix),
-        delimiter: page.echo(input.delimiter),
+        prefix: page.echo(Some(input.prefix.unwrap_or_default())),
+        delimiter: page.echo(input.delimiter.filter(|d| !d.is_empty())),
         max_keys: Some(page.max_keys),
         key_count: Some(key_count),
         continuation_token: input.continuation_token,
@@ -247,7 +282,7 @@ pub(super) async fn list_objects_v2(
         } else {
             None
         },
-        contents: Some(page.objects),
+        contents: Some(contents),
         common_prefixes: Some(page.common_prefixes),
         encoding_type: input.encoding_type,
         ..Default::default()
