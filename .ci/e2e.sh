@@ -49,7 +49,14 @@ for mode in when_supported when_required; do
         export AWS_REQUEST_CHECKSUM_CALCULATION=$mode
         export TREUHAND_DEV_DIR="$DEV_DIR"
         if [[ -n $BACKEND_ENV ]]; then export TREUHAND_E2E_BACKEND_ENV=$BACKEND_ENV; else unset TREUHAND_E2E_BACKEND_ENV; fi
-        exec "$VENV/bin/python" -m pytest -v --junitxml="$OUT/junit-$mode.xml" "$@"
+        # The bucket and auth conformance files pin server answers (listings, ACLs, missing
+        # buckets, presigned URLs) that do not depend on how the client checksums uploads, so
+        # they run in the first mode only; every file that uploads runs in both.
+        skip=()
+        if [[ $mode == when_required ]]; then
+            skip=(--ignore=test_bucket_conformance.py --ignore=test_auth_conformance.py)
+        fi
+        exec "$VENV/bin/python" -m pytest -v --junitxml="$OUT/junit-$mode.xml" "${skip[@]}" "$@"
     ) || rc=$?
     log "mode $mode: pytest exit $rc after $(( $(date +%s) - t ))s"
     # exit 5 = no tests collected: count it as a failure, never as a pass

@@ -117,6 +117,26 @@ def test_copy_keeps_metadata_and_replace_takes_the_requests(s3, key):
     assert "ContentDisposition" not in head and "ContentEncoding" not in head, "REPLACE drops the old headers"
 
 
+def test_a_copy_onto_itself_that_changes_nothing_is_refused_unless_sse_c_or_replace(s3, key):
+    # S3 refuses a self-copy without a metadata or encryption change (400 InvalidRequest).
+    # SSE-C headers on the destination are an encryption change, so SSE-C tenants may.
+    k, bucket = key(), s3.target.bucket
+    s3.s3.put_object(Bucket=bucket, Key=k, Body=b"self", Metadata=USER, **s3.sse())
+    source = {"Bucket": bucket, "Key": k}
+    if s3.target.sse_c:
+        s3.s3.copy_object(Bucket=bucket, Key=k, CopySource=source, **_copy_sse(s3))
+    else:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            s3.s3.copy_object(Bucket=bucket, Key=k, CopySource=source)
+        assert error_of(e) == (400, "InvalidRequest")
+        assert "copy an object to itself" in e.value.response["Error"]["Message"]
+    s3.s3.copy_object(Bucket=bucket, Key=k, CopySource=source, MetadataDirective="REPLACE",
+                      Metadata={"changed": "1"}, **_copy_sse(s3))
+    head = s3.s3.head_object(Bucket=bucket, Key=k, **s3.sse())
+    assert head["Metadata"] == {"changed": "1"}
+    assert s3.s3.get_object(Bucket=bucket, Key=k, **s3.sse())["Body"].read() == b"self"
+
+
 def test_aws_chunked_upload_encoding_is_not_stored_as_content_encoding(s3, key):
     # boto3 sends `Content-Encoding: aws-chunked` for its streaming uploads (HTTPS,
     # when_supported); that is a transfer encoding, which S3 does not keep.

@@ -30,6 +30,28 @@ macro_rules! conditions {
 }
 pub(crate) use conditions;
 
+/// The copy-source conditions (`x-amz-copy-source-if-*`) of CopyObject or UploadPartCopy
+/// (`input`), checked against the opened source (`opened`): a source that is "not modified"
+/// fails the copy's precondition (412), as on S3, since a copy has no 304.
+macro_rules! check_copy_source {
+    ($input:expr, $opened:expr) => {
+        $crate::proxy::s3::conditions::Conditions {
+            if_match: $input.copy_source_if_match.as_ref(),
+            if_none_match: $input.copy_source_if_none_match.as_ref(),
+            if_modified_since: $input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: $input.copy_source_if_unmodified_since.as_ref(),
+        }
+        .check(&$opened.etag, $opened.meta.last_modified)
+        .map_err(|e| match e {
+            $crate::proxy::error::ProxyError::NotModified { .. } => {
+                $crate::proxy::error::ProxyError::PreconditionFailed
+            }
+            other => other,
+        })
+    };
+}
+pub(crate) use check_copy_source;
+
 impl Conditions<'_> {
     /// Evaluates the conditions against an object's ETag and modification time.
     pub(crate) fn check(

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`paths`] | where a tenant's buckets, objects and uploads live in storage |
 //! | [`metadata`] | object metadata between S3 headers and the sealed object header |
+//! | [`acl`] | the one ACL there is (`private`): what Get*Acl answers, what Put*Acl accepts |
 //! | [`conditions`] | If-Match and friends, byte ranges (`ByteRange`) |
 //! | [`request`] | one request's context: tenant, request id, SSE-C key, echo headers, timers |
 //! | [`pipeline`] | the encrypt and decrypt streams between bodies and storage |
@@ -17,6 +18,7 @@
 //! Every response shows the plaintext view: Content-Length, ranges and listing sizes are
 //! plaintext sizes.
 
+pub mod acl;
 pub mod buckets;
 pub mod conditions;
 pub mod list;

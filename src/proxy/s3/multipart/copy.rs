@@ -11,9 +11,9 @@ use s3s::dto;
 
 use super::part_number;
 use crate::proxy::error::ProxyError;
-use crate::proxy::s3::conditions::Conditions;
+use crate::proxy::s3::conditions::check_copy_source;
 use crate::proxy::s3::metadata::{etag, timestamp};
-use crate::proxy::s3::pipeline::{self, Opened, body_stream};
+use crate::proxy::s3::pipeline::{self, body_stream};
 use crate::proxy::s3::request::{CustomerKey, customer_key, echoed};
 use crate::proxy::s3::{Op, Out};
 
@@ -64,25 +64,6 @@ impl CopyRange {
     }
 }
 
-/// The copy-source conditions; a "not modified" source fails the copy's precondition, as on S3.
-fn check_source_conditions(
-    input: &dto::UploadPartCopyInput,
-    opened: &Opened,
-) -> Result<(), ProxyError> {
-    let conditions = Conditions {
-        if_match: input.copy_source_if_match.as_ref(),
-        if_none_match: input.copy_source_if_none_match.as_ref(),
-        if_modified_since: input.copy_source_if_modified_since.as_ref(),
-        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-    };
-    conditions
-        .check(&opened.etag, opened.meta.last_modified)
-        .map_err(|e| match e {
-            ProxyError::NotModified => ProxyError::PreconditionFailed,
-            other => other,
-        })
-}
-
 pub(in crate::proxy::s3) async fn upload_part_copy(
     op: Op<'_, dto::UploadPartCopyInput>,
 ) -> Out<dto::UploadPartCopyOutput> {
@@ -126,7 +107,7 @@ pub(in crate::proxy::s3) async fn upload_part_copy(
         0,
     )
     .await?;
-    check_source_conditions(&input, &opened)?;
+    check_copy_source!(&input, &opened)?;
     let range = match range {
         Some(r) => r.resolve(opened.plaintext_len)?,
         None => 0..opened.plaintext_len,

@@ -127,8 +127,19 @@ impl Proxy {
         (bucket, key): (&str, &str),
         upload_id: &str,
     ) -> Result<Upload, ProxyError> {
-        let paths = Self::upload_paths(request, bucket, upload_id)?;
-        self.staged_header(paths, key).await
+        let found = match Self::upload_paths(request, bucket, upload_id) {
+            Ok(paths) => self.staged_header(paths, key).await,
+            Err(e) => Err(e),
+        };
+        match found {
+            // S3 resolves the bucket first: an upload in a missing bucket is NoSuchBucket. The
+            // marker is only looked up when the upload is missing, so a found one costs nothing.
+            Err(ProxyError::NoSuchUpload) => {
+                self.require_bucket(request.paths(), bucket).await?;
+                Err(ProxyError::NoSuchUpload)
+            }
+            other => other,
+        }
     }
 
     /// The cipher of an upload, from its staged header and the released key.
@@ -301,10 +312,11 @@ pub(super) async fn complete_multipart_upload(
     let Op(proxy, request, input) = op;
     let customer = customer_key!(input)?;
     let object = (input.bucket.as_str(), input.key.as_str());
-    let paths = Proxy::upload_paths(&request, &input.bucket, &input.upload_id)?;
     // The bucket may have been deleted since the upload began (DeleteBucket looks at
-    // objects only); S3 answers NoSuchBucket then, and nothing may be written.
+    // objects only); S3 answers NoSuchBucket then, and nothing may be written. Checked before
+    // the upload id, as S3 resolves the bucket first.
     proxy.require_bucket(request.paths(), &input.bucket).await?;
+    let paths = Proxy::upload_paths(&request, &input.bucket, &input.upload_id)?;
     // A repeat of a Complete that succeeded (a client whose first answer was lost retries):
     // S3 answers 200 with the same ETag. The marker holds public facts only, so no key is
     // needed to answer.

@@ -5,12 +5,12 @@ use std::time::SystemTime;
 use s3s::dto;
 
 use super::super::metadata::{etag, request_metadata, timestamp};
-use super::super::pipeline::{self, Opened, body_stream};
+use super::super::pipeline::{self, body_stream};
 use super::super::request::{CustomerKey, RequestContext, customer_key, echoed, md5_hex};
 use super::super::{Op, Out, Proxy};
-use super::Conditions;
 use crate::format::Layout;
 use crate::proxy::error::ProxyError;
+use crate::proxy::s3::conditions::check_copy_source;
 use crate::storage;
 
 pub(crate) async fn copy_object(op: Op<'_, dto::CopyObjectInput>) -> Out<dto::CopyObjectOutput> {
@@ -58,9 +58,17 @@ pub(crate) async fn copy_object(op: Op<'_, dto::CopyObjectInput>) -> Out<dto::Co
     // An in-place copy keeping the metadata of an object under an older key version is a
     // rewrap: a new header, the same body (docs/rewrap.md).
     let in_place = (src_bucket.as_str(), src_key.as_str()) == dest;
-    if in_place && !replace && under_older_version(proxy, &request, &src_path, &src_meta).await {
-        let customers = (src_customer.as_ref(), dest_customer.as_ref());
-        return rewrap_in_place(proxy, &request, &input, customers, (dest, src_meta)).await;
+    if in_place && !replace {
+        if under_older_version(proxy, &request, &src_path, &src_meta).await {
+            let customers = (src_customer.as_ref(), dest_customer.as_ref());
+            return rewrap_in_place(proxy, &request, &input, customers, (dest, src_meta)).await;
+        }
+        // S3 refuses a copy onto itself that changes nothing. SSE-C headers on the destination
+        // are a change of encryption attributes there (re-encrypting under a fresh DEK), so an
+        // SSE-C tenant's self-copy stays allowed, as on S3.
+        if dest_customer.is_none() {
+            return Err(ProxyError::InvalidRequest(SELF_COPY_REFUSED.into()));
+        }
     }
     // Both sides belong to the same tenant key, so both shares must be the customer's
     // share; each is checked by the key service.
@@ -72,7 +80,7 @@ pub(crate) async fn copy_object(op: Op<'_, dto::CopyObjectInput>) -> Out<dto::Co
         0,
     )
     .await?;
-    check_copy_conditions(&input, &opened)?;
+    check_copy_source!(&input, &opened)?;
     let total = opened.plaintext_len;
     let metadata = match replacement {
         Some(m) => m,
@@ -110,6 +118,11 @@ pub(crate) async fn copy_object(op: Op<'_, dto::CopyObjectInput>) -> Out<dto::Co
         }
     ))
 }
+
+/// S3's message for a copy of an object onto itself that changes nothing.
+const SELF_COPY_REFUSED: &str = "This copy request is illegal because it is trying to copy an \
+     object to itself without changing the object's metadata, storage class, website redirect \
+     location or encryption attributes.";
 
 /// Whether the stored object at `path` names a registered key version other than the
 /// tenant's current one, from its header's public fields (authenticated when it is opened). An
@@ -152,7 +165,7 @@ async fn rewrap_in_place(
         0,
     )
     .await?;
-    check_copy_conditions(input, &opened)?;
+    check_copy_source!(input, &opened)?;
     let key = request
         .write_key(dest, "rewrap (current key version)", object)
         .await?;
@@ -183,20 +196,4 @@ async fn rewrap_in_place(
             copy_object_result: Some(result),
         }
     ))
-}
-
-/// The copy-source conditions; a "not modified" source fails the copy's precondition.
-fn check_copy_conditions(input: &dto::CopyObjectInput, opened: &Opened) -> Result<(), ProxyError> {
-    let conditions = Conditions {
-        if_match: input.copy_source_if_match.as_ref(),
-        if_none_match: input.copy_source_if_none_match.as_ref(),
-        if_modified_since: input.copy_source_if_modified_since.as_ref(),
-        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-    };
-    conditions
-        .check(&opened.etag, opened.meta.last_modified)
-        .map_err(|e| match e {
-            ProxyError::NotModified { .. } => ProxyError::PreconditionFailed,
-            other => other,
-        })
 }
