@@ -211,3 +211,99 @@ async fn expired_presigned_url_is_access_denied() {
         assert!(body.contains("Request has expired"), "{body}");
     }
 }
+
+/// A presigned GET of the bucket for `tenant` (any access key and secret), valid now.
+async fn get_presigned_as(s: &Setup, tenant: &TestTenant) -> (u16, String) {
+    let url = presign(
+        &s.proxy.endpoint(),
+        tenant,
+        &format!("/{BUCKET}"),
+        time::OffsetDateTime::now_utc(),
+        300,
+    );
+    status_and_body(s.http.get(url).send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn presigned_url_signed_with_a_wrong_secret_is_signature_does_not_match() {
+    let s = setup().await;
+    let forged = TestTenant {
+        id: s.tenant.id.clone(),
+        access_key_id: s.tenant.access_key_id.clone(),
+        secret_access_key: "not-the-tenant-secret".into(),
+        share: None,
+    };
+    let (status, body) = get_presigned_as(&s, &forged).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("<Code>SignatureDoesNotMatch</Code>"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn presigned_url_for_an_unknown_access_key_is_invalid_access_key_id() {
+    let s = setup().await;
+    let stranger = TestTenant {
+        id: "nobody".into(),
+        access_key_id: "AKIANOSUCHTENANT0000".into(),
+        secret_access_key: "whatever".into(),
+        share: None,
+    };
+    let (status, body) = get_presigned_as(&s, &stranger).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("<Code>InvalidAccessKeyId</Code>"), "{body}");
+    assert!(
+        body.contains("does not exist in our records"),
+        "S3's message: {body}"
+    );
+}
+
+#[tokio::test]
+async fn unsigned_requests_are_access_denied_on_every_operation() {
+    let s = setup().await;
+    let kept = format!("/{BUCKET}/kept");
+    let put = s.raw.put(&s.tenant, &kept, &[], b"kept".to_vec()).await;
+    assert_eq!(put.status, 200);
+    let endpoint = s.proxy.endpoint();
+    let requests: [(&str, String); 14] = [
+        ("GET", "/".into()),
+        ("PUT", "/anon-bucket".into()),
+        ("DELETE", format!("/{BUCKET}")),
+        ("GET", format!("/{BUCKET}?list-type=2")),
+        ("GET", format!("/{BUCKET}?uploads")),
+        ("GET", format!("/{BUCKET}?location")),
+        ("POST", format!("/{BUCKET}?delete")),
+        ("GET", format!("/{BUCKET}/kept")),
+        ("PUT", format!("/{BUCKET}/kept")),
+        ("DELETE", format!("/{BUCKET}/kept")),
+        ("POST", format!("/{BUCKET}/kept?uploads")),
+        ("PUT", format!("/{BUCKET}/kept?partNumber=1&uploadId=x")),
+        ("DELETE", format!("/{BUCKET}/kept?uploadId=x")),
+        ("GET", "/no-such-bucket/k".into()),
+    ];
+    for (method, path) in requests {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let request = s.http.request(method.clone(), format!("{endpoint}{path}"));
+        let (status, body) = status_and_body(request.body("x").send().await.unwrap()).await;
+        assert_eq!(status, 403, "{method} {path}: {body}");
+        assert!(
+            body.contains("<Code>AccessDenied</Code><Message>Access Denied</Message>"),
+            "{method} {path}: {body}"
+        );
+    }
+    for path in [format!("/{BUCKET}"), format!("/{BUCKET}/kept")] {
+        let head = s
+            .http
+            .head(format!("{endpoint}{path}"))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = status_and_body(head).await;
+        assert_eq!((status, body.as_str()), (403, ""), "HEAD {path}");
+    }
+    assert!(
+        stored(&s, "kept").await,
+        "an unsigned request changed the bucket"
+    );
+}

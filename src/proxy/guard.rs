@@ -78,6 +78,29 @@ impl Refusal {
         message: "Access Denied",
         reason: "strict_denied",
     };
+    /// A strict tenant's presigned URL that its holder found past its expiry: S3's code and
+    /// message for an expired presigned URL.
+    pub(crate) const STRICT_EXPIRED: Self = Self {
+        status: StatusCode::FORBIDDEN,
+        code: "AccessDenied",
+        message: "Request has expired",
+        reason: "strict_expired",
+    };
+    /// A strict tenant's header-signed request outside the 15-minute window (S3's answer).
+    pub(crate) const STRICT_SKEWED: Self = Self {
+        status: StatusCode::FORBIDDEN,
+        code: "RequestTimeTooSkewed",
+        message: "The difference between the request time and the current time is too large.",
+        reason: "strict_skewed",
+    };
+    /// A strict tenant's request whose signature its holder could not verify (S3's answer).
+    pub(crate) const STRICT_MISMATCH: Self = Self {
+        status: StatusCode::FORBIDDEN,
+        code: "SignatureDoesNotMatch",
+        message: "The request signature we calculated does not match the signature you \
+                  provided. Check your key and signing method.",
+        reason: "strict_mismatch",
+    };
     /// A strict tenant's holder could not be asked: fail closed, and let the client retry.
     pub(crate) const STRICT_UNAVAILABLE: Self = Self {
         status: StatusCode::SERVICE_UNAVAILABLE,

@@ -16,7 +16,8 @@
 //! | [`cli`] | `treuhand proxy --config FILE` |
 //!
 //! SigV4 is verified by s3s against per-tenant access keys ([`Auth`]); anonymous requests are
-//! refused by s3s' default access check, which runs because auth is always configured.
+//! refused with 403 `AccessDenied` by [`SignedOnly`], which s3s runs for every operation
+//! because auth is always configured.
 //! SigV2, browser form uploads and presigned URLs valid for more than a week are refused before
 //! s3s sees them ([`guard`]). A strict tenant's requests are checked by its holder and
 //! re-signed with the proxy's in-memory key before s3s sees them ([`strict`], docs/strict.md).
@@ -84,7 +85,27 @@ impl S3Auth for Auth {
             {
                 Ok(SecretKey::from(self.strict.expose_secret()))
             }
-            None => Err(s3s::s3_error!(InvalidAccessKeyId)),
+            None => Err(s3s::s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            )),
+        }
+    }
+}
+
+/// Who may run an operation: anyone whose signature s3s verified ([`Auth`]); nobody else.
+/// s3s' default check does the same but says "Signature is required"; S3 answers an
+/// anonymous request with `AccessDenied` "Access Denied", on every operation and whether or
+/// not the bucket exists (so an anonymous caller learns nothing about bucket names).
+#[derive(Debug)]
+pub struct SignedOnly;
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for SignedOnly {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3s::s3_error!(AccessDenied, "Access Denied")),
         }
     }
 }
@@ -150,6 +171,7 @@ pub fn build(
         tenants: registry.clone(),
         strict: internal,
     });
+    builder.set_access(SignedOnly);
     Ok(Built {
         service: server::ProxyService::new(builder.build(), gate),
         keys,

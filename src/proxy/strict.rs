@@ -141,7 +141,10 @@ impl Gate {
                 Ok(Err(ReleaseError::Denied { reason })) => {
                     tracing::info!(tenant = %tenant.id, holder = %holder.name, %reason,
                         "strict tenant request refused by its holder");
-                    return Err(Refusal::STRICT_DENIED);
+                    return Err(denial_refusal(
+                        &reason,
+                        request.signed.authorization.is_none(),
+                    ));
                 }
                 Ok(Err(ReleaseError::Shredded | ReleaseError::UnknownTenant)) => {
                     tracing::info!(tenant = %tenant.id, holder = %holder.name,
@@ -159,6 +162,19 @@ impl Gate {
             }
         }
         Err(Refusal::STRICT_UNAVAILABLE)
+    }
+}
+
+/// The answer to a strict tenant's request its holder refused with `reason` (a
+/// `trustee::policy::Denial` code): what S3 answers for the same fault, so clients see the
+/// codes they know (an expired presigned URL is `AccessDenied` "Request has expired", a bad
+/// signature `SignatureDoesNotMatch`). Every other reason stays a plain `AccessDenied`.
+fn denial_refusal(reason: &str, presigned: bool) -> Refusal {
+    match reason {
+        "signature_expired" if presigned => Refusal::STRICT_EXPIRED,
+        "signature_expired" => Refusal::STRICT_SKEWED,
+        "signature_mismatch" => Refusal::STRICT_MISMATCH,
+        _ => Refusal::STRICT_DENIED,
     }
 }
 
@@ -399,7 +415,11 @@ mod tests {
     }
 
     fn presigned(ak: &str) -> http::request::Parts {
-        let date = amz_date();
+        presigned_at(ak, SystemTime::now())
+    }
+
+    fn presigned_at(ak: &str, at: SystemTime) -> http::request::Parts {
+        let date = crate::bench::client::amz_date(at);
         let input = SigningInput {
             method: "GET",
             host: HOST,
@@ -493,9 +513,52 @@ mod tests {
         let mut parts = header_signed(STRICT_AK, "UNSIGNED-PAYLOAD", 3);
         parts.uri = http::Uri::from_static("/bucket/another-key");
         let refusal = gate.admit(&mut parts, "r1").await.expect_err("denied");
-        assert_eq!(refusal, Refusal::STRICT_DENIED);
+        assert_eq!(refusal, Refusal::STRICT_MISMATCH);
+        assert_eq!(refusal.code(), "SignatureDoesNotMatch");
         assert_eq!(refusal.status(), http::StatusCode::FORBIDDEN);
         assert!(parts.extensions.get::<StrictAuth>().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_expired_presigned_url_is_access_denied_request_has_expired() {
+        let (customer, _) = holder("customer", true);
+        let (gate, _) = gate(vec![tenant(
+            "s",
+            STRICT_AK,
+            true,
+            CustomerShare::Holder(customer),
+            Vec::new(),
+        )]);
+        // Signed an hour ago for 300 seconds.
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        let mut parts = presigned_at(STRICT_AK, an_hour_ago);
+        let refusal = gate.admit(&mut parts, "r1").await.expect_err("expired");
+        assert_eq!(refusal, Refusal::STRICT_EXPIRED);
+        assert_eq!(
+            (refusal.status(), refusal.code(), refusal.message()),
+            (
+                http::StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "Request has expired"
+            )
+        );
+    }
+
+    #[test]
+    fn holder_denials_map_to_the_codes_s3_answers() {
+        let cases = [
+            ("signature_expired", true, "AccessDenied"),
+            ("signature_expired", false, "RequestTimeTooSkewed"),
+            ("signature_mismatch", true, "SignatureDoesNotMatch"),
+            ("signature_mismatch", false, "SignatureDoesNotMatch"),
+            ("signature_malformed", true, "AccessDenied"),
+            ("tenant_suspended", false, "AccessDenied"),
+        ];
+        for (reason, presigned, code) in cases {
+            let refusal = denial_refusal(reason, presigned);
+            assert_eq!(refusal.code(), code, "{reason} presigned={presigned}");
+            assert_eq!(refusal.status(), http::StatusCode::FORBIDDEN);
+        }
     }
 
     #[tokio::test]
