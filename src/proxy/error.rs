@@ -84,9 +84,9 @@ pub enum ProxyError {
     /// No such object.
     #[error("the object does not exist")]
     NoSuchKey,
-    /// The bucket already exists.
-    #[error("the bucket already exists and is yours")]
-    BucketExists,
+    /// CreateBucket with a name S3 refuses.
+    #[error("invalid bucket name: {0}")]
+    InvalidBucketName(&'static str),
     /// DeleteBucket on a non-empty bucket.
     #[error("the bucket is not empty")]
     BucketNotEmpty,
@@ -240,7 +240,9 @@ pub fn to_s3_error(error: &ProxyError) -> S3Error {
         ),
         ProxyError::NoSuchBucket => (S3ErrorCode::NoSuchBucket, StatusCode::NOT_FOUND),
         ProxyError::NoSuchKey => (S3ErrorCode::NoSuchKey, StatusCode::NOT_FOUND),
-        ProxyError::BucketExists => (S3ErrorCode::BucketAlreadyOwnedByYou, StatusCode::CONFLICT),
+        ProxyError::InvalidBucketName(_) => {
+            (S3ErrorCode::InvalidBucketName, StatusCode::BAD_REQUEST)
+        }
         ProxyError::BucketNotEmpty => (S3ErrorCode::BucketNotEmpty, StatusCode::CONFLICT),
         ProxyError::NoSuchUpload => (S3ErrorCode::NoSuchUpload, StatusCode::NOT_FOUND),
         ProxyError::InvalidPart(_) => (S3ErrorCode::InvalidPart, StatusCode::BAD_REQUEST),

@@ -221,6 +221,40 @@ def test_an_invalid_bucket_name_is_invalid_bucket_name(boto):
         assert _status_and_code(fn) == (400, "InvalidBucketName")
 
 
+def test_a_bucket_name_with_a_dot_next_to_a_dash_is_invalid_bucket_name(boto):
+    for name in ("foo.-bar", "foo-.bar"):
+        assert _status_and_code(lambda: boto.s3.create_bucket(Bucket=name)) == (400, "InvalidBucketName")
+
+
+def test_recreating_ones_own_bucket_answers_200_and_keeps_its_objects(boto, bucket):
+    # us-east-1 (the region the proxy answers) says 200 to the owner's re-create.
+    put_keys(boto, bucket, ["kept"])
+    boto.s3.create_bucket(Bucket=bucket)
+    assert listed(boto.s3.list_objects_v2(Bucket=bucket))[0] == ["kept"]
+
+
+def test_list_buckets_pages_with_max_buckets_and_a_continuation_token(boto):
+    run = uuid.uuid4().hex[:10]
+    names = [f"e2e-lb-{run}-{i}" for i in range(3)]
+    for n in names:
+        boto.s3.create_bucket(Bucket=n)
+    try:
+        prefix = f"e2e-lb-{run}-"
+        first = boto.s3.list_buckets(MaxBuckets=2, Prefix=prefix)
+        assert [b["Name"] for b in first["Buckets"]] == names[:2]
+        assert first["ContinuationToken"] and first["Prefix"] == prefix
+        rest = boto.s3.list_buckets(MaxBuckets=2, Prefix=prefix,
+                                    ContinuationToken=first["ContinuationToken"])
+        assert [b["Name"] for b in rest["Buckets"]] == names[2:]
+        assert "ContinuationToken" not in rest
+        seen = [b["Name"] for page in boto.s3.get_paginator("list_buckets").paginate(
+            Prefix=prefix, PaginationConfig={"PageSize": 1}) for b in page["Buckets"]]
+        assert seen == names
+    finally:
+        for n in names:
+            boto.s3.delete_bucket(Bucket=n)
+
+
 # ----------------------------------------------------------------------------------------------
 # listings (boto3)
 

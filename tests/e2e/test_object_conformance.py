@@ -413,3 +413,21 @@ def test_object_acl_of_a_missing_key_or_bucket_is_404(s3, key):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         s3.s3.get_object_acl(Bucket=missing_bucket, Key="k")
     assert error_of(e) == (404, "NoSuchBucket")
+
+
+def test_an_error_document_names_the_request_id_of_its_header(s3, key):
+    bodies: list[bytes] = []
+
+    def keep_body(response_dict, **_):
+        bodies.append(response_dict["body"])
+
+    s3.s3.meta.events.register("before-parse.s3.GetObject", keep_body)
+    try:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            s3.s3.get_object(Bucket=s3.target.bucket, Key=key("missing"), **s3.sse())
+    finally:
+        s3.s3.meta.events.unregister("before-parse.s3.GetObject", keep_body)
+    assert error_of(e) == (404, "NoSuchKey")
+    header = e.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-request-id"]
+    assert header and bodies, "the error had a request id header and a body"
+    assert f"<RequestId>{header}</RequestId>".encode() in bodies[-1], bodies[-1]

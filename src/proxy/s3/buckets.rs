@@ -13,14 +13,34 @@ use super::metadata::timestamp;
 use super::{Op, Out};
 use crate::proxy::error::ProxyError;
 
+/// ListBuckets, with S3's paging: `prefix`, `max-buckets` (1 to 10,000; all when absent) and
+/// `continuation-token`, which is the name of the last bucket of the previous page (bucket
+/// names are the tenant's own, so the token hides nothing from it).
 pub(super) async fn list_buckets(op: Op<'_, dto::ListBucketsInput>) -> Out<dto::ListBucketsOutput> {
-    let Op(proxy, request, _) = op;
+    let Op(proxy, request, input) = op;
+    let max = match input.max_buckets {
+        None => usize::MAX,
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| {
+                ProxyError::InvalidArgument("max-buckets must be between 1 and 10000".into())
+            })?,
+    };
     let prefix = request.paths().buckets_dir();
     let mut stream = proxy.storage.list(&prefix);
     let mut buckets = Vec::new();
     while let Some(item) = stream.next().await {
         let (path, meta) = item?;
-        if let Some(name) = path.strip_prefix(&prefix).and_then(|p| p.strip_prefix('/')) {
+        let Some(name) = path.strip_prefix(&prefix).and_then(|p| p.strip_prefix('/')) else {
+            continue;
+        };
+        let wanted = input.prefix.as_deref().is_none_or(|p| name.starts_with(p))
+            && input
+                .continuation_token
+                .as_deref()
+                .is_none_or(|after| name > after);
+        if wanted {
             buckets.push(dto::Bucket {
                 name: Some(name.to_owned()),
                 creation_date: Some(timestamp(meta.last_modified)),
@@ -29,15 +49,25 @@ pub(super) async fn list_buckets(op: Op<'_, dto::ListBucketsInput>) -> Out<dto::
         }
     }
     buckets.sort_by(|a, b| a.name.cmp(&b.name));
-    let tenant = &request.tenant.id;
+    let continuation_token = if buckets.len() > max {
+        buckets.truncate(max);
+        buckets.last().and_then(|b| b.name.clone())
+    } else {
+        None
+    };
+    let (owner, _) = acl::private_acl(&request.tenant.id);
     Ok(dto::ListBucketsOutput {
         buckets: Some(buckets),
-        owner: Some(dto::Owner {
-            display_name: Some(tenant.clone()),
-            id: Some(tenant.clone()),
-        }),
-        ..Default::default()
+        owner: Some(owner),
+        continuation_token,
+        prefix: input.prefix,
     })
+}
+
+/// Whether S3 refuses `name` as a bucket name beyond what s3s checks (length, characters,
+/// `..`, IP addresses): a dot next to a dash is not a valid DNS label boundary.
+fn dns_incompatible(name: &str) -> bool {
+    name.contains(".-") || name.contains("-.")
 }
 
 pub(super) async fn create_bucket(
@@ -45,16 +75,23 @@ pub(super) async fn create_bucket(
 ) -> Out<dto::CreateBucketOutput> {
     let Op(proxy, request, input) = op;
     let bucket = &input.bucket;
+    if dns_incompatible(bucket) {
+        return Err(ProxyError::InvalidBucketName(
+            "a bucket name may not have a dot next to a dash",
+        ));
+    }
+    let location = Some(format!("/{bucket}"));
     match proxy.require_bucket(request.paths(), bucket).await {
-        Ok(_) => return Err(ProxyError::BucketExists),
+        // The proxy answers us-east-1 as every bucket's region, and there S3 answers a
+        // re-create of one's own bucket with 200 (BucketAlreadyOwnedByYou is for the other
+        // regions). Nothing is changed: there is no ACL to reset.
+        Ok(_) => return Ok(dto::CreateBucketOutput { location }),
         Err(ProxyError::NoSuchBucket) => {}
         Err(e) => return Err(e),
     }
     let marker = request.paths().bucket_marker(bucket);
     proxy.storage.put(&marker, Bytes::new()).await?;
-    Ok(dto::CreateBucketOutput {
-        location: Some(format!("/{bucket}")),
-    })
+    Ok(dto::CreateBucketOutput { location })
 }
 
 pub(super) async fn head_bucket(op: Op<'_, dto::HeadBucketInput>) -> Out<dto::HeadBucketOutput> {

@@ -50,6 +50,7 @@ use crate::proxy::config::MultipartConfig;
 use crate::proxy::error::ProxyError;
 use crate::proxy::keys::KeyService;
 use crate::proxy::registry::Registry;
+use crate::proxy::server::RequestId;
 use crate::storage::{self, Storage};
 
 /// The S3 service state.
@@ -220,9 +221,19 @@ macro_rules! operations {
             let span = tracing::info_span!(stringify!($op), $($field)*);
             Box::pin(
                 async move {
-                    let request = self.request(&$req)?;
+                    // The error document names the request id the header carries, as S3's
+                    // does (clients and support tickets quote it).
+                    let id = $req.extensions.get::<RequestId>().map(|id| id.0.clone());
+                    let with_id = |e: ProxyError| {
+                        let mut s3 = s3s::S3Error::from(e);
+                        if let Some(id) = &id {
+                            s3.set_request_id(id.clone());
+                        }
+                        s3
+                    };
+                    let request = self.request(&$req).map_err(with_id)?;
                     let op = Op(self, request, $req.input);
-                    let output = $handler(op).await?;
+                    let output = $handler(op).await.map_err(with_id)?;
                     Ok(IntoResponse::<dto::$output>::into_response(output))
                 }
                 .instrument(span),
