@@ -395,6 +395,9 @@ fn with_request_id(
         if let Ok(value) = http::HeaderValue::from_str(&id.0) {
             response.headers_mut().insert("x-amz-request-id", value);
         }
+        if let Some(status) = head_status(&method, response.status(), response.headers()) {
+            *response.status_mut() = status;
+        }
         if !may_have_body(&method, response.status()) {
             *response.body_mut() = s3s::Body::empty();
         }
@@ -421,6 +424,20 @@ fn refusal_response(refusal: &guard::Refusal, id: &RequestId) -> s3s::HttpRespon
 /// hyper drops it on HTTP/1.1 but sends it on HTTP/2, where the DATA frame is a protocol
 /// error: Go clients (rclone) and curl failed those requests. Headers such as Content-Length
 /// stay, as HEAD semantics want.
+/// The status a HEAD answer should have where s3s' differs: s3s serializes HeadObject with a
+/// fixed 200, while S3 answers a HEAD with a Range or `partNumber` as the GET would, 206 with
+/// the Content-Range (which the handler has set).
+fn head_status(
+    method: &http::Method,
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+) -> Option<http::StatusCode> {
+    (method == http::Method::HEAD
+        && status == http::StatusCode::OK
+        && headers.contains_key(http::header::CONTENT_RANGE))
+    .then_some(http::StatusCode::PARTIAL_CONTENT)
+}
+
 fn may_have_body(method: &http::Method, status: http::StatusCode) -> bool {
     method != http::Method::HEAD
         && status != http::StatusCode::NO_CONTENT
@@ -497,5 +514,29 @@ pub async fn serve_metrics(listener: TcpListener, shutdown: impl Future<Output =
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_with_a_content_range_answers_206_like_the_get() {
+        let mut ranged = http::HeaderMap::new();
+        ranged.insert(
+            http::header::CONTENT_RANGE,
+            http::HeaderValue::from_static("bytes 0-9/100"),
+        );
+        let plain = http::HeaderMap::new();
+        let (head, get, ok) = (http::Method::HEAD, http::Method::GET, http::StatusCode::OK);
+        assert_eq!(
+            head_status(&head, ok, &ranged),
+            Some(http::StatusCode::PARTIAL_CONTENT)
+        );
+        assert_eq!(head_status(&head, ok, &plain), None);
+        assert_eq!(head_status(&get, ok, &ranged), None, "GETs are s3s' own");
+        let missing = http::StatusCode::NOT_FOUND;
+        assert_eq!(head_status(&head, missing, &ranged), None);
     }
 }

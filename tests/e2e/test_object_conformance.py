@@ -332,6 +332,9 @@ def test_part_number_reads_one_part_of_a_multipart_object(s3, multipart_object):
         assert got["Body"].read() == body, f"part {n}"
         head = s3.s3.head_object(Bucket=s3.target.bucket, Key=multipart_object["key"], PartNumber=n, **s3.sse())
         assert head["ContentLength"] == len(body) and head["PartsCount"] == 3
+        # As S3: a HEAD of a selection answers as the GET would, 206 with its Content-Range.
+        assert head["ResponseMetadata"]["HTTPStatusCode"] == 206
+        assert head["ContentRange"] == got["ContentRange"]
         start += len(body)
 
 
@@ -431,3 +434,13 @@ def test_an_error_document_names_the_request_id_of_its_header(s3, key):
     header = e.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-request-id"]
     assert header and bodies, "the error had a request id header and a body"
     assert f"<RequestId>{header}</RequestId>".encode() in bodies[-1], bodies[-1]
+
+
+def test_a_head_with_a_range_answers_206_with_the_content_range(s3, key):
+    k = key()
+    s3.s3.put_object(Bucket=s3.target.bucket, Key=k, Body=b"0123456789", **s3.sse())
+    head = s3.s3.head_object(Bucket=s3.target.bucket, Key=k, Range="bytes=2-5", **s3.sse())
+    assert head["ResponseMetadata"]["HTTPStatusCode"] == 206
+    assert (head["ContentLength"], head["ContentRange"]) == (4, "bytes 2-5/10")
+    whole = s3.s3.head_object(Bucket=s3.target.bucket, Key=k, **s3.sse())
+    assert whole["ResponseMetadata"]["HTTPStatusCode"] == 200 and "ContentRange" not in whole
