@@ -953,3 +953,46 @@ async fn too_large_metadata_is_rejected_with_400_metadata_too_large() {
 fn format_max_metadata() -> usize {
     treuhand::format::MAX_METADATA
 }
+
+#[tokio::test]
+async fn a_refused_request_that_awaited_100_continue_closes_the_connection() {
+    // Refused before its body is read: a client that sent the body anyway (it timed out
+    // waiting for 100 Continue) must not have those bytes read as the next request.
+    let s = setup(60).await;
+    let expect = [("expect", "100-continue".to_owned())];
+    let refused = s
+        .raw
+        .put(s.demo(), "/absent-bucket/k", &expect, b"x".to_vec())
+        .await;
+    assert_eq!(refused.status, 404, "{}", refused.text());
+    assert_eq!(hdr(&refused, "connection"), "close");
+    // Without the expectation the connection stays open (nothing can be left on it).
+    let plain = s
+        .raw
+        .put(s.demo(), "/absent-bucket/k", &[], b"x".to_vec())
+        .await;
+    assert_eq!(plain.status, 404);
+    assert_ne!(hdr(&plain, "connection"), "close");
+}
+
+#[tokio::test]
+async fn an_empty_put_that_awaited_100_continue_closes_the_connection() {
+    // hyper sends no 100 Continue for an empty body; botocore then mis-reads the next
+    // 100 Continue exchange on the same connection (boto/botocore#3010), so the proxy closes it.
+    let s = setup(60).await;
+    let key = s.demo().share_b64().unwrap();
+    let mut expect = sse_c_headers(&key);
+    expect.push(("expect", "100-continue".to_owned()));
+    let stored = s
+        .raw
+        .put(s.demo(), "/data/empty", &expect, Vec::new())
+        .await;
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    assert_eq!(hdr(&stored, "connection"), "close");
+    let with_body = s
+        .raw
+        .put(s.demo(), "/data/full", &expect, b"x".to_vec())
+        .await;
+    assert_eq!(with_body.status, 200, "{}", with_body.text());
+    assert_ne!(hdr(&with_body, "connection"), "close");
+}

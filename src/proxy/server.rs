@@ -367,6 +367,7 @@ fn with_request_id(
     // Refused requests never reach s3s (see `guard`); a strict tenant's requests reach it
     // only once the tenant's holder accepted them (see `strict`).
     let (mut parts, body) = req.into_parts();
+    let continue_unsent = ContinueUnsent::of(&parts, hyper::body::Body::size_hint(&body).exact());
     let checked = guard::check(&parts);
     let service = service.clone();
     let started = Instant::now();
@@ -395,6 +396,12 @@ fn with_request_id(
         if let Ok(value) = http::HeaderValue::from_str(&id.0) {
             response.headers_mut().insert("x-amz-request-id", value);
         }
+        if continue_unsent.closes_after(response.status()) {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         if let Some(status) = head_status(&method, response.status(), response.headers()) {
             *response.status_mut() = status;
         }
@@ -419,11 +426,48 @@ fn refusal_response(refusal: &guard::Refusal, id: &RequestId) -> s3s::HttpRespon
     response
 }
 
-/// Responses to HEAD, and 204 and 304 responses, have no body (RFC 9110 §6.4.1). s3s
-/// attaches an S3 error document to some of them (a HEAD 404, the 304 of a conditional GET).
-/// hyper drops it on HTTP/1.1 but sends it on HTTP/2, where the DATA frame is a protocol
-/// error: Go clients (rclone) and curl failed those requests. Headers such as Content-Length
-/// stay, as HEAD semantics want.
+/// An HTTP/1.1 request that waits for `100 Continue` before it sends its body, and whether
+/// the proxy may answer it without ever sending the `100 Continue`: hyper sends it only when the
+/// handler reads the body, so never for an empty body (`Content-Length: 0`), and not for a
+/// request refused before its body is read. Two clients break on such an answer if the
+/// connection is kept:
+/// - a client that timed out waiting (botocore gives up after a second) has sent the body
+///   anyway, while hyper assumed none would come; its bytes became the start of the next
+///   request (seen in CI: the method `xPUT`, answered `SignatureDoesNotMatch`);
+/// - botocore (boto/botocore#3010) mis-reads the next `100 Continue` exchange on a connection
+///   whose previous expect-request got its final answer directly: it skips the status line of
+///   the final response, so the aws cli's UploadPart saw no ETag (`KeyError: 'ETag'`, seen in
+///   CI after an empty-file PUT on the same connection).
+///
+/// RFC 9110 §10.1.1 lets a server close instead of reading the body; such answers therefore
+/// carry `Connection: close`, and the client's next request opens a fresh connection.
+#[derive(Clone, Copy)]
+struct ContinueUnsent {
+    awaits_continue: bool,
+    empty_body: bool,
+}
+
+impl ContinueUnsent {
+    /// The request's head, and its body length if known (`Content-Length`, or 0 for no body).
+    fn of(parts: &http::request::Parts, body_len: Option<u64>) -> Self {
+        let awaits_continue = parts.version == http::Version::HTTP_11
+            && parts
+                .headers
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let empty_body = body_len == Some(0);
+        Self {
+            awaits_continue,
+            empty_body,
+        }
+    }
+
+    /// Whether the answer with `status` must close the connection.
+    fn closes_after(self, status: http::StatusCode) -> bool {
+        self.awaits_continue && (self.empty_body || !status.is_success())
+    }
+}
+
 /// The status a HEAD answer should have where s3s' differs: s3s serializes HeadObject with a
 /// fixed 200, while S3 answers a HEAD with a Range or `partNumber` as the GET would, 206 with
 /// the Content-Range (which the handler has set).
@@ -438,6 +482,11 @@ fn head_status(
     .then_some(http::StatusCode::PARTIAL_CONTENT)
 }
 
+/// Responses to HEAD, and 204 and 304 responses, have no body (RFC 9110 §6.4.1). s3s
+/// attaches an S3 error document to some of them (a HEAD 404, the 304 of a conditional GET).
+/// hyper drops it on HTTP/1.1 but sends it on HTTP/2, where the DATA frame is a protocol
+/// error: Go clients (rclone) and curl failed those requests. Headers such as Content-Length
+/// stay, as HEAD semantics want.
 fn may_have_body(method: &http::Method, status: http::StatusCode) -> bool {
     method != http::Method::HEAD
         && status != http::StatusCode::NO_CONTENT
@@ -520,6 +569,27 @@ pub async fn serve_metrics(listener: TcpListener, shutdown: impl Future<Output =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_expect_request_answered_without_100_continue_closes_the_connection() {
+        let of = |version, expect: Option<&str>, len: u64| {
+            let mut b = http::Request::builder().method("PUT").version(version);
+            if let Some(v) = expect {
+                b = b.header(http::header::EXPECT, v);
+            }
+            ContinueUnsent::of(&b.body(()).unwrap().into_parts().0, Some(len))
+        };
+        let (v11, h2) = (http::Version::HTTP_11, http::Version::HTTP_2);
+        let (ok, refused) = (http::StatusCode::OK, http::StatusCode::NOT_FOUND);
+        // The body was read (so 100 Continue went out): keep the connection.
+        assert!(!of(v11, Some("100-continue"), 5).closes_after(ok));
+        // Refused before the body, or an empty body: close.
+        assert!(of(v11, Some("100-continue"), 5).closes_after(refused));
+        assert!(of(v11, Some("100-Continue"), 0).closes_after(ok));
+        // No expectation, or HTTP/2 (no 100 Continue dance): keep.
+        assert!(!of(v11, None, 0).closes_after(refused));
+        assert!(!of(h2, Some("100-continue"), 0).closes_after(refused));
+    }
 
     #[test]
     fn a_head_with_a_content_range_answers_206_like_the_get() {
