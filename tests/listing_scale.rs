@@ -1,6 +1,6 @@
-//! What one listing page costs the backend in a large bucket: a page of 1,000 keys reads at
-//! most a page's worth of object headers, and a page without objects (only common prefixes, or
-//! `max-keys=0`) reads none. Counted with [`Storage::read_counts`] on the filesystem backend,
+//! What a request costs the backend. One listing page in a large bucket: a page of 1,000 keys
+//! reads at most a page's worth of object headers, and a page without objects (only common
+//! prefixes, or `max-keys=0`) reads none. One small GET or HEAD: a single read (issue 15). Counted with [`Storage::read_counts`] on the filesystem backend,
 //! through the real proxy (TLS, SigV4, ListObjectsV2). No timing assertions: the wall time is
 //! printed for the record.
 //!
@@ -203,5 +203,49 @@ async fn pages_without_objects_read_no_headers() {
     assert!(
         (5..=MAX_READS_PER_OBJECT * 5).contains(&cost.ranges),
         "{cost:?}"
+    );
+}
+
+/// A small object's GET and HEAD each cost one backend read (size, time and bytes together),
+/// where they cost a stat and a read before: on the filesystem every call was a blocking-pool
+/// hand-off, the small-GET profile's largest cost.
+#[tokio::test]
+async fn a_small_get_and_a_head_each_cost_one_backend_read() {
+    let s = Counted::start().await;
+    s.fill("small", std::iter::empty()).await;
+    let share = s.demo().share_b64().unwrap();
+    let path = format!("/{BUCKET}/small");
+    for method in ["GET", "HEAD"] {
+        let before = s.storage.read_counts();
+        let r = s
+            .raw
+            .query(s.demo(), method, &path, &[], &sse_c_headers(&share))
+            .await;
+        assert_eq!(r.status, 200, "{method}: {}", r.text());
+        if method == "GET" {
+            assert_eq!(r.body, b"a small object");
+        }
+        let after = s.storage.read_counts();
+        let cost = (after.heads - before.heads, after.ranges - before.ranges);
+        assert_eq!(cost, (0, 1), "{method} cost (heads, ranges) {cost:?}");
+    }
+    // A missing key: the failed read, then the bucket's marker to tell NoSuchKey from
+    // NoSuchBucket.
+    let before = s.storage.read_counts();
+    let r = s
+        .raw
+        .query(
+            s.demo(),
+            "GET",
+            &format!("/{BUCKET}/missing"),
+            &[],
+            &sse_c_headers(&share),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let after = s.storage.read_counts();
+    assert_eq!(
+        (after.heads - before.heads, after.ranges - before.ranges),
+        (1, 1)
     );
 }

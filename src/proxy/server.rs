@@ -155,8 +155,18 @@ impl From<s3s::service::S3Service> for ProxyService {
     }
 }
 
+/// HTTP/2 flow-control windows the proxy grants a client for request bodies (per stream and
+/// per connection). hyper's defaults are 1 MiB for each, so parallel uploads on one connection
+/// (rclone multiplexes its multipart parts) share 1 MiB in flight; these let each of four
+/// streams send 2 MiB before a WINDOW_UPDATE. Memory stays bounded: a connection buffers at
+/// most its window (8 MiB), and the connection limits bound the connections.
+pub const HTTP2_STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+/// See [`HTTP2_STREAM_WINDOW`].
+pub const HTTP2_CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
+
 /// The per-connection HTTP builder: HTTP/1 and HTTP/2 (told apart by hyper-util from the first
-/// bytes), with hyper's timers.
+/// bytes), with hyper's timers. The settings, and nginx's for comparison, are in
+/// docs/proxy.md ("Connection tuning").
 fn connection_builder(limits: &LimitsConfig) -> ConnBuilder<TokioExecutor> {
     let mut builder = ConnBuilder::new(TokioExecutor::new());
     builder
@@ -166,6 +176,8 @@ fn connection_builder(limits: &LimitsConfig) -> ConnBuilder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
         .keep_alive_interval(Duration::from_millis(limits.http2_keep_alive_interval_ms))
         .keep_alive_timeout(Duration::from_millis(limits.http2_keep_alive_timeout_ms));
     builder
@@ -327,13 +339,18 @@ impl hyper::body::Body for TrackedBody {
 pub struct RequestId(pub String);
 
 impl RequestId {
+    /// A fresh id: 16 upper-case hex digits, unique within the process and unpredictable from
+    /// outside it. Ids only need to be distinct and not reveal the request count, not to be
+    /// secret, so they are SipHash (keyed randomly once per process by std's `RandomState`)
+    /// of a counter, not a read of the OS's random source on every request (a syscall each,
+    /// visible in the small-GET profile).
     fn generate() -> Self {
-        let mut bytes = [0u8; 8];
-        let id = match crate::crypto::envelope::fill_random(&mut bytes) {
-            Ok(()) => hex::encode(bytes).to_uppercase(),
-            Err(_) => "0000000000000000".to_owned(),
-        };
-        Self(id)
+        use std::hash::BuildHasher as _;
+        static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let id = KEY.get_or_init(std::hash::RandomState::new).hash_one(n);
+        Self(format!("{id:016X}"))
     }
 }
 
@@ -589,6 +606,22 @@ mod tests {
         // No expectation, or HTTP/2 (no 100 Continue dance): keep.
         assert!(!of(v11, None, 0).closes_after(refused));
         assert!(!of(h2, Some("100-continue"), 0).closes_after(refused));
+    }
+
+    #[test]
+    fn request_ids_are_sixteen_hex_digits_and_distinct() {
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| RequestId::generate().0).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids.iter().all(|id| {
+            id.len() == 16
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+        }));
+        // Not a visible counter: consecutive ids differ in more than their last digits.
+        let (a, b) = (RequestId::generate().0, RequestId::generate().0);
+        assert_ne!(a[..8], b[..8]);
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! | `config.rs` | [`StorageConfig`], the `[storage]` section |
 //! | `error.rs` | [`Error`], the layer's one error enum |
 //! | `meta.rs` | [`Meta`] and [`SweepReport`], what backends report |
+//! | `read.rs` | [`Storage::read_start`]: size, time and first bytes in one call (GET, HEAD) |
 //! | `keys.rs` | [`encode_key`] / [`decode_key`]: keys as paths every backend can hold |
 //! | `writer.rs` | [`Writer`], the atomic streaming write |
 //! | `replace.rs` | [`Storage::replace_prefix`]: a new header for a stored body (rewrap) |
@@ -49,6 +50,7 @@ mod error;
 mod fs;
 mod keys;
 mod meta;
+mod read;
 mod replace;
 mod s3;
 mod writer;
@@ -57,6 +59,7 @@ pub use config::StorageConfig;
 pub use error::{BoxError, Error, Result};
 pub use keys::{MAX_COMPONENT, decode_key, encode_key, encode_prefix_dir};
 pub use meta::{Meta, ReadCounts, SweepReport};
+pub use read::ReadStart;
 pub use replace::Replaced;
 pub use writer::Writer;
 

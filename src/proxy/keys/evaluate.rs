@@ -34,14 +34,10 @@ pub(super) async fn object_kek(
     context: &ReleaseContext,
 ) -> Result<Arc<Kek>, ProxyError> {
     let metadata = &tenant.metadata;
-    // The customer's share is checked against K_c before anything else, so a request without
-    // the right share never reaches the cache.
-    let customer_share = match (&tenant.customer, sse_c) {
+    // A holder tenant ignores SSE-C headers: its part comes from its holder.
+    let sse_c = match (&tenant.customer, sse_c) {
         (CustomerShare::SseC { .. }, None) => return Err(ProxyError::MissingShare),
-        (CustomerShare::SseC { holder }, Some(raw)) => {
-            Some(customer_key_share(metadata, holder, raw)?)
-        }
-        // A holder tenant ignores SSE-C headers: its part comes from its holder.
+        (CustomerShare::SseC { holder }, Some(raw)) => Some((holder, raw)),
         (CustomerShare::Holder(_), _) => None,
     };
     let encoded = identity.encode().map_err(|e| oprf_internal(&e))?;
@@ -49,14 +45,21 @@ pub(super) async fn object_kek(
         key: tenant.key_id.clone(),
         scope: Cache::object_scope(&encoded),
         customer: sse_c
-            .filter(|_| customer_share.is_some())
-            .map(|raw| service.cache.share_digest(raw))
+            .map(|(_, raw)| service.cache.share_digest(raw))
             .unwrap_or_default(),
     };
+    // The lookup comes before the share's check against K_c (a scalar multiplication, the
+    // largest cost of a cached GET in the profile, docs/benchmarks.md): a hit needs none,
+    // because an entry is inserted only after its share passed the check below, and the cache
+    // key carries the keyed digest of exactly those share bytes. Any other bytes (a wrong,
+    // malformed or absent share) miss, and are checked and refused before a holder is asked.
     let ticket = match service.cache.lookup(&cache_key) {
         Ok(kek) => return Ok(kek),
         Err(ticket) => ticket,
     };
+    let customer_share = sse_c
+        .map(|(holder, raw)| customer_key_share(metadata, holder, raw))
+        .transpose()?;
     // The customer's evaluation replaces its share at once: the share is dropped (zeroized)
     // here, before any holder is asked.
     let local = customer_share

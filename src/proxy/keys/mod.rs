@@ -18,8 +18,10 @@
 //!   this code, even when k of the trustees could (and tenant validation refuses such
 //!   thresholds unless the customer allowed them).
 //! - Every SSE-C share is checked against the registered metadata (`K_c` for OPRF keys, the
-//!   fingerprint for legacy ones) before the cache is consulted, and the cache key contains a
-//!   digest of it, so a request without the right share can never hit the cache. For OPRF keys
+//!   fingerprint for legacy ones) before a key is derived and cached with it, and the cache
+//!   key contains a digest of it, so a request without the right share can never hit the
+//!   cache. (Legacy keys check before the lookup; OPRF keys look up first and check on a miss,
+//!   which saves a scalar multiplication per cached request and admits the same shares.) For OPRF keys
 //!   that digest is an HMAC under a random per-process key: the cache key reveals nothing about
 //!   the share, even to someone who reads the process memory but not that key.
 //! - The cache holds object KEKs (OPRF) or tenant KEKs (legacy), never shares or tenant keys.

@@ -250,8 +250,8 @@ async fn the_object_key_cache_is_per_object_and_needs_the_right_share() {
     assert_eq!(*kek_b, expected_kek(&tenant, &b));
     assert_eq!((calls(&tenant), service.cached()), (3, 3));
 
-    // A cached object with a wrong share, no share or a malformed one: refused before the
-    // lookup, and no holder is asked.
+    // A cached object with a wrong share, no share or a malformed one: never served from the
+    // cache (its digest names no entry), refused by the share check, and no holder is asked.
     let other = oprf_tenant("acme", 2, vec![Answer::Honest], None);
     let non_canonical = [0xff; 32];
     type Expected = fn(&ProxyError) -> bool;

@@ -133,6 +133,26 @@ impl Proxy {
         }
     }
 
+    /// The object's size, time and first bytes in one backend call
+    /// ([`storage::Storage::read_start`]), or `NoSuchKey` / `NoSuchBucket` as
+    /// [`Proxy::stat_object`] answers.
+    async fn read_start(
+        &self,
+        paths: TenantPaths<'_>,
+        bucket: &str,
+        path: &str,
+        want: storage::ReadStart,
+    ) -> Result<(storage::Meta, bytes::Bytes), ProxyError> {
+        match timed("backend_io", self.storage.read_start(path, want)).await {
+            Ok(read) => Ok(read),
+            Err(storage::Error::NotFound) => {
+                self.require_bucket(paths, bucket).await?;
+                Err(ProxyError::NoSuchKey)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The bucket's marker, or `NoSuchBucket`.
     async fn require_bucket(
         &self,

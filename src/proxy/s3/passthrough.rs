@@ -2,8 +2,9 @@
 //! HEAD move the bytes unencrypted and ask no trustee. Never on by default. Metadata is
 //! ignored: only the raw bytes are stored.
 
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use s3s::dto;
+use s3s::dto::{self, StreamingBlob};
 
 use super::conditions::ByteRange;
 use super::metadata::{etag, timestamp};
@@ -32,21 +33,47 @@ pub(crate) async fn put(
     })
 }
 
-/// GetObject: the stored bytes of the requested range, streamed.
+/// GetObject: the stored bytes of the requested range: from `read` if the object was read
+/// whole with its size (small objects, as the encrypting path reads them), else streamed.
 pub(crate) fn get(
     storage: &Storage,
     path: String,
-    meta: &storage::Meta,
+    (meta, read): (&storage::Meta, Bytes),
     range: Option<&dto::Range>,
 ) -> Result<dto::GetObjectOutput, ProxyError> {
     let bytes = ByteRange::resolve(range, meta.size)?;
+    let whole = usize::try_from(meta.size).is_ok_and(|size| size == read.len());
+    let body = match (
+        usize::try_from(bytes.range.start),
+        usize::try_from(bytes.range.end),
+    ) {
+        (Ok(start), Ok(end)) if whole && start <= end && end <= read.len() => {
+            Some(StreamingBlob::from(s3s::Body::from(read.slice(start..end))))
+        }
+        _ => None,
+    };
+    let body = match body {
+        Some(body) => body,
+        None => stream(storage, path, &bytes),
+    };
+    Ok(dto::GetObjectOutput {
+        content_length: bytes.content_length(),
+        content_range: bytes.content_range(),
+        last_modified: Some(timestamp(meta.last_modified)),
+        body: Some(body),
+        ..Default::default()
+    })
+}
+
+/// The stored bytes of `bytes`, streamed from the backend.
+fn stream(storage: &Storage, path: String, bytes: &ByteRange) -> StreamingBlob {
     let storage = storage.clone();
     let failure = BodyFailure {
         log: "pass-through read failed",
         client: "backend read failed",
     };
     let read = bytes.range.clone();
-    let body = spawn_body(bytes.len(), failure, |mut tx| async move {
+    spawn_body(bytes.len(), failure, |mut tx| async move {
         let mut stream = storage.stream_range(&path, read).await?;
         while let Some(chunk) = stream.next().await {
             if tx.send(Ok(chunk?)).await.is_err() {
@@ -54,13 +81,6 @@ pub(crate) fn get(
             }
         }
         Ok(())
-    });
-    Ok(dto::GetObjectOutput {
-        content_length: bytes.content_length(),
-        content_range: bytes.content_range(),
-        last_modified: Some(timestamp(meta.last_modified)),
-        body: Some(body),
-        ..Default::default()
     })
 }
 

@@ -115,6 +115,23 @@ pub(crate) async fn open(
         Err(storage::Error::NotFound) => return Err(ProxyError::NoSuchKey),
         other => other?,
     };
+    open_read(
+        storage,
+        (request, customer, reason),
+        (bucket, key, path),
+        (meta, prefix),
+    )
+    .await
+}
+
+/// [`open`] for a caller that has read the object's `meta` and its first bytes (`prefix`, the
+/// header at least, or the whole object) already, in one call ([`Storage::read_start`]).
+pub(crate) async fn open_read(
+    storage: &Storage,
+    (request, customer, reason): (&RequestContext, Option<&CustomerKey>, &str),
+    (bucket, key, path): (&str, &str, &str),
+    (meta, prefix): (storage::Meta, Bytes),
+) -> Result<Opened, ProxyError> {
     let kek = request
         .read_key(customer, reason, (bucket, key), &prefix)
         .await?;

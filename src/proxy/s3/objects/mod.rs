@@ -63,8 +63,9 @@ impl<'a> Read<'a> {
 
 /// A stat of the object to read, then (unless pass-through) the object opened.
 enum Stat {
-    /// Pass-through baseline: the stored object's size and time only.
-    Passthrough(storage::Meta),
+    /// Pass-through baseline: the stored object's size and time, and its bytes if it was small
+    /// enough to be read whole.
+    Passthrough(storage::Meta, Bytes),
     /// The opened object, its conditions checked (boxed: a cipher is large).
     Opened(Box<Opened>),
 }
@@ -182,18 +183,27 @@ impl Proxy {
         conditions: Conditions<'_>,
         read_ahead: u64,
     ) -> Result<Stat, ProxyError> {
-        let meta = self
-            .stat_object(read.request.paths(), read.bucket, &read.path)
+        // One backend call for the size, the time and the header (or the whole small object):
+        // the pass-through baseline takes the same path, minus the header.
+        let want = storage::ReadStart {
+            whole_up_to: read_ahead,
+            prefix: if self.passthrough {
+                0
+            } else {
+                crate::format::MAX_HEADER_LEN as u64
+            },
+        };
+        let (meta, prefix) = self
+            .read_start(read.request.paths(), read.bucket, &read.path, want)
             .await?;
         if self.passthrough {
-            return Ok(Stat::Passthrough(meta));
+            return Ok(Stat::Passthrough(meta, prefix));
         }
-        let opened = pipeline::open(
+        let opened = pipeline::open_read(
             &self.storage,
             (read.request, read.customer, read.operation),
             (read.bucket, read.key, &read.path),
-            meta,
-            read_ahead,
+            (meta, prefix),
         )
         .await?;
         conditions.check(&opened.etag, opened.meta.last_modified)?;
@@ -222,7 +232,7 @@ pub(super) async fn put_object(op: Op<'_, dto::PutObjectInput>) -> Out<dto::PutO
     let body = body_stream(input.body);
     let len =
         pipeline::store_single(&proxy.storage, &path, (&cipher, &header), body, declared).await?;
-    tracing::info!(plaintext_len = len, "object stored");
+    tracing::debug!(plaintext_len = len, "object stored");
     Ok(echoed!(
         request.echo(customer.as_ref()),
         dto::PutObjectOutput {
@@ -293,9 +303,9 @@ pub(super) async fn get_object(
         .read_object(&read, conditions!(input), READ_AHEAD)
         .await?
     {
-        Stat::Passthrough(meta) => {
+        Stat::Passthrough(meta, read_ahead) => {
             let range = input.range.as_ref();
-            let output = passthrough::get(&proxy.storage, read.path, &meta, range)?;
+            let output = passthrough::get(&proxy.storage, read.path, (&meta, read_ahead), range)?;
             return Ok(WithHeaders::key_version(output, None));
         }
         Stat::Opened(opened) => *opened,
@@ -327,7 +337,7 @@ pub(super) async fn head_object(
     let read = Read::new(&request, customer.as_ref(), "HeadObject", object);
     // HEAD needs the header only: no read-ahead.
     let opened = match proxy.read_object(&read, conditions!(input), 0).await? {
-        Stat::Passthrough(meta) => {
+        Stat::Passthrough(meta, _) => {
             return Ok(WithHeaders::key_version(passthrough::head(&meta), None));
         }
         Stat::Opened(opened) => *opened,

@@ -1,0 +1,277 @@
+//! [`Storage::read_start`]: an object's size, time and first bytes in one backend call.
+//!
+//! A GET or HEAD needs all three before it can answer: the size to find the plaintext length,
+//! the time for `Last-Modified`, the header to find the key. As separate calls (a stat, then a
+//! read) they cost two blocking-pool hand-offs on the filesystem and two HTTP requests on S3;
+//! profiling small GETs showed those hand-offs (thread wake-ups, futex waits) as the proxy's
+//! largest cost after TLS (docs/benchmarks.md, issue 15). One call also reads a consistent
+//! snapshot: the size and the bytes come from the same open file, so a concurrent replace (a
+//! rename over the path) cannot pair one object's size with another's header.
+
+use std::io::Read as _;
+
+use bytes::Bytes;
+use object_store::{GetOptions, GetRange, ObjectStore as _, ObjectStoreExt as _};
+
+use super::{Error, Kind, Meta, Result, Storage};
+
+/// How much of an object [`Storage::read_start`] reads, decided by its size.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadStart {
+    /// Objects up to this size are read whole.
+    pub whole_up_to: u64,
+    /// Of a larger object, this many bytes from offset 0 (a header's worth).
+    pub prefix: u64,
+}
+
+impl ReadStart {
+    /// How many bytes to read of an object of `size` bytes.
+    fn len(self, size: u64) -> u64 {
+        if size <= self.whole_up_to {
+            size
+        } else {
+            size.min(self.prefix)
+        }
+    }
+}
+
+impl Storage {
+    /// The object's [`Meta`] and its first bytes: all of it if it is at most
+    /// `want.whole_up_to` bytes, else at least its first `want.prefix` bytes. One backend call.
+    ///
+    /// On the filesystem the object is opened, stat'ed and read in one blocking task, and
+    /// exactly [`ReadStart`]'s length comes back. An S3 backend (and memory) cannot know the
+    /// size before the read, so it asks for the larger of the two lengths in one ranged GET
+    /// (the answer's `Content-Range` carries the size) and may return more than `prefix` bytes
+    /// of a large object; an empty object, which no ranged GET can read, falls back to a
+    /// `head`.
+    ///
+    /// Counts as one ranged read in [`Storage::read_counts`].
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] (also for a path that is a directory), [`Error::Backend`],
+    /// [`Error::Io`].
+    pub async fn read_start(&self, path: &str, want: ReadStart) -> Result<(Meta, Bytes)> {
+        let location = self.read_path(path)?;
+        self.reads.range();
+        if let Kind::Fs { local, .. } = &self.kind {
+            let file = local.path_to_filesystem(&location)?;
+            #[cfg(target_os = "linux")]
+            if let Some(read) = read_cached_start(&file, want) {
+                return read;
+            }
+            return tokio::task::spawn_blocking(move || read_file_start(&file, want))
+                .await
+                .map_err(|e| Error::io("the object read task failed", e))?;
+        }
+        let end = want.whole_up_to.max(want.prefix);
+        if end == 0 {
+            return Ok((self.store.head(&location).await?.into(), Bytes::new()));
+        }
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(0..end)),
+            ..Default::default()
+        };
+        match self.store.get_opts(&location, options).await {
+            Ok(result) => {
+                let meta = Meta::from(result.meta.clone());
+                Ok((meta, result.bytes().await?))
+            }
+            Err(object_store::Error::NotFound { .. }) => Err(Error::NotFound),
+            // A ranged read of an empty object is refused (416, or InvalidRange in memory):
+            // ask for the size alone, and an empty object has no bytes to return.
+            Err(first) => match self.store.head(&location).await {
+                Ok(meta) if meta.size == 0 => Ok((meta.into(), Bytes::new())),
+                Ok(_) => Err(first.into()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+/// The read of [`read_file_start`], done on the calling (async) thread if it needs no disk
+/// I/O: the bytes are read with `preadv2(RWF_NOWAIT)`, which fails with `EAGAIN` instead of
+/// waiting for the disk. `None` means "do the read on the blocking pool": the data is not in
+/// the page cache, the filesystem cannot tell (`EOPNOTSUPP`), or anything else went wrong
+/// (the blocking path then reports it).
+///
+/// Why: a blocking-pool hand-off costs two thread wake-ups and two context switches, more
+/// than opening and reading a cached 4 KiB object (the small-GET profile, docs/benchmarks.md).
+/// nginx reads files on its event loop the same way. The open and the stat stay unguarded:
+/// they wait for the disk only when the directory entry or inode is not cached, the case
+/// nginx's `open_file_cache` exists for, and then only once per cold object.
+#[cfg(target_os = "linux")]
+fn read_cached_start(file: &std::path::Path, want: ReadStart) -> Option<Result<(Meta, Bytes)>> {
+    use rustix::io::{ReadWriteFlags, preadv2};
+    let handle = match std::fs::File::open(file) {
+        Ok(handle) => handle,
+        Err(e) if is_not_found(&e) => return Some(Err(Error::NotFound)),
+        Err(_) => return None,
+    };
+    let stat = handle.metadata().ok()?;
+    if stat.is_dir() {
+        return Some(Err(Error::NotFound));
+    }
+    let meta = Meta {
+        size: stat.len(),
+        last_modified: stat.modified().ok()?,
+    };
+    let len = usize::try_from(want.len(meta.size)).ok()?;
+    let mut bytes = vec![0u8; len];
+    let mut read = 0;
+    while read < len {
+        let rest = &mut bytes[read..];
+        let offset = u64::try_from(read).ok()?;
+        match preadv2(
+            &handle,
+            &mut [std::io::IoSliceMut::new(rest)],
+            offset,
+            ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(n) if n > 0 => read += n,
+            // End of file before the size the stat gave, EAGAIN (not cached) or EOPNOTSUPP.
+            _ => return None,
+        }
+    }
+    Some(Ok((meta, Bytes::from(bytes))))
+}
+
+/// Whether opening failed because there is no such object.
+fn is_not_found(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
+}
+
+/// The blocking part on the filesystem: open, stat the open file, read.
+fn read_file_start(file: &std::path::Path, want: ReadStart) -> Result<(Meta, Bytes)> {
+    let mut handle = match std::fs::File::open(file) {
+        Ok(handle) => handle,
+        Err(e) if is_not_found(&e) => return Err(Error::NotFound),
+        Err(e) => return Err(Error::io("opening the object failed", e)),
+    };
+    let stat = handle
+        .metadata()
+        .map_err(|e| Error::io("reading the object's metadata failed", e))?;
+    // object_store reports a directory as absent; so do we (a key prefix is no object).
+    if stat.is_dir() {
+        return Err(Error::NotFound);
+    }
+    let meta = Meta {
+        size: stat.len(),
+        last_modified: stat
+            .modified()
+            .map_err(|e| Error::io("reading the object's modification time failed", e))?,
+    };
+    let len = usize::try_from(want.len(meta.size))
+        .map_err(|e| Error::io("the object's read length does not fit in memory", e))?;
+    let mut bytes = vec![0u8; len];
+    // The size came from this open file, so a short read means the file was truncated in
+    // place under us: no writer of ours does that (writes are renames), so it is an error.
+    handle
+        .read_exact(&mut bytes)
+        .map_err(|e| Error::io("reading the object failed", e))?;
+    Ok((meta, Bytes::from(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests
+    use super::*;
+
+    const WANT: ReadStart = ReadStart {
+        whole_up_to: 16,
+        prefix: 4,
+    };
+
+    async fn stores(dir: &tempfile::TempDir) -> Vec<Storage> {
+        let fs = Storage::from_config(&super::super::StorageConfig::Fs {
+            root: dir.path().to_path_buf(),
+            fsync: false,
+        })
+        .unwrap();
+        vec![fs, Storage::memory()]
+    }
+
+    #[tokio::test]
+    async fn a_small_object_is_read_whole_and_a_large_one_from_its_start_in_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        for storage in stores(&dir).await {
+            storage
+                .put("b/small", Bytes::from_static(b"0123456789"))
+                .await
+                .unwrap();
+            storage
+                .put("b/large", Bytes::from(vec![7u8; 100]))
+                .await
+                .unwrap();
+            storage.put("b/empty", Bytes::new()).await.unwrap();
+            let before = storage.read_counts();
+
+            let (meta, bytes) = storage.read_start("b/small", WANT).await.unwrap();
+            assert_eq!((meta.size, &bytes[..]), (10, &b"0123456789"[..]));
+            let (meta, bytes) = storage.read_start("b/large", WANT).await.unwrap();
+            assert_eq!(meta.size, 100);
+            // The filesystem reads exactly the prefix; memory may return up to `whole_up_to`.
+            assert!(bytes.len() >= 4 && bytes.len() <= 16, "{}", bytes.len());
+            assert!(bytes.iter().all(|b| *b == 7));
+            let (meta, bytes) = storage.read_start("b/empty", WANT).await.unwrap();
+            assert_eq!((meta.size, bytes.len()), (0, 0));
+
+            let after = storage.read_counts();
+            assert_eq!(
+                (after.heads - before.heads, after.ranges - before.ranges),
+                (0, 3)
+            );
+        }
+    }
+
+    /// The read on the async thread (page cache only) and the blocking one agree; the first
+    /// answers for cached files, and steps aside (None) rather than failing for anything else.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_cached_read_and_the_blocking_read_return_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("obj");
+        std::fs::write(&file, (0..=255u8).cycle().take(5000).collect::<Vec<u8>>()).unwrap();
+        for want in [
+            WANT,
+            ReadStart {
+                whole_up_to: 8192,
+                prefix: 0,
+            },
+        ] {
+            // Just written, so cached (or, on a filesystem without RWF_NOWAIT, None).
+            if let Some(cached) = read_cached_start(&file, want) {
+                let (a, b) = (cached.unwrap(), read_file_start(&file, want).unwrap());
+                assert_eq!((a.0.size, a.0.last_modified), (b.0.size, b.0.last_modified));
+                assert_eq!(a.1, b.1);
+            }
+        }
+        assert!(matches!(
+            read_cached_start(dir.path(), WANT),
+            Some(Err(Error::NotFound))
+        ));
+        let missing = dir.path().join("missing");
+        assert!(matches!(
+            read_cached_start(&missing, WANT),
+            Some(Err(Error::NotFound))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_missing_object_or_a_key_prefix_reads_as_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        for storage in stores(&dir).await {
+            storage
+                .put("b/dir/obj", Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+            for path in ["b/missing", "b/dir", "b/dir/obj/below"] {
+                let result = storage.read_start(path, WANT).await;
+                assert!(matches!(result, Err(Error::NotFound)), "{path}: {result:?}");
+            }
+        }
+    }
+}
