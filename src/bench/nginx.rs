@@ -140,12 +140,12 @@ const TEMP_PATHS: [&str; 5] = [
 /// Renders `nginx.conf`. Each setting says why it differs from Debian's defaults
 /// (`/etc/nginx/nginx.conf` and the compiled-in ones), so the file can be read on its own.
 pub fn render(settings: &Settings<'_>) -> String {
-    let prefix = settings.prefix.display();
+    let quoted = |path: &Path| quote(path);
     let mut conf = String::from(
         "# Written by `treuhand bench` (baseline nginx). Run:\n\
          #   nginx -p PREFIX -c PREFIX/nginx.conf -e PREFIX/error.log\n\n\
-         # One worker, as the issue's comparison (treuhand runs one proxy process); the master\n\
-         # only starts and stops it. In the foreground, so the bench owns the process.\n\
+         # One worker, against one treuhand proxy process; the master only starts and\n\
+         # stops it. In the foreground, so the bench owns the process.\n\
          daemon off;\n\
          master_process on;\n\
          worker_processes 1;\n",
@@ -158,8 +158,8 @@ pub fn render(settings: &Settings<'_>) -> String {
         );
     }
     conf.push_str(&format!(
-        "pid {prefix}/nginx.pid;\n\
-         error_log {prefix}/error.log warn;\n\
+        "pid {};\n\
+         error_log {} warn;\n\
          # Up to 1024 load-generator connections at once (Debian's nginx.conf says 768).\n\
          worker_rlimit_nofile 16384;\n\
          events {{\n    worker_connections 4096;\n}}\n\n\
@@ -169,28 +169,36 @@ pub fn render(settings: &Settings<'_>) -> String {
          \x20   tcp_nopush on;\n\
          \x20   tcp_nodelay on;\n\
          \x20   default_type application/octet-stream;\n\
-         \x20   # Logging every request costs a write each; treuhand's proxy logs none either.\n\
+         \x20   # A write per request; the bench's proxy (log level warn) logs no request\n\
+         \x20   # that succeeds.\n\
          \x20   access_log off;\n\
-         \x20   # The generator keeps its connections for a whole cell, as with treuhand, which\n\
-         \x20   # never closes a keep-alive connection (nginx closes one after 1000 requests).\n\
+         \x20   # The generator keeps its connections for a whole cell, as with treuhand, whose\n\
+         \x20   # proxy has no request limit per connection (nginx's default closes one after\n\
+         \x20   # 1000 requests, and a reconnect costs a TLS handshake).\n\
          \x20   keepalive_timeout 65;\n\
          \x20   keepalive_requests 1000000;\n\
          \x20   # Objects up to the sweep's largest size (the default limit is 1 MiB).\n\
-         \x20   client_max_body_size 0;\n"
+         \x20   client_max_body_size 0;\n\
+         \x20   # Every temp folder in the stack folder (Debian's are under /var/lib/nginx).\n",
+        quoted(&settings.prefix.join("nginx.pid")),
+        quoted(&settings.prefix.join("error.log")),
     ));
     for temp in TEMP_PATHS {
         let name = temp.trim_end_matches("_path");
-        conf.push_str(&format!("    {temp} {prefix}/{name};\n"));
+        conf.push_str(&format!(
+            "    {temp} {};\n",
+            quoted(&settings.prefix.join(name))
+        ));
     }
     let location = match settings.upstream {
         Upstream::Files { root } => format!(
-            "        # The objects as files, as the filesystem backend would hold them without\n\
-             \x20       # treuhand; PUT writes the body to client_body_temp_path (same file\n\
-             \x20       # system) and renames it into place, creating the key's folders.\n\
-             \x20       root {};\n\
-             \x20       dav_methods PUT DELETE;\n\
-             \x20       create_full_put_path on;\n",
-            root.display()
+            "            # The objects as files, as the filesystem backend would hold them without\n\
+             \x20           # treuhand; PUT writes the body to client_body_temp_path (same file\n\
+             \x20           # system) and renames it into place, creating the key's folders.\n\
+             \x20           root {};\n\
+             \x20           dav_methods PUT DELETE;\n\
+             \x20           create_full_put_path on;\n",
+            quoted(root)
         ),
         Upstream::S3 { endpoint } => {
             let scheme = if endpoint.starts_with("https://") {
@@ -199,18 +207,17 @@ pub fn render(settings: &Settings<'_>) -> String {
                 "http"
             };
             format!(
-                "        proxy_pass {scheme}://s3_backend;\n\
-                 \x20       # Upstream keep-alive needs HTTP/1.1 and no Connection: close.\n\
-                 \x20       proxy_http_version 1.1;\n\
-                 \x20       proxy_set_header Connection \"\";\n\
-                 \x20       # The client signed its request for the Host it sent; forwarded\n\
-                 \x20       # unchanged, the backend checks the same signature.\n\
-                 \x20       proxy_set_header Host $http_host;\n\
-                 \x20       # Stream bodies both ways, as treuhand does and as S3 proxies are\n\
-                 \x20       # set up (Debian's default buffers a PUT body in a temp file first,\n\
-                 \x20       # which would measure the disk, not the proxy).\n\
-                 \x20       proxy_request_buffering off;\n\
-                 \x20       proxy_buffering off;\n"
+                "            proxy_pass {scheme}://s3_backend;\n\
+                 \x20           # Upstream keep-alive needs HTTP/1.1 and no Connection: close.\n\
+                 \x20           proxy_http_version 1.1;\n\
+                 \x20           proxy_set_header Connection \"\";\n\
+                 \x20           # The client signed its request for the Host it sent; forwarded\n\
+                 \x20           # unchanged, the backend checks the same signature.\n\
+                 \x20           proxy_set_header Host $http_host;\n\
+                 \x20           # Buffering as Debian's defaults: a PUT body over 8 KiB is spooled to\n\
+                 \x20           # client_body_temp_path before it goes upstream, a response is read\n\
+                 \x20           # ahead into memory (a temp file if the client lags). Turning either\n\
+                 \x20           # off made nothing faster here (docs/benchmarks.md).\n"
             )
         }
     };
@@ -238,10 +245,29 @@ pub fn render(settings: &Settings<'_>) -> String {
          \x20       location / {{\n{location}        }}\n\
          \x20   }}\n}}\n",
         settings.listen,
-        settings.cert.display(),
-        settings.key.display()
+        quoted(settings.cert),
+        quoted(settings.key)
     ));
     conf
+}
+
+/// A path as an nginx string: in double quotes, so spaces are safe. [`check_path`] has refused
+/// the characters quoting does not make literal.
+fn quote(path: &Path) -> String {
+    format!("\"{}\"", path.display())
+}
+
+/// Refuses a path nginx would not read literally even quoted: `$` starts a variable in `root`,
+/// and `"`, `\` or a control character would end or escape the string.
+fn check_path(path: &Path) -> anyhow::Result<()> {
+    let text = path.to_string_lossy();
+    anyhow::ensure!(
+        !text.contains(['$', '"', '\\']) && !text.chars().any(char::is_control),
+        "--baseline nginx: the path {} has a character nginx's config cannot hold ($, \", \\ \
+         or a control character); choose another --out",
+        path.display()
+    );
+    Ok(())
 }
 
 /// Whether this process runs as root (effective uid 0), from `/proc/self/status`.
@@ -283,6 +309,12 @@ pub async fn start(
     cpu: Option<usize>,
 ) -> anyhow::Result<Nginx> {
     std::fs::create_dir_all(prefix)?;
+    check_path(prefix)?;
+    check_path(cert)?;
+    check_path(key)?;
+    if let Upstream::Files { root } = upstream {
+        check_path(root)?;
+    }
     let conf = prefix.join("nginx.conf");
     let log = prefix.join("error.log");
     let mut attempt = 0;
@@ -459,17 +491,17 @@ mod tests {
         for wanted in [
             "daemon off;",
             "worker_processes 1;",
-            "pid /stack/nginx/nginx.pid;",
-            "error_log /stack/nginx/error.log warn;",
+            "pid \"/stack/nginx/nginx.pid\";",
+            "error_log \"/stack/nginx/error.log\" warn;",
             "access_log off;",
             "keepalive_requests 1000000;",
             "client_max_body_size 0;",
-            "client_body_temp_path /stack/nginx/client_body_temp;",
-            "proxy_temp_path /stack/nginx/proxy_temp;",
+            "client_body_temp_path \"/stack/nginx/client_body_temp\";",
+            "proxy_temp_path \"/stack/nginx/proxy_temp\";",
             "listen 127.0.0.1:8443 ssl;",
-            "ssl_certificate /stack/certs/proxy.pem;",
-            "ssl_certificate_key /stack/certs/proxy.key;",
-            "root /stack/storage;",
+            "ssl_certificate \"/stack/certs/proxy.pem\";",
+            "ssl_certificate_key \"/stack/certs/proxy.key\";",
+            "root \"/stack/storage\";",
             "dav_methods PUT DELETE;",
             "create_full_put_path on;",
         ] {
@@ -494,11 +526,10 @@ mod tests {
             "proxy_http_version 1.1;",
             "proxy_set_header Connection \"\";",
             "proxy_set_header Host $http_host;",
-            "proxy_request_buffering off;",
-            "proxy_buffering off;",
         ] {
             assert!(d.iter().any(|l| l == wanted), "{wanted} missing:\n{d:#?}");
         }
+        assert!(!d.iter().any(|l| l.contains("buffering")), "{d:#?}");
         assert!(!d.iter().any(|l| l.starts_with("dav_methods")), "{d:#?}");
     }
 
@@ -525,6 +556,16 @@ mod tests {
                 conf.matches('}').count(),
                 "{conf}"
             );
+        }
+    }
+
+    #[test]
+    fn paths_are_quoted_and_those_nginx_cannot_hold_are_refused() {
+        assert_eq!(quote(Path::new("/a b/c")), "\"/a b/c\"");
+        check_path(Path::new("/tmp/out dir/stacks/0")).unwrap();
+        for bad in ["/tmp/$HOME", "/tmp/a\"b", "/tmp/a\\b", "/tmp/a\nb"] {
+            let err = check_path(Path::new(bad)).unwrap_err().to_string();
+            assert!(err.contains("choose another --out"), "{bad}: {err}");
         }
     }
 
