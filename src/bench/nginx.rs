@@ -419,6 +419,13 @@ impl Nginx {
                 .is_err()
             {
                 let _ = child.kill().await;
+                // The master did not get to end its worker (no pid file yet, or it hung).
+                if self.worker != 0 {
+                    let _ = tokio::process::Command::new("kill")
+                        .args(["-KILL", &self.worker.to_string()])
+                        .status()
+                        .await;
+                }
             }
         }
     }

@@ -360,14 +360,19 @@ pub async fn start_nginx(
         None => {
             let root = dir.join("storage");
             std::fs::create_dir_all(root.join("bench"))?;
-            // nginx checks no signature; the credentials only keep the client's code path.
+            // nginx checks neither signature nor SSE-C headers. The generator still signs and
+            // sends a (random) SSE-C key as it does to treuhand, so that, pinned to its one
+            // CPU, it does the same work per request for every scenario. (Not in front of S3:
+            // the backend would act on SSE-C.)
+            let mut share = [0u8; 32];
+            crate::crypto::envelope::fill_random(&mut share)?;
             let target = client::Target {
                 endpoint: String::new(),
                 bucket: "bench".into(),
                 access_key: "NGINXIGNORESAUTH".into(),
                 secret_key: "nginx-ignores-auth".into(),
                 region: crate::dev::env::REGION.into(),
-                sse_c: None,
+                sse_c: Some(share),
             };
             (Upstream::Files { root }, target)
         }
