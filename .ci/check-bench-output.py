@@ -5,6 +5,9 @@ Usage: check-bench-output.py DIR
 Fails (exit 1) with a message if a file is missing, a row lacks a column, a number is not a
 number, a row's repetition is outside 1..=repeats of the manifest (or a repetition has a
 different number of rows than the first), no cell succeeded, or a plot is not an SVG.
+With the nginx baseline (`baselines` in the manifest's config), nginx rows must have traffic,
+summary.md must carry the ×nginx columns and ratio-vs-nginx.svg must exist; with pinning on,
+every pinned process must have been seen on its CPU.
 """
 import csv
 import json
@@ -48,7 +51,7 @@ def main():
             fail(f"row {i}: p50 above max")
     manifest = json.loads((out / "manifest.json").read_text())
     for key in ["git_commit", "machine", "config", "seed", "repeats", "rustc", "dependencies",
-                "cpu_stability"]:
+                "cpu_stability", "pinning"]:
         if key not in manifest:
             fail(f"manifest.json lacks {key}")
     repeats = manifest["repeats"]
@@ -75,6 +78,25 @@ def main():
     for wanted in [s for s in configured if s != "direct"]:
         if wanted not in scenarios:
             fail(f"no successful cell for scenario {wanted}")
+    baselines = manifest.get("config", {}).get("baselines") or []
+    for wanted in baselines:
+        if wanted not in scenarios:
+            fail(f"no successful cell for baseline {wanted}")
+    if "nginx" in baselines:
+        if not str(manifest.get("nginx") or "").startswith("nginx/"):
+            fail(f"manifest.json: nginx version missing ({manifest.get('nginx')!r})")
+        summary = (out / "summary.md").read_text()
+        if "| ×nginx tput | p50 ×nginx |" not in summary:
+            fail("summary.md lacks the ×nginx columns")
+        if not (out / "ratio-vs-nginx.svg").is_file():
+            fail("ratio-vs-nginx.svg is missing")
+    pinning = manifest["pinning"]
+    if pinning.get("enabled"):
+        client, system = str(pinning["client_cpu"]), str(pinning["system_cpu"])
+        for role, seen in pinning["observed"].items():
+            want = client if role == "load generator" else system
+            if seen != [want]:
+                fail(f"pinning: {role} was seen on CPUs {seen}, not [{want}]")
     svgs = list(out.glob("*.svg"))
     if not svgs:
         fail("no SVG plots written")
@@ -84,7 +106,8 @@ def main():
     errors = sum(r["errors"] for r in rows)
     print(f"check-bench-output: ok: {len(rows)} rows ({repeats} repetition(s) of {per_repeat[0]}), "
           f"{len(ok)} with traffic, {errors} failed requests, "
-          f"{len(svgs)} plots, scenarios {sorted(scenarios)}")
+          f"{len(svgs)} plots, scenarios {sorted(scenarios)}, "
+          f"pinning {'on' if pinning.get('enabled') else 'off'}")
 
 
 if __name__ == "__main__":

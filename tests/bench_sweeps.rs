@@ -1,5 +1,7 @@
-//! The committed sweep files stay loadable, bad sweeps are refused with a reason, and a tiny
-//! repeated sweep runs its repetitions interleaved.
+//! The committed sweep files stay loadable, bad sweeps are refused with a reason, a tiny
+//! repeated sweep runs its repetitions interleaved, and a sweep with the nginx baseline reports
+//! nginx rows and ratios (CI installs nginx and sets TREUHAND_REQUIRE_NGINX=1, so that test
+//! fails there rather than skips).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
@@ -36,6 +38,8 @@ fn bad_sweeps_are_refused_with_a_reason() {
         ("colour = 1", "unknown field"),
         ("repeats = 0", "repeats must be 1..=100"),
         ("repeats = 101", "repeats must be 1..=100"),
+        ("baselines = [\"apache\"]", "unknown variant"),
+        ("scenarios = [\"nginx\"]", "baselines = [\"nginx\"]"),
     ] {
         let path = dir.path().join("s.toml");
         std::fs::write(&path, text).unwrap();
@@ -199,4 +203,158 @@ skip_cpu_probe = true
     assert!(summary.contains("Repetitions: 2, interleaved"), "{summary}");
     // Each repetition kept its own stack folder.
     assert!(out.join("stacks/rep1/0").is_dir() && out.join("stacks/rep2/1").is_dir());
+}
+
+/// A 1-variant-per-scenario sweep of PUT and GET of 4 KiB, a few requests each.
+const NGINX_SWEEP: &str = r#"
+duration_s = 0.2
+max_requests = 20
+sizes = [4096]
+concurrency = [2]
+ops = ["put", "get", "range_get"]
+open_loop_rates = []
+cache_ttl_s = [300.0]
+thresholds = ["2-of-2"]
+trustee_rtt_ms = [0.0]
+scenarios = ["passthrough"]
+keys = 2
+skip_cpu_probe = true
+"#;
+
+#[test]
+fn baseline_nginx_without_nginx_fails_at_once_with_the_install_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("tiny.toml");
+    std::fs::write(&sweep, NGINX_SWEEP).unwrap();
+    let out = dir.path().join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_treuhand"))
+        .args(["bench", "run", "--baseline", "nginx", "--config"])
+        .arg(&sweep)
+        .arg("--out")
+        .arg(&out)
+        .env("TREUHAND_NGINX", dir.path().join("no-nginx-here"))
+        .env("TREUHAND_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("install it: sudo apt-get install nginx"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing should have run");
+}
+
+/// Runs the real harness with `--baseline nginx` (and `--pin` where there are two CPUs):
+/// Debian's nginx next to the pass-through proxy, over the filesystem backend.
+#[test]
+fn a_sweep_with_the_nginx_baseline_reports_nginx_rows_and_ratios() {
+    if treuhand::bench::nginx::locate(true).is_err() {
+        assert!(
+            std::env::var_os("TREUHAND_REQUIRE_NGINX").is_none(),
+            "TREUHAND_REQUIRE_NGINX is set but nginx is missing: apt-get install nginx"
+        );
+        eprintln!("skipped: nginx is not installed (sudo apt-get install nginx)");
+        return;
+    }
+    let pin = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("tiny.toml");
+    std::fs::write(&sweep, NGINX_SWEEP).unwrap();
+    let out = dir.path().join("out");
+    let mut args = vec![
+        "bench",
+        "run",
+        "--baseline",
+        "nginx",
+        "--config",
+        sweep.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    if pin {
+        args.push("--pin");
+    }
+    let output = treuhand(&args);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows = results::read(&out).unwrap();
+    // nginx runs first, then passthrough; 3 cells each.
+    let scenarios: Vec<&str> = rows.iter().map(|r| r.scenario.as_str()).collect();
+    assert_eq!(
+        scenarios,
+        [
+            "nginx",
+            "nginx",
+            "nginx",
+            "passthrough",
+            "passthrough",
+            "passthrough"
+        ]
+    );
+    for row in &rows {
+        assert!(
+            row.requests_ok > 0 && row.errors == 0,
+            "{} {:?}: {} ok, {} errors, first {:?}",
+            row.scenario,
+            row.op,
+            row.requests_ok,
+            row.errors,
+            row.first_error
+        );
+    }
+    // nginx's worker is the process measured for CPU time and RSS.
+    assert!(rows[0].proxy_peak_rss_mib.is_some(), "{:?}", rows[0]);
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("| ×nginx tput | p50 ×nginx |"),
+        "{summary}"
+    );
+    let passthrough_get = summary
+        .lines()
+        .find(|l| l.starts_with("| passthrough | get |"))
+        .unwrap();
+    let ratio = passthrough_get.split(" | ").nth(17).unwrap();
+    assert!(
+        ratio.parse::<f64>().is_ok_and(|r| r > 0.0),
+        "{passthrough_get}"
+    );
+    assert!(out.join("ratio-vs-nginx.svg").is_file());
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().filter(|l| l.starts_with("nginx,")).count(), 3);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert!(
+        manifest["nginx"].as_str().unwrap().starts_with("nginx/"),
+        "{manifest}"
+    );
+    assert_eq!(
+        manifest["config"]["baselines"],
+        serde_json::json!(["nginx"])
+    );
+    // nginx's own files stayed in the stack folder.
+    let nginx_dir = out.join("stacks/0/nginx");
+    assert!(nginx_dir.join("nginx.conf").is_file() && nginx_dir.join("error.log").is_file());
+    if pin {
+        let pinning = &manifest["pinning"];
+        assert_eq!(pinning["enabled"], true, "{pinning}");
+        let (client, system) = (
+            pinning["client_cpu"].to_string(),
+            pinning["system_cpu"].to_string(),
+        );
+        assert_ne!(client, system);
+        let observed = &pinning["observed"];
+        assert_eq!(observed["load generator"], serde_json::json!([client]));
+        for role in ["nginx master", "nginx worker", "proxy", "trustee"] {
+            assert_eq!(
+                observed[role],
+                serde_json::json!([system]),
+                "{role}: {pinning}"
+            );
+        }
+    }
 }

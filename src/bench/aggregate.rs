@@ -114,6 +114,55 @@ pub fn cells<'a>(rows: impl IntoIterator<Item = &'a Row>) -> Vec<Cell<'a>> {
     cells
 }
 
+/// The cell of scenario `scenario` that `cell` is compared with: same op, size, concurrency and
+/// pacing (a baseline has one cell per such set: it has no TTL, threshold or RTT).
+pub fn baseline<'a, 'r>(
+    cells: &'a [Cell<'r>],
+    cell: &Cell<'_>,
+    scenario: &str,
+) -> Option<&'a Cell<'r>> {
+    let row = cell.params;
+    cells.iter().find(|b| {
+        let b = b.params;
+        b.scenario == scenario
+            && b.op == row.op
+            && b.object_size == row.object_size
+            && b.concurrency == row.concurrency
+            && b.pacing == row.pacing
+    })
+}
+
+/// How a cell compares with its baseline cell, from the medians over repetitions (the median
+/// ops/s of the cell over the median ops/s of the baseline, not a median of per-repetition
+/// ratios: repetitions of different variants are not pairs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Comparison {
+    /// Throughput (ops/s) of the cell over the baseline's; `None` if the baseline did none.
+    pub throughput: Option<f64>,
+    /// p50 latency of the cell over the baseline's; `None` if the baseline's is zero.
+    pub p50: Option<f64>,
+    /// p50 latency of the cell minus the baseline's, milliseconds.
+    pub p50_added_ms: f64,
+}
+
+/// Compares `cell` with `base` (see [`Comparison`]).
+pub fn compare(cell: &Cell<'_>, base: &Cell<'_>) -> Comparison {
+    let quotient = |a: f64, b: f64| (b > 0.0).then(|| a / b);
+    let (ops, base_ops) = (
+        cell.spread(|r| r.ops_per_s).median,
+        base.spread(|r| r.ops_per_s).median,
+    );
+    let (p50, base_p50) = (
+        cell.spread(|r| r.p50_ms).median,
+        base.spread(|r| r.p50_ms).median,
+    );
+    Comparison {
+        throughput: quotient(ops, base_ops),
+        p50: quotient(p50, base_p50),
+        p50_added_ms: p50 - base_p50,
+    }
+}
+
 /// Whether any cell was measured more than once (the report then shows ranges).
 pub fn repeated(cells: &[Cell<'_>]) -> bool {
     cells.iter().any(|c| c.repeats() > 1)
@@ -178,6 +227,38 @@ pub(crate) mod tests {
                 ]
             })
             .collect()
+    }
+
+    #[test]
+    fn comparisons_divide_medians_and_find_the_baseline_of_the_same_parameters() {
+        let mut rows = Vec::new();
+        // nginx: ops/s 200, 100, 400 (median 200); p50 1, 2, 0.5 (median 1).
+        for (repeat, ops, p50) in [(1, 200.0, 1.0), (2, 100.0, 2.0), (3, 400.0, 0.5)] {
+            rows.push(row("nginx", repeat, ops, p50, p50 * 2.0));
+        }
+        // treuhand: ops/s 150, 90, 160 (median 150); p50 1.2, 3, 1.5 (median 1.5).
+        for (repeat, ops, p50) in [(1, 150.0, 1.2), (2, 90.0, 3.0), (3, 160.0, 1.5)] {
+            rows.push(row("treuhand", repeat, ops, p50, p50 * 2.0));
+        }
+        // Another size: its own baseline is missing.
+        let mut big = row("treuhand", 1, 5.0, 9.0, 9.0);
+        big.object_size = 1 << 20;
+        rows.push(big);
+        let cells = cells(&rows);
+        let nginx = baseline(&cells, &cells[1], "nginx").unwrap();
+        assert_eq!(nginx.params.scenario, "nginx");
+        let c = compare(&cells[1], nginx);
+        assert_eq!(c.throughput, Some(0.75));
+        assert_eq!(c.p50, Some(1.5));
+        assert_eq!(c.p50_added_ms, 0.5);
+        assert!(baseline(&cells, &cells[2], "nginx").is_none());
+        // A baseline that completed nothing gives no ratio rather than infinity.
+        let mut idle = row("nginx", 1, 0.0, 0.0, 0.0);
+        idle.object_size = 1 << 20;
+        let lone = [idle, rows[6].clone()];
+        let cells = super::cells(&lone);
+        let c = compare(&cells[1], &cells[0]);
+        assert_eq!((c.throughput, c.p50), (None, None));
     }
 
     #[test]

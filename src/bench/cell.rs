@@ -18,10 +18,13 @@ pub struct Endpoint {
     pub target: client::Target,
     /// rustls config trusting the endpoint.
     pub tls: Arc<rustls::ClientConfig>,
-    /// The proxy's pid, for CPU and RSS.
+    /// The pid of the process that serves (the proxy, nginx's worker), for CPU and RSS.
     pub proxy_pid: Option<u32>,
     /// The proxy's Prometheus endpoint.
     pub metrics_url: Option<String>,
+    /// The bucket exists already (nginx over files: a folder the harness made), so the cells
+    /// do not send a CreateBucket.
+    pub bucket_created: bool,
 }
 
 /// The Prometheus histogram with per-phase labels that the proxy exports.

@@ -44,6 +44,15 @@ pub struct RunArgs {
     /// Scenario label for --env runs.
     #[arg(long, default_value = "treuhand")]
     pub label: String,
+    /// Also measure this server in front of the same bytes, as scenario `nginx`, and report
+    /// every cell as a ratio against it (adds to `baselines` of the sweep file; repeatable).
+    /// nginx must be installed (Debian: apt-get install nginx).
+    #[arg(long, value_enum, value_name = "SERVER")]
+    pub baseline: Vec<super::Baseline>,
+    /// Pin the load generator (this process) to one CPU and the system under test (proxy,
+    /// trustees, nginx) to another: the first two CPUs this process may use. Needs two CPUs.
+    #[arg(long)]
+    pub pin: bool,
 }
 
 /// Runs a bench subcommand.
@@ -65,12 +74,20 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                     .validate()
                     .map_err(|e| anyhow::anyhow!("--repeats: {e}"))?;
             }
+            for baseline in args.baseline {
+                if !config.baselines.contains(&baseline) {
+                    config.baselines.push(baseline);
+                }
+            }
             super::run_sweep(
                 &config,
                 &args.out,
-                args.env.as_deref(),
-                args.backend_env.as_deref(),
-                &args.label,
+                super::RunOptions {
+                    env: args.env.as_deref(),
+                    backend_env: args.backend_env.as_deref(),
+                    label: &args.label,
+                    pin: args.pin,
+                },
             )
             .await?;
             Ok(())

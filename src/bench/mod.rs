@@ -7,7 +7,9 @@
 //! - [`plan`]: the sweep file, its variants ([`Scenario`], [`Threshold`]), their schedule and
 //!   cells. Pure.
 //! - [`run`]: runs a sweep, variant by variant; [`cell`]: one cell's run, into a result row.
-//! - [`stack`]: starts the processes a sweep measures (or reads an endpoint from an env file).
+//! - [`stack`]: starts the processes a sweep measures (or reads an endpoint from an env file);
+//!   [`nginx`]: the `nginx` baseline's config and process; [`pin`]: `--pin`, one CPU for the
+//!   load generator and one for the system under test.
 //! - [`client`]: the signed S3 client (hyper + rustls, SigV4, SSE-C headers).
 //! - [`load`]: closed/open-loop load with HDR histograms.
 //! - [`relay`]: a delaying TCP relay that emulates a distant trustee.
@@ -22,7 +24,9 @@ pub mod cli;
 pub mod client;
 pub mod load;
 pub mod manifest;
+pub mod nginx;
 pub mod output;
+pub mod pin;
 pub mod plan;
 pub mod plot;
 pub mod relay;
@@ -34,7 +38,7 @@ pub mod stack;
 pub use cell::{Endpoint, PHASE_METRIC};
 pub use output::{report_dir, write_outputs};
 pub use plan::{
-    LARGE_OBJECT, MAX_REPEATS, Scenario, SweepConfig, Threshold, Variant, cells_per_variant,
-    parse_threshold, schedule, variants,
+    Baseline, LARGE_OBJECT, MAX_REPEATS, Scenario, SweepConfig, Threshold, Variant,
+    cells_per_variant, parse_threshold, schedule, variants,
 };
-pub use run::{repeat_label, run_sweep, run_variant, say};
+pub use run::{RunOptions, repeat_label, run_sweep, run_variant, say};

@@ -44,6 +44,9 @@ pub struct SweepConfig {
     /// Scenarios: `direct` (backend without proxy), `passthrough` (the proxy with no
     /// encryption and no escrow), `treuhand`.
     pub scenarios: Vec<String>,
+    /// Other servers measured in front of the same bytes, as a reference (`nginx`); `bench
+    /// run --baseline` adds to them. Each runs once per repetition, before the scenarios.
+    pub baselines: Vec<Baseline>,
     /// Objects per GET cell.
     pub keys: usize,
     /// Open-loop cells: most requests in flight at once (arrivals beyond it wait, and the wait
@@ -95,6 +98,7 @@ impl SweepConfig {
             thresholds: vec!["2-of-2".into()],
             trustee_rtt_ms: vec![0.0, 5.0],
             scenarios: vec!["direct".into(), "passthrough".into(), "treuhand".into()],
+            baselines: Vec::new(),
             keys: 2,
             open_loop_max_in_flight: 64,
             skip_cpu_probe: false,
@@ -167,11 +171,31 @@ impl SweepConfig {
 /// takes minutes per pass).
 pub const MAX_REPEATS: usize = 100;
 
+/// A server other than treuhand that a sweep measures as a reference (sweep key `baselines`,
+/// `bench run --baseline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Baseline {
+    /// Debian's nginx, one worker, TLS with the stack's certificate: a file server with
+    /// WebDAV PUT over the filesystem backend, a reverse proxy in front of an S3 backend.
+    Nginx,
+}
+
+impl From<Baseline> for Scenario {
+    fn from(baseline: Baseline) -> Self {
+        match baseline {
+            Baseline::Nginx => Self::Nginx,
+        }
+    }
+}
+
 /// What a variant measures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scenario {
     /// The S3 backend itself, without any proxy.
     Direct,
+    /// nginx in front of the same bytes (a [`Baseline`]).
+    Nginx,
     /// The proxy with no encryption and no escrow (TLS pass-through).
     Passthrough,
     /// The proxy with escrow.
@@ -191,6 +215,10 @@ impl Scenario {
             "direct" => Ok(Self::Direct),
             "passthrough" => Ok(Self::Passthrough),
             "treuhand" => Ok(Self::Treuhand),
+            "nginx" => anyhow::bail!(
+                "nginx is a baseline, not a scenario: add baselines = [\"nginx\"] to the sweep \
+                 file or pass --baseline nginx"
+            ),
             _ => anyhow::bail!("unknown scenario '{text}': use direct, passthrough or treuhand"),
         }
     }
@@ -199,6 +227,7 @@ impl Scenario {
     pub fn name(&self) -> &str {
         match self {
             Self::Direct => "direct",
+            Self::Nginx => "nginx",
             Self::Passthrough => "passthrough",
             Self::Treuhand => "treuhand",
             Self::External(label) => label,
@@ -287,8 +316,10 @@ impl Variant {
     }
 }
 
-/// The stack variants of a sweep: baselines once, treuhand per (ttl, threshold, rtt). To keep
-/// the sweep tractable, thresholds and RTTs vary one at a time around 2-of-2 / 0 ms.
+/// The stack variants of a sweep: the [`Baseline`]s (each once, whatever the TTLs, thresholds
+/// and RTTs: they have no escrow), then the scenarios: `direct` and `passthrough` once,
+/// treuhand per (ttl, threshold, rtt). To keep the sweep tractable, thresholds and RTTs vary one at a
+/// time around 2-of-2 / 0 ms.
 ///
 /// A sweep that did not pass [`SweepConfig::validate`] skips the names it cannot parse.
 pub fn variants(config: &SweepConfig) -> Vec<Variant> {
@@ -298,7 +329,13 @@ pub fn variants(config: &SweepConfig) -> Vec<Variant> {
         .filter_map(|t| Threshold::parse(t).ok())
         .collect();
     let base_threshold = thresholds.first().copied().unwrap_or(Threshold::TWO_OF_TWO);
-    let mut out = Vec::new();
+    let mut out: Vec<Variant> = Vec::new();
+    for &baseline in &config.baselines {
+        let scenario = Scenario::from(baseline);
+        if out.iter().all(|v| v.scenario != scenario) {
+            out.push(Variant::plain(scenario));
+        }
+    }
     for scenario in config
         .scenarios
         .iter()
@@ -448,6 +485,41 @@ mod tests {
             ]
         );
         assert_eq!(schedule(&['a'], 1), [(1, 0, &'a')]);
+    }
+
+    #[test]
+    fn an_nginx_baseline_is_one_plain_variant_first_whatever_the_escrow_parameters() {
+        let config = SweepConfig {
+            baselines: vec![Baseline::Nginx, Baseline::Nginx],
+            cache_ttl_s: vec![0.0, 300.0],
+            trustee_rtt_ms: vec![0.0, 5.0],
+            ..SweepConfig::quick()
+        };
+        let all = variants(&config);
+        let nginx: Vec<&Variant> = all
+            .iter()
+            .filter(|v| v.scenario == Scenario::Nginx)
+            .collect();
+        assert_eq!(nginx.len(), 1, "{all:?}");
+        assert_eq!(all[0].scenario, Scenario::Nginx);
+        assert_eq!(
+            (all[0].cache_ttl_s, all[0].threshold, all[0].trustee_rtt_ms),
+            (None, None, 0.0)
+        );
+        assert_eq!(all.len(), variants(&SweepConfig::quick()).len() + 1);
+        // Its cells are the scenarios' cells, under its own prefix.
+        let cells = cells(&config, &Scenario::Nginx);
+        assert_eq!(cells.len(), cells_per_variant(&config));
+        assert!(cells[0].prefix.starts_with("bench/nginx/"));
+    }
+
+    #[test]
+    fn nginx_as_a_scenario_points_to_the_baselines_key() {
+        let err = Scenario::parse("nginx").unwrap_err().to_string();
+        assert!(err.contains("baselines = [\"nginx\"]"), "{err}");
+        let config: SweepConfig = toml::from_str("baselines = [\"nginx\"]").unwrap();
+        assert_eq!(config.baselines, [Baseline::Nginx]);
+        assert!(toml::from_str::<SweepConfig>("baselines = [\"apache\"]").is_err());
     }
 
     #[test]

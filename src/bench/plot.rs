@@ -33,6 +33,7 @@ fn line_chart(
     y_desc: &str,
     series: &Series,
     log_x: bool,
+    markers: bool,
 ) -> anyhow::Result<()> {
     let points = series.iter().flat_map(|(_, p)| p.iter());
     let (mut x_min, mut x_max, mut y_max) = (f64::MAX, f64::MIN, 0f64);
@@ -74,6 +75,12 @@ fn line_chart(
                     .legend(move |(x, y)| {
                         PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                     });
+                if markers {
+                    // A line of one point (a sweep of one size) is invisible without them.
+                    chart
+                        .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
             }
             chart
                 .configure_series_labels()
@@ -113,13 +120,14 @@ fn line_chart_of(
     if series.is_empty() {
         return Ok(None);
     }
-    line_chart(path, title, x_desc, y_desc, &series, log_x)?;
+    line_chart(path, title, x_desc, y_desc, &series, log_x, false)?;
     Ok(Some(path.to_owned()))
 }
 
 /// Writes every plot the results support into `dir` and returns their paths:
-/// latency CDFs per (operation, size), throughput against object size, and escrow overhead
-/// (p50 and p99) against trustee round trip.
+/// latency CDFs per (operation, size), throughput against object size, escrow overhead
+/// (p50 and p99) against trustee round trip, and throughput relative to nginx against object
+/// size when nginx was measured.
 ///
 /// Repeated cells are drawn once: throughput and overhead at the median over repetitions, a
 /// CDF as measured by the repetition with the median p99 ([`aggregate::Cell::median_p99_row`]).
@@ -162,6 +170,7 @@ pub fn write_all(dir: &Path, rows: &[Row]) -> anyhow::Result<Vec<PathBuf>> {
             "quantile",
             series,
             true,
+            false,
         )?;
         written.push(path);
     }
@@ -211,5 +220,115 @@ pub fn write_all(dir: &Path, rows: &[Row]) -> anyhow::Result<Vec<PathBuf>> {
         rtt,
         false,
     )?);
+    written.extend(ratio_against_nginx(
+        &dir.join("ratio-vs-nginx.svg"),
+        &cells,
+    )?);
     Ok(written)
+}
+
+/// The series of the nginx comparison: per closed-loop variant other than nginx (scenario, op,
+/// concurrency, and the escrow parameters where there are any), its ops/s over nginx's at each
+/// object size, from medians (the summary's `×nginx tput`).
+fn nginx_ratio_series(cells: &[aggregate::Cell<'_>]) -> BTreeMap<String, Vec<(f64, f64)>> {
+    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for cell in cells
+        .iter()
+        .filter(|c| c.params.pacing == "closed" && c.params.scenario != "nginx")
+    {
+        let Some(ratio) = aggregate::baseline(cells, cell, "nginx")
+            .and_then(|nginx| aggregate::compare(cell, nginx).throughput)
+        else {
+            continue;
+        };
+        let row = cell.params;
+        let mut label = format!("{} {} c={}", row.scenario, op_name(row), row.concurrency);
+        if let Some(ttl) = row.cache_ttl_s {
+            label.push_str(&format!(" ttl={ttl} {}", row.threshold));
+        }
+        if row.trustee_rtt_ms > 0.0 {
+            label.push_str(&format!(" rtt={}ms", row.trustee_rtt_ms));
+        }
+        series
+            .entry(label)
+            .or_default()
+            .push((row.object_size as f64, ratio));
+    }
+    series
+}
+
+/// Draws [`nginx_ratio_series`] (with points, so a sweep of one size shows too); nothing
+/// without nginx cells.
+fn ratio_against_nginx(
+    path: &Path,
+    cells: &[aggregate::Cell<'_>],
+) -> anyhow::Result<Option<PathBuf>> {
+    let series: Series = nginx_ratio_series(cells)
+        .into_iter()
+        .map(|(label, mut points)| {
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (label, points)
+        })
+        .collect();
+    if series.is_empty() {
+        return Ok(None);
+    }
+    line_chart(
+        path,
+        "throughput relative to nginx (1.0 = nginx; same op, size, concurrency)",
+        "object size (bytes, log)",
+        "ops/s over nginx's ops/s",
+        &series,
+        true,
+        true,
+    )?;
+    Ok(Some(path.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::aggregate::tests::row;
+
+    #[test]
+    fn the_nginx_plot_has_a_ratio_per_variant_and_size_and_none_for_nginx() {
+        let mut rows = vec![
+            row("nginx", 1, 200.0, 0.5, 1.0),
+            row("passthrough", 1, 100.0, 1.0, 2.0),
+            row("treuhand", 1, 50.0, 2.0, 4.0),
+        ];
+        let mut big = rows.clone();
+        for r in &mut big {
+            r.object_size = 1 << 20;
+            r.ops_per_s /= 10.0;
+        }
+        big[2].ops_per_s = 25.0;
+        rows.extend(big);
+        let cells = aggregate::cells(&rows);
+        let series = nginx_ratio_series(&cells);
+        assert_eq!(
+            series.keys().collect::<Vec<_>>(),
+            ["passthrough get c=8", "treuhand get c=8 ttl=0 2-of-2"]
+        );
+        assert_eq!(
+            series["treuhand get c=8 ttl=0 2-of-2"],
+            [(4096.0, 0.25), (1048576.0, 1.25)]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_all(dir.path(), &rows).unwrap();
+        let plot = dir.path().join("ratio-vs-nginx.svg");
+        assert!(written.contains(&plot), "{written:?}");
+        assert!(std::fs::read_to_string(plot).unwrap().contains("<svg"));
+    }
+
+    #[test]
+    fn without_nginx_there_is_no_nginx_plot() {
+        let rows = [row("passthrough", 1, 100.0, 1.0, 2.0)];
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_all(dir.path(), &rows).unwrap();
+        assert!(
+            !dir.path().join("ratio-vs-nginx.svg").exists(),
+            "{written:?}"
+        );
+    }
 }

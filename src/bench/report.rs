@@ -14,29 +14,8 @@ fn op(row: &Row) -> String {
         .unwrap_or_default()
 }
 
-/// The baseline cell for `cell`: same op, size, concurrency and pacing, given scenario.
-fn baseline<'a, 'r>(
-    cells: &'a [Cell<'r>],
-    cell: &Cell<'_>,
-    scenario: &str,
-) -> Option<&'a Cell<'r>> {
-    let row = cell.params;
-    cells.iter().find(|b| {
-        let b = b.params;
-        b.scenario == scenario
-            && b.op == row.op
-            && b.object_size == row.object_size
-            && b.concurrency == row.concurrency
-            && b.pacing == row.pacing
-    })
-}
-
-fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 {
-        format!("{:.2}", a / b)
-    } else {
-        "-".into()
-    }
+fn ratio(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
 }
 
 /// A measured number with `decimals`: the median, and its min–max range when the cell was
@@ -55,17 +34,58 @@ fn figure(spread: Spread, repeats: usize, decimals: usize) -> String {
     }
 }
 
+/// The columns of the cell table; the repetitions column only for repeated runs, the nginx
+/// ones only when nginx was measured (so older summaries render as they did).
+fn header(repeated: bool, nginx: bool) -> String {
+    let mut columns = vec![
+        "scenario", "op", "size", "conc", "pacing", "ttl s", "k-of-n", "rtt ms",
+    ];
+    if repeated {
+        columns.push("reps");
+    }
+    columns.extend([
+        "ok",
+        "err",
+        "ops/s",
+        "MiB/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "×passthrough tput",
+        "+p50 ms vs passthrough",
+    ]);
+    if nginx {
+        columns.extend(["×nginx tput", "p50 ×nginx"]);
+    }
+    columns.extend(["×direct tput", "proxy RSS MiB"]);
+    format!(
+        "| {} |\n|{}\n",
+        columns.join(" | "),
+        "---|".repeat(columns.len())
+    )
+}
+
 /// Renders `summary.md`: one table of all cells, with throughput ratio and added p50 latency
-/// against TLS pass-through and the direct backend where those baselines were measured.
+/// against TLS pass-through, throughput and p50 ratios against nginx, and the throughput ratio
+/// against the direct backend, where those baselines were measured.
 /// Repetitions of a cell are folded into medians with their range (see [`aggregate`]); ratios
 /// compare medians.
 pub fn markdown(rows: &[Row], manifest: &serde_json::Value) -> String {
     let cells = aggregate::cells(rows);
     let repeated = aggregate::repeated(&cells);
+    let nginx = cells.iter().any(|c| c.params.scenario == "nginx");
     let mut out = String::from("# treuhand bench summary\n\n");
     let manifest_text = |key: &str| manifest.get(key).and_then(|v| v.as_str()).unwrap_or("?");
     let _ = writeln!(out, "Run: `{}`\n", manifest_text("started"));
     let _ = writeln!(out, "Machine: {}\n", manifest_text("machine"));
+    if let Some(pinning) = manifest.get("pinning").filter(|p| p["enabled"] == true) {
+        let _ = writeln!(
+            out,
+            "Pinned: load generator on CPU {}, system under test (proxy, trustees, nginx) on \
+             CPU {}.\n",
+            pinning["client_cpu"], pinning["system_cpu"]
+        );
+    }
     if repeated {
         let most = cells.iter().map(Cell::repeats).max().unwrap_or(1);
         let _ = writeln!(
@@ -75,35 +95,43 @@ pub fn markdown(rows: &[Row], manifest: &serde_json::Value) -> String {
              parentheses; `ok` is the median, `err` the total of all repetitions; the ratios \
              compare medians.\n"
         );
-        out.push_str(
-            "| scenario | op | size | conc | pacing | ttl s | k-of-n | rtt ms | reps | ok | err | ops/s | MiB/s | p50 ms | p99 ms | p99.9 ms | ×passthrough tput | +p50 ms vs passthrough | ×direct tput | proxy RSS MiB |\n",
-        );
-        out.push_str(
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-        );
-    } else {
-        out.push_str(
-            "| scenario | op | size | conc | pacing | ttl s | k-of-n | rtt ms | ok | err | ops/s | MiB/s | p50 ms | p99 ms | p99.9 ms | ×passthrough tput | +p50 ms vs passthrough | ×direct tput | proxy RSS MiB |\n",
-        );
-        out.push_str(
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    }
+    if nginx {
+        let _ = writeln!(
+            out,
+            "nginx ({}): one worker, TLS with the same kind of certificate, in front of the same \
+             bytes (docs/benchmarks.md, \"nginx as the baseline\"). `×nginx tput` is the cell's \
+             ops/s over nginx's, `p50 ×nginx` its p50 over nginx's, each against the nginx cell \
+             of the same op, size, concurrency and pacing.\n",
+            manifest_text("nginx")
         );
     }
+    out.push_str(&header(repeated, nginx));
     for cell in &cells {
         let row = cell.params;
         let n = cell.repeats();
-        let ops = cell.spread(|r| r.ops_per_s);
-        let p50 = cell.spread(|r| r.p50_ms);
-        let pass = baseline(&cells, cell, "passthrough");
-        let direct = baseline(&cells, cell, "direct");
+        let against = |scenario: &str| {
+            aggregate::baseline(&cells, cell, scenario).map(|b| aggregate::compare(cell, b))
+        };
+        let (pass, direct) = (against("passthrough"), against("direct"));
         let reps = if repeated {
             format!(" {n} |")
         } else {
             String::new()
         };
+        let nginx_columns = if nginx {
+            let vs = against("nginx");
+            format!(
+                " {} | {} |",
+                ratio(vs.and_then(|c| c.throughput)),
+                ratio(vs.and_then(|c| c.p50))
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |{reps} {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |{reps} {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |{nginx_columns} {} | {} |",
             row.scenario,
             op(row),
             row.object_size,
@@ -114,23 +142,14 @@ pub fn markdown(rows: &[Row], manifest: &serde_json::Value) -> String {
             row.trustee_rtt_ms,
             cell.spread(|r| r.requests_ok as f64).median,
             cell.errors(),
-            figure(ops, n, 1),
+            figure(cell.spread(|r| r.ops_per_s), n, 1),
             figure(cell.spread(|r| r.mib_per_s), n, 1),
-            figure(p50, n, 3),
+            figure(cell.spread(|r| r.p50_ms), n, 3),
             figure(cell.spread(|r| r.p99_ms), n, 3),
             figure(cell.spread(|r| r.p999_ms), n, 3),
-            pass.map_or("-".into(), |b| ratio(
-                ops.median,
-                b.spread(|r| r.ops_per_s).median
-            )),
-            pass.map_or("-".into(), |b| format!(
-                "{:+.3}",
-                p50.median - b.spread(|r| r.p50_ms).median
-            )),
-            direct.map_or("-".into(), |b| ratio(
-                ops.median,
-                b.spread(|r| r.ops_per_s).median
-            )),
+            ratio(pass.and_then(|c| c.throughput)),
+            pass.map_or("-".into(), |c| format!("{:+.3}", c.p50_added_ms)),
+            ratio(direct.and_then(|c| c.throughput)),
             cell.spread_opt(|r| r.proxy_peak_rss_mib)
                 .map_or("-".into(), |v| figure(v, n, 1)),
         );
@@ -257,6 +276,53 @@ mod tests {
             1,
             "one line per cell: {summary}"
         );
+    }
+
+    #[test]
+    fn an_nginx_run_adds_ratio_columns_against_the_nginx_cell() {
+        let mut rows = interleaved(&[(100.0, 1.0, 2.0)], &[(50.0, 2.0, 4.0)]);
+        rows.push(row("nginx", 1, 200.0, 0.5, 1.0));
+        let manifest = serde_json::json!({"nginx": "nginx/1.22.1"});
+        let summary = markdown(&rows, &manifest);
+        assert!(
+            summary.contains(
+                "| +p50 ms vs passthrough | ×nginx tput | p50 ×nginx | ×direct tput | proxy RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+            ),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("nginx (nginx/1.22.1): one worker"),
+            "{summary}"
+        );
+        // treuhand: 50 / 200 ops/s, p50 2.0 / 0.5 ms; passthrough: 100 / 200, 1.0 / 0.5.
+        assert_eq!(
+            table_line(&summary, "treuhand"),
+            "| treuhand | get | 4096 | 8 | closed | 0 | 2-of-2 | 0 | 250 | 0 | 50.0 | 0.2 | 2.000 | 4.000 | 8.000 | 0.50 | +1.000 | 0.25 | 4.00 | - | - |"
+        );
+        let pass: Vec<&str> = table_line(&summary, "passthrough").split(" | ").collect();
+        assert_eq!((pass[17], pass[18]), ("0.50", "2.00"));
+        let own: Vec<&str> = table_line(&summary, "nginx").split(" | ").collect();
+        assert_eq!((own[17], own[18]), ("1.00", "1.00"));
+        // A cell without an nginx cell of its parameters shows no ratio.
+        let mut other = row("treuhand", 1, 50.0, 2.0, 4.0);
+        other.concurrency = 1;
+        let summary = markdown(&[other, row("nginx", 1, 200.0, 0.5, 1.0)], &manifest);
+        let line: Vec<&str> = table_line(&summary, "treuhand").split(" | ").collect();
+        assert_eq!((line[17], line[18]), ("-", "-"));
+    }
+
+    #[test]
+    fn a_pinned_run_says_where_generator_and_system_ran() {
+        let rows = interleaved(&[(100.0, 1.0, 2.0)], &[(50.0, 2.0, 4.0)]);
+        let manifest =
+            serde_json::json!({"pinning": {"enabled": true, "client_cpu": 0, "system_cpu": 1}});
+        let summary = markdown(&rows, &manifest);
+        assert!(
+            summary.contains("Pinned: load generator on CPU 0, system under test"),
+            "{summary}"
+        );
+        let unpinned = markdown(&rows, &serde_json::json!({"pinning": {"enabled": false}}));
+        assert!(!unpinned.contains("Pinned"), "{unpinned}");
     }
 
     #[test]

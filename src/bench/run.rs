@@ -1,5 +1,6 @@
-//! Running a sweep: for each scheduled variant, get an endpoint (an own stack, the backend
-//! itself, or the one `--env` names), run its cells one after another, and write the outputs.
+//! Running a sweep: for each scheduled variant, get an endpoint (an own stack, nginx, the
+//! backend itself, or the one `--env` names), run its cells one after another, and write the
+//! outputs.
 
 use std::path::{Path, PathBuf};
 
@@ -7,9 +8,23 @@ use bytes::Bytes;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::cell::{self, Endpoint};
+use super::pin::{self, Pinning};
 use super::plan::{self, Scenario, SweepConfig, Variant};
 use super::results::{self, Row};
-use super::{client, manifest, output, stack};
+use super::{client, manifest, nginx, output, stack};
+
+/// How `bench run` runs a sweep, besides the sweep itself.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions<'a> {
+    /// Measure this running endpoint (an env file) instead of starting stacks.
+    pub env: Option<&'a Path>,
+    /// Store on this S3 backend (an `rgw.env`) instead of the filesystem.
+    pub backend_env: Option<&'a Path>,
+    /// The scenario name of `env`'s endpoint.
+    pub label: &'a str,
+    /// Pin the load generator and the system under test to one CPU each (see [`pin`]).
+    pub pin: bool,
+}
 
 /// Runs a whole sweep and writes every output into `out`.
 ///
@@ -21,13 +36,53 @@ use super::{client, manifest, output, stack};
 pub async fn run_sweep(
     config: &SweepConfig,
     out: &Path,
-    env: Option<&Path>,
-    backend_env: Option<&Path>,
-    label: &str,
+    options: RunOptions<'_>,
 ) -> anyhow::Result<Vec<Row>> {
+    let RunOptions {
+        env,
+        backend_env,
+        label,
+        pin,
+    } = options;
+    let variants: Vec<Variant> = match env {
+        Some(_) => {
+            anyhow::ensure!(
+                config.baselines.is_empty(),
+                "--baseline starts nginx in front of the bench's own storage; it cannot measure \
+                 an endpoint given with --env"
+            );
+            vec![Variant::plain(Scenario::External(label.to_owned()))]
+        }
+        None => plan::variants(config),
+    };
+    // Before anything starts: a missing nginx fails the run at once, not after minutes.
+    let nginx = if variants.iter().any(|v| v.scenario == Scenario::Nginx) {
+        Some(nginx::locate(backend_env.is_none())?)
+    } else {
+        None
+    };
+    let pinning = if pin { Some(Pinning::plan()?) } else { None };
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
     let mut manifest = manifest::manifest(config, out);
+    if let Some(m) = manifest.as_object_mut() {
+        m.insert(
+            "nginx".into(),
+            nginx
+                .as_ref()
+                .map_or(serde_json::Value::Null, |n| n.version.clone().into()),
+        );
+    }
+    let mut observed = pin::Observed::default();
+    if let Some(pinning) = pinning {
+        // The generator's threads (and every thread it starts later, which inherits this).
+        pin::pin_process(std::process::id(), pinning.client, "the load generator")?;
+        observed.record("load generator", std::process::id());
+        println!(
+            "pinned: load generator on CPU {}, system under test on CPU {}",
+            pinning.client, pinning.system
+        );
+    }
     if !config.skip_cpu_probe {
         println!("probing CPU steadiness for 3 s (see manifest.json, cpu_stability)");
         let probe = tokio::task::spawn_blocking(|| {
@@ -40,10 +95,6 @@ pub async fn run_sweep(
     }
     let progress = MultiProgress::new();
     let mut rows = Vec::new();
-    let variants: Vec<Variant> = match env {
-        Some(_) => vec![Variant::plain(Scenario::External(label.to_owned()))],
-        None => plan::variants(config),
-    };
     let overall = progress.add(ProgressBar::new(
         (config.repeats * variants.len() * plan::cells_per_variant(config)) as u64,
     ));
@@ -69,7 +120,7 @@ pub async fn run_sweep(
                     continue;
                 }
             },
-            (None, _) => {
+            (None, scenario) => {
                 say(
                     &overall,
                     format!(
@@ -81,12 +132,18 @@ pub async fn run_sweep(
                         repeat_label(repeat, config.repeats)
                     ),
                 );
-                let stack = stack::start_own(
-                    variant,
-                    &stack_dir(&stacks, index, repeat, config.repeats),
-                    backend_env,
-                )
-                .await?;
+                let dir = stack_dir(&stacks, index, repeat, config.repeats);
+                let stack = match (scenario, &nginx) {
+                    (Scenario::Nginx, Some(binary)) => {
+                        stack::start_nginx(binary, &dir, backend_env, pinning).await?
+                    }
+                    _ => stack::start_own(variant, &dir, backend_env, pinning).await?,
+                };
+                if pinning.is_some() {
+                    for (role, pid) in &stack.processes {
+                        observed.record(role, *pid);
+                    }
+                }
                 let endpoint = stack.endpoint.clone();
                 own = Some(stack);
                 endpoint
@@ -98,7 +155,7 @@ pub async fn run_sweep(
         .await?;
         if let Some(stack) = own.take() {
             let storage = stack.dir.join("storage");
-            drop(stack);
+            stack.stop().await;
             // The stored objects are only load (up to GiBs per variant with large sizes); the
             // configs, certificates and logs stay for inspection.
             if storage.is_dir()
@@ -112,6 +169,9 @@ pub async fn run_sweep(
         }
     }
     overall.finish_and_clear();
+    if let Some(m) = manifest.as_object_mut() {
+        m.insert("pinning".into(), observed.manifest(pinning));
+    }
     let plots = output::write_outputs(out, &rows, &manifest)?;
     println!(
         "wrote {} rows to {}/results.csv, results.json, manifest.json, summary.md and {} plot(s)",
@@ -148,7 +208,9 @@ pub async fn run_variant(
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
     let client = client::S3Client::new(endpoint.target.clone(), endpoint.tls.clone(), 1024)?;
-    client.create_bucket().await?;
+    if !endpoint.bucket_created {
+        client.create_bucket().await?;
+    }
     let chunk = Bytes::from(vec![0xA5u8; 1 << 20]);
     for spec in plan::cells(config, &variant.scenario) {
         let bar = progress.add(ProgressBar::new_spinner());

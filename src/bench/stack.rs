@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::cell::Endpoint;
 use super::client;
+use super::nginx::{self, Nginx, Upstream};
+use super::pin::{self, Pinning};
 use super::plan::{Scenario, Threshold, Variant};
 pub use crate::dev::env::parse_env_file;
 use crate::dev::stack::{Launch, edit_toml, listen_addr, read_toml, spawn_listening};
@@ -59,6 +61,7 @@ pub fn endpoint_from_env(vars: &HashMap<String, String>) -> anyhow::Result<Endpo
         tls,
         proxy_pid: vars.get("TREUHAND_PROXY_PID").and_then(|p| p.parse().ok()),
         metrics_url: vars.get("TREUHAND_METRICS").cloned(),
+        bucket_created: false,
     })
 }
 
@@ -108,13 +111,27 @@ fn target_from_env(
     })
 }
 
-/// A stack of child processes started for one variant; killed on drop.
+/// A stack of child processes started for one variant; stopped by [`OwnStack::stop`], killed
+/// on drop.
 pub struct OwnStack {
     children: Vec<tokio::process::Child>,
+    nginx: Option<Nginx>,
+    /// Every process of the stack by role (`proxy`, `trustee`, `nginx worker`, ...), for the
+    /// pinning record.
+    pub processes: Vec<(String, u32)>,
     /// What the cells target.
     pub endpoint: Endpoint,
     /// The stack's folder (configs, certificates, logs, filesystem storage).
     pub dir: PathBuf,
+}
+
+impl OwnStack {
+    /// Stops the stack: nginx through its master (so its worker ends too), the rest on drop.
+    pub async fn stop(mut self) {
+        if let Some(mut nginx) = self.nginx.take() {
+            nginx.stop().await;
+        }
+    }
 }
 
 impl Drop for OwnStack {
@@ -128,7 +145,8 @@ impl Drop for OwnStack {
 
 /// Starts trustee and proxy for one variant, from a fresh `treuhand dev init` set-up in `dir`
 /// (filesystem storage, tenant `demo` with its share in SSE-C), adjusted to the variant:
-/// cache TTL, a delaying relay in front of the trustee, or pass-through mode.
+/// cache TTL, a delaying relay in front of the trustee, or pass-through mode. With `pin`, the
+/// trustees and the proxy run on the system CPU.
 ///
 /// # Errors
 /// Set-up or start failures, with the child's log.
@@ -136,6 +154,7 @@ pub async fn start_own(
     variant: &Variant,
     dir: &Path,
     backend_env: Option<&Path>,
+    pin: Option<Pinning>,
 ) -> anyhow::Result<OwnStack> {
     let Threshold {
         k: threshold,
@@ -164,6 +183,7 @@ pub async fn start_own(
         trustee_names.push(name);
     }
     let mut children = Vec::new();
+    let mut processes = Vec::new();
     let mut trustee_urls = Vec::new();
     for name in &trustee_names {
         let config_path = dir.join(format!("{name}.toml"));
@@ -177,6 +197,12 @@ pub async fn start_own(
             what: name,
         })
         .await?;
+        if let Some(pid) = child.id() {
+            if let Some(pin) = pin {
+                pin::pin_process(pid, pin.system, name)?;
+            }
+            processes.push(("trustee".to_owned(), pid));
+        }
         children.push(child);
         let addr = if variant.trustee_rtt_ms > 0.0 {
             super::relay::start(
@@ -270,6 +296,12 @@ pub async fn start_own(
     let proxy_table = read_toml(&proxy_toml)?;
     let metrics_addr = listen_addr(&proxy_table, "metrics_listen").ok();
     let proxy_pid = proxy.id();
+    if let Some(pid) = proxy_pid {
+        if let Some(pin) = pin {
+            pin::pin_process(pid, pin.system, "the proxy")?;
+        }
+        processes.push(("proxy".to_owned(), pid));
+    }
     children.push(proxy);
     let mut vars = parse_env_file(&dir.join("dev.env"))?;
     // The port may have moved (see `spawn_listening`), so the endpoint comes from the config
@@ -294,8 +326,95 @@ pub async fn start_own(
     let endpoint = endpoint_from_env(&vars)?;
     Ok(OwnStack {
         children,
+        nginx: None,
+        processes,
         endpoint,
         dir: dir.to_owned(),
+    })
+}
+
+/// Starts nginx for the `nginx` baseline in `dir`: a TLS certificate issued exactly as `treuhand
+/// dev init` issues the proxy's (`certs/proxy.pem`, by a fresh dev CA), and nginx serving the
+/// folder `dir/storage` (one folder per bucket; the cells' bucket `bench` made here) or, with
+/// `backend_env`, proxying to that S3 backend (bucket `bench-nginx`, created through nginx with
+/// the backend's credentials). With `pin`, nginx runs on the system CPU.
+///
+/// # Errors
+/// Set-up or start failures, with nginx's error log.
+pub async fn start_nginx(
+    binary: &nginx::Binary,
+    dir: &Path,
+    backend_env: Option<&Path>,
+    pin: Option<Pinning>,
+) -> anyhow::Result<OwnStack> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let dir = std::fs::canonicalize(dir)?;
+    crate::tls::install_crypto_provider();
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs)?;
+    let ca = crate::tls::DevCa::generate("treuhand dev CA (TEST-ONLY)")?;
+    ca.write(&certs)?;
+    let (cert, key) = ca.issue_server("proxy", &[])?.write(&certs, "proxy")?;
+    let (upstream, mut target) = match backend_env {
+        None => {
+            let root = dir.join("storage");
+            std::fs::create_dir_all(root.join("bench"))?;
+            // nginx checks neither signature nor SSE-C headers. The generator still signs and
+            // sends a (random) SSE-C key as it does to treuhand, so that, pinned to its one
+            // CPU, it does the same work per request for every scenario. (Not in front of S3:
+            // the backend would act on SSE-C.)
+            let mut share = [0u8; 32];
+            crate::crypto::envelope::fill_random(&mut share)?;
+            let target = client::Target {
+                endpoint: String::new(),
+                bucket: "bench".into(),
+                access_key: "NGINXIGNORESAUTH".into(),
+                secret_key: "nginx-ignores-auth".into(),
+                region: crate::dev::env::REGION.into(),
+                sse_c: Some(share),
+            };
+            (Upstream::Files { root }, target)
+        }
+        Some(path) => {
+            let vars = parse_env_file(path)?;
+            let target = target_from_env(
+                &vars,
+                "backend env file",
+                RGW_NAMES,
+                "bench-nginx".into(),
+                None,
+            )?;
+            let endpoint = target.endpoint.clone();
+            (Upstream::S3 { endpoint }, target)
+        }
+    };
+    let server = nginx::start(
+        binary,
+        &dir.join("nginx"),
+        &cert,
+        &key,
+        &upstream,
+        pin.map(|p| p.system),
+    )
+    .await?;
+    target.endpoint = format!("https://{}", server.addr);
+    let endpoint = Endpoint {
+        target,
+        tls: crate::tls::client_config(&certs.join("ca.pem"), None)?,
+        proxy_pid: Some(server.worker),
+        metrics_url: None,
+        bucket_created: matches!(upstream, Upstream::Files { .. }),
+    };
+    Ok(OwnStack {
+        children: Vec::new(),
+        processes: vec![
+            ("nginx master".to_owned(), server.master),
+            ("nginx worker".to_owned(), server.worker),
+        ],
+        nginx: Some(server),
+        endpoint,
+        dir,
     })
 }
 
@@ -315,5 +434,6 @@ pub fn direct_endpoint(vars: &HashMap<String, String>) -> anyhow::Result<Endpoin
         tls: crate::tls::client_config_webpki_roots_free(),
         proxy_pid: None,
         metrics_url: None,
+        bucket_created: false,
     })
 }
