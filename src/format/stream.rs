@@ -3,8 +3,12 @@
 //!
 //! Segment nonces come from `cipher::segment_nonce`: run prefix ‖ segment index ‖ last flag.
 //!
-//! Both sides copy each byte once (input → output buffer) and then seal or open it in place;
-//! memory is bounded by one segment of buffered input.
+//! ring seals and opens in place only, so `push` copies each segment into the caller's output
+//! buffer and seals or opens it there: one copy per byte, except the head of a segment split
+//! across two pushes, which waits in a one-segment buffer (it may not enter the output before
+//! it is sealed or authenticated) and is copied twice. That copy is what separates `push` from
+//! the in-place calls (`seal_segment_in_place`, `open_in_place`), which copy nothing. Memory is
+//! bounded by one segment of buffered input.
 
 use std::ops::Range;
 
@@ -122,52 +126,76 @@ impl<'a> Encryptor<'a> {
         }
     }
 
-    /// Appends `data` (one segment of plaintext) sealed with its tag to `out`.
-    fn seal_into(&mut self, data: &[u8], last: bool, out: &mut Vec<u8>) -> Result<(), Error> {
-        let start = out.len();
-        out.reserve(data.len() + TAG_LEN);
-        out.extend_from_slice(data);
-        let tag = self.key.get().seal_in_place(
+    /// Seals the segment of plaintext at `out[start..]` in place and appends its tag. On error
+    /// `out` is cut back to `start`, so it never holds plaintext.
+    fn seal_tail(&mut self, start: usize, last: bool, out: &mut Vec<u8>) -> Result<(), Error> {
+        let sealed = self.key.get().seal_in_place(
             nonce(&self.prefix, self.next_index, last),
             &[],
             &mut out[start..],
-        )?;
-        out.extend_from_slice(&tag);
+        );
+        match sealed {
+            Ok(tag) => out.extend_from_slice(&tag),
+            Err(e) => {
+                out.truncate(start);
+                return Err(e.into());
+            }
+        }
         self.next_index = self.next_index.checked_add(1).ok_or(Error::TooLarge)?;
         Ok(())
     }
 
     /// Encrypts `input`, appending every completed segment (ciphertext ‖ tag) to `out`.
     ///
+    /// Each byte is copied once into `out` and sealed there (ring seals in place only); `out`
+    /// grows at most once per call. Bytes of a segment that is still incomplete when the call
+    /// returns are kept inside the encryptor, never in `out`.
+    ///
     /// # Errors
     /// [`Error::TooLarge`] beyond 2^32 segments; [`Error::Crypto`] on internal failure.
     pub fn push(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         self.plaintext_len += input.len() as u64;
+        let whole = (self.pending.len() + input.len()) / self.segment_size;
+        if whole == 0 {
+            self.keep(input);
+            return Ok(());
+        }
+        // One reservation for every segment this call completes: no regrowth (and no copy of
+        // `out` by the allocator) between segments, whatever capacity the caller passed.
+        out.reserve(whole * (self.segment_size + TAG_LEN));
         if !self.pending.is_empty() {
-            let take = (self.segment_size - self.pending.len()).min(input.len());
-            self.pending.extend_from_slice(&input[..take]);
-            input = &input[take..];
-            if self.pending.len() < self.segment_size {
-                return Ok(());
-            }
-            let pending = std::mem::take(&mut self.pending);
-            self.seal_into(&pending, false, out)?;
-            self.pending = pending;
+            // Complete the pending segment inside `out`: the buffered head, then the rest
+            // straight from `input`, so the rest is copied once, not via `pending`.
+            let take = self.segment_size - self.pending.len();
+            let start = out.len();
+            out.extend_from_slice(&self.pending);
+            out.extend_from_slice(&input[..take]);
             self.pending.clear();
+            input = &input[take..];
+            self.seal_tail(start, false, out)?;
         }
         // Whole segments go straight from the input to `out`: one copy, then sealed in place.
         while input.len() >= self.segment_size {
             let (segment, rest) = input.split_at(self.segment_size);
-            self.seal_into(segment, false, out)?;
+            let start = out.len();
+            out.extend_from_slice(segment);
+            self.seal_tail(start, false, out)?;
             input = rest;
         }
-        if !input.is_empty() {
-            if self.pending.capacity() < self.segment_size {
-                self.pending.reserve_exact(self.segment_size);
-            }
-            self.pending.extend_from_slice(input);
-        }
+        self.keep(input);
         Ok(())
+    }
+
+    /// Buffers the start of a segment that a later `push` or `finish` completes.
+    fn keep(&mut self, input: &[u8]) {
+        if input.is_empty() {
+            return;
+        }
+        if self.pending.capacity() < self.segment_size {
+            self.pending
+                .reserve_exact(self.segment_size - self.pending.len());
+        }
+        self.pending.extend_from_slice(input);
     }
 
     /// Zero-copy path for callers that own their buffers (the proxy assembles segments from
@@ -218,8 +246,10 @@ impl<'a> Encryptor<'a> {
     /// # Errors
     /// As [`push`](Self::push).
     pub fn finish(mut self, out: &mut Vec<u8>) -> Result<u64, Error> {
-        let pending = std::mem::take(&mut self.pending);
-        self.seal_into(&pending, true, out)?;
+        out.reserve(self.pending.len() + TAG_LEN);
+        let start = out.len();
+        out.extend_from_slice(&self.pending);
+        self.seal_tail(start, true, out)?;
         Ok(self.plaintext_len)
     }
 }
@@ -307,6 +337,10 @@ impl<'a> Decryptor<'a> {
 
     /// Feeds ciphertext; appends authenticated plaintext of every completed segment to `out`.
     ///
+    /// Each segment is copied once into `out` and opened there (ring opens in place only);
+    /// `out` grows at most once per call. Ciphertext of a segment that is still incomplete when
+    /// the call returns is kept inside the decryptor, never in `out`.
+    ///
     /// # Errors
     /// [`Error::DecryptionFailed`] on a bad segment, or on bytes beyond the planned range
     /// (trailing data). After an error the decryptor refuses further input.
@@ -314,29 +348,38 @@ impl<'a> Decryptor<'a> {
         if self.failed {
             return Err(Error::DecryptionFailed);
         }
+        let available = self.buffer.len() + input.len();
+        if self
+            .next_segment_len()
+            .is_some_and(|need| available >= need)
+        {
+            // Plaintext is never longer than the ciphertext carrying it, so this bounds what
+            // the call appends (over by the tags and an incomplete tail): `out` grows at most
+            // once, never segment by segment with the allocator copying it each time.
+            out.reserve(available);
+        }
         while !input.is_empty() {
             let Some(plan) = self.current else {
                 self.failed = true;
                 return Err(fail("trailing ciphertext"));
             };
             let need = plan.plaintext_len + TAG_LEN;
-            if self.buffer.is_empty() && input.len() >= need {
-                let start = out.len();
-                out.extend_from_slice(&input[..need]);
-                self.open_at(plan, out, start)?;
-                input = &input[need..];
-            } else {
-                let take = (need - self.buffer.len()).min(input.len());
-                self.buffer.extend_from_slice(&input[..take]);
-                input = &input[take..];
-                if self.buffer.len() < need {
-                    break;
+            let take = need - self.buffer.len();
+            if input.len() < take {
+                if self.buffer.capacity() < need {
+                    self.buffer.reserve_exact(need - self.buffer.len());
                 }
-                let start = out.len();
-                out.extend_from_slice(&self.buffer);
-                self.buffer.clear();
-                self.open_at(plan, out, start)?;
+                self.buffer.extend_from_slice(input);
+                break;
             }
+            // The segment is complete: assemble it in `out` (a buffered head, if any, then the
+            // rest straight from `input`) and open it there.
+            let start = out.len();
+            out.extend_from_slice(&self.buffer);
+            out.extend_from_slice(&input[..take]);
+            self.buffer.clear();
+            input = &input[take..];
+            self.open_at(plan, out, start)?;
             self.current = self.cursor.next();
         }
         Ok(())
