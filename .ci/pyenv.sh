@@ -21,8 +21,13 @@ command -v "$PYTHON" >/dev/null || die "$PYTHON not found"
 # Exact pins that `pip freeze` must show ("name==version", lower-case names).
 pins() { grep -Ev '^\s*(#|$)' "$REQ" | sed 's/\s*#.*//' | tr 'A-Z_' 'a-z-' | sort; }
 
+# A venv's scripts name its interpreter by absolute path: a venv moved or copied from elsewhere
+# (a target/ dir reused by another checkout) has a python but no working `aws` or `pytest`.
+relocated() { [[ -e $VENV/bin/pip && $(head -n1 "$VENV/bin/pip") != "#!$VENV/bin/python"* ]]; }
+
 up_to_date() {
     [[ -x $VENV/bin/python ]] || return 1
+    ! relocated || return 1
     local have missing
     have=$("$VENV/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null | tr 'A-Z_' 'a-z-' | sort) || return 1
     missing=$(comm -23 <(pins) <(printf '%s\n' "$have"))
@@ -33,9 +38,9 @@ if up_to_date; then
     log "venv $VENV already has the pinned versions"
 else
     t=$(date +%s)
-    if [[ ! -x $VENV/bin/python ]]; then
+    if [[ ! -x $VENV/bin/python ]] || relocated; then
         log "creating venv $VENV"
-        "$PYTHON" -m venv "$VENV" || die "python3 -m venv failed (on Debian: apt-get install -y python3-venv)"
+        "$PYTHON" -m venv --clear "$VENV" || die "python3 -m venv failed (on Debian: apt-get install -y python3-venv)"
     fi
     log "installing $(pins | tr '\n' ' ')"
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQ" \
