@@ -17,7 +17,9 @@ use super::{
     CustomerShare, KeyService, ReleaseContext, ReleaseError, TenantKeys, classify, customer_name,
     holders_to_ask, record_failure,
 };
-use crate::crypto::oprf::{self, Evaluation, LocalEvaluation, ObjectIdentity, OprfError};
+use crate::crypto::oprf::{
+    self, Evaluation, LocalEvaluation, ObjectIdentity, ObjectPoint, OprfError,
+};
 use crate::crypto::{Error as CryptoError, KeyMetadata, scheme};
 use crate::proxy::error::ProxyError;
 use crate::secret::{Kek, Share, ShareValue};
@@ -57,13 +59,12 @@ pub(super) async fn object_kek(
         Ok(kek) => return Ok(kek),
         Err(ticket) => ticket,
     };
+    // P is hashed once for the local evaluation and the holders' proofs.
+    let point = identity.object_point().map_err(|e| oprf_internal(&e))?;
     // The customer's evaluation replaces its share at once: the share is dropped (zeroized)
     // here, before any holder is asked.
-    let local = customer_share
-        .map(|share| oprf::evaluate_local(&share, identity))
-        .transpose()
-        .map_err(|e| oprf_internal(&e))?;
-    let kek = Arc::new(evaluate(service, tenant, local, identity, context).await?);
+    let local = customer_share.map(|share| oprf::evaluate_local_at(&share, &point));
+    let kek = Arc::new(evaluate(service, tenant, local, identity, &point, context).await?);
     service
         .cache
         .insert(cache_key, kek.clone(), Some(identity.clone()), ticket);
@@ -98,6 +99,7 @@ async fn evaluate(
     tenant: &TenantKeys,
     local: Option<LocalEvaluation>,
     identity: &ObjectIdentity,
+    point: &ObjectPoint,
     context: &ReleaseContext,
 ) -> Result<Kek, ProxyError> {
     let metadata = &tenant.metadata;
@@ -170,7 +172,7 @@ async fn evaluate(
     let started = Instant::now();
     // The REGISTERED threshold, never a count from the answers: with fewer answers than the
     // real threshold the interpolation would give a wrong Y that no check here could notice.
-    let secret = oprf::combine(identity, &locals, &remote, need).map_err(|e| match e {
+    let secret = oprf::combine_at(point, &locals, &remote, need).map_err(|e| match e {
         OprfError::BadEvaluation { index } => {
             let holder = names
                 .iter()
