@@ -11,18 +11,24 @@
 //!
 //! ring supplies SHA-512, HKDF and randomness; curve25519-dalek supplies only the group.
 
+mod combine;
 mod dleq;
 
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::{Identity, VartimeMultiscalarMul};
+use curve25519_dalek::traits::Identity;
 use ring::digest;
 use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+pub(crate) use self::combine::lagrange_at;
+pub use self::combine::{
+    LocalEvaluation, combine, combine_at, evaluate_local, evaluate_local_at,
+    evaluate_local_weighted, verify_and_combine,
+};
 pub use self::dleq::Proof;
 use self::dleq::{Encoded, canonical_scalar};
 use crate::secret::{KEY_LEN, Kek};
@@ -550,192 +556,6 @@ impl PartialEq for ObjectSecret {
     }
 }
 impl Eq for ObjectSecret {}
-
-/// Proxy side: verifies every holder's proof against its registered `K_i`, then combines
-/// `Y = Σ λ_i·Y_i` (Lagrange at 0 in the exponent). A bad proof is named by holder index;
-/// no output is produced unless every given evaluation verifies.
-///
-/// `threshold` must be the tenant's registered threshold, not a number from the request: with
-/// fewer answers than the real threshold the interpolation yields a wrong `Y` (and so a KEK
-/// that opens nothing), which this function cannot detect from the answers alone.
-pub fn verify_and_combine(
-    identity: &ObjectIdentity,
-    evaluations: &[(u8, RistrettoPoint, Evaluation)],
-    threshold: usize,
-) -> Result<ObjectSecret, OprfError> {
-    combine(identity, &[], evaluations, threshold)
-}
-
-/// `Y_c = k_c·P` for a share the caller holds itself (the proxy, with the customer's SSE-C
-/// share of this one request): no proof, since nobody else has to be convinced. Pass the
-/// result to [`combine`] as a local evaluation. Secret (with the other answers it yields
-/// `Y`).
-pub fn evaluate_local(
-    share: &KeyShare,
-    identity: &ObjectIdentity,
-) -> Result<LocalEvaluation, OprfError> {
-    Ok(evaluate_local_at(share, &identity.object_point()?))
-}
-
-/// [`evaluate_local`] at a `P` the caller already hashed.
-pub fn evaluate_local_at(share: &KeyShare, point: &ObjectPoint) -> LocalEvaluation {
-    LocalEvaluation {
-        index: share.index,
-        element: share.value * point.point,
-    }
-}
-
-/// The caller's own evaluation `(i, k_i·P)` from [`evaluate_local`]. Zeroized on drop.
-#[derive(Zeroize, ZeroizeOnDrop)]
-pub struct LocalEvaluation {
-    index: u8,
-    element: RistrettoPoint,
-}
-
-impl std::fmt::Debug for LocalEvaluation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalEvaluation")
-            .field("index", &self.index)
-            .field("element", &"[REDACTED]")
-            .finish()
-    }
-}
-
-/// [`verify_and_combine`] with evaluations the caller computed itself ([`evaluate_local`],
-/// trusted, unproven) besides the holders' proven ones. Holder indices must be distinct over
-/// both lists.
-pub fn combine(
-    identity: &ObjectIdentity,
-    local: &[LocalEvaluation],
-    remote: &[(u8, RistrettoPoint, Evaluation)],
-    threshold: usize,
-) -> Result<ObjectSecret, OprfError> {
-    combine_at(&identity.object_point()?, local, remote, threshold)
-}
-
-/// [`combine`] at a `P` the caller already hashed (from the same identity as the local
-/// evaluations and the holders' answers).
-pub fn combine_at(
-    point: &ObjectPoint,
-    local: &[LocalEvaluation],
-    remote: &[(u8, RistrettoPoint, Evaluation)],
-    threshold: usize,
-) -> Result<ObjectSecret, OprfError> {
-    if !(2..=255).contains(&threshold) {
-        return Err(OprfError::InvalidThreshold {
-            threshold,
-            holders: remote.len(),
-        });
-    }
-    // Cheap structural checks first, so a duplicate is reported as such and not as a proof
-    // failure.
-    let indices: Vec<u8> = local
-        .iter()
-        .map(|l| l.index)
-        .chain(remote.iter().map(|(i, _, _)| *i))
-        .collect();
-    let mut seen = [false; 256];
-    for &index in &indices {
-        if index == 0 {
-            return Err(OprfError::ZeroIndex);
-        }
-        let slot = &mut seen[usize::from(index)];
-        if *slot {
-            return Err(OprfError::DuplicateIndex { index });
-        }
-        *slot = true;
-    }
-    if indices.len() < threshold {
-        return Err(OprfError::NotEnough {
-            have: indices.len(),
-            need: threshold,
-        });
-    }
-    for (index, public, evaluation) in remote {
-        let public_bytes = public.compress().to_bytes();
-        let element_bytes = evaluation.element.compress().to_bytes();
-        let ok = dleq::verify_object(
-            OBJECT_CONTEXT,
-            Encoded {
-                point: public,
-                bytes: &public_bytes,
-            },
-            point.encoded(),
-            Encoded {
-                point: &evaluation.element,
-                bytes: &element_bytes,
-            },
-            &evaluation.proof,
-        )?;
-        if !ok {
-            return Err(OprfError::BadEvaluation { index: *index });
-        }
-    }
-    // All verified shares lie on one polynomial of degree < threshold, so interpolating over
-    // all of them gives the same value as any threshold subset.
-    let weights = lagrange_at_zero(&indices)?;
-    let (local_weights, remote_weights) = weights.split_at(local.len());
-    // A local element is secret (one share's worth of Y): constant-time products. The
-    // holders' answers and all weights are public: one variable-time multiscalar product.
-    let mut y = RistrettoPoint::vartime_multiscalar_mul(
-        remote_weights,
-        remote.iter().map(|(_, _, evaluation)| &evaluation.element),
-    );
-    for (l, weight) in local.iter().zip(local_weights) {
-        y += weight * l.element;
-    }
-    Ok(ObjectSecret(y))
-}
-
-/// The weights `λ_i(0)` of [`lagrange_at`] for every index of `indices` (distinct, non-zero),
-/// in order, with one scalar inversion for all of them.
-fn lagrange_at_zero(indices: &[u8]) -> Result<Vec<Scalar>, OprfError> {
-    let mut numerators = Vec::with_capacity(indices.len());
-    let mut denominators = Vec::with_capacity(indices.len());
-    for &i in indices {
-        let xi = Scalar::from(i);
-        let mut numerator = Scalar::ONE;
-        let mut denominator = Scalar::ONE;
-        for &j in indices.iter().filter(|j| **j != i) {
-            let xj = Scalar::from(j);
-            numerator *= xj;
-            denominator *= xj - xi;
-        }
-        numerators.push(numerator);
-        denominators.push(denominator);
-    }
-    // batch_invert asserts (in debug builds) that nothing is zero: refuse that case first.
-    if denominators.contains(&Scalar::ZERO) {
-        return Err(OprfError::Internal("repeated index"));
-    }
-    Scalar::batch_invert(&mut denominators);
-    Ok(numerators
-        .iter()
-        .zip(&denominators)
-        .map(|(numerator, inverse)| numerator * inverse)
-        .collect())
-}
-
-/// `λ_i(x) = Π_{j≠i} (x_j - x) / (x_j - x_i)` over the given (distinct, non-zero) indices:
-/// the weight of point `i` when interpolating at `x` (`x = 0` gives the secret).
-pub(crate) fn lagrange_at(
-    x: Scalar,
-    i: u8,
-    indices: impl Iterator<Item = u8>,
-) -> Result<Scalar, OprfError> {
-    let xi = Scalar::from(i);
-    let mut numerator = Scalar::ONE;
-    let mut denominator = Scalar::ONE;
-    for j in indices.filter(|j| *j != i) {
-        let xj = Scalar::from(j);
-        numerator *= xj - x;
-        denominator *= xj - xi;
-    }
-    if denominator == Scalar::ZERO {
-        return Err(OprfError::Internal("repeated index"));
-    }
-    Ok(numerator * denominator.invert())
-}
 
 /// The object's key-encryption key: HKDF-SHA256 with `Y` as input keying material, a
 /// versioned salt and the identity encoding `x` as info, so the KEK is bound to every field

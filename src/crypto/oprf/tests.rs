@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use super::combine::lagrange_at_zero;
 use super::dleq::{self, generate_proof_with, verify_proof};
 use super::*;
 
@@ -586,4 +587,49 @@ fn registered_evaluation_combines_and_its_bytes_are_its_encoding() {
 #[test]
 fn half_is_the_inverse_of_two() {
     assert_eq!(dleq::half() * Scalar::from(2u8), Scalar::ONE);
+}
+
+#[test]
+fn a_weighted_local_evaluation_combines_for_its_own_set_and_for_any_other() {
+    let id = identity("photos", "w.jpg");
+    for (t, n) in [(2, 2), (3, 3), (2, 3)] {
+        let (k, shares, _) = setup(t, n);
+        let direct = k.evaluate_unsplit(&id).unwrap();
+        let point = id.object_point().unwrap();
+        let everyone: Vec<u8> = shares.iter().map(KeyShare::index).collect();
+        // Every subset of size >= t that contains the local share (index 1).
+        for mask in 1u32..(1 << n) {
+            let subset: Vec<&KeyShare> = shares
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, s)| s)
+                .collect();
+            if subset.len() < t || subset[0].index() != 1 {
+                continue;
+            }
+            let local = evaluate_local_weighted(&shares[0], &point, &everyone).unwrap();
+            let remote = answers(&subset[1..], &id);
+            let y = combine_at(&point, &[local], &remote, t).unwrap();
+            assert_eq!(y, direct, "{t}-of-{n} mask {mask:b}");
+        }
+    }
+}
+
+#[test]
+fn a_weighted_local_evaluation_refuses_a_set_without_its_holder() {
+    let (_, shares, _) = setup(2, 3);
+    let point = identity("b", "k").object_point().unwrap();
+    assert_eq!(
+        evaluate_local_weighted(&shares[0], &point, &[2, 3]).unwrap_err(),
+        OprfError::Internal("the share is not one of the holders")
+    );
+    assert_eq!(
+        evaluate_local_weighted(&shares[0], &point, &[1, 2, 2]).unwrap_err(),
+        OprfError::DuplicateIndex { index: 2 }
+    );
+    assert_eq!(
+        evaluate_local_weighted(&shares[0], &point, &[0, 1]).unwrap_err(),
+        OprfError::ZeroIndex
+    );
 }

@@ -62,8 +62,20 @@ pub(super) async fn object_kek(
     // P is hashed once for the local evaluation and the holders' proofs.
     let point = identity.object_point().map_err(|e| oprf_internal(&e))?;
     // The customer's evaluation replaces its share at once: the share is dropped (zeroized)
-    // here, before any holder is asked.
-    let local = customer_share.map(|share| oprf::evaluate_local_at(&share, &point));
+    // here, before any holder is asked. When every registered holder must answer (as many
+    // holders as the threshold), the combination's holder set is known now, and the share's
+    // Lagrange weight is applied here, which saves a scalar multiplication in the combine.
+    let local = customer_share
+        .map(|share| {
+            if metadata.holders.len() == usize::from(metadata.threshold) {
+                let everyone: Vec<u8> = metadata.holders.iter().map(|h| h.x).collect();
+                oprf::evaluate_local_weighted(&share, &point, &everyone)
+            } else {
+                Ok(oprf::evaluate_local_at(&share, &point))
+            }
+        })
+        .transpose()
+        .map_err(|e| oprf_internal(&e))?;
     let kek = Arc::new(evaluate(service, tenant, local, identity, &point, context).await?);
     service
         .cache
