@@ -290,6 +290,46 @@ impl ObjectIdentity {
     }
 }
 
+/// A holder's registered public key `K_i` as a point with its encoding, parsed once (for
+/// callers that keep it across derivations, so that neither decompressing nor compressing it
+/// is paid per request). Public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegisteredKey {
+    point: RistrettoPoint,
+    bytes: [u8; ELEMENT_LEN],
+}
+
+impl RegisteredKey {
+    /// Parses an encoded key as [`element_from_bytes`] does.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, OprfError> {
+        let point = element_from_bytes(bytes)?;
+        let bytes = bytes
+            .try_into()
+            .map_err(|_| OprfError::Encoding("element"))?;
+        Ok(Self { point, bytes })
+    }
+
+    /// The key of a point (one compression).
+    pub fn from_point(point: RistrettoPoint) -> Self {
+        Self {
+            point,
+            bytes: point.compress().to_bytes(),
+        }
+    }
+
+    /// `K_i`.
+    pub fn point(&self) -> &RistrettoPoint {
+        &self.point
+    }
+
+    fn encoded(&self) -> Encoded<'_> {
+        Encoded {
+            point: &self.point,
+            bytes: &self.bytes,
+        }
+    }
+}
+
 /// `P = hash_to_ristretto255(x)` of one identity with its encoding, from
 /// [`ObjectIdentity::object_point`] only (so it is always the hash of an identity). Public.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::{
     Evaluation, KeyShare, OBJECT_CONTEXT, ObjectIdentity, ObjectPoint, ObjectSecret, OprfError,
+    RegisteredKey,
     dleq::{self, Encoded},
 };
 
@@ -127,15 +128,21 @@ pub fn combine(
     remote: &[(u8, RistrettoPoint, Evaluation)],
     threshold: usize,
 ) -> Result<ObjectSecret, OprfError> {
-    combine_at(&identity.object_point()?, local, remote, threshold)
+    let remote: Vec<_> = remote
+        .iter()
+        .map(|(index, public, evaluation)| {
+            (*index, RegisteredKey::from_point(*public), *evaluation)
+        })
+        .collect();
+    combine_at(&identity.object_point()?, local, &remote, threshold)
 }
 
 /// [`combine`] at a `P` the caller already hashed (from the same identity as the local
-/// evaluations and the holders' answers).
+/// evaluations and the holders' answers), with the holders' keys as parsed once.
 pub fn combine_at(
     point: &ObjectPoint,
     local: &[LocalEvaluation],
-    remote: &[(u8, RistrettoPoint, Evaluation)],
+    remote: &[(u8, RegisteredKey, Evaluation)],
     threshold: usize,
 ) -> Result<ObjectSecret, OprfError> {
     if !(2..=255).contains(&threshold) {
@@ -169,14 +176,10 @@ pub fn combine_at(
         });
     }
     for (index, public, evaluation) in remote {
-        let public_bytes = public.compress().to_bytes();
         let element_bytes = evaluation.element.compress().to_bytes();
         let ok = dleq::verify_object(
             OBJECT_CONTEXT,
-            Encoded {
-                point: public,
-                bytes: &public_bytes,
-            },
+            public.encoded(),
             point.encoded(),
             Encoded {
                 point: &evaluation.element,
@@ -225,32 +228,36 @@ pub fn combine_at(
 }
 
 /// The weights `λ_i(0)` of [`lagrange_at`] for every index of `indices` (distinct, non-zero),
-/// in order, with one scalar inversion for all of them.
+/// in order, without a scalar inversion: every denominator is a product of differences of two
+/// indices, whose inverses [`small_inverse`] keeps.
 pub(super) fn lagrange_at_zero(indices: &[u8]) -> Result<Vec<Scalar>, OprfError> {
-    let mut numerators = Vec::with_capacity(indices.len());
-    let mut denominators = Vec::with_capacity(indices.len());
+    let mut weights = Vec::with_capacity(indices.len());
     for &i in indices {
-        let xi = Scalar::from(i);
-        let mut numerator = Scalar::ONE;
-        let mut denominator = Scalar::ONE;
+        let mut weight = Scalar::ONE;
         for &j in indices.iter().filter(|j| **j != i) {
-            let xj = Scalar::from(j);
-            numerator *= xj;
-            denominator *= xj - xi;
+            // x_j / (x_j - x_i), the difference's inverse from the table (negated below 0).
+            let inverse = small_inverse(j.abs_diff(i))?;
+            weight *= Scalar::from(j) * if j > i { inverse } else { -inverse };
         }
-        numerators.push(numerator);
-        denominators.push(denominator);
+        weights.push(weight);
     }
-    // batch_invert asserts (in debug builds) that nothing is zero: refuse that case first.
-    if denominators.contains(&Scalar::ZERO) {
-        return Err(OprfError::Internal("repeated index"));
-    }
-    Scalar::batch_invert(&mut denominators);
-    Ok(numerators
-        .iter()
-        .zip(&denominators)
-        .map(|(numerator, inverse)| numerator * inverse)
-        .collect())
+    Ok(weights)
+}
+
+/// `1/d` for a difference `d` of two distinct holder indices (1..=254), from a table computed
+/// once, with one inversion, the first time it is needed. A constant of the group, not state.
+fn small_inverse(d: u8) -> Result<Scalar, OprfError> {
+    static INVERSES: std::sync::OnceLock<Vec<Scalar>> = std::sync::OnceLock::new();
+    let table = INVERSES.get_or_init(|| {
+        let mut table: Vec<Scalar> = (1..=u8::MAX).map(Scalar::from).collect();
+        Scalar::batch_invert(&mut table);
+        table
+    });
+    usize::from(d)
+        .checked_sub(1)
+        .and_then(|index| table.get(index))
+        .copied()
+        .ok_or(OprfError::Internal("repeated index"))
 }
 
 /// `λ_i(x) = Π_{j≠i} (x_j - x) / (x_j - x_i)` over the given (distinct, non-zero) indices:

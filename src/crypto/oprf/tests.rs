@@ -580,7 +580,8 @@ fn registered_evaluation_combines_and_its_bytes_are_its_encoding() {
     );
     let point = id.object_point().unwrap();
     let local = evaluate_local_at(&shares[0], &point);
-    let y = combine_at(&point, &[local], &[(3, public.holders[2].1, answer)], 2).unwrap();
+    let registered = RegisteredKey::from_bytes(&registered).unwrap();
+    let y = combine_at(&point, &[local], &[(3, registered, answer)], 2).unwrap();
     assert_eq!(y, k.evaluate_unsplit(&id).unwrap());
 }
 
@@ -609,7 +610,10 @@ fn a_weighted_local_evaluation_combines_for_its_own_set_and_for_any_other() {
                 continue;
             }
             let local = evaluate_local_weighted(&shares[0], &point, &everyone).unwrap();
-            let remote = answers(&subset[1..], &id);
+            let remote: Vec<_> = answers(&subset[1..], &id)
+                .into_iter()
+                .map(|(i, public, answer)| (i, RegisteredKey::from_point(public), answer))
+                .collect();
             let y = combine_at(&point, &[local], &remote, t).unwrap();
             assert_eq!(y, direct, "{t}-of-{n} mask {mask:b}");
         }

@@ -3,12 +3,12 @@
 //! against the holder's registered `K_i`, combines `Y = k·H(x)` in the exponent and derives the
 //! object's KEK `HKDF(Y, x)`. Nobody, the proxy included, ever holds the tenant key.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use curve25519_dalek::ristretto::RistrettoPoint;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
@@ -18,7 +18,7 @@ use super::{
     holders_to_ask, record_failure,
 };
 use crate::crypto::oprf::{
-    self, Evaluation, LocalEvaluation, ObjectIdentity, ObjectPoint, OprfError,
+    self, Evaluation, LocalEvaluation, ObjectIdentity, ObjectPoint, OprfError, RegisteredKey,
 };
 use crate::crypto::{Error as CryptoError, KeyMetadata, scheme};
 use crate::proxy::error::ProxyError;
@@ -41,7 +41,7 @@ pub(super) async fn object_kek(
     let customer_share = match (&tenant.customer, sse_c) {
         (CustomerShare::SseC { .. }, None) => return Err(ProxyError::MissingShare),
         (CustomerShare::SseC { holder }, Some(raw)) => {
-            Some(customer_key_share(metadata, holder, raw)?)
+            Some(checked_customer_share(service, metadata, holder, raw)?)
         }
         // A holder tenant ignores SSE-C headers: its part comes from its holder.
         (CustomerShare::Holder(_), _) => None,
@@ -104,6 +104,69 @@ pub(super) fn customer_key_share(
     }
 }
 
+/// [`customer_key_share`] against the registered `K_c` as parsed once
+/// ([`RegisteredKeys`]): the same check and the same errors.
+fn checked_customer_share(
+    service: &KeyService,
+    metadata: &KeyMetadata,
+    holder: &str,
+    raw: &[u8],
+) -> Result<oprf::KeyShare, ProxyError> {
+    let x = metadata
+        .holder(holder)
+        .map(|h| h.x)
+        .ok_or_else(|| ProxyError::KeyMismatch("the customer holder is not registered".into()))?;
+    let registered = service
+        .registered
+        .key(metadata, x)
+        .map_err(|_| ProxyError::WrongShare)?;
+    let value = ShareValue::from_slice(raw)
+        .ok_or(ProxyError::MalformedShare("the SSE-C key must be 32 bytes"))?;
+    let share = oprf::KeyShare::from_bytes(x, value.expose_secret())
+        .map_err(|_| ProxyError::MalformedShare("the SSE-C key is not a valid key share"))?;
+    // Public keys: comparing them in variable time reveals nothing about the share.
+    if share.public_key() != *registered.point() {
+        return Err(ProxyError::WrongShare);
+    }
+    Ok(share)
+}
+
+/// The holders' registered public keys (`K_i`, and the customer's `K_c`), parsed once: by
+/// their encoding in the metadata, so a re-registered key is simply another entry. Public
+/// values; bounded (cleared when full, then refilled by the next requests).
+#[derive(Debug, Default)]
+pub(super) struct RegisteredKeys(std::sync::Mutex<HashMap<String, RegisteredKey>>);
+
+/// Most registered keys kept; a proxy serves a few tenants with a few holders each.
+const MAX_REGISTERED_KEYS: usize = 4096;
+
+impl RegisteredKeys {
+    /// The registered key of holder `x`.
+    fn key(&self, metadata: &KeyMetadata, x: u8) -> Result<RegisteredKey, ReleaseError> {
+        let holder =
+            metadata.holders.iter().find(|h| h.x == x).ok_or_else(|| {
+                ReleaseError::Protocol("holder is not in the key metadata".into())
+            })?;
+        let mut keys = match self.0.lock() {
+            Ok(guard) => guard,
+            // Only complete entries are ever inserted: the map is whole.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(key) = keys.get(&holder.public_key) {
+            return Ok(*key);
+        }
+        let unusable = || ReleaseError::Protocol("holder has no registered public key".into());
+        let mut bytes = [0u8; oprf::ELEMENT_LEN];
+        hex::decode_to_slice(&holder.public_key, &mut bytes).map_err(|_| unusable())?;
+        let key = RegisteredKey::from_bytes(&bytes).map_err(|_| unusable())?;
+        if keys.len() >= MAX_REGISTERED_KEYS {
+            keys.clear();
+        }
+        keys.insert(holder.public_key.clone(), key);
+        Ok(key)
+    }
+}
+
 /// Asks every holder at once and combines the first answers that reach the registered
 /// threshold together with the customer's part.
 async fn evaluate(
@@ -150,14 +213,14 @@ async fn evaluate(
 
     let mut have_customer = local.is_some();
     let locals: Vec<LocalEvaluation> = local.into_iter().collect();
-    let mut remote: Vec<(u8, RistrettoPoint, Evaluation)> = Vec::new();
+    let mut remote: Vec<(u8, RegisteredKey, Evaluation)> = Vec::new();
     let mut names: Vec<(u8, String)> = Vec::new();
     let mut failures: Vec<(String, ReleaseError)> = Vec::new();
     while !(have_customer && locals.len() + remote.len() >= need) {
         let Some((name, result)): Option<Evaluated> = asks.next().await else {
             break;
         };
-        match result.and_then(|evaluation| registered(metadata, &name, evaluation)) {
+        match result.and_then(|evaluation| registered(service, metadata, &name, evaluation)) {
             Ok((x, public, evaluation)) => {
                 metrics::counter!("treuhand_releases_total", "holder" => name.clone(), "result" => "evaluated")
                     .increment(1);
@@ -207,17 +270,16 @@ async fn evaluate(
 /// The holder's registered x and `K_i` with its answer; an unregistered holder is a protocol
 /// error (a registration mistake, not the holder's).
 fn registered(
+    service: &KeyService,
     metadata: &KeyMetadata,
     name: &str,
     evaluation: Evaluation,
-) -> Result<(u8, RistrettoPoint, Evaluation), ReleaseError> {
+) -> Result<(u8, RegisteredKey, Evaluation), ReleaseError> {
     let x = metadata
         .holder(name)
         .map(|h| h.x)
         .ok_or_else(|| ReleaseError::Protocol("holder is not in the key metadata".into()))?;
-    let public = scheme::holder_key(metadata, x)
-        .map_err(|_| ReleaseError::Protocol("holder has no registered public key".into()))?;
-    Ok((x, public, evaluation))
+    Ok((x, service.registered.key(metadata, x)?, evaluation))
 }
 
 /// An OPRF failure that no holder or client caused (the identity encoding, the KDF).
