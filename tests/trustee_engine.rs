@@ -134,3 +134,155 @@ async fn release_fails_closed_when_the_audit_entry_cannot_be_committed() {
         .collect();
     assert_eq!(ids, vec!["kept".to_owned()]);
 }
+
+/// An engine over a store that fails while `broken` is set, with `acme`'s OPRF key enrolled
+/// (allowing `proxy-1`); returns the engine, its public key and the key's metadata and shares.
+async fn oprf_engine(
+    dir: &std::path::Path,
+    broken: Arc<AtomicBool>,
+) -> (
+    Trustee,
+    [u8; 32],
+    treuhand::crypto::shamir::KeyMetadata,
+    Vec<treuhand::secret::Share>,
+) {
+    let store = FlakyStore {
+        inner: SqliteStore::open(&dir.join("t.db")).unwrap(),
+        broken,
+    };
+    let signing = SigningKey::from_seed(&[1; 32]).unwrap();
+    let public_key = signing.public_key();
+    let trustee = Trustee::start(
+        Box::new(store),
+        SealingKey::new(&[2; 32]).unwrap(),
+        signing,
+        Arc::new(ManualClock::new(START_MS)),
+        Options::default(),
+    )
+    .unwrap();
+    let (metadata, shares) = new_oprf_tenant_key("acme", 1, false);
+    trustee
+        .enroll(
+            identity(Role::Customer, "acme"),
+            "acme".into(),
+            enroll_request(&metadata, &shares, &["proxy-1"]),
+        )
+        .await
+        .unwrap();
+    (trustee, public_key, metadata, shares)
+}
+
+/// `count` evaluations of distinct objects, all submitted at once (so group commits hold
+/// several of them), each with its request and result.
+async fn concurrent_evaluations(
+    trustee: &Trustee,
+    count: u8,
+) -> Vec<(
+    treuhand::trustee::wire::EvaluateRequest,
+    Result<treuhand::trustee::wire::EvaluateResponse, Error>,
+)> {
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let request = evaluate_request(&format!("e-{i}"), "photos", &format!("{i}.jpg"), [i; 32]);
+        let trustee = trustee.clone();
+        tasks.push(tokio::spawn(async move {
+            let result = trustee
+                .evaluate(
+                    identity(Role::Proxy, "proxy-1"),
+                    "acme".into(),
+                    1,
+                    request.clone(),
+                )
+                .await;
+            (request, result)
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_evaluations_are_each_answered_with_their_own_durable_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trustee, public_key, metadata, shares) =
+        oprf_engine(dir.path(), Arc::new(AtomicBool::new(false))).await;
+    let results = concurrent_evaluations(&trustee, 48).await;
+    let log = trustee
+        .audit(identity(Role::Customer, "acme"), "acme".into())
+        .await
+        .unwrap();
+    verify_log(&log, &public_key).unwrap();
+    let mut seqs = std::collections::BTreeSet::new();
+    for (request, result) in results {
+        let response = result.unwrap();
+        // The answer names its own entry, which records this request and object.
+        let entry = &log.entries[usize::try_from(response.audit_seq).unwrap() - 1];
+        assert_eq!(entry.seq, response.audit_seq);
+        assert_eq!(entry.event, AuditEvent::Evaluate);
+        assert_eq!(
+            entry.request_id.as_deref(),
+            Some(request.request_id.as_str())
+        );
+        assert_eq!(entry.outcome, "ok");
+        assert!(
+            seqs.insert(response.audit_seq),
+            "seq {} twice",
+            response.audit_seq
+        );
+        // And the answer is a correct evaluation for this object.
+        use base64::Engine as _;
+        let decode = |text: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .unwrap()
+        };
+        let answer = treuhand::crypto::oprf::Evaluation::from_bytes(
+            &decode(&response.element),
+            &decode(&response.proof),
+        )
+        .unwrap();
+        let identity = identity_of("acme", &request);
+        combine_with_customer(&metadata, &shares, &identity, answer);
+    }
+    assert_eq!(seqs.len(), 48);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluations_fail_closed_when_their_batch_cannot_be_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = Arc::new(AtomicBool::new(false));
+    let (trustee, public_key, _, _) = oprf_engine(dir.path(), broken.clone()).await;
+    broken.store(true, Ordering::SeqCst);
+    // Every evaluation of every failed batch is refused: the share was opened and the answer
+    // computed during the commit, but nothing is answered without the entry.
+    for (request, result) in concurrent_evaluations(&trustee, 24).await {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, Error::AuditUnavailable),
+            "{}: {err:?}",
+            request.request_id
+        );
+    }
+    broken.store(false, Ordering::SeqCst);
+    let kept = evaluate_request("kept", "photos", "kept.jpg", [99; 32]);
+    let response = trustee
+        .evaluate(identity(Role::Proxy, "proxy-1"), "acme".into(), 1, kept)
+        .await
+        .unwrap();
+    let log = trustee
+        .audit(identity(Role::Customer, "acme"), "acme".into())
+        .await
+        .unwrap();
+    verify_log(&log, &public_key).unwrap();
+    let evaluations: Vec<_> = log
+        .entries
+        .iter()
+        .filter(|e| e.event == AuditEvent::Evaluate)
+        .collect();
+    assert_eq!(evaluations.len(), 1, "{evaluations:#?}");
+    assert_eq!(evaluations[0].request_id.as_deref(), Some("kept"));
+    assert_eq!(evaluations[0].seq, response.audit_seq);
+}

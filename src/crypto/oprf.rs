@@ -11,16 +11,26 @@
 //!
 //! ring supplies SHA-512, HKDF and randomness; curve25519-dalek supplies only the group.
 
-use curve25519_dalek::constants::{RISTRETTO_BASEPOINT_POINT, RISTRETTO_BASEPOINT_TABLE};
+mod combine;
+mod dleq;
+
+use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::{Identity, VartimeMultiscalarMul};
+use curve25519_dalek::traits::Identity;
 use ring::digest;
 use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+pub(crate) use self::combine::lagrange_at;
+pub use self::combine::{
+    LocalEvaluation, combine, combine_at, evaluate_local, evaluate_local_at,
+    evaluate_local_weighted, verify_and_combine,
+};
+pub use self::dleq::Proof;
+use self::dleq::{Encoded, canonical_scalar};
 use crate::secret::{KEY_LEN, Kek};
 
 /// RFC 9497 §4.1 context string for ristretto255-SHA512 in VOPRF mode (0x01).
@@ -188,43 +198,8 @@ fn push_framed(out: &mut Vec<u8>, data: &[u8]) -> Result<(), OprfError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// RFC 9497 §2.2: DLEQ proofs
+// RFC 9497 §2.2: DLEQ proofs (in `dleq`)
 // ---------------------------------------------------------------------------------------------
-
-/// A Chaum–Pedersen DLEQ proof `(c, s)` as RFC 9497 §2.2 defines it. Public data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Proof {
-    c: Scalar,
-    s: Scalar,
-}
-
-impl Proof {
-    /// `SerializeScalar(c) || SerializeScalar(s)`.
-    pub fn to_bytes(&self) -> [u8; PROOF_LEN] {
-        let mut out = [0u8; PROOF_LEN];
-        out[..32].copy_from_slice(self.c.as_bytes());
-        out[32..].copy_from_slice(self.s.as_bytes());
-        out
-    }
-
-    /// Parses untrusted bytes; non-canonical scalars are rejected (RFC 9497 §4.1
-    /// DeserializeScalar).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, OprfError> {
-        let bytes: &[u8; PROOF_LEN] = bytes.try_into().map_err(|_| OprfError::Encoding("proof"))?;
-        let (c, s) = bytes.split_at(32);
-        Ok(Self {
-            c: canonical_scalar(c)?,
-            s: canonical_scalar(s)?,
-        })
-    }
-}
-
-fn canonical_scalar(bytes: &[u8]) -> Result<Scalar, OprfError> {
-    let array: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| OprfError::Encoding("scalar"))?;
-    Option::from(Scalar::from_canonical_bytes(array)).ok_or(OprfError::Encoding("scalar"))
-}
 
 /// Parses an untrusted element; rejects non-canonical encodings and the identity (RFC 9497
 /// §4.1 DeserializeElement).
@@ -238,99 +213,6 @@ pub fn element_from_bytes(bytes: &[u8]) -> Result<RistrettoPoint, OprfError> {
         return Err(OprfError::Encoding("element"));
     }
     Ok(point)
-}
-
-/// RFC 9497 `ComputeComposites` (§2.2.1); with `k` given, the server's `ComputeCompositesFast`.
-fn compute_composites(
-    context: &[u8],
-    k: Option<&Scalar>,
-    b: &RistrettoPoint,
-    cs: &[RistrettoPoint],
-    ds: &[RistrettoPoint],
-) -> Result<(RistrettoPoint, RistrettoPoint), OprfError> {
-    if cs.len() != ds.len() {
-        return Err(OprfError::Internal("composite lengths"));
-    }
-    let bm = b.compress();
-    let seed_dst = dst_for(b"Seed-", context);
-    let mut seed_transcript = Vec::new();
-    push_framed(&mut seed_transcript, bm.as_bytes())?;
-    push_framed(&mut seed_transcript, &seed_dst)?;
-    let seed = digest::digest(&digest::SHA512, &seed_transcript);
-
-    let h2s_dst = dst_for(b"HashToScalar-", context);
-    let mut m = RistrettoPoint::identity();
-    let mut z = RistrettoPoint::identity();
-    for (i, (c, d)) in cs.iter().zip(ds).enumerate() {
-        let i = u16::try_from(i).map_err(|_| OprfError::Internal("batch too large"))?;
-        let mut composite = Vec::new();
-        push_framed(&mut composite, seed.as_ref())?;
-        composite.extend_from_slice(&i.to_be_bytes());
-        push_framed(&mut composite, c.compress().as_bytes())?;
-        push_framed(&mut composite, d.compress().as_bytes())?;
-        composite.extend_from_slice(b"Composite");
-        let di = hash_to_scalar(&composite, &h2s_dst)?;
-        // Public inputs (the elements and their hash-derived weights): variable time is safe.
-        m += RistrettoPoint::vartime_multiscalar_mul([di], [c]);
-        if k.is_none() {
-            z += RistrettoPoint::vartime_multiscalar_mul([di], [d]);
-        }
-    }
-    if let Some(k) = k {
-        z = k * m;
-    }
-    Ok((m, z))
-}
-
-fn challenge(
-    context: &[u8],
-    b: &RistrettoPoint,
-    m: &RistrettoPoint,
-    z: &RistrettoPoint,
-    t2: &RistrettoPoint,
-    t3: &RistrettoPoint,
-) -> Result<Scalar, OprfError> {
-    let mut transcript = Vec::new();
-    for point in [b, m, z, t2, t3] {
-        push_framed(&mut transcript, point.compress().as_bytes())?;
-    }
-    transcript.extend_from_slice(b"Challenge");
-    hash_to_scalar(&transcript, &dst_for(b"HashToScalar-", context))
-}
-
-/// RFC 9497 `GenerateProof(k, A, B, C, D)` with the nonce `r` given (the vectors fix it).
-fn generate_proof_with(
-    context: &[u8],
-    k: &Scalar,
-    a: &RistrettoPoint,
-    b: &RistrettoPoint,
-    cs: &[RistrettoPoint],
-    ds: &[RistrettoPoint],
-    r: &Scalar,
-) -> Result<Proof, OprfError> {
-    let (m, z) = compute_composites(context, Some(k), b, cs, ds)?;
-    let t2 = r * a;
-    let t3 = r * m;
-    let c = challenge(context, b, &m, &z, &t2, &t3)?;
-    Ok(Proof { c, s: r - c * k })
-}
-
-/// RFC 9497 `VerifyProof(A, B, C, D, proof)`.
-fn verify_proof(
-    context: &[u8],
-    a: &RistrettoPoint,
-    b: &RistrettoPoint,
-    cs: &[RistrettoPoint],
-    ds: &[RistrettoPoint],
-    proof: &Proof,
-) -> Result<bool, OprfError> {
-    let (m, z) = compute_composites(context, None, b, cs, ds)?;
-    // Everything here is public (elements, proof), so variable-time multiscalar
-    // multiplication is safe and about three times faster than two constant-time products.
-    let t2 = RistrettoPoint::vartime_multiscalar_mul([proof.s, proof.c], [a, b]);
-    let t3 = RistrettoPoint::vartime_multiscalar_mul([proof.s, proof.c], [m, z]);
-    let expected = challenge(context, b, &m, &z, &t2, &t3)?;
-    Ok(bool::from(expected.ct_eq(&proof.c)))
 }
 
 /// A uniformly random scalar: 64 bytes from the OS reduced mod ℓ (bias < 2^-250).
@@ -395,6 +277,73 @@ impl ObjectIdentity {
     /// `P = hash_to_ristretto255(x, DST_OBJECT)`.
     pub fn point(&self) -> Result<RistrettoPoint, OprfError> {
         hash_to_ristretto255(&self.encode()?, DST_OBJECT)
+    }
+
+    /// `P` with its encoding, for the `_at` functions: one hash to the curve (and one
+    /// compression) per derivation instead of one per step.
+    pub fn object_point(&self) -> Result<ObjectPoint, OprfError> {
+        let point = self.point()?;
+        Ok(ObjectPoint {
+            point,
+            bytes: point.compress().to_bytes(),
+        })
+    }
+}
+
+/// A holder's registered public key `K_i` as a point with its encoding, parsed once (for
+/// callers that keep it across derivations, so that neither decompressing nor compressing it
+/// is paid per request). Public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegisteredKey {
+    point: RistrettoPoint,
+    bytes: [u8; ELEMENT_LEN],
+}
+
+impl RegisteredKey {
+    /// Parses an encoded key as [`element_from_bytes`] does.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, OprfError> {
+        let point = element_from_bytes(bytes)?;
+        let bytes = bytes
+            .try_into()
+            .map_err(|_| OprfError::Encoding("element"))?;
+        Ok(Self { point, bytes })
+    }
+
+    /// The key of a point (one compression).
+    pub fn from_point(point: RistrettoPoint) -> Self {
+        Self {
+            point,
+            bytes: point.compress().to_bytes(),
+        }
+    }
+
+    /// `K_i`.
+    pub fn point(&self) -> &RistrettoPoint {
+        &self.point
+    }
+
+    fn encoded(&self) -> Encoded<'_> {
+        Encoded {
+            point: &self.point,
+            bytes: &self.bytes,
+        }
+    }
+}
+
+/// `P = hash_to_ristretto255(x)` of one identity with its encoding, from
+/// [`ObjectIdentity::object_point`] only (so it is always the hash of an identity). Public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectPoint {
+    point: RistrettoPoint,
+    bytes: [u8; ELEMENT_LEN],
+}
+
+impl ObjectPoint {
+    fn encoded(&self) -> Encoded<'_> {
+        Encoded {
+            point: &self.point,
+            bytes: &self.bytes,
+        }
     }
 }
 
@@ -579,19 +528,51 @@ impl Evaluation {
 /// The proof is RFC 9497's over a single element (A = G, B = K_i, C = P, D = Y_i) under
 /// [`OBJECT_CONTEXT`].
 pub fn evaluate(share: &KeyShare, identity: &ObjectIdentity) -> Result<Evaluation, OprfError> {
-    let p = identity.point()?;
-    let element = share.value * p;
+    let public = share.public_key().compress().to_bytes();
+    let (evaluation, _) = evaluate_registered(share, &public, identity)?;
+    Ok(evaluation)
+}
+
+/// [`evaluate`] for a holder that knows its registered `K_i` (the encoding in its key
+/// metadata, which the deposit checked against the share): no `k_i·G` per call. Also returns
+/// the answer's wire encoding (`Y_i`, proof), computed once. With a `public` that is not this
+/// share's `K_i` the proof verifies nowhere, so a wrong key here fails closed at the proxy.
+pub fn evaluate_registered(
+    share: &KeyShare,
+    public: &[u8; ELEMENT_LEN],
+    identity: &ObjectIdentity,
+) -> Result<(Evaluation, EvaluationBytes), OprfError> {
+    let p = identity.object_point()?;
+    let element = share.value * p.point;
+    let element_bytes = element.compress().to_bytes();
     let r = Zeroizing::new(random_scalar(&SystemRandom::new())?);
-    let proof = generate_proof_with(
+    let proof = dleq::prove_object(
         OBJECT_CONTEXT,
         &share.value,
-        &RISTRETTO_BASEPOINT_POINT,
-        &share.public_key(),
-        &[p],
-        &[element],
+        public,
+        p.encoded(),
+        Encoded {
+            point: &element,
+            bytes: &element_bytes,
+        },
         &r,
     )?;
-    Ok(Evaluation { element, proof })
+    Ok((
+        Evaluation { element, proof },
+        EvaluationBytes {
+            element: element_bytes,
+            proof: proof.to_bytes(),
+        },
+    ))
+}
+
+/// An [`Evaluation`] as sent: `Y_i` compressed and the proof `c ‖ s`. Public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvaluationBytes {
+    /// `Y_i`, compressed.
+    pub element: [u8; ELEMENT_LEN],
+    /// The proof.
+    pub proof: [u8; PROOF_LEN],
 }
 
 /// The object's OPRF output `Y = k·P`: with the identity, the input keying material for its
@@ -615,143 +596,6 @@ impl PartialEq for ObjectSecret {
     }
 }
 impl Eq for ObjectSecret {}
-
-/// Proxy side: verifies every holder's proof against its registered `K_i`, then combines
-/// `Y = Σ λ_i·Y_i` (Lagrange at 0 in the exponent). A bad proof is named by holder index;
-/// no output is produced unless every given evaluation verifies.
-///
-/// `threshold` must be the tenant's registered threshold, not a number from the request: with
-/// fewer answers than the real threshold the interpolation yields a wrong `Y` (and so a KEK
-/// that opens nothing), which this function cannot detect from the answers alone.
-pub fn verify_and_combine(
-    identity: &ObjectIdentity,
-    evaluations: &[(u8, RistrettoPoint, Evaluation)],
-    threshold: usize,
-) -> Result<ObjectSecret, OprfError> {
-    combine(identity, &[], evaluations, threshold)
-}
-
-/// `Y_c = k_c·P` for a share the caller holds itself (the proxy, with the customer's SSE-C
-/// share of this one request): no proof, since nobody else has to be convinced. Pass the
-/// result to [`combine`] as a local evaluation. Secret (with the other answers it yields
-/// `Y`).
-pub fn evaluate_local(
-    share: &KeyShare,
-    identity: &ObjectIdentity,
-) -> Result<LocalEvaluation, OprfError> {
-    Ok(LocalEvaluation {
-        index: share.index,
-        element: share.value * identity.point()?,
-    })
-}
-
-/// The caller's own evaluation `(i, k_i·P)` from [`evaluate_local`]. Zeroized on drop.
-#[derive(Zeroize, ZeroizeOnDrop)]
-pub struct LocalEvaluation {
-    index: u8,
-    element: RistrettoPoint,
-}
-
-impl std::fmt::Debug for LocalEvaluation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalEvaluation")
-            .field("index", &self.index)
-            .field("element", &"[REDACTED]")
-            .finish()
-    }
-}
-
-/// [`verify_and_combine`] with evaluations the caller computed itself ([`evaluate_local`],
-/// trusted, unproven) besides the holders' proven ones. Holder indices must be distinct over
-/// both lists.
-pub fn combine(
-    identity: &ObjectIdentity,
-    local: &[LocalEvaluation],
-    remote: &[(u8, RistrettoPoint, Evaluation)],
-    threshold: usize,
-) -> Result<ObjectSecret, OprfError> {
-    let evaluations = remote;
-    if !(2..=255).contains(&threshold) {
-        return Err(OprfError::InvalidThreshold {
-            threshold,
-            holders: evaluations.len(),
-        });
-    }
-    // Cheap structural checks first, so a duplicate is reported as such and not as a proof
-    // failure.
-    let mut seen = [false; 256];
-    let indices = || {
-        local
-            .iter()
-            .map(|l| l.index)
-            .chain(evaluations.iter().map(|(i, _, _)| *i))
-    };
-    for index in indices() {
-        if index == 0 {
-            return Err(OprfError::ZeroIndex);
-        }
-        let slot = &mut seen[usize::from(index)];
-        if *slot {
-            return Err(OprfError::DuplicateIndex { index });
-        }
-        *slot = true;
-    }
-    let have = local.len() + evaluations.len();
-    if have < threshold {
-        return Err(OprfError::NotEnough {
-            have,
-            need: threshold,
-        });
-    }
-    let p = identity.point()?;
-    let g = RISTRETTO_BASEPOINT_POINT;
-    for (index, public, evaluation) in evaluations {
-        let ok = verify_proof(
-            OBJECT_CONTEXT,
-            &g,
-            public,
-            &[p],
-            &[evaluation.element],
-            &evaluation.proof,
-        )?;
-        if !ok {
-            return Err(OprfError::BadEvaluation { index: *index });
-        }
-    }
-    // All verified shares lie on one polynomial of degree < threshold, so interpolating over
-    // all of them gives the same value as any threshold subset.
-    // The local element is secret (it is one share's worth of Y), so the sum stays in
-    // constant-time arithmetic.
-    let mut y = RistrettoPoint::identity();
-    for l in local {
-        y += lagrange_at(Scalar::ZERO, l.index, indices())? * l.element;
-    }
-    for (index, _, evaluation) in evaluations {
-        y += lagrange_at(Scalar::ZERO, *index, indices())? * evaluation.element;
-    }
-    Ok(ObjectSecret(y))
-}
-
-/// `λ_i(x) = Π_{j≠i} (x_j - x) / (x_j - x_i)` over the given (distinct, non-zero) indices:
-/// the weight of point `i` when interpolating at `x` (`x = 0` gives the secret).
-pub(crate) fn lagrange_at(
-    x: Scalar,
-    i: u8,
-    indices: impl Iterator<Item = u8>,
-) -> Result<Scalar, OprfError> {
-    let xi = Scalar::from(i);
-    let mut numerator = Scalar::ONE;
-    let mut denominator = Scalar::ONE;
-    for j in indices.filter(|j| *j != i) {
-        let xj = Scalar::from(j);
-        numerator *= xj - x;
-        denominator *= xj - xi;
-    }
-    if denominator == Scalar::ZERO {
-        return Err(OprfError::Internal("repeated index"));
-    }
-    Ok(numerator * denominator.invert())
-}
 
 /// The object's key-encryption key: HKDF-SHA256 with `Y` as input keying material, a
 /// versioned salt and the identity encoding `x` as info, so the KEK is bound to every field

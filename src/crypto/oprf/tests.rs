@@ -1,5 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use super::combine::lagrange_at_zero;
+use super::dleq::{self, generate_proof_with, verify_proof};
 use super::*;
 
 fn h(s: &str) -> Vec<u8> {
@@ -428,4 +430,210 @@ fn share_round_trips_and_compares_index_and_value() {
     let moved = KeyShare::from_bytes(2, shares[0].expose_secret().as_ref()).unwrap();
     assert_ne!(moved, shares[0]);
     assert_ne!(shares[1], shares[0]);
+}
+
+/// The per-object proof, P, Y and K for a fresh share.
+fn object_statement(
+    share: &KeyShare,
+    id: &ObjectIdentity,
+) -> (
+    ObjectPoint,
+    RistrettoPoint,
+    [u8; 32],
+    RistrettoPoint,
+    [u8; 32],
+) {
+    let p = id.object_point().unwrap();
+    let y = share.value * p.point;
+    let public = share.public_key();
+    (
+        p,
+        y,
+        y.compress().to_bytes(),
+        public,
+        public.compress().to_bytes(),
+    )
+}
+
+#[test]
+fn object_proof_is_the_rfc_proof() {
+    let (_, shares, _) = setup(2, 3);
+    let g = RistrettoPoint::mul_base(&Scalar::ONE);
+    for (n, share) in shares.iter().enumerate() {
+        let id = identity("b", &format!("k{n}"));
+        let (p, y, y_bytes, public, public_bytes) = object_statement(share, &id);
+        let r = random_scalar(&SystemRandom::new()).unwrap();
+        let fast = dleq::prove_object(
+            OBJECT_CONTEXT,
+            &share.value,
+            &public_bytes,
+            p.encoded(),
+            Encoded {
+                point: &y,
+                bytes: &y_bytes,
+            },
+            &r,
+        )
+        .unwrap();
+        let reference = generate_proof_with(
+            OBJECT_CONTEXT,
+            &share.value,
+            &g,
+            &public,
+            &[p.point],
+            &[y],
+            &r,
+        )
+        .unwrap();
+        assert_eq!(fast, reference, "share {n}");
+    }
+}
+
+#[test]
+fn object_verification_agrees_with_the_rfc() {
+    let (_, shares, _) = setup(2, 2);
+    let g = RistrettoPoint::mul_base(&Scalar::ONE);
+    let id = identity("b", "k");
+    let (p, y, _, public, public_bytes) = object_statement(&shares[0], &id);
+    let honest = evaluate(&shares[0], &id).unwrap();
+    let mut wrong_s = honest.proof;
+    wrong_s.s += Scalar::ONE;
+    let mut wrong_c = honest.proof;
+    wrong_c.c += Scalar::ONE;
+    // (element, proof, public key) combinations, honest first.
+    let other_public = shares[1].public_key();
+    let cases = [
+        (y, honest.proof, public),
+        (y + g, honest.proof, public),
+        (y, wrong_s, public),
+        (y, wrong_c, public),
+        (y, honest.proof, other_public),
+    ];
+    for (n, (element, proof, key)) in cases.iter().enumerate() {
+        let element_bytes = element.compress().to_bytes();
+        let key_bytes = key.compress().to_bytes();
+        let fast = dleq::verify_object(
+            OBJECT_CONTEXT,
+            Encoded {
+                point: key,
+                bytes: &key_bytes,
+            },
+            p.encoded(),
+            Encoded {
+                point: element,
+                bytes: &element_bytes,
+            },
+            proof,
+        )
+        .unwrap();
+        let reference =
+            verify_proof(OBJECT_CONTEXT, &g, key, &[p.point], &[*element], proof).unwrap();
+        assert_eq!(fast, reference, "case {n}");
+        assert_eq!(fast, n == 0, "case {n}");
+    }
+    assert_eq!(public_bytes, public.compress().to_bytes());
+}
+
+#[test]
+fn lagrange_weights_match_one_at_a_time() {
+    for indices in [
+        vec![1u8, 2],
+        vec![2, 1],
+        vec![1, 3],
+        vec![5, 2, 200],
+        vec![1, 2, 3, 4, 255],
+    ] {
+        let weights = lagrange_at_zero(&indices).unwrap();
+        for (i, weight) in indices.iter().zip(&weights) {
+            assert_eq!(
+                *weight,
+                lagrange_at(Scalar::ZERO, *i, indices.iter().copied()).unwrap(),
+                "{indices:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_holder_answering_with_the_wrong_registered_key_is_refused() {
+    let id = identity("b", "k");
+    let (_, shares, _) = setup(2, 2);
+    let (_, foreign, _) = setup(2, 2);
+    let wrong = foreign[1].public_key().compress().to_bytes();
+    let (answer, _) = evaluate_registered(&shares[1], &wrong, &id).unwrap();
+    let local = evaluate_local(&shares[0], &id).unwrap();
+    assert_eq!(
+        combine(&id, &[local], &[(2, shares[1].public_key(), answer)], 2).unwrap_err(),
+        OprfError::BadEvaluation { index: 2 }
+    );
+}
+
+#[test]
+fn registered_evaluation_combines_and_its_bytes_are_its_encoding() {
+    let id = identity("photos", "a.jpg");
+    let (k, shares, public) = setup(2, 3);
+    let registered = public.holders[2].1.compress().to_bytes();
+    let (answer, bytes) = evaluate_registered(&shares[2], &registered, &id).unwrap();
+    assert_eq!(
+        Evaluation::from_bytes(&bytes.element, &bytes.proof).unwrap(),
+        answer
+    );
+    let point = id.object_point().unwrap();
+    let local = evaluate_local_at(&shares[0], &point);
+    let registered = RegisteredKey::from_bytes(&registered).unwrap();
+    let y = combine_at(&point, &[local], &[(3, registered, answer)], 2).unwrap();
+    assert_eq!(y, k.evaluate_unsplit(&id).unwrap());
+}
+
+#[test]
+fn half_is_the_inverse_of_two() {
+    assert_eq!(dleq::half() * Scalar::from(2u8), Scalar::ONE);
+}
+
+#[test]
+fn a_weighted_local_evaluation_combines_for_its_own_set_and_for_any_other() {
+    let id = identity("photos", "w.jpg");
+    for (t, n) in [(2, 2), (3, 3), (2, 3)] {
+        let (k, shares, _) = setup(t, n);
+        let direct = k.evaluate_unsplit(&id).unwrap();
+        let point = id.object_point().unwrap();
+        let everyone: Vec<u8> = shares.iter().map(KeyShare::index).collect();
+        // Every subset of size >= t that contains the local share (index 1).
+        for mask in 1u32..(1 << n) {
+            let subset: Vec<&KeyShare> = shares
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, s)| s)
+                .collect();
+            if subset.len() < t || subset[0].index() != 1 {
+                continue;
+            }
+            let local = evaluate_local_weighted(&shares[0], &point, &everyone).unwrap();
+            let remote: Vec<_> = answers(&subset[1..], &id)
+                .into_iter()
+                .map(|(i, public, answer)| (i, RegisteredKey::from_point(public), answer))
+                .collect();
+            let y = combine_at(&point, &[local], &remote, t).unwrap();
+            assert_eq!(y, direct, "{t}-of-{n} mask {mask:b}");
+        }
+    }
+}
+
+#[test]
+fn a_weighted_local_evaluation_refuses_a_set_without_its_holder() {
+    let (_, shares, _) = setup(2, 3);
+    let point = identity("b", "k").object_point().unwrap();
+    assert_eq!(
+        evaluate_local_weighted(&shares[0], &point, &[2, 3]).unwrap_err(),
+        OprfError::Internal("the share is not one of the holders")
+    );
+    assert_eq!(
+        evaluate_local_weighted(&shares[0], &point, &[1, 2, 2]).unwrap_err(),
+        OprfError::DuplicateIndex { index: 2 }
+    );
+    assert_eq!(
+        evaluate_local_weighted(&shares[0], &point, &[0, 1]).unwrap_err(),
+        OprfError::ZeroIndex
+    );
 }

@@ -3,12 +3,12 @@
 //! against the holder's registered `K_i`, combines `Y = k·H(x)` in the exponent and derives the
 //! object's KEK `HKDF(Y, x)`. Nobody, the proxy included, ever holds the tenant key.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use curve25519_dalek::ristretto::RistrettoPoint;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
@@ -17,7 +17,9 @@ use super::{
     CustomerShare, KeyService, ReleaseContext, ReleaseError, TenantKeys, classify, customer_name,
     holders_to_ask, record_failure,
 };
-use crate::crypto::oprf::{self, Evaluation, LocalEvaluation, ObjectIdentity, OprfError};
+use crate::crypto::oprf::{
+    self, Evaluation, LocalEvaluation, ObjectIdentity, ObjectPoint, OprfError, RegisteredKey,
+};
 use crate::crypto::{Error as CryptoError, KeyMetadata, scheme};
 use crate::proxy::error::ProxyError;
 use crate::secret::{Kek, Share, ShareValue};
@@ -58,15 +60,26 @@ pub(super) async fn object_kek(
         Err(ticket) => ticket,
     };
     let customer_share = sse_c
-        .map(|(holder, raw)| customer_key_share(metadata, holder, raw))
+        .map(|(holder, raw)| checked_customer_share(service, metadata, holder, raw))
         .transpose()?;
+    // P is hashed once for the local evaluation and the holders' proofs.
+    let point = identity.object_point().map_err(|e| oprf_internal(&e))?;
     // The customer's evaluation replaces its share at once: the share is dropped (zeroized)
-    // here, before any holder is asked.
+    // here, before any holder is asked. When every registered holder must answer (as many
+    // holders as the threshold), the combination's holder set is known now, and the share's
+    // Lagrange weight is applied here, which saves a scalar multiplication in the combine.
     let local = customer_share
-        .map(|share| oprf::evaluate_local(&share, identity))
+        .map(|share| {
+            if metadata.holders.len() == usize::from(metadata.threshold) {
+                let everyone: Vec<u8> = metadata.holders.iter().map(|h| h.x).collect();
+                oprf::evaluate_local_weighted(&share, &point, &everyone)
+            } else {
+                Ok(oprf::evaluate_local_at(&share, &point))
+            }
+        })
         .transpose()
         .map_err(|e| oprf_internal(&e))?;
-    let kek = Arc::new(evaluate(service, tenant, local, identity, context).await?);
+    let kek = Arc::new(evaluate(service, tenant, local, identity, &point, context).await?);
     service
         .cache
         .insert(cache_key, kek.clone(), Some(identity.clone()), ticket);
@@ -94,6 +107,69 @@ pub(super) fn customer_key_share(
     }
 }
 
+/// [`customer_key_share`] against the registered `K_c` as parsed once
+/// ([`RegisteredKeys`]): the same check and the same errors.
+fn checked_customer_share(
+    service: &KeyService,
+    metadata: &KeyMetadata,
+    holder: &str,
+    raw: &[u8],
+) -> Result<oprf::KeyShare, ProxyError> {
+    let x = metadata
+        .holder(holder)
+        .map(|h| h.x)
+        .ok_or_else(|| ProxyError::KeyMismatch("the customer holder is not registered".into()))?;
+    let registered = service
+        .registered
+        .key(metadata, x)
+        .map_err(|_| ProxyError::WrongShare)?;
+    let value = ShareValue::from_slice(raw)
+        .ok_or(ProxyError::MalformedShare("the SSE-C key must be 32 bytes"))?;
+    let share = oprf::KeyShare::from_bytes(x, value.expose_secret())
+        .map_err(|_| ProxyError::MalformedShare("the SSE-C key is not a valid key share"))?;
+    // Public keys: comparing them in variable time reveals nothing about the share.
+    if share.public_key() != *registered.point() {
+        return Err(ProxyError::WrongShare);
+    }
+    Ok(share)
+}
+
+/// The holders' registered public keys (`K_i`, and the customer's `K_c`), parsed once: by
+/// their encoding in the metadata, so a re-registered key is simply another entry. Public
+/// values; bounded (cleared when full, then refilled by the next requests).
+#[derive(Debug, Default)]
+pub(super) struct RegisteredKeys(std::sync::Mutex<HashMap<String, RegisteredKey>>);
+
+/// Most registered keys kept; a proxy serves a few tenants with a few holders each.
+const MAX_REGISTERED_KEYS: usize = 4096;
+
+impl RegisteredKeys {
+    /// The registered key of holder `x`.
+    fn key(&self, metadata: &KeyMetadata, x: u8) -> Result<RegisteredKey, ReleaseError> {
+        let holder =
+            metadata.holders.iter().find(|h| h.x == x).ok_or_else(|| {
+                ReleaseError::Protocol("holder is not in the key metadata".into())
+            })?;
+        let mut keys = match self.0.lock() {
+            Ok(guard) => guard,
+            // Only complete entries are ever inserted: the map is whole.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(key) = keys.get(&holder.public_key) {
+            return Ok(*key);
+        }
+        let unusable = || ReleaseError::Protocol("holder has no registered public key".into());
+        let mut bytes = [0u8; oprf::ELEMENT_LEN];
+        hex::decode_to_slice(&holder.public_key, &mut bytes).map_err(|_| unusable())?;
+        let key = RegisteredKey::from_bytes(&bytes).map_err(|_| unusable())?;
+        if keys.len() >= MAX_REGISTERED_KEYS {
+            keys.clear();
+        }
+        keys.insert(holder.public_key.clone(), key);
+        Ok(key)
+    }
+}
+
 /// Asks every holder at once and combines the first answers that reach the registered
 /// threshold together with the customer's part.
 async fn evaluate(
@@ -101,6 +177,7 @@ async fn evaluate(
     tenant: &TenantKeys,
     local: Option<LocalEvaluation>,
     identity: &ObjectIdentity,
+    point: &ObjectPoint,
     context: &ReleaseContext,
 ) -> Result<Kek, ProxyError> {
     let metadata = &tenant.metadata;
@@ -139,14 +216,14 @@ async fn evaluate(
 
     let mut have_customer = local.is_some();
     let locals: Vec<LocalEvaluation> = local.into_iter().collect();
-    let mut remote: Vec<(u8, RistrettoPoint, Evaluation)> = Vec::new();
+    let mut remote: Vec<(u8, RegisteredKey, Evaluation)> = Vec::new();
     let mut names: Vec<(u8, String)> = Vec::new();
     let mut failures: Vec<(String, ReleaseError)> = Vec::new();
     while !(have_customer && locals.len() + remote.len() >= need) {
         let Some((name, result)): Option<Evaluated> = asks.next().await else {
             break;
         };
-        match result.and_then(|evaluation| registered(metadata, &name, evaluation)) {
+        match result.and_then(|evaluation| registered(service, metadata, &name, evaluation)) {
             Ok((x, public, evaluation)) => {
                 metrics::counter!("treuhand_releases_total", "holder" => name.clone(), "result" => "evaluated")
                     .increment(1);
@@ -173,7 +250,7 @@ async fn evaluate(
     let started = Instant::now();
     // The REGISTERED threshold, never a count from the answers: with fewer answers than the
     // real threshold the interpolation would give a wrong Y that no check here could notice.
-    let secret = oprf::combine(identity, &locals, &remote, need).map_err(|e| match e {
+    let secret = oprf::combine_at(point, &locals, &remote, need).map_err(|e| match e {
         OprfError::BadEvaluation { index } => {
             let holder = names
                 .iter()
@@ -196,17 +273,16 @@ async fn evaluate(
 /// The holder's registered x and `K_i` with its answer; an unregistered holder is a protocol
 /// error (a registration mistake, not the holder's).
 fn registered(
+    service: &KeyService,
     metadata: &KeyMetadata,
     name: &str,
     evaluation: Evaluation,
-) -> Result<(u8, RistrettoPoint, Evaluation), ReleaseError> {
+) -> Result<(u8, RegisteredKey, Evaluation), ReleaseError> {
     let x = metadata
         .holder(name)
         .map(|h| h.x)
         .ok_or_else(|| ReleaseError::Protocol("holder is not in the key metadata".into()))?;
-    let public = scheme::holder_key(metadata, x)
-        .map_err(|_| ReleaseError::Protocol("holder has no registered public key".into()))?;
-    Ok((x, public, evaluation))
+    Ok((x, service.registered.key(metadata, x)?, evaluation))
 }
 
 /// An OPRF failure that no holder or client caused (the identity encoding, the KDF).

@@ -157,6 +157,8 @@ pub struct TenantKeys {
 pub struct KeyService {
     cache: Cache,
     timeout: Duration,
+    /// The holders' public keys, parsed once.
+    registered: evaluate::RegisteredKeys,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -177,6 +179,7 @@ impl KeyService {
         Self {
             cache: Cache::new(ttl, max_entries),
             timeout,
+            registered: evaluate::RegisteredKeys::default(),
         }
     }
 

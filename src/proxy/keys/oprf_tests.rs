@@ -392,3 +392,38 @@ async fn each_path_refuses_the_other_schemes_tenant_key() {
     );
     assert_eq!(calls(&tenant), 0);
 }
+
+#[tokio::test]
+async fn holder_keys_parsed_once_follow_a_re_registered_key_version() {
+    // No key cache: every call derives, with the holders' keys from the process-wide parse.
+    let service = KeyService::new(Duration::ZERO, 16, Duration::from_secs(1));
+    // Two registrations of the same tenant key version with different keys (as after a
+    // re-deal), then 2-of-3 (the holder set is not known in advance) and 3-of-3 (it is).
+    for (threshold, answers) in [
+        (2, vec![Answer::Honest]),
+        (2, vec![Answer::Honest]),
+        (2, vec![Answer::Honest, Answer::Honest]),
+        (3, vec![Answer::Honest, Answer::Honest]),
+    ] {
+        let trustees = answers.len();
+        let tenant = oprf_tenant("acme", threshold, answers, None);
+        let object = identity(&tenant, "a", 1);
+        for _ in 0..2 {
+            let kek = service
+                .object_kek(&tenant.keys, Some(&tenant.customer), &object, &context())
+                .await
+                .unwrap();
+            assert_eq!(*kek, expected_kek(&tenant, &object));
+        }
+        // The other registration's customer share is refused for this one.
+        let honest = (0..trustees).map(|_| Answer::Honest).collect();
+        let other = oprf_tenant("acme", threshold, honest, None);
+        let refused = service
+            .object_kek(&tenant.keys, Some(&other.customer), &object, &context())
+            .await;
+        assert!(
+            matches!(refused, Err(ProxyError::WrongShare)),
+            "{refused:?}"
+        );
+    }
+}

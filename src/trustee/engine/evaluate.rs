@@ -4,9 +4,11 @@
 //! An evaluation passes the same gates as a release ([`Engine::admit`]), then the key must be
 //! an OPRF key and, where this holder keeps the tenant's S3 credential, the customer's own
 //! signature must verify and cover the object. The entry (with the object: bucket, key, id)
-//! is committed before the answer, as for a release; the share then leaves the writer thread
-//! only inside the job's reply, and `Y_i = k_i·P` with its proof is computed on the caller's
-//! task, so the writer does no group arithmetic.
+//! is committed before the answer, as for a release. The writer hands the opened share to the
+//! caller's task as soon as the decision is made and the entry appended
+//! ([`Trustee::submit_early`]), and `Y_i = k_i·P` with its proof is computed there while the
+//! batch is being committed (the writer does no group arithmetic); the answer waits for the
+//! commit and is dropped, unsent, if the commit fails.
 
 use base64::Engine as _;
 use zeroize::Zeroizing;
@@ -26,6 +28,18 @@ use crate::trustee::wire::{
 
 /// Longest request description (method and path as forwarded) kept in a denial's entry.
 const MAX_DESCRIBED_BYTES: usize = 512;
+
+/// What the writer hands the caller's task for an admitted evaluation.
+struct Evaluating {
+    /// The opened share.
+    share: Zeroizing<Vec<u8>>,
+    /// Its x.
+    x: u8,
+    /// Hex of the holder's registered `K_i`.
+    public_key: String,
+    /// The sequence number of the evaluation's entry.
+    audit_seq: u64,
+}
 
 impl Trustee {
     /// Decides a per-object evaluation, logs it (with the object) durably, and answers
@@ -51,24 +65,17 @@ impl Trustee {
             key: request.object.key.clone(),
             id: ObjectId(id),
         };
-        let (share, x, audit_seq) = self
-            .submit(move |engine, batch| {
+        // The decision is made and the entry appended when the share comes back; the answer is
+        // computed while the batch is being committed and sent only once it is durable.
+        let (admitted, committed) = self
+            .submit_early(move |engine, batch| {
                 engine.evaluate(batch, &caller, &tenant, key_version, request, &id)
             })
             .await?;
-        // Committed: the entry is durable, so the answer may be computed and sent.
-        let share = KeyShare::from_bytes(x, share.as_slice()).map_err(|_| {
-            Error::Internal("the stored OPRF share is not a canonical scalar".into())
-        })?;
-        let evaluation = oprf::evaluate(&share, &identity)
-            .map_err(|e| Error::Internal(format!("evaluation failed: {e}")))?;
-        let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-        Ok(EvaluateResponse {
-            element: encode(evaluation.element.compress().as_bytes()),
-            proof: encode(&evaluation.proof.to_bytes()),
-            x,
-            audit_seq,
-        })
+        let answer = answer(&admitted, &identity);
+        drop(admitted);
+        committed.wait().await?;
+        answer
     }
 
     /// Checks and logs a strict tenant's request that needs no key (LIST, DELETE, bucket
@@ -91,7 +98,7 @@ impl Trustee {
 
 impl Engine {
     /// The writer's part of an evaluation: the gates, the entry, and the opened share for the
-    /// caller's task (with its x and the entry's sequence number).
+    /// caller's task (with its x, registered public key and the entry's sequence number).
     fn evaluate(
         &mut self,
         batch: &mut Batch,
@@ -100,7 +107,7 @@ impl Engine {
         key_version: u32,
         request: EvaluateRequest,
         id: &[u8; 32],
-    ) -> Result<(Zeroizing<Vec<u8>>, u8, u64), Error> {
+    ) -> Result<Evaluating, Error> {
         let mut entry = self.entry(
             batch,
             tenant,
@@ -137,8 +144,19 @@ impl Engine {
             }
             Ok(())
         })?;
+        let public_key = self
+            .keys
+            .get(&(tenant.to_owned(), key_version))
+            .and_then(|record| record.metadata.holder(&admitted.holder))
+            .map(|holder| holder.public_key.clone())
+            .ok_or_else(|| Error::Internal("enrolled holder missing from metadata".into()))?;
         let (audit_seq, _) = self.append(batch, admitted.entry);
-        Ok((admitted.share, admitted.x, audit_seq))
+        Ok(Evaluating {
+            share: admitted.share,
+            x: admitted.x,
+            public_key,
+            audit_seq,
+        })
     }
 
     /// Where this holder keeps `tenant`'s S3 credential: requires `signed`, verifies it at
@@ -257,6 +275,27 @@ impl Engine {
             audit_seq,
         })
     }
+}
+
+/// The answer to an admitted evaluation: `Y_i = k_i·P` with its proof, encoded.
+fn answer(admitted: &Evaluating, identity: &ObjectIdentity) -> Result<EvaluateResponse, Error> {
+    let share = KeyShare::from_bytes(admitted.x, admitted.share.as_slice())
+        .map_err(|_| Error::Internal("the stored OPRF share is not a canonical scalar".into()))?;
+    // K_i as registered: the deposit checked it against this share (and a metadata update
+    // keeps it), so the proof needs no k_i·G per request.
+    let mut public = [0u8; oprf::ELEMENT_LEN];
+    hex::decode_to_slice(&admitted.public_key, &mut public).map_err(|_| {
+        Error::Internal("the registered public key of this holder is not 32 bytes of hex".into())
+    })?;
+    let (_, wire) = oprf::evaluate_registered(&share, &public, identity)
+        .map_err(|e| Error::Internal(format!("evaluation failed: {e}")))?;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    Ok(EvaluateResponse {
+        element: encode(&wire.element),
+        proof: encode(&wire.proof),
+        x: admitted.x,
+        audit_seq: admitted.audit_seq,
+    })
 }
 
 /// What a verified signature covers, for the entry (no signature, no secret).

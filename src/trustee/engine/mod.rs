@@ -290,9 +290,77 @@ impl Trustee {
         reply_rx.await.map_err(|_| Error::AuditUnavailable)?
     }
 
+    /// [`Self::submit`] for work whose answer takes computing after the decision: `early`
+    /// (what the decision opened) comes back as soon as the job ran, while its batch is still
+    /// being committed, so the caller computes during the fsync instead of after it. The
+    /// caller must not answer until [`Committed::wait`] says the batch is durable. A refused
+    /// job sends nothing early: its error comes from [`Committed::wait`], after the commit, as
+    /// with [`Self::submit`] (a chained denial is answered only once it is durable).
+    ///
+    /// # Errors
+    /// The job's own error or [`Error::AuditUnavailable`], from [`Committed::wait`].
+    async fn submit_early<E: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Engine, &mut Batch) -> Result<E, Error> + Send + 'static,
+    ) -> Result<(E, Committed), Error> {
+        let (early_tx, early_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let job: Job = Box::new(move |engine, batch| {
+            let result = if engine.poisoned {
+                Err(Error::AuditUnavailable)
+            } else {
+                work(engine, batch)
+            };
+            let refused = match result {
+                Ok(early) => {
+                    // Dropped (and zeroized, for a share) at once if the caller is gone.
+                    let _ = early_tx.send(early);
+                    None
+                }
+                Err(error) => Some(error),
+            };
+            batch.replies.push(Box::new(move |committed| {
+                let _ = done_tx.send(match refused {
+                    _ if !committed => Err(Error::AuditUnavailable),
+                    Some(error) => Err(error),
+                    None => Ok(()),
+                });
+            }));
+        });
+        self.tx
+            .send(job)
+            .await
+            .map_err(|_| Error::AuditUnavailable)?;
+        let committed = Committed(done_rx);
+        match early_rx.await {
+            Ok(early) => Ok((early, committed)),
+            Err(_) => {
+                committed.wait().await?;
+                // A job that sent nothing early was refused, and wait() returns its error;
+                // Ok here would mean a lost job: fail closed.
+                Err(Error::AuditUnavailable)
+            }
+        }
+    }
+
     /// Whether the engine is running and its store usable.
     pub async fn ready(&self) -> bool {
         self.submit(|_, _| Ok(())).await.is_ok()
+    }
+}
+
+/// The commit of a job submitted with [`Trustee::submit_early`].
+#[must_use = "nothing may be answered before the commit is known"]
+struct Committed(oneshot::Receiver<Result<(), Error>>);
+
+impl Committed {
+    /// Waits until the job's batch was committed.
+    ///
+    /// # Errors
+    /// The job's refusal once it is durable, or [`Error::AuditUnavailable`] if the batch was
+    /// not committed (or the writer is gone).
+    async fn wait(self) -> Result<(), Error> {
+        self.0.await.map_err(|_| Error::AuditUnavailable)?
     }
 }
 
