@@ -103,18 +103,10 @@ impl Storage {
 #[cfg(target_os = "linux")]
 fn read_cached_start(file: &std::path::Path, want: ReadStart) -> Option<Result<(Meta, Bytes)>> {
     use rustix::io::{ReadWriteFlags, preadv2};
-    let handle = match std::fs::File::open(file) {
-        Ok(handle) => handle,
-        Err(e) if is_not_found(&e) => return Some(Err(Error::NotFound)),
+    let (handle, meta) = match open_object(file) {
+        Ok(opened) => opened,
+        Err(Error::NotFound) => return Some(Err(Error::NotFound)),
         Err(_) => return None,
-    };
-    let stat = handle.metadata().ok()?;
-    if stat.is_dir() {
-        return Some(Err(Error::NotFound));
-    }
-    let meta = Meta {
-        size: stat.len(),
-        last_modified: stat.modified().ok()?,
     };
     let len = usize::try_from(want.len(meta.size)).ok()?;
     let mut bytes = vec![0u8; len];
@@ -144,9 +136,9 @@ fn is_not_found(e: &std::io::Error) -> bool {
     )
 }
 
-/// The blocking part on the filesystem: open, stat the open file, read.
-fn read_file_start(file: &std::path::Path, want: ReadStart) -> Result<(Meta, Bytes)> {
-    let mut handle = match std::fs::File::open(file) {
+/// The object's open file and its [`Meta`], from that file (so size and bytes belong together).
+fn open_object(file: &std::path::Path) -> Result<(std::fs::File, Meta)> {
+    let handle = match std::fs::File::open(file) {
         Ok(handle) => handle,
         Err(e) if is_not_found(&e) => return Err(Error::NotFound),
         Err(e) => return Err(Error::io("opening the object failed", e)),
@@ -164,6 +156,12 @@ fn read_file_start(file: &std::path::Path, want: ReadStart) -> Result<(Meta, Byt
             .modified()
             .map_err(|e| Error::io("reading the object's modification time failed", e))?,
     };
+    Ok((handle, meta))
+}
+
+/// The blocking part on the filesystem: open, stat the open file, read.
+fn read_file_start(file: &std::path::Path, want: ReadStart) -> Result<(Meta, Bytes)> {
+    let (mut handle, meta) = open_object(file)?;
     let len = usize::try_from(want.len(meta.size))
         .map_err(|e| Error::io("the object's read length does not fit in memory", e))?;
     let mut bytes = vec![0u8; len];
