@@ -279,6 +279,10 @@ impl Storage {
             return Ok(futures::stream::empty().boxed());
         }
         self.reads.range();
+        if let Kind::Fs { local, .. } = &self.kind {
+            let file = local.path_to_filesystem(&self.read_path(path)?)?;
+            return Ok(read::fs_stream(file, range));
+        }
         let options = object_store::GetOptions {
             range: Some(range.into()),
             ..Default::default()

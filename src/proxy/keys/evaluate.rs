@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use curve25519_dalek::RistrettoPoint;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
@@ -20,9 +21,9 @@ use super::{
 use crate::crypto::oprf::{
     self, Evaluation, LocalEvaluation, ObjectIdentity, ObjectPoint, OprfError, RegisteredKey,
 };
-use crate::crypto::{Error as CryptoError, KeyMetadata, scheme};
+use crate::crypto::{Error as CryptoError, KeyMetadata};
 use crate::proxy::error::ProxyError;
-use crate::secret::{Kek, Share, ShareValue};
+use crate::secret::{Kek, ShareValue};
 use crate::trustee::wire::{EvaluateRequest, EvaluatedObject, Justification};
 
 type Evaluated = (String, Result<Evaluation, ReleaseError>);
@@ -60,7 +61,11 @@ pub(super) async fn object_kek(
         Err(ticket) => ticket,
     };
     let customer_share = sse_c
-        .map(|(holder, raw)| checked_customer_share(service, metadata, holder, raw))
+        .map(|(holder, raw)| {
+            customer_key_share(metadata, holder, raw, |x| {
+                service.registered.key(metadata, x).ok().map(|k| *k.point())
+            })
+        })
         .transpose()?;
     // P is hashed once for the local evaluation and the holders' proofs.
     let point = identity.object_point().map_err(|e| oprf_internal(&e))?;
@@ -86,49 +91,28 @@ pub(super) async fn object_kek(
     Ok(kek)
 }
 
-/// The SSE-C bytes as the customer's OPRF key share, checked against its registered `K_c`.
+/// The SSE-C bytes as the customer's OPRF key share, checked against its registered `K_c`:
+/// the one parser of a customer share. `registered` gives `K_c` for the customer's x (the
+/// request path passes the keys parsed once per process, [`RegisteredKeys`]; the rare
+/// "which older version is this share of" question decodes the metadata directly), so both
+/// callers check the same things in the same order and refuse with the same errors.
 pub(super) fn customer_key_share(
     metadata: &KeyMetadata,
     holder: &str,
     raw: &[u8],
+    registered: impl FnOnce(u8) -> Option<RistrettoPoint>,
 ) -> Result<oprf::KeyShare, ProxyError> {
     let x = metadata
         .holder(holder)
         .map(|h| h.x)
         .ok_or_else(|| ProxyError::KeyMismatch("the customer holder is not registered".into()))?;
-    let value = ShareValue::from_slice(raw)
-        .ok_or(ProxyError::MalformedShare("the SSE-C key must be 32 bytes"))?;
-    match scheme::key_share(metadata, &Share::new(x, value)) {
-        Ok(share) => Ok(share),
-        Err(CryptoError::ShareEncoding(_)) => Err(ProxyError::MalformedShare(
-            "the SSE-C key is not a valid key share",
-        )),
-        Err(_) => Err(ProxyError::WrongShare),
-    }
-}
-
-/// [`customer_key_share`] against the registered `K_c` as parsed once
-/// ([`RegisteredKeys`]): the same check and the same errors.
-fn checked_customer_share(
-    service: &KeyService,
-    metadata: &KeyMetadata,
-    holder: &str,
-    raw: &[u8],
-) -> Result<oprf::KeyShare, ProxyError> {
-    let x = metadata
-        .holder(holder)
-        .map(|h| h.x)
-        .ok_or_else(|| ProxyError::KeyMismatch("the customer holder is not registered".into()))?;
-    let registered = service
-        .registered
-        .key(metadata, x)
-        .map_err(|_| ProxyError::WrongShare)?;
+    let registered = registered(x).ok_or(ProxyError::WrongShare)?;
     let value = ShareValue::from_slice(raw)
         .ok_or(ProxyError::MalformedShare("the SSE-C key must be 32 bytes"))?;
     let share = oprf::KeyShare::from_bytes(x, value.expose_secret())
         .map_err(|_| ProxyError::MalformedShare("the SSE-C key is not a valid key share"))?;
     // Public keys: comparing them in variable time reveals nothing about the share.
-    if share.public_key() != *registered.point() {
+    if share.public_key() != registered {
         return Err(ProxyError::WrongShare);
     }
     Ok(share)

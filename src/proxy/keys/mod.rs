@@ -320,7 +320,10 @@ pub fn is_customer_share_of(tenant: &TenantKeys, raw: &[u8]) -> bool {
         return false;
     };
     match tenant.metadata.scheme {
-        KeyScheme::Oprf => evaluate::customer_key_share(&tenant.metadata, holder, raw).is_ok(),
+        KeyScheme::Oprf => evaluate::customer_key_share(&tenant.metadata, holder, raw, |x| {
+            crate::crypto::scheme::holder_key(&tenant.metadata, x).ok()
+        })
+        .is_ok(),
         KeyScheme::ShamirTmk => {
             crate::crypto::shamir::share_from_raw(&tenant.metadata, holder, raw).is_ok_and(
                 |share| crate::crypto::shamir::check_share(&tenant.metadata, &share).is_ok(),
