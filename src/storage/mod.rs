@@ -281,7 +281,7 @@ impl Storage {
         self.reads.range();
         if let Kind::Fs { local, .. } = &self.kind {
             let file = local.path_to_filesystem(&self.read_path(path)?)?;
-            return Ok(read::fs_stream(file, range));
+            return read::fs_stream(file, range).await;
         }
         let options = object_store::GetOptions {
             range: Some(range.into()),

@@ -135,40 +135,35 @@ fn read_cached_start(file: &std::path::Path, want: ReadStart) -> Option<Result<(
 /// client that stops reading leaves little in flight.
 pub(super) const FS_STREAM_CHUNK: usize = 256 * 1024;
 
-/// The filesystem's range stream: the file opened once, then read `FS_STREAM_CHUNK` bytes at
-/// a time by position. As in [`read_cached_start`], a chunk already in the page cache is read
-/// on the async thread (`preadv2(RWF_NOWAIT)`), and only one that would wait for the disk goes
-/// to the blocking pool. A file that ends before `range.end` ends the stream with an error, so
-/// a truncated file never passes for a complete range.
-pub(super) fn fs_stream(
+/// The filesystem's range stream: the file opened once (before this returns, so a missing
+/// object is [`Error::NotFound`] here, as object_store's stream reports it), then read
+/// `FS_STREAM_CHUNK` bytes at a time by position. As in [`read_cached_start`], a chunk already
+/// in the page cache is read on the async thread (`preadv2(RWF_NOWAIT)`), and only one that
+/// would wait for the disk goes to the blocking pool. A file that ends before `range.end` ends
+/// the stream with an error, so a truncated file never passes for a complete range.
+pub(super) async fn fs_stream(
     file: std::path::PathBuf,
     range: std::ops::Range<u64>,
-) -> futures::stream::BoxStream<'static, Result<Bytes>> {
-    use futures::{StreamExt as _, TryStreamExt as _};
-    let open = async move {
-        let handle = tokio::task::spawn_blocking(move || match std::fs::File::open(&file) {
-            Ok(handle) => Ok(std::sync::Arc::new(handle)),
-            Err(e) if is_not_found(&e) => Err(Error::NotFound),
-            Err(e) => Err(Error::io("opening the object failed", e)),
-        })
-        .await
-        .map_err(|e| Error::io("the object read task failed", e))??;
-        Ok::<_, Error>(futures::stream::try_unfold(
-            (handle, range.start),
-            move |(handle, offset)| async move {
-                if offset >= range.end {
-                    return Ok(None);
-                }
-                let len = usize::try_from(range.end - offset)
-                    .unwrap_or(FS_STREAM_CHUNK)
-                    .min(FS_STREAM_CHUNK);
-                let chunk = read_chunk(&handle, offset, len).await?;
-                let next = offset + chunk.len() as u64;
-                Ok(Some((chunk, (handle, next))))
-            },
-        ))
-    };
-    futures::stream::once(open).try_flatten().boxed()
+) -> Result<futures::stream::BoxStream<'static, Result<Bytes>>> {
+    use futures::StreamExt as _;
+    let handle = tokio::task::spawn_blocking(move || {
+        open_object(&file).map(|(handle, _)| std::sync::Arc::new(handle))
+    })
+    .await
+    .map_err(|e| Error::io("the object read task failed", e))??;
+    let chunks =
+        futures::stream::try_unfold((handle, range.start), move |(handle, offset)| async move {
+            if offset >= range.end {
+                return Ok(None);
+            }
+            let len = usize::try_from(range.end - offset)
+                .unwrap_or(FS_STREAM_CHUNK)
+                .min(FS_STREAM_CHUNK);
+            let chunk = read_chunk(&handle, offset, len).await?;
+            let next = offset + chunk.len() as u64;
+            Ok(Some((chunk, (handle, next))))
+        });
+    Ok(chunks.boxed())
 }
 
 /// `len` bytes of `handle` from `offset`: from the page cache on this thread when they are
@@ -394,11 +389,15 @@ mod tests {
                     "{range:?}"
                 );
             }
-            let missing = match storage.stream_range("b/missing", 0..10).await {
-                Ok(stream) => stream.try_collect::<Vec<Bytes>>().await.map(|_| ()),
-                Err(e) => Err(e),
-            };
-            assert!(matches!(missing, Err(Error::NotFound)), "{missing:?}");
+            // Refused before any byte is streamed: a missing object, and a directory (a key
+            // prefix on the filesystem) as object_store reports it.
+            for path in ["b/missing", "b"] {
+                let missing = storage.stream_range(path, 0..10).await.map(|_| ());
+                assert!(
+                    matches!(missing, Err(Error::NotFound)),
+                    "{path}: {missing:?}"
+                );
+            }
             let past_end = match storage.stream_range("b/obj", len - 10..len + 10).await {
                 Ok(stream) => stream.try_collect::<Vec<Bytes>>().await.map(|_| ()),
                 Err(e) => Err(e),
