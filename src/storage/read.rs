@@ -60,9 +60,7 @@ impl Storage {
             if let Some(read) = read_cached_start(&file, want) {
                 return read;
             }
-            return tokio::task::spawn_blocking(move || read_file_start(&file, want))
-                .await
-                .map_err(|e| Error::io("the object read task failed", e))?;
+            return blocking(move || read_file_start(&file, want)).await;
         }
         let end = want.whole_up_to.max(want.prefix);
         if end == 0 {
@@ -102,7 +100,6 @@ impl Storage {
 /// nginx's `open_file_cache` exists for, and then only once per cold object.
 #[cfg(target_os = "linux")]
 fn read_cached_start(file: &std::path::Path, want: ReadStart) -> Option<Result<(Meta, Bytes)>> {
-    use rustix::io::{ReadWriteFlags, preadv2};
     let (handle, meta) = match open_object(file) {
         Ok(opened) => opened,
         Err(Error::NotFound) => return Some(Err(Error::NotFound)),
@@ -110,20 +107,8 @@ fn read_cached_start(file: &std::path::Path, want: ReadStart) -> Option<Result<(
     };
     let len = usize::try_from(want.len(meta.size)).ok()?;
     let mut bytes = vec![0u8; len];
-    let mut read = 0;
-    while read < len {
-        let rest = &mut bytes[read..];
-        let offset = u64::try_from(read).ok()?;
-        match preadv2(
-            &handle,
-            &mut [std::io::IoSliceMut::new(rest)],
-            offset,
-            ReadWriteFlags::NOWAIT,
-        ) {
-            Ok(n) if n > 0 => read += n,
-            // End of file before the size the stat gave, EAGAIN (not cached) or EOPNOTSUPP.
-            _ => return None,
-        }
+    if !read_cached_at(&handle, 0, &mut bytes) {
+        return None;
     }
     Some(Ok((meta, Bytes::from(bytes))))
 }
@@ -146,11 +131,8 @@ pub(super) async fn fs_stream(
     range: std::ops::Range<u64>,
 ) -> Result<futures::stream::BoxStream<'static, Result<Bytes>>> {
     use futures::StreamExt as _;
-    let handle = tokio::task::spawn_blocking(move || {
-        open_object(&file).map(|(handle, _)| std::sync::Arc::new(handle))
-    })
-    .await
-    .map_err(|e| Error::io("the object read task failed", e))??;
+    let handle =
+        blocking(move || open_object(&file).map(|(handle, _)| std::sync::Arc::new(handle))).await?;
     let chunks =
         futures::stream::try_unfold((handle, range.start), move |(handle, offset)| async move {
             if offset >= range.end {
@@ -174,30 +156,13 @@ async fn read_chunk(
     len: usize,
 ) -> Result<Bytes> {
     let mut buf = vec![0u8; len];
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::io::{ReadWriteFlags, preadv2};
-        let mut read = 0;
-        while read < len {
-            let at = offset + read as u64;
-            match preadv2(
-                handle.as_ref(),
-                &mut [std::io::IoSliceMut::new(&mut buf[read..])],
-                at,
-                ReadWriteFlags::NOWAIT,
-            ) {
-                Ok(n) if n > 0 => read += n,
-                // EAGAIN (not cached), EOPNOTSUPP, or the end of the file: let the blocking
-                // read below decide, and report, what it is.
-                _ => break,
-            }
-        }
-        if read == len {
-            return Ok(Bytes::from(buf));
-        }
+    if read_cached_at(handle, offset, &mut buf) {
+        return Ok(Bytes::from(buf));
     }
+    // Not cached, EOPNOTSUPP, or the end of the file: the blocking read decides, and
+    // reports, which.
     let handle = handle.clone();
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         use std::os::unix::fs::FileExt as _;
         handle
             .read_exact_at(&mut buf, offset)
@@ -205,7 +170,44 @@ async fn read_chunk(
         Ok(Bytes::from(buf))
     })
     .await
-    .map_err(|e| Error::io("the object read task failed", e))?
+}
+
+/// Fills `buf` from `file` at `offset` if the page cache holds every byte, on the calling
+/// thread (`preadv2(RWF_NOWAIT)`: `EAGAIN` instead of a wait for the disk). False when it
+/// could not: not cached, `EOPNOTSUPP`, or the file ends first; the caller then reads in the
+/// blocking pool, which reports any real error.
+#[cfg(target_os = "linux")]
+fn read_cached_at(file: &std::fs::File, offset: u64, buf: &mut [u8]) -> bool {
+    use rustix::io::{ReadWriteFlags, preadv2};
+    let mut read = 0;
+    while read < buf.len() {
+        let at = offset + read as u64;
+        match preadv2(
+            file,
+            &mut [std::io::IoSliceMut::new(&mut buf[read..])],
+            at,
+            ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(n) if n > 0 => read += n,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Elsewhere every read goes to the blocking pool.
+#[cfg(not(target_os = "linux"))]
+fn read_cached_at(_file: &std::fs::File, _offset: u64, _buf: &mut [u8]) -> bool {
+    false
+}
+
+/// Runs blocking file work in tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::io("the object read task failed", e))?
 }
 
 /// Whether opening failed because there is no such object.
