@@ -55,26 +55,8 @@ fn identity(role: Role, name: &str) -> PeerIdentity {
 async fn release_fails_closed_when_the_audit_entry_cannot_be_committed() {
     let dir = tempfile::tempdir().unwrap();
     let broken = Arc::new(AtomicBool::new(false));
-    let store = FlakyStore {
-        inner: SqliteStore::open(&dir.path().join("t.db")).unwrap(),
-        broken: broken.clone(),
-    };
-    let signing = SigningKey::from_seed(&[1; 32]).unwrap();
-    let public_key = signing.public_key();
-    let trustee = Trustee::start(
-        Box::new(store),
-        SealingKey::new(&[2; 32]).unwrap(),
-        signing,
-        Arc::new(ManualClock::new(START_MS)),
-        Options::default(),
-    )
-    .unwrap();
     let (metadata, shares) = new_tenant_key("acme", 1);
-    let enroll = enroll_request(&metadata, &shares, &["proxy-1"]);
-    trustee
-        .enroll(identity(Role::Customer, "acme"), "acme".into(), enroll)
-        .await
-        .unwrap();
+    let (trustee, public_key) = flaky_engine(dir.path(), broken.clone(), &metadata, &shares).await;
     let request = |id: &str| ReleaseRequest {
         justification: Justification::CustomerAccess,
         reason: String::new(),
@@ -135,17 +117,14 @@ async fn release_fails_closed_when_the_audit_entry_cannot_be_committed() {
     assert_eq!(ids, vec!["kept".to_owned()]);
 }
 
-/// An engine over a store that fails while `broken` is set, with `acme`'s OPRF key enrolled
-/// (allowing `proxy-1`); returns the engine, its public key and the key's metadata and shares.
-async fn oprf_engine(
+/// An engine over a store that fails while `broken` is set, with `acme`'s key (`metadata`,
+/// `shares`) enrolled, allowing `proxy-1`; returns the engine and its public key.
+async fn flaky_engine(
     dir: &std::path::Path,
     broken: Arc<AtomicBool>,
-) -> (
-    Trustee,
-    [u8; 32],
-    treuhand::crypto::shamir::KeyMetadata,
-    Vec<treuhand::secret::Share>,
-) {
+    metadata: &treuhand::crypto::shamir::KeyMetadata,
+    shares: &[treuhand::secret::Share],
+) -> (Trustee, [u8; 32]) {
     let store = FlakyStore {
         inner: SqliteStore::open(&dir.join("t.db")).unwrap(),
         broken,
@@ -160,15 +139,30 @@ async fn oprf_engine(
         Options::default(),
     )
     .unwrap();
-    let (metadata, shares) = new_oprf_tenant_key("acme", 1, false);
     trustee
         .enroll(
             identity(Role::Customer, "acme"),
             "acme".into(),
-            enroll_request(&metadata, &shares, &["proxy-1"]),
+            enroll_request(metadata, shares, &["proxy-1"]),
         )
         .await
         .unwrap();
+    (trustee, public_key)
+}
+
+/// [`flaky_engine`] with a fresh OPRF key for `acme`; also returns the key's metadata and
+/// shares.
+async fn oprf_engine(
+    dir: &std::path::Path,
+    broken: Arc<AtomicBool>,
+) -> (
+    Trustee,
+    [u8; 32],
+    treuhand::crypto::shamir::KeyMetadata,
+    Vec<treuhand::secret::Share>,
+) {
+    let (metadata, shares) = new_oprf_tenant_key("acme", 1, false);
+    let (trustee, public_key) = flaky_engine(dir, broken, &metadata, &shares).await;
     (trustee, public_key, metadata, shares)
 }
 

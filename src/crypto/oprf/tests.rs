@@ -191,6 +191,19 @@ fn setup(t: usize, n: usize) -> (OprfKey, Vec<KeyShare>, PublicKeys) {
     (k, shares, public)
 }
 
+/// Every non-empty subset of `shares`, with the bitmask that chose it (bit i = shares[i]).
+fn subsets(shares: &[KeyShare]) -> impl Iterator<Item = (u32, Vec<&KeyShare>)> {
+    (1u32..(1 << shares.len())).map(move |mask| {
+        let subset = shares
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, s)| s)
+            .collect();
+        (mask, subset)
+    })
+}
+
 fn answers(shares: &[&KeyShare], id: &ObjectIdentity) -> Vec<(u8, RistrettoPoint, Evaluation)> {
     shares
         .iter()
@@ -206,13 +219,7 @@ fn any_threshold_subset_combines_to_k_times_p() {
         assert_eq!(public.key, k.public_key());
         let direct = k.evaluate_unsplit(&id).unwrap();
         // Every subset of size >= t (bitmask over the n shares).
-        for mask in 1u32..(1 << n) {
-            let subset: Vec<&KeyShare> = shares
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| mask & (1 << i) != 0)
-                .map(|(_, s)| s)
-                .collect();
+        for (mask, subset) in subsets(&shares) {
             let result = verify_and_combine(&id, &answers(&subset, &id), t);
             if subset.len() >= t {
                 assert_eq!(result.unwrap(), direct, "{t}-of-{n} mask {mask:b}");
@@ -599,13 +606,7 @@ fn a_weighted_local_evaluation_combines_for_its_own_set_and_for_any_other() {
         let point = id.object_point().unwrap();
         let everyone: Vec<u8> = shares.iter().map(KeyShare::index).collect();
         // Every subset of size >= t that contains the local share (index 1).
-        for mask in 1u32..(1 << n) {
-            let subset: Vec<&KeyShare> = shares
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| mask & (1 << i) != 0)
-                .map(|(_, s)| s)
-                .collect();
+        for (mask, subset) in subsets(&shares) {
             if subset.len() < t || subset[0].index() != 1 {
                 continue;
             }
